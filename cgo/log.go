@@ -1,0 +1,120 @@
+package cgo
+
+/*
+#include <stdlib.h>
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"bytes"
+	rcgo "runtime/cgo"
+	"sync"
+	"sync/atomic"
+)
+
+// Log levels, as ggml numbers them.
+const (
+	LogDebug = int(C.GGML_LOG_LEVEL_DEBUG)
+	LogInfo  = int(C.GGML_LOG_LEVEL_INFO)
+	LogWarn  = int(C.GGML_LOG_LEVEL_WARN)
+	LogError = int(C.GGML_LOG_LEVEL_ERROR)
+	logCont  = int(C.GGML_LOG_LEVEL_CONT)
+)
+
+// LogFunc receives one complete log line (without its trailing newline).
+type LogFunc func(level int, line string)
+
+var (
+	logSink atomic.Pointer[LogFunc]
+
+	// llama.cpp writes a line in pieces (GGML_LOG_LEVEL_CONT) and from several
+	// threads; partial lines are assembled here before reaching the sink.
+	logMu      sync.Mutex
+	logPending []byte
+	logLevel   int
+
+	lastError atomic.Pointer[string]
+)
+
+var backendOnce sync.Once
+
+// Init initialises the llama.cpp backend once per process and installs the
+// log router. It is safe to call from several goroutines.
+func Init() {
+	backendOnce.Do(func() {
+		C.pp_log_install(C.int(LogWarn))
+		C.llama_backend_init()
+	})
+}
+
+// SetLogSink sets where complete log lines go (nil drops them) and the lowest
+// level that crosses from C into Go. Errors always cross, so that LastError
+// can report them.
+func SetLogSink(f LogFunc, minLevel int) {
+	if f == nil {
+		logSink.Store(nil)
+	} else {
+		logSink.Store(&f)
+	}
+	C.pp_log_set_min_level(C.int(min(minLevel, LogError)))
+}
+
+// LastError returns the most recent error line logged by llama.cpp or ggml.
+// Loads run one at a time per call site, but the log is process-wide, so
+// callers use it only to add detail to an error they already have.
+func LastError() string {
+	if p := lastError.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// ClearLastError forgets the last error line.
+func ClearLastError() { lastError.Store(nil) }
+
+//export ppGoLog
+func ppGoLog(level C.int, text *C.char) {
+	s := C.GoString(text)
+	logMu.Lock()
+	if int(level) != logCont {
+		logLevel = int(level)
+	}
+	logPending = append(logPending, s...)
+	var lines []string
+	for {
+		i := bytes.IndexByte(logPending, '\n')
+		if i < 0 {
+			break
+		}
+		lines = append(lines, string(logPending[:i]))
+		logPending = logPending[i+1:]
+	}
+	if len(logPending) == 0 {
+		logPending = nil
+	}
+	lvl := logLevel
+	logMu.Unlock()
+
+	for _, line := range lines {
+		if line == "" {
+			continue
+		}
+		if lvl >= LogError {
+			l := line
+			lastError.Store(&l)
+		}
+		if f := logSink.Load(); f != nil {
+			(*f)(lvl, line)
+		}
+	}
+}
+
+//export ppGoProgress
+func ppGoProgress(progress C.float, handle C.uintptr_t) C.bool {
+	f, ok := rcgo.Handle(handle).Value().(func(float32) bool)
+	if !ok {
+		return true
+	}
+	return C.bool(f(float32(progress)))
+}

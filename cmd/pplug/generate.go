@@ -1,0 +1,160 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"unicode/utf8"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pplug/pplug/llama"
+)
+
+func generateCommand() *cli.Command {
+	flags := []cli.Flag{
+		verboseFlag(),
+		&cli.StringFlag{Name: "prompt", Aliases: []string{"p"}, Usage: "prompt `TEXT` (\"-\" reads standard input)"},
+		&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "read the prompt from `FILE`"},
+		&cli.IntFlag{Name: "n-predict", Aliases: []string{"n"}, Value: -1, Usage: "tokens to generate (-1: until end of text or a full context)"},
+		&cli.BoolFlag{Name: "timings", Usage: "print prompt and generation speed to stderr"},
+		&cli.BoolFlag{Name: "echo", Usage: "print the prompt before the generated text"},
+		&cli.BoolFlag{Name: "ignore-eos", Usage: "keep generating past end-of-text tokens"},
+	}
+	flags = append(flags, modelFlags()...)
+	flags = append(flags, contextFlags()...)
+	flags = append(flags, samplingFlags()...)
+	return &cli.Command{
+		Name:      "generate",
+		Aliases:   []string{"gen"},
+		Usage:     "generate text from a prompt, streaming it to stdout",
+		UsageText: "pplug generate -m MODEL -p PROMPT [options]",
+		Flags:     flags,
+		Action:    runGenerate,
+	}
+}
+
+// readPrompt takes the prompt from -p, -p - (stdin) or -f.
+func readPrompt(c *cli.Context) (string, error) {
+	p, f := c.String("prompt"), c.String("file")
+	if c.IsSet("prompt") && f != "" {
+		return "", usagef("give the prompt with -p or -f, not both")
+	}
+	var text string
+	switch {
+	case f != "":
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", fmt.Errorf("read prompt file: %w", err)
+		}
+		text = string(b)
+	case p == "-":
+		b, err := io.ReadAll(c.App.Reader)
+		if err != nil {
+			return "", fmt.Errorf("read prompt from stdin: %w", err)
+		}
+		text = string(b)
+	default:
+		text = p
+	}
+	if !utf8.ValidString(text) {
+		return "", fmt.Errorf("the prompt is not valid UTF-8 (bad byte at offset %d)", badUTF8Offset(text))
+	}
+	return text, nil
+}
+
+func badUTF8Offset(s string) int {
+	for i, r := range s {
+		if r == utf8.RuneError {
+			if _, n := utf8.DecodeRuneInString(s[i:]); n <= 1 {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+func runGenerate(c *cli.Context) error {
+	if c.Bool("verbose") {
+		setupLogging(true, c.App.ErrWriter)
+	}
+	stdout, stderr := c.App.Writer, c.App.ErrWriter
+	prompt, err := readPrompt(c)
+	if err != nil {
+		return err
+	}
+	sopts, err := samplerOptions(c)
+	if err != nil {
+		return err
+	}
+	copts, err := contextOptions(c)
+	if err != nil {
+		return err
+	}
+	if n := c.Int("n-predict"); n < -1 {
+		return usagef("--n-predict must be -1 or more")
+	}
+
+	ctx := c.Context
+	m, err := loadModel(ctx, c, stderr)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+
+	tokens, err := m.Tokenize(prompt, true, true)
+	if err != nil {
+		return err
+	}
+	if len(tokens) == 0 {
+		return usagef("the prompt is empty and the model has no BOS token to start from: give a prompt with -p")
+	}
+	lctx, err := m.NewContext(copts)
+	if err != nil {
+		return err
+	}
+	defer lctx.Close()
+	if len(tokens) >= lctx.NCtx() {
+		return fmt.Errorf("%w: the prompt has %d tokens and the context window %d (raise -c/--ctx-size up to the model's %d, or shorten the prompt)",
+			llama.ErrContextFull, len(tokens), lctx.NCtx(), m.Info().NCtxTrain)
+	}
+	smp, err := llama.NewSampler(sopts)
+	if err != nil {
+		return err
+	}
+	defer smp.Close()
+	slog.Debug("generate", "prompt_tokens", len(tokens), "n_ctx", lctx.NCtx(), "threads", lctx.Threads(), "sampler", fmt.Sprintf("%+v", sopts))
+
+	if c.Bool("echo") {
+		fmt.Fprint(stdout, prompt)
+	}
+	res, err := lctx.Generate(ctx, smp, []llama.Input{llama.TokenInput(tokens...)}, 0, llama.GenerateOptions{
+		MaxTokens: c.Int("n-predict"),
+		IgnoreEOG: c.Bool("ignore-eos"),
+		Emit: func(s string) error {
+			_, err := io.WriteString(stdout, s)
+			return err
+		},
+	})
+	fmt.Fprintln(stdout)
+	if res.Stop == llama.StopContext {
+		fmt.Fprintf(stderr, "pplug: stopped: the context window of %d is full (raise -c/--ctx-size)\n", lctx.NCtx())
+	}
+	if c.Bool("timings") {
+		printTimings(stderr, res.Stats)
+	}
+	if err != nil && !errors.Is(err, llama.ErrContextFull) {
+		return err
+	}
+	return nil
+}
+
+func printTimings(w io.Writer, s llama.Stats) {
+	fmt.Fprintf(w, "prompt:     %5d tokens in %9.2f ms (%9.2f tokens/s)\n", s.PromptRows, ms(s.PromptTime.Seconds()), s.PromptTPS())
+	fmt.Fprintf(w, "generation: %5d tokens in %9.2f ms (%9.2f tokens/s)\n", s.GenTokens, ms(s.GenTime.Seconds()), s.GenTPS())
+	fmt.Fprintf(w, "time to first token: %.2f ms\n", ms(s.TimeToFirstToken.Seconds()))
+}
+
+func ms(sec float64) float64 { return sec * 1000 }

@@ -1,0 +1,145 @@
+package llama
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+
+	"github.com/pplug/pplug/cgo"
+)
+
+// SeedRandom asks for a random seed (llama.cpp's LLAMA_DEFAULT_SEED).
+const SeedRandom = math.MaxUint32
+
+// SamplerOptions configure NewSampler. Names follow llama.cpp's flags.
+type SamplerOptions struct {
+	Temp             float32 // --temp; <= 0 samples greedily
+	TopK             int     // --top-k; <= 0 disables
+	TopP             float32 // --top-p; >= 1 disables
+	MinP             float32 // --min-p; <= 0 disables
+	RepeatPenalty    float32 // --repeat-penalty; 1 disables
+	RepeatLastN      int     // --repeat-last-n; tokens the penalties look back
+	FrequencyPenalty float32
+	PresencePenalty  float32
+	Seed             uint32 // --seed; SeedRandom picks one
+}
+
+// DefaultSamplerOptions are llama.cpp's defaults.
+func DefaultSamplerOptions() SamplerOptions {
+	return SamplerOptions{
+		Temp: 0.8, TopK: 40, TopP: 0.95, MinP: 0.05,
+		RepeatPenalty: 1.0, RepeatLastN: 64, Seed: SeedRandom,
+	}
+}
+
+// Validate checks the options' ranges.
+func (o SamplerOptions) Validate() error {
+	switch {
+	case math.IsNaN(float64(o.Temp)) || math.IsInf(float64(o.Temp), 0):
+		return fmt.Errorf("temperature %v is not a number", o.Temp)
+	case o.TopP < 0 || o.TopP > 1 || math.IsNaN(float64(o.TopP)):
+		return fmt.Errorf("top-p %v is outside [0, 1]", o.TopP)
+	case o.MinP < 0 || o.MinP > 1 || math.IsNaN(float64(o.MinP)):
+		return fmt.Errorf("min-p %v is outside [0, 1]", o.MinP)
+	case o.RepeatPenalty <= 0 || math.IsNaN(float64(o.RepeatPenalty)):
+		return fmt.Errorf("repeat penalty %v must be positive", o.RepeatPenalty)
+	case o.RepeatLastN < -1:
+		return fmt.Errorf("repeat-last-n %d must be >= -1", o.RepeatLastN)
+	}
+	return nil
+}
+
+// Greedy reports whether the options pick the most likely token.
+func (o SamplerOptions) Greedy() bool { return o.Temp <= 0 }
+
+// Sampler is a llama.cpp sampler chain. Its methods lock; it serves one
+// generation at a time.
+type Sampler struct {
+	mu   sync.Mutex
+	s    *cgo.Sampler
+	opts SamplerOptions
+}
+
+// NewSampler builds the chain in llama.cpp's order: penalties, top-k,
+// top-p, min-p, temperature, then the random draw (or greedy).
+func NewSampler(o SamplerOptions) (*Sampler, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	cgo.Init()
+	s := cgo.NewSamplerChain()
+	if o.RepeatPenalty != 1 || o.FrequencyPenalty != 0 || o.PresencePenalty != 0 {
+		s.AddPenalties(int32(o.RepeatLastN), o.RepeatPenalty, o.FrequencyPenalty, o.PresencePenalty)
+	}
+	if o.Greedy() {
+		s.AddGreedy()
+	} else {
+		if o.TopK > 0 {
+			s.AddTopK(int32(o.TopK))
+		}
+		if o.TopP > 0 && o.TopP < 1 {
+			s.AddTopP(o.TopP)
+		}
+		if o.MinP > 0 {
+			s.AddMinP(o.MinP)
+		}
+		s.AddTemp(o.Temp)
+		s.AddDist(o.Seed)
+	}
+	smp := &Sampler{s: s, opts: o}
+	runtime.SetFinalizer(smp, func(s *Sampler) { _ = s.Close() })
+	return smp, nil
+}
+
+// Options returns the options the chain was built with.
+func (s *Sampler) Options() SamplerOptions { return s.opts }
+
+// Sample picks a token from output idx of c's last decode (-1: the last
+// output) and records it in the chain's history.
+func (s *Sampler) Sample(c *Context, idx int) (Token, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.s == nil {
+		return 0, ErrClosed
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.c == nil {
+		return 0, ErrClosed
+	}
+	if err := c.checkOutput(idx); err != nil {
+		return 0, fmt.Errorf("sample: %w", err)
+	}
+	return s.s.Sample(c.c, idx), nil
+}
+
+// Accept records a token chosen elsewhere (for the penalties).
+func (s *Sampler) Accept(t Token) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.s != nil {
+		s.s.Accept(t)
+	}
+}
+
+// Reset forgets the token history.
+func (s *Sampler) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.s != nil {
+		s.s.Reset()
+	}
+}
+
+// Close frees the chain. It is idempotent.
+func (s *Sampler) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.s != nil {
+		s.s.Free()
+		s.s = nil
+		runtime.SetFinalizer(s, nil)
+	}
+	return nil
+}

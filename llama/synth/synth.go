@@ -1,0 +1,471 @@
+// Package synth writes random-weight GGUF models of real shapes (llama,
+// qwen2, bert) with a real tokenizer copied from a vocabulary GGUF. They load
+// and run in llama.cpp like trained models of the same size, so speed and
+// memory can be measured at real sizes offline, and tests can build small
+// models of any shape. Their outputs are meaningless.
+package synth
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"unsafe"
+
+	"github.com/pplug/pplug/cgo"
+)
+
+// Spec is the shape and encoding of a model to write.
+type Spec struct {
+	Arch      string // "llama", "qwen2" or "bert"
+	Name      string
+	NEmbd     int
+	NLayer    int
+	NHead     int
+	NHeadKV   int // 0: NHead
+	NFF       int
+	NCtx      int // training context written to the metadata
+	NVocab    int // 0: the vocabulary file's size; larger pads with unused tokens
+	RopeTheta float32
+	NormEps   float32
+	Tied      bool // no output.weight: the output layer reuses token_embd
+	// Type of the 2-D weight matrices: cgo.TypeF32, TypeF16, TypeQ8_0, TypeQ4_0.
+	Type int
+	// Pooling written for bert models (cgo.PoolingCLS, PoolingMean, ...).
+	Pooling int
+	// Std is the standard deviation of the random weights (0: 0.02).
+	Std  float32
+	Seed uint64
+}
+
+// Presets are shapes of real models (Llama-3.2-1B, Qwen2.5-0.5B/1.5B,
+// BGE-small/base). Their vocabularies are padded to the real size so that
+// the output layer costs what it costs in the real model.
+var Presets = map[string]Spec{
+	"llama-1b":   {Arch: "llama", NEmbd: 2048, NLayer: 16, NHead: 32, NHeadKV: 8, NFF: 8192, NCtx: 8192, NVocab: 128256, RopeTheta: 500000, NormEps: 1e-5, Tied: true},
+	"qwen2-0.5b": {Arch: "qwen2", NEmbd: 896, NLayer: 24, NHead: 14, NHeadKV: 2, NFF: 4864, NCtx: 32768, NVocab: 151936, RopeTheta: 1e6, NormEps: 1e-6, Tied: true},
+	"qwen2-1.5b": {Arch: "qwen2", NEmbd: 1536, NLayer: 28, NHead: 12, NHeadKV: 2, NFF: 8960, NCtx: 32768, NVocab: 151936, RopeTheta: 1e6, NormEps: 1e-6, Tied: true},
+	"bge-small":  {Arch: "bert", NEmbd: 384, NLayer: 12, NHead: 12, NFF: 1536, NCtx: 512, NormEps: 1e-12, Pooling: cgo.PoolingCLS},
+	"bge-base":   {Arch: "bert", NEmbd: 768, NLayer: 12, NHead: 12, NFF: 3072, NCtx: 512, NormEps: 1e-12, Pooling: cgo.PoolingCLS},
+}
+
+// PresetNames lists the presets in a stable order.
+func PresetNames() []string {
+	names := make([]string, 0, len(Presets))
+	for n := range Presets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// ParseType reads "f32", "f16", "q8_0" or "q4_0".
+func ParseType(s string) (int, error) {
+	switch strings.ToLower(s) {
+	case "f32":
+		return cgo.TypeF32, nil
+	case "f16":
+		return cgo.TypeF16, nil
+	case "q8_0":
+		return cgo.TypeQ8_0, nil
+	case "q4_0":
+		return cgo.TypeQ4_0, nil
+	}
+	return 0, fmt.Errorf("unknown weight type %q (want f32, f16, q8_0 or q4_0)", s)
+}
+
+// fileType is general.file_type (llama_ftype) for a weight type.
+func fileType(t int) uint32 {
+	switch t {
+	case cgo.TypeF16:
+		return 1
+	case cgo.TypeQ4_0:
+		return 2
+	case cgo.TypeQ8_0:
+		return 7
+	}
+	return 0
+}
+
+func (s *Spec) fill() error {
+	if s.NHeadKV == 0 {
+		s.NHeadKV = s.NHead
+	}
+	if s.NCtx == 0 {
+		s.NCtx = 2048
+	}
+	if s.RopeTheta == 0 {
+		s.RopeTheta = 10000
+	}
+	if s.NormEps == 0 {
+		s.NormEps = 1e-5
+	}
+	if s.Std == 0 {
+		s.Std = 0.02
+	}
+	switch {
+	case s.Arch != "llama" && s.Arch != "qwen2" && s.Arch != "bert":
+		return fmt.Errorf("unsupported architecture %q (want llama, qwen2 or bert)", s.Arch)
+	case s.NEmbd <= 0 || s.NLayer <= 0 || s.NHead <= 0 || s.NFF <= 0:
+		return errors.New("n_embd, n_layer, n_head and n_ff must be positive")
+	case s.NEmbd%s.NHead != 0:
+		return fmt.Errorf("n_embd %d is not a multiple of n_head %d", s.NEmbd, s.NHead)
+	case s.NHead%s.NHeadKV != 0:
+		return fmt.Errorf("n_head %d is not a multiple of n_head_kv %d", s.NHead, s.NHeadKV)
+	case s.Arch == "bert" && s.NHeadKV != s.NHead:
+		return errors.New("bert models have n_head_kv = n_head")
+	}
+	bs := cgo.TypeBlockSize(s.Type)
+	if cgo.TypeName(s.Type) == "" || bs <= 0 {
+		return fmt.Errorf("unknown weight type %d", s.Type)
+	}
+	for _, d := range []int{s.NEmbd, s.NFF} {
+		if int64(d)%bs != 0 {
+			return fmt.Errorf("dimension %d is not a multiple of %s's block size %d", d, cgo.TypeName(s.Type), bs)
+		}
+	}
+	return nil
+}
+
+// tensor is one tensor to write.
+type tensor struct {
+	name  string
+	typ   int
+	shape []int64 // ggml order: shape[0] is the row length
+	init  func(r *rng, row []float32)
+}
+
+func (t tensor) rows() int64 {
+	n := int64(1)
+	for _, d := range t.shape[1:] {
+		n *= d
+	}
+	return n
+}
+
+func (s *Spec) tensors(nVocab int) []tensor {
+	std := s.Std
+	random := func(r *rng, row []float32) { r.fill(row, std) }
+	ones := func(_ *rng, row []float32) {
+		for i := range row {
+			row[i] = 1
+		}
+	}
+	zeros := func(_ *rng, row []float32) { clear(row) }
+	small := func(r *rng, row []float32) { r.fill(row, std/4) }
+
+	e, f, v := int64(s.NEmbd), int64(s.NFF), int64(nVocab)
+	hd := e / int64(s.NHead)
+	kv := hd * int64(s.NHeadKV)
+	w := func(name string, shape ...int64) tensor {
+		return tensor{name: name, typ: s.Type, shape: shape, init: random}
+	}
+	vec := func(name string, n int64, init func(*rng, []float32)) tensor {
+		return tensor{name: name, typ: cgo.TypeF32, shape: []int64{n}, init: init}
+	}
+
+	var ts []tensor
+	ts = append(ts, w("token_embd.weight", e, v))
+	if s.Arch == "bert" {
+		ts = append(ts,
+			tensor{name: "token_types.weight", typ: cgo.TypeF32, shape: []int64{e, 2}, init: random},
+			tensor{name: "position_embd.weight", typ: cgo.TypeF32, shape: []int64{e, int64(s.NCtx)}, init: random},
+			vec("token_embd_norm.weight", e, ones),
+			vec("token_embd_norm.bias", e, zeros),
+		)
+		for i := range s.NLayer {
+			p := fmt.Sprintf("blk.%d.", i)
+			ts = append(ts,
+				w(p+"attn_q.weight", e, e), vec(p+"attn_q.bias", e, small),
+				w(p+"attn_k.weight", e, e), vec(p+"attn_k.bias", e, small),
+				w(p+"attn_v.weight", e, e), vec(p+"attn_v.bias", e, small),
+				w(p+"attn_output.weight", e, e), vec(p+"attn_output.bias", e, small),
+				vec(p+"attn_output_norm.weight", e, ones), vec(p+"attn_output_norm.bias", e, zeros),
+				w(p+"ffn_up.weight", e, f), vec(p+"ffn_up.bias", f, small),
+				w(p+"ffn_down.weight", f, e), vec(p+"ffn_down.bias", e, small),
+				vec(p+"layer_output_norm.weight", e, ones), vec(p+"layer_output_norm.bias", e, zeros),
+			)
+		}
+		return ts
+	}
+	ts = append(ts, vec("output_norm.weight", e, ones))
+	if !s.Tied {
+		ts = append(ts, w("output.weight", e, v))
+	}
+	for i := range s.NLayer {
+		p := fmt.Sprintf("blk.%d.", i)
+		ts = append(ts,
+			vec(p+"attn_norm.weight", e, ones),
+			w(p+"attn_q.weight", e, hd*int64(s.NHead)),
+			w(p+"attn_k.weight", e, kv),
+			w(p+"attn_v.weight", e, kv),
+		)
+		if s.Arch == "qwen2" {
+			ts = append(ts,
+				vec(p+"attn_q.bias", hd*int64(s.NHead), small),
+				vec(p+"attn_k.bias", kv, small),
+				vec(p+"attn_v.bias", kv, small),
+			)
+		}
+		ts = append(ts,
+			w(p+"attn_output.weight", hd*int64(s.NHead), e),
+			vec(p+"ffn_norm.weight", e, ones),
+			w(p+"ffn_gate.weight", e, f),
+			w(p+"ffn_up.weight", e, f),
+			w(p+"ffn_down.weight", f, e),
+		)
+	}
+	return ts
+}
+
+// Params is the number of weights the spec writes.
+func (s Spec) Params(nVocab int) int64 {
+	if err := s.fill(); err != nil {
+		return 0
+	}
+	var n int64
+	for _, t := range s.tensors(nVocab) {
+		n += t.rows() * t.shape[0]
+	}
+	return n
+}
+
+// Write creates the model at path atomically (a temporary file renamed into
+// place). vocabPath is a GGUF whose tokenizer.* keys are copied. progress,
+// if not nil, receives the fraction of tensor bytes written.
+func Write(path, vocabPath string, s Spec, progress func(float64)) error {
+	if err := s.fill(); err != nil {
+		return err
+	}
+	vocab, err := cgo.GGUFOpen(vocabPath)
+	if err != nil {
+		return fmt.Errorf("read vocabulary %q: %w", vocabPath, err)
+	}
+	defer vocab.Free()
+
+	g := cgo.NewGGUF()
+	defer g.Free()
+	nVocab, err := copyTokenizer(g, vocab, s.NVocab)
+	if err != nil {
+		return fmt.Errorf("vocabulary %q: %w", vocabPath, err)
+	}
+	if s.Arch == "bert" && nVocab != vocabSize(vocab) {
+		return errors.New("bert vocabularies cannot be padded")
+	}
+	a := s.Arch + "."
+	g.SetString("general.architecture", s.Arch)
+	name := s.Name
+	if name == "" {
+		name = "pplug-synth-" + s.Arch
+	}
+	g.SetString("general.name", name)
+	g.SetString("general.description", "random weights written by pplug synth: for speed and shape tests only")
+	g.SetUint32("general.file_type", fileType(s.Type))
+	g.SetUint32(a+"context_length", uint32(s.NCtx))
+	g.SetUint32(a+"embedding_length", uint32(s.NEmbd))
+	g.SetUint32(a+"block_count", uint32(s.NLayer))
+	g.SetUint32(a+"feed_forward_length", uint32(s.NFF))
+	g.SetUint32(a+"attention.head_count", uint32(s.NHead))
+	if s.Arch == "bert" {
+		g.SetFloat32(a+"attention.layer_norm_epsilon", s.NormEps)
+		g.SetBool(a+"attention.causal", false)
+		g.SetUint32(a+"pooling_type", uint32(s.Pooling))
+	} else {
+		g.SetUint32(a+"attention.head_count_kv", uint32(s.NHeadKV))
+		g.SetFloat32(a+"rope.freq_base", s.RopeTheta)
+		g.SetFloat32(a+"attention.layer_norm_rms_epsilon", s.NormEps)
+		g.SetUint32(a+"rope.dimension_count", uint32(s.NEmbd/s.NHead))
+		g.SetUint32(a+"vocab_size", uint32(nVocab))
+	}
+
+	ts := s.tensors(nVocab)
+	var total int64
+	for _, t := range ts {
+		if err := g.AddTensorInfo(t.name, t.typ, t.shape); err != nil {
+			return err
+		}
+		total += cgo.RowSize(t.typ, t.shape[0]) * t.rows()
+	}
+
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	bw := bufio.NewWriterSize(tmp, 4<<20)
+	if _, err := bw.Write(g.MetaData()); err != nil {
+		tmp.Close()
+		return err
+	}
+	align := g.Alignment()
+	r := newRNG(s.Seed)
+	var written int64
+	for _, t := range ts {
+		n, err := writeTensor(bw, t, r)
+		if err != nil {
+			tmp.Close()
+			return fmt.Errorf("write %s: %w", t.name, err)
+		}
+		if pad := (align - n%align) % align; pad > 0 {
+			if _, err := bw.Write(make([]byte, pad)); err != nil {
+				tmp.Close()
+				return err
+			}
+		}
+		written += n
+		if progress != nil && total > 0 {
+			progress(float64(written) / float64(total))
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// writeTensor generates and writes one tensor in chunks of rows.
+func writeTensor(w *bufio.Writer, t tensor, r *rng) (int64, error) {
+	perRow := t.shape[0]
+	rows := t.rows()
+	rowBytes := cgo.RowSize(t.typ, perRow)
+	chunk := max(int64(1), (1<<20)/perRow) // about 4 MiB of float32 per chunk
+	src := make([]float32, chunk*perRow)
+	dst := make([]byte, chunk*rowBytes)
+	var n int64
+	for r0 := int64(0); r0 < rows; r0 += chunk {
+		k := min(chunk, rows-r0)
+		for i := range k {
+			t.init(r, src[i*perRow:(i+1)*perRow])
+		}
+		m, err := cgo.Quantize(t.typ, src[:k*perRow], dst, k, perRow)
+		if err != nil {
+			return n, err
+		}
+		if _, err := w.Write(dst[:m]); err != nil {
+			return n, err
+		}
+		n += m
+	}
+	return n, nil
+}
+
+func vocabSize(v *cgo.GGUF) int {
+	i := v.FindKey("tokenizer.ggml.tokens")
+	if i < 0 {
+		return 0
+	}
+	return v.ArrLen(i)
+}
+
+// copyTokenizer copies the tokenizer.* keys of vocab into g, padding the
+// token arrays to nVocab entries when nVocab is larger. It returns the final
+// vocabulary size.
+func copyTokenizer(g, vocab *cgo.GGUF, nVocab int) (int, error) {
+	have := vocabSize(vocab)
+	if have == 0 {
+		return 0, errors.New("no tokenizer.ggml.tokens array")
+	}
+	if nVocab == 0 {
+		nVocab = have
+	}
+	if nVocab < have {
+		return 0, fmt.Errorf("n_vocab %d is smaller than the vocabulary's %d tokens", nVocab, have)
+	}
+	g.CopyKVFrom(vocab)
+	var drop []string
+	for i := range g.NKV() {
+		if k := g.Key(i); !strings.HasPrefix(k, "tokenizer.") {
+			drop = append(drop, k)
+		}
+	}
+	for _, k := range drop {
+		g.RemoveKey(k)
+	}
+	if nVocab == have {
+		return nVocab, nil
+	}
+
+	// Pad: tokens, scores and token types (type 5 = unused).
+	ti := vocab.FindKey("tokenizer.ggml.tokens")
+	tokens := make([]string, 0, nVocab)
+	for j := range have {
+		s, err := vocab.ArrString(ti, j)
+		if err != nil {
+			return 0, err
+		}
+		tokens = append(tokens, s)
+	}
+	for j := have; j < nVocab; j++ {
+		tokens = append(tokens, fmt.Sprintf("<|synth_unused_%d|>", j))
+	}
+	g.SetArrayStrings("tokenizer.ggml.tokens", tokens)
+
+	if si := vocab.FindKey("tokenizer.ggml.scores"); si >= 0 {
+		raw, at, err := vocab.ArrData(si)
+		if err != nil || at != cgo.GGUFFloat32 || len(raw) != 4*have {
+			return 0, errors.New("tokenizer.ggml.scores is not a float32 array of the vocabulary's size")
+		}
+		scores := make([]float32, nVocab)
+		copy(scores, unsafe.Slice((*float32)(unsafe.Pointer(&raw[0])), have))
+		for j := have; j < nVocab; j++ {
+			scores[j] = -1e4
+		}
+		g.SetArrayData("tokenizer.ggml.scores", cgo.GGUFFloat32, unsafe.Pointer(&scores[0]), nVocab)
+	}
+	if ti := vocab.FindKey("tokenizer.ggml.token_type"); ti >= 0 {
+		raw, at, err := vocab.ArrData(ti)
+		if err != nil || at != cgo.GGUFInt32 || len(raw) != 4*have {
+			return 0, errors.New("tokenizer.ggml.token_type is not an int32 array of the vocabulary's size")
+		}
+		types := make([]int32, nVocab)
+		copy(types, unsafe.Slice((*int32)(unsafe.Pointer(&raw[0])), have))
+		for j := have; j < nVocab; j++ {
+			types[j] = 5
+		}
+		g.SetArrayData("tokenizer.ggml.token_type", cgo.GGUFInt32, unsafe.Pointer(&types[0]), nVocab)
+	}
+	return nVocab, nil
+}
+
+// rng is xorshift64*: fast, seedable, good enough for weights.
+type rng struct{ s uint64 }
+
+func newRNG(seed uint64) *rng {
+	if seed == 0 {
+		seed = 0x9E3779B97F4A7C15
+	}
+	return &rng{s: seed}
+}
+
+func (r *rng) next() uint64 {
+	r.s ^= r.s >> 12
+	r.s ^= r.s << 25
+	r.s ^= r.s >> 27
+	return r.s * 0x2545F4914F6CDD1D
+}
+
+// fill writes uniform values with standard deviation std.
+func (r *rng) fill(row []float32, std float32) {
+	a := std * float32(math.Sqrt(3)) // uniform on [-a, a] has std a/sqrt(3)
+	for i := range row {
+		u := float32(r.next()>>40) / float32(1<<24) // [0, 1)
+		row[i] = (2*u - 1) * a
+	}
+}
