@@ -64,10 +64,10 @@ func TestParsePyFloat(t *testing.T) {
 		{"1_0", 10, true},
 		{"1_000.5_5", 1000.55, true},
 		{"1e1_0", 1e10, true},
-		{"٣", 3, true},         // Arabic-Indic three
-		{"３.５", 3.5, true},     // full-width digits
-		{"𝟓", 5, true},         // mathematical bold five (outside the BMP)
-		{"inf", inf, true},     // parsed; Score treats it as unparsable
+		{"٣", 3, true},     // Arabic-Indic three
+		{"３.５", 3.5, true}, // full-width digits
+		{"𝟓", 5, true},     // mathematical bold five (outside the BMP)
+		{"inf", inf, true}, // parsed; Score treats it as unparsable
 		{"-Infinity", -inf, true},
 		{"1e999", inf, true},
 		{"", 0, false},

@@ -20,8 +20,8 @@ func TestRougeTokens(t *testing.T) {
 		{"café naïve", []string{"caf", "na", "ve"}},
 		{"日本語", nil},
 		{"Ünïcödé", []string{"n", "c", "d"}},
-		{"5\u212a run", []string{"5k", "run"}},          // KELVIN SIGN lower-cases to k
-		{"\u0130stanbul", []string{"i", "stanbul"}},     // İ -> "i" + combining dot
+		{"5\u212a run", []string{"5k", "run"}},      // KELVIN SIGN lower-cases to k
+		{"\u0130stanbul", []string{"i", "stanbul"}}, // İ -> "i" + combining dot
 		{"ABC\tdef\nGHI", []string{"abc", "def", "ghi"}},
 		{"a\u00a0b", []string{"a", "b"}},
 		{"x", []string{"x"}},

@@ -1,12 +1,11 @@
 package lamp
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
+
+	"github.com/pplug/pplug/internal/atomicfile"
 )
 
 // WriteAtomic writes a file so that readers see either the old content or
@@ -15,47 +14,8 @@ import (
 // directory is synced afterwards where the system allows it. The file keeps
 // the mode of the file it replaces, or gets mode 0644 when new. On any
 // error the temporary file is removed and path is left untouched.
-func WriteAtomic(path string, write func(w io.Writer) error) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	bw := bufio.NewWriterSize(f, 1<<20)
-	if err = write(bw); err != nil {
-		return err
-	}
-	if err = bw.Flush(); err != nil {
-		return err
-	}
-	mode := os.FileMode(0o644)
-	if st, serr := os.Stat(path); serr == nil && st.Mode().IsRegular() {
-		mode = st.Mode().Perm()
-	}
-	if err = f.Chmod(mode); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync() // best effort: not every system can sync a directory
-		d.Close()
-	}
-	return nil
+func WriteAtomic(path string, write func(w io.Writer) error) error {
+	return atomicfile.Write(path, write)
 }
 
 // EncodeOutputs writes o in the outputs-file format, one gold per line:

@@ -22,15 +22,20 @@ func generateCommand() *cli.Command {
 		&cli.BoolFlag{Name: "timings", Usage: "print prompt and generation speed to stderr"},
 		&cli.BoolFlag{Name: "echo", Usage: "print the prompt before the generated text"},
 		&cli.BoolFlag{Name: "ignore-eos", Usage: "keep generating past end-of-text tokens"},
+		&cli.BoolFlag{Name: "explain", Usage: "print the history items the persona weighs most (with --plug)"},
+		&cli.IntFlag{Name: "explain-k", Value: 5, Usage: "how many items --explain prints"},
 	}
 	flags = append(flags, modelFlags()...)
 	flags = append(flags, contextFlags()...)
 	flags = append(flags, samplingFlags()...)
+	flags = append(flags, personaFlags()...)
 	return &cli.Command{
-		Name:      "generate",
-		Aliases:   []string{"gen"},
-		Usage:     "generate text from a prompt, streaming it to stdout",
-		UsageText: "pplug generate -m MODEL -p PROMPT [options]",
+		Name:    "generate",
+		Aliases: []string{"gen"},
+		Usage:   "generate text from a prompt, streaming it to stdout (personalised with --profile [--plug])",
+		UsageText: "pplug generate -m MODEL -p PROMPT [options]\n" +
+			"   pplug generate -m MODEL -p PROMPT --profile HISTORY.json --plug PLUG.gguf [--encoder BGE.gguf] [--explain]\n" +
+			"   pplug generate -m MODEL -p PROMPT --profile HISTORY.json   (retrieval: top-k history items in the prompt)",
 		Flags:     flags,
 		Action:    runGenerate,
 	}
@@ -104,11 +109,17 @@ func runGenerate(c *cli.Context) error {
 	}
 	defer m.Close()
 
-	tokens, err := m.Tokenize(prompt, true, true)
+	ps, err := setupPersona(ctx, c, m, stderr)
 	if err != nil {
 		return err
 	}
-	if len(tokens) == 0 {
+	defer ps.Close()
+	input, weights, err := ps.input(ctx, m, prompt)
+	if err != nil {
+		return err
+	}
+	n := llama.InputsLen(input, m.NEmbd())
+	if n == 0 {
 		return usagef("the prompt is empty and the model has no BOS token to start from: give a prompt with -p")
 	}
 	lctx, err := m.NewContext(copts)
@@ -116,21 +127,27 @@ func runGenerate(c *cli.Context) error {
 		return err
 	}
 	defer lctx.Close()
-	if len(tokens) >= lctx.NCtx() {
-		return fmt.Errorf("%w: the prompt has %d tokens and the context window %d (raise -c/--ctx-size up to the model's %d, or shorten the prompt)",
-			llama.ErrContextFull, len(tokens), lctx.NCtx(), m.Info().NCtxTrain)
+	if n >= lctx.NCtxSeq() {
+		return fmt.Errorf("%w: the input has %d positions and the context window %d (raise -c/--ctx-size up to the model's %d, or shorten the prompt)",
+			llama.ErrContextFull, n, lctx.NCtxSeq(), m.Info().NCtxTrain)
+	}
+	if c.Bool("explain") {
+		if ps.mode != "pplug" {
+			slog.Warn("--explain needs --profile and --plug")
+		}
+		ps.explain(stderr, weights, c.Int("explain-k"))
 	}
 	smp, err := llama.NewSampler(sopts)
 	if err != nil {
 		return err
 	}
 	defer smp.Close()
-	slog.Debug("generate", "prompt_tokens", len(tokens), "n_ctx", lctx.NCtx(), "threads", lctx.Threads(), "sampler", fmt.Sprintf("%+v", sopts))
+	slog.Debug("generate", "input_positions", n, "n_ctx", lctx.NCtx(), "threads", lctx.Threads(), "sampler", fmt.Sprintf("%+v", sopts))
 
 	if c.Bool("echo") {
 		fmt.Fprint(stdout, prompt)
 	}
-	res, err := lctx.Generate(ctx, smp, []llama.Input{llama.TokenInput(tokens...)}, 0, llama.GenerateOptions{
+	res, err := lctx.Generate(ctx, smp, input, 0, llama.GenerateOptions{
 		MaxTokens: c.Int("n-predict"),
 		IgnoreEOG: c.Bool("ignore-eos"),
 		Emit: func(s string) error {

@@ -69,6 +69,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			generateCommand(),
 			infoCommand(),
 			versionCommand(),
+			plugCommand(),
+			profileCommand(),
 			synthCommand(),
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {

@@ -297,7 +297,7 @@ func (r *Reader) next() (Element, error) {
 // nextValueOffset returns the offset of the first non-space byte at or after
 // off, when it is still buffered; else off.
 func (r *Reader) nextValueOffset(off int64) int64 {
-	if off < r.pos.base {
+	if off < r.pos.base || off-r.pos.base > int64(len(r.pos.buf)) {
 		return off
 	}
 	b := r.pos.buf[off-r.pos.base:]

@@ -6,17 +6,16 @@
 package synth
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"math"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"unsafe"
 
 	"github.com/pplug/pplug/cgo"
+	"github.com/pplug/pplug/internal/atomicfile"
 )
 
 // Spec is the shape and encoding of a model to write.
@@ -291,57 +290,34 @@ func Write(path, vocabPath string, s Spec, progress func(float64)) error {
 		total += cgo.RowSize(t.typ, t.shape[0]) * t.rows()
 	}
 
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	bw := bufio.NewWriterSize(tmp, 4<<20)
-	if _, err := bw.Write(g.MetaData()); err != nil {
-		tmp.Close()
-		return err
-	}
-	align := g.Alignment()
-	r := newRNG(s.Seed)
-	var written int64
-	for _, t := range ts {
-		n, err := writeTensor(bw, t, r)
-		if err != nil {
-			tmp.Close()
-			return fmt.Errorf("write %s: %w", t.name, err)
+	return atomicfile.Write(path, func(w io.Writer) error {
+		if _, err := w.Write(g.MetaData()); err != nil {
+			return err
 		}
-		if pad := (align - n%align) % align; pad > 0 {
-			if _, err := bw.Write(make([]byte, pad)); err != nil {
-				tmp.Close()
-				return err
+		align := g.Alignment()
+		r := newRNG(s.Seed)
+		var written int64
+		for _, t := range ts {
+			n, err := writeTensor(w, t, r)
+			if err != nil {
+				return fmt.Errorf("write %s: %w", t.name, err)
+			}
+			if pad := (align - n%align) % align; pad > 0 {
+				if _, err := w.Write(make([]byte, pad)); err != nil {
+					return err
+				}
+			}
+			written += n
+			if progress != nil && total > 0 {
+				progress(float64(written) / float64(total))
 			}
 		}
-		written += n
-		if progress != nil && total > 0 {
-			progress(float64(written) / float64(total))
-		}
-	}
-	if err := bw.Flush(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+		return nil
+	})
 }
 
 // writeTensor generates and writes one tensor in chunks of rows.
-func writeTensor(w *bufio.Writer, t tensor, r *rng) (int64, error) {
+func writeTensor(w io.Writer, t tensor, r *rng) (int64, error) {
 	perRow := t.shape[0]
 	rows := t.rows()
 	rowBytes := cgo.RowSize(t.typ, perRow)

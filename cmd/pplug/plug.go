@@ -1,0 +1,247 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pplug/pplug/internal/progress"
+	"github.com/pplug/pplug/llama"
+	"github.com/pplug/pplug/persona"
+)
+
+func plugCommand() *cli.Command {
+	initFlags := []cli.Flag{
+		verboseFlag(),
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Required: true, Usage: "plug `FILE` to write"},
+		&cli.StringFlag{Name: "encoder", Usage: "history encoder GGUF `FILE` (default: the LLM itself)"},
+		&cli.StringFlag{Name: "pooling", Value: "default", Usage: "encoder pooling: default, cls, mean or last"},
+		&cli.IntFlag{Name: "encoder-max-tokens", Value: 512, Usage: "history item truncation the plug is made for"},
+		&cli.IntFlag{Name: "n-instruction", Value: 1, Usage: "instruction rows"},
+		&cli.Float64Flag{Name: "tau", Value: 1, Usage: "aggregator temperature"},
+		&cli.StringFlag{Name: "query-prefix", Usage: "instruction prefix of the query encoder (default: BGE's for BERT encoders, none for the LLM)"},
+		&cli.StringFlag{Name: "task", Usage: "LaMP task the plug is for (information only)"},
+		&cli.BoolFlag{Name: "adapter", Usage: "add a trainable query adapter"},
+		&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the initial weights"},
+		&cli.IntFlag{Name: "threads", Aliases: []string{"t"}},
+	}
+	initFlags = append(initFlags, modelFlags()...)
+	return &cli.Command{
+		Name:  "plug",
+		Usage: "make and inspect Persona-Plug plug-in files",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "init",
+				Usage:     "write a freshly initialised plug for an LLM and encoder pair (to be trained)",
+				UsageText: "pplug plug init -m MODEL [--encoder ENCODER] -o PLUG.gguf",
+				Flags:     initFlags,
+				Action:    runPlugInit,
+			},
+			{
+				Name:      "info",
+				Usage:     "print a plug's metadata",
+				UsageText: "pplug plug info PLUG.gguf [--json]",
+				Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+				Action:    runPlugInfo,
+			},
+		},
+	}
+}
+
+func runPlugInit(c *cli.Context) error {
+	if c.Bool("verbose") {
+		setupLogging(true, c.App.ErrWriter)
+	}
+	ctx := c.Context
+	m, err := loadModel(ctx, c, c.App.ErrWriter)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	pool, err := llama.ParsePooling(c.String("pooling"))
+	if err != nil {
+		return usageError{err}
+	}
+	eo := persona.EncoderOptions{Pooling: pool, MaxTokens: c.Int("encoder-max-tokens"), Threads: c.Int("threads")}
+	var enc *persona.Encoder
+	prefix := c.String("query-prefix")
+	if path := c.String("encoder"); path != "" {
+		enc, err = persona.OpenEncoder(ctx, path, eo)
+		if !c.IsSet("query-prefix") {
+			prefix = persona.DefaultQueryPrefix
+		}
+	} else {
+		enc, err = persona.NewEncoder(m, eo)
+	}
+	if err != nil {
+		return err
+	}
+	defer enc.Close()
+	scale, err := persona.TokenEmbeddingScale(m)
+	if err != nil {
+		return fmt.Errorf("measure the token embedding scale: %w", err)
+	}
+	llmID, err := persona.ModelID(m)
+	if err != nil {
+		return err
+	}
+	plug, err := persona.NewPlug(enc.Dim(), m.NEmbd(), scale, persona.PlugOptions{
+		NInstr: c.Int("n-instruction"), Tau: float32(c.Float64("tau")), Seed: c.Uint64("seed"),
+		Pooling: enc.PoolingName(), QueryPrefix: prefix, Encoder: enc.ID(), LLM: llmID,
+		Task: c.String("task"), Adapter: c.Bool("adapter"),
+	})
+	if err != nil {
+		return usageError{err}
+	}
+	plug.Meta["created"] = time.Now().UTC().Format(time.RFC3339)
+	plug.Meta["trained"] = "false"
+	if err := plug.WriteFile(c.String("output")); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.ErrWriter, "wrote %s: d_enc %d -> d_llm %d, %d instruction row(s), scale %.4g (untrained)\n",
+		c.String("output"), plug.DEnc, plug.DLLM, plug.NInstr, plug.Scale)
+	return nil
+}
+
+func runPlugInfo(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usagef("give one plug file: pplug plug info PLUG.gguf")
+	}
+	p, err := persona.ReadPlug(c.Args().First())
+	if err != nil {
+		return err
+	}
+	info := map[string]any{
+		"format_version": persona.PlugFormatVersion,
+		"d_enc":          p.DEnc,
+		"d_llm":          p.DLLM,
+		"n_instruction":  p.NInstr,
+		"n_persona":      1,
+		"tau":            p.Tau,
+		"scale":          p.Scale,
+		"pooling":        p.Pooling,
+		"query_prefix":   p.QueryPrefix,
+		"encoder":        p.Encoder,
+		"llm":            p.LLM,
+		"task":           p.Task,
+		"query_adapter":  p.AdapterW != nil,
+		"params":         len(p.W1) + len(p.B1) + len(p.W2) + len(p.B2) + len(p.Instr) + len(p.AdapterW) + len(p.AdapterB),
+		"meta":           p.Meta,
+	}
+	if c.Bool("json") {
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		return enc.Encode(info)
+	}
+	keys := make([]string, 0, len(info))
+	for k := range info {
+		if k != "meta" {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	tw := tabwriter.NewWriter(c.App.Writer, 0, 0, 2, ' ', 0)
+	for _, k := range keys {
+		fmt.Fprintf(tw, "%s\t%v\n", k, info[k])
+	}
+	mk := make([]string, 0, len(p.Meta))
+	for k := range p.Meta {
+		mk = append(mk, k)
+	}
+	sort.Strings(mk)
+	for _, k := range mk {
+		fmt.Fprintf(tw, "meta.%s\t%s\n", k, p.Meta[k])
+	}
+	return tw.Flush()
+}
+
+func profileCommand() *cli.Command {
+	flags := []cli.Flag{verboseFlag()}
+	flags = append(flags, modelFlags()...)
+	flags = append(flags, personaFlags()...)
+	flags = append(flags, &cli.IntFlag{Name: "threads", Aliases: []string{"t"}})
+	return &cli.Command{
+		Name:  "profile",
+		Usage: "work with user profiles",
+		Subcommands: []*cli.Command{{
+			Name:      "encode",
+			Usage:     "encode a profile's history into the embedding cache (with a progress bar)",
+			UsageText: "pplug profile encode --profile HISTORY.json (--encoder BGE.gguf | -m LLM.gguf)",
+			Flags:     flags,
+			Action:    runProfileEncode,
+		}},
+	}
+}
+
+func runProfileEncode(c *cli.Context) error {
+	if c.Bool("verbose") {
+		setupLogging(true, c.App.ErrWriter)
+	}
+	ctx := c.Context
+	if c.String("profile") == "" {
+		return usagef("give the profile with --profile FILE")
+	}
+	prof, _, err := loadProfile(c)
+	if err != nil {
+		return err
+	}
+	pool, err := llama.ParsePooling(c.String("pooling"))
+	if err != nil {
+		return usageError{err}
+	}
+	eo := persona.EncoderOptions{Pooling: pool, MaxTokens: c.Int("encoder-max-tokens"), Threads: c.Int("threads")}
+	var enc *persona.Encoder
+	switch {
+	case c.String("encoder") != "":
+		enc, err = persona.OpenEncoder(ctx, c.String("encoder"), eo)
+	case c.String("model") != "":
+		var m *llama.Model
+		m, err = loadModel(ctx, c, c.App.ErrWriter)
+		if err != nil {
+			return err
+		}
+		defer m.Close()
+		enc, err = persona.NewEncoder(m, eo)
+	default:
+		return usagef("give the encoder with --encoder FILE, or the LLM with -m FILE to encode with the LLM itself")
+	}
+	if err != nil {
+		return err
+	}
+	defer enc.Close()
+	dir := c.String("cache-dir")
+	if dir == "" {
+		dir = persona.DefaultCacheDir()
+	}
+	cache := &persona.Cache{Dir: dir}
+	bar := progress.New(c.App.ErrWriter, "encoding profile", float64(len(prof.Items)))
+	start := time.Now()
+	_, st, err := persona.EncodeCached(ctx, enc, cache, profileKey(c), prof.Texts(), func(done, total int) {
+		bar.Set(float64(st0(done, total, len(prof.Items))), fmt.Sprintf("%d/%d new items", done, total))
+	})
+	if err != nil {
+		return err
+	}
+	bar.Finish("")
+	el := time.Since(start)
+	rate := 0.0
+	if st.Encoded > 0 {
+		rate = float64(st.Encoded) / el.Seconds()
+	}
+	fmt.Fprintf(c.App.ErrWriter, "profile: %d items, %d from the cache, %d encoded in %s (%.1f items/s)%s\n  cache: %s\n",
+		st.Items, st.Cached, st.Encoded, el.Round(time.Millisecond), rate, map[bool]string{true: ", damaged cache rebuilt"}[st.Rebuilt],
+		cache.Path(enc.ID(), profileKey(c)))
+	return nil
+}
+
+// st0 maps progress over the new items onto the whole profile.
+func st0(done, total, items int) float64 {
+	if total == 0 {
+		return float64(items)
+	}
+	return float64(items-total) + float64(done)
+}

@@ -1,0 +1,513 @@
+package persona
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"unsafe"
+
+	"github.com/pplug/pplug/cgo"
+	"github.com/pplug/pplug/internal/atomicfile"
+	"github.com/pplug/pplug/kernels"
+)
+
+// PlugArch is general.architecture of a plug file.
+const PlugArch = "pplug"
+
+// PlugFormatVersion is the plug file format this code writes and reads.
+const PlugFormatVersion = 1
+
+// ErrNotPlug means a file is not a pplug plug-in.
+var ErrNotPlug = errors.New("not a pplug plug-in")
+
+// Plug is a Persona-Plug plug-in: the projector that maps history
+// embeddings (DEnc) into the LLM's input space (DLLM), the instruction rows,
+// the aggregator's temperature and the scale that makes rows look like the
+// LLM's own token embeddings. One plug serves every user.
+type Plug struct {
+	DEnc   int     // encoder embedding width
+	DLLM   int     // LLM input width (n_embd)
+	NInstr int     // instruction rows (the paper: 1)
+	Tau    float32 // aggregator temperature (the paper: 1)
+	// Scale multiplies the projector output; it is the mean L2 norm of the
+	// LLM's token embeddings, measured when the plug was made.
+	Scale float32
+
+	Pooling     string // encoder pooling the plug was made with
+	QueryPrefix string // instruction prefix for the query encoder
+	Encoder     string // encoder identity (EncoderID)
+	LLM         string // LLM identity (ModelID)
+	Task        string // LaMP task or "" for general use
+	// Meta holds free-form facts (training steps, loss, dates).
+	Meta map[string]string
+
+	W1 []float32 // [DLLM][DEnc]
+	B1 []float32 // [DLLM]
+	W2 []float32 // [DLLM][DLLM]
+	B2 []float32 // [DLLM]
+	// Instr holds the instruction rows [NInstr][DLLM], already at the LLM's scale.
+	Instr []float32
+	// Optional query adapter q' = normalise(q + A q + a), A [DEnc][DEnc].
+	// Both nil when absent (the paper trains the query encoder instead; a
+	// llama.cpp encoder is frozen, so this adapter is what can learn).
+	AdapterW []float32
+	AdapterB []float32
+}
+
+// PlugOptions configure NewPlug.
+type PlugOptions struct {
+	NInstr      int     // default 1
+	Tau         float32 // default 1
+	Seed        uint64
+	Pooling     string
+	QueryPrefix string
+	Encoder     string
+	LLM         string
+	Task        string
+	Adapter     bool // add a zero-initialised query adapter
+}
+
+// DefaultQueryPrefix is BGE's instruction for retrieval queries, which the
+// paper prepends to the input before encoding it.
+const DefaultQueryPrefix = "Represent this sentence for searching relevant passages: "
+
+// NewPlug returns a freshly initialised plug for an encoder of width dEnc
+// and an LLM of width dLLM whose token embeddings have mean norm scale.
+// The weights are drawn so that a unit input gives a projector output of
+// norm about 1 before Scale, and the instruction rows have norm Scale.
+func NewPlug(dEnc, dLLM int, scale float32, o PlugOptions) (*Plug, error) {
+	if dEnc <= 0 || dLLM <= 0 {
+		return nil, fmt.Errorf("plug dimensions must be positive (d_enc %d, d_llm %d)", dEnc, dLLM)
+	}
+	if !(scale > 0) || math.IsInf(float64(scale), 0) {
+		return nil, fmt.Errorf("plug scale %v must be a positive number", scale)
+	}
+	if o.NInstr < 0 {
+		return nil, errors.New("the number of instruction rows cannot be negative")
+	}
+	if o.NInstr == 0 {
+		o.NInstr = 1
+	}
+	if o.Tau == 0 {
+		o.Tau = 1
+	}
+	if !(o.Tau > 0) || math.IsInf(float64(o.Tau), 0) {
+		return nil, fmt.Errorf("tau %v must be a positive number", o.Tau)
+	}
+	r := rand.New(rand.NewPCG(o.Seed, 0x5eed))
+	normal := func(dst []float32, std float64) {
+		for i := range dst {
+			dst[i] = float32(r.NormFloat64() * std)
+		}
+	}
+	p := &Plug{
+		DEnc: dEnc, DLLM: dLLM, NInstr: o.NInstr, Tau: o.Tau, Scale: scale,
+		Pooling: o.Pooling, QueryPrefix: o.QueryPrefix, Encoder: o.Encoder, LLM: o.LLM, Task: o.Task,
+		Meta:  map[string]string{},
+		W1:    make([]float32, dLLM*dEnc),
+		B1:    make([]float32, dLLM),
+		W2:    make([]float32, dLLM*dLLM),
+		B2:    make([]float32, dLLM),
+		Instr: make([]float32, o.NInstr*dLLM),
+	}
+	// Unit-norm inputs give pre-activations ~ N(0, 1); GELU of those has
+	// E[g^2] ~ 0.425, so W2 with std 1/(dLLM*sqrt(0.425)) gives outputs of
+	// norm ~ 1.
+	normal(p.W1, 1)
+	normal(p.W2, 1/(float64(dLLM)*math.Sqrt(0.425)))
+	normal(p.Instr, 1)
+	for i := range o.NInstr {
+		row := p.Instr[i*dLLM : (i+1)*dLLM]
+		n := norm(row)
+		for j := range row {
+			row[j] *= scale / n
+		}
+	}
+	if o.Adapter {
+		p.AdapterW = make([]float32, dEnc*dEnc)
+		p.AdapterB = make([]float32, dEnc)
+	}
+	return p, nil
+}
+
+// NRows is the number of rows the plug injects: instruction rows and the
+// persona row.
+func (p *Plug) NRows() int { return p.NInstr + 1 }
+
+// Projector returns the kernels' view of the projector.
+func (p *Plug) Projector() *kernels.Projector {
+	return &kernels.Projector{DIn: p.DEnc, DOut: p.DLLM, W1: p.W1, B1: p.B1, W2: p.W2, B2: p.B2, Scale: p.Scale}
+}
+
+// Validate checks the sizes of every tensor against the dimensions.
+func (p *Plug) Validate() error {
+	switch {
+	case p.DEnc <= 0 || p.DLLM <= 0:
+		return fmt.Errorf("dimensions d_enc %d, d_llm %d must be positive", p.DEnc, p.DLLM)
+	case p.NInstr < 0:
+		return fmt.Errorf("n_instruction %d is negative", p.NInstr)
+	case !(p.Tau > 0) || math.IsInf(float64(p.Tau), 0):
+		return fmt.Errorf("tau %v is not a positive number", p.Tau)
+	case !(p.Scale > 0) || math.IsInf(float64(p.Scale), 0):
+		return fmt.Errorf("scale %v is not a positive number", p.Scale)
+	}
+	type size struct {
+		name      string
+		got, want int
+	}
+	sizes := []size{
+		{"proj.w1", len(p.W1), p.DLLM * p.DEnc},
+		{"proj.b1", len(p.B1), p.DLLM},
+		{"proj.w2", len(p.W2), p.DLLM * p.DLLM},
+		{"proj.b2", len(p.B2), p.DLLM},
+		{"instruction", len(p.Instr), p.NInstr * p.DLLM},
+	}
+	if p.AdapterW != nil || p.AdapterB != nil {
+		sizes = append(sizes,
+			size{"query_adapter.w", len(p.AdapterW), p.DEnc * p.DEnc},
+			size{"query_adapter.b", len(p.AdapterB), p.DEnc})
+	}
+	for _, s := range sizes {
+		if s.got != s.want {
+			return fmt.Errorf("tensor %s has %d values, want %d", s.name, s.got, s.want)
+		}
+	}
+	return nil
+}
+
+// CheckModel refuses a plug whose widths do not match the LLM and encoder.
+func (p *Plug) CheckModel(llmEmbd, encEmbd int) error {
+	if p.DLLM != llmEmbd {
+		return fmt.Errorf("plug was made for an LLM with n_embd %d, this model has %d: make a plug for it with `pplug plug init`", p.DLLM, llmEmbd)
+	}
+	if p.DEnc != encEmbd {
+		return fmt.Errorf("plug was made for an encoder of width %d, this encoder gives %d: use the encoder it was made with (%s)", p.DEnc, encEmbd, p.Encoder)
+	}
+	return nil
+}
+
+// AdaptQuery applies the query adapter (if any) and renormalises q in place.
+func (p *Plug) AdaptQuery(q []float32) {
+	if p.AdapterW == nil {
+		return
+	}
+	d := p.DEnc
+	out := make([]float32, d)
+	for i := range d {
+		s := p.AdapterB[i]
+		row := p.AdapterW[i*d : (i+1)*d]
+		for j, x := range q {
+			s += row[j] * x
+		}
+		out[i] = q[i] + s
+	}
+	if n := norm(out); n > 0 {
+		for i := range out {
+			q[i] = out[i] / n
+		}
+	}
+}
+
+// ---- files ------------------------------------------------------------------
+
+type plugTensor struct {
+	name  string
+	data  []float32
+	shape []int64 // ggml order
+}
+
+func (p *Plug) tensors() []plugTensor {
+	e, l := int64(p.DEnc), int64(p.DLLM)
+	ts := []plugTensor{
+		{"proj.w1", p.W1, []int64{e, l}},
+		{"proj.b1", p.B1, []int64{l}},
+		{"proj.w2", p.W2, []int64{l, l}},
+		{"proj.b2", p.B2, []int64{l}},
+	}
+	if p.NInstr > 0 {
+		ts = append(ts, plugTensor{"instruction", p.Instr, []int64{l, int64(p.NInstr)}})
+	}
+	if p.AdapterW != nil {
+		ts = append(ts,
+			plugTensor{"query_adapter.w", p.AdapterW, []int64{e, e}},
+			plugTensor{"query_adapter.b", p.AdapterB, []int64{e}})
+	}
+	return ts
+}
+
+// WriteFile writes the plug as a GGUF file, atomically (a temporary file in
+// the same folder renamed over path).
+func (p *Plug) WriteFile(path string) error {
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("write plug: %w", err)
+	}
+	g := cgo.NewGGUF()
+	defer g.Free()
+	g.SetString("general.architecture", PlugArch)
+	g.SetString("general.name", "pplug plug-in")
+	g.SetUint32("pplug.format_version", PlugFormatVersion)
+	g.SetUint32("pplug.d_enc", uint32(p.DEnc))
+	g.SetUint32("pplug.d_llm", uint32(p.DLLM))
+	g.SetUint32("pplug.n_instruction", uint32(p.NInstr))
+	g.SetUint32("pplug.n_persona", 1)
+	g.SetFloat32("pplug.tau", p.Tau)
+	g.SetFloat32("pplug.scale", p.Scale)
+	g.SetString("pplug.pooling", p.Pooling)
+	g.SetString("pplug.query_prefix", p.QueryPrefix)
+	g.SetString("pplug.encoder", p.Encoder)
+	g.SetString("pplug.llm", p.LLM)
+	g.SetUint32("pplug.llm_n_embd", uint32(p.DLLM))
+	g.SetString("pplug.task", p.Task)
+	for k, v := range p.Meta {
+		g.SetString("pplug.meta."+k, v)
+	}
+	ts := p.tensors()
+	for _, t := range ts {
+		if err := g.AddTensorInfo(t.name, cgo.TypeF32, t.shape); err != nil {
+			return fmt.Errorf("write plug: %w", err)
+		}
+	}
+	return atomicfile.Write(path, func(w io.Writer) error {
+		if _, err := w.Write(g.MetaData()); err != nil {
+			return err
+		}
+		align := g.Alignment()
+		for _, t := range ts {
+			b := floatBytes(t.data)
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+			if pad := (align - int64(len(b))%align) % align; pad > 0 {
+				if _, err := w.Write(make([]byte, pad)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// ReadPlug reads and validates a plug file.
+func ReadPlug(path string) (*Plug, error) {
+	p, err := readPlug(path)
+	if err != nil {
+		return nil, fmt.Errorf("read plug %q: %w", path, err)
+	}
+	return p, nil
+}
+
+func readPlug(path string) (*Plug, error) {
+	fi, err := os.Stat(path)
+	switch {
+	case err != nil:
+		return nil, err
+	case fi.IsDir():
+		return nil, errors.New("is a directory")
+	case fi.Size() < 4:
+		return nil, fmt.Errorf("%w: the file has %d bytes", ErrNotPlug, fi.Size())
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	magic := make([]byte, 4)
+	if _, err := io.ReadFull(f, magic); err != nil || !bytes.Equal(magic, []byte("GGUF")) {
+		return nil, fmt.Errorf("%w: not a GGUF file", ErrNotPlug)
+	}
+	g, err := cgo.GGUFOpen(path)
+	if err != nil {
+		return nil, fmt.Errorf("corrupt or truncated plug header: %w", err)
+	}
+	defer g.Free()
+	kv := ggufKV{g: g}
+	if arch := kv.str("general.architecture"); arch != PlugArch {
+		return nil, fmt.Errorf("%w: general.architecture is %q (is this a model? plugs are made with `pplug plug init`)", ErrNotPlug, arch)
+	}
+	if v := kv.u32("pplug.format_version"); v != PlugFormatVersion {
+		return nil, fmt.Errorf("plug format version %d is not supported (this pplug reads version %d)", v, PlugFormatVersion)
+	}
+	p := &Plug{
+		DEnc:        int(kv.u32("pplug.d_enc")),
+		DLLM:        int(kv.u32("pplug.d_llm")),
+		NInstr:      int(kv.u32("pplug.n_instruction")),
+		Tau:         kv.f32("pplug.tau"),
+		Scale:       kv.f32("pplug.scale"),
+		Pooling:     kv.str("pplug.pooling"),
+		QueryPrefix: kv.str("pplug.query_prefix"),
+		Encoder:     kv.str("pplug.encoder"),
+		LLM:         kv.str("pplug.llm"),
+		Task:        kv.str("pplug.task"),
+		Meta:        map[string]string{},
+	}
+	if kv.err != nil {
+		return nil, kv.err
+	}
+	if n := kv.u32("pplug.n_persona"); n != 1 {
+		return nil, fmt.Errorf("pplug.n_persona is %d; this version supports 1", n)
+	}
+	for i := range g.NKV() {
+		if k := g.Key(i); strings.HasPrefix(k, "pplug.meta.") {
+			p.Meta[strings.TrimPrefix(k, "pplug.meta.")] = g.ValueString(i)
+		}
+	}
+	if p.DEnc <= 0 || p.DLLM <= 0 || p.DEnc > 1<<20 || p.DLLM > 1<<20 || p.NInstr > 1<<16 {
+		return nil, fmt.Errorf("implausible dimensions d_enc %d, d_llm %d, n_instruction %d", p.DEnc, p.DLLM, p.NInstr)
+	}
+
+	read := func(name string, want []int64, required bool) ([]float32, error) {
+		i := g.FindTensor(name)
+		if i < 0 {
+			if required {
+				return nil, fmt.Errorf("tensor %s is missing", name)
+			}
+			return nil, nil
+		}
+		t := g.Tensor(i)
+		if t.Type != cgo.TypeF32 {
+			return nil, fmt.Errorf("tensor %s is %s, want f32", name, cgo.TypeName(t.Type))
+		}
+		if !equalShape(t.Shape, want) {
+			return nil, fmt.Errorf("tensor %s has shape %v, want %v", name, t.Shape, want)
+		}
+		off := g.DataOffset() + t.Offset
+		if off+t.Size > fi.Size() {
+			return nil, fmt.Errorf("truncated: tensor %s ends at byte %d, the file has %d", name, off+t.Size, fi.Size())
+		}
+		buf := make([]float32, t.Size/4)
+		if _, err := f.ReadAt(floatBytes(buf), off); err != nil {
+			return nil, fmt.Errorf("read tensor %s: %w", name, err)
+		}
+		return buf, nil
+	}
+	e, l := int64(p.DEnc), int64(p.DLLM)
+	if p.W1, err = read("proj.w1", []int64{e, l}, true); err != nil {
+		return nil, err
+	}
+	if p.B1, err = read("proj.b1", []int64{l}, true); err != nil {
+		return nil, err
+	}
+	if p.W2, err = read("proj.w2", []int64{l, l}, true); err != nil {
+		return nil, err
+	}
+	if p.B2, err = read("proj.b2", []int64{l}, true); err != nil {
+		return nil, err
+	}
+	if p.NInstr > 0 {
+		if p.Instr, err = read("instruction", []int64{l, int64(p.NInstr)}, true); err != nil {
+			return nil, err
+		}
+	} else {
+		p.Instr = []float32{}
+	}
+	if p.AdapterW, err = read("query_adapter.w", []int64{e, e}, false); err != nil {
+		return nil, err
+	}
+	if p.AdapterW != nil {
+		if p.AdapterB, err = read("query_adapter.b", []int64{e}, true); err != nil {
+			return nil, err
+		}
+	}
+	for _, t := range p.tensors() {
+		for _, x := range t.data {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				return nil, fmt.Errorf("tensor %s holds a non-finite value", t.name)
+			}
+		}
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// equalShape compares shapes ignoring trailing 1s (ggml reports an [n, 1]
+// tensor as [n]).
+func equalShape(a, b []int64) bool {
+	for len(a) > 1 && a[len(a)-1] == 1 {
+		a = a[:len(a)-1]
+	}
+	for len(b) > 1 && b[len(b)-1] == 1 {
+		b = b[:len(b)-1]
+	}
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// ggufKV reads typed keys, remembering the first error.
+type ggufKV struct {
+	g   *cgo.GGUF
+	err error
+}
+
+func (k *ggufKV) find(key string) int {
+	i := k.g.FindKey(key)
+	if i < 0 && k.err == nil {
+		k.err = fmt.Errorf("key %s is missing", key)
+	}
+	return i
+}
+
+func (k *ggufKV) str(key string) string {
+	i := k.find(key)
+	if i < 0 {
+		return ""
+	}
+	s, err := k.g.String(i)
+	if err != nil && k.err == nil {
+		k.err = err
+	}
+	return s
+}
+
+func (k *ggufKV) u32(key string) uint32 {
+	i := k.find(key)
+	if i < 0 {
+		return 0
+	}
+	v, err := k.g.Uint32(i)
+	if err != nil && k.err == nil {
+		k.err = err
+	}
+	return v
+}
+
+func (k *ggufKV) f32(key string) float32 {
+	i := k.find(key)
+	if i < 0 {
+		return 0
+	}
+	v, err := k.g.Float32(i)
+	if err != nil && k.err == nil {
+		k.err = err
+	}
+	return v
+}
+
+// floatBytes views a float32 slice as bytes (little-endian hosts, as GGUF).
+func floatBytes(f []float32) []byte {
+	if len(f) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&f[0])), len(f)*4)
+}
+
+func norm(x []float32) float32 {
+	var s float64
+	for _, v := range x {
+		s += float64(v) * float64(v)
+	}
+	return float32(math.Sqrt(s))
+}
