@@ -142,15 +142,15 @@ func (g *GGUF) Free() {
 	}
 }
 
-func (g *GGUF) Version() int       { return int(C.gguf_get_version(g.c)) }
-func (g *GGUF) Alignment() int64   { return int64(C.gguf_get_alignment(g.c)) }
-func (g *GGUF) DataOffset() int64  { return int64(C.gguf_get_data_offset(g.c)) }
-func (g *GGUF) NKV() int           { return int(C.gguf_get_n_kv(g.c)) }
-func (g *GGUF) Key(i int) string   { return C.GoString(C.gguf_get_key(g.c, C.int64_t(i))) }
-func (g *GGUF) KVType(i int) int   { return int(C.gguf_get_kv_type(g.c, C.int64_t(i))) }
-func (g *GGUF) ArrType(i int) int  { return int(C.gguf_get_arr_type(g.c, C.int64_t(i))) }
-func (g *GGUF) ArrLen(i int) int   { return int(C.gguf_get_arr_n(g.c, C.int64_t(i))) }
-func (g *GGUF) NTensors() int      { return int(C.gguf_get_n_tensors(g.c)) }
+func (g *GGUF) Version() int      { return int(C.gguf_get_version(g.c)) }
+func (g *GGUF) Alignment() int64  { return int64(C.gguf_get_alignment(g.c)) }
+func (g *GGUF) DataOffset() int64 { return int64(C.gguf_get_data_offset(g.c)) }
+func (g *GGUF) NKV() int          { return int(C.gguf_get_n_kv(g.c)) }
+func (g *GGUF) Key(i int) string  { return C.GoString(C.gguf_get_key(g.c, C.int64_t(i))) }
+func (g *GGUF) KVType(i int) int  { return int(C.gguf_get_kv_type(g.c, C.int64_t(i))) }
+func (g *GGUF) ArrType(i int) int { return int(C.gguf_get_arr_type(g.c, C.int64_t(i))) }
+func (g *GGUF) ArrLen(i int) int  { return int(C.gguf_get_arr_n(g.c, C.int64_t(i))) }
+func (g *GGUF) NTensors() int     { return int(C.gguf_get_n_tensors(g.c)) }
 func (g *GGUF) TypeNameOf(t int) string {
 	return C.GoString(C.gguf_type_name(C.enum_gguf_type(t)))
 }

@@ -4,13 +4,16 @@ package kernels
 // realDLLM), one sub-benchmark per backend: "cpu" always, "cuda"/"metal" when
 // the library and a device are present. They report items/s (and users/s for
 // aggregation). Only `go test -bench` runs them; the CPU projector over all
-// 32768 items takes minutes on a small machine, so use -benchtime 1x there.
+// 32768 items takes minutes on a small machine (use -benchtime 1x, or
+// PPLUG_BENCH_CPU_PROJECT_ITEMS, below).
 //
 //	go test -run '^$' -bench . -benchtime 1x ./kernels/
 
 import (
 	"log/slog"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -34,6 +37,20 @@ func benchBackends(b *testing.B) []Backend {
 	return bs
 }
 
+// benchCPUProjectItems is the number of rows of the CPU projector benchmark:
+// all 32768, or $PPLUG_BENCH_CPU_PROJECT_ITEMS (items/s is a rate, so a
+// subset measures the same thing in less time; scripts/gpu-check.sh uses 4096).
+func benchCPUProjectItems(b *testing.B) int {
+	if s := os.Getenv("PPLUG_BENCH_CPU_PROJECT_ITEMS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > realTotal {
+			b.Fatalf("PPLUG_BENCH_CPU_PROJECT_ITEMS=%q: want 1..%d", s, realTotal)
+		}
+		return n
+	}
+	return realTotal
+}
+
 // report sets items/s from the time of iters iterations of items each.
 func report(b *testing.B, iters int, elapsed time.Duration, items, users int) {
 	s := elapsed.Seconds()
@@ -52,19 +69,22 @@ func BenchmarkProject(b *testing.B) {
 	d := realistic()
 	for _, be := range benchBackends(b) {
 		b.Run(be.Name(), func(b *testing.B) {
-			out := make([]float32, realTotal*realDLLM)
-			if err := be.Project(d.proj, d.items, realTotal, out); err != nil { // warm-up, weight upload
-				b.Fatal(err)
+			n := realTotal
+			if be.Name() == "cpu" {
+				n = benchCPUProjectItems(b)
+			} else if err := be.Project(d.proj, d.items[:realDEnc], 1, make([]float32, realDLLM)); err != nil {
+				b.Fatal(err) // warm-up: weight upload, library initialisation
 			}
+			out := make([]float32, n*realDLLM)
 			iters := 0
 			start := time.Now()
 			for b.Loop() {
-				if err := be.Project(d.proj, d.items, realTotal, out); err != nil {
+				if err := be.Project(d.proj, d.items[:n*realDEnc], n, out); err != nil {
 					b.Fatal(err)
 				}
 				iters++
 			}
-			report(b, iters, time.Since(start), realTotal, 0)
+			report(b, iters, time.Since(start), n, 0)
 		})
 	}
 }

@@ -154,7 +154,7 @@ type Options struct {
 var ErrClosed = errors.New("kernels: closed")
 
 // maxDim bounds every vector width (the C ABI uses int32 sizes).
-const maxDim = 1 << 24
+const maxDim = 1 << 22
 
 // Open returns a backend for device:
 //
@@ -259,6 +259,9 @@ func checkPool(hidden []float32, d int, offsets []int32, mode Pooling, out []flo
 		return 0, errors.New("kernels: PoolTokens: offsets is empty (want n_items+1 entries)")
 	}
 	n = len(offsets) - 1
+	if n > math.MaxInt32 {
+		return 0, fmt.Errorf("kernels: PoolTokens: %d items in one call, at most %d", n, math.MaxInt32)
+	}
 	if err := checkOffsets("PoolTokens", offsets); err != nil {
 		return 0, err
 	}

@@ -36,8 +36,8 @@ func generateCommand() *cli.Command {
 		UsageText: "pplug generate -m MODEL -p PROMPT [options]\n" +
 			"   pplug generate -m MODEL -p PROMPT --profile HISTORY.json --plug PLUG.gguf [--encoder BGE.gguf] [--explain]\n" +
 			"   pplug generate -m MODEL -p PROMPT --profile HISTORY.json   (retrieval: top-k history items in the prompt)",
-		Flags:     flags,
-		Action:    runGenerate,
+		Flags:  flags,
+		Action: runGenerate,
 	}
 }
 

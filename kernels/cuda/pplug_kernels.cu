@@ -32,7 +32,7 @@ namespace {
 constexpr int kThreads = 256;          // block size of every kernel
 constexpr int kWarpsPerBlock = kThreads / 32;
 constexpr int kMaxGridY = 65535;
-constexpr int32_t kMaxDim = 1 << 24;   // sanity bound on d, d_key, d_val, d_in, d_out
+constexpr int32_t kMaxDim = 1 << 22;   // bound on d, d_key, d_val, d_in, d_out (grid.y <= 65535)
 constexpr uint32_t kMagicProjector = 0x50524f4au; // "PROJ"
 constexpr uint32_t kMagicResident = 0x52455349u;  // "RESI"
 constexpr size_t kProjectBudget = size_t(512) << 20; // device bytes per projector chunk

@@ -19,7 +19,7 @@ func TestTokenize(t *testing.T) {
 		{"GPT-4o costs $3.50", []string{"gpt", "4o", "costs", "3", "50"}},
 		{"snake_case", []string{"snake", "case"}},
 		{"Café NAÏVE", []string{"café", "naïve"}},
-		{"cafe\u0301", []string{"cafe\u0301"}},   // combining accent stays in the word
+		{"cafe\u0301", []string{"cafe\u0301"}},          // combining accent stays in the word
 		{"नमस्ते दुनिया", []string{"नमस्ते", "दुनिया"}}, // Devanagari vowel signs are marks
 		{"東京 tower", []string{"東京", "tower"}},
 		{"٣ apples", []string{"٣", "apples"}},
