@@ -81,3 +81,6 @@ bench: deps
 
 clean:
 	rm -rf $(BIN) build third_party/llama.cpp third_party/ggml
+
+# GPU kernels and ggml GPU backends (CMake; needs nvcc or macOS).
+include gpu.mk

@@ -685,7 +685,7 @@ func (c *Context) BenchCLoop(prompt []Token, n int) (promptUs, genUs int64, err 
 		var rc int
 		promptUs, genUs, rc = c.c.BenchCLoop(prompt, n)
 		if rc != 0 {
-			return fmt.Errorf("C loop: llama_decode returned %d", rc)
+			return fmt.Errorf("the plain C loop: llama_decode returned %d", rc)
 		}
 		return nil
 	})

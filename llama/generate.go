@@ -16,6 +16,7 @@ const (
 	StopLength   StopReason = "length"   // MaxTokens reached
 	StopContext  StopReason = "context"  // the context window is full
 	StopCanceled StopReason = "canceled" // the context.Context was cancelled
+	StopString   StopReason = "stop"     // a stop string appeared (it is not in the text)
 )
 
 // GenerateOptions configure Generate.
@@ -28,6 +29,10 @@ type GenerateOptions struct {
 	IgnoreEOG bool
 	// Special renders special tokens into the text.
 	Special bool
+	// Stop strings end generation when they appear in the text; the text
+	// is cut before them. Text that could begin one is held back until the
+	// following tokens decide.
+	Stop []string
 	// Emit receives the text as it is produced, in whole UTF-8 characters.
 	// An error from Emit stops generation and is returned.
 	Emit func(text string) error
@@ -61,8 +66,9 @@ type Result struct {
 	Tokens []Token
 	Text   string
 	Stop   StopReason
-	// Next is the position after the last token in the KV cache. A final
-	// end-of-generation token is not decoded, so it is not in the cache.
+	// Next is the position after the last token in the KV cache. Tokens are
+	// the sampled tokens but a final end-of-generation token; all of them are
+	// in the cache except the last when Stop is StopString or StopContext.
 	Next  Pos
 	Stats Stats
 }
@@ -90,22 +96,39 @@ func (c *Context) Generate(ctx context.Context, smp *Sampler, prompt []Input, po
 // continueGeneration samples from the current last output onwards.
 func (c *Context) continueGeneration(ctx context.Context, smp *Sampler, res Result, t0 time.Time, o GenerateOptions) (Result, error) {
 	var text strings.Builder
-	var pending []byte
-	emit := func(final bool) error {
-		n := completeUTF8(pending)
-		if final {
-			n = len(pending)
-		}
-		if n == 0 {
+	var pending []byte // bytes of a UTF-8 sequence still incomplete
+	var held string    // text that may be the start of a stop string
+	out := func(s string) error {
+		if s == "" {
 			return nil
 		}
-		s := strings.ToValidUTF8(string(pending[:n]), "\uFFFD")
-		pending = append(pending[:0], pending[n:]...)
 		text.WriteString(s)
 		if o.Emit != nil {
 			return o.Emit(s)
 		}
 		return nil
+	}
+	// push adds a token's bytes; it reports whether a stop string appeared.
+	push := func(piece []byte, final bool) (bool, error) {
+		pending = append(pending, piece...)
+		n := completeUTF8(pending)
+		if final {
+			n = len(pending)
+		}
+		held += strings.ToValidUTF8(string(pending[:n]), "\uFFFD")
+		pending = append(pending[:0], pending[n:]...)
+		if cut := firstStop(held, o.Stop); cut >= 0 {
+			err := out(held[:cut])
+			held = ""
+			return true, err
+		}
+		keep := 0
+		if !final {
+			keep = stopPrefixLen(held, o.Stop)
+		}
+		err := out(held[:len(held)-keep])
+		held = held[len(held)-keep:]
+		return false, err
 	}
 
 	tg := time.Now()
@@ -130,14 +153,17 @@ func (c *Context) continueGeneration(ctx context.Context, smp *Sampler, res Resu
 			res.Stats.TimeToFirstToken = time.Since(t0)
 		}
 		res.Stats.GenTokens++
-		res.Tokens = append(res.Tokens, t)
 		eog, piece := c.tokenInfo(t, o.Special)
 		if eog && !o.IgnoreEOG {
 			res.Stop = StopEOG
 			break
 		}
-		pending = append(pending, piece...)
-		if err = emit(false); err != nil {
+		res.Tokens = append(res.Tokens, t)
+		var stopped bool
+		if stopped, err = push(piece, false); err != nil || stopped {
+			if stopped {
+				res.Stop = StopString
+			}
 			break
 		}
 		if int(res.Next) >= c.ctxSeq {
@@ -155,12 +181,43 @@ func (c *Context) continueGeneration(ctx context.Context, smp *Sampler, res Resu
 			break
 		}
 	}
-	if ferr := emit(true); err == nil {
-		err = ferr
+	if res.Stop != StopString {
+		if _, ferr := push(nil, true); err == nil {
+			err = ferr
+		}
 	}
 	res.Stats.GenTime = time.Since(tg)
 	res.Text = text.String()
 	return res, err
+}
+
+// firstStop returns where the earliest stop string starts in s, or -1.
+func firstStop(s string, stops []string) int {
+	cut := -1
+	for _, st := range stops {
+		if st == "" {
+			continue
+		}
+		if i := strings.Index(s, st); i >= 0 && (cut < 0 || i < cut) {
+			cut = i
+		}
+	}
+	return cut
+}
+
+// stopPrefixLen is the length of the longest suffix of s that begins some
+// stop string: text that must be held back until the next token decides.
+func stopPrefixLen(s string, stops []string) int {
+	best := 0
+	for _, st := range stops {
+		for k := min(len(st)-1, len(s)); k > best; k-- {
+			if strings.HasSuffix(s, st[:k]) {
+				best = k
+				break
+			}
+		}
+	}
+	return best
 }
 
 // tokenInfo reads whether t ends generation and its text, under c.mu so a

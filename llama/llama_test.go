@@ -621,3 +621,40 @@ func TestEmbeddingsOutput(t *testing.T) {
 		t.Fatal("two different texts pooled to the same vector")
 	}
 }
+
+func TestStopStrings(t *testing.T) {
+	m := loadStories(t)
+	c := newCtx(t, m, ContextOptions{NCtx: 256, Threads: 1})
+	toks, _ := m.Tokenize("Once upon a time", true, false)
+	for _, tc := range []struct {
+		stop []string
+		want string
+	}{
+		{[]string{"Lily"}, ", there was a little girl named "},
+		{[]string{"park", "girl"}, ", there was a little "},
+		{[]string{" named Lily. She"}, ", there was a little girl"},
+		{[]string{"no such text"}, ""},
+	} {
+		_ = c.ClearMemory()
+		var streamed strings.Builder
+		res, err := c.Generate(context.Background(), greedy(t), []Input{TokenInput(toks...)}, 0, GenerateOptions{
+			MaxTokens: 40, Stop: tc.stop,
+			Emit: func(s string) error { streamed.WriteString(s); return nil },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if streamed.String() != res.Text {
+			t.Fatalf("streamed %q, result %q", streamed.String(), res.Text)
+		}
+		if tc.want == "" {
+			if res.Stop != StopLength || !strings.HasPrefix(res.Text, storiesGolden) {
+				t.Fatalf("stop %v: %s %q", tc.stop, res.Stop, res.Text)
+			}
+			continue
+		}
+		if res.Stop != StopString || res.Text != tc.want {
+			t.Fatalf("stop %v: got %s %q, want %q", tc.stop, res.Stop, res.Text, tc.want)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -25,8 +26,21 @@ func main() {
 // run is main without the process exit, for tests.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := newApp(stdin, stdout, stderr)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigc)
+	go func() {
+		for sig := range sigc {
+			// An interactive command may take Ctrl-C for itself (chat stops
+			// the answer, not the program); otherwise it ends the run.
+			if h := interruptHook.Load(); h != nil && sig == os.Interrupt && (*h)() {
+				continue
+			}
+			cancel()
+		}
+	}()
 	if err := app.RunContext(ctx, args); err != nil {
 		var ue usageError
 		if errors.As(err, &ue) {
@@ -42,6 +56,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	return 0
 }
+
+// interruptHook, when set, gets the first say on Ctrl-C; it returns true
+// when it handled the interrupt.
+var interruptHook atomic.Pointer[func() bool]
 
 // usageError marks a mistake in the command line (exit status 2).
 type usageError struct{ error }
@@ -69,6 +87,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			generateCommand(),
 			infoCommand(),
 			versionCommand(),
+			chatCommand(),
 			plugCommand(),
 			profileCommand(),
 			synthCommand(),

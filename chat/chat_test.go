@@ -1,0 +1,208 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/pplug/pplug/internal/testenv"
+	"github.com/pplug/pplug/llama"
+)
+
+func setup(t *testing.T, nctx int) (*llama.Model, *llama.Context, *llama.Sampler) {
+	t.Helper()
+	m, err := llama.LoadModel(context.Background(), testenv.Stories260K(t), llama.ModelOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	c, err := m.NewContext(llama.ContextOptions{NCtx: nctx, Threads: 1, NSeqMax: 2, KVUnified: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	s, err := llama.NewSampler(llama.SamplerOptions{Temp: 0, RepeatPenalty: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return m, c, s
+}
+
+func send(t *testing.T, s *Session, msg string) llama.Result {
+	t.Helper()
+	r, err := s.Send(context.Background(), msg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// wordsPersona injects the token embeddings of fixed words as the rows: a
+// persona whose effect on the answer is certain.
+type wordsPersona struct {
+	m     *llama.Model
+	words string
+	calls int
+}
+
+func (p *wordsPersona) Rows(_ context.Context, q string) ([]float32, []float32, error) {
+	p.calls++
+	toks, err := p.m.Tokenize(p.words, false, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	rows, err := p.m.TokenEmbeddings(toks[:2])
+	return rows, []float32{1}, err
+}
+func (p *wordsPersona) NRows() int { return 2 }
+
+func TestConversationStaysInTheCache(t *testing.T) {
+	_, c, smp := setup(t, 512)
+	s, err := New(c, smp, Options{MaxTokens: 24})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Template() != "" || len(s.Notices()) != 0 {
+		t.Fatal("stories260K has no template: the plain format should be used silently")
+	}
+	first := send(t, s, "Tom had a big red ball.")
+	second := send(t, s, "What did Tom do with it?")
+	if second.Stats.PromptRows >= int(second.Next)-second.Stats.GenTokens-1 {
+		t.Fatalf("turn 2 decoded %d prompt rows, the whole conversation is %d: not incremental", second.Stats.PromptRows, second.Next)
+	}
+	if n := len(s.Messages()); n != 4 {
+		t.Fatalf("%d messages in the transcript, want 4", n)
+	}
+	// The same question in a fresh conversation gets another answer: the
+	// first turn conditions the second.
+	if err := s.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Messages()) != 0 {
+		t.Fatal("Reset kept messages")
+	}
+	fresh := send(t, s, "What did Tom do with it?")
+	t.Logf("turn 1: %q\nturn 2: %q\nfresh:  %q", first.Text, second.Text, fresh.Text)
+	if fresh.Text == second.Text {
+		t.Fatal("the second answer did not depend on the first turn")
+	}
+	// And after Reset it is exactly what a new session says.
+	s2, _ := New(c, smp, Options{MaxTokens: 24})
+	s2.Reset()
+	again := send(t, s2, "What did Tom do with it?")
+	if again.Text != fresh.Text {
+		t.Fatalf("after Reset: %q, in a new session: %q", fresh.Text, again.Text)
+	}
+}
+
+func TestPersonaOnOff(t *testing.T) {
+	m, c, smp := setup(t, 512)
+	p := &wordsPersona{m: m, words: " Tom robot"}
+	s, err := New(c, smp, Options{MaxTokens: 24, Persona: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	with := send(t, s, "Once upon a time")
+	send(t, s, "And then?")
+	if p.calls != 2 {
+		t.Fatalf("rows computed %d times for 2 messages, want once per message", p.calls)
+	}
+	if err := s.SetPersona(false); err != nil {
+		t.Fatal(err)
+	}
+	s.Reset()
+	without := send(t, s, "Once upon a time")
+	t.Logf("with persona: %q\nwithout:      %q", with.Text, without.Text)
+	if with.Text == without.Text {
+		t.Fatal("/persona off did not change the answer")
+	}
+	if err := s.SetPersona(true); err != nil {
+		t.Fatal(err)
+	}
+	s.Reset()
+	if again := send(t, s, "Once upon a time"); again.Text != with.Text {
+		t.Fatalf("persona on again: %q, first time %q", again.Text, with.Text)
+	}
+	// Without a persona, turning it on is refused.
+	plain, _ := New(c, smp, Options{})
+	if err := plain.SetPersona(true); err == nil {
+		t.Fatal("persona turned on without one")
+	}
+}
+
+func TestFullWindowDropsOldTurns(t *testing.T) {
+	_, c, smp := setup(t, 256) // llama.cpp's smallest window
+	s, err := New(c, smp, Options{MaxTokens: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropped := false
+	for i := range 12 {
+		r, err := s.Send(context.Background(), "Tell me more about the little dog and the big red ball in the park.", nil)
+		if err != nil {
+			t.Fatalf("turn %d: %v", i, err)
+		}
+		if int(r.Next) > c.NCtxSeq() {
+			t.Fatalf("turn %d: position %d past the window", i, r.Next)
+		}
+		for _, n := range s.Notices() {
+			if strings.Contains(n, "dropped") {
+				dropped = true
+			}
+		}
+	}
+	if !dropped {
+		t.Fatal("12 turns in a 256-position window never dropped a turn")
+	}
+	// A single message longer than the window is an error, not a crash.
+	_, err = s.Send(context.Background(), strings.Repeat("a dog and a cat ", 200), nil)
+	if !errors.Is(err, ErrTooLong) {
+		t.Fatalf("over-long message: %v", err)
+	}
+	// The session still works afterwards.
+	send(t, s, "Hello")
+}
+
+func TestChatTemplateModel(t *testing.T) {
+	// A random-weight phi3-vocabulary llama with the Phi-3 chat template is
+	// written by the CLI tests; here the template path is checked with the
+	// built-in chatml template on stories260K.
+	_, c, smp := setup(t, 512)
+	s, err := New(c, smp, Options{Template: "chatml", MaxTokens: 8, System: "You are brief."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(t, s, "Hi")
+	r := send(t, s, "Again")
+	if r.Stats.PromptRows == 0 {
+		t.Fatal("nothing decoded for the second turn")
+	}
+	if _, err := New(c, smp, Options{Template: "no such {{ template"}); err == nil {
+		t.Fatal("an unknown template was accepted")
+	}
+	if _, err := s.Send(context.Background(), "   ", nil); !errors.Is(err, ErrEmptyMessage) {
+		t.Fatalf("empty message: %v", err)
+	}
+}
+
+func TestCancelStopsTheAnswer(t *testing.T) {
+	_, c, smp := setup(t, 512)
+	s, _ := New(c, smp, Options{MaxTokens: -1})
+	ctx, cancel := context.WithCancel(context.Background())
+	n := 0
+	_, err := s.Send(ctx, "Once upon a time", func(string) error {
+		if n++; n == 3 {
+			cancel()
+		}
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if len(s.Messages()) != 2 {
+		t.Fatalf("the stopped answer should stay in the transcript: %v", s.Messages())
+	}
+	send(t, s, "And then?")
+}

@@ -1,0 +1,443 @@
+package profile
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/pplug/pplug/lamp/jsonscan"
+)
+
+// Load reads the profile in the file at path; see Parse.
+func Load(path string, opts Options) (*Profile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("profile: %w", err)
+	}
+	defer f.Close()
+	return parse(f, path, opts)
+}
+
+// Parse reads a profile from r in any of the package's input formats.
+func Parse(r io.Reader, opts Options) (*Profile, error) {
+	return parse(r, "", opts)
+}
+
+// loader holds the state of one load.
+type loader struct {
+	opts     Options
+	source   string
+	fields   []string // requested text fields; nil for the default rule
+	sep      string
+	p        *Profile
+	seen     int // items seen (usable or not)
+	firstIdx map[string]int
+}
+
+func parse(r io.Reader, source string, opts Options) (*Profile, error) {
+	l := &loader{opts: opts, source: source, p: &Profile{}, sep: opts.Separator, firstIdx: make(map[string]int)}
+	if l.sep == "" {
+		l.sep = " "
+	}
+	switch {
+	case len(opts.Fields) > 0:
+		l.fields = opts.Fields
+	case opts.Task.Valid():
+		l.fields = opts.Task.ProfileFields()
+	}
+	if err := l.read(r); err != nil {
+		return nil, loadError(source, err)
+	}
+	if err := l.finish(); err != nil {
+		return nil, loadError(source, err)
+	}
+	return l.p, nil
+}
+
+// isQuestion reports whether an element is a LaMP question.
+func isQuestion(raw []byte) bool {
+	if jsonscan.KindOf(raw) != jsonscan.Object {
+		return false
+	}
+	m, err := jsonscan.Members(raw)
+	if err != nil {
+		return false
+	}
+	_, hasInput := m["input"]
+	_, hasProfile := m["profile"]
+	return hasInput && hasProfile
+}
+
+func (l *loader) read(r io.Reader) error {
+	js := jsonscan.NewReader(r)
+	c, err := js.Peek()
+	if err == io.EOF {
+		return fmt.Errorf("%w: the input is blank", ErrEmpty)
+	}
+	if err != nil {
+		return err
+	}
+	switch c {
+	case '[':
+		if err := js.OpenArray(); err != nil {
+			return err
+		}
+		first, err := js.Next()
+		if err == io.EOF {
+			return fmt.Errorf("%w: the array has no items", ErrEmpty)
+		}
+		if err != nil {
+			return err
+		}
+		if isQuestion(first.Raw) {
+			l.p.Format = FormatQuestions
+			return l.readQuestions(js, first, 0)
+		}
+		l.p.Format = FormatArray
+		return l.readItems(js, first)
+	case '{':
+		first, err := js.Next()
+		if err != nil {
+			return err
+		}
+		if isQuestion(first.Raw) {
+			second, err := js.Next()
+			if err == io.EOF {
+				l.p.Format = FormatQuestion
+				return l.useQuestion(first, false)
+			}
+			if err != nil {
+				return err
+			}
+			l.p.Format = FormatQuestions
+			if l.opts.QuestionID == "" {
+				return ErrNeedQuestionID
+			}
+			if questionID(first.Raw) == l.opts.QuestionID {
+				return l.useQuestion(first, true)
+			}
+			return l.readQuestions(js, second, 1)
+		}
+		l.p.Format = FormatJSONL
+		return l.readItems(js, first)
+	default:
+		// Let the decoder locate invalid input; a valid scalar is the wrong
+		// kind of value.
+		el, err := js.Next()
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("expected a JSON array, a JSON object or JSON Lines of objects, found %s at line %d", jsonscan.Describe(jsonscan.KindOf(el.Raw)), el.Line)
+	}
+}
+
+// questionID returns the "id" of a question element as text, "" if none.
+func questionID(raw []byte) string {
+	m, err := jsonscan.Members(raw)
+	if err != nil {
+		return ""
+	}
+	s, _, ok := jsonscan.Scalar(m["id"])
+	if !ok {
+		return ""
+	}
+	return s
+}
+
+// readQuestions streams questions, starting with first, until the one with
+// Options.QuestionID; skipped questions were looked at before first.
+func (l *loader) readQuestions(js *jsonscan.Reader, first jsonscan.Element, skipped int) error {
+	if l.opts.QuestionID == "" {
+		return ErrNeedQuestionID
+	}
+	el := first
+	n := skipped
+	for {
+		n++
+		if questionID(el.Raw) == l.opts.QuestionID {
+			return l.useQuestion(el, true)
+		}
+		var err error
+		el, err = js.Next()
+		if err == io.EOF {
+			return fmt.Errorf("%w: no question has id %q (%d questions read)", ErrQuestionNotFound, l.opts.QuestionID, n)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// useQuestion loads the profile of one question element.
+func (l *loader) useQuestion(el jsonscan.Element, selected bool) error {
+	id := questionID(el.Raw)
+	name := fmt.Sprintf("question %q", id)
+	if el.Line > 0 {
+		name += fmt.Sprintf(" (line %d)", el.Line)
+	}
+	if !selected && l.opts.QuestionID != "" && l.opts.QuestionID != id {
+		return fmt.Errorf("%w: the input holds a single question, whose id is %q, not %q", ErrQuestionNotFound, id, l.opts.QuestionID)
+	}
+	if err := jsonscan.CheckText(el.Raw); err != nil {
+		return fmt.Errorf("%s: %v", name, err)
+	}
+	m, _ := jsonscan.Members(el.Raw)
+	input, kind, ok := jsonscan.Scalar(m["input"])
+	if !ok || kind != jsonscan.String {
+		return fmt.Errorf("%s: \"input\" must be a string, found %s", name, jsonscan.Describe(kind))
+	}
+	l.p.Query = input
+	l.p.QuestionID = id
+	if jsonscan.KindOf(m["profile"]) == jsonscan.Null {
+		return fmt.Errorf("%w: %s has a null profile", ErrEmpty, name)
+	}
+	items, err := jsonscan.Elements(m["profile"])
+	if err != nil {
+		return fmt.Errorf("%s: \"profile\": %v", name, err)
+	}
+	if len(items) == 0 {
+		return fmt.Errorf("%w: %s has no profile items", ErrEmpty, name)
+	}
+	for i, raw := range items {
+		if err := l.item(raw, i, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readItems reads item elements, starting with first.
+func (l *loader) readItems(js *jsonscan.Reader, first jsonscan.Element) error {
+	if l.opts.QuestionID != "" {
+		if err := l.warn(Warning{Index: -1, Msg: fmt.Sprintf("question id %q ignored: the input is a plain list of items", l.opts.QuestionID)}); err != nil {
+			return err
+		}
+	}
+	el := first
+	for {
+		if err := l.item(el.Raw, el.Index, el.Line); err != nil {
+			return err
+		}
+		var err error
+		el, err = js.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// warn records a warning, or returns it as an error in strict mode.
+func (l *loader) warn(w Warning) error {
+	if l.opts.Strict {
+		if w.Index < 0 {
+			return fmt.Errorf("%s (strict mode)", w.Msg)
+		}
+		return &itemError{index: w.Index, id: w.ID, line: w.Line, err: fmt.Errorf("%s (strict mode)", w.Msg)}
+	}
+	l.p.Warnings = append(l.p.Warnings, w)
+	return nil
+}
+
+// metadataKeys are never part of the default text.
+var metadataKeys = map[string]bool{
+	"id": true, "score": true, "rating": true, "label": true, "labels": true,
+	"tag": true, "tags": true, "category": true, "categories": true,
+	"url": true, "link": true, "user": true, "author": true, "source": true,
+	"lang": true, "language": true,
+}
+
+func isMetadata(key string) bool {
+	k := strings.ToLower(key)
+	if metadataKeys[k] || strings.HasSuffix(k, "id") {
+		return true
+	}
+	for _, d := range dateKeys {
+		if strings.EqualFold(d, key) {
+			return true
+		}
+	}
+	return false
+}
+
+// defaultOrder lists the fields that come first in the default text.
+var defaultOrder = []string{"title", "description", "abstract"}
+
+// item decodes and checks one item and appends it when usable.
+func (l *loader) item(raw json.RawMessage, index, line int) error {
+	l.seen++
+	fail := func(id string, err error) error { return &itemError{index: index, id: id, line: line, err: err} }
+	m, err := jsonscan.Members(raw)
+	if err != nil {
+		return fail("", err)
+	}
+	it := Item{Index: index, Line: line, Fields: make(map[string]string, len(m))}
+	var warnings []string
+	if idRaw, ok := m["id"]; ok {
+		s, kind, ok := jsonscan.Scalar(idRaw)
+		switch {
+		case ok && kind != jsonscan.Bool:
+			it.ID = s
+		case kind != jsonscan.Null:
+			warnings = append(warnings, fmt.Sprintf("\"id\" is %s; ignored", jsonscan.Describe(kind)))
+		}
+	}
+	if err := jsonscan.CheckText(raw); err != nil {
+		return fail(it.ID, err)
+	}
+	isString := make(map[string]bool, len(m))
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if k == "id" {
+			continue
+		}
+		s, kind, ok := jsonscan.Scalar(m[k])
+		if !ok {
+			if kind != jsonscan.Null {
+				warnings = append(warnings, fmt.Sprintf("field %q is %s; ignored", k, jsonscan.Describe(kind)))
+			}
+			continue
+		}
+		it.Fields[k] = s
+		isString[k] = kind == jsonscan.String
+	}
+
+	// Date.
+	for _, k := range dateKeys {
+		v, ok := it.Fields[k]
+		if !ok {
+			continue
+		}
+		if d, ok := ParseDate(v); ok {
+			it.Date = d
+		} else {
+			warnings = append(warnings, fmt.Sprintf("unparsable date %q in field %q; date ignored", v, k))
+		}
+		break
+	}
+
+	// Text.
+	var parts []string
+	if l.fields != nil {
+		var missing []string
+		for _, f := range l.fields {
+			v, ok := it.Fields[f]
+			if !ok {
+				missing = append(missing, f)
+				continue
+			}
+			if v = strings.TrimSpace(v); v != "" {
+				parts = append(parts, v)
+			}
+		}
+		if len(missing) > 0 && len(parts) > 0 {
+			warnings = append(warnings, fmt.Sprintf("missing field(s) %s", strings.Join(missing, ", ")))
+		}
+	} else if v := strings.TrimSpace(it.Fields["text"]); v != "" && isString["text"] {
+		parts = []string{v}
+	} else {
+		var rest []string
+		for _, k := range keys {
+			if isString[k] && !isMetadata(k) && !slices.Contains(defaultOrder, k) {
+				rest = append(rest, k)
+			}
+		}
+		for _, k := range append(slices.Clone(defaultOrder), rest...) {
+			if !isString[k] {
+				continue
+			}
+			if v := strings.TrimSpace(it.Fields[k]); v != "" {
+				parts = append(parts, v)
+			}
+		}
+	}
+	it.Text = strings.Join(parts, l.sep)
+
+	for _, w := range warnings {
+		if err := l.warn(Warning{Index: index, ID: it.ID, Line: line, Msg: w}); err != nil {
+			return err
+		}
+	}
+	if it.ID != "" {
+		if first, dup := l.firstIdx[it.ID]; dup {
+			if err := l.warn(Warning{Index: index, ID: it.ID, Line: line, Msg: fmt.Sprintf("duplicate id (first used by item %d)", first)}); err != nil {
+				return err
+			}
+		} else {
+			l.firstIdx[it.ID] = index
+		}
+	}
+	if it.Text == "" {
+		what := "no text"
+		if l.fields != nil {
+			what = "no text in field(s) " + strings.Join(l.fields, ", ")
+		}
+		return l.warn(Warning{Index: index, ID: it.ID, Line: line, Msg: what + "; item skipped"})
+	}
+	l.p.Items = append(l.p.Items, it)
+	return nil
+}
+
+// finish applies MaxItems and the final checks.
+func (l *loader) finish() error {
+	if l.seen == 0 {
+		return ErrEmpty
+	}
+	if len(l.p.Items) == 0 {
+		return fmt.Errorf("%w (all %d items were skipped)", ErrNoUsableItems, l.seen)
+	}
+	l.p.Usable = len(l.p.Items)
+	max := l.opts.MaxItems
+	if max == 0 {
+		max = DefaultMaxItems
+	}
+	if max < 0 || len(l.p.Items) <= max {
+		return nil
+	}
+	items := l.p.Items
+	dated := 0
+	for _, it := range items {
+		if it.HasDate() {
+			dated++
+		}
+	}
+	if dated < len(items) {
+		if dated > 0 {
+			if err := l.warn(Warning{Index: -1, Msg: fmt.Sprintf("%d of %d items have no date; kept the last %d in file order", len(items)-dated, len(items), max)}); err != nil {
+				return err
+			}
+		}
+		l.p.Items = slices.Clone(items[len(items)-max:])
+		return nil
+	}
+	// The most recent by date; among equal dates the later in the file.
+	order := make([]int, len(items))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool {
+		da, db := items[order[a]].Date, items[order[b]].Date
+		if !da.Equal(db) {
+			return da.After(db)
+		}
+		return order[a] > order[b]
+	})
+	keep := order[:max]
+	sort.Ints(keep)
+	kept := make([]Item, len(keep))
+	for i, k := range keep {
+		kept[i] = items[k]
+	}
+	l.p.Items = kept
+	return nil
+}
