@@ -103,6 +103,7 @@ func runChat(c *cli.Context) error {
 			return usagef("--remember needs a plain profile (a JSON array or JSON Lines of items), not a LaMP question file")
 		}
 	}
+	applyThreadDefault(c, m, &copts)
 	lctx, err := m.NewContext(copts)
 	if err != nil {
 		return err

@@ -122,6 +122,7 @@ func runGenerate(c *cli.Context) error {
 	if n == 0 {
 		return usagef("the prompt is empty and the model has no BOS token to start from: give a prompt with -p")
 	}
+	applyThreadDefault(c, m, &copts)
 	lctx, err := m.NewContext(copts)
 	if err != nil {
 		return err
