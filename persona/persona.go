@@ -104,11 +104,30 @@ func (u *User) Top(weights []float32, k int) []Weighted {
 // uses one), the plug's rows, then the prompt's tokens. prompt is the
 // tokenized prompt with the model's special tokens (as Tokenize with
 // addSpecial gives it).
+//
+// llama.cpp decodes token runs and row runs in separate batches, and every
+// batch reads all the weights once, which dominates short prompts. So the
+// prompt's tokens are turned into their embedding rows (exactly what the
+// model would look up; see llama.Model.TokenEmbeddings) and the whole input
+// goes in as one run of rows. Should the model's token table be unreadable,
+// the input falls back to token and row runs.
 func Inputs(m *llama.Model, rows []float32, prompt []llama.Token) []llama.Input {
 	if len(rows) == 0 {
 		return []llama.Input{llama.TokenInput(prompt...)}
 	}
-	if len(prompt) > 0 && m.AddBOS() && prompt[0] == m.BOS() {
+	bos := len(prompt) > 0 && m.AddBOS() && prompt[0] == m.BOS()
+	if emb, err := m.TokenEmbeddings(prompt); err == nil {
+		d := m.NEmbd()
+		all := make([]float32, 0, len(emb)+len(rows))
+		if bos {
+			all = append(append(all, emb[:d]...), rows...)
+			all = append(all, emb[d:]...)
+		} else {
+			all = append(append(all, rows...), emb...)
+		}
+		return []llama.Input{llama.EmbdInput(all)}
+	}
+	if bos {
 		in := []llama.Input{llama.TokenInput(prompt[0]), llama.EmbdInput(rows)}
 		if len(prompt) > 1 {
 			in = append(in, llama.TokenInput(prompt[1:]...))
