@@ -52,6 +52,7 @@ type ContextParams struct {
 	OffloadKQV   bool
 	KVUnified    bool
 	NoPerf       bool
+	KVF32        bool // keep the KV cache in F32 instead of F16
 }
 
 // Context is a llama_context with its reusable batch and abort flag.
@@ -91,6 +92,9 @@ func NewContext(m *Model, p ContextParams) (*Context, error) {
 	cp.offload_kqv = C.bool(p.OffloadKQV)
 	cp.kv_unified = C.bool(p.KVUnified)
 	cp.no_perf = C.bool(p.NoPerf)
+	if p.KVF32 {
+		cp.type_k, cp.type_v = C.GGML_TYPE_F32, C.GGML_TYPE_F32
+	}
 
 	ClearLastError()
 	c := C.llama_init_from_model(m.c, cp)

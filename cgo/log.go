@@ -35,7 +35,12 @@ var (
 	logLevel   int
 
 	lastError atomic.Pointer[string]
+
+	// logMin is the lowest level that crosses from C into Go.
+	logMin atomic.Int32
 )
+
+func init() { logMin.Store(int32(LogWarn)) }
 
 var backendOnce sync.Once
 
@@ -43,7 +48,7 @@ var backendOnce sync.Once
 // log router. It is safe to call from several goroutines.
 func Init() {
 	backendOnce.Do(func() {
-		C.pp_log_install(C.int(LogWarn))
+		C.pp_log_install(C.int(logMin.Load()))
 		C.llama_backend_init()
 	})
 }
@@ -57,7 +62,8 @@ func SetLogSink(f LogFunc, minLevel int) {
 	} else {
 		logSink.Store(&f)
 	}
-	C.pp_log_set_min_level(C.int(min(minLevel, LogError)))
+	logMin.Store(int32(min(minLevel, LogError)))
+	C.pp_log_set_min_level(C.int(logMin.Load()))
 }
 
 // LastError returns the most recent error line logged by llama.cpp or ggml.

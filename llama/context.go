@@ -89,6 +89,9 @@ type ContextOptions struct {
 	FlashAttn FlashAttn
 	// KVUnified shares one KV buffer across sequences (see llama.cpp).
 	KVUnified bool
+	// KVF32 keeps the KV cache in F32 (llama.cpp's default is F16): twice
+	// the memory, for exact comparisons with other implementations.
+	KVF32 bool
 }
 
 // Context is a llama_context: one window of model state (KV cache) plus the
@@ -184,6 +187,7 @@ func (m *Model) NewContext(o ContextOptions) (*Context, error) {
 		FlashAttn:    fa,
 		OffloadKQV:   true,
 		KVUnified:    o.KVUnified,
+		KVF32:        o.KVF32,
 	})
 	if err != nil {
 		m.release()

@@ -38,7 +38,9 @@ type loader struct {
 	firstIdx map[string]int
 }
 
-func parse(r io.Reader, source string, opts Options) (*Profile, error) {
+// newLoader prepares the state of one load: the separator and the text
+// fields that opts ask for.
+func newLoader(source string, opts Options) *loader {
 	l := &loader{opts: opts, source: source, p: &Profile{}, sep: opts.Separator, firstIdx: make(map[string]int)}
 	if l.sep == "" {
 		l.sep = " "
@@ -49,6 +51,11 @@ func parse(r io.Reader, source string, opts Options) (*Profile, error) {
 	case opts.Task.Valid():
 		l.fields = opts.Task.ProfileFields()
 	}
+	return l
+}
+
+func parse(r io.Reader, source string, opts Options) (*Profile, error) {
+	l := newLoader(source, opts)
 	if err := l.read(r); err != nil {
 		return nil, loadError(source, err)
 	}

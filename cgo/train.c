@@ -1,0 +1,697 @@
+#define _FILE_OFFSET_BITS 64
+#define _POSIX_C_SOURCE 200809L
+#include "train.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ggml-alloc.h"
+#include "ggml-backend.h"
+#include "ggml-cpu.h"
+#include "ggml.h"
+#include "gguf.h"
+
+#define PP_GRAPH_SIZE 32768
+#define PP_MAX_LAYERS 256
+
+typedef struct pp_layer {
+    struct ggml_tensor * attn_norm;
+    struct ggml_tensor * wq, * wk, * wv, * wo;
+    struct ggml_tensor * bq, * bk, * bv; // qwen2 (may be NULL)
+    struct ggml_tensor * ffn_norm;
+    struct ggml_tensor * ffn_gate, * ffn_up, * ffn_down;
+} pp_layer;
+
+struct pp_train {
+    pp_train_cfg cfg;
+    char err[512];
+
+    // model
+    char    arch[64];
+    int32_t n_embd, n_layer, n_head, n_head_kv, n_vocab, n_rot, rope_mode, n_ctx_orig;
+    float   eps, freq_base, freq_scale;
+    struct ggml_tensor * tok_embd, * output_norm, * output, * rope_freqs;
+    pp_layer layers[PP_MAX_LAYERS];
+
+    ggml_backend_t backend;
+    struct ggml_context * ctx_w;       // frozen weights
+    ggml_backend_buffer_t buf_w;
+    struct ggml_context * ctx_static;  // inputs and parameters
+    ggml_backend_buffer_t buf_static;
+    struct ggml_context * ctx_grads;   // gradient accumulators
+    ggml_backend_buffer_t buf_grads;
+    struct ggml_context * ctx_compute; // graph tensors (allocated by galloc)
+    ggml_gallocr_t galloc;
+
+    struct ggml_tensor * in[PP_IN_COUNT];
+    struct ggml_tensor * par[PP_P_COUNT];
+    struct ggml_tensor * gradacc[PP_P_COUNT];
+    struct ggml_tensor * loss;
+    struct ggml_tensor * rows;
+
+    struct ggml_cgraph * gf; // forward
+    struct ggml_cgraph * gb; // forward + backward
+
+    // the all-positions logits graph (tests), built on first use
+    struct ggml_context * ctx_logits;
+    ggml_gallocr_t galloc_logits;
+    struct ggml_cgraph * g_logits;
+    struct ggml_tensor * logits_all;
+};
+
+static void pp_errf(pp_train * t, const char * fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->err, sizeof(t->err), fmt, ap);
+    va_end(ap);
+}
+
+const char * pp_train_error(const pp_train * t) { return t->err; }
+int32_t pp_train_n_embd (const pp_train * t) { return t->n_embd; }
+int32_t pp_train_n_vocab(const pp_train * t) { return t->n_vocab; }
+
+// ---- hyper-parameters ------------------------------------------------------
+
+static int64_t kv_find(const struct gguf_context * g, const char * arch, const char * suffix) {
+    char key[256];
+    snprintf(key, sizeof(key), "%s.%s", arch, suffix);
+    return gguf_find_key(g, key);
+}
+
+static bool kv_u32(const struct gguf_context * g, const char * arch, const char * suffix, int32_t * out) {
+    int64_t i = kv_find(g, arch, suffix);
+    if (i < 0) {
+        return false;
+    }
+    switch (gguf_get_kv_type(g, i)) {
+        case GGUF_TYPE_UINT32: *out = (int32_t) gguf_get_val_u32(g, i); return true;
+        case GGUF_TYPE_INT32:  *out = gguf_get_val_i32(g, i); return true;
+        case GGUF_TYPE_UINT64: *out = (int32_t) gguf_get_val_u64(g, i); return true;
+        default: return false;
+    }
+}
+
+static bool kv_f32(const struct gguf_context * g, const char * arch, const char * suffix, float * out) {
+    int64_t i = kv_find(g, arch, suffix);
+    if (i < 0 || gguf_get_kv_type(g, i) != GGUF_TYPE_FLOAT32) {
+        return false;
+    }
+    *out = gguf_get_val_f32(g, i);
+    return true;
+}
+
+// ---- weights ---------------------------------------------------------------
+
+// A weight to load: its name in the file and where the pointer goes.
+typedef struct pp_wref {
+    char name[96];
+    struct ggml_tensor ** dst;
+    bool required;
+} pp_wref;
+
+static enum ggml_type pp_train_type(enum ggml_type src, int n_dims) {
+    if (n_dims < 2) {
+        return GGML_TYPE_F32;
+    }
+    if (src == GGML_TYPE_F32 || src == GGML_TYPE_F16) {
+        return src;
+    }
+    return GGML_TYPE_F16; // quantized weights: ggml's backward needs transposable matrices
+}
+
+static bool pp_load_weights(pp_train * t, const char * path, struct gguf_context * g, struct ggml_context * meta,
+                            pp_wref * refs, int n_refs) {
+    struct ggml_init_params ip = { (size_t) (n_refs + 8) * ggml_tensor_overhead(), NULL, true };
+    t->ctx_w = ggml_init(ip);
+    if (!t->ctx_w) {
+        pp_errf(t, "ggml_init failed");
+        return false;
+    }
+    struct ggml_tensor ** src = calloc((size_t) n_refs, sizeof(*src));
+    for (int i = 0; i < n_refs; i++) {
+        struct ggml_tensor * m = ggml_get_tensor(meta, refs[i].name);
+        if (!m) {
+            if (refs[i].required) {
+                pp_errf(t, "the model has no tensor %s", refs[i].name);
+                free(src);
+                return false;
+            }
+            *refs[i].dst = NULL;
+            continue;
+        }
+        src[i] = m;
+        struct ggml_tensor * w = ggml_new_tensor(t->ctx_w, pp_train_type(m->type, ggml_n_dims(m)), GGML_MAX_DIMS, m->ne);
+        ggml_set_name(w, refs[i].name);
+        *refs[i].dst = w;
+    }
+    t->buf_w = ggml_backend_alloc_ctx_tensors(t->ctx_w, t->backend);
+    if (!t->buf_w) {
+        pp_errf(t, "cannot allocate %s of weights", "memory");
+        free(src);
+        return false;
+    }
+    FILE * f = fopen(path, "rb");
+    if (!f) {
+        pp_errf(t, "cannot open %s", path);
+        free(src);
+        return false;
+    }
+    const size_t data_off = gguf_get_data_offset(g);
+    void * raw = NULL;
+    size_t raw_cap = 0;
+    float * tmp = NULL;
+    size_t tmp_cap = 0;
+    bool ok = true;
+    for (int i = 0; i < n_refs && ok; i++) {
+        if (!src[i]) {
+            continue;
+        }
+        struct ggml_tensor * m = src[i];
+        struct ggml_tensor * w = *refs[i].dst;
+        int64_t tid = gguf_find_tensor(g, refs[i].name);
+        size_t nbytes = ggml_nbytes(m);
+        if (nbytes > raw_cap) {
+            free(raw);
+            raw_cap = nbytes;
+            raw = malloc(raw_cap);
+        }
+        if (!raw || fseeko(f, (off_t) (data_off + gguf_get_tensor_offset(g, tid)), SEEK_SET) != 0 ||
+            fread(raw, 1, nbytes, f) != nbytes) {
+            pp_errf(t, "cannot read tensor %s (truncated file?)", refs[i].name);
+            ok = false;
+            break;
+        }
+        if (w->type == m->type) {
+            memcpy(w->data, raw, nbytes);
+            continue;
+        }
+        const int64_t n = ggml_nelements(m);
+        if ((size_t) n > tmp_cap) {
+            free(tmp);
+            tmp_cap = (size_t) n;
+            tmp = malloc(tmp_cap * sizeof(float));
+        }
+        const struct ggml_type_traits * tt = ggml_get_type_traits(m->type);
+        if (!tmp || !tt->to_float) {
+            pp_errf(t, "cannot convert tensor %s of type %s", refs[i].name, ggml_type_name(m->type));
+            ok = false;
+            break;
+        }
+        tt->to_float(raw, tmp, n);
+        if (w->type == GGML_TYPE_F32) {
+            memcpy(w->data, tmp, (size_t) n * sizeof(float));
+        } else {
+            ggml_fp32_to_fp16_row(tmp, (ggml_fp16_t *) w->data, n);
+        }
+    }
+    free(tmp);
+    free(raw);
+    free(src);
+    fclose(f);
+    return ok;
+}
+
+// ---- graph -----------------------------------------------------------------
+
+// gelu_erf is 0.5 x (1 + erf(x / sqrt 2)) from operations ggml can
+// differentiate; erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), so
+// training sees the exact GELU the plug-in's kernels compute.
+static struct ggml_tensor * gelu_erf(struct ggml_context * ctx, struct ggml_tensor * x) {
+    const float p = 0.3275911f;
+    const float a1 = 0.254829592f, a2 = -0.284496736f, a3 = 1.421413741f, a4 = -1.453152027f, a5 = 1.061405429f;
+    struct ggml_tensor * z    = ggml_scale(ctx, x, 0.70710678118654752f);
+    struct ggml_tensor * az   = ggml_abs(ctx, z);
+    struct ggml_tensor * den  = ggml_scale_bias(ctx, az, p, 1.0f);      // 1 + p|z|
+    struct ggml_tensor * ones = ggml_scale_bias(ctx, az, 0.0f, 1.0f);   // 1
+    struct ggml_tensor * tt   = ggml_div(ctx, ones, den);              // 1 / (1 + p|z|)
+    struct ggml_tensor * poly = ggml_scale_bias(ctx, tt, a5, a4);
+    poly = ggml_scale_bias(ctx, ggml_mul(ctx, poly, tt), 1.0f, a3);
+    poly = ggml_scale_bias(ctx, ggml_mul(ctx, poly, tt), 1.0f, a2);
+    poly = ggml_scale_bias(ctx, ggml_mul(ctx, poly, tt), 1.0f, a1);
+    poly = ggml_mul(ctx, poly, tt);
+    struct ggml_tensor * e    = ggml_exp(ctx, ggml_scale(ctx, ggml_sqr(ctx, z), -1.0f));
+    struct ggml_tensor * erfa = ggml_scale_bias(ctx, ggml_mul(ctx, poly, e), -1.0f, 1.0f); // erf(|z|)
+    struct ggml_tensor * erf  = ggml_mul(ctx, ggml_sgn(ctx, z), erfa);
+    return ggml_mul(ctx, x, ggml_scale_bias(ctx, erf, 0.5f, 0.5f));
+}
+
+// repeat_heads turns [a, b, n_kv, B] (contiguous) into [a, b, n_kv*r, B]
+// with each kv head repeated r times consecutively (grouped-query attention
+// as llama.cpp broadcasts it), using ops that have a backward pass.
+static struct ggml_tensor * repeat_heads(struct ggml_context * ctx, struct ggml_tensor * x, int r) {
+    if (r == 1) {
+        return x;
+    }
+    const int64_t a = x->ne[0], b = x->ne[1], nkv = x->ne[2], B = x->ne[3];
+    struct ggml_tensor * y = ggml_reshape_4d(ctx, x, a * b, 1, nkv, B);
+    y = ggml_repeat_4d(ctx, y, a * b, r, nkv, B);
+    return ggml_reshape_4d(ctx, y, a, b, nkv * r, B);
+}
+
+// rms_norm is x / sqrt(mean(x^2) + eps) over dim 0, from elementary ops.
+// ggml's own RMS_NORM backward may run in place on its incoming gradient
+// and then reads the overwritten values (wrong gradients at the pinned
+// commit), so the training graph composes it.
+static struct ggml_tensor * rms_norm(struct ggml_context * ctx, struct ggml_tensor * x, float eps) {
+    struct ggml_tensor * ms = ggml_scale_bias(ctx, ggml_sum_rows(ctx, ggml_sqr(ctx, x)), 1.0f / (float) x->ne[0], eps);
+    return ggml_div(ctx, x, ggml_repeat(ctx, ggml_sqrt(ctx, ms), x));
+}
+
+// pp_build_decoder runs the frozen decoder over x [n_embd, T, B] and returns
+// the final normed hidden states [n_embd, T, B].
+static struct ggml_tensor * pp_build_decoder(pp_train * t, struct ggml_context * ctx, struct ggml_tensor * x) {
+    const int64_t T = x->ne[1], B = x->ne[2];
+    const int hd = t->n_embd / t->n_head;
+    const int r = t->n_head / t->n_head_kv;
+    const float kq_scale = 1.0f / sqrtf((float) hd);
+    for (int il = 0; il < t->n_layer; il++) {
+        const pp_layer * L = &t->layers[il];
+        struct ggml_tensor * cur = ggml_mul(ctx, rms_norm(ctx, x, t->eps), L->attn_norm);
+        struct ggml_tensor * q = ggml_mul_mat(ctx, L->wq, cur);
+        struct ggml_tensor * k = ggml_mul_mat(ctx, L->wk, cur);
+        struct ggml_tensor * v = ggml_mul_mat(ctx, L->wv, cur);
+        if (L->bq) q = ggml_add(ctx, q, L->bq);
+        if (L->bk) k = ggml_add(ctx, k, L->bk);
+        if (L->bv) v = ggml_add(ctx, v, L->bv);
+        q = ggml_reshape_4d(ctx, q, hd, t->n_head, T, B);
+        k = ggml_reshape_4d(ctx, k, hd, t->n_head_kv, T, B);
+        v = ggml_reshape_4d(ctx, v, hd, t->n_head_kv, T, B);
+        q = ggml_rope_ext(ctx, q, t->in[PP_IN_POS], t->rope_freqs, t->n_rot, t->rope_mode, t->n_ctx_orig,
+                          t->freq_base, t->freq_scale, 0.0f, 1.0f, 32.0f, 1.0f);
+        k = ggml_rope_ext(ctx, k, t->in[PP_IN_POS], t->rope_freqs, t->n_rot, t->rope_mode, t->n_ctx_orig,
+                          t->freq_base, t->freq_scale, 0.0f, 1.0f, 32.0f, 1.0f);
+        q = ggml_permute(ctx, q, 0, 2, 1, 3);                                          // [hd, T, nh, B]
+        k = repeat_heads(ctx, ggml_cont(ctx, ggml_permute(ctx, k, 0, 2, 1, 3)), r);    // [hd, T, nh, B]
+        struct ggml_tensor * vt = repeat_heads(ctx, ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3)), r); // [T, hd, nh, B]
+        struct ggml_tensor * kq = ggml_mul_mat(ctx, k, q);                             // [T_k, T_q, nh, B]
+        kq = ggml_soft_max_ext(ctx, kq, t->in[PP_IN_KQMASK], kq_scale, 0.0f);
+        struct ggml_tensor * kqv = ggml_mul_mat(ctx, vt, kq);                          // [hd, T_q, nh, B]
+        kqv = ggml_cont(ctx, ggml_permute(ctx, kqv, 0, 2, 1, 3));                      // [hd, nh, T, B]
+        cur = ggml_reshape_3d(ctx, kqv, t->n_embd, T, B);
+        cur = ggml_mul_mat(ctx, L->wo, cur);
+        x = ggml_add(ctx, x, cur);
+
+        cur = ggml_mul(ctx, rms_norm(ctx, x, t->eps), L->ffn_norm);
+        struct ggml_tensor * g = ggml_silu(ctx, ggml_mul_mat(ctx, L->ffn_gate, cur));
+        struct ggml_tensor * u = ggml_mul_mat(ctx, L->ffn_up, cur);
+        cur = ggml_mul_mat(ctx, L->ffn_down, ggml_mul(ctx, g, u));
+        x = ggml_add(ctx, x, cur);
+    }
+    return ggml_mul(ctx, rms_norm(ctx, x, t->eps), t->output_norm);
+}
+
+// pp_build_input builds the decoder input [n_embd, T, B]: token embeddings
+// at token positions, the instruction rows and the persona row at theirs.
+// It also returns the persona rows [n_embd, 1, B].
+static struct ggml_tensor * pp_build_input(pp_train * t, struct ggml_context * ctx, struct ggml_tensor ** rows_out) {
+    const pp_train_cfg * c = &t->cfg;
+    const int64_t T = c->n_tokens, B = c->n_batch, D = t->n_embd;
+
+    // plug-in: project every item, attend over them with the query
+    struct ggml_tensor * h = t->in[PP_IN_HIST];                       // [d_enc, N, B]
+    struct ggml_tensor * p = ggml_add(ctx, ggml_mul_mat(ctx, t->par[PP_P_W1], h), t->par[PP_P_B1]);
+    p = gelu_erf(ctx, p);
+    p = ggml_add(ctx, ggml_mul_mat(ctx, t->par[PP_P_W2], p), t->par[PP_P_B2]); // [D, N, B], before the scale
+
+    struct ggml_tensor * q = t->in[PP_IN_QUERY];                      // [d_enc, 1, B]
+    if (c->adapter) {
+        struct ggml_tensor * qa = ggml_add(ctx, q, ggml_add(ctx, ggml_mul_mat(ctx, t->par[PP_P_ADAPT_W], q), t->par[PP_P_ADAPT_B]));
+        struct ggml_tensor * nrm = ggml_sqrt(ctx, ggml_sum_rows(ctx, ggml_sqr(ctx, qa)));       // [1, 1, B]
+        q = ggml_div(ctx, qa, ggml_repeat(ctx, nrm, qa));
+    }
+    struct ggml_tensor * s = ggml_mul_mat(ctx, h, q);                  // [N, 1, B]
+    if (c->train_tau) {
+        struct ggml_tensor * inv_tau = ggml_exp(ctx, ggml_scale(ctx, t->par[PP_P_LOGTAU], -1.0f));
+        s = ggml_mul(ctx, s, ggml_repeat(ctx, inv_tau, s));
+    } else {
+        s = ggml_scale(ctx, s, 1.0f / c->tau);
+    }
+    s = ggml_add(ctx, s, t->in[PP_IN_HMASK]);
+    struct ggml_tensor * w = ggml_soft_max(ctx, s);                    // [N, 1, B]
+    // scaled after the transpose: ggml's scale needs a contiguous gradient
+    // The reshape (a no-op shape) makes ggml's backward pass hand a contiguous
+    // gradient to the bias addition below it (its repeat_back needs one).
+    p = ggml_reshape_3d(ctx, p, p->ne[0], p->ne[1], p->ne[2]);
+    struct ggml_tensor * pt = ggml_scale(ctx, ggml_cont(ctx, ggml_transpose(ctx, p)), c->scale); // [N, D, B]
+    struct ggml_tensor * pu = ggml_mul_mat(ctx, pt, w);                // [D, 1, B]
+    ggml_set_name(pu, "persona_rows");
+    *rows_out = pu;
+
+    // decoder input
+    struct ggml_tensor * e = ggml_get_rows(ctx, t->tok_embd, t->in[PP_IN_TOKENS]); // [D, T*B]
+    e = ggml_reshape_3d(ctx, e, D, T, B);
+    e = ggml_mul(ctx, e, t->in[PP_IN_TOKMASK]);
+    if (c->n_instr > 0) {
+        struct ggml_tensor * it = ggml_cont(ctx, ggml_transpose(ctx, t->par[PP_P_INSTR])); // [n_instr, D]
+        e = ggml_add(ctx, e, ggml_mul_mat(ctx, it, t->in[PP_IN_SEL_I]));                  // + [D, T, 1]
+    }
+    // pu [D, 1, B] is, in memory, the [1, D, B] that places it:
+    // [1, D, B] x [1, T, B] -> [D, T, B], nonzero only at the persona position.
+    e = ggml_add(ctx, e, ggml_mul_mat(ctx, ggml_reshape_3d(ctx, pu, 1, D, B), t->in[PP_IN_SEL_P]));
+    return e;
+}
+
+static struct ggml_tensor * pp_output_weight(pp_train * t) {
+    return t->output ? t->output : t->tok_embd;
+}
+
+static bool pp_build(pp_train * t) {
+    const pp_train_cfg * c = &t->cfg;
+    const int64_t T = c->n_tokens, B = c->n_batch, N = c->n_items, M = c->n_targets, D = t->n_embd;
+
+    // inputs and parameters
+    struct ggml_init_params sp = { (PP_IN_COUNT + PP_P_COUNT + 4) * ggml_tensor_overhead(), NULL, true };
+    t->ctx_static = ggml_init(sp);
+    struct ggml_context * cs = t->ctx_static;
+    t->in[PP_IN_TOKENS]  = ggml_new_tensor_1d(cs, GGML_TYPE_I32, T * B);
+    t->in[PP_IN_TOKMASK] = ggml_new_tensor_3d(cs, GGML_TYPE_F32, 1, T, B);
+    t->in[PP_IN_POS]     = ggml_new_tensor_1d(cs, GGML_TYPE_I32, T);
+    t->in[PP_IN_KQMASK]  = ggml_new_tensor_2d(cs, GGML_TYPE_F32, T, T);
+    t->in[PP_IN_HIST]    = ggml_new_tensor_3d(cs, GGML_TYPE_F32, c->d_enc, N, B);
+    t->in[PP_IN_HMASK]   = ggml_new_tensor_3d(cs, GGML_TYPE_F32, N, 1, B);
+    t->in[PP_IN_QUERY]   = ggml_new_tensor_3d(cs, GGML_TYPE_F32, c->d_enc, 1, B);
+    t->in[PP_IN_SEL_I]   = c->n_instr > 0 ? ggml_new_tensor_3d(cs, GGML_TYPE_F32, c->n_instr, T, 1) : NULL;
+    t->in[PP_IN_SEL_P]   = ggml_new_tensor_3d(cs, GGML_TYPE_F32, 1, T, B);
+    t->in[PP_IN_TGT_POS] = ggml_new_tensor_1d(cs, GGML_TYPE_I32, M * B);
+    t->in[PP_IN_LABELS]  = ggml_new_tensor_2d(cs, GGML_TYPE_F32, t->n_vocab, M * B);
+    t->in[PP_IN_LSCALE]  = ggml_new_tensor_1d(cs, GGML_TYPE_F32, 1);
+    for (int i = 0; i < PP_IN_COUNT; i++) {
+        if (t->in[i]) {
+            ggml_set_input(t->in[i]);
+        }
+    }
+    t->par[PP_P_W1] = ggml_new_tensor_2d(cs, GGML_TYPE_F32, c->d_enc, D);
+    t->par[PP_P_B1] = ggml_new_tensor_1d(cs, GGML_TYPE_F32, D);
+    t->par[PP_P_W2] = ggml_new_tensor_2d(cs, GGML_TYPE_F32, D, D);
+    t->par[PP_P_B2] = ggml_new_tensor_1d(cs, GGML_TYPE_F32, D);
+    t->par[PP_P_INSTR] = c->n_instr > 0 ? ggml_new_tensor_2d(cs, GGML_TYPE_F32, D, c->n_instr) : NULL;
+    if (c->adapter) {
+        t->par[PP_P_ADAPT_W] = ggml_new_tensor_2d(cs, GGML_TYPE_F32, c->d_enc, c->d_enc);
+        t->par[PP_P_ADAPT_B] = ggml_new_tensor_1d(cs, GGML_TYPE_F32, c->d_enc);
+    }
+    if (c->train_tau) {
+        t->par[PP_P_LOGTAU] = ggml_new_tensor_1d(cs, GGML_TYPE_F32, 1);
+    }
+    for (int i = 0; i < PP_P_COUNT; i++) {
+        if (t->par[i]) {
+            ggml_set_param(t->par[i]);
+        }
+    }
+    t->buf_static = ggml_backend_alloc_ctx_tensors(cs, t->backend);
+    if (!t->buf_static) {
+        pp_errf(t, "cannot allocate the inputs and parameters");
+        return false;
+    }
+    ggml_backend_buffer_clear(t->buf_static, 0);
+
+    // forward graph
+    struct ggml_init_params cp = { PP_GRAPH_SIZE * ggml_tensor_overhead() + 3 * ggml_graph_overhead_custom(PP_GRAPH_SIZE, true), NULL, true };
+    t->ctx_compute = ggml_init(cp);
+    struct ggml_context * ctx = t->ctx_compute;
+    struct ggml_tensor * x = pp_build_input(t, ctx, &t->rows);
+    ggml_set_output(t->rows);
+    x = pp_build_decoder(t, ctx, x);
+    struct ggml_tensor * xf = ggml_reshape_2d(ctx, x, D, T * B);
+    struct ggml_tensor * xt = ggml_get_rows(ctx, xf, t->in[PP_IN_TGT_POS]);   // [D, M*B]
+    struct ggml_tensor * logits = ggml_mul_mat(ctx, pp_output_weight(t), xt); // [V, M*B]
+    struct ggml_tensor * ce = ggml_cross_entropy_loss(ctx, logits, t->in[PP_IN_LABELS]);
+    t->loss = ggml_mul(ctx, ce, t->in[PP_IN_LSCALE]);
+    ggml_set_name(t->loss, "loss");
+    ggml_set_loss(t->loss);
+    ggml_set_output(t->loss);
+
+    t->gf = ggml_new_graph_custom(ctx, PP_GRAPH_SIZE, true);
+    ggml_build_forward_expand(t->gf, t->loss);
+
+    // gradient accumulators for the parameters and the loss
+    const int n_nodes = ggml_graph_n_nodes(t->gf);
+    struct ggml_tensor ** accs = calloc((size_t) n_nodes, sizeof(*accs));
+    struct ggml_init_params gp = { (size_t) (PP_P_COUNT + 2) * ggml_tensor_overhead(), NULL, true };
+    t->ctx_grads = ggml_init(gp);
+    for (int i = 0; i < n_nodes; i++) {
+        struct ggml_tensor * node = ggml_graph_node(t->gf, i);
+        if (node->flags & (GGML_TENSOR_FLAG_PARAM | GGML_TENSOR_FLAG_LOSS)) {
+            accs[i] = ggml_new_tensor(t->ctx_grads, GGML_TYPE_F32, GGML_MAX_DIMS, node->ne);
+            for (int p = 0; p < PP_P_COUNT; p++) {
+                if (t->par[p] == node) {
+                    t->gradacc[p] = accs[i];
+                }
+            }
+        }
+    }
+    t->buf_grads = ggml_backend_alloc_ctx_tensors(t->ctx_grads, t->backend);
+    if (!t->buf_grads) {
+        free(accs);
+        pp_errf(t, "cannot allocate the gradients");
+        return false;
+    }
+    t->gb = ggml_graph_dup(ctx, t->gf, true);
+    ggml_build_backward_expand(ctx, t->gb, accs);
+    free(accs);
+
+    t->galloc = ggml_gallocr_new(ggml_backend_cpu_buffer_type());
+    if (!ggml_gallocr_alloc_graph(t->galloc, t->gb)) {
+        pp_errf(t, "cannot allocate the training graph (T=%lld, B=%lld): lower the batch size or lengths",
+                (long long) T, (long long) B);
+        return false;
+    }
+    return true;
+}
+
+// ---- lifecycle ---------------------------------------------------------------
+
+pp_train * pp_train_new(const char * model_path, const pp_train_cfg * cfg, char * err, int32_t err_len) {
+    pp_train * t = calloc(1, sizeof(*t));
+    if (!t) {
+        snprintf(err, (size_t) err_len, "out of memory");
+        return NULL;
+    }
+    t->cfg = *cfg;
+    const pp_train_cfg * c = &t->cfg;
+    if (c->n_batch <= 0 || c->n_tokens <= 1 || c->n_items <= 0 || c->n_targets <= 0 || c->d_enc <= 0 ||
+        c->n_instr < 0 || !(c->scale > 0) || !(c->tau > 0)) {
+        snprintf(err, (size_t) err_len, "invalid training shape or plug parameters");
+        free(t);
+        return NULL;
+    }
+
+    struct ggml_context * meta = NULL;
+    struct gguf_init_params gip = { true, &meta };
+    struct gguf_context * g = gguf_init_from_file(model_path, gip);
+    if (!g) {
+        snprintf(err, (size_t) err_len, "cannot read %s as GGUF", model_path);
+        free(t);
+        return NULL;
+    }
+    bool ok = false;
+    int64_t ai = gguf_find_key(g, "general.architecture");
+    if (ai < 0 || gguf_get_kv_type(g, ai) != GGUF_TYPE_STRING) {
+        pp_errf(t, "the model has no general.architecture");
+        goto done;
+    }
+    snprintf(t->arch, sizeof(t->arch), "%s", gguf_get_val_str(g, ai));
+    if (strcmp(t->arch, "llama") == 0 || strcmp(t->arch, "mistral") == 0) {
+        t->rope_mode = GGML_ROPE_TYPE_NORMAL;
+    } else if (strcmp(t->arch, "qwen2") == 0) {
+        t->rope_mode = GGML_ROPE_TYPE_NEOX;
+    } else {
+        pp_errf(t, "training supports llama, mistral and qwen2 models, not %s", t->arch);
+        goto done;
+    }
+    if (!kv_u32(g, t->arch, "embedding_length", &t->n_embd) || !kv_u32(g, t->arch, "block_count", &t->n_layer) ||
+        !kv_u32(g, t->arch, "attention.head_count", &t->n_head)) {
+        pp_errf(t, "the model lacks %s.embedding_length, block_count or attention.head_count", t->arch);
+        goto done;
+    }
+    t->n_head_kv = t->n_head;
+    kv_u32(g, t->arch, "attention.head_count_kv", &t->n_head_kv);
+    if (t->n_layer <= 0 || t->n_layer > PP_MAX_LAYERS || t->n_head <= 0 || t->n_head_kv <= 0 ||
+        t->n_embd % t->n_head != 0 || t->n_head % t->n_head_kv != 0) {
+        pp_errf(t, "unsupported shape: n_embd %d, n_layer %d, n_head %d, n_head_kv %d", t->n_embd, t->n_layer, t->n_head, t->n_head_kv);
+        goto done;
+    }
+    t->n_rot = t->n_embd / t->n_head;
+    kv_u32(g, t->arch, "rope.dimension_count", &t->n_rot);
+    t->freq_base = 10000.0f;
+    kv_f32(g, t->arch, "rope.freq_base", &t->freq_base);
+    t->eps = 1e-5f;
+    kv_f32(g, t->arch, "attention.layer_norm_rms_epsilon", &t->eps);
+    t->n_ctx_orig = 0;
+    kv_u32(g, t->arch, "context_length", &t->n_ctx_orig);
+    t->freq_scale = 1.0f;
+    {
+        int64_t si = kv_find(g, t->arch, "rope.scaling.type");
+        if (si >= 0 && gguf_get_kv_type(g, si) == GGUF_TYPE_STRING) {
+            const char * st = gguf_get_val_str(g, si);
+            if (strcmp(st, "linear") == 0) {
+                float factor = 1.0f;
+                if (kv_f32(g, t->arch, "rope.scaling.factor", &factor) && factor > 0) {
+                    t->freq_scale = 1.0f / factor;
+                }
+            } else if (strcmp(st, "none") != 0) {
+                pp_errf(t, "rope scaling %s is not supported for training", st);
+                goto done;
+            }
+        }
+    }
+
+    t->backend = ggml_backend_cpu_init();
+    if (!t->backend) {
+        pp_errf(t, "cannot start the CPU backend");
+        goto done;
+    }
+    ggml_backend_cpu_set_n_threads(t->backend, c->n_threads > 0 ? c->n_threads : 1);
+
+    {
+        int n = 4 + 12 * t->n_layer;
+        pp_wref * refs = calloc((size_t) n, sizeof(*refs));
+        int k = 0;
+#define REF(ptr, req, ...) do { snprintf(refs[k].name, sizeof(refs[k].name), __VA_ARGS__); refs[k].dst = (ptr); refs[k].required = (req); k++; } while (0)
+        REF(&t->tok_embd, true, "token_embd.weight");
+        REF(&t->output_norm, true, "output_norm.weight");
+        REF(&t->output, false, "output.weight");
+        REF(&t->rope_freqs, false, "rope_freqs.weight");
+        for (int il = 0; il < t->n_layer; il++) {
+            pp_layer * L = &t->layers[il];
+            REF(&L->attn_norm, true, "blk.%d.attn_norm.weight", il);
+            REF(&L->wq, true, "blk.%d.attn_q.weight", il);
+            REF(&L->wk, true, "blk.%d.attn_k.weight", il);
+            REF(&L->wv, true, "blk.%d.attn_v.weight", il);
+            REF(&L->wo, true, "blk.%d.attn_output.weight", il);
+            REF(&L->bq, false, "blk.%d.attn_q.bias", il);
+            REF(&L->bk, false, "blk.%d.attn_k.bias", il);
+            REF(&L->bv, false, "blk.%d.attn_v.bias", il);
+            REF(&L->ffn_norm, true, "blk.%d.ffn_norm.weight", il);
+            REF(&L->ffn_gate, true, "blk.%d.ffn_gate.weight", il);
+            REF(&L->ffn_up, true, "blk.%d.ffn_up.weight", il);
+            REF(&L->ffn_down, true, "blk.%d.ffn_down.weight", il);
+        }
+#undef REF
+        bool loaded = pp_load_weights(t, model_path, g, meta, refs, k);
+        free(refs);
+        if (!loaded) {
+            goto done;
+        }
+    }
+    if (t->tok_embd->ne[0] != t->n_embd) {
+        pp_errf(t, "token_embd has width %lld, n_embd is %d", (long long) t->tok_embd->ne[0], t->n_embd);
+        goto done;
+    }
+    t->n_vocab = (int32_t) t->tok_embd->ne[1];
+    if (t->layers[0].wk->ne[1] != (int64_t) (t->n_embd / t->n_head) * t->n_head_kv) {
+        pp_errf(t, "attn_k has %lld outputs, expected n_head_kv x head_dim = %d", (long long) t->layers[0].wk->ne[1],
+                (t->n_embd / t->n_head) * t->n_head_kv);
+        goto done;
+    }
+    ok = pp_build(t);
+
+done:
+    gguf_free(g);
+    ggml_free(meta);
+    if (!ok) {
+        snprintf(err, (size_t) err_len, "%s", t->err);
+        pp_train_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void pp_train_free(pp_train * t) {
+    if (!t) {
+        return;
+    }
+    if (t->galloc_logits) ggml_gallocr_free(t->galloc_logits);
+    if (t->ctx_logits) ggml_free(t->ctx_logits);
+    if (t->galloc) ggml_gallocr_free(t->galloc);
+    if (t->ctx_compute) ggml_free(t->ctx_compute);
+    if (t->buf_grads) ggml_backend_buffer_free(t->buf_grads);
+    if (t->ctx_grads) ggml_free(t->ctx_grads);
+    if (t->buf_static) ggml_backend_buffer_free(t->buf_static);
+    if (t->ctx_static) ggml_free(t->ctx_static);
+    if (t->buf_w) ggml_backend_buffer_free(t->buf_w);
+    if (t->ctx_w) ggml_free(t->ctx_w);
+    if (t->backend) ggml_backend_free(t->backend);
+    free(t);
+}
+
+// ---- access ------------------------------------------------------------------
+
+void * pp_train_input(pp_train * t, int32_t which, int64_t * n) {
+    if (which < 0 || which >= PP_IN_COUNT || !t->in[which]) {
+        *n = 0;
+        return NULL;
+    }
+    *n = ggml_nelements(t->in[which]);
+    return t->in[which]->data;
+}
+
+float * pp_train_param(pp_train * t, int32_t which, int64_t * n) {
+    if (which < 0 || which >= PP_P_COUNT || !t->par[which]) {
+        *n = 0;
+        return NULL;
+    }
+    *n = ggml_nelements(t->par[which]);
+    return (float *) t->par[which]->data;
+}
+
+float * pp_train_grad(pp_train * t, int32_t which, int64_t * n) {
+    if (which < 0 || which >= PP_P_COUNT || !t->gradacc[which]) {
+        *n = 0;
+        return NULL;
+    }
+    *n = ggml_nelements(t->gradacc[which]);
+    return (float *) t->gradacc[which]->data;
+}
+
+float * pp_train_rows(pp_train * t) { return (float *) t->rows->data; }
+
+int32_t pp_train_compute(pp_train * t, bool backward, float * loss) {
+    enum ggml_status st;
+    if (backward) {
+        ggml_graph_reset(t->gb);
+        st = ggml_backend_graph_compute(t->backend, t->gb);
+    } else {
+        st = ggml_backend_graph_compute(t->backend, t->gf);
+    }
+    if (st != GGML_STATUS_SUCCESS) {
+        pp_errf(t, "graph compute failed (%d)", (int) st);
+        return -1;
+    }
+    *loss = *(float *) t->loss->data;
+    return 0;
+}
+
+int32_t pp_train_logits(pp_train * t, float * out, int64_t n) {
+    const pp_train_cfg * c = &t->cfg;
+    const int64_t T = c->n_tokens, B = c->n_batch;
+    if (n != (int64_t) t->n_vocab * T * B) {
+        pp_errf(t, "logits buffer of %lld floats, need %lld", (long long) n, (long long) t->n_vocab * T * B);
+        return -1;
+    }
+    if (!t->g_logits) {
+        struct ggml_init_params cp = { PP_GRAPH_SIZE * ggml_tensor_overhead() + ggml_graph_overhead_custom(PP_GRAPH_SIZE, false), NULL, true };
+        t->ctx_logits = ggml_init(cp);
+        struct ggml_tensor * rows = NULL;
+        struct ggml_tensor * x = pp_build_input(t, t->ctx_logits, &rows);
+        x = pp_build_decoder(t, t->ctx_logits, x);
+        struct ggml_tensor * xf = ggml_reshape_2d(t->ctx_logits, x, t->n_embd, T * B);
+        t->logits_all = ggml_mul_mat(t->ctx_logits, pp_output_weight(t), xf);
+        ggml_set_output(t->logits_all);
+        t->g_logits = ggml_new_graph_custom(t->ctx_logits, PP_GRAPH_SIZE, false);
+        ggml_build_forward_expand(t->g_logits, t->logits_all);
+        t->galloc_logits = ggml_gallocr_new(ggml_backend_cpu_buffer_type());
+        if (!ggml_gallocr_alloc_graph(t->galloc_logits, t->g_logits)) {
+            pp_errf(t, "cannot allocate the logits graph");
+            return -1;
+        }
+    }
+    if (ggml_backend_graph_compute(t->backend, t->g_logits) != GGML_STATUS_SUCCESS) {
+        pp_errf(t, "logits graph compute failed");
+        return -1;
+    }
+    memcpy(out, t->logits_all->data, (size_t) n * sizeof(float));
+    return 0;
+}

@@ -1,0 +1,166 @@
+// Package train learns a Persona-Plug plug-in with the LLM and the history
+// encoder frozen: the projector, the instruction row(s) and optionally a
+// query adapter and the aggregator's temperature, by next-token cross-entropy
+// of the target output given [BOS][I][P_u][prompt] (PAPER.md).
+//
+// The forward and backward passes run in a ggml graph (cgo/train.c) that
+// contains the plug-in and the frozen decoder; AdamW, the schedule,
+// batching, checkpoints and evaluation are here.
+package train
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/pplug/pplug/lamp"
+	"github.com/pplug/pplug/llama"
+	"github.com/pplug/pplug/persona"
+	"github.com/pplug/pplug/persona/profile"
+)
+
+// Example is one training example, encoded: the user's history embeddings
+// (the aggregator's keys), the query embedding, and the tokens.
+type Example struct {
+	ID     string
+	Keys   [][]float32   // [n][d_enc] unit vectors
+	Query  []float32     // [d_enc] unit vector
+	Prompt []llama.Token // with BOS
+	Target []llama.Token // ending with EOS
+}
+
+// DataOptions control how LaMP data becomes examples.
+type DataOptions struct {
+	Task       lamp.Task
+	MaxItems   int // history items kept per user (default 512)
+	MaxInput   int // prompt tokens kept (default 256, the paper's LLM input limit)
+	MaxTarget  int // target tokens kept (default 128)
+	Limit      int // use only the first N questions (0: all)
+	CacheKey   string
+	QueryFn    func(input string) string // the text the query encoder sees (default: Task.QueryPart)
+	Progress   func(done, total int)
+	ProfileOpt profile.Options
+}
+
+func (o *DataOptions) defaults() {
+	if o.MaxItems <= 0 {
+		o.MaxItems = profile.DefaultMaxItems
+	}
+	if o.MaxInput <= 0 {
+		o.MaxInput = 256
+	}
+	if o.MaxTarget <= 0 {
+		o.MaxTarget = 128
+	}
+	if o.QueryFn == nil {
+		task := o.Task
+		o.QueryFn = func(s string) string {
+			if task.Valid() {
+				return task.QueryPart(s)
+			}
+			return s
+		}
+	}
+}
+
+// LoadExamples reads a LaMP split (questions and their gold outputs),
+// encodes every user's history (through the cache) and query, and tokenizes
+// prompts and targets for the model.
+func LoadExamples(ctx context.Context, m *llama.Model, enc *persona.Encoder, cache *persona.Cache, plug *persona.Plug,
+	questionsPath, outputsPath string, o DataOptions) ([]Example, error) {
+	o.defaults()
+	outs, err := lamp.ReadOutputs(outputsPath)
+	if err != nil {
+		return nil, err
+	}
+	golds := make(map[string]string, len(outs.Golds))
+	for _, g := range outs.Golds {
+		golds[g.ID] = g.Output
+	}
+	qs, err := lamp.ReadQuestions(questionsPath)
+	if err != nil {
+		return nil, err
+	}
+	if o.Limit > 0 && len(qs) > o.Limit {
+		qs = qs[:o.Limit]
+	}
+	popts := o.ProfileOpt
+	popts.Task, popts.MaxItems = o.Task, o.MaxItems
+	var out []Example
+	for i, q := range qs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		gold, ok := golds[q.ID]
+		if !ok {
+			return nil, fmt.Errorf("%s: question %q has no gold output in %s", questionsPath, q.ID, outputsPath)
+		}
+		prof, err := profile.FromQuestion(q, popts)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", questionsPath, err)
+		}
+		keys, _, err := persona.EncodeCached(ctx, enc, cache, o.CacheKey+"#"+q.ID, prof.Texts(), nil)
+		if err != nil {
+			return nil, fmt.Errorf("encode the history of question %q: %w", q.ID, err)
+		}
+		query, err := enc.EncodeOne(ctx, o.QueryFn(q.Input), plug.QueryPrefix)
+		if err != nil {
+			return nil, fmt.Errorf("encode the query of question %q: %w", q.ID, err)
+		}
+		prompt, target, err := persona.ExampleTokens(m, q.Input, gold)
+		if err != nil {
+			return nil, fmt.Errorf("question %q: %w", q.ID, err)
+		}
+		if len(prompt) > o.MaxInput {
+			prompt = prompt[:o.MaxInput]
+		}
+		if len(target) > o.MaxTarget {
+			target = target[:o.MaxTarget]
+		}
+		out = append(out, Example{ID: q.ID, Keys: keys, Query: query, Prompt: prompt, Target: target})
+		if o.Progress != nil {
+			o.Progress(i+1, len(qs))
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no questions", questionsPath)
+	}
+	return out, nil
+}
+
+// Augment returns the examples plus, for every example with more than two
+// history items, copies extra versions with 1 % to 50 % of the items
+// dropped at random: the history dropout of the paper's reference code.
+func Augment(ex []Example, copies int, r *rand.Rand) []Example {
+	out := append([]Example(nil), ex...)
+	if copies <= 0 {
+		return out
+	}
+	for _, e := range ex {
+		n := len(e.Keys)
+		if n <= 2 {
+			continue
+		}
+		for range copies {
+			frac := 0.01 + 0.49*r.Float64()
+			drop := max(1, int(frac*float64(n)))
+			if drop >= n {
+				drop = n - 1
+			}
+			perm := r.Perm(n)
+			dropped := make(map[int]bool, drop)
+			for _, i := range perm[:drop] {
+				dropped[i] = true
+			}
+			c := e
+			c.Keys = make([][]float32, 0, n-drop)
+			for i, k := range e.Keys {
+				if !dropped[i] {
+					c.Keys = append(c.Keys, k)
+				}
+			}
+			out = append(out, c)
+		}
+	}
+	return out
+}

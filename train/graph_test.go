@@ -1,0 +1,247 @@
+package train
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+
+	"github.com/pplug/pplug/cgo"
+	"github.com/pplug/pplug/internal/testenv"
+	"github.com/pplug/pplug/kernels"
+	"github.com/pplug/pplug/llama"
+	"github.com/pplug/pplug/llama/synth"
+	"github.com/pplug/pplug/persona"
+)
+
+// testExamples makes n examples with random unit history vectors.
+func testExamples(t testing.TB, m *llama.Model, dEnc, n int, seed uint64) []Example {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, 1))
+	unit := func() []float32 {
+		v := make([]float32, dEnc)
+		var s float64
+		for i := range v {
+			v[i] = float32(r.NormFloat64())
+			s += float64(v[i] * v[i])
+		}
+		for i := range v {
+			v[i] /= float32(math.Sqrt(s))
+		}
+		return v
+	}
+	inputs := []string{"Once upon a time", "One day, a little girl", "The dog ran to the", "Tom and Sue went"}
+	outputs := []string{" there was a cat.", " saw a big red ball in the park.", " park to play.", " to the beach with a ball."}
+	var ex []Example
+	for i := range n {
+		p, tg, err := persona.ExampleTokens(m, inputs[i%len(inputs)], outputs[i%len(outputs)])
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := Example{ID: string(rune('a' + i)), Prompt: p, Target: tg, Query: unit()}
+		for range 2 + i%3 {
+			e.Keys = append(e.Keys, unit())
+		}
+		ex = append(ex, e)
+	}
+	return ex
+}
+
+func testPlug(t testing.TB, m *llama.Model, dEnc int, adapter bool) *persona.Plug {
+	t.Helper()
+	scale, err := persona.TokenEmbeddingScale(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := persona.NewPlug(dEnc, m.NEmbd(), scale, persona.PlugOptions{Seed: 3, Adapter: adapter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range p.B1 {
+		p.B1[i] = 0.05 * float32(math.Sin(float64(i)))
+		p.B2[i] = 0.02 * float32(math.Cos(float64(i)))
+	}
+	for i := range p.AdapterW {
+		p.AdapterW[i] = 0.02 * float32(math.Sin(float64(3*i)))
+	}
+	return p
+}
+
+func loadModel(t testing.TB, path string) *llama.Model {
+	t.Helper()
+	m, err := llama.LoadModel(context.Background(), path, llama.ModelOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// models: the real stories260K (llama, F32) and a random-weight qwen2
+// (biases, NEOX rope, grouped-query attention, F16 weights).
+func testModels(t *testing.T) map[string]string {
+	q := filepath.Join(t.TempDir(), "qwen2.gguf")
+	err := synth.Write(q, testenv.Phi3Vocab(t), synth.Spec{Arch: "qwen2", NEmbd: 64, NLayer: 2, NHead: 4, NHeadKV: 2, NFF: 96,
+		NVocab: 0, Type: cgo.TypeF16, Std: 0.05, Seed: 11}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{"stories260K": testenv.Stories260K(t), "qwen2-f16": q}
+}
+
+// TestGraphMatchesLlamaCpp checks the training graph's forward against
+// llama.cpp on the same input, and its persona rows against the kernels.
+func TestGraphMatchesLlamaCpp(t *testing.T) {
+	for name, path := range testModels(t) {
+		t.Run(name, func(t *testing.T) {
+			m := loadModel(t, path)
+			const dEnc = 24
+			plug := testPlug(t, m, dEnc, true)
+			ex := testExamples(t, m, dEnc, 3, 5)
+			shape, err := ShapeFor(plug, 3, ex)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, err := NewGraph(path, m, plug, shape, 1, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Close()
+			if _, err := g.Fill(ex); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := g.Forward(); err != nil {
+				t.Fatal(err)
+			}
+			graphRows := append([]float32(nil), g.Rows()...)
+			logits, err := g.Logits()
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Persona rows: the graph against the plug-in's CPU kernels.
+			b, _ := kernels.Open("cpu", kernels.Options{Threads: 1})
+			defer b.Close()
+			d, nv, T := m.NEmbd(), m.NVocab(), shape.Tokens
+			var rowErr float64
+			for i, e := range ex {
+				u, err := plug.NewUser(b, nil, e.Keys)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rows, _, err := u.Rows(e.Query)
+				u.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				pu := rows[plug.NInstr*d:]
+				for j := range d {
+					rowErr = math.Max(rowErr, math.Abs(float64(pu[j]-graphRows[i*d+j]))/(1+math.Abs(float64(pu[j]))))
+				}
+			}
+			t.Logf("%s: persona rows, graph vs kernels: max relative error %.3g", name, rowErr)
+			if rowErr > 1e-4 {
+				t.Fatalf("graph rows differ from the kernels by %.3g", rowErr)
+			}
+			// Logits: the graph against llama.cpp decoding [BOS][I][P_u][prompt][target].
+			// F32 KV cache and no flash attention: llama.cpp's defaults (F16
+			// cache, CPU flash attention in F16) move logits by ~1e-2.
+			c, err := m.NewContext(llama.ContextOptions{NCtx: 256, Threads: 1, KVF32: true, FlashAttn: llama.FlashAttnOff})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			var worst float64
+			for i, e := range ex {
+				rows := append(append([]float32(nil), plug.Instr...), graphRows[i*d:(i+1)*d]...)
+				in := persona.Inputs(m, rows, e.Prompt)
+				in = append(in, llama.TokenInput(e.Target[:len(e.Target)-1]...))
+				c.ClearMemory()
+				n := 0
+				_, err := c.DecodeInputs(context.Background(), in, llama.DecodeOptions{Output: llama.OutputAll,
+					OnOutput: func(pos llama.Pos, l []float32) error {
+						gl := logits[(i*T+int(pos))*nv : (i*T+int(pos)+1)*nv]
+						for k := range l {
+							worst = math.Max(worst, math.Abs(float64(l[k]-gl[k])))
+						}
+						n++
+						return nil
+					}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n != plug.NRows()+len(e.Prompt)+len(e.Target)-1 {
+					t.Fatalf("compared %d positions", n)
+				}
+			}
+			t.Logf("%s: logits, training graph vs llama.cpp: max abs difference %.3g", name, worst)
+			limit := 1e-4
+			if name == "qwen2-f16" {
+				limit = 2e-3 // llama.cpp rounds activations to F16 for F16 matmuls
+			}
+			if worst > limit {
+				t.Fatalf("training graph logits differ from llama.cpp by %.3g", worst)
+			}
+		})
+	}
+}
+
+// TestGradientMatchesFiniteDifferences checks the backward pass: the
+// gradient of the loss with respect to the instruction row and the persona
+// row (through b2: P_u = scale * sum_i w_i (W2 g_i + b2) with sum w = 1) and
+// a few projector weights, against central differences.
+func TestGradientMatchesFiniteDifferences(t *testing.T) {
+	path := testenv.Stories260K(t)
+	m := loadModel(t, path)
+	const dEnc = 16
+	plug := testPlug(t, m, dEnc, true)
+	ex := testExamples(t, m, dEnc, 2, 9)
+	shape, _ := ShapeFor(plug, 2, ex)
+	g, err := NewGraph(path, m, plug, shape, 1, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if _, err := g.Fill(ex); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Backward(); err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(2, 2))
+	worst, worstAbs := 0.0, 0.0
+	checked := 0
+	for _, id := range []int{cgo.TrainInstr, cgo.TrainB2, cgo.TrainW1, cgo.TrainW2, cgo.TrainAdaptW, cgo.TrainLogTau} {
+		grad := append([]float32(nil), g.Grad(id)...)
+		param := g.Param(id)
+		for range 6 {
+			j := r.IntN(len(param))
+			orig := param[j]
+			h := float32(1e-2) * max(1, float32(math.Abs(float64(orig))))
+			param[j] = orig + h
+			lp, err := g.Forward()
+			if err != nil {
+				t.Fatal(err)
+			}
+			param[j] = orig - h
+			lm, err := g.Forward()
+			if err != nil {
+				t.Fatal(err)
+			}
+			param[j] = orig
+			fd := (lp - lm) / (2 * float64(h))
+			an := float64(grad[j])
+			abs := math.Abs(fd - an)
+			// float32 losses make central differences noisy near zero: judge
+			// entries with a visible gradient by relative error, the rest
+			// by absolute error.
+			rel := abs / math.Max(1e-2, math.Max(math.Abs(fd), math.Abs(an)))
+			worst, worstAbs = math.Max(worst, rel), math.Max(worstAbs, abs)
+			checked++
+			if rel > 0.05 && abs > 5e-4 {
+				t.Errorf("param %d[%d]: backward %.6g, finite difference %.6g", id, j, an, fd)
+			}
+		}
+	}
+	t.Logf("%d gradient entries checked against central differences: max relative difference %.3g, max absolute %.3g", checked, worst, worstAbs)
+}

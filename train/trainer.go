@@ -1,0 +1,301 @@
+package train
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/pplug/pplug/cgo"
+	"github.com/pplug/pplug/llama"
+	"github.com/pplug/pplug/persona"
+)
+
+// Shape is the fixed shape of the training graph.
+type Shape struct {
+	Batch   int // examples per step
+	Tokens  int // positions per example: rows + prompt + target - 1
+	Items   int // history items per example (padded)
+	Targets int // target tokens per example (padded)
+}
+
+// ShapeFor returns the smallest shape that holds every example.
+func ShapeFor(plug *persona.Plug, batch int, sets ...[]Example) (Shape, error) {
+	s := Shape{Batch: batch}
+	for _, ex := range sets {
+		for _, e := range ex {
+			if len(e.Prompt) == 0 || len(e.Target) == 0 || len(e.Keys) == 0 {
+				return s, fmt.Errorf("example %q is empty (prompt %d, target %d, items %d)", e.ID, len(e.Prompt), len(e.Target), len(e.Keys))
+			}
+			s.Tokens = max(s.Tokens, plug.NRows()+len(e.Prompt)+len(e.Target)-1)
+			s.Items = max(s.Items, len(e.Keys))
+			s.Targets = max(s.Targets, len(e.Target))
+		}
+	}
+	if s.Tokens == 0 {
+		return s, errors.New("no examples")
+	}
+	if batch <= 0 {
+		return s, fmt.Errorf("batch size %d must be positive", batch)
+	}
+	return s, nil
+}
+
+// Graph is the training graph for one plug on one model, with the plug's
+// parameters living in it.
+type Graph struct {
+	t     *cgo.Trainer
+	plug  *persona.Plug
+	shape Shape
+	bos   llama.Token // -1: the model uses no BOS
+	nv    int
+	d     int
+}
+
+// NewGraph loads the frozen model into a training graph of the given shape
+// and copies the plug's parameters in.
+func NewGraph(modelPath string, m *llama.Model, plug *persona.Plug, shape Shape, threads int, trainTau bool) (*Graph, error) {
+	if err := plug.Validate(); err != nil {
+		return nil, err
+	}
+	if plug.DLLM != m.NEmbd() {
+		return nil, fmt.Errorf("plug width %d does not match the model's n_embd %d", plug.DLLM, m.NEmbd())
+	}
+	if s := m.Info().InputScale; s != 1 {
+		return nil, fmt.Errorf("training does not support %s models (their graph scales token embeddings)", m.Info().Architecture)
+	}
+	t, err := cgo.NewTrainer(modelPath, cgo.TrainConfig{
+		Batch: shape.Batch, Tokens: shape.Tokens, Items: shape.Items, Targets: shape.Targets,
+		DEnc: plug.DEnc, NInstr: plug.NInstr, Threads: max(1, threads),
+		Scale: plug.Scale, Tau: plug.Tau, Adapter: plug.AdapterW != nil, TrainTau: trainTau,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("training graph: %w", err)
+	}
+	g := &Graph{t: t, plug: plug, shape: shape, bos: -1, nv: t.NVocab(), d: t.NEmbd()}
+	if m.AddBOS() && m.BOS() >= 0 {
+		g.bos = m.BOS()
+	}
+	if g.nv != m.NVocab() {
+		t.Free()
+		return nil, fmt.Errorf("token_embd has %d rows, the vocabulary %d", g.nv, m.NVocab())
+	}
+	g.setConstants()
+	g.LoadPlug()
+	if trainTau {
+		g.t.Param(cgo.TrainLogTau)[0] = float32(math.Log(float64(plug.Tau)))
+	}
+	return g, nil
+}
+
+// Close frees the graph.
+func (g *Graph) Close() { g.t.Free() }
+
+// Shape is the graph's shape.
+func (g *Graph) Shape() Shape { return g.shape }
+
+func (g *Graph) rowsAt() int {
+	if g.bos >= 0 {
+		return 1
+	}
+	return 0
+}
+
+func (g *Graph) setConstants() {
+	T := g.shape.Tokens
+	pos := g.t.InputI32(cgo.TrainInPos)
+	for i := range pos {
+		pos[i] = int32(i)
+	}
+	mask := g.t.InputF32(cgo.TrainInKQMask) // [T_k, T_q]
+	ninf := float32(math.Inf(-1))
+	for q := range T {
+		for k := range T {
+			if k <= q {
+				mask[q*T+k] = 0
+			} else {
+				mask[q*T+k] = ninf
+			}
+		}
+	}
+	at := g.rowsAt()
+	if sel := g.t.InputF32(cgo.TrainInSelI); sel != nil { // [n_instr, T, 1]
+		clear(sel)
+		for j := range g.plug.NInstr {
+			sel[(at+j)*g.plug.NInstr+j] = 1
+		}
+	}
+	selP := g.t.InputF32(cgo.TrainInSelP) // [1, T, B]
+	clear(selP)
+	for b := range g.shape.Batch {
+		selP[b*T+at+g.plug.NInstr] = 1
+	}
+}
+
+// paramRef pairs a graph parameter with the plug's slice.
+type paramRef struct {
+	id  int
+	dst []float32
+}
+
+func (g *Graph) params() []paramRef {
+	p := g.plug
+	out := []paramRef{{cgo.TrainW1, p.W1}, {cgo.TrainB1, p.B1}, {cgo.TrainW2, p.W2}, {cgo.TrainB2, p.B2}}
+	if p.NInstr > 0 {
+		out = append(out, paramRef{cgo.TrainInstr, p.Instr})
+	}
+	if p.AdapterW != nil {
+		out = append(out, paramRef{cgo.TrainAdaptW, p.AdapterW}, paramRef{cgo.TrainAdaptB, p.AdapterB})
+	}
+	return out
+}
+
+// LoadPlug copies the plug's parameters into the graph.
+func (g *Graph) LoadPlug() {
+	for _, x := range g.params() {
+		copy(g.t.Param(x.id), x.dst)
+	}
+}
+
+// StorePlug copies the graph's parameters back into the plug.
+func (g *Graph) StorePlug() {
+	for _, x := range g.params() {
+		copy(x.dst, g.t.Param(x.id))
+	}
+	if lt := g.t.Param(cgo.TrainLogTau); lt != nil {
+		g.plug.Tau = float32(math.Exp(float64(lt[0])))
+	}
+}
+
+// Fill writes a batch of at most Shape.Batch examples into the graph's
+// inputs and returns the number of target tokens.
+func (g *Graph) Fill(batch []Example) (int, error) {
+	s := g.shape
+	if len(batch) > s.Batch {
+		return 0, fmt.Errorf("%d examples for a batch of %d", len(batch), s.Batch)
+	}
+	T, N, M, B := s.Tokens, s.Items, s.Targets, s.Batch
+	dEnc := g.plug.DEnc
+	R := g.plug.NRows()
+	toks := g.t.InputI32(cgo.TrainInTokens)
+	tmask := g.t.InputF32(cgo.TrainInTokMask)
+	hist := g.t.InputF32(cgo.TrainInHist)
+	hmask := g.t.InputF32(cgo.TrainInHMask)
+	query := g.t.InputF32(cgo.TrainInQuery)
+	tpos := g.t.InputI32(cgo.TrainInTgtPos)
+	labels := g.t.InputF32(cgo.TrainInLabels)
+	clear(toks)
+	clear(tmask)
+	clear(hist)
+	clear(query)
+	clear(tpos)
+	clear(labels)
+	ninf := float32(math.Inf(-1))
+	for i := range hmask {
+		hmask[i] = ninf
+	}
+	targets := 0
+	for b := range B {
+		if b >= len(batch) {
+			hmask[b*N] = 0 // a padding example attends to one zero item
+			continue
+		}
+		e := batch[b]
+		if len(e.Keys) > N || R+len(e.Prompt)+len(e.Target)-1 > T || len(e.Target) > M {
+			return 0, fmt.Errorf("example %q does not fit the graph's shape %+v", e.ID, s)
+		}
+		for i, k := range e.Keys {
+			if len(k) != dEnc {
+				return 0, fmt.Errorf("example %q: item embedding of %d values, the plug expects %d", e.ID, len(k), dEnc)
+			}
+			copy(hist[(b*N+i)*dEnc:], k)
+			hmask[b*N+i] = 0
+		}
+		if len(e.Query) != dEnc {
+			return 0, fmt.Errorf("example %q: query embedding of %d values, the plug expects %d", e.ID, len(e.Query), dEnc)
+		}
+		copy(query[b*dEnc:], e.Query)
+
+		// [BOS][rows][prompt after BOS][target but its last token]
+		seq := toks[b*T : (b+1)*T]
+		msk := tmask[b*T : (b+1)*T]
+		p := 0
+		prompt := e.Prompt
+		if g.bos >= 0 {
+			seq[0], msk[0] = g.bos, 1
+			p = 1
+			if len(prompt) > 0 && prompt[0] == g.bos {
+				prompt = prompt[1:]
+			}
+		}
+		p += R
+		for _, tk := range prompt {
+			seq[p], msk[p] = tk, 1
+			p++
+		}
+		first := p - 1 // predicts target[0]
+		for _, tk := range e.Target[:len(e.Target)-1] {
+			seq[p], msk[p] = tk, 1
+			p++
+		}
+		for j, tk := range e.Target {
+			if tk < 0 || int(tk) >= g.nv {
+				return 0, fmt.Errorf("example %q: target token %d outside the vocabulary", e.ID, tk)
+			}
+			row := b*M + j
+			tpos[row] = int32(b*T + first + j)
+			labels[row*g.nv+int(tk)] = 1
+		}
+		for _, tk := range seq[:p] {
+			if tk < 0 || int(tk) >= g.nv {
+				return 0, fmt.Errorf("example %q: token %d outside the vocabulary", e.ID, tk)
+			}
+		}
+		targets += len(e.Target)
+	}
+	if targets == 0 {
+		return 0, errors.New("a batch without targets")
+	}
+	g.t.InputF32(cgo.TrainInLScale)[0] = float32(M*B) / float32(targets)
+	return targets, nil
+}
+
+// Forward returns the mean target NLL of the filled batch.
+func (g *Graph) Forward() (float64, error) {
+	l, err := g.t.Compute(false)
+	return float64(l), err
+}
+
+// Backward runs forward and backward; the gradients are in Grad.
+func (g *Graph) Backward() (float64, error) {
+	l, err := g.t.Compute(true)
+	return float64(l), err
+}
+
+// Param and Grad give views of a graph parameter and its gradient.
+func (g *Graph) Param(id int) []float32 { return g.t.Param(id) }
+func (g *Graph) Grad(id int) []float32  { return g.t.Grad(id) }
+
+// Rows is the persona row of each example of the last compute [B][d_llm].
+func (g *Graph) Rows() []float32 { return g.t.Rows(g.shape.Batch) }
+
+// Logits computes every position's logits of the filled batch [B][T][n_vocab].
+func (g *Graph) Logits() ([]float32, error) { return g.t.Logits(g.shape.Batch, g.shape.Tokens) }
+
+// ParamIDs lists the parameters the graph trains.
+func (g *Graph) ParamIDs() []int {
+	var ids []int
+	for id := range cgo.TrainParams {
+		if g.t.Param(id) != nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// Layout returns where a filled example's pieces sit: the first row
+// position and the position that predicts the first target token.
+func (g *Graph) Layout(e Example) (rowsAt, firstTarget int) {
+	rowsAt = g.rowsAt()
+	p := len(e.Prompt)
+	return rowsAt, g.plug.NRows() + p - 1
+}
