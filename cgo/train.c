@@ -112,14 +112,25 @@ typedef struct pp_wref {
     bool required;
 } pp_wref;
 
+// pp_train_type is the type a weight keeps in the training graph. The
+// backward pass multiplies by each weight transposed (ggml_out_prod), which
+// the CPU backend implements for F32 and the block-quantized types but not
+// for F16/BF16: those become F32; quantized weights stay as they are.
 static enum ggml_type pp_train_type(enum ggml_type src, int n_dims) {
     if (n_dims < 2) {
         return GGML_TYPE_F32;
     }
-    if (src == GGML_TYPE_F32 || src == GGML_TYPE_F16) {
-        return src;
+    switch (src) {
+        case GGML_TYPE_Q4_0: case GGML_TYPE_Q4_1: case GGML_TYPE_Q5_0: case GGML_TYPE_Q5_1:
+        case GGML_TYPE_Q8_0: case GGML_TYPE_MXFP4: case GGML_TYPE_Q2_K: case GGML_TYPE_Q3_K:
+        case GGML_TYPE_Q4_K: case GGML_TYPE_Q5_K: case GGML_TYPE_Q6_K: case GGML_TYPE_TQ1_0:
+        case GGML_TYPE_TQ2_0: case GGML_TYPE_IQ2_XXS: case GGML_TYPE_IQ2_XS: case GGML_TYPE_IQ3_XXS:
+        case GGML_TYPE_IQ1_S: case GGML_TYPE_IQ1_M: case GGML_TYPE_IQ4_NL: case GGML_TYPE_IQ4_XS:
+        case GGML_TYPE_IQ3_S: case GGML_TYPE_IQ2_S:
+            return src;
+        default:
+            return GGML_TYPE_F32;
     }
-    return GGML_TYPE_F16; // quantized weights: ggml's backward needs transposable matrices
 }
 
 static bool pp_load_weights(pp_train * t, const char * path, struct gguf_context * g, struct ggml_context * meta,
@@ -201,11 +212,7 @@ static bool pp_load_weights(pp_train * t, const char * path, struct gguf_context
             break;
         }
         tt->to_float(raw, tmp, n);
-        if (w->type == GGML_TYPE_F32) {
-            memcpy(w->data, tmp, (size_t) n * sizeof(float));
-        } else {
-            ggml_fp32_to_fp16_row(tmp, (ggml_fp16_t *) w->data, n);
-        }
+        memcpy(w->data, tmp, (size_t) n * sizeof(float)); // conversions only go to F32
     }
     free(tmp);
     free(raw);
@@ -260,6 +267,15 @@ static struct ggml_tensor * rms_norm(struct ggml_context * ctx, struct ggml_tens
     return ggml_div(ctx, x, ggml_repeat(ctx, ggml_sqrt(ctx, ms), x));
 }
 
+// mm multiplies a frozen weight [K, M] with activations [K, T, B] as one 2-D
+// product: ggml's backward for quantized weights (out_prod_q_f32) does not
+// broadcast over batch dimensions.
+static struct ggml_tensor * mm(struct ggml_context * ctx, struct ggml_tensor * w, struct ggml_tensor * x) {
+    const int64_t T = x->ne[1], B = x->ne[2];
+    struct ggml_tensor * y = ggml_mul_mat(ctx, w, ggml_reshape_2d(ctx, x, x->ne[0], T * B));
+    return ggml_reshape_3d(ctx, y, w->ne[1], T, B);
+}
+
 // pp_build_decoder runs the frozen decoder over x [n_embd, T, B] and returns
 // the final normed hidden states [n_embd, T, B].
 static struct ggml_tensor * pp_build_decoder(pp_train * t, struct ggml_context * ctx, struct ggml_tensor * x) {
@@ -270,9 +286,9 @@ static struct ggml_tensor * pp_build_decoder(pp_train * t, struct ggml_context *
     for (int il = 0; il < t->n_layer; il++) {
         const pp_layer * L = &t->layers[il];
         struct ggml_tensor * cur = ggml_mul(ctx, rms_norm(ctx, x, t->eps), L->attn_norm);
-        struct ggml_tensor * q = ggml_mul_mat(ctx, L->wq, cur);
-        struct ggml_tensor * k = ggml_mul_mat(ctx, L->wk, cur);
-        struct ggml_tensor * v = ggml_mul_mat(ctx, L->wv, cur);
+        struct ggml_tensor * q = mm(ctx, L->wq, cur);
+        struct ggml_tensor * k = mm(ctx, L->wk, cur);
+        struct ggml_tensor * v = mm(ctx, L->wv, cur);
         if (L->bq) q = ggml_add(ctx, q, L->bq);
         if (L->bk) k = ggml_add(ctx, k, L->bk);
         if (L->bv) v = ggml_add(ctx, v, L->bv);
@@ -291,13 +307,13 @@ static struct ggml_tensor * pp_build_decoder(pp_train * t, struct ggml_context *
         struct ggml_tensor * kqv = ggml_mul_mat(ctx, vt, kq);                          // [hd, T_q, nh, B]
         kqv = ggml_cont(ctx, ggml_permute(ctx, kqv, 0, 2, 1, 3));                      // [hd, nh, T, B]
         cur = ggml_reshape_3d(ctx, kqv, t->n_embd, T, B);
-        cur = ggml_mul_mat(ctx, L->wo, cur);
+        cur = mm(ctx, L->wo, cur);
         x = ggml_add(ctx, x, cur);
 
         cur = ggml_mul(ctx, rms_norm(ctx, x, t->eps), L->ffn_norm);
-        struct ggml_tensor * g = ggml_silu(ctx, ggml_mul_mat(ctx, L->ffn_gate, cur));
-        struct ggml_tensor * u = ggml_mul_mat(ctx, L->ffn_up, cur);
-        cur = ggml_mul_mat(ctx, L->ffn_down, ggml_mul(ctx, g, u));
+        struct ggml_tensor * g = ggml_silu(ctx, mm(ctx, L->ffn_gate, cur));
+        struct ggml_tensor * u = mm(ctx, L->ffn_up, cur);
+        cur = mm(ctx, L->ffn_down, ggml_mul(ctx, g, u));
         x = ggml_add(ctx, x, cur);
     }
     return ggml_mul(ctx, rms_norm(ctx, x, t->eps), t->output_norm);

@@ -59,8 +59,9 @@ enum pp_train_param {
 };
 
 // pp_train_new loads the frozen decoder from a GGUF file (llama, mistral or
-// qwen2 architecture; quantized weights are converted to F16) and builds the
-// graph. On failure it returns NULL with a message in err.
+// qwen2 architecture; block-quantized weights stay quantized, F16/BF16
+// become F32) and builds the graph. On failure it returns NULL with a
+// message in err.
 pp_train * pp_train_new(const char * model_path, const pp_train_cfg * cfg, char * err, int32_t err_len);
 void       pp_train_free(pp_train * t);
 

@@ -44,7 +44,7 @@ func plugCommand() *cli.Command {
 			{
 				Name:      "info",
 				Usage:     "print a plug's metadata",
-				UsageText: "pplug plug info PLUG.gguf [--json]",
+				UsageText: "pplug plug info [--json] PLUG.gguf",
 				Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}},
 				Action:    runPlugInfo,
 			},
@@ -108,10 +108,20 @@ func runPlugInit(c *cli.Context) error {
 }
 
 func runPlugInfo(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return usagef("give one plug file: pplug plug info PLUG.gguf")
+	// urfave/cli stops at the first argument; accept --json after the file too.
+	var files []string
+	asJSON := c.Bool("json")
+	for _, a := range c.Args().Slice() {
+		if a == "--json" || a == "-json" {
+			asJSON = true
+			continue
+		}
+		files = append(files, a)
 	}
-	p, err := persona.ReadPlug(c.Args().First())
+	if len(files) != 1 {
+		return usagef("give one plug file: pplug plug info [--json] PLUG.gguf")
+	}
+	p, err := persona.ReadPlug(files[0])
 	if err != nil {
 		return err
 	}
@@ -132,7 +142,7 @@ func runPlugInfo(c *cli.Context) error {
 		"params":         len(p.W1) + len(p.B1) + len(p.W2) + len(p.B2) + len(p.Instr) + len(p.AdapterW) + len(p.AdapterB),
 		"meta":           p.Meta,
 	}
-	if c.Bool("json") {
+	if asJSON {
 		enc := json.NewEncoder(c.App.Writer)
 		enc.SetIndent("", "  ")
 		return enc.Encode(info)

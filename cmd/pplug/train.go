@@ -1,0 +1,280 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pplug/pplug/eval"
+	"github.com/pplug/pplug/internal/progress"
+	"github.com/pplug/pplug/kernels"
+	"github.com/pplug/pplug/lamp"
+	"github.com/pplug/pplug/llama"
+	"github.com/pplug/pplug/persona"
+	"github.com/pplug/pplug/train"
+)
+
+func trainCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "train",
+		Usage: "train a Persona-Plug plug-in on LaMP-format data with the LLM and encoder frozen",
+		UsageText: "pplug train -m MODEL --task LaMP_N --questions train_questions.json --outputs train_outputs.json \\\n" +
+			"      [--dev-questions dev_questions.json --dev-outputs dev_outputs.json] [--encoder BGE.gguf] -o PLUG.gguf",
+		Flags: []cli.Flag{
+			verboseFlag(),
+			&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "GGUF model `FILE` (llama, mistral or qwen2)", EnvVars: []string{"PPLUG_MODEL"}},
+			&cli.StringFlag{Name: "task", Usage: "LaMP task (default: the outputs file's)"},
+			&cli.StringFlag{Name: "questions", Usage: "training questions `FILE`"},
+			&cli.StringFlag{Name: "outputs", Usage: "training gold outputs `FILE`"},
+			&cli.StringFlag{Name: "dev-questions", Usage: "dev questions (loss each epoch, persona NLL check at the end)"},
+			&cli.StringFlag{Name: "dev-outputs", Usage: "dev gold outputs"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "plug `FILE` to write"},
+			&cli.StringFlag{Name: "plug", Usage: "start from this plug (default: a fresh one, as pplug plug init makes)"},
+			&cli.StringFlag{Name: "resume", Usage: "continue from a checkpoint plug (with its .opt optimizer state)"},
+			&cli.StringFlag{Name: "checkpoint-dir", Usage: "write a checkpoint after every epoch here"},
+			&cli.StringFlag{Name: "encoder", Usage: "history encoder GGUF (default: the LLM itself, mean-pooled)"},
+			&cli.StringFlag{Name: "pooling", Value: "default", Usage: "encoder pooling"},
+			&cli.IntFlag{Name: "encoder-max-tokens", Value: 512, Usage: "history item truncation"},
+			&cli.IntFlag{Name: "n-instruction", Value: 1, Usage: "instruction rows of a fresh plug"},
+			&cli.Float64Flag{Name: "tau", Value: 1, Usage: "aggregator temperature of a fresh plug"},
+			&cli.BoolFlag{Name: "train-tau", Usage: "learn the temperature too"},
+			&cli.BoolFlag{Name: "adapter", Usage: "give a fresh plug a trainable query adapter"},
+			&cli.StringFlag{Name: "query-prefix", Usage: "query instruction prefix of a fresh plug (default: BGE's with --encoder, none without)"},
+			&cli.IntFlag{Name: "epochs", Value: 2, Usage: "passes over the training data"},
+			&cli.IntFlag{Name: "batch", Value: 8, Usage: "examples per step"},
+			&cli.Float64Flag{Name: "lr", Value: 1e-4, Usage: "peak learning rate (AdamW)"},
+			&cli.Float64Flag{Name: "weight-decay", Value: 1e-4, Usage: "AdamW weight decay"},
+			&cli.Float64Flag{Name: "warmup", Value: 0.05, Usage: "fraction of steps of linear warm-up"},
+			&cli.Float64Flag{Name: "max-grad-norm", Value: 1, Usage: "gradient clipping (-1: off)"},
+			&cli.IntFlag{Name: "augment", Value: 10, Usage: "history-dropout copies per example (-1: none)"},
+			&cli.IntFlag{Name: "max-items", Value: 512, Usage: "most recent history items per user"},
+			&cli.IntFlag{Name: "max-input", Value: 256, Usage: "prompt tokens kept"},
+			&cli.IntFlag{Name: "max-target", Value: 128, Usage: "target tokens kept"},
+			&cli.IntFlag{Name: "limit", Usage: "use only the first N training questions"},
+			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the initialisation, shuffling and history dropout"},
+			&cli.IntFlag{Name: "threads", Aliases: []string{"t"}, Usage: "threads (default: physical cores)"},
+			&cli.StringFlag{Name: "cache-dir", Usage: "embedding cache folder", EnvVars: []string{"PPLUG_CACHE_DIR"}},
+			&cli.BoolFlag{Name: "no-cache", Usage: "do not use the embedding cache"},
+			&cli.StringFlag{Name: "report", Usage: "write a JSON report of the run to `FILE`"},
+		},
+		Action: runTrain,
+	}
+}
+
+func runTrain(c *cli.Context) error {
+	if c.Bool("verbose") {
+		setupLogging(true, c.App.ErrWriter)
+	}
+	ctx := c.Context
+	stderr := c.App.ErrWriter
+	for _, f := range []string{"model", "questions", "outputs", "output"} {
+		if c.String(f) == "" {
+			return usagef("--%s is required (see pplug train --help)", f)
+		}
+	}
+	if (c.String("dev-questions") == "") != (c.String("dev-outputs") == "") {
+		return usagef("give both --dev-questions and --dev-outputs, or neither")
+	}
+	var task lamp.Task
+	if s := c.String("task"); s != "" {
+		t, err := lamp.ParseTask(s)
+		if err != nil {
+			return usageError{err}
+		}
+		task = t
+	} else {
+		outs, err := lamp.ReadOutputs(c.String("outputs"))
+		if err != nil {
+			return err
+		}
+		if task, err = outs.ParsedTask(); err != nil {
+			return fmt.Errorf("%s: %w (give --task)", c.String("outputs"), err)
+		}
+	}
+	threads := c.Int("threads")
+	if threads <= 0 {
+		threads = llama.DefaultThreads()
+	}
+
+	modelPath := c.String("model")
+	m, err := loadModel(ctx, c, stderr)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	pool, err := llama.ParsePooling(c.String("pooling"))
+	if err != nil {
+		return usageError{err}
+	}
+	eo := persona.EncoderOptions{Pooling: pool, MaxTokens: c.Int("encoder-max-tokens"), Threads: threads}
+	var enc *persona.Encoder
+	if p := c.String("encoder"); p != "" {
+		enc, err = persona.OpenEncoder(ctx, p, eo)
+	} else {
+		enc, err = persona.NewEncoder(m, eo)
+	}
+	if err != nil {
+		return err
+	}
+	defer enc.Close()
+
+	var plug *persona.Plug
+	switch {
+	case c.String("resume") != "":
+		plug, err = persona.ReadPlug(c.String("resume"))
+	case c.String("plug") != "":
+		plug, err = persona.ReadPlug(c.String("plug"))
+	default:
+		plug, err = freshPlug(c, m, enc)
+	}
+	if err != nil {
+		return err
+	}
+	if err := plug.CheckModel(m.NEmbd(), enc.Dim()); err != nil {
+		return err
+	}
+
+	var cache *persona.Cache
+	if !c.Bool("no-cache") {
+		dir := c.String("cache-dir")
+		if dir == "" {
+			dir = persona.DefaultCacheDir()
+		}
+		cache = &persona.Cache{Dir: dir}
+	}
+	load := func(q, o, label string, limit int) ([]train.Example, error) {
+		bar := progress.New(stderr, "encoding "+label, 1)
+		abs, _ := filepath.Abs(q)
+		ex, err := train.LoadExamples(ctx, m, enc, cache, plug, q, o, train.DataOptions{
+			Task: task, MaxItems: c.Int("max-items"), MaxInput: c.Int("max-input"), MaxTarget: c.Int("max-target"),
+			Limit: limit, CacheKey: abs,
+			Progress: func(done, total int) {
+				bar.Set(float64(done)/float64(total), fmt.Sprintf("%d/%d questions", done, total))
+			},
+		})
+		bar.Finish("")
+		return ex, err
+	}
+	trainEx, err := load(c.String("questions"), c.String("outputs"), "training data", c.Int("limit"))
+	if err != nil {
+		return err
+	}
+	var devEx []train.Example
+	if c.String("dev-questions") != "" {
+		if devEx, err = load(c.String("dev-questions"), c.String("dev-outputs"), "dev data", 0); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stderr, "training on %d examples (%d dev) of %s, encoder %s, %d threads\n", len(trainEx), len(devEx), task, shortID(enc.ID()), threads)
+
+	var bar *progress.Bar
+	res, err := train.Train(ctx, modelPath, m, plug, trainEx, devEx, train.Options{
+		Epochs: c.Int("epochs"), Batch: c.Int("batch"), LR: c.Float64("lr"), WeightDecay: c.Float64("weight-decay"),
+		Warmup: c.Float64("warmup"), MaxGradNorm: c.Float64("max-grad-norm"), Augment: c.Int("augment"),
+		Seed: c.Uint64("seed"), Threads: threads, TrainTau: c.Bool("train-tau"),
+		Output: c.String("output"), CheckpointDir: c.String("checkpoint-dir"), Resume: c.String("resume"),
+		Progress: func(p train.Progress) {
+			if bar == nil {
+				bar = progress.New(stderr, "training", float64(p.Steps))
+			}
+			bar.Set(float64(p.Step), fmt.Sprintf("epoch %d/%d step %d/%d loss %.4f (avg %.4f) lr %.2g %.0f pos/s",
+				p.Epoch, p.Epochs, p.Step, p.Steps, p.Loss, p.AvgLoss, p.LR, p.TokensPerSec))
+		},
+		Log: func(line string) { fmt.Fprintln(stderr, line) },
+	})
+	if bar != nil {
+		bar.Finish("")
+	}
+	if errors.Is(err, ctx.Err()) && res.Interrupted {
+		fmt.Fprintf(stderr, "interrupted after %d steps: saved %s (resume with --resume %s)\n", res.Steps, res.Output, res.Output)
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "trained %d steps in %s (%s per step, graph %d x %d positions); wrote %s\n",
+		res.Steps, res.Duration.Round(time.Millisecond), res.MeanStep.Round(time.Microsecond), res.Shape.Batch, res.Shape.Tokens, res.Output)
+
+	report := map[string]any{"task": task.String(), "train": res, "plug": res.Output}
+	if c.String("dev-questions") != "" {
+		nll, err := devNLL(c, m, enc, plug, task, cache, threads)
+		if err != nil {
+			return err
+		}
+		report["dev_nll"] = nll
+		fmt.Fprintf(stderr, "dev persona check (%d questions, %d target tokens): NLL/token own %.4f, none %.4f", nll.Questions, nll.Tokens, nll.Own, nll.None)
+		if nll.HasOther {
+			fmt.Fprintf(stderr, ", other user's %.4f", nll.Other)
+		}
+		fmt.Fprintln(stderr)
+	}
+	if p := c.String("report"); p != "" {
+		b, _ := json.MarshalIndent(report, "", "  ")
+		if err := os.WriteFile(p, append(b, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// freshPlug initialises a plug for the model and encoder, as plug init does.
+func freshPlug(c *cli.Context, m *llama.Model, enc *persona.Encoder) (*persona.Plug, error) {
+	scale, err := persona.TokenEmbeddingScale(m)
+	if err != nil {
+		return nil, err
+	}
+	id, err := persona.ModelID(m)
+	if err != nil {
+		return nil, err
+	}
+	prefix := c.String("query-prefix")
+	if !c.IsSet("query-prefix") && c.String("encoder") != "" {
+		prefix = persona.DefaultQueryPrefix
+	}
+	p, err := persona.NewPlug(enc.Dim(), m.NEmbd(), scale, persona.PlugOptions{
+		NInstr: c.Int("n-instruction"), Tau: float32(c.Float64("tau")), Seed: c.Uint64("seed"),
+		Pooling: enc.PoolingName(), QueryPrefix: prefix, Encoder: enc.ID(), LLM: id, Task: c.String("task"),
+		Adapter: c.Bool("adapter"),
+	})
+	if err != nil {
+		return nil, usageError{err}
+	}
+	p.Meta["created"] = time.Now().UTC().Format(time.RFC3339)
+	return p, nil
+}
+
+// devNLL runs the inference-path persona check on the dev split.
+func devNLL(c *cli.Context, m *llama.Model, enc *persona.Encoder, plug *persona.Plug, task lamp.Task, cache *persona.Cache, threads int) (eval.NLLReport, error) {
+	ctx := c.Context
+	qs, err := lamp.ReadQuestions(c.String("dev-questions"))
+	if err != nil {
+		return eval.NLLReport{}, err
+	}
+	outs, err := lamp.ReadOutputs(c.String("dev-outputs"))
+	if err != nil {
+		return eval.NLLReport{}, err
+	}
+	golds := map[string]string{}
+	for _, g := range outs.Golds {
+		golds[g.ID] = g.Output
+	}
+	backend, err := kernels.Open("cpu", kernels.Options{Threads: threads, Logger: slog.Default()})
+	if err != nil {
+		return eval.NLLReport{}, err
+	}
+	defer backend.Close()
+	lc, err := m.NewContext(llama.ContextOptions{NCtx: c.Int("max-input") + c.Int("max-target") + plug.NRows() + 8, Threads: threads})
+	if err != nil {
+		return eval.NLLReport{}, err
+	}
+	defer lc.Close()
+	abs, _ := filepath.Abs(c.String("dev-questions"))
+	rt := &persona.Runtime{LLM: m, Plug: plug, Encoder: enc, Backend: backend, Cache: cache}
+	return eval.PersonaNLL(ctx, rt, lc, task, qs, golds, eval.NLLOptions{ProfileSource: abs})
+}

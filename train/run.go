@@ -1,0 +1,374 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/pplug/pplug/cgo"
+	"github.com/pplug/pplug/llama"
+	"github.com/pplug/pplug/persona"
+)
+
+// Options configure Train. Zero values take the paper's defaults where it
+// gives one (PAPER.md: AdamW, lr 1e-4, weight decay 1e-4, 5 % warm-up,
+// 2 epochs, history dropout copies).
+type Options struct {
+	Epochs      int     // default 2
+	Batch       int     // examples per step (default 8; the paper: 64)
+	LR          float64 // peak learning rate (default 1e-4)
+	WeightDecay float64 // decoupled, AdamW (default 1e-4)
+	Warmup      float64 // fraction of steps with a linear warm-up (default 0.05), then linear decay to 0
+	Beta1       float64 // default 0.9
+	Beta2       float64 // default 0.999
+	Eps         float64 // default 1e-8
+	MaxGradNorm float64 // clip the global gradient norm (default 1; < 0 disables)
+	Augment     int     // history-dropout copies per example (default 10; < 0 disables)
+	Seed        uint64
+	Threads     int
+	TrainTau    bool // learn the aggregator temperature too
+	// Output is the plug file written at the end (and after Ctrl-C).
+	Output string
+	// CheckpointDir, when set, receives a plug and optimizer state after
+	// every epoch (epoch-N.plug.gguf and .opt).
+	CheckpointDir string
+	// Resume continues from a checkpoint written by this package: the plug
+	// file whose optimizer state sits beside it (FILE.opt).
+	Resume string
+	// Progress, when set, is called after every step.
+	Progress func(p Progress)
+	// Log, when set, receives one line per epoch.
+	Log func(line string)
+}
+
+func (o *Options) defaults() {
+	if o.Epochs <= 0 {
+		o.Epochs = 2
+	}
+	if o.Batch <= 0 {
+		o.Batch = 8
+	}
+	if o.LR <= 0 {
+		o.LR = 1e-4
+	}
+	if o.WeightDecay == 0 {
+		o.WeightDecay = 1e-4
+	}
+	if o.Warmup == 0 {
+		o.Warmup = 0.05
+	}
+	if o.Beta1 == 0 {
+		o.Beta1 = 0.9
+	}
+	if o.Beta2 == 0 {
+		o.Beta2 = 0.999
+	}
+	if o.Eps == 0 {
+		o.Eps = 1e-8
+	}
+	if o.MaxGradNorm == 0 {
+		o.MaxGradNorm = 1
+	}
+	if o.Augment == 0 {
+		o.Augment = 10
+	}
+}
+
+// Progress is reported after each step.
+type Progress struct {
+	Epoch, Epochs int
+	Step, Steps   int
+	Loss          float64 // this step's mean target NLL
+	AvgLoss       float64 // running average over the epoch
+	LR            float64
+	TokensPerSec  float64 // graph positions processed per second
+	StepTime      time.Duration
+}
+
+// Result summarises a run.
+type Result struct {
+	Steps        int
+	Epochs       int
+	Examples     int // after augmentation
+	Shape        Shape
+	TrainLoss    []float64 // mean per epoch
+	DevLoss      []float64 // per epoch, when dev examples were given
+	Duration     time.Duration
+	MeanStep     time.Duration
+	Interrupted  bool
+	Output       string
+	Checkpoints  []string
+	ResumedAtSeq int
+}
+
+// Train learns the plug's parameters on the examples, with the model's
+// weights frozen, and writes the plug to o.Output. The plug is updated in
+// place. A cancelled ctx stops after the current step and saves.
+func Train(ctx context.Context, modelPath string, m *llama.Model, plug *persona.Plug, trainEx, devEx []Example, o Options) (Result, error) {
+	o.defaults()
+	var res Result
+	if len(trainEx) == 0 {
+		return res, errors.New("no training examples")
+	}
+	if o.Output == "" {
+		return res, errors.New("no output plug file")
+	}
+	aug := Augment(trainEx, max(0, o.Augment), rand.New(rand.NewPCG(o.Seed, 0xa06)))
+	res.Examples = len(aug)
+	shape, err := ShapeFor(plug, o.Batch, aug, devEx)
+	if err != nil {
+		return res, err
+	}
+	res.Shape = shape
+	g, err := NewGraph(modelPath, m, plug, shape, o.Threads, o.TrainTau)
+	if err != nil {
+		return res, err
+	}
+	defer g.Close()
+	opt := newAdamW(g)
+	stepsPerEpoch := (len(aug) + o.Batch - 1) / o.Batch
+	total := stepsPerEpoch * o.Epochs
+	warm := int(math.Ceil(o.Warmup * float64(total)))
+	lrAt := func(step int) float64 { // step counts from 1
+		if warm > 0 && step <= warm {
+			return o.LR * float64(step) / float64(warm)
+		}
+		return o.LR * math.Max(0, float64(total-step)/float64(max(1, total-warm)))
+	}
+
+	startEpoch, startBatch := 0, 0
+	if o.Resume != "" {
+		st, err := readOptState(o.Resume+".opt", g)
+		if err != nil {
+			return res, fmt.Errorf("resume from %s: %w", o.Resume, err)
+		}
+		opt.load(st)
+		startEpoch, startBatch = st.Epoch, st.Batch
+		res.ResumedAtSeq = st.Step
+		if st.Seed != o.Seed {
+			return res, fmt.Errorf("resume: the checkpoint was trained with --seed %d, not %d", st.Seed, o.Seed)
+		}
+	}
+
+	save := func(path string, epoch, batch int) error {
+		g.StorePlug()
+		plug.Meta["trained"] = "true"
+		plug.Meta["steps"] = strconv.Itoa(opt.step)
+		plug.Meta["epochs_done"] = fmt.Sprintf("%.3f", float64(epoch)+float64(batch)/float64(stepsPerEpoch))
+		plug.Meta["lr"] = strconv.FormatFloat(o.LR, 'g', -1, 64)
+		plug.Meta["batch"] = strconv.Itoa(o.Batch)
+		plug.Meta["seed"] = strconv.FormatUint(o.Seed, 10)
+		plug.Meta["saved"] = time.Now().UTC().Format(time.RFC3339)
+		if n := len(res.TrainLoss); n > 0 {
+			plug.Meta["train_loss"] = fmt.Sprintf("%.5f", res.TrainLoss[n-1])
+		}
+		if n := len(res.DevLoss); n > 0 {
+			plug.Meta["dev_loss"] = fmt.Sprintf("%.5f", res.DevLoss[n-1])
+		}
+		if err := plug.WriteFile(path); err != nil {
+			return err
+		}
+		return writeOptState(path+".opt", opt.state(epoch, batch, o.Seed))
+	}
+
+	t0 := time.Now()
+	var stepTime time.Duration
+	for epoch := startEpoch; epoch < o.Epochs; epoch++ {
+		perm := rand.New(rand.NewPCG(o.Seed, uint64(epoch)+1)).Perm(len(aug))
+		var sum float64
+		var n int
+		first := 0
+		if epoch == startEpoch {
+			first = startBatch
+		}
+		for bi := first; bi < stepsPerEpoch; bi++ {
+			if err := ctx.Err(); err != nil {
+				res.Interrupted = true
+				res.Duration = time.Since(t0)
+				if err := save(o.Output, epoch, bi); err != nil {
+					return res, fmt.Errorf("save after interrupt: %w", err)
+				}
+				res.Output = o.Output
+				res.Steps = opt.step
+				return res, err
+			}
+			ts := time.Now()
+			batch := make([]Example, 0, o.Batch)
+			for _, i := range perm[bi*o.Batch : min(len(perm), (bi+1)*o.Batch)] {
+				batch = append(batch, aug[i])
+			}
+			if _, err := g.Fill(batch); err != nil {
+				return res, err
+			}
+			loss, err := g.Backward()
+			if err != nil {
+				return res, err
+			}
+			if math.IsNaN(loss) || math.IsInf(loss, 0) {
+				return res, fmt.Errorf("step %d: the loss is %v (lower the learning rate)", opt.step+1, loss)
+			}
+			lr := lrAt(opt.step + 1)
+			opt.update(lr, o)
+			dt := time.Since(ts)
+			stepTime += dt
+			sum += loss
+			n++
+			if o.Progress != nil {
+				o.Progress(Progress{
+					Epoch: epoch + 1, Epochs: o.Epochs, Step: opt.step, Steps: total, Loss: loss, AvgLoss: sum / float64(n),
+					LR: lr, StepTime: dt, TokensPerSec: float64(shape.Batch*shape.Tokens) / dt.Seconds(),
+				})
+			}
+		}
+		res.TrainLoss = append(res.TrainLoss, sum/float64(max(1, n)))
+		line := fmt.Sprintf("epoch %d/%d: train loss %.4f", epoch+1, o.Epochs, res.TrainLoss[len(res.TrainLoss)-1])
+		if len(devEx) > 0 {
+			dl, err := EvalLoss(g, devEx)
+			if err != nil {
+				return res, err
+			}
+			res.DevLoss = append(res.DevLoss, dl)
+			line += fmt.Sprintf(", dev loss %.4f", dl)
+		}
+		if o.CheckpointDir != "" {
+			if err := os.MkdirAll(o.CheckpointDir, 0o755); err != nil {
+				return res, err
+			}
+			p := filepath.Join(o.CheckpointDir, fmt.Sprintf("epoch-%d.plug.gguf", epoch+1))
+			if err := save(p, epoch+1, 0); err != nil {
+				return res, fmt.Errorf("checkpoint: %w", err)
+			}
+			res.Checkpoints = append(res.Checkpoints, p)
+			line += ", checkpoint " + p
+		}
+		if o.Log != nil {
+			o.Log(line)
+		}
+	}
+	res.Duration = time.Since(t0)
+	res.Steps = opt.step
+	res.Epochs = o.Epochs
+	if steps := opt.step - res.ResumedAtSeq; steps > 0 {
+		res.MeanStep = stepTime / time.Duration(steps)
+	}
+	if err := save(o.Output, o.Epochs, 0); err != nil {
+		return res, err
+	}
+	res.Output = o.Output
+	return res, nil
+}
+
+// EvalLoss is the token-weighted mean target NLL of the examples under the
+// graph's current parameters.
+func EvalLoss(g *Graph, ex []Example) (float64, error) {
+	var sum float64
+	var tokens int
+	b := g.Shape().Batch
+	for i := 0; i < len(ex); i += b {
+		batch := ex[i:min(len(ex), i+b)]
+		n, err := g.Fill(batch)
+		if err != nil {
+			return 0, err
+		}
+		l, err := g.Forward()
+		if err != nil {
+			return 0, err
+		}
+		sum += l * float64(n)
+		tokens += n
+	}
+	return sum / float64(tokens), nil
+}
+
+// adamW is AdamW with decoupled weight decay (as torch.optim.AdamW) over
+// the graph's parameters, updated in place in the graph's memory.
+type adamW struct {
+	g    *Graph
+	ids  []int
+	m, v map[int][]float32
+	step int
+}
+
+func newAdamW(g *Graph) *adamW {
+	a := &adamW{g: g, ids: g.ParamIDs(), m: map[int][]float32{}, v: map[int][]float32{}}
+	for _, id := range a.ids {
+		n := len(g.Param(id))
+		a.m[id], a.v[id] = make([]float32, n), make([]float32, n)
+	}
+	return a
+}
+
+func (a *adamW) update(lr float64, o Options) {
+	a.step++
+	scale := 1.0
+	if o.MaxGradNorm > 0 {
+		var ss float64
+		for _, id := range a.ids {
+			for _, x := range a.g.Grad(id) {
+				ss += float64(x) * float64(x)
+			}
+		}
+		if nrm := math.Sqrt(ss); nrm > o.MaxGradNorm {
+			scale = o.MaxGradNorm / nrm
+		}
+	}
+	b1, b2 := o.Beta1, o.Beta2
+	c1 := 1 - math.Pow(b1, float64(a.step))
+	c2 := 1 - math.Pow(b2, float64(a.step))
+	decay := float32(1 - lr*o.WeightDecay)
+	for _, id := range a.ids {
+		p, gr, m, v := a.g.Param(id), a.g.Grad(id), a.m[id], a.v[id]
+		for i := range p {
+			gi := float64(gr[i]) * scale
+			mi := b1*float64(m[i]) + (1-b1)*gi
+			vi := b2*float64(v[i]) + (1-b2)*gi*gi
+			m[i], v[i] = float32(mi), float32(vi)
+			p[i] = p[i]*decay - float32(lr*(mi/c1)/(math.Sqrt(vi/c2)+o.Eps))
+		}
+	}
+}
+
+func (a *adamW) state(epoch, batch int, seed uint64) optState {
+	st := optState{Step: a.step, Epoch: epoch, Batch: batch, Seed: seed, M: map[int][]float32{}, V: map[int][]float32{}}
+	for _, id := range a.ids {
+		st.M[id], st.V[id] = a.m[id], a.v[id]
+	}
+	return st
+}
+
+func (a *adamW) load(st optState) {
+	a.step = st.Step
+	for _, id := range a.ids {
+		copy(a.m[id], st.M[id])
+		copy(a.v[id], st.V[id])
+	}
+}
+
+// paramName names graph parameters in messages.
+func paramName(id int) string {
+	switch id {
+	case cgo.TrainW1:
+		return "proj.w1"
+	case cgo.TrainB1:
+		return "proj.b1"
+	case cgo.TrainW2:
+		return "proj.w2"
+	case cgo.TrainB2:
+		return "proj.b2"
+	case cgo.TrainInstr:
+		return "instruction"
+	case cgo.TrainAdaptW:
+		return "query_adapter.w"
+	case cgo.TrainAdaptB:
+		return "query_adapter.b"
+	case cgo.TrainLogTau:
+		return "log_tau"
+	}
+	return "param-" + strconv.Itoa(id)
+}
