@@ -339,5 +339,16 @@ func SupportsGPUOffload() bool {
 // SupportsMmap reports whether this platform can mmap model files.
 func SupportsMmap() bool { return bool(C.llama_supports_mmap()) }
 
+// CCycle runs pp_c_cycle (see shim.h): a plain C load/generate/free cycle.
+func CCycle(path string, n int) error {
+	Init()
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	if C.pp_c_cycle(cpath, C.int32_t(n)) != 0 {
+		return errors.New("the C cycle failed")
+	}
+	return nil
+}
+
 // TimeUs is llama.cpp's monotonic clock in microseconds.
 func TimeUs() int64 { return int64(C.llama_time_us()) }

@@ -225,3 +225,36 @@ int32_t pp_bench_c_loop(struct llama_context * ctx, const llama_token * prompt,
     *t_gen_us = t2 - t1;
     return rc;
 }
+
+int32_t pp_c_cycle(const char * path, int32_t n) {
+    struct llama_model_params mp = llama_model_default_params();
+    struct llama_model * model = llama_model_load_from_file(path, mp);
+    if (!model) {
+        return -1;
+    }
+    struct llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = 256;
+    cp.n_batch = 256;
+    cp.n_threads = 1;
+    cp.n_threads_batch = 1;
+    struct llama_context * ctx = llama_init_from_model(model, cp);
+    if (!ctx) {
+        llama_model_free(model);
+        return -1;
+    }
+    const struct llama_vocab * vocab = llama_model_get_vocab(model);
+    struct llama_sampler * smpl = llama_sampler_chain_init(llama_sampler_chain_default_params());
+    llama_sampler_chain_add(smpl, llama_sampler_init_greedy());
+    llama_token tok = llama_vocab_bos(vocab);
+    int32_t rc = 0;
+    for (int32_t i = 0; i < n && rc == 0; i++) {
+        rc = llama_decode(ctx, llama_batch_get_one(&tok, 1));
+        if (rc == 0) {
+            tok = llama_sampler_sample(smpl, ctx, -1);
+        }
+    }
+    llama_sampler_free(smpl);
+    llama_free(ctx);
+    llama_model_free(model);
+    return rc == 0 ? 0 : -1;
+}

@@ -84,4 +84,10 @@ int32_t pp_bench_c_loop(struct llama_context * ctx, const llama_token * prompt,
                         int32_t n_prompt, int32_t n_gen,
                         int64_t * t_prompt_us, int64_t * t_gen_us);
 
+// pp_c_cycle is one load / generate / free cycle in plain C (mmap load,
+// 256-position context, prompt of BOS, n greedy tokens): the baseline that
+// memory tests compare the Go API's cycle with, since llama.cpp itself may
+// keep memory across loads. Returns 0, or -1 when a step fails.
+int32_t pp_c_cycle(const char * path, int32_t n);
+
 #endif
