@@ -280,6 +280,7 @@ func runBench(c *cli.Context) error {
 	}
 	b.started = time.Now()
 
+	llama.LoadBackends()
 	var lastModel *llama.Model
 	defer func() {
 		if lastModel != nil {

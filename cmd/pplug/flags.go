@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -137,7 +138,11 @@ func loadModel(ctx context.Context, c *cli.Context, stderr io.Writer) (*llama.Mo
 	if path == "" {
 		return nil, usagef("no model given: pass -m FILE (a GGUF model)")
 	}
+	loaded := llama.LoadBackends()
 	opts := llama.ModelOptions{GPULayers: c.Int("n-gpu-layers"), NoMmap: c.Bool("no-mmap")}
+	if opts.GPULayers != 0 && len(loaded) == 0 {
+		slog.Warn("-ngl asks for GPU layers but no GPU backend is loaded (build one with `make gpu`; searched "+strings.Join(llama.BackendDirs(), ", ")+"): running on the CPU")
+	}
 	bar := progress.New(stderr, "loading model", 1)
 	if bar.IsTerminal() {
 		opts.Progress = func(f float32) { bar.Set(float64(f), "") }

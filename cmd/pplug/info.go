@@ -126,9 +126,18 @@ func versionCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "version",
 		Usage: "print the version, the pinned llama.cpp commit and the CPU features of the build",
-		Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+		Flags: []cli.Flag{verboseFlag(), &cli.BoolFlag{Name: "json", Usage: "print JSON"}},
 		Action: func(c *cli.Context) error {
+			if c.Bool("verbose") {
+				setupLogging(true, c.App.ErrWriter)
+			}
+			llama.LoadBackends()
+			var devs []string
+			for _, d := range llama.Devices() {
+				devs = append(devs, d.String())
+			}
 			v := map[string]string{
+				"devices":         strings.Join(devs, "; "),
 				"version":         buildinfo.Version,
 				"llama.cpp":       buildinfo.LlamaCppCommit,
 				"llama.cpp_from":  buildinfo.LlamaCppSource,
@@ -148,6 +157,7 @@ func versionCommand() *cli.Command {
 			fmt.Fprintf(w, "built with %s\n", v["go"])
 			fmt.Fprintf(w, "system: %s\n", v["system"])
 			fmt.Fprintf(w, "default threads: %s, GPU offload: %s\n", v["default_threads"], v["gpu_offload"])
+			fmt.Fprintf(w, "devices: %s\n", v["devices"])
 			return nil
 		},
 	}
