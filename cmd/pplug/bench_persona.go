@@ -30,17 +30,7 @@ func (b *benchRun) personaTests(ctx context.Context, m *llama.Model, row benchRo
 	if len(prof.Items) == 0 {
 		return errNoItems
 	}
-	pool, err := llama.ParsePooling(c.String("pooling"))
-	if err != nil {
-		return usageError{err}
-	}
-	eo := persona.EncoderOptions{Pooling: pool, MaxTokens: c.Int("encoder-max-tokens"), Threads: row.Threads}
-	var enc *persona.Encoder
-	if p := c.String("encoder"); p != "" {
-		enc, err = persona.OpenEncoder(ctx, p, eo)
-	} else {
-		enc, err = persona.NewEncoder(m, eo)
-	}
+	enc, err := openEncoder(ctx, c, m, row.Threads)
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -17,9 +16,7 @@ import (
 	"github.com/pplug/pplug/eval"
 	"github.com/pplug/pplug/eval/synthusers"
 	"github.com/pplug/pplug/internal/progress"
-	"github.com/pplug/pplug/kernels"
 	"github.com/pplug/pplug/lamp"
-	"github.com/pplug/pplug/llama"
 	"github.com/pplug/pplug/persona"
 	"github.com/pplug/pplug/persona/profile"
 )
@@ -197,7 +194,7 @@ func runEval(c *cli.Context) error {
 	var rt *persona.Runtime
 	if c.String("plug") != "" {
 		var closeRT func() error
-		if rt, closeRT, err = openEvalRuntime(ctx, c, m); err != nil {
+		if rt, closeRT, err = openRuntime(ctx, c, m); err != nil {
 			return err
 		}
 		defer closeRT()
@@ -268,65 +265,6 @@ func absPath(p string) string {
 		return abs
 	}
 	return p
-}
-
-// openEvalRuntime opens what PPlug needs for many users: the plug, the
-// encoder, the kernels backend and the embedding cache.
-func openEvalRuntime(ctx context.Context, c *cli.Context, llm *llama.Model) (*persona.Runtime, func() error, error) {
-	var closers []io.Closer
-	closeAll := func() error {
-		var errs []error
-		for i := len(closers) - 1; i >= 0; i-- {
-			errs = append(errs, closers[i].Close())
-		}
-		return errors.Join(errs...)
-	}
-	fail := func(err error) (*persona.Runtime, func() error, error) {
-		closeAll()
-		return nil, nil, err
-	}
-	plug, err := persona.ReadPlug(c.String("plug"))
-	if err != nil {
-		return fail(err)
-	}
-	pool, err := llama.ParsePooling(c.String("pooling"))
-	if err != nil {
-		return fail(usageError{err})
-	}
-	eo := persona.EncoderOptions{Pooling: pool, MaxTokens: c.Int("encoder-max-tokens"), Threads: c.Int("threads")}
-	var enc *persona.Encoder
-	if path := c.String("encoder"); path != "" {
-		enc, err = persona.OpenEncoder(ctx, path, eo)
-	} else {
-		enc, err = persona.NewEncoder(llm, eo)
-	}
-	if err != nil {
-		return fail(err)
-	}
-	closers = append(closers, enc)
-	if err := plug.CheckModel(llm.NEmbd(), enc.Dim()); err != nil {
-		return fail(fmt.Errorf("plug %s: %w", c.String("plug"), err))
-	}
-	if plug.Encoder != "" && plug.Encoder != enc.ID() {
-		slog.Warn("the plug was made with another encoder", "plug_encoder", plug.Encoder, "encoder", enc.ID())
-	}
-	if id, err := persona.ModelID(llm); err == nil && plug.LLM != "" && plug.LLM != id {
-		slog.Warn("the plug was made for another LLM", "plug_llm", plug.LLM, "llm", id)
-	}
-	backend, err := kernels.Open(c.String("device"), kernels.Options{Threads: c.Int("threads"), Logger: slog.Default()})
-	if err != nil {
-		return fail(err)
-	}
-	closers = append(closers, backend)
-	var cache *persona.Cache
-	if !c.Bool("no-cache") {
-		dir := c.String("cache-dir")
-		if dir == "" {
-			dir = persona.DefaultCacheDir()
-		}
-		cache = &persona.Cache{Dir: dir}
-	}
-	return &persona.Runtime{LLM: llm, Plug: plug, Encoder: enc, Backend: backend, Cache: cache}, closeAll, nil
 }
 
 // ---- eval score ------------------------------------------------------------
@@ -485,7 +423,7 @@ func runEvalNLL(c *cli.Context) error {
 		return err
 	}
 	defer m.Close()
-	rt, closeRT, err := openEvalRuntime(ctx, c, m)
+	rt, closeRT, err := openRuntime(ctx, c, m)
 	if err != nil {
 		return err
 	}

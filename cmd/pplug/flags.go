@@ -141,7 +141,7 @@ func loadModel(ctx context.Context, c *cli.Context, stderr io.Writer) (*llama.Mo
 	loaded := llama.LoadBackends()
 	opts := llama.ModelOptions{GPULayers: c.Int("n-gpu-layers"), NoMmap: c.Bool("no-mmap")}
 	if opts.GPULayers != 0 && len(loaded) == 0 {
-		slog.Warn("-ngl asks for GPU layers but no GPU backend is loaded (build one with `make gpu`; searched "+strings.Join(llama.BackendDirs(), ", ")+"): running on the CPU")
+		slog.Warn("-ngl asks for GPU layers but no GPU backend is loaded (build one with `make gpu`; searched " + strings.Join(llama.BackendDirs(), ", ") + "): running on the CPU")
 	}
 	bar := progress.New(stderr, "loading model", 1)
 	if bar.IsTerminal() {

@@ -135,48 +135,12 @@ func setupPersona(ctx context.Context, c *cli.Context, llm *llama.Model, stderr 
 }
 
 func (st *personaState) openRuntime(ctx context.Context, c *cli.Context, llm *llama.Model, stderr io.Writer) error {
-	plug, err := persona.ReadPlug(c.String("plug"))
+	rt, closeRT, err := openRuntime(ctx, c, llm)
 	if err != nil {
 		return err
 	}
-	pool, err := llama.ParsePooling(c.String("pooling"))
-	if err != nil {
-		return usageError{err}
-	}
-	eo := persona.EncoderOptions{Pooling: pool, MaxTokens: c.Int("encoder-max-tokens"), Threads: c.Int("threads")}
-	var enc *persona.Encoder
-	if path := c.String("encoder"); path != "" {
-		enc, err = persona.OpenEncoder(ctx, path, eo)
-	} else {
-		enc, err = persona.NewEncoder(llm, eo)
-	}
-	if err != nil {
-		return err
-	}
-	st.closers = append(st.closers, enc)
-	if err := plug.CheckModel(llm.NEmbd(), enc.Dim()); err != nil {
-		return fmt.Errorf("plug %s: %w", c.String("plug"), err)
-	}
-	if plug.Encoder != "" && plug.Encoder != enc.ID() {
-		slog.Warn("the plug was made with another encoder", "plug_encoder", plug.Encoder, "encoder", enc.ID())
-	}
-	if id, err := persona.ModelID(llm); err == nil && plug.LLM != "" && plug.LLM != id {
-		slog.Warn("the plug was made for another LLM", "plug_llm", plug.LLM, "llm", id)
-	}
-	backend, err := kernels.Open(c.String("device"), kernels.Options{Threads: c.Int("threads"), Logger: slog.Default()})
-	if err != nil {
-		return err
-	}
-	st.closers = append(st.closers, backend)
-	var cache *persona.Cache
-	if !c.Bool("no-cache") {
-		dir := c.String("cache-dir")
-		if dir == "" {
-			dir = persona.DefaultCacheDir()
-		}
-		cache = &persona.Cache{Dir: dir}
-	}
-	st.rt = &persona.Runtime{LLM: llm, Plug: plug, Encoder: enc, Backend: backend, Cache: cache}
+	st.rt = rt
+	st.closers = append(st.closers, closerFunc(closeRT))
 
 	bar := progress.New(stderr, "encoding profile", float64(len(st.prof.Items)))
 	user, us, err := st.rt.PrepareUser(ctx, st.prof, profileKey(c), func(done, total int) {
@@ -191,9 +155,80 @@ func (st *personaState) openRuntime(ctx context.Context, c *cli.Context, llm *ll
 	if us.Rebuilt {
 		slog.Warn("the embedding cache file was damaged and has been rebuilt")
 	}
-	slog.Info("personalisation: PPlug", "plug", c.String("plug"), "encoder", enc.ID(), "items", user.Len(),
-		"cached", us.Cached, "encoded", us.Encoded, "device", backend.Device())
+	slog.Info("personalisation: PPlug", "plug", c.String("plug"), "encoder", rt.Encoder.ID(), "items", user.Len(),
+		"cached", us.Cached, "encoded", us.Encoded, "device", rt.Backend.Device())
 	return nil
+}
+
+// openEncoder opens --encoder, or wraps the LLM itself, with the --pooling
+// and --encoder-max-tokens flags.
+func openEncoder(ctx context.Context, c *cli.Context, llm *llama.Model, threads int) (*persona.Encoder, error) {
+	pool, err := llama.ParsePooling(c.String("pooling"))
+	if err != nil {
+		return nil, usageError{err}
+	}
+	eo := persona.EncoderOptions{Pooling: pool, MaxTokens: c.Int("encoder-max-tokens"), Threads: threads}
+	if path := c.String("encoder"); path != "" {
+		return persona.OpenEncoder(ctx, path, eo)
+	}
+	if llm == nil {
+		return nil, usagef("give the encoder with --encoder FILE, or the LLM with -m FILE to encode with the LLM itself")
+	}
+	return persona.NewEncoder(llm, eo)
+}
+
+// cacheFromFlags is the embedding cache --cache-dir and --no-cache ask for.
+func cacheFromFlags(c *cli.Context) *persona.Cache {
+	if c.Bool("no-cache") {
+		return nil
+	}
+	dir := c.String("cache-dir")
+	if dir == "" {
+		dir = persona.DefaultCacheDir()
+	}
+	return &persona.Cache{Dir: dir}
+}
+
+// openRuntime opens what PPlug needs for any number of users: --plug, the
+// encoder and the kernels backend, checked against the LLM. The returned
+// function closes them in reverse order.
+func openRuntime(ctx context.Context, c *cli.Context, llm *llama.Model) (*persona.Runtime, func() error, error) {
+	var closers []io.Closer
+	closeAll := func() error {
+		var errs []error
+		for i := len(closers) - 1; i >= 0; i-- {
+			errs = append(errs, closers[i].Close())
+		}
+		return errors.Join(errs...)
+	}
+	fail := func(err error) (*persona.Runtime, func() error, error) {
+		closeAll()
+		return nil, nil, err
+	}
+	plug, err := persona.ReadPlug(c.String("plug"))
+	if err != nil {
+		return fail(err)
+	}
+	enc, err := openEncoder(ctx, c, llm, c.Int("threads"))
+	if err != nil {
+		return fail(err)
+	}
+	closers = append(closers, enc)
+	if err := plug.CheckModel(llm.NEmbd(), enc.Dim()); err != nil {
+		return fail(fmt.Errorf("plug %s: %w", c.String("plug"), err))
+	}
+	if plug.Encoder != "" && plug.Encoder != enc.ID() {
+		slog.Warn("the plug was made with another encoder", "plug_encoder", plug.Encoder, "encoder", enc.ID())
+	}
+	if id, err := persona.ModelID(llm); err == nil && plug.LLM != "" && plug.LLM != id {
+		slog.Warn("the plug was made for another LLM", "plug_llm", plug.LLM, "llm", id)
+	}
+	backend, err := kernels.Open(c.String("device"), kernels.Options{Threads: c.Int("threads"), Logger: slog.Default()})
+	if err != nil {
+		return fail(err)
+	}
+	closers = append(closers, backend)
+	return &persona.Runtime{LLM: llm, Plug: plug, Encoder: enc, Backend: backend, Cache: cacheFromFlags(c)}, closeAll, nil
 }
 
 // profileKey names a profile in the embedding cache.

@@ -62,25 +62,15 @@ func runPlugInit(c *cli.Context) error {
 		return err
 	}
 	defer m.Close()
-	pool, err := llama.ParsePooling(c.String("pooling"))
-	if err != nil {
-		return usageError{err}
-	}
-	eo := persona.EncoderOptions{Pooling: pool, MaxTokens: c.Int("encoder-max-tokens"), Threads: c.Int("threads")}
-	var enc *persona.Encoder
-	prefix := c.String("query-prefix")
-	if path := c.String("encoder"); path != "" {
-		enc, err = persona.OpenEncoder(ctx, path, eo)
-		if !c.IsSet("query-prefix") {
-			prefix = persona.DefaultQueryPrefix
-		}
-	} else {
-		enc, err = persona.NewEncoder(m, eo)
-	}
+	enc, err := openEncoder(ctx, c, m, c.Int("threads"))
 	if err != nil {
 		return err
 	}
 	defer enc.Close()
+	prefix := c.String("query-prefix")
+	if c.String("encoder") != "" && !c.IsSet("query-prefix") {
+		prefix = persona.DefaultQueryPrefix
+	}
 	scale, err := persona.TokenEmbeddingScale(m)
 	if err != nil {
 		return fmt.Errorf("measure the token embedding scale: %w", err)
@@ -199,35 +189,22 @@ func runProfileEncode(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	pool, err := llama.ParsePooling(c.String("pooling"))
-	if err != nil {
-		return usageError{err}
-	}
-	eo := persona.EncoderOptions{Pooling: pool, MaxTokens: c.Int("encoder-max-tokens"), Threads: c.Int("threads")}
-	var enc *persona.Encoder
-	switch {
-	case c.String("encoder") != "":
-		enc, err = persona.OpenEncoder(ctx, c.String("encoder"), eo)
-	case c.String("model") != "":
-		var m *llama.Model
-		m, err = loadModel(ctx, c, c.App.ErrWriter)
-		if err != nil {
+	var m *llama.Model
+	if c.String("encoder") == "" && c.String("model") != "" {
+		if m, err = loadModel(ctx, c, c.App.ErrWriter); err != nil {
 			return err
 		}
 		defer m.Close()
-		enc, err = persona.NewEncoder(m, eo)
-	default:
-		return usagef("give the encoder with --encoder FILE, or the LLM with -m FILE to encode with the LLM itself")
 	}
+	enc, err := openEncoder(ctx, c, m, c.Int("threads"))
 	if err != nil {
 		return err
 	}
 	defer enc.Close()
-	dir := c.String("cache-dir")
-	if dir == "" {
-		dir = persona.DefaultCacheDir()
+	cache := cacheFromFlags(c)
+	if cache == nil {
+		return usagef("profile encode fills the embedding cache: drop --no-cache")
 	}
-	cache := &persona.Cache{Dir: dir}
 	bar := progress.New(c.App.ErrWriter, "encoding profile", float64(len(prof.Items)))
 	start := time.Now()
 	_, st, err := persona.EncodeCached(ctx, enc, cache, profileKey(c), prof.Texts(), func(done, total int) {

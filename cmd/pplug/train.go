@@ -108,17 +108,7 @@ func runTrain(c *cli.Context) error {
 		return err
 	}
 	defer m.Close()
-	pool, err := llama.ParsePooling(c.String("pooling"))
-	if err != nil {
-		return usageError{err}
-	}
-	eo := persona.EncoderOptions{Pooling: pool, MaxTokens: c.Int("encoder-max-tokens"), Threads: threads}
-	var enc *persona.Encoder
-	if p := c.String("encoder"); p != "" {
-		enc, err = persona.OpenEncoder(ctx, p, eo)
-	} else {
-		enc, err = persona.NewEncoder(m, eo)
-	}
+	enc, err := openEncoder(ctx, c, m, threads)
 	if err != nil {
 		return err
 	}
@@ -140,14 +130,7 @@ func runTrain(c *cli.Context) error {
 		return err
 	}
 
-	var cache *persona.Cache
-	if !c.Bool("no-cache") {
-		dir := c.String("cache-dir")
-		if dir == "" {
-			dir = persona.DefaultCacheDir()
-		}
-		cache = &persona.Cache{Dir: dir}
-	}
+	cache := cacheFromFlags(c)
 	load := func(q, o, label string, limit int) ([]train.Example, error) {
 		bar := progress.New(stderr, "encoding "+label, 1)
 		abs, _ := filepath.Abs(q)
