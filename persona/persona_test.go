@@ -589,3 +589,68 @@ func TestRetrievalPrompt(t *testing.T) {
 		t.Fatalf("recent = %v", rec)
 	}
 }
+
+// TestConcurrentUsers queries two users of one plug and backend from many
+// goroutines (run under -race by make test).
+func TestConcurrentUsers(t *testing.T) {
+	m := loadModel(t, testenv.Stories260K(t))
+	const dEnc = 16
+	p := newTestPlug(t, m, dEnc, 4)
+	b, err := kernels.Open("cpu", kernels.Options{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	mk := func(seed float64) ([][]float32, []float32) {
+		keys := make([][]float32, 9)
+		for i := range keys {
+			keys[i] = make([]float32, dEnc)
+			for j := range keys[i] {
+				keys[i][j] = float32(math.Sin(seed + float64(i*dEnc+j)))
+			}
+			normalize(keys[i])
+		}
+		q := append([]float32(nil), keys[0]...)
+		return keys, q
+	}
+	k1, q1 := mk(1)
+	k2, q2 := mk(2)
+	u1, err := p.NewUser(b, nil, k1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u1.Close()
+	u2, err := p.NewUser(b, nil, k2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u2.Close()
+	want1, _, _ := u1.Rows(q1)
+	want2, _, _ := u2.Rows(q2)
+	errs := make(chan error, 16)
+	for g := range 16 {
+		go func() {
+			u, q, want := u1, q1, want1
+			if g%2 == 1 {
+				u, q, want = u2, q2, want2
+			}
+			for range 20 {
+				rows, _, err := u.Rows(q)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if maxDiff(rows, want) != 0 {
+					errs <- fmt.Errorf("goroutine %d: rows differ from the sequential result", g)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 16 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
