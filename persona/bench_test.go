@@ -41,15 +41,19 @@ func BenchmarkEncodeBatchedVsSequential(b *testing.B) {
 	for i := range texts {
 		texts[i] = fmt.Sprintf("Item %d: %s", i, strings.Repeat("the girl walked her dog to the park and they played with a red ball. ", 1+i%4))
 	}
+	bt := 0
+	if s := os.Getenv("PPLUG_BENCH_BATCH_TOKENS"); s != "" {
+		fmt.Sscan(s, &bt)
+	}
 	for _, name := range []string{"bge-small", "stories260K"} {
 		b.Run(name, func(b *testing.B) {
 			var enc *Encoder
 			var err error
 			if name == "bge-small" {
-				enc, err = OpenEncoder(context.Background(), benchEncoderModel(b), EncoderOptions{})
+				enc, err = OpenEncoder(context.Background(), benchEncoderModel(b), EncoderOptions{BatchTokens: bt})
 			} else {
 				m := loadModel(b, testenv.Stories260K(b))
-				enc, err = NewEncoder(m, EncoderOptions{})
+				enc, err = NewEncoder(m, EncoderOptions{BatchTokens: bt})
 			}
 			if err != nil {
 				b.Fatal(err)

@@ -23,7 +23,9 @@ type EncoderOptions struct {
 	// MaxTokens truncates each text (default 512, at most the model's
 	// training context).
 	MaxTokens int
-	// BatchTokens is the most tokens decoded at once (default 2048).
+	// BatchTokens is the most tokens decoded at once (default 512: larger
+	// batches pay for attention across the packed texts, which costs more
+	// than it saves on a CPU).
 	BatchTokens int
 	// MaxSeqs is the most texts decoded at once (default 64, at most 256).
 	MaxSeqs int
@@ -89,7 +91,7 @@ func NewEncoder(m *llama.Model, o EncoderOptions) (*Encoder, error) {
 		o.MaxTokens = t
 	}
 	if o.BatchTokens <= 0 {
-		o.BatchTokens = 2048
+		o.BatchTokens = 512
 	}
 	if o.BatchTokens < o.MaxTokens {
 		o.BatchTokens = o.MaxTokens
