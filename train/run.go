@@ -23,8 +23,8 @@ type Options struct {
 	Epochs      int     // default 2
 	Batch       int     // examples per step (default 8; the paper: 64)
 	LR          float64 // peak learning rate (default 1e-4)
-	WeightDecay float64 // decoupled, AdamW (default 1e-4)
-	Warmup      float64 // fraction of steps with a linear warm-up (default 0.05), then linear decay to 0
+	WeightDecay float64 // decoupled, AdamW (default 1e-4; < 0: none)
+	Warmup      float64 // fraction of steps with a linear warm-up (default 0.05; < 0: none), then linear decay to 0
 	Beta1       float64 // default 0.9
 	Beta2       float64 // default 0.999
 	Eps         float64 // default 1e-8
@@ -57,11 +57,17 @@ func (o *Options) defaults() {
 	if o.LR <= 0 {
 		o.LR = 1e-4
 	}
-	if o.WeightDecay == 0 {
+	switch {
+	case o.WeightDecay == 0:
 		o.WeightDecay = 1e-4
+	case o.WeightDecay < 0:
+		o.WeightDecay = 0
 	}
-	if o.Warmup == 0 {
+	switch {
+	case o.Warmup == 0:
 		o.Warmup = 0.05
+	case o.Warmup < 0:
+		o.Warmup = 0
 	}
 	if o.Beta1 == 0 {
 		o.Beta1 = 0.9
