@@ -40,7 +40,7 @@ export CGO_CXXFLAGS := -O3 $(ARCH_FLAGS)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/pplug/pplug/internal/buildinfo.Version=$(VERSION)
 
-.PHONY: all build deps test test-short lint bench clean gpu demo example-plug
+.PHONY: all build deps test test-short lint bench clean gpu demo
 
 all: build
 
@@ -61,31 +61,32 @@ build: deps
 ASSETS ?= ../shared/assets
 DEMO   := build/demo
 DEMO_Q := 21000
-# demo: a personalized generation with the bundled plug for a held-out synthetic user
-# (the history items that weigh most are printed first), the same prompt without a
-# persona, and the personalization check on all held-out users.
-demo: build
-	@mkdir -p $(DEMO)
-	@$(BIN)/pplug eval synth-users -o $(DEMO)/users >/dev/null 2>&1
+DEMO_PLUG := $(DEMO)/stories260K.plug.gguf
+# demo: trains (once, about a minute on 2 cores) a plug for stories260K on synthetic
+# users, then runs a personalized generation for a held-out user (the history items
+# that weigh most are printed first), the same prompt without a persona, and the
+# personalization check on all held-out users.
+demo: build $(DEMO_PLUG)
 	@echo "== personalized (user $(DEMO_Q) of the held-out synthetic users)"
 	$(BIN)/pplug generate -m $(ASSETS)/stories260K.gguf -p "Once upon a time, there was a little" -n 48 --temp 0 \
 		--profile $(DEMO)/users/test_questions.json --question-id $(DEMO_Q) --task lamp7 \
-		--plug examples/plugs/stories260K.plug.gguf --explain --explain-k 3 --cache-dir $(DEMO)/cache --timings
+		--plug $(DEMO_PLUG) --explain --explain-k 3 --cache-dir $(DEMO)/cache --timings
 	@echo "== without a persona"
 	$(BIN)/pplug generate -m $(ASSETS)/stories260K.gguf -p "Once upon a time, there was a little" -n 48 --temp 0
 	@echo "== gold-continuation NLL of the held-out users: own persona vs none vs another user's"
 	$(BIN)/pplug eval nll --task lamp7 --questions $(DEMO)/users/test_questions.json --golds $(DEMO)/users/test_outputs.json \
-		-m $(ASSETS)/stories260K.gguf --plug examples/plugs/stories260K.plug.gguf --cache-dir $(DEMO)/cache
+		-m $(ASSETS)/stories260K.gguf --plug $(DEMO_PLUG) --cache-dir $(DEMO)/cache
 
-# example-plug: how examples/plugs/stories260K.plug.gguf was made (about a minute on 2 cores).
-example-plug: build
+# The demo plug: pplug train for 12 epochs on the synthetic users of
+# `pplug eval synth-users --seed 1` (30 training users), stories260K as LLM and encoder.
+$(DEMO_PLUG):
+	@$(MAKE) --no-print-directory build
 	@mkdir -p $(DEMO)
-	$(BIN)/pplug eval synth-users -o $(DEMO)/users
+	$(BIN)/pplug eval synth-users -o $(DEMO)/users --seed 1
 	$(BIN)/pplug train -m $(ASSETS)/stories260K.gguf --task lamp7 \
 		--questions $(DEMO)/users/train_questions.json --outputs $(DEMO)/users/train_outputs.json \
 		--dev-questions $(DEMO)/users/dev_questions.json --dev-outputs $(DEMO)/users/dev_outputs.json \
-		--epochs 12 --batch 16 --lr 3e-3 --seed 1 -t 2 --cache-dir $(DEMO)/cache -o examples/plugs/stories260K.plug.gguf
-	rm -f examples/plugs/stories260K.plug.gguf.opt
+		--epochs 12 --batch 16 --lr 3e-3 --seed 1 -t 2 --cache-dir $(DEMO)/cache -o $(DEMO_PLUG)
 
 lint: deps
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
