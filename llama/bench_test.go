@@ -3,47 +3,20 @@ package llama
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pplug/pplug/cgo"
 	"github.com/pplug/pplug/internal/testenv"
-	"github.com/pplug/pplug/llama/synth"
 )
-
-// benchModel returns a shape-realistic random-weight model, written once
-// into the temp dir (or $PPLUG_BENCH_DIR) and reused by later runs.
-func benchModel(tb testing.TB, preset, typ string) string {
-	tb.Helper()
-	dir := os.Getenv("PPLUG_BENCH_DIR")
-	if dir == "" {
-		dir = os.TempDir()
-	}
-	path := filepath.Join(dir, fmt.Sprintf("pplug-bench-%s-%s.gguf", preset, typ))
-	if _, err := os.Stat(path); err == nil {
-		return path
-	}
-	spec := synth.Presets[preset]
-	t, err := synth.ParseType(typ)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	spec.Type, spec.Name = t, "bench-"+preset
-	if err := synth.Write(path, testenv.Phi3Vocab(tb), spec, nil); err != nil {
-		tb.Fatal(err)
-	}
-	return path
-}
 
 // benchModels are the models the benchmarks run: the tiny real model, where
 // per-token overhead shows most, and a 0.5B model at its real shape.
 func benchModels(b *testing.B) map[string]string {
 	return map[string]string{
 		"stories260K":     testenv.Stories260K(b),
-		"qwen2-0.5b-q8_0": benchModel(b, "qwen2-0.5b", "q8_0"),
+		"qwen2-0.5b-q8_0": testenv.BenchModel(b, "qwen2-0.5b", "q8_0"),
 	}
 }
 
@@ -116,7 +89,7 @@ func BenchmarkGoVsC(b *testing.B) {
 // BenchmarkDecodeRows compares decoding embedding rows with decoding the
 // same positions as tokens (the cost of the injection path).
 func BenchmarkDecodeRows(b *testing.B) {
-	m, err := LoadModel(context.Background(), benchModel(b, "qwen2-0.5b", "q8_0"), ModelOptions{})
+	m, err := LoadModel(context.Background(), testenv.BenchModel(b, "qwen2-0.5b", "q8_0"), ModelOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}

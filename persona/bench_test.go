@@ -4,34 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/pplug/pplug/cgo"
 	"github.com/pplug/pplug/internal/testenv"
-	"github.com/pplug/pplug/llama/synth"
 )
-
-// benchEncoderModel writes (once per temp dir) a random-weight encoder at
-// BGE-small's real shape with the real BGE vocabulary.
-func benchEncoderModel(b *testing.B) string {
-	dir := os.Getenv("PPLUG_BENCH_DIR")
-	if dir == "" {
-		dir = os.TempDir()
-	}
-	p := filepath.Join(dir, "pplug-bench-bge-small-f16.gguf")
-	if _, err := os.Stat(p); err == nil {
-		return p
-	}
-	s := synth.Presets["bge-small"]
-	s.Type = cgo.TypeF16
-	if err := synth.Write(p, testenv.BertVocab(b), s, nil); err != nil {
-		b.Fatal(err)
-	}
-	return p
-}
 
 // BenchmarkEncodeBatchedVsSequential encodes the same 64 history items
 // packed many to a decode and one per decode, alternating in one run, and
@@ -50,7 +28,7 @@ func BenchmarkEncodeBatchedVsSequential(b *testing.B) {
 			var enc *Encoder
 			var err error
 			if name == "bge-small" {
-				enc, err = OpenEncoder(context.Background(), benchEncoderModel(b), EncoderOptions{BatchTokens: bt})
+				enc, err = OpenEncoder(context.Background(), testenv.BenchModel(b, "bge-small", "f16"), EncoderOptions{BatchTokens: bt})
 			} else {
 				m := loadModel(b, testenv.Stories260K(b))
 				enc, err = NewEncoder(m, EncoderOptions{BatchTokens: bt})
