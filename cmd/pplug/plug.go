@@ -15,20 +15,12 @@ import (
 )
 
 func plugCommand() *cli.Command {
-	initFlags := []cli.Flag{
+	initFlags := append([]cli.Flag{
 		verboseFlag(),
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Required: true, Usage: "plug `FILE` to write"},
-		&cli.StringFlag{Name: "encoder", Usage: "history encoder GGUF `FILE` (default: the LLM itself)"},
-		&cli.StringFlag{Name: "pooling", Value: "default", Usage: "encoder pooling: default, cls, mean or last"},
-		&cli.IntFlag{Name: "encoder-max-tokens", Value: 512, Usage: "history item truncation the plug is made for"},
-		&cli.IntFlag{Name: "n-instruction", Value: 1, Usage: "instruction rows"},
-		&cli.Float64Flag{Name: "tau", Value: 1, Usage: "aggregator temperature"},
-		&cli.StringFlag{Name: "query-prefix", Usage: "instruction prefix of the query encoder (default: BGE's for BERT encoders, none for the LLM)"},
-		&cli.StringFlag{Name: "task", Usage: "LaMP task the plug is for (information only)"},
-		&cli.BoolFlag{Name: "adapter", Usage: "add a trainable query adapter"},
-		&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the initial weights"},
 		&cli.IntFlag{Name: "threads", Aliases: []string{"t"}},
-	}
+		&cli.StringFlag{Name: "task", Usage: "LaMP task the plug is for (information only)"},
+	}, freshPlugFlags()...)
 	initFlags = append(initFlags, modelFlags()...)
 	return &cli.Command{
 		Name:  "plug",
@@ -67,27 +59,10 @@ func runPlugInit(c *cli.Context) error {
 		return err
 	}
 	defer enc.Close()
-	prefix := c.String("query-prefix")
-	if c.String("encoder") != "" && !c.IsSet("query-prefix") {
-		prefix = persona.DefaultQueryPrefix
-	}
-	scale, err := persona.TokenEmbeddingScale(m)
-	if err != nil {
-		return fmt.Errorf("measure the token embedding scale: %w", err)
-	}
-	llmID, err := persona.ModelID(m)
+	plug, err := freshPlug(c, m, enc)
 	if err != nil {
 		return err
 	}
-	plug, err := persona.NewPlug(enc.Dim(), m.NEmbd(), scale, persona.PlugOptions{
-		NInstr: c.Int("n-instruction"), Tau: float32(c.Float64("tau")), Seed: c.Uint64("seed"),
-		Pooling: enc.PoolingName(), QueryPrefix: prefix, Encoder: enc.ID(), LLM: llmID,
-		Task: c.String("task"), Adapter: c.Bool("adapter"),
-	})
-	if err != nil {
-		return usageError{err}
-	}
-	plug.Meta["created"] = time.Now().UTC().Format(time.RFC3339)
 	plug.Meta["trained"] = "false"
 	if err := plug.WriteFile(c.String("output")); err != nil {
 		return err
@@ -95,6 +70,47 @@ func runPlugInit(c *cli.Context) error {
 	fmt.Fprintf(c.App.ErrWriter, "wrote %s: d_enc %d -> d_llm %d, %d instruction row(s), scale %.4g (untrained)\n",
 		c.String("output"), plug.DEnc, plug.DLLM, plug.NInstr, plug.Scale)
 	return nil
+}
+
+// freshPlugFlags are the options of a new plug (plug init, and train
+// without --plug): its encoder and shape, and the seed of its weights.
+func freshPlugFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "encoder", Usage: "history encoder GGUF `FILE` (default: the LLM itself, mean-pooled)"},
+		&cli.StringFlag{Name: "pooling", Value: "default", Usage: "encoder pooling: default, cls, mean or last"},
+		&cli.IntFlag{Name: "encoder-max-tokens", Value: 512, Usage: "history item truncation the plug is made for"},
+		&cli.IntFlag{Name: "n-instruction", Value: 1, Usage: "instruction rows of a new plug"},
+		&cli.Float64Flag{Name: "tau", Value: 1, Usage: "aggregator temperature of a new plug"},
+		&cli.StringFlag{Name: "query-prefix", Usage: "instruction prefix of the query encoder (default: BGE's with --encoder, none for the LLM)"},
+		&cli.BoolFlag{Name: "adapter", Usage: "give a new plug a trainable query adapter"},
+		&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the initial weights (and, in train, of shuffling and history dropout)"},
+	}
+}
+
+// freshPlug initialises a plug for the model and encoder, as plug init does.
+func freshPlug(c *cli.Context, m *llama.Model, enc *persona.Encoder) (*persona.Plug, error) {
+	scale, err := persona.TokenEmbeddingScale(m)
+	if err != nil {
+		return nil, fmt.Errorf("measure the token embedding scale: %w", err)
+	}
+	id, err := persona.ModelID(m)
+	if err != nil {
+		return nil, err
+	}
+	prefix := c.String("query-prefix")
+	if !c.IsSet("query-prefix") && c.String("encoder") != "" {
+		prefix = persona.DefaultQueryPrefix
+	}
+	p, err := persona.NewPlug(enc.Dim(), m.NEmbd(), scale, persona.PlugOptions{
+		NInstr: c.Int("n-instruction"), Tau: float32(c.Float64("tau")), Seed: c.Uint64("seed"),
+		Pooling: enc.PoolingName(), QueryPrefix: prefix, Encoder: enc.ID(), LLM: id, Task: c.String("task"),
+		Adapter: c.Bool("adapter"),
+	})
+	if err != nil {
+		return nil, usageError{err}
+	}
+	p.Meta["created"] = time.Now().UTC().Format(time.RFC3339)
+	return p, nil
 }
 
 func runPlugInfo(c *cli.Context) error {

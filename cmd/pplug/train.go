@@ -26,7 +26,7 @@ func trainCommand() *cli.Command {
 		Usage: "train a Persona-Plug plug-in on LaMP-format data with the LLM and encoder frozen",
 		UsageText: "pplug train -m MODEL --task LaMP_N --questions train_questions.json --outputs train_outputs.json \\\n" +
 			"      [--dev-questions dev_questions.json --dev-outputs dev_outputs.json] [--encoder BGE.gguf] -o PLUG.gguf",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			verboseFlag(),
 			&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "GGUF model `FILE` (llama, mistral or qwen2)", EnvVars: []string{"PPLUG_MODEL"}},
 			&cli.StringFlag{Name: "task", Usage: "LaMP task (default: the outputs file's)"},
@@ -38,14 +38,7 @@ func trainCommand() *cli.Command {
 			&cli.StringFlag{Name: "plug", Usage: "start from this plug (default: a fresh one, as pplug plug init makes)"},
 			&cli.StringFlag{Name: "resume", Usage: "continue from a checkpoint plug (with its .opt optimizer state)"},
 			&cli.StringFlag{Name: "checkpoint-dir", Usage: "write a checkpoint after every epoch here"},
-			&cli.StringFlag{Name: "encoder", Usage: "history encoder GGUF (default: the LLM itself, mean-pooled)"},
-			&cli.StringFlag{Name: "pooling", Value: "default", Usage: "encoder pooling"},
-			&cli.IntFlag{Name: "encoder-max-tokens", Value: 512, Usage: "history item truncation"},
-			&cli.IntFlag{Name: "n-instruction", Value: 1, Usage: "instruction rows of a fresh plug"},
-			&cli.Float64Flag{Name: "tau", Value: 1, Usage: "aggregator temperature of a fresh plug"},
 			&cli.BoolFlag{Name: "train-tau", Usage: "learn the temperature too"},
-			&cli.BoolFlag{Name: "adapter", Usage: "give a fresh plug a trainable query adapter"},
-			&cli.StringFlag{Name: "query-prefix", Usage: "query instruction prefix of a fresh plug (default: BGE's with --encoder, none without)"},
 			&cli.IntFlag{Name: "epochs", Value: 2, Usage: "passes over the training data"},
 			&cli.IntFlag{Name: "batch", Value: 8, Usage: "examples per step"},
 			&cli.Float64Flag{Name: "lr", Value: 1e-4, Usage: "peak learning rate (AdamW)"},
@@ -57,12 +50,11 @@ func trainCommand() *cli.Command {
 			&cli.IntFlag{Name: "max-input", Value: 256, Usage: "prompt tokens kept"},
 			&cli.IntFlag{Name: "max-target", Value: 128, Usage: "target tokens kept"},
 			&cli.IntFlag{Name: "limit", Usage: "use only the first N training questions"},
-			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the initialisation, shuffling and history dropout"},
 			&cli.IntFlag{Name: "threads", Aliases: []string{"t"}, Usage: "threads (default: physical cores)"},
 			&cli.StringFlag{Name: "cache-dir", Usage: "embedding cache folder", EnvVars: []string{"PPLUG_CACHE_DIR"}},
 			&cli.BoolFlag{Name: "no-cache", Usage: "do not use the embedding cache"},
 			&cli.StringFlag{Name: "report", Usage: "write a JSON report of the run to `FILE`"},
-		},
+		}, freshPlugFlags()...),
 		Action: runTrain,
 	}
 }
@@ -204,32 +196,6 @@ func runTrain(c *cli.Context) error {
 		}
 	}
 	return nil
-}
-
-// freshPlug initialises a plug for the model and encoder, as plug init does.
-func freshPlug(c *cli.Context, m *llama.Model, enc *persona.Encoder) (*persona.Plug, error) {
-	scale, err := persona.TokenEmbeddingScale(m)
-	if err != nil {
-		return nil, err
-	}
-	id, err := persona.ModelID(m)
-	if err != nil {
-		return nil, err
-	}
-	prefix := c.String("query-prefix")
-	if !c.IsSet("query-prefix") && c.String("encoder") != "" {
-		prefix = persona.DefaultQueryPrefix
-	}
-	p, err := persona.NewPlug(enc.Dim(), m.NEmbd(), scale, persona.PlugOptions{
-		NInstr: c.Int("n-instruction"), Tau: float32(c.Float64("tau")), Seed: c.Uint64("seed"),
-		Pooling: enc.PoolingName(), QueryPrefix: prefix, Encoder: enc.ID(), LLM: id, Task: c.String("task"),
-		Adapter: c.Bool("adapter"),
-	})
-	if err != nil {
-		return nil, usageError{err}
-	}
-	p.Meta["created"] = time.Now().UTC().Format(time.RFC3339)
-	return p, nil
 }
 
 // devNLL runs the inference-path persona check on the dev split.
