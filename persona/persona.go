@@ -184,21 +184,14 @@ type Runtime struct {
 	Cache   *Cache // nil: no caching
 }
 
-// UserStats describes how a user was prepared.
-type UserStats struct {
-	EncodeStats
-}
-
 // PrepareUser encodes (or reads from the cache) a profile's items and
 // projects them. profileKey names the profile in the cache (for example
 // its absolute path and question id).
-func (r *Runtime) PrepareUser(ctx context.Context, prof *profile.Profile, profileKey string, progress func(done, total int)) (*User, UserStats, error) {
-	var st UserStats
+func (r *Runtime) PrepareUser(ctx context.Context, prof *profile.Profile, profileKey string, progress func(done, total int)) (*User, EncodeStats, error) {
 	if len(prof.Items) == 0 {
-		return nil, st, errors.New("the profile has no items")
+		return nil, EncodeStats{}, errors.New("the profile has no items")
 	}
-	vecs, es, err := EncodeCached(ctx, r.Encoder, r.Cache, profileKey, prof.Texts(), progress)
-	st.EncodeStats = es
+	vecs, st, err := EncodeCached(ctx, r.Encoder, r.Cache, profileKey, prof.Texts(), progress)
 	if err != nil {
 		return nil, st, err
 	}

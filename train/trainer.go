@@ -291,11 +291,3 @@ func (g *Graph) ParamIDs() []int {
 	}
 	return ids
 }
-
-// Layout returns where a filled example's pieces sit: the first row
-// position and the position that predicts the first target token.
-func (g *Graph) Layout(e Example) (rowsAt, firstTarget int) {
-	rowsAt = g.rowsAt()
-	p := len(e.Prompt)
-	return rowsAt, g.plug.NRows() + p - 1
-}
