@@ -8,9 +8,12 @@ import "C"
 
 import (
 	"bytes"
+	"runtime"
 	rcgo "runtime/cgo"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Log levels, as ggml numbers them.
@@ -78,6 +81,84 @@ func LastError() string {
 
 // ClearLastError forgets the last error line.
 func ClearLastError() { lastError.Store(nil) }
+
+// CaptureErrors runs f and returns the error lines that llama.cpp and ggml
+// logged meanwhile on the calling thread, whatever the log level routed to
+// Go. f must make its C calls itself (not hand them to another goroutine).
+// The capture is per call: concurrent callers each get their own lines.
+func CaptureErrors(f func()) []string {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	buf := make([]byte, 4096)
+	var n C.size_t
+	C.pp_log_capture_begin()
+	func() {
+		defer func() { n = C.pp_log_capture_end((*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf))) }()
+		f()
+	}()
+	var lines []string
+	for _, l := range strings.Split(string(buf[:n]), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+// LoadReason distils the error lines of a failed load into its reason:
+// llama.cpp's function-name prefixes go, generic lines ("failed to load
+// model") are dropped when a specific one exists, the rest is joined with
+// "; ".
+func LoadReason(lines []string) string {
+	var specific, generic []string
+	seen := map[string]bool{}
+	for _, l := range lines {
+		l = stripLogPrefixes(l)
+		if l == "" || seen[l] {
+			continue
+		}
+		seen[l] = true
+		if isGenericLoadError(l) {
+			generic = append(generic, l)
+		} else {
+			specific = append(specific, l)
+		}
+	}
+	if len(specific) == 0 {
+		specific = generic
+	}
+	return strings.Join(specific, "; ")
+}
+
+// stripLogPrefixes removes the "function_name: " and "error loading model: "
+// prefixes llama.cpp writes in front of a message.
+func stripLogPrefixes(l string) string {
+	for {
+		l = strings.TrimSpace(l)
+		i := strings.Index(l, ": ")
+		if i <= 0 {
+			return l
+		}
+		head := l[:i]
+		if head != "error loading model" && !isIdent(head) {
+			return l
+		}
+		l = l[i+2:]
+	}
+}
+
+func isIdent(s string) bool {
+	for _, r := range s {
+		if r != '_' && r != ':' && (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') {
+			return false
+		}
+	}
+	return strings.Contains(s, "_") // llama_model_load, gguf_init_from_file_impl: not plain words
+}
+
+func isGenericLoadError(l string) bool {
+	return strings.HasPrefix(l, "failed to load model") || strings.HasPrefix(l, "llama_model_loader: failed to load model")
+}
 
 //export ppGoLog
 func ppGoLog(level C.int, text *C.char) {

@@ -51,10 +51,10 @@ func LoadModel(path string, p ModelParams) (*Model, error) {
 
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
-	ClearLastError()
-	m := C.llama_model_load_from_file(cpath, mp)
+	var m *C.struct_llama_model
+	lines := CaptureErrors(func() { m = C.llama_model_load_from_file(cpath, mp) })
 	if m == nil {
-		if msg := LastError(); msg != "" {
+		if msg := LoadReason(lines); msg != "" {
 			return nil, errors.New(msg)
 		}
 		return nil, errors.New("llama_model_load_from_file failed")

@@ -14,8 +14,58 @@ static atomic_int pp_log_min = GGML_LOG_LEVEL_ERROR;
 // the filter remembers, per thread, whether that message was let through.
 static _Thread_local int pp_log_last_passed = 0;
 
+// Error lines of the calling thread, kept between pp_log_capture_begin and
+// pp_log_capture_end: a load's reason reaches its own caller even when
+// several threads load at once.
+#define PP_CAPTURE_MAX 4096
+static _Thread_local int pp_cap_on = 0;
+static _Thread_local int pp_cap_last_err = 0;
+static _Thread_local size_t pp_cap_len = 0;
+static _Thread_local char pp_cap_buf[PP_CAPTURE_MAX];
+
+static void pp_log_capture(enum ggml_log_level level, const char * text) {
+    int err;
+    if (level == GGML_LOG_LEVEL_CONT) {
+        err = pp_cap_last_err;
+    } else {
+        err = level >= GGML_LOG_LEVEL_ERROR;
+        pp_cap_last_err = err;
+    }
+    if (!err || text == NULL) {
+        return;
+    }
+    size_t n = strlen(text);
+    if (n > PP_CAPTURE_MAX - 1 - pp_cap_len) {
+        n = PP_CAPTURE_MAX - 1 - pp_cap_len;
+    }
+    memcpy(pp_cap_buf + pp_cap_len, text, n);
+    pp_cap_len += n;
+    pp_cap_buf[pp_cap_len] = 0;
+}
+
+void pp_log_capture_begin(void) {
+    pp_cap_on = 1;
+    pp_cap_last_err = 0;
+    pp_cap_len = 0;
+    pp_cap_buf[0] = 0;
+}
+
+size_t pp_log_capture_end(char * out, size_t n) {
+    pp_cap_on = 0;
+    if (n == 0) {
+        return 0;
+    }
+    size_t m = pp_cap_len < n - 1 ? pp_cap_len : n - 1;
+    memcpy(out, pp_cap_buf, m);
+    out[m] = 0;
+    return m;
+}
+
 static void pp_log_cb(enum ggml_log_level level, const char * text, void * user_data) {
     (void) user_data;
+    if (pp_cap_on) {
+        pp_log_capture(level, text);
+    }
     int pass;
     if (level == GGML_LOG_LEVEL_CONT) {
         pass = pp_log_last_passed;

@@ -16,6 +16,11 @@
 // dropping messages below min_level before they cross into Go.
 void pp_log_install(int min_level);
 void pp_log_set_min_level(int min_level);
+// pp_log_capture_begin starts keeping, for the calling thread only, the
+// error-level lines that llama.cpp and ggml log; pp_log_capture_end stops
+// and copies them (newline-separated, NUL-terminated, truncated to n) to out.
+void pp_log_capture_begin(void);
+size_t pp_log_capture_end(char * out, size_t n);
 
 // ---- model loading ---------------------------------------------------------
 

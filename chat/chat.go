@@ -171,6 +171,19 @@ func (s *Session) format(msgs []llama.ChatMessage, addAssistant bool) (string, e
 	return b.String(), nil
 }
 
+// primeLen is the number of positions prime fills in an empty cache: BOS
+// and the persona rows.
+func (s *Session) primeLen() int {
+	n := 0
+	if s.m.AddBOS() && s.m.BOS() >= 0 {
+		n++
+	}
+	if s.persona {
+		n += s.nRows
+	}
+	return n
+}
+
 // prime decodes BOS and the persona rows for query at the start of the
 // context, or replaces the rows in place when the conversation is already
 // there (see Send).
@@ -257,12 +270,18 @@ func (s *Session) Send(ctx context.Context, msg string, emit func(string) error)
 	}
 	s.lastUser = msg
 
-	if err := s.prime(ctx, msg); err != nil {
-		return fail(err)
-	}
 	reserve := 128
 	if s.o.MaxTokens > 0 {
 		reserve = min(reserve, s.o.MaxTokens)
+	}
+	if s.persona {
+		// New rows are decoded beside the conversation before the old ones
+		// go (see prime).
+		reserve = max(reserve, s.nRows)
+	}
+	body := s.bodyPos
+	if !s.primed {
+		body = llama.Pos(s.primeLen())
 	}
 	var toks []llama.Token
 	lcp, dropped := 0, 0
@@ -278,12 +297,12 @@ func (s *Session) Send(ctx context.Context, msg string, emit func(string) error)
 		if lcp == len(toks) && lcp > 0 {
 			lcp-- // decode at least one token, for the logits
 		}
-		if int(s.bodyPos)+len(toks)+reserve <= s.c.NCtxSeq() {
+		if int(body)+len(toks)+reserve <= s.c.NCtxSeq() {
 			break
 		}
 		if len(s.sent) <= 1 {
 			return fail(fmt.Errorf("%w (%d positions with room for the answer, the window has %d): raise -c/--ctx-size",
-				ErrTooLong, int(s.bodyPos)+len(toks)+reserve, s.c.NCtxSeq()))
+				ErrTooLong, int(body)+len(toks)+reserve, s.c.NCtxSeq()))
 		}
 		n := 1 // drop the oldest message and its answer
 		if s.sent[1].Role == "assistant" {
@@ -295,11 +314,19 @@ func (s *Session) Send(ctx context.Context, msg string, emit func(string) error)
 	if dropped > 0 {
 		s.notices = append(s.notices, fmt.Sprintf("context window full: dropped the %d oldest message(s)", dropped))
 	}
+	// Free the cache after the shared prefix first: the previous answer may
+	// have filled the window, and the new rows need room (see prime).
 	if lcp < len(s.kvTokens) {
 		if _, err := s.c.RemoveSeq(0, s.bodyPos+llama.Pos(lcp), -1); err != nil {
 			return fail(err)
 		}
 		s.kvTokens = s.kvTokens[:lcp]
+	}
+	if err := s.prime(ctx, msg); err != nil {
+		// The cache may be half-way through the swap of rows: start over
+		// next time.
+		_ = s.clear()
+		return fail(err)
 	}
 	s.pos = s.bodyPos + llama.Pos(lcp)
 	res, err := s.c.Generate(ctx, s.smp, []llama.Input{llama.TokenInput(toks[lcp:]...)}, s.pos, llama.GenerateOptions{

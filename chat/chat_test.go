@@ -206,3 +206,40 @@ func TestCancelStopsTheAnswer(t *testing.T) {
 	}
 	send(t, s, "And then?")
 }
+
+// TestFullWindowWithPersona fills a 256-position window with persona rows
+// in front: answers that run to the end of the window (-1 tokens) and
+// short ones that pile up; old turns must be dropped, never a failure.
+func TestFullWindowWithPersona(t *testing.T) {
+	m, c, smp := setup(t, 256)
+	for _, maxTokens := range []int{-1, 30, 1} {
+		p := &wordsPersona{m: m, words: " Tom robot"}
+		s, err := New(c, smp, Options{MaxTokens: maxTokens, Persona: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dropped := false
+		turns := 12
+		if maxTokens < 0 {
+			turns = 4 // each answer fills the window
+		}
+		for i := range turns {
+			r, err := s.Send(context.Background(), "Tell me more about the little dog and the big red ball in the park.", nil)
+			if err != nil {
+				t.Fatalf("max tokens %d, turn %d: %v", maxTokens, i, err)
+			}
+			if int(r.Next) > c.NCtxSeq() {
+				t.Fatalf("turn %d: position %d past the window", i, r.Next)
+			}
+			for _, n := range s.Notices() {
+				dropped = dropped || strings.Contains(n, "dropped")
+			}
+		}
+		if !dropped || p.calls != turns {
+			t.Fatalf("max tokens %d: dropped %v, rows computed %d times for %d messages", maxTokens, dropped, p.calls, turns)
+		}
+		if err := s.Reset(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
 	"github.com/pplug/pplug/lamp/jsonscan"
@@ -95,14 +96,36 @@ func ScanQuestions(path string, fn func(q Question) error) error {
 	}
 }
 
-// ReadQuestions reads a whole questions file.
+// ReadQuestions reads a whole questions file. Questions that share an id
+// are kept, with a warning (slog) naming the ids: answers and golds are
+// matched by id, so all but one of them are likely to be mismatched.
 func ReadQuestions(path string) ([]Question, error) {
 	var qs []Question
 	err := ScanQuestions(path, func(q Question) error {
 		qs = append(qs, q)
 		return nil
 	})
+	if err == nil {
+		if dups := DuplicateIDs(qs); len(dups) > 0 {
+			slog.Warn(fmt.Sprintf("%s: %d question ids occur more than once (golds and predictions are matched by id; give each question its own id): %s",
+				path, len(dups), listIDs(dups)))
+		}
+	}
 	return qs, err
+}
+
+// DuplicateIDs returns the ids that more than one question carries, in the
+// order of their first repetition.
+func DuplicateIDs(qs []Question) []string {
+	seen := make(map[string]int, len(qs))
+	var dups []string
+	for _, q := range qs {
+		seen[q.ID]++
+		if seen[q.ID] == 2 {
+			dups = append(dups, q.ID)
+		}
+	}
+	return dups
 }
 
 // ErrNotFound is returned (wrapped) by FindQuestion when no question has

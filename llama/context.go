@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime"
 	"sync"
 
@@ -134,6 +135,15 @@ func (m *Model) NewContext(o ContextOptions) (*Context, error) {
 		if t := m.info.NCtxTrain; t > 0 && t < nctx {
 			nctx = t
 		}
+	}
+	if o.Threads > maxThreads || o.ThreadsBatch > maxThreads || nctx > math.MaxUint32 {
+		m.release()
+		return nil, fmt.Errorf("create context: threads %d / %d or n_ctx %d out of range (ggml runs at most %d threads)", o.Threads, o.ThreadsBatch, nctx, maxThreads)
+	}
+	if need, have := kvCacheBytes(m.info, nctx, o.KVF32), deviceMemory(); have > 0 && need > have {
+		m.release()
+		return nil, fmt.Errorf("create context: n_ctx %d needs about %.1f GiB of KV cache, more than the %.1f GiB of memory of every device together (lower the context size)",
+			nctx, float64(need)/(1<<30), float64(have)/(1<<30))
 	}
 	if o.NBatch <= 0 {
 		o.NBatch = 2048
@@ -694,4 +704,31 @@ func (c *Context) BenchCLoop(prompt []Token, n int) (promptUs, genUs int64, err 
 		return nil
 	})
 	return promptUs, genUs, err
+}
+
+// maxThreads is ggml's GGML_MAX_N_THREADS.
+const maxThreads = 512
+
+// kvCacheBytes estimates the KV cache of nctx positions: K and V rows of
+// n_embd / n_head * n_head_kv values per layer, F16 unless f32. A refusal
+// rests on it only when it exceeds all memory, so an estimate will do.
+func kvCacheBytes(info ModelInfo, nctx int, f32 bool) uint64 {
+	if info.NHead <= 0 || info.NLayer <= 0 {
+		return 0
+	}
+	per := uint64(2)
+	if f32 {
+		per = 4
+	}
+	row := uint64(info.NEmbd / info.NHead * max(info.NHeadKV, 1))
+	return uint64(nctx) * uint64(info.NLayer) * 2 * row * per
+}
+
+// deviceMemory is the memory of all devices together (0 when unknown).
+func deviceMemory() uint64 {
+	var total uint64
+	for _, d := range Devices() {
+		total += d.MemTotal
+	}
+	return total
 }

@@ -96,8 +96,7 @@ func (c *Context) Generate(ctx context.Context, smp *Sampler, prompt []Input, po
 // continueGeneration samples from the current last output onwards.
 func (c *Context) continueGeneration(ctx context.Context, smp *Sampler, res Result, t0 time.Time, o GenerateOptions) (Result, error) {
 	var text strings.Builder
-	var pending []byte // bytes of a UTF-8 sequence still incomplete
-	var held string    // text that may be the start of a stop string
+	ts := NewTextStream(o.Stop)
 	out := func(s string) error {
 		if s == "" {
 			return nil
@@ -110,25 +109,11 @@ func (c *Context) continueGeneration(ctx context.Context, smp *Sampler, res Resu
 	}
 	// push adds a token's bytes; it reports whether a stop string appeared.
 	push := func(piece []byte, final bool) (bool, error) {
-		pending = append(pending, piece...)
-		n := completeUTF8(pending)
 		if final {
-			n = len(pending)
+			return false, out(ts.Flush())
 		}
-		held += strings.ToValidUTF8(string(pending[:n]), "\uFFFD")
-		pending = append(pending[:0], pending[n:]...)
-		if cut := firstStop(held, o.Stop); cut >= 0 {
-			err := out(held[:cut])
-			held = ""
-			return true, err
-		}
-		keep := 0
-		if !final {
-			keep = stopPrefixLen(held, o.Stop)
-		}
-		err := out(held[:len(held)-keep])
-		held = held[len(held)-keep:]
-		return false, err
+		s, stop := ts.Push(piece)
+		return stop, out(s)
 	}
 
 	tg := time.Now()

@@ -58,7 +58,7 @@ func LoadModel(ctx context.Context, path string, opts ModelOptions) (*Model, err
 		return nil, fmt.Errorf("load model %q: %w: %w", path, ErrInvalidModel, err)
 	}
 	p := cgo.ModelParams{
-		GPULayers:    int32(opts.GPULayers),
+		GPULayers:    int32(min(opts.GPULayers, math.MaxInt32)),
 		UseMmap:      !opts.NoMmap && cgo.SupportsMmap(),
 		UseMlock:     opts.Mlock,
 		VocabOnly:    opts.VocabOnly,

@@ -1,6 +1,7 @@
 package llama
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"runtime"
@@ -23,6 +24,12 @@ type SamplerOptions struct {
 	FrequencyPenalty float32
 	PresencePenalty  float32
 	Seed             uint32 // --seed; SeedRandom picks one
+
+	// Grammar constrains the output to a GBNF grammar (--grammar); its
+	// start symbol is GrammarRoot ("root" when empty). It needs the
+	// model's vocabulary: build the sampler with Model.NewSampler.
+	Grammar     string
+	GrammarRoot string
 }
 
 // DefaultSamplerOptions are llama.cpp's defaults.
@@ -46,6 +53,10 @@ func (o SamplerOptions) Validate() error {
 		return fmt.Errorf("repeat penalty %v must be positive", o.RepeatPenalty)
 	case o.RepeatLastN < -1:
 		return fmt.Errorf("repeat-last-n %d must be >= -1", o.RepeatLastN)
+	case isBad(o.FrequencyPenalty) || isBad(o.PresencePenalty):
+		return fmt.Errorf("frequency and presence penalties must be numbers")
+	case o.FrequencyPenalty < -2 || o.FrequencyPenalty > 2 || o.PresencePenalty < -2 || o.PresencePenalty > 2:
+		return fmt.Errorf("frequency and presence penalties must be in [-2, 2] (as OpenAI's)")
 	}
 	return nil
 }
@@ -53,22 +64,62 @@ func (o SamplerOptions) Validate() error {
 // Greedy reports whether the options pick the most likely token.
 func (o SamplerOptions) Greedy() bool { return o.Temp <= 0 }
 
+// ErrInvalidGrammar is returned for a grammar llama.cpp cannot parse.
+var ErrInvalidGrammar = errors.New("invalid grammar")
+
+func isBad(f float32) bool { return math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) }
+
 // Sampler is a llama.cpp sampler chain. Its methods lock; it serves one
 // generation at a time.
 type Sampler struct {
-	mu   sync.Mutex
-	s    *cgo.Sampler
-	opts SamplerOptions
+	mu    sync.Mutex
+	s     *cgo.Sampler
+	opts  SamplerOptions
+	model *Model // pinned while a grammar refers to its vocabulary
 }
 
 // NewSampler builds the chain in llama.cpp's order: penalties, top-k,
-// top-p, min-p, temperature, then the random draw (or greedy).
+// top-p, min-p, temperature, then the random draw (or greedy). Options with
+// a Grammar need the model: use Model.NewSampler.
 func NewSampler(o SamplerOptions) (*Sampler, error) {
+	if o.Grammar != "" {
+		return nil, errors.New("a grammar needs the model's vocabulary: build the sampler with Model.NewSampler")
+	}
+	return newSampler(nil, o)
+}
+
+// NewSampler builds a sampler chain for m (see the package function); a
+// Grammar in o comes first in the chain, so every other stage only sees
+// tokens the grammar allows. The model stays open until the sampler is
+// closed.
+func (m *Model) NewSampler(o SamplerOptions) (*Sampler, error) {
+	return newSampler(m, o)
+}
+
+func newSampler(m *Model, o SamplerOptions) (*Sampler, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
 	cgo.Init()
 	s := cgo.NewSamplerChain()
+	smp := &Sampler{s: s, opts: o}
+	if o.Grammar != "" {
+		cm, err := m.acquire()
+		if err != nil {
+			s.Free()
+			return nil, err
+		}
+		smp.model = m
+		root := o.GrammarRoot
+		if root == "" {
+			root = "root"
+		}
+		if !s.AddGrammar(cm, o.Grammar, root) {
+			s.Free()
+			m.release()
+			return nil, fmt.Errorf("%w: llama.cpp could not parse the grammar (start symbol %q; its parser printed the reason on stderr)", ErrInvalidGrammar, root)
+		}
+	}
 	if o.RepeatPenalty != 1 || o.FrequencyPenalty != 0 || o.PresencePenalty != 0 {
 		s.AddPenalties(int32(o.RepeatLastN), o.RepeatPenalty, o.FrequencyPenalty, o.PresencePenalty)
 	}
@@ -87,7 +138,6 @@ func NewSampler(o SamplerOptions) (*Sampler, error) {
 		s.AddTemp(o.Temp)
 		s.AddDist(o.Seed)
 	}
-	smp := &Sampler{s: s, opts: o}
 	runtime.SetFinalizer(smp, func(s *Sampler) { _ = s.Close() })
 	return smp, nil
 }
@@ -140,6 +190,10 @@ func (s *Sampler) Close() error {
 		s.s.Free()
 		s.s = nil
 		runtime.SetFinalizer(s, nil)
+		if s.model != nil {
+			s.model.release()
+			s.model = nil
+		}
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/pplug/pplug/internal/atomicfile"
 )
@@ -22,8 +23,34 @@ import (
 // changed or added item re-encodes only itself. Files are written
 // atomically and end with a checksum: a damaged file is detected, reported
 // and rebuilt, never trusted.
+//
+// A cache is used through a pointer and may be shared by goroutines.
 type Cache struct {
 	Dir string
+	// Optional makes the cache a help, not a requirement: when it cannot be
+	// read or written (no permission, a full disk, a file where the folder
+	// should be), EncodeCached goes on without it, tells Warn (when set)
+	// about the first failure and leaves the cache alone from then on.
+	// Training keeps it required; generation and chat need not.
+	Optional bool
+	Warn     func(err error)
+
+	off atomic.Bool // an Optional cache failed: no longer used
+}
+
+// usable reports whether EncodeCached may use the cache.
+func (c *Cache) usable() bool { return c != nil && !c.off.Load() }
+
+// fail handles an error of an Optional cache: the cache is turned off and
+// the first failure reported. It returns err for a required cache.
+func (c *Cache) fail(err error) error {
+	if !c.Optional {
+		return err
+	}
+	if c.off.CompareAndSwap(false, true) && c.Warn != nil {
+		c.Warn(err)
+	}
+	return nil
 }
 
 // DefaultCacheDir is $PPLUG_CACHE_DIR, else <user cache dir>/pplug.
@@ -180,14 +207,19 @@ func EncodeCached(ctx context.Context, enc *Encoder, cache *Cache, profileKey st
 		keys[i] = TextKey(s)
 	}
 	have := map[[32]byte][]float32{}
-	if cache != nil {
+	useCache := cache.usable()
+	if useCache {
 		var err error
 		have, err = cache.Load(enc.ID(), profileKey, enc.Dim())
 		if errors.Is(err, ErrCacheCorrupt) {
 			st.Rebuilt = true
 			have = map[[32]byte][]float32{}
 		} else if err != nil {
-			return nil, st, fmt.Errorf("read embedding cache: %w", err)
+			if err := cache.fail(fmt.Errorf("read embedding cache in %s: %w", cache.Dir, err)); err != nil {
+				return nil, st, err
+			}
+			useCache = false
+			have = map[[32]byte][]float32{}
 		}
 	}
 	out := make([][]float32, len(texts))
@@ -222,9 +254,11 @@ func EncodeCached(ctx context.Context, enc *Encoder, cache *Cache, profileKey st
 		}
 		st.Encoded = len(missing)
 	}
-	if cache != nil && (st.Encoded > 0 || st.Rebuilt || len(have) != len(unique)) {
+	if useCache && (st.Encoded > 0 || st.Rebuilt || len(have) != len(unique)) {
 		if err := cache.Store(enc.ID(), profileKey, enc.Dim(), keys, out); err != nil {
-			return nil, st, fmt.Errorf("write embedding cache: %w", err)
+			if err := cache.fail(fmt.Errorf("write embedding cache in %s: %w", cache.Dir, err)); err != nil {
+				return nil, st, err
+			}
 		}
 	}
 	return out, st, nil

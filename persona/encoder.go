@@ -9,7 +9,9 @@ import (
 	"math"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/pplug/pplug/llama"
 )
@@ -48,6 +50,8 @@ type Encoder struct {
 	id        string
 	prefix    []llama.Token // leading special tokens of every tokenized text
 	suffix    []llama.Token // trailing special tokens kept when truncating
+	pieceOnce sync.Once
+	maxPiece  int // longest token piece in bytes (maxPieceBytes)
 	decodes   atomic.Int64
 }
 
@@ -190,10 +194,66 @@ func (e *Encoder) Decodes() int64 { return e.decodes.Load() }
 // PoolingName is the pooling in use: cls, mean or last.
 func (e *Encoder) PoolingName() string { return e.poolName }
 
+// truncMargin is how many tokens past MaxTokens a cut text must still
+// give, so that the tokens kept do not depend on where the text was cut.
+const truncMargin = 16
+
+// minBytesPerToken is the first guess of bytes per token when a long text
+// is cut before tokenizing (English averages about 4 with BPE and
+// SentencePiece vocabularies); the cut grows until it gives enough tokens.
+const minBytesPerToken = 4
+
+// maxPieceBytes is the length of the longest token piece of the
+// vocabulary: no token covers more text than that (except where the
+// tokenizer drops text, such as WordPiece's whitespace).
+func (e *Encoder) maxPieceBytes() int {
+	e.pieceOnce.Do(func() {
+		n := 1
+		for i := range e.model.NVocab() {
+			n = max(n, len(e.model.TokenPiece(llama.Token(i), false)))
+		}
+		e.maxPiece = n
+	})
+	return e.maxPiece
+}
+
+// utf8Prefix cuts s to at most n bytes, at a character boundary, and when
+// it can at a space or line break near the end, so that no word is split.
+func utf8Prefix(s string, n int) string {
+	if n >= len(s) {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	if i := strings.LastIndexAny(s[:n], " \t\n\r"); i >= n-n/4 && i > 0 {
+		n = i
+	}
+	return s[:n]
+}
+
 // tokens tokenizes one text and truncates it to MaxTokens, keeping the
-// closing special tokens.
+// closing special tokens. A long text is cut before tokenizing, to a
+// prefix that still gives more tokens than are kept: the work per text is
+// bounded by MaxTokens, not by the length of the text, and the tokens kept
+// are the same as from the whole text.
 func (e *Encoder) tokens(text string) ([]llama.Token, error) {
-	t, err := e.model.Tokenize(text, true, false)
+	need := e.maxTokens + truncMargin
+	var t []llama.Token
+	var err error
+	if len(text) <= need*minBytesPerToken {
+		t, err = e.model.Tokenize(text, true, false)
+	} else {
+		// Enough bytes for need tokens when every byte belongs to a token.
+		limit := need * max(minBytesPerToken, e.maxPieceBytes())
+		for b := need * minBytesPerToken; ; b *= 4 {
+			cut := utf8Prefix(text, min(b, limit))
+			t, err = e.model.Tokenize(cut, true, false)
+			if err != nil || len(t)-len(e.prefix)-len(e.suffix) >= need || len(cut) == len(text) || b >= limit {
+				break
+			}
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -214,6 +274,9 @@ func (e *Encoder) Encode(ctx context.Context, texts []string, prefix string, pro
 	out := make([][]float32, len(texts))
 	toks := make([][]llama.Token, len(texts))
 	for i, s := range texts {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		t, err := e.tokens(prefix + s)
 		if err != nil {
 			return nil, fmt.Errorf("encode text %d: %w", i, err)

@@ -84,8 +84,12 @@ type Weighted struct {
 	Item   profile.Item
 }
 
-// Top returns the k items with the highest weights, highest first.
+// Top returns the k items with the highest weights, highest first: none
+// for k <= 0, all of them when k exceeds their number.
 func (u *User) Top(weights []float32, k int) []Weighted {
+	if k <= 0 {
+		return nil
+	}
 	out := make([]Weighted, len(weights))
 	for i, w := range weights {
 		out[i] = Weighted{Index: i, Weight: w}

@@ -2,12 +2,15 @@ package persona
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"unsafe"
 
@@ -246,6 +249,36 @@ func (p *Plug) WriteFile(path string) error {
 	if err := p.Validate(); err != nil {
 		return fmt.Errorf("write plug: %w", err)
 	}
+	return atomicfile.Write(path, p.Encode)
+}
+
+// Checksum is a SHA-256 over the plug's dimensions, temperature, scale and
+// every tensor's values: two plugs with the same checksum hold the same
+// parameters. Training stores it with a checkpoint's optimizer state so
+// that a plug and a state of different checkpoints are not paired.
+func (p *Plug) Checksum() [32]byte {
+	h := sha256.New()
+	fmt.Fprintf(h, "pplug-plug|%d|%d|%d|%08x|%08x|", p.DEnc, p.DLLM, p.NInstr, math.Float32bits(p.Tau), math.Float32bits(p.Scale))
+	for _, t := range p.tensors() {
+		fmt.Fprintf(h, "%s|%d|", t.name, len(t.data))
+		h.Write(floatBytes(t.data))
+	}
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// Encode writes the plug as a GGUF file to w.
+func (p *Plug) Encode(w io.Writer) error {
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("write plug: %w", err)
+	}
+	return p.encode(w, p.tensors(), nil)
+}
+
+// encode writes the metadata and the tensors ts; edit, when set, may change
+// the metadata before it is written (tests make inconsistent files with it).
+func (p *Plug) encode(w io.Writer, ts []plugTensor, edit func(g *cgo.GGUF)) error {
 	g := cgo.NewGGUF()
 	defer g.Free()
 	g.SetString("general.architecture", PlugArch)
@@ -263,33 +296,33 @@ func (p *Plug) WriteFile(path string) error {
 	g.SetString("pplug.llm", p.LLM)
 	g.SetUint32("pplug.llm_n_embd", uint32(p.DLLM))
 	g.SetString("pplug.task", p.Task)
-	for k, v := range p.Meta {
-		g.SetString("pplug.meta."+k, v)
+	for _, k := range slices.Sorted(maps.Keys(p.Meta)) {
+		g.SetString("pplug.meta."+k, p.Meta[k])
 	}
-	ts := p.tensors()
+	if edit != nil {
+		edit(g)
+	}
 	for _, t := range ts {
 		if err := g.AddTensorInfo(t.name, cgo.TypeF32, t.shape); err != nil {
 			return fmt.Errorf("write plug: %w", err)
 		}
 	}
-	return atomicfile.Write(path, func(w io.Writer) error {
-		if _, err := w.Write(g.MetaData()); err != nil {
+	if _, err := w.Write(g.MetaData()); err != nil {
+		return err
+	}
+	align := g.Alignment()
+	for _, t := range ts {
+		b := floatBytes(t.data)
+		if _, err := w.Write(b); err != nil {
 			return err
 		}
-		align := g.Alignment()
-		for _, t := range ts {
-			b := floatBytes(t.data)
-			if _, err := w.Write(b); err != nil {
+		if pad := (align - int64(len(b))%align) % align; pad > 0 {
+			if _, err := w.Write(make([]byte, pad)); err != nil {
 				return err
 			}
-			if pad := (align - int64(len(b))%align) % align; pad > 0 {
-				if _, err := w.Write(make([]byte, pad)); err != nil {
-					return err
-				}
-			}
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // ReadPlug reads and validates a plug file.
@@ -357,14 +390,18 @@ func readPlug(path string) (*Plug, error) {
 		}
 	}
 	if p.DEnc <= 0 || p.DLLM <= 0 || p.DEnc > 1<<20 || p.DLLM > 1<<20 || p.NInstr > 1<<16 {
-		return nil, fmt.Errorf("implausible dimensions d_enc %d, d_llm %d, n_instruction %d", p.DEnc, p.DLLM, p.NInstr)
+		return nil, fmt.Errorf("implausible dimensions pplug.d_enc %d, pplug.d_llm %d, pplug.n_instruction %d", p.DEnc, p.DLLM, p.NInstr)
+	}
+	if err := checkPlugMeta(g, p); err != nil {
+		return nil, err
 	}
 
-	read := func(name string, want []int64, required bool) ([]float32, error) {
+	// why says which metadata fields give a tensor its shape, for messages.
+	read := func(name string, want []int64, why string, required bool) ([]float32, error) {
 		i := g.FindTensor(name)
 		if i < 0 {
 			if required {
-				return nil, fmt.Errorf("tensor %s is missing", name)
+				return nil, fmt.Errorf("tensor %s is missing (%s)", name, why)
 			}
 			return nil, nil
 		}
@@ -373,7 +410,7 @@ func readPlug(path string) (*Plug, error) {
 			return nil, fmt.Errorf("tensor %s is %s, want f32", name, cgo.TypeName(t.Type))
 		}
 		if !equalShape(t.Shape, want) {
-			return nil, fmt.Errorf("tensor %s has shape %v, want %v", name, t.Shape, want)
+			return nil, fmt.Errorf("tensor %s has shape %v, but %s: want %v (the metadata contradicts the tensors)", name, t.Shape, why, want)
 		}
 		off := g.DataOffset() + t.Offset
 		if off+t.Size > fi.Size() {
@@ -386,32 +423,40 @@ func readPlug(path string) (*Plug, error) {
 		return buf, nil
 	}
 	e, l := int64(p.DEnc), int64(p.DLLM)
-	if p.W1, err = read("proj.w1", []int64{e, l}, true); err != nil {
+	dims := fmt.Sprintf("pplug.d_enc is %d and pplug.d_llm %d", e, l)
+	dLLM := fmt.Sprintf("pplug.d_llm is %d", l)
+	dEnc := fmt.Sprintf("pplug.d_enc is %d", e)
+	if p.W1, err = read("proj.w1", []int64{e, l}, dims, true); err != nil {
 		return nil, err
 	}
-	if p.B1, err = read("proj.b1", []int64{l}, true); err != nil {
+	if p.B1, err = read("proj.b1", []int64{l}, dLLM, true); err != nil {
 		return nil, err
 	}
-	if p.W2, err = read("proj.w2", []int64{l, l}, true); err != nil {
+	if p.W2, err = read("proj.w2", []int64{l, l}, dLLM, true); err != nil {
 		return nil, err
 	}
-	if p.B2, err = read("proj.b2", []int64{l}, true); err != nil {
+	if p.B2, err = read("proj.b2", []int64{l}, dLLM, true); err != nil {
 		return nil, err
 	}
 	if p.NInstr > 0 {
-		if p.Instr, err = read("instruction", []int64{l, int64(p.NInstr)}, true); err != nil {
+		if p.Instr, err = read("instruction", []int64{l, int64(p.NInstr)}, fmt.Sprintf("pplug.d_llm is %d and pplug.n_instruction %d", l, p.NInstr), true); err != nil {
 			return nil, err
 		}
 	} else {
+		if i := g.FindTensor("instruction"); i >= 0 {
+			return nil, fmt.Errorf("pplug.n_instruction is 0 but the file holds an instruction tensor of shape %v (the metadata contradicts the tensors)", g.Tensor(i).Shape)
+		}
 		p.Instr = []float32{}
 	}
-	if p.AdapterW, err = read("query_adapter.w", []int64{e, e}, false); err != nil {
+	if p.AdapterW, err = read("query_adapter.w", []int64{e, e}, dEnc, false); err != nil {
 		return nil, err
 	}
 	if p.AdapterW != nil {
-		if p.AdapterB, err = read("query_adapter.b", []int64{e}, true); err != nil {
+		if p.AdapterB, err = read("query_adapter.b", []int64{e}, dEnc, true); err != nil {
 			return nil, err
 		}
+	} else if g.FindTensor("query_adapter.b") >= 0 {
+		return nil, errors.New("tensor query_adapter.b has no query_adapter.w beside it")
 	}
 	for _, t := range p.tensors() {
 		for _, x := range t.data {
@@ -424,6 +469,51 @@ func readPlug(path string) (*Plug, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// plugTensorNames are the tensors a plug file may hold.
+var plugTensorNames = map[string]bool{
+	"proj.w1": true, "proj.b1": true, "proj.w2": true, "proj.b2": true,
+	"instruction": true, "query_adapter.w": true, "query_adapter.b": true,
+}
+
+// checkPlugMeta refuses metadata that contradicts itself or the file's
+// tensor list: pplug.llm_n_embd against pplug.d_llm, the widths recorded in
+// the LLM and encoder identities, the pooling, unknown tensors.
+func checkPlugMeta(g *cgo.GGUF, p *Plug) error {
+	kv := ggufKV{g: g}
+	if n := int(kv.u32("pplug.llm_n_embd")); kv.err == nil && n != p.DLLM {
+		return fmt.Errorf("pplug.llm_n_embd is %d but pplug.d_llm is %d (the metadata contradicts itself)", n, p.DLLM)
+	}
+	if kv.err != nil {
+		return kv.err
+	}
+	if n, ok := idField(p.LLM, "n_embd="); ok && n != fmt.Sprint(p.DLLM) {
+		return fmt.Errorf("pplug.llm names a model with n_embd %s but pplug.d_llm is %d (the metadata contradicts itself)", n, p.DLLM)
+	}
+	if n, ok := idField(p.Encoder, "n_embd="); ok && n != fmt.Sprint(p.DEnc) {
+		return fmt.Errorf("pplug.encoder names an encoder with n_embd %s but pplug.d_enc is %d (the metadata contradicts itself)", n, p.DEnc)
+	}
+	if pool, ok := idField(p.Encoder, "pool="); ok && p.Pooling != "" && pool != p.Pooling {
+		return fmt.Errorf("pplug.encoder names pooling %s but pplug.pooling is %s (the metadata contradicts itself)", pool, p.Pooling)
+	}
+	for i := range g.NTensors() {
+		if name := g.Tensor(i).Name; !plugTensorNames[name] {
+			return fmt.Errorf("unknown tensor %q (plug format version %d has proj.*, instruction and query_adapter.*)", name, PlugFormatVersion)
+		}
+	}
+	return nil
+}
+
+// idField returns the value of the "key=value" part of a model or encoder
+// identity (ModelID, Encoder.ID: parts separated by '|').
+func idField(id, key string) (string, bool) {
+	for part := range strings.SplitSeq(id, "|") {
+		if v, ok := strings.CutPrefix(part, key); ok {
+			return v, true
+		}
+	}
+	return "", false
 }
 
 // equalShape compares shapes ignoring trailing 1s (ggml reports an [n, 1]

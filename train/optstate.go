@@ -1,6 +1,7 @@
 package train
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
@@ -9,8 +10,10 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
+	"strconv"
 
-	"github.com/pplug/pplug/internal/atomicfile"
+	"github.com/pplug/pplug/persona"
 )
 
 // optState is what resuming needs beyond the plug: AdamW's moments, the
@@ -19,15 +22,24 @@ type optState struct {
 	Step, Epoch, Batch int
 	Seed               uint64
 	M, V               map[int][]float32
+	// PlugSum is the Checksum of the plug saved with the state: a plug and
+	// a state pair only when it matches. Version 1 files have none
+	// (HasSum false); their pairing is checked by the step alone.
+	PlugSum [32]byte
+	HasSum  bool
 }
 
 const optMagic = "PPLUGOPT"
 
-// writeOptState writes the state atomically, with a trailing checksum.
-func writeOptState(path string, st optState) error {
+// optVersion is the state format written: 2 adds the plug's checksum.
+const optVersion = 2
+
+// encode writes the state with a trailing checksum.
+func (st optState) encode(w io.Writer) error {
 	var b bytes.Buffer
 	b.WriteString(optMagic)
-	binary.Write(&b, binary.LittleEndian, []uint64{1, uint64(st.Step), uint64(st.Epoch), uint64(st.Batch), st.Seed, uint64(len(st.M))})
+	binary.Write(&b, binary.LittleEndian, []uint64{optVersion, uint64(st.Step), uint64(st.Epoch), uint64(st.Batch), st.Seed, uint64(len(st.M))})
+	b.Write(st.PlugSum[:])
 	for id := range 64 {
 		m, ok := st.M[id]
 		if !ok {
@@ -39,10 +51,102 @@ func writeOptState(path string, st optState) error {
 	}
 	sum := sha256.Sum256(b.Bytes())
 	b.Write(sum[:])
-	return atomicfile.Write(path, func(w io.Writer) error {
-		_, err := w.Write(b.Bytes())
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+// matches checks that the state was saved together with plug.
+func (st optState) matches(plug *persona.Plug) error {
+	steps, hasSteps := plug.Meta["steps"]
+	if hasSteps && steps != strconv.Itoa(st.Step) {
+		return fmt.Errorf("the plug was saved at step %s but its optimizer state at step %d: they belong to different checkpoints", steps, st.Step)
+	}
+	if st.HasSum {
+		if sum := plug.Checksum(); sum != st.PlugSum {
+			return fmt.Errorf("the optimizer state (step %d) was saved with a plug of checksum %x, this plug's is %x: they belong to different checkpoints", st.Step, st.PlugSum[:6], sum[:6])
+		}
+	} else if !hasSteps {
+		return errors.New("neither the plug nor its optimizer state tells which checkpoint it belongs to")
+	}
+	return nil
+}
+
+// stagedFile is a temporary file that becomes one half of a checkpoint.
+type stagedFile interface {
+	io.Writer
+	Name() string
+	Chmod(mode os.FileMode) error
+	Sync() error
+	Close() error
+}
+
+// createTemp creates the temporary files of writePair; tests replace it to
+// inject write failures (a full disk).
+var createTemp = func(dir, pattern string) (stagedFile, error) { return os.CreateTemp(dir, pattern) }
+
+// writePair writes a plug (path) and its optimizer state (path.opt) as a
+// pair or not at all: both are written in full to temporary files in the
+// same folder first, and renamed into place only when both succeeded. If
+// either fails, nothing is left behind and an existing pair at path is
+// untouched.
+func writePair(path string, plug *persona.Plug, st optState) (err error) {
+	var staged []string
+	defer func() {
+		if err != nil {
+			for _, tmp := range staged {
+				os.Remove(tmp)
+			}
+		}
+	}()
+	stage := func(dst string, write func(w io.Writer) error) error {
+		f, err := createTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
+		if err != nil {
+			return err
+		}
+		staged = append(staged, f.Name())
+		bw := bufio.NewWriterSize(f, 1<<20)
+		err = write(bw)
+		if err == nil {
+			err = bw.Flush()
+		}
+		if err == nil {
+			mode := os.FileMode(0o644)
+			if fi, serr := os.Stat(dst); serr == nil && fi.Mode().IsRegular() {
+				mode = fi.Mode().Perm()
+			}
+			err = f.Chmod(mode)
+		}
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("write %s: %w", dst, err)
+		}
+		return nil
+	}
+	optPath := path + ".opt"
+	if err := stage(optPath, st.encode); err != nil {
 		return err
-	})
+	}
+	if err := stage(path, plug.Encode); err != nil {
+		return err
+	}
+	if err := os.Rename(staged[0], optPath); err != nil {
+		return err
+	}
+	if err := os.Rename(staged[1], path); err != nil {
+		// The new state must not stay beside an older plug.
+		os.Remove(optPath)
+		return err
+	}
+	if d, derr := os.Open(filepath.Dir(path)); derr == nil {
+		d.Sync() // best effort: not every system can sync a directory
+		d.Close()
+	}
+	return nil
 }
 
 // readOptState reads and checks a state file against the graph's
@@ -65,10 +169,19 @@ func readOptState(path string, g *Graph) (optState, error) {
 	}
 	r := bytes.NewReader(body[len(optMagic):])
 	hdr := make([]uint64, 6)
-	if err := binary.Read(r, binary.LittleEndian, hdr); err != nil || hdr[0] != 1 {
+	if err := binary.Read(r, binary.LittleEndian, hdr); err != nil || hdr[0] < 1 || hdr[0] > optVersion {
 		return st, errors.New("optimizer state: unsupported version")
 	}
 	st = optState{Step: int(hdr[1]), Epoch: int(hdr[2]), Batch: int(hdr[3]), Seed: hdr[4], M: map[int][]float32{}, V: map[int][]float32{}}
+	if hdr[0] >= 2 {
+		if _, err := io.ReadFull(r, st.PlugSum[:]); err != nil {
+			return st, errors.New("optimizer state: truncated")
+		}
+		st.HasSum = true
+	}
+	if hdr[1] > math.MaxInt32 || hdr[2] > math.MaxInt32 || hdr[3] > math.MaxInt32 || hdr[5] > 64 {
+		return st, errors.New("optimizer state: implausible header (damaged file?)")
+	}
 	for range hdr[5] {
 		var idn [2]uint64
 		if err := binary.Read(r, binary.LittleEndian, idn[:]); err != nil {

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pplug/pplug/cgo"
@@ -45,6 +48,47 @@ type Options struct {
 	Progress func(p Progress)
 	// Log, when set, receives one line per epoch.
 	Log func(line string)
+}
+
+// MaxAugment bounds Options.Augment: every copy is one more example per
+// epoch, held in memory, and more copies add no new data.
+const MaxAugment = 1000
+
+// Validate refuses options Train cannot run with. Zero values stand for
+// the defaults and negative WeightDecay, Warmup, MaxGradNorm and Augment
+// switch those off, as documented on Options; anything else out of range
+// is an error naming the option.
+func (o Options) Validate() error {
+	finite := func(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+	switch {
+	case o.Epochs < 0:
+		return fmt.Errorf("epochs %d: give 1 or more", o.Epochs)
+	case o.Batch < 0:
+		return fmt.Errorf("batch %d: give 1 or more examples per step", o.Batch)
+	case o.LR < 0 || !finite(o.LR):
+		return fmt.Errorf("learning rate %v: give a positive number", o.LR)
+	case !finite(o.WeightDecay):
+		return fmt.Errorf("weight decay %v: give a number (negative: none)", o.WeightDecay)
+	case !finite(o.Warmup) || o.Warmup > 1:
+		return fmt.Errorf("warm-up %v: give a fraction of the steps between 0 and 1 (negative: none)", o.Warmup)
+	case !finite(o.MaxGradNorm):
+		return fmt.Errorf("max gradient norm %v: give a number (negative: no clipping)", o.MaxGradNorm)
+	case o.Beta1 < 0 || o.Beta1 >= 1 || math.IsNaN(o.Beta1), o.Beta2 < 0 || o.Beta2 >= 1 || math.IsNaN(o.Beta2):
+		return fmt.Errorf("AdamW betas %v, %v: give numbers in [0, 1)", o.Beta1, o.Beta2)
+	case o.Eps < 0 || !finite(o.Eps):
+		return fmt.Errorf("AdamW epsilon %v: give a positive number", o.Eps)
+	case o.Augment > MaxAugment:
+		return fmt.Errorf("augment %d: at most %d history-dropout copies per example", o.Augment, MaxAugment)
+	case o.Threads < 0:
+		return fmt.Errorf("threads %d must not be negative", o.Threads)
+	}
+	d := o
+	d.defaults()
+	if d.LR*d.WeightDecay >= 1 {
+		return fmt.Errorf("weight decay %v times learning rate %v is %v: AdamW would scale the weights by %v each step; give a weight decay below %v",
+			d.WeightDecay, d.LR, d.LR*d.WeightDecay, 1-d.LR*d.WeightDecay, 1/d.LR)
+	}
+	return nil
 }
 
 func (o *Options) defaults() {
@@ -111,23 +155,34 @@ type Result struct {
 	Output       string
 	Checkpoints  []string
 	ResumedAtSeq int
+	// CheckpointErrors lists the checkpoints that could not be written
+	// (training went on without them).
+	CheckpointErrors []string `json:",omitempty"`
+	// Rescued is where the plug went when Output could not be written.
+	Rescued string `json:",omitempty"`
 }
 
 // Train learns the plug's parameters on the examples, with the model's
 // weights frozen, and writes the plug to o.Output. The plug is updated in
 // place. A cancelled ctx stops after the current step and saves.
 func Train(ctx context.Context, modelPath string, m *llama.Model, plug *persona.Plug, trainEx, devEx []Example, o Options) (Result, error) {
-	o.defaults()
 	var res Result
+	if err := o.Validate(); err != nil {
+		return res, err
+	}
+	o.defaults()
 	if len(trainEx) == 0 {
 		return res, errors.New("no training examples")
 	}
-	if o.Output == "" {
-		return res, errors.New("no output plug file")
+	// Every file the run writes is checked before the first step, so that
+	// a bad path does not cost the training.
+	if err := CheckOutputs(o); err != nil {
+		return res, err
 	}
 	aug := Augment(trainEx, max(0, o.Augment), rand.New(rand.NewPCG(o.Seed, 0xa06)))
 	res.Examples = len(aug)
-	shape, err := ShapeFor(plug, o.Batch, aug, devEx)
+	// A batch larger than the data holds all of it: the graph needs no more rows.
+	shape, err := ShapeFor(plug, min(o.Batch, len(aug)), aug, devEx)
 	if err != nil {
 		return res, err
 	}
@@ -138,7 +193,10 @@ func Train(ctx context.Context, modelPath string, m *llama.Model, plug *persona.
 	}
 	defer g.Close()
 	opt := newAdamW(g)
-	stepsPerEpoch := (len(aug) + o.Batch - 1) / o.Batch
+	stepsPerEpoch := (len(aug)-1)/o.Batch + 1
+	if o.Epochs > math.MaxInt32/stepsPerEpoch {
+		return res, fmt.Errorf("%d epochs of %d steps are more steps than can be counted (%d at most)", o.Epochs, stepsPerEpoch, math.MaxInt32)
+	}
 	total := stepsPerEpoch * o.Epochs
 	warm := int(math.Ceil(o.Warmup * float64(total)))
 	lrAt := func(step int) float64 { // step counts from 1
@@ -154,11 +212,18 @@ func Train(ctx context.Context, modelPath string, m *llama.Model, plug *persona.
 		if err != nil {
 			return res, fmt.Errorf("resume from %s: %w", o.Resume, err)
 		}
+		if err := st.matches(plug); err != nil {
+			return res, fmt.Errorf("resume from %s: %w: resume from a plug and the .opt written with it", o.Resume, err)
+		}
 		opt.load(st)
 		startEpoch, startBatch = st.Epoch, st.Batch
 		res.ResumedAtSeq = st.Step
 		if st.Seed != o.Seed {
 			return res, fmt.Errorf("resume: the checkpoint was trained with --seed %d, not %d", st.Seed, o.Seed)
+		}
+		if startEpoch > o.Epochs || startBatch >= stepsPerEpoch && startBatch > 0 {
+			return res, fmt.Errorf("resume from %s: the checkpoint stands at epoch %d batch %d, beyond %d epochs of %d steps (other data or --batch than it was trained with?)",
+				o.Resume, startEpoch, startBatch, o.Epochs, stepsPerEpoch)
 		}
 	}
 
@@ -177,10 +242,38 @@ func Train(ctx context.Context, modelPath string, m *llama.Model, plug *persona.
 		if n := len(res.DevLoss); n > 0 {
 			plug.Meta["dev_loss"] = fmt.Sprintf("%.5f", res.DevLoss[n-1])
 		}
-		if err := plug.WriteFile(path); err != nil {
-			return err
+		st := opt.state(epoch, batch, o.Seed)
+		st.PlugSum = plug.Checksum()
+		return writePair(path, plug, st)
+	}
+	// saveOutput writes the plug to o.Output or, when that fails, to a
+	// rescue file beside the checkpoints or in the temporary folder, so
+	// that the trained weights are never lost to a bad path or a full disk.
+	saveOutput := func(epoch, batch int) error {
+		err := save(o.Output, epoch, batch)
+		if err == nil {
+			res.Output = o.Output
+			return nil
 		}
-		return writeOptState(path+".opt", opt.state(epoch, batch, o.Seed))
+		var tried []string
+		for _, dir := range rescueDirs(o) {
+			rp := filepath.Join(dir, rescueName(o.Output))
+			if rerr := save(rp, epoch, batch); rerr != nil {
+				tried = append(tried, fmt.Sprintf("%s (%v)", rp, rerr))
+				continue
+			}
+			res.Output, res.Rescued = rp, rp
+			return fmt.Errorf("write the plug to %s: %w; the trained plug was saved to %s instead (with its optimizer state %s.opt): move it where you want it, or continue with --resume %s",
+				o.Output, err, rp, rp, rp)
+		}
+		return fmt.Errorf("write the plug to %s: %w; saving it elsewhere failed too: %s", o.Output, err, strings.Join(tried, "; "))
+	}
+	logf := func(format string, a ...any) {
+		if o.Log != nil {
+			o.Log(fmt.Sprintf(format, a...))
+		} else {
+			slog.Warn(fmt.Sprintf(format, a...))
+		}
 	}
 
 	t0 := time.Now()
@@ -197,15 +290,14 @@ func Train(ctx context.Context, modelPath string, m *llama.Model, plug *persona.
 			if err := ctx.Err(); err != nil {
 				res.Interrupted = true
 				res.Duration = time.Since(t0)
-				if err := save(o.Output, epoch, bi); err != nil {
-					return res, fmt.Errorf("save after interrupt: %w", err)
-				}
-				res.Output = o.Output
 				res.Steps = opt.step
+				if serr := saveOutput(epoch, bi); serr != nil {
+					return res, fmt.Errorf("save after interrupt: %w", errors.Join(serr, err))
+				}
 				return res, err
 			}
 			ts := time.Now()
-			batch := make([]Example, 0, o.Batch)
+			batch := make([]Example, 0, min(o.Batch, len(perm)))
 			for _, i := range perm[bi*o.Batch : min(len(perm), (bi+1)*o.Batch)] {
 				batch = append(batch, aug[i])
 			}
@@ -243,15 +335,23 @@ func Train(ctx context.Context, modelPath string, m *llama.Model, plug *persona.
 			line += fmt.Sprintf(", dev loss %.4f", dl)
 		}
 		if o.CheckpointDir != "" {
-			if err := os.MkdirAll(o.CheckpointDir, 0o755); err != nil {
-				return res, err
-			}
 			p := filepath.Join(o.CheckpointDir, fmt.Sprintf("epoch-%d.plug.gguf", epoch+1))
-			if err := save(p, epoch+1, 0); err != nil {
-				return res, fmt.Errorf("checkpoint: %w", err)
+			err := os.MkdirAll(o.CheckpointDir, 0o755)
+			if err == nil {
+				err = save(p, epoch+1, 0)
 			}
-			res.Checkpoints = append(res.Checkpoints, p)
-			line += ", checkpoint " + p
+			if err != nil {
+				// A checkpoint is a convenience: training goes on without it.
+				last := "none was written"
+				if n := len(res.Checkpoints); n > 0 {
+					last = "the last good one is " + res.Checkpoints[n-1]
+				}
+				res.CheckpointErrors = append(res.CheckpointErrors, fmt.Sprintf("%s: %v", p, err))
+				logf("warning: checkpoint %s not written (%v); %s; training goes on", p, err, last)
+			} else {
+				res.Checkpoints = append(res.Checkpoints, p)
+				line += ", checkpoint " + p
+			}
 		}
 		if o.Log != nil {
 			o.Log(line)
@@ -263,11 +363,86 @@ func Train(ctx context.Context, modelPath string, m *llama.Model, plug *persona.
 	if steps := opt.step - res.ResumedAtSeq; steps > 0 {
 		res.MeanStep = stepTime / time.Duration(steps)
 	}
-	if err := save(o.Output, o.Epochs, 0); err != nil {
+	if err := saveOutput(o.Epochs, 0); err != nil {
 		return res, err
 	}
-	res.Output = o.Output
 	return res, nil
+}
+
+// CheckOutputs checks, before any work, that the files Train writes can be
+// written: the output plug (and its .opt beside it) and the checkpoint
+// folder, which is created if needed.
+func CheckOutputs(o Options) error {
+	if o.Output == "" {
+		return errors.New("no output plug file")
+	}
+	if err := CheckOutputFile(o.Output); err != nil {
+		return err
+	}
+	if o.CheckpointDir != "" {
+		if err := os.MkdirAll(o.CheckpointDir, 0o755); err != nil {
+			return fmt.Errorf("checkpoint folder: %w", err)
+		}
+		if err := probeDir(o.CheckpointDir); err != nil {
+			return fmt.Errorf("checkpoint folder %s: %w", o.CheckpointDir, err)
+		}
+	}
+	return nil
+}
+
+// CheckOutputFile checks that path can be created or replaced: it is not a
+// folder, and its folder exists and takes new files.
+func CheckOutputFile(path string) error {
+	if path == "" {
+		return errors.New("no output file given")
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return fmt.Errorf("output %s is a folder: give a file name (for example %s)", path, filepath.Join(path, "plug.gguf"))
+	}
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("output %s: the folder %s does not exist (create it first)", path, dir)
+	case err != nil:
+		return fmt.Errorf("output %s: %w", path, err)
+	case !fi.IsDir():
+		return fmt.Errorf("output %s: %s is not a folder", path, dir)
+	}
+	if err := probeDir(dir); err != nil {
+		return fmt.Errorf("output %s: %w", path, err)
+	}
+	return nil
+}
+
+// probeDir creates and removes a file in dir, as the atomic writes will.
+func probeDir(dir string) error {
+	f, err := os.CreateTemp(dir, ".pplug-probe-*")
+	if err != nil {
+		return fmt.Errorf("cannot create files in %s: %w", dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
+// rescueDirs are where a plug goes when its output path fails: the
+// checkpoint folder, then the temporary folder.
+func rescueDirs(o Options) []string {
+	var dirs []string
+	if o.CheckpointDir != "" {
+		dirs = append(dirs, o.CheckpointDir)
+	}
+	return append(dirs, os.TempDir())
+}
+
+// rescueName names a rescued plug after the intended output.
+func rescueName(output string) string {
+	base := strings.TrimSuffix(filepath.Base(output), ".gguf")
+	if base == "" || base == "." || base == string(filepath.Separator) {
+		base = "plug"
+	}
+	return fmt.Sprintf("%s.rescued-%s-%d.gguf", base, time.Now().UTC().Format("20060102T150405"), os.Getpid())
 }
 
 // EvalLoss is the token-weighted mean target NLL of the examples under the

@@ -2,14 +2,13 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -22,25 +21,42 @@ import (
 	"github.com/pplug/pplug/llama"
 )
 
+// pplug bench follows llama-bench (llama.cpp tools/llama-bench at the pinned
+// commit): the same options, tests (pp, tg, pp+tg, at a depth), field names
+// and output formats, so that scripts written for llama-bench read its
+// results. pplug adds rows (the plain C loop baseline, the persona tests) and
+// fields after llama-bench's (test, unit, avg, stddev, samples, note, n_ctx,
+// pplug_version).
+
+// llamaCppBuildNumber is LLAMA_BUILD_NUMBER of the pinned sources (ollama's
+// llama/build-info.cpp sets 0): llama-bench's build_number.
+const llamaCppBuildNumber = 0
+
 func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "bench",
 		Usage: "measure tokens/s like llama-bench, plus the persona's costs (time to first token with PPlug vs retrieval, encoding, aggregation)",
-		UsageText: "pplug bench -m MODEL [-p 512] [-n 128] [-r 5] [-t 1,2] [-b 2048] [-ub 512] [-ngl 0] [-o md|json|csv|jsonl]\n" +
-			"   pplug bench -m MODEL --profile HISTORY.json [--plug PLUG.gguf] [--encoder BGE.gguf]   (adds the persona tests)",
+		UsageText: "pplug bench -m MODEL [-m MODEL2] [-p 512] [-n 128] [-pg 512,128] [-d 0] [-r 5] [-t 1,2] [-b 2048] [-ub 512] [-fa auto] [-ngl 0] [-o md|csv|json|jsonl|sql] [--progress]\n" +
+			"   pplug bench -m MODEL --profile HISTORY.json [--plug PLUG.gguf] [--encoder BGE.gguf]   (adds the persona tests)\n\n" +
+			"Numeric options take several values as a comma list, by repeating the option, or as ranges\n" +
+			"first-last, first-last+step, first-last*mult (llama-bench's syntax); every combination runs.",
 		Flags: []cli.Flag{
 			verboseFlag(),
-			&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "GGUF model `FILE`", EnvVars: []string{"PPLUG_MODEL"}},
-			&cli.StringFlag{Name: "n-prompt", Aliases: []string{"p"}, Value: "512", Usage: "prompt lengths to test (comma list; 0 skips)"},
-			&cli.StringFlag{Name: "n-gen", Aliases: []string{"n"}, Value: "128", Usage: "generation lengths to test (comma list; 0 skips)"},
+			listFlag("model", "m", "", "GGUF model `FILE`s (comma list or repeated)", "PPLUG_MODEL"),
+			listFlag("n-prompt", "p", "512", "prompt lengths: pp tests (0 skips)", ""),
+			listFlag("n-gen", "n", "128", "generation lengths: tg tests (0 skips)", ""),
+			listFlag("pg", "", "", "`PP,TG`: a prompt then a generation, timed together (repeat for more pairs)", ""),
+			listFlag("n-depth", "d", "0", "tokens already in the KV cache before each test", ""),
 			&cli.IntFlag{Name: "repetitions", Aliases: []string{"r"}, Value: 5, Usage: "repetitions of each test (after one warm-up run)"},
-			&cli.StringFlag{Name: "threads", Aliases: []string{"t"}, Value: strconv.Itoa(llama.DefaultThreads()), Usage: "thread counts (comma list)"},
-			&cli.StringFlag{Name: "batch-size", Aliases: []string{"b"}, Value: "2048", Usage: "logical batch sizes (comma list)"},
-			&cli.StringFlag{Name: "ubatch-size", Aliases: []string{"ub"}, Value: "512", Usage: "physical batch sizes (comma list)"},
-			&cli.StringFlag{Name: "ctx-size", Aliases: []string{"c"}, Value: "0", Usage: "context sizes (comma list; 0: what the tests need)"},
-			&cli.StringFlag{Name: "n-gpu-layers", Aliases: []string{"ngl"}, Value: "0", Usage: "GPU layers (comma list)"},
-			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "md", Usage: "output format: md, json, csv or jsonl"},
-			&cli.BoolFlag{Name: "no-c-loop", Usage: "skip the plain C loop baseline row for generation"},
+			listFlag("threads", "t", strconv.Itoa(llama.DefaultThreads()), "thread counts", ""),
+			listFlag("batch-size", "b", "2048", "logical batch sizes", ""),
+			listFlag("ubatch-size", "ub", "512", "physical batch sizes", ""),
+			listFlag("flash-attn", "fa", "auto", "flash attention: on, off or auto (1, 0, -1)", ""),
+			listFlag("ctx-size", "c", "0", "context sizes (0: what each test needs, n_prompt + n_gen + n_depth + 1)", ""),
+			listFlag("n-gpu-layers", "ngl", "0", "GPU layers (-1: all)", ""),
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "md", Usage: "output format: md, csv, json, jsonl or sql"},
+			&cli.BoolFlag{Name: "progress", Usage: "print each test's progress on stderr (llama-bench's --progress)"},
+			&cli.BoolFlag{Name: "no-c-loop", Usage: "skip the plain C loop baseline rows of the tg tests"},
 			&cli.BoolFlag{Name: "no-warmup", Usage: "skip the warm-up run"},
 			&cli.Uint64Flag{Name: "seed", Value: 42, Usage: "seed of the random prompt tokens"},
 			// persona tests
@@ -62,44 +78,221 @@ func benchCommand() *cli.Command {
 	}
 }
 
-// benchRow is one result, in llama-bench's spirit.
-type benchRow struct {
-	BuildVersion   string    `json:"build_version"`
-	LlamaCppCommit string    `json:"llama_cpp_commit"`
-	CPUInfo        string    `json:"cpu_info"`
-	Backend        string    `json:"backend"`
-	Model          string    `json:"model_filename"`
-	ModelType      string    `json:"model_type"`
-	ModelSize      uint64    `json:"model_size"`
-	ModelParams    uint64    `json:"model_n_params"`
-	Threads        int       `json:"n_threads"`
-	Batch          int       `json:"n_batch"`
-	UBatch         int       `json:"n_ubatch"`
-	Ctx            int       `json:"n_ctx"`
-	GPULayers      int       `json:"n_gpu_layers"`
-	Test           string    `json:"test"`
-	NPrompt        int       `json:"n_prompt"`
-	NGen           int       `json:"n_gen"`
-	Unit           string    `json:"unit"`
-	Avg            float64   `json:"avg"`
-	Stddev         float64   `json:"stddev"`
-	Samples        []float64 `json:"samples"`
-	Note           string    `json:"note,omitempty"`
-	Time           string    `json:"test_time"`
+// listFlag is an option that takes several values, as a comma list or by
+// repeating it (llama-bench accepts both "-p 64,128" and "-p 64 -p 128").
+func listFlag(name, alias, def, usage, env string) cli.Flag {
+	f := &cli.StringSliceFlag{Name: name, Usage: usage}
+	if def != "" {
+		f.Value = cli.NewStringSlice(def)
+	}
+	if alias != "" {
+		f.Aliases = []string{alias}
+	}
+	if env != "" {
+		f.EnvVars = []string{env}
+	}
+	return f
 }
 
-// AvgTS and StddevTS mirror llama-bench's names for throughput rows.
-func (r benchRow) MarshalJSON() ([]byte, error) {
-	type plain benchRow
-	v := struct {
-		plain
-		AvgTS    *float64 `json:"avg_ts,omitempty"`
-		StddevTS *float64 `json:"stddev_ts,omitempty"`
-	}{plain: plain(r)}
-	if r.Unit == "t/s" {
-		v.AvgTS, v.StddevTS = &r.Avg, &r.Stddev
+// listStrings returns the values of a list option.
+func listStrings(c *cli.Context, name string) []string {
+	var out []string
+	for _, v := range c.StringSlice(name) {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				out = append(out, f)
+			}
+		}
 	}
-	return json.Marshal(v)
+	return out
+}
+
+// parseRange reads llama-bench's "first[-last[+step|*mult]]".
+func parseRange(s string, allowNeg bool) ([]int, error) {
+	num := func(s string) (int, string, bool) {
+		i := 0
+		if allowNeg && strings.HasPrefix(s, "-") {
+			i = 1
+		}
+		j := i
+		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+			j++
+		}
+		if j == i {
+			return 0, s, false
+		}
+		v, err := strconv.Atoi(s[:j])
+		return v, s[j:], err == nil
+	}
+	first, rest, ok := num(s)
+	if !ok {
+		return nil, errors.New("not a number")
+	}
+	if rest == "" {
+		return []int{first}, nil
+	}
+	if rest[0] != '-' {
+		return nil, errors.New("not a number or a range first-last[+step|*mult]")
+	}
+	allowNeg = false
+	last, rest, ok := num(rest[1:])
+	if !ok {
+		return nil, errors.New("a range needs a last value")
+	}
+	op, step := byte('+'), 1
+	if rest != "" {
+		op = rest[0]
+		if op != '+' && op != '*' {
+			return nil, errors.New("the step of a range is +N or *N")
+		}
+		if step, rest, ok = num(rest[1:]); !ok || rest != "" {
+			return nil, errors.New("the step of a range is +N or *N")
+		}
+	}
+	var out []int
+	for i := first; i <= last; {
+		out = append(out, i)
+		prev := i
+		if op == '+' {
+			i += step
+		} else {
+			i *= step
+		}
+		if i <= prev {
+			return nil, errors.New("the range does not advance")
+		}
+		if len(out) > 10000 {
+			return nil, errors.New("the range has more than 10000 values")
+		}
+	}
+	return out, nil
+}
+
+func benchInts(c *cli.Context, name string, minVal int) ([]int, error) {
+	var out []int
+	for _, f := range listStrings(c, name) {
+		vs, err := parseRange(f, minVal < 0)
+		if err != nil {
+			return nil, usagef("--%s: %q: %v", name, f, err)
+		}
+		for _, v := range vs {
+			if v < minVal {
+				return nil, usagef("--%s: %d is below the minimum %d", name, v, minVal)
+			}
+		}
+		out = append(out, vs...)
+	}
+	if len(out) == 0 {
+		return nil, usagef("--%s: empty list", name)
+	}
+	return out, nil
+}
+
+// benchFA reads -fa values; llama-bench reports them as llama_flash_attn_type
+// (-1 auto, 0 off, 1 on).
+func benchFA(c *cli.Context) ([]llama.FlashAttn, error) {
+	var out []llama.FlashAttn
+	for _, f := range listStrings(c, "flash-attn") {
+		if f == "-1" {
+			f = "auto"
+		}
+		fa, err := flashAttn(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, fa)
+	}
+	if len(out) == 0 {
+		return nil, usagef("--flash-attn: empty list")
+	}
+	return out, nil
+}
+
+func faInt(fa llama.FlashAttn) int {
+	switch fa {
+	case llama.FlashAttnOff:
+		return 0
+	case llama.FlashAttnOn:
+		return 1
+	}
+	return -1
+}
+
+type pgPair struct{ p, g int }
+
+// benchPG reads -pg PP,TG options: the values come as a flat list, two per
+// option.
+func benchPG(c *cli.Context) ([]pgPair, error) {
+	vals := listStrings(c, "pg")
+	if len(vals)%2 != 0 {
+		return nil, usagef("-pg %s: want PP,TG pairs (two whole numbers each, e.g. -pg 512,128)", strings.Join(vals, ","))
+	}
+	var out []pgPair
+	for i := 0; i < len(vals); i += 2 {
+		p, err1 := strconv.Atoi(vals[i])
+		g, err2 := strconv.Atoi(vals[i+1])
+		if err1 != nil || err2 != nil || p < 0 || g < 0 {
+			return nil, usagef("-pg %s,%s: want two whole numbers (e.g. -pg 512,128)", vals[i], vals[i+1])
+		}
+		if p == 0 && g == 0 {
+			continue
+		}
+		out = append(out, pgPair{p, g})
+	}
+	return out, nil
+}
+
+// benchRow is one result. Its first fields are llama-bench's test record;
+// samples are the measured durations of the repetitions.
+type benchRow struct {
+	CPUInfo, GPUInfo, Backends string
+	Model, ModelType           string
+	ModelSize, ModelParams     uint64
+	Batch, UBatch, Threads     int
+	GPULayers                  int
+	FlashAttn                  int
+	NPrompt, NGen, NDepth      int
+	Time                       string
+	SamplesNs                  []uint64
+
+	// pplug's additions
+	Test   string
+	Unit   string    // of Values: t/s for throughput rows, the persona tests' own units
+	Values []float64 // one per sample, in Unit
+	Note   string
+	Ctx    int
+}
+
+func (r *benchRow) avgNs() uint64 {
+	if len(r.SamplesNs) == 0 {
+		return 0
+	}
+	var s uint64
+	for _, x := range r.SamplesNs {
+		s += x
+	}
+	return s / uint64(len(r.SamplesNs))
+}
+
+func (r *benchRow) stddevNs() uint64 {
+	xs := make([]float64, len(r.SamplesNs))
+	for i, x := range r.SamplesNs {
+		xs[i] = float64(x)
+	}
+	_, sd := meanStd(xs)
+	return uint64(sd)
+}
+
+// samplesTs is llama-bench's throughput per repetition: (n_prompt + n_gen)
+// tokens over the repetition's time.
+func (r *benchRow) samplesTs() []float64 {
+	out := make([]float64, len(r.SamplesNs))
+	for i, ns := range r.SamplesNs {
+		if ns > 0 {
+			out[i] = 1e9 * float64(r.NPrompt+r.NGen) / float64(ns)
+		}
+	}
+	return out
 }
 
 func meanStd(xs []float64) (float64, float64) {
@@ -121,23 +314,87 @@ func meanStd(xs []float64) (float64, float64) {
 	return m, math.Sqrt(v / float64(len(xs)-1))
 }
 
-func parseIntList(c *cli.Context, name string, minVal int) ([]int, error) {
-	var out []int
-	for _, f := range strings.Split(c.String(name), ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
-		v, err := strconv.Atoi(f)
-		if err != nil || v < minVal {
-			return nil, usagef("--%s: %q is not a whole number >= %d", name, f, minVal)
-		}
-		out = append(out, v)
-	}
-	if len(out) == 0 {
-		return nil, usagef("--%s: empty list", name)
-	}
-	return out, nil
+// fieldKind is how a field is typed in JSON and SQL (llama-bench's
+// get_field_type).
+type fieldKind int
+
+const (
+	kString fieldKind = iota
+	kBool
+	kInt
+	kFloat
+)
+
+type benchField struct {
+	name string
+	kind fieldKind
+	get  func(r *benchRow) string
+}
+
+func itoa(v int) string     { return strconv.Itoa(v) }
+func utoa(v uint64) string  { return strconv.FormatUint(v, 10) }
+func ftoa(v float64) string { return strconv.FormatFloat(v, 'f', 6, 64) }
+func constant(v string) func(*benchRow) string {
+	return func(*benchRow) string { return v }
+}
+
+// llamaBenchFields are llama-bench's fields at the pinned commit, in its
+// order. pplug runs llama.cpp's defaults for the options it does not expose
+// (KV cache f16, layer split, mmap, default threadpool), and reports them.
+var llamaBenchFields = []benchField{
+	{"build_commit", kString, constant(buildinfo.LlamaCppCommit)},
+	{"build_number", kInt, constant(itoa(llamaCppBuildNumber))},
+	{"cpu_info", kString, func(r *benchRow) string { return r.CPUInfo }},
+	{"gpu_info", kString, func(r *benchRow) string { return r.GPUInfo }},
+	{"backends", kString, func(r *benchRow) string { return r.Backends }},
+	{"model_filename", kString, func(r *benchRow) string { return r.Model }},
+	{"model_type", kString, func(r *benchRow) string { return r.ModelType }},
+	{"model_size", kInt, func(r *benchRow) string { return utoa(r.ModelSize) }},
+	{"model_n_params", kInt, func(r *benchRow) string { return utoa(r.ModelParams) }},
+	{"n_batch", kInt, func(r *benchRow) string { return itoa(r.Batch) }},
+	{"n_ubatch", kInt, func(r *benchRow) string { return itoa(r.UBatch) }},
+	{"n_threads", kInt, func(r *benchRow) string { return itoa(r.Threads) }},
+	{"cpu_mask", kString, constant("0x0")},
+	{"cpu_strict", kBool, constant("0")},
+	{"poll", kInt, constant("50")},
+	{"type_k", kString, constant("f16")},
+	{"type_v", kString, constant("f16")},
+	{"n_gpu_layers", kInt, func(r *benchRow) string { return itoa(r.GPULayers) }},
+	{"n_cpu_moe", kInt, constant("0")},
+	{"split_mode", kString, constant("layer")},
+	{"main_gpu", kInt, constant("0")},
+	{"no_kv_offload", kBool, constant("0")},
+	{"flash_attn", kInt, func(r *benchRow) string { return itoa(r.FlashAttn) }},
+	{"devices", kString, constant("auto")},
+	{"tensor_split", kString, constant("0.00")},
+	{"tensor_buft_overrides", kString, constant("none")},
+	{"use_mmap", kBool, constant("1")},
+	{"embeddings", kBool, constant("0")},
+	{"no_op_offload", kInt, constant("0")},
+	{"no_host", kBool, constant("0")},
+	{"n_prompt", kInt, func(r *benchRow) string { return itoa(r.NPrompt) }},
+	{"n_gen", kInt, func(r *benchRow) string { return itoa(r.NGen) }},
+	{"n_depth", kInt, func(r *benchRow) string { return itoa(r.NDepth) }},
+	{"test_time", kString, func(r *benchRow) string { return r.Time }},
+	{"avg_ns", kInt, func(r *benchRow) string { return utoa(r.avgNs()) }},
+	{"stddev_ns", kInt, func(r *benchRow) string { return utoa(r.stddevNs()) }},
+	{"avg_ts", kFloat, func(r *benchRow) string { m, _ := meanStd(r.samplesTs()); return ftoa(m) }},
+	{"stddev_ts", kFloat, func(r *benchRow) string { _, s := meanStd(r.samplesTs()); return ftoa(s) }},
+}
+
+// pplugFields follow llama-bench's in every format.
+var pplugFields = []benchField{
+	{"test", kString, func(r *benchRow) string { return r.Test }},
+	{"unit", kString, func(r *benchRow) string { return r.Unit }},
+	{"avg", kFloat, func(r *benchRow) string { m, _ := meanStd(r.Values); return ftoa(m) }},
+	{"stddev", kFloat, func(r *benchRow) string { _, s := meanStd(r.Values); return ftoa(s) }},
+	{"note", kString, func(r *benchRow) string { return r.Note }},
+	{"n_ctx", kInt, func(r *benchRow) string { return itoa(r.Ctx) }},
+	{"pplug_version", kString, constant(buildinfo.Version)},
+}
+
+func allBenchFields() []benchField {
+	return append(append([]benchField(nil), llamaBenchFields...), pplugFields...)
 }
 
 func cpuInfo() string {
@@ -145,62 +402,148 @@ func cpuInfo() string {
 	if err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
 			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				return fmt.Sprintf("%s (%d CPUs)", strings.TrimSpace(v), runtime.NumCPU())
+				return strings.TrimSpace(v)
 			}
 		}
 	}
 	return fmt.Sprintf("%s/%s (%d CPUs)", runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
 }
 
-type benchRun struct {
-	c       *cli.Context
-	stderr  io.Writer
-	bar     *progress.Bar
-	reps    int
-	warmup  bool
-	rng     *rand.Rand
-	base    benchRow
-	rows    []benchRow
-	step    int
-	steps   int
-	started time.Time
+// benchSystem fills cpu_info, gpu_info and backends the way llama-bench
+// does: device descriptions by kind, and the non-CPU backends (else "CPU").
+func benchSystem() (cpu, gpu, backends string) {
+	var cpus, gpus, names []string
+	seen := map[string]bool{}
+	for _, d := range llama.Devices() {
+		if d.GPU {
+			gpus = append(gpus, d.Description)
+		} else {
+			cpus = append(cpus, d.Description)
+		}
+		if d.Backend != "" && d.Backend != "CPU" && !seen[d.Backend] {
+			seen[d.Backend] = true
+			names = append(names, d.Backend)
+		}
+	}
+	if len(cpus) == 0 {
+		cpus = []string{cpuInfo()}
+	}
+	if len(names) == 0 {
+		names = []string{"CPU"}
+	}
+	return strings.Join(cpus, ", "), strings.Join(gpus, ", "), strings.Join(names, ",")
 }
 
-// progress reports the step about to run on stderr.
-func (b *benchRun) progress(what string) {
+// benchInst is one test: llama-bench's cmd_params_instance.
+type benchInst struct {
+	model                              string
+	ngl, nb, nub, threads, depth, nctx int
+	fa                                 llama.FlashAttn
+	np, ng                             int
+	cloop                              bool // the tg test through the plain C loop
+}
+
+func (in benchInst) name() string {
+	var s string
+	switch {
+	case in.ng == 0:
+		s = fmt.Sprintf("pp%d", in.np)
+	case in.np == 0:
+		s = fmt.Sprintf("tg%d", in.ng)
+	default:
+		s = fmt.Sprintf("pp%d+tg%d", in.np, in.ng)
+	}
+	if in.depth > 0 {
+		s += fmt.Sprintf(" @ d%d", in.depth)
+	}
+	if in.cloop {
+		s += " (C loop)"
+	}
+	return s
+}
+
+// need is the context the test fills: depth, prompt, the start token of a
+// generation and the generated tokens.
+func (in benchInst) need() int {
+	n := in.depth + in.np + in.ng
+	if in.np == 0 {
+		n++ // generation starts from one token
+	}
+	return max(n, 16)
+}
+
+type benchRun struct {
+	c        *cli.Context
+	stderr   io.Writer
+	bar      *progress.Bar
+	showProg bool
+	reps     int
+	warmup   bool
+	rng      *rand.Rand
+	out      benchPrinter
+	nrows    int
+	step     int
+	steps    int
+	idx      int // test number for --progress
+	ntests   int
+	started  time.Time
+	sys      [3]string
+}
+
+// note reports progress: llama-bench's --progress lines, or the bar.
+func (b *benchRun) note(what string) {
 	b.step++
+	if b.showProg {
+		fmt.Fprintf(b.stderr, "pplug bench: benchmark %d/%d: %s\n", b.idx, b.ntests, what)
+		return
+	}
 	if b.bar == nil {
 		b.bar = progress.New(b.stderr, "bench", float64(b.steps))
 	}
-	b.bar.Set(float64(b.step-1), fmt.Sprintf("[%d/%d] %s", b.step, b.steps, what))
+	b.bar.Set(float64(b.step-1), fmt.Sprintf("[%d/%d] %s", b.idx, b.ntests, what))
 }
 
-func (b *benchRun) add(r benchRow, samples []float64) {
-	r.Samples = samples
-	r.Avg, r.Stddev = meanStd(samples)
-	r.Time = time.Now().UTC().Format(time.RFC3339)
-	b.rows = append(b.rows, r)
+// starting announces a test with --progress.
+func (b *benchRun) starting(name string) {
+	if b.showProg {
+		fmt.Fprintf(b.stderr, "pplug bench: benchmark %d/%d: %s: starting\n", b.idx, b.ntests, name)
+	}
 }
 
-// repeat runs f once to warm up (unless disabled) and reps times for the
-// samples.
-func (b *benchRun) repeat(label string, f func() (float64, error)) ([]float64, error) {
+// emit fills the row's values from its samples (value turns a duration into
+// the row's unit) and prints it.
+func (b *benchRun) emit(r benchRow, ds []time.Duration, value func(time.Duration) float64) {
+	r.SamplesNs = make([]uint64, len(ds))
+	r.Values = make([]float64, len(ds))
+	for i, d := range ds {
+		r.SamplesNs[i] = uint64(max(d, 0))
+		r.Values[i] = value(d)
+	}
+	b.nrows++
+	b.out.row(&r)
+}
+
+// repeat runs a warm-up (unless disabled) and reps timed runs of f.
+func (b *benchRun) repeat(label string, warm, f func() (time.Duration, error)) ([]time.Duration, error) {
 	if b.warmup {
-		b.progress(label + " warm-up")
-		if _, err := f(); err != nil {
+		b.note(label + ": warmup run")
+		if warm == nil {
+			warm = f
+		}
+		if _, err := warm(); err != nil {
 			return nil, err
 		}
 	}
-	var xs []float64
+	var ds []time.Duration
 	for i := range b.reps {
-		b.progress(fmt.Sprintf("%s rep %d/%d", label, i+1, b.reps))
-		x, err := f()
+		b.note(fmt.Sprintf("%s: run %d/%d", label, i+1, b.reps))
+		d, err := f()
 		if err != nil {
 			return nil, err
 		}
-		xs = append(xs, x)
+		ds = append(ds, d)
 	}
-	return xs, nil
+	return ds, nil
 }
 
 func (b *benchRun) randomTokens(m *llama.Model, n int) []llama.Token {
@@ -222,279 +565,619 @@ func runBench(c *cli.Context) error {
 	ctx := c.Context
 	stdout, stderr := c.App.Writer, c.App.ErrWriter
 	format := c.String("output")
-	if format != "md" && format != "json" && format != "csv" && format != "jsonl" {
-		return usagef("--output %q: want md, json, csv or jsonl", format)
+	if _, ok := benchPrinters[format]; !ok {
+		return usagef("--output %q: want md, csv, json, jsonl or sql", format)
 	}
-	nps, err := parseIntList(c, "n-prompt", 0)
+	models := listStrings(c, "model")
+	if len(models) == 0 {
+		return usagef("no model given: pass -m FILE (a GGUF model; several with -m A,B or -m A -m B)")
+	}
+	nps, err := benchInts(c, "n-prompt", 0)
 	if err != nil {
 		return err
 	}
-	ngs, err := parseIntList(c, "n-gen", 0)
+	ngs, err := benchInts(c, "n-gen", 0)
 	if err != nil {
 		return err
 	}
-	threads, err := parseIntList(c, "threads", 1)
+	pgs, err := benchPG(c)
 	if err != nil {
 		return err
 	}
-	batches, err := parseIntList(c, "batch-size", 1)
+	depths, err := benchInts(c, "n-depth", 0)
 	if err != nil {
 		return err
 	}
-	ubatches, err := parseIntList(c, "ubatch-size", 1)
+	threads, err := benchInts(c, "threads", 1)
 	if err != nil {
 		return err
 	}
-	ctxs, err := parseIntList(c, "ctx-size", 0)
+	batches, err := benchInts(c, "batch-size", 1)
 	if err != nil {
 		return err
 	}
-	ngls, err := parseIntList(c, "n-gpu-layers", -1)
+	ubatches, err := benchInts(c, "ubatch-size", 1)
+	if err != nil {
+		return err
+	}
+	fas, err := benchFA(c)
+	if err != nil {
+		return err
+	}
+	ctxs, err := benchInts(c, "ctx-size", 0)
+	if err != nil {
+		return err
+	}
+	ngls, err := benchInts(c, "n-gpu-layers", -1)
 	if err != nil {
 		return err
 	}
 	if c.Int("repetitions") < 1 {
 		return usagef("--repetitions must be at least 1")
 	}
-	if c.String("model") == "" {
-		return usagef("no model given: pass -m FILE (a GGUF model)")
-	}
+	profile := c.String("profile") != ""
 
-	b := &benchRun{c: c, stderr: stderr, reps: c.Int("repetitions"), warmup: !c.Bool("no-warmup"),
-		rng: rand.New(rand.NewPCG(c.Uint64("seed"), 7))}
-	b.base = benchRow{BuildVersion: buildinfo.Version, LlamaCppCommit: buildinfo.LlamaCppCommit, CPUInfo: cpuInfo()}
-	perCombo := 0
-	for _, np := range nps {
-		if np > 0 {
-			perCombo += b.reps + 1
-		}
-	}
-	for _, ng := range ngs {
-		if ng > 0 {
-			perCombo += 2 * (b.reps + 1)
-		}
-	}
-	b.steps = perCombo * len(threads) * len(batches) * len(ubatches) * len(ctxs) * len(ngls)
-	if c.String("profile") != "" {
-		b.steps += 6*(b.reps+1) + len(strings.Split(c.String("agg-items"), ","))*(b.reps+1) + 1
-	}
-	b.started = time.Now()
-
-	llama.LoadBackends()
-	var lastModel *llama.Model
-	defer func() {
-		if lastModel != nil {
-			lastModel.Close()
-		}
-	}()
-	for _, ngl := range ngls {
-		if lastModel != nil {
-			lastModel.Close()
-		}
-		m, err := llama.LoadModel(ctx, c.String("model"), llama.ModelOptions{GPULayers: ngl})
-		if err != nil {
-			return err
-		}
-		lastModel = m
-		info := m.Info()
-		backend := "CPU"
-		if ngl != 0 && llama.SupportsGPUOffload() {
-			backend = "GPU"
-		}
-		for _, t := range threads {
+	// The tests, in llama-bench's order (which loads each model once), one
+	// group per -m.
+	groups := make([][]benchInst, len(models))
+	ntests := 0
+	for i, m := range models {
+		for _, ngl := range ngls {
 			for _, nb := range batches {
 				for _, nub := range ubatches {
-					for _, nctx := range ctxs {
-						row := b.base
-						row.Backend, row.Model, row.ModelType = backend, info.Path, info.Description
-						row.ModelSize, row.ModelParams = info.Size, info.Params
-						row.Threads, row.Batch, row.UBatch, row.GPULayers = t, nb, nub, ngl
-						if err := b.throughput(ctx, m, row, nctx, nps, ngs); err != nil {
-							return err
+					for _, fa := range fas {
+						for _, t := range threads {
+							for _, d := range depths {
+								for _, nctx := range ctxs {
+									base := benchInst{model: m, ngl: ngl, nb: nb, nub: nub, fa: fa, threads: t, depth: d, nctx: nctx}
+									var add []benchInst
+									for _, np := range nps {
+										if np > 0 {
+											in := base
+											in.np = np
+											add = append(add, in)
+										}
+									}
+									for _, ng := range ngs {
+										if ng > 0 {
+											in := base
+											in.ng = ng
+											add = append(add, in)
+											if !c.Bool("no-c-loop") {
+												in.cloop = true
+												add = append(add, in)
+											}
+										}
+									}
+									for _, pg := range pgs {
+										in := base
+										in.np, in.ng = pg.p, pg.g
+										add = append(add, in)
+									}
+									for _, in := range add {
+										if in.nctx != 0 && in.nctx < in.need() {
+											return usagef("--ctx-size %d is smaller than test %s needs (%d positions)", in.nctx, in.name(), in.need())
+										}
+									}
+									groups[i] = append(groups[i], add...)
+									ntests += len(add)
+								}
+							}
 						}
 					}
 				}
 			}
 		}
-		if c.String("profile") != "" && ngl == ngls[len(ngls)-1] {
-			row := b.base
-			row.Backend, row.Model, row.ModelType = backend, info.Path, info.Description
-			row.ModelSize, row.ModelParams = info.Size, info.Params
-			row.Threads, row.Batch, row.UBatch, row.GPULayers = threads[len(threads)-1], batches[0], ubatches[0], ngl
-			if err := b.personaTests(ctx, m, row); err != nil {
-				return err
-			}
-		}
 	}
+	if ntests == 0 && !profile {
+		return usagef("nothing to run: every -p, -n and -pg is 0 (give a length, or --profile for the persona tests)")
+	}
+	// The persona tests run once per model with the last thread count and
+	// GPU layers and the first batch sizes and flash attention setting.
+	personaInst := benchInst{ngl: ngls[len(ngls)-1], nb: batches[0], nub: ubatches[0], fa: fas[0], threads: threads[len(threads)-1]}
+
+	b := &benchRun{c: c, stderr: stderr, reps: c.Int("repetitions"), warmup: !c.Bool("no-warmup"),
+		showProg: c.Bool("progress"), rng: rand.New(rand.NewPCG(c.Uint64("seed"), 7)), ntests: ntests}
+	per := b.reps
+	if b.warmup {
+		per++
+	}
+	b.steps = ntests * per
+	if profile {
+		nagg := len(strings.Split(c.String("agg-items"), ","))
+		b.ntests += len(models) * (6 + nagg)
+		b.steps += len(models) * (6 + nagg) * per
+	}
+	b.started = time.Now()
+
+	llama.LoadBackends()
+	b.sys[0], b.sys[1], b.sys[2] = benchSystem()
+	b.out = benchPrinters[format](stdout, benchLayout{ngls: ngls, threads: threads, batches: batches, ubatches: ubatches, fas: fas, backends: b.sys[2]})
+	b.out.header()
+	err = b.runAll(ctx, groups, models, personaInst, profile)
+	b.out.footer()
 	if b.bar != nil {
 		b.bar.Finish("")
 	}
-	fmt.Fprintf(stderr, "bench: %d results in %s\n", len(b.rows), time.Since(b.started).Round(time.Second))
-	return writeBench(stdout, format, b.rows)
-}
-
-// throughput runs the pp and tg tests for one combination of options.
-func (b *benchRun) throughput(ctx context.Context, m *llama.Model, row benchRow, nctx int, nps, ngs []int) error {
-	need := 16
-	for _, np := range nps {
-		need = max(need, np)
-	}
-	for _, ng := range ngs {
-		need = max(need, ng+1)
-	}
-	if nctx == 0 {
-		nctx = need
-	}
-	if nctx < need {
-		return usagef("--ctx-size %d is smaller than the longest test (%d positions)", nctx, need)
-	}
-	lc, err := m.NewContext(llama.ContextOptions{NCtx: nctx, NBatch: row.Batch, NUBatch: row.UBatch, Threads: row.Threads, ThreadsBatch: row.Threads})
 	if err != nil {
 		return err
 	}
-	defer lc.Close()
-	row.Ctx = lc.NCtx()
-	row.Batch = lc.NBatch()
-	label := fmt.Sprintf("t=%d b=%d ub=%d ngl=%d", row.Threads, row.Batch, row.UBatch, row.GPULayers)
-	for _, np := range nps {
-		if np == 0 {
-			continue
-		}
-		prompt := b.randomTokens(m, np)
-		xs, err := b.repeat(fmt.Sprintf("%s pp%d", label, np), func() (float64, error) {
-			if err := lc.ClearMemory(); err != nil {
-				return 0, err
-			}
-			t0 := time.Now()
-			if _, err := lc.DecodeInputs(ctx, []llama.Input{llama.TokenInput(prompt...)}, llama.DecodeOptions{Output: llama.OutputLast}); err != nil {
-				return 0, err
-			}
-			return float64(np) / time.Since(t0).Seconds(), nil
-		})
-		if err != nil {
-			return err
-		}
-		r := row
-		r.Test, r.NPrompt, r.Unit = fmt.Sprintf("pp%d", np), np, "t/s"
-		b.add(r, xs)
-	}
-	for _, ng := range ngs {
-		if ng == 0 {
-			continue
-		}
-		smp, err := llama.NewSampler(llama.SamplerOptions{Temp: 0, RepeatPenalty: 1})
-		if err != nil {
-			return err
-		}
-		start := b.randomTokens(m, 1)
-		xs, err := b.repeat(fmt.Sprintf("%s tg%d", label, ng), func() (float64, error) {
-			if err := lc.ClearMemory(); err != nil {
-				return 0, err
-			}
-			smp.Reset()
-			res, err := lc.Generate(ctx, smp, []llama.Input{llama.TokenInput(start...)}, 0, llama.GenerateOptions{MaxTokens: ng, IgnoreEOG: true})
-			if err != nil {
-				return 0, err
-			}
-			return res.Stats.GenTPS(), nil
-		})
-		smp.Close()
-		if err != nil {
-			return err
-		}
-		r := row
-		r.Test, r.NGen, r.Unit = fmt.Sprintf("tg%d", ng), ng, "t/s"
-		r.Note = "Go API: greedy sampling + decode per token"
-		b.add(r, xs)
-		if b.c.Bool("no-c-loop") {
-			b.steps -= b.reps + 1
-			continue
-		}
-		xs, err = b.repeat(fmt.Sprintf("%s tg%d C loop", label, ng), func() (float64, error) {
-			_, us, err := lc.BenchCLoop(start, ng)
-			if err != nil {
-				return 0, err
-			}
-			return float64(ng) / (float64(us) / 1e6), nil
-		})
-		if err != nil {
-			return err
-		}
-		r = row
-		r.Test, r.NGen, r.Unit = fmt.Sprintf("tg%d (C loop)", ng), ng, "t/s"
-		r.Note = "plain C loop over the same llama.cpp: the binding's baseline"
-		b.add(r, xs)
-	}
+	fmt.Fprintf(stderr, "bench: %d results in %s\n", b.nrows, time.Since(b.started).Round(time.Second))
 	return nil
 }
 
-func writeBench(w io.Writer, format string, rows []benchRow) error {
-	switch format {
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		if rows == nil {
-			rows = []benchRow{}
+func (b *benchRun) runAll(ctx context.Context, groups [][]benchInst, models []string, personaInst benchInst, profile bool) error {
+	var m *llama.Model
+	var cur benchInst
+	defer func() {
+		if m != nil {
+			m.Close()
 		}
-		return enc.Encode(rows)
-	case "jsonl":
-		enc := json.NewEncoder(w)
-		for _, r := range rows {
-			if err := enc.Encode(r); err != nil {
+	}()
+	load := func(path string, ngl int) error {
+		if m != nil && cur.model == path && cur.ngl == ngl {
+			return nil
+		}
+		if m != nil {
+			m.Close()
+			m = nil
+		}
+		var err error
+		m, err = llama.LoadModel(ctx, path, llama.ModelOptions{GPULayers: ngl})
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		cur.model, cur.ngl = path, ngl
+		return nil
+	}
+	for i, path := range models {
+		for _, in := range groups[i] {
+			if err := load(in.model, in.ngl); err != nil {
+				return err
+			}
+			b.idx++
+			if err := b.throughput(ctx, m, in); err != nil {
 				return err
 			}
 		}
-		return nil
-	case "csv":
-		cw := csv.NewWriter(w)
-		cw.Write([]string{"build_version", "llama_cpp_commit", "cpu_info", "backend", "model_filename", "model_type", "model_size", "model_n_params",
-			"n_threads", "n_batch", "n_ubatch", "n_ctx", "n_gpu_layers", "test", "n_prompt", "n_gen", "unit", "avg", "stddev", "samples", "test_time"})
-		for _, r := range rows {
-			s := make([]string, len(r.Samples))
-			for i, x := range r.Samples {
-				s[i] = strconv.FormatFloat(x, 'g', 6, 64)
+		if profile {
+			in := personaInst
+			in.model = path
+			if err := load(in.model, in.ngl); err != nil {
+				return err
 			}
-			cw.Write([]string{r.BuildVersion, r.LlamaCppCommit, r.CPUInfo, r.Backend, r.Model, r.ModelType,
-				strconv.FormatUint(r.ModelSize, 10), strconv.FormatUint(r.ModelParams, 10),
-				strconv.Itoa(r.Threads), strconv.Itoa(r.Batch), strconv.Itoa(r.UBatch), strconv.Itoa(r.Ctx), strconv.Itoa(r.GPULayers),
-				r.Test, strconv.Itoa(r.NPrompt), strconv.Itoa(r.NGen), r.Unit,
-				strconv.FormatFloat(r.Avg, 'f', 4, 64), strconv.FormatFloat(r.Stddev, 'f', 4, 64), strings.Join(s, ";"), r.Time})
-		}
-		cw.Flush()
-		return cw.Error()
-	}
-	// Markdown: llama-bench's table for t/s rows, then the persona tests.
-	fmt.Fprintln(w, "| model | size | params | backend | threads | n_batch | n_ubatch | ngl | test | t/s |")
-	fmt.Fprintln(w, "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: |")
-	var other []benchRow
-	for _, r := range rows {
-		if r.Unit != "t/s" || strings.HasPrefix(r.Test, "persona") {
-			other = append(other, r)
-			continue
-		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %d | %d | %d | %d | %s | %.2f ± %.2f |\n", r.ModelType, humanBytes(r.ModelSize),
-			humanCount(float64(r.ModelParams)), r.Backend, r.Threads, r.Batch, r.UBatch, r.GPULayers, r.Test, r.Avg, r.Stddev)
-	}
-	if len(other) > 0 {
-		fmt.Fprintln(w)
-		fmt.Fprintln(w, "| persona test | value | unit | note |")
-		fmt.Fprintln(w, "| --- | ---: | --- | --- |")
-		for _, r := range other {
-			fmt.Fprintf(w, "| %s | %.4g ± %.2g | %s | %s |\n", r.Test, r.Avg, r.Stddev, r.Unit, r.Note)
+			if err := b.personaTests(ctx, m, b.baseRow(m, in), in); err != nil {
+				return err
+			}
 		}
 	}
-	fmt.Fprintf(w, "\nbuild: %s, llama.cpp %s, %s\n", firstNonEmpty(rows, func(r benchRow) string { return r.BuildVersion }),
-		buildinfo.LlamaCppCommit, cpuInfo())
 	return nil
 }
 
-func firstNonEmpty(rows []benchRow, f func(benchRow) string) string {
-	for _, r := range rows {
-		if s := f(r); s != "" {
-			return s
-		}
+// baseRow is a row with the model and the options of the test.
+func (b *benchRun) baseRow(m *llama.Model, in benchInst) benchRow {
+	info := m.Info()
+	return benchRow{
+		CPUInfo: b.sys[0], GPUInfo: b.sys[1], Backends: b.sys[2],
+		Model: in.model, ModelType: info.Description, ModelSize: info.Size, ModelParams: info.Params,
+		Batch: in.nb, UBatch: in.nub, Threads: in.threads, GPULayers: in.ngl, FlashAttn: faInt(in.fa),
+		NDepth: in.depth, Time: time.Now().UTC().Format("2006-01-02T15:04:05Z"),
 	}
-	return buildinfo.Version
+}
+
+// throughput runs one pp, tg or pp+tg test (at a depth) like llama-bench:
+// a fresh context of n_prompt + n_gen + n_depth positions; each repetition
+// clears it, fills the depth (not timed), then times the test. tg runs
+// through the Go API (greedy sampling and a decode per token) or, for the
+// baseline rows, the plain C loop over the same context.
+func (b *benchRun) throughput(ctx context.Context, m *llama.Model, in benchInst) error {
+	nctx := in.nctx
+	if nctx == 0 {
+		nctx = in.need()
+	}
+	// n_batch and n_ubatch are reported as asked (llama.cpp caps them to the
+	// context internally, as in llama-bench).
+	lc, err := m.NewContext(llama.ContextOptions{NCtx: nctx, NBatch: in.nb, NUBatch: in.nub, Threads: in.threads, ThreadsBatch: in.threads, FlashAttn: in.fa})
+	if err != nil {
+		return fmt.Errorf("bench %s: %w", in.name(), err)
+	}
+	defer lc.Close()
+	row := b.baseRow(m, in)
+	row.Test, row.NPrompt, row.NGen, row.Ctx, row.Unit = in.name(), in.np, in.ng, lc.NCtx(), "t/s"
+	b.starting(in.name())
+
+	depth := b.randomTokens(m, in.depth)
+	prompt := b.randomTokens(m, in.np)
+	start := b.randomTokens(m, 1)
+	if in.depth > 0 {
+		start[0] = llama.Token(b.rng.IntN(m.NVocab()))
+	}
+	fill := func() error {
+		if err := lc.ClearMemory(); err != nil {
+			return err
+		}
+		if in.depth == 0 {
+			return nil
+		}
+		_, err := lc.DecodeInputs(ctx, []llama.Input{llama.TokenInput(depth...)}, llama.DecodeOptions{Output: llama.OutputLast})
+		return err
+	}
+	smp, err := llama.NewSampler(llama.SamplerOptions{Temp: 0, RepeatPenalty: 1})
+	if err != nil {
+		return err
+	}
+	defer smp.Close()
+	gen := func(first []llama.Token, pos llama.Pos, n int) (llama.Stats, error) {
+		smp.Reset()
+		res, err := lc.Generate(ctx, smp, []llama.Input{llama.TokenInput(first...)}, pos, llama.GenerateOptions{MaxTokens: n, IgnoreEOG: true})
+		if err == nil && res.Stats.GenTokens != n {
+			err = fmt.Errorf("generated %d tokens of %d (%s)", res.Stats.GenTokens, n, res.Stop)
+		}
+		return res.Stats, err
+	}
+
+	var run, warm func() (time.Duration, error)
+	switch {
+	case in.cloop:
+		row.Note = "plain C loop over the same llama.cpp: the binding's baseline"
+		cprompt := append(append([]llama.Token(nil), depth...), start...)
+		cl := func(n int) (time.Duration, error) {
+			_, us, err := lc.BenchCLoop(cprompt, n)
+			return time.Duration(us) * time.Microsecond, err
+		}
+		run, warm = func() (time.Duration, error) { return cl(in.ng) }, func() (time.Duration, error) { return cl(1) }
+	case in.ng == 0:
+		run = func() (time.Duration, error) {
+			if err := fill(); err != nil {
+				return 0, err
+			}
+			t0 := time.Now()
+			_, err := lc.DecodeInputs(ctx, []llama.Input{llama.TokenInput(prompt...)}, llama.DecodeOptions{Pos: llama.Pos(in.depth), Output: llama.OutputLast})
+			return time.Since(t0), err
+		}
+	case in.np == 0:
+		row.Note = "Go API: greedy sampling + decode per token"
+		tg := func(n int) (time.Duration, error) {
+			if err := lc.ClearMemory(); err != nil {
+				return 0, err
+			}
+			// The depth and the start token go in untimed; GenTime covers
+			// the n sampled and decoded tokens.
+			st, err := gen(append(append([]llama.Token(nil), depth...), start...), 0, n)
+			return st.GenTime, err
+		}
+		run, warm = func() (time.Duration, error) { return tg(in.ng) }, func() (time.Duration, error) { return tg(1) }
+	default:
+		row.Note = "Go API: the prompt, then greedy sampling + decode per token"
+		pg := func(n int) (time.Duration, error) {
+			if err := fill(); err != nil {
+				return 0, err
+			}
+			st, err := gen(prompt, llama.Pos(in.depth), n)
+			return st.PromptTime + st.GenTime, err
+		}
+		run, warm = func() (time.Duration, error) { return pg(in.ng) }, func() (time.Duration, error) { return pg(1) }
+	}
+	ds, err := b.repeat(in.name(), warm, run)
+	if err != nil {
+		return fmt.Errorf("bench %s: %w", in.name(), err)
+	}
+	n := float64(in.np + in.ng)
+	b.emit(row, ds, func(d time.Duration) float64 {
+		if d <= 0 {
+			return 0
+		}
+		return n / d.Seconds()
+	})
+	return nil
 }
 
 var errNoItems = errors.New("bench: the profile has no items")
+
+// ---- output: llama-bench's printers ----------------------------------------
+
+// benchPrinter writes results as they come (llama-bench's printer).
+type benchPrinter interface {
+	header()
+	row(r *benchRow)
+	footer()
+}
+
+// benchLayout is what the markdown table needs to pick its columns.
+type benchLayout struct {
+	ngls, threads, batches, ubatches []int
+	fas                              []llama.FlashAttn
+	backends                         string
+}
+
+var benchPrinters = map[string]func(io.Writer, benchLayout) benchPrinter{
+	"md":    func(w io.Writer, l benchLayout) benchPrinter { return &mdPrinter{w: w, l: l} },
+	"csv":   func(w io.Writer, _ benchLayout) benchPrinter { return &csvPrinter{w: w} },
+	"json":  func(w io.Writer, _ benchLayout) benchPrinter { return &jsonPrinter{w: w} },
+	"jsonl": func(w io.Writer, _ benchLayout) benchPrinter { return &jsonPrinter{w: w, lines: true} },
+	"sql":   func(w io.Writer, _ benchLayout) benchPrinter { return &sqlPrinter{w: w} },
+}
+
+type csvPrinter struct{ w io.Writer }
+
+func csvQuote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+func (p *csvPrinter) header() {
+	var names []string
+	for _, f := range allBenchFields() {
+		names = append(names, f.name)
+	}
+	fmt.Fprintln(p.w, strings.Join(names, ","))
+}
+
+func (p *csvPrinter) row(r *benchRow) {
+	var vals []string
+	for _, f := range allBenchFields() {
+		vals = append(vals, csvQuote(f.get(r)))
+	}
+	fmt.Fprintln(p.w, strings.Join(vals, ","))
+}
+
+func (p *csvPrinter) footer() {}
+
+// jsonString quotes s as JSON without HTML escaping.
+func jsonString(s string) string {
+	var sb strings.Builder
+	sb.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"':
+			sb.WriteString(`\"`)
+		case r == '\\':
+			sb.WriteString(`\\`)
+		case r < 0x20:
+			fmt.Fprintf(&sb, `\u%04x`, r)
+		default:
+			sb.WriteRune(r)
+		}
+	}
+	sb.WriteByte('"')
+	return sb.String()
+}
+
+func jsonValue(f benchField, v string) string {
+	switch f.kind {
+	case kString:
+		return jsonString(v)
+	case kBool:
+		if v == "0" {
+			return "false"
+		}
+		return "true"
+	}
+	return v
+}
+
+type jsonPrinter struct {
+	w     io.Writer
+	lines bool // jsonl: one object per line
+	n     int
+}
+
+func (p *jsonPrinter) header() {
+	if !p.lines {
+		fmt.Fprint(p.w, "[\n")
+	}
+}
+
+func (p *jsonPrinter) row(r *benchRow) {
+	type kv struct{ k, v string }
+	var kvs []kv
+	for _, f := range llamaBenchFields {
+		kvs = append(kvs, kv{f.name, jsonValue(f, f.get(r))})
+	}
+	ns := make([]string, len(r.SamplesNs))
+	for i, x := range r.SamplesNs {
+		ns[i] = utoa(x)
+	}
+	floats := func(xs []float64) string {
+		s := make([]string, len(xs))
+		for i, x := range xs {
+			s[i] = ftoa(x)
+		}
+		return "[ " + strings.Join(s, ", ") + " ]"
+	}
+	kvs = append(kvs, kv{"samples_ns", "[ " + strings.Join(ns, ", ") + " ]"}, kv{"samples_ts", floats(r.samplesTs())})
+	for _, f := range pplugFields {
+		kvs = append(kvs, kv{f.name, jsonValue(f, f.get(r))})
+		if f.name == "stddev" {
+			kvs = append(kvs, kv{"samples", floats(r.Values)})
+		}
+	}
+	if p.lines {
+		parts := make([]string, len(kvs))
+		for i, e := range kvs {
+			parts[i] = jsonString(e.k) + ": " + e.v
+		}
+		fmt.Fprintf(p.w, "{%s}\n", strings.Join(parts, ", "))
+		return
+	}
+	if p.n > 0 {
+		fmt.Fprint(p.w, ",\n")
+	}
+	p.n++
+	fmt.Fprint(p.w, "  {\n")
+	for i, e := range kvs {
+		sep := ","
+		if i == len(kvs)-1 {
+			sep = ""
+		}
+		fmt.Fprintf(p.w, "    %s: %s%s\n", jsonString(e.k), e.v, sep)
+	}
+	fmt.Fprint(p.w, "  }")
+}
+
+func (p *jsonPrinter) footer() {
+	if !p.lines {
+		fmt.Fprint(p.w, "\n]\n")
+	}
+}
+
+type sqlPrinter struct{ w io.Writer }
+
+func (p *sqlPrinter) header() {
+	fields := allBenchFields()
+	fmt.Fprintln(p.w, "CREATE TABLE IF NOT EXISTS llama_bench (")
+	for i, f := range fields {
+		typ := map[fieldKind]string{kString: "TEXT", kBool: "INTEGER", kInt: "INTEGER", kFloat: "REAL"}[f.kind]
+		sep := ","
+		if i == len(fields)-1 {
+			sep = ""
+		}
+		fmt.Fprintf(p.w, "  %s %s%s\n", f.name, typ, sep)
+	}
+	fmt.Fprint(p.w, ");\n\n")
+}
+
+func (p *sqlPrinter) row(r *benchRow) {
+	var names, vals []string
+	for _, f := range allBenchFields() {
+		names = append(names, f.name)
+		vals = append(vals, "'"+strings.ReplaceAll(f.get(r), "'", "''")+"'")
+	}
+	fmt.Fprintf(p.w, "INSERT INTO llama_bench (%s) VALUES (%s);\n", strings.Join(names, ", "), strings.Join(vals, ", "))
+}
+
+func (p *sqlPrinter) footer() {}
+
+// mdPrinter is llama-bench's markdown table (columns for the options that
+// differ from the defaults) for the throughput tests, then a table of the
+// persona tests.
+type mdPrinter struct {
+	w       io.Writer
+	l       benchLayout
+	cols    []string
+	persona []*benchRow
+}
+
+func isDefault[T comparable](vals []T, def T) bool { return len(vals) == 1 && vals[0] == def }
+
+func mdWidth(col string) int {
+	switch col {
+	case "model":
+		return -30
+	case "size", "params":
+		return 10
+	case "backend":
+		return -10
+	case "ngl", "fa":
+		return 3
+	case "threads", "n_batch":
+		return 7
+	case "n_ubatch":
+		return 8
+	case "test":
+		return 15
+	case "t/s":
+		return 20
+	}
+	return 10
+}
+
+func (p *mdPrinter) header() {
+	l := p.l
+	cpu := strings.Contains(l.backends, "CPU") || strings.Contains(l.backends, "BLAS")
+	p.cols = []string{"model", "size", "params", "backend"}
+	if !cpu || !isDefault(l.ngls, 0) {
+		p.cols = append(p.cols, "ngl")
+	}
+	if cpu || !isDefault(l.threads, llama.DefaultThreads()) {
+		p.cols = append(p.cols, "threads")
+	}
+	if !isDefault(l.batches, 2048) {
+		p.cols = append(p.cols, "n_batch")
+	}
+	if !isDefault(l.ubatches, 512) {
+		p.cols = append(p.cols, "n_ubatch")
+	}
+	if !isDefault(l.fas, llama.FlashAttnAuto) {
+		p.cols = append(p.cols, "fa")
+	}
+	p.cols = append(p.cols, "test", "t/s")
+	fmt.Fprint(p.w, "|")
+	for _, c := range p.cols {
+		fmt.Fprintf(p.w, " %*s |", mdWidth(c), c)
+	}
+	fmt.Fprint(p.w, "\n|")
+	for _, c := range p.cols {
+		w := mdWidth(c)
+		end := "-"
+		if w > 0 {
+			end = ":"
+		}
+		fmt.Fprintf(p.w, " %s%s |", strings.Repeat("-", max(w, -w)-1), end)
+	}
+	fmt.Fprintln(p.w)
+}
+
+func mdSize(n uint64) string {
+	if n < 1<<30 {
+		return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+}
+
+func mdParams(n uint64) string {
+	if n < 1e9 {
+		return fmt.Sprintf("%.2f M", float64(n)/1e6)
+	}
+	return fmt.Sprintf("%.2f B", float64(n)/1e9)
+}
+
+func (p *mdPrinter) row(r *benchRow) {
+	if strings.HasPrefix(r.Test, "persona") {
+		p.persona = append(p.persona, r)
+		return
+	}
+	fmt.Fprint(p.w, "|")
+	for _, c := range p.cols {
+		var v string
+		w := mdWidth(c)
+		switch c {
+		case "model":
+			v = r.ModelType
+		case "size":
+			v = mdSize(r.ModelSize)
+		case "params":
+			v = mdParams(r.ModelParams)
+		case "backend":
+			v = r.Backends
+		case "ngl":
+			v = itoa(r.GPULayers)
+		case "threads":
+			v = itoa(r.Threads)
+		case "n_batch":
+			v = itoa(r.Batch)
+		case "n_ubatch":
+			v = itoa(r.UBatch)
+		case "fa":
+			v = itoa(r.FlashAttn)
+		case "test":
+			v = r.Test
+		case "t/s":
+			m, s := meanStd(r.samplesTs())
+			v = fmt.Sprintf("%.2f ± %.2f", m, s)
+			w++ // "±" is two bytes
+		}
+		fmt.Fprintf(p.w, " %*s |", w, v)
+	}
+	fmt.Fprintln(p.w)
+}
+
+func (p *mdPrinter) footer() {
+	if len(p.persona) > 0 {
+		fmt.Fprintln(p.w)
+		fmt.Fprintln(p.w, "| model | persona test | value | unit | note |")
+		fmt.Fprintln(p.w, "| --- | --- | ---: | --- | --- |")
+		for _, r := range p.persona {
+			m, s := meanStd(r.Values)
+			fmt.Fprintf(p.w, "| %s | %s | %.2f ± %.2f | %s | %s |\n", filepath.Base(r.Model), r.Test, m, s, r.Unit, r.Note)
+		}
+	}
+	fmt.Fprintf(p.w, "\nbuild: %s (%d), pplug %s\n", buildinfo.LlamaCppCommit, llamaCppBuildNumber, buildinfo.Version)
+}

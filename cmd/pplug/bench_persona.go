@@ -21,7 +21,7 @@ const defaultBenchQuery = "Write a short story for me about a day in the park, i
 // per-query aggregation, the prompt with persona rows, and the time to the
 // first token of PPlug against the retrieval baseline (top-k BM25 items in
 // the prompt) and no personalisation, for the same profile and query.
-func (b *benchRun) personaTests(ctx context.Context, m *llama.Model, row benchRow) error {
+func (b *benchRun) personaTests(ctx context.Context, m *llama.Model, row benchRow, in benchInst) error {
 	c := b.c
 	prof, task, err := loadProfile(c)
 	if err != nil {
@@ -30,7 +30,7 @@ func (b *benchRun) personaTests(ctx context.Context, m *llama.Model, row benchRo
 	if len(prof.Items) == 0 {
 		return errNoItems
 	}
-	enc, err := openEncoder(ctx, c, m, row.Threads)
+	enc, err := openEncoder(ctx, c, m, in.threads)
 	if err != nil {
 		return err
 	}
@@ -57,24 +57,24 @@ func (b *benchRun) personaTests(ctx context.Context, m *llama.Model, row benchRo
 			return err
 		}
 	}
-	backend, err := kernels.Open(c.String("device"), kernels.Options{Threads: row.Threads, Logger: slog.Default()})
+	backend, err := kernels.Open(c.String("device"), kernels.Options{Threads: in.threads, Logger: slog.Default()})
 	if err != nil {
 		return err
 	}
 	defer backend.Close()
-	row.Backend += "+" + backend.Name()
 
 	// 1. Encoding the history, batched.
 	texts := prof.Texts()
 	var vecs [][]float32
-	xs, err := b.repeat("persona encode", func() (float64, error) {
+	b.personaStart("persona encode")
+	ds, err := b.repeat("persona encode", nil, func() (time.Duration, error) {
 		t0 := time.Now()
 		v, err := enc.Encode(ctx, texts, "", nil)
 		if err != nil {
 			return 0, err
 		}
 		vecs = v
-		return float64(len(texts)) / time.Since(t0).Seconds(), nil
+		return time.Since(t0), nil
 	})
 	if err != nil {
 		return err
@@ -82,7 +82,7 @@ func (b *benchRun) personaTests(ctx context.Context, m *llama.Model, row benchRo
 	r := row
 	r.Test, r.Unit = "persona encode", "items/s"
 	r.Note = fmt.Sprintf("%d history items, batched, encoder %s (%s pooling)", len(texts), shortID(enc.ID()), enc.PoolingName())
-	b.add(r, xs)
+	b.emit(r, ds, perSecond(len(texts)))
 
 	user, err := plug.NewUser(backend, prof.Items, vecs)
 	if err != nil {
@@ -113,7 +113,7 @@ func (b *benchRun) personaTests(ctx context.Context, m *llama.Model, row benchRo
 		return err
 	}
 	nctx := len(ragToks) + plug.NRows() + 64
-	lc, err := m.NewContext(llama.ContextOptions{NCtx: nctx, NBatch: row.Batch, NUBatch: row.UBatch, Threads: row.Threads, ThreadsBatch: row.Threads})
+	lc, err := m.NewContext(llama.ContextOptions{NCtx: nctx, NBatch: row.Batch, NUBatch: row.UBatch, Threads: in.threads, ThreadsBatch: in.threads, FlashAttn: in.fa})
 	if err != nil {
 		return err
 	}
@@ -138,16 +138,17 @@ func (b *benchRun) personaTests(ctx context.Context, m *llama.Model, row benchRo
 	}
 	ttft := []struct {
 		name, note string
+		n          int // prompt positions
 		run        func() error
 	}{
-		{"persona ttft none", fmt.Sprintf("no personalisation: %d prompt tokens", len(plainToks)), func() error {
+		{"persona ttft none", fmt.Sprintf("no personalisation: %d prompt tokens", len(plainToks)), len(plainToks), func() error {
 			toks, err := m.Tokenize(query, true, true)
 			if err != nil {
 				return err
 			}
 			return first([]llama.Input{llama.TokenInput(toks...)})
 		}},
-		{"persona ttft pplug", fmt.Sprintf("PPlug: encode the query, aggregate %d items, %d rows + %d prompt tokens", user.Len(), plug.NRows(), len(plainToks)), func() error {
+		{"persona ttft pplug", fmt.Sprintf("PPlug: encode the query, aggregate %d items, %d rows + %d prompt tokens", user.Len(), plug.NRows(), len(plainToks)), plug.NRows() + len(plainToks), func() error {
 			rows, _, err := (&persona.Runtime{Plug: plug, Encoder: enc}).QueryRows(ctx, user, qpart)
 			if err != nil {
 				return err
@@ -158,7 +159,7 @@ func (b *benchRun) personaTests(ctx context.Context, m *llama.Model, row benchRo
 			}
 			return first(persona.Inputs(m, rows, toks))
 		}},
-		{"persona ttft rag", fmt.Sprintf("retrieval: BM25 top-%d of %d items in the prompt, %d prompt tokens", k, len(prof.Items), len(ragToks)), func() error {
+		{"persona ttft rag", fmt.Sprintf("retrieval: BM25 top-%d of %d items in the prompt, %d prompt tokens", k, len(prof.Items), len(ragToks)), len(ragToks), func() error {
 			p := persona.RetrievalPrompt(prof.Items, retr.Top(qpart, k), query)
 			toks, err := m.Tokenize(p, true, true)
 			if err != nil {
@@ -168,19 +169,22 @@ func (b *benchRun) personaTests(ctx context.Context, m *llama.Model, row benchRo
 		}},
 	}
 	for _, t := range ttft {
-		xs, err := b.repeat(t.name, func() (float64, error) {
+		b.personaStart(t.name)
+		ds, err := b.repeat(t.name, nil, func() (time.Duration, error) {
 			t0 := time.Now()
 			if err := t.run(); err != nil {
 				return 0, err
 			}
-			return float64(time.Since(t0).Microseconds()) / 1000, nil
+			return time.Since(t0), nil
 		})
 		if err != nil {
 			return err
 		}
 		r := row
-		r.Test, r.Unit, r.Note = t.name, "ms", t.note
-		b.add(r, xs)
+		// n_prompt: the positions decoded, so avg_ts is the prompt rate
+		// including the personalisation's own work.
+		r.Test, r.Unit, r.Note, r.NPrompt = t.name, "ms", t.note, t.n
+		b.emit(r, ds, func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 })
 	}
 
 	// 2. Prompt speed with and without the persona rows (same prompt).
@@ -190,21 +194,22 @@ func (b *benchRun) personaTests(ctx context.Context, m *llama.Model, row benchRo
 	}
 	for _, withRows := range []bool{false, true} {
 		name := "persona pp plain"
-		in := []llama.Input{llama.TokenInput(plainToks...)}
+		inputs := []llama.Input{llama.TokenInput(plainToks...)}
 		if withRows {
 			name = "persona pp +rows"
-			in = persona.Inputs(m, rows, plainToks)
+			inputs = persona.Inputs(m, rows, plainToks)
 		}
-		n := llama.InputsLen(in, m.NEmbd())
-		xs, err := b.repeat(name, func() (float64, error) {
+		n := llama.InputsLen(inputs, m.NEmbd())
+		b.personaStart(name)
+		ds, err := b.repeat(name, nil, func() (time.Duration, error) {
 			if err := lc.ClearMemory(); err != nil {
 				return 0, err
 			}
 			t0 := time.Now()
-			if _, err := lc.DecodeInputs(ctx, in, llama.DecodeOptions{}); err != nil {
+			if _, err := lc.DecodeInputs(ctx, inputs, llama.DecodeOptions{}); err != nil {
 				return 0, err
 			}
-			return float64(n) / time.Since(t0).Seconds(), nil
+			return time.Since(t0), nil
 		})
 		if err != nil {
 			return err
@@ -212,7 +217,7 @@ func (b *benchRun) personaTests(ctx context.Context, m *llama.Model, row benchRo
 		r := row
 		r.Test, r.Unit, r.NPrompt = name, "t/s", n
 		r.Note = fmt.Sprintf("%d positions", n)
-		b.add(r, xs)
+		b.emit(r, ds, perSecond(n))
 	}
 
 	// 3. Aggregation latency per query for several history sizes.
@@ -231,25 +236,44 @@ func (b *benchRun) personaTests(ctx context.Context, m *llama.Model, row benchRo
 			return err
 		}
 		const iters = 200
-		xs, err := b.repeat(fmt.Sprintf("persona aggregate N=%d", n), func() (float64, error) {
+		name := fmt.Sprintf("persona aggregate N=%d", n)
+		b.personaStart(name)
+		ds, err := b.repeat(name, nil, func() (time.Duration, error) {
 			t0 := time.Now()
 			for range iters {
 				if _, _, err := u.Rows(q); err != nil {
 					return 0, err
 				}
 			}
-			return float64(time.Since(t0).Nanoseconds()) / iters / 1000, nil
+			// samples_ns: one query
+			return time.Since(t0) / iters, nil
 		})
 		u.Close()
 		if err != nil {
 			return err
 		}
 		r := row
-		r.Test, r.Unit = fmt.Sprintf("persona aggregate N=%d", n), "us/query"
+		r.Test, r.Unit = name, "us/query"
 		r.Note = fmt.Sprintf("softmax attention over %d projected items (d_enc %d, d_llm %d) on %s", n, plug.DEnc, plug.DLLM, backend.Device())
-		b.add(r, xs)
+		b.emit(r, ds, func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 })
 	}
 	return nil
+}
+
+// personaStart counts and announces one persona test.
+func (b *benchRun) personaStart(name string) {
+	b.idx++
+	b.starting(name)
+}
+
+// perSecond turns a duration into n per second.
+func perSecond(n int) func(time.Duration) float64 {
+	return func(d time.Duration) float64 {
+		if d <= 0 {
+			return 0
+		}
+		return float64(n) / d.Seconds()
+	}
 }
 
 func mustQuery(ctx context.Context, enc *persona.Encoder, plug *persona.Plug, q string) []float32 {

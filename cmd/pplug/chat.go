@@ -43,20 +43,22 @@ func chatCommand() *cli.Command {
 		Usage: "chat with a model, personalised with a user profile",
 		UsageText: "pplug chat -m MODEL [--profile HISTORY.json --plug PLUG.gguf [--encoder BGE.gguf]] [--system TEXT]\n\n" +
 			"In a terminal: line editing and history; Ctrl-C stops an answer, Ctrl-D exits.\n" +
-			"Otherwise one message per input line, one answer per output line (newlines in answers become spaces).\n" +
+			"Otherwise one message per input line, one output line per input line (newlines in answers become spaces;\n" +
+			"commands and blank lines get an empty line).\n" +
 			"Commands: " + strings.Join(chatCommandNames, ", "),
 		Flags:  flags,
 		Action: runChat,
 	}
 }
 
-var chatCommandNames = []string{"/help", "/reset", "/persona on|off", "/profile", "/save FILE", "/exit"}
+var chatCommandNames = []string{"/help", "/reset", "/persona on|off", "/profile", "/save FILE", "/save! FILE", "/exit"}
 
 const chatHelp = `/help            this help
 /reset           forget the conversation
 /persona on|off  answer with or without the persona rows (compare answers)
 /profile         the history items weighted highest for your last message
-/save FILE       write the transcript as JSON
+/save FILE       write the transcript as JSON (a new file)
+/save! FILE      the same, replacing FILE if it exists (or /save FILE --force)
 /exit            leave (Ctrl-D too)
 `
 
@@ -225,10 +227,12 @@ func (r *chatREPL) run(ctx context.Context) error {
 		}
 		if !utf8.ValidString(line) {
 			r.notice("that message is not valid UTF-8; it was ignored")
+			r.noAnswer()
 			continue
 		}
 		line = strings.TrimSpace(line)
 		if line == "" {
+			r.noAnswer()
 			continue
 		}
 		if strings.HasPrefix(line, "/") {
@@ -236,6 +240,7 @@ func (r *chatREPL) run(ctx context.Context) error {
 			if err != nil {
 				r.notice(err.Error())
 			}
+			r.noAnswer()
 			if quit {
 				return nil
 			}
@@ -244,6 +249,15 @@ func (r *chatREPL) run(ctx context.Context) error {
 		if err := r.answer(ctx, line); err != nil {
 			return err
 		}
+	}
+}
+
+// noAnswer keeps line mode aligned: every input line gets one output line,
+// an empty one for a line that gets no answer (a command, a blank or
+// ignored line).
+func (r *chatREPL) noAnswer() {
+	if !r.tty {
+		fmt.Fprintln(r.stdout)
 	}
 }
 
@@ -363,14 +377,20 @@ func (r *chatREPL) command(line string) (quit bool, err error) {
 		r.notice("persona " + f[1])
 	case "/profile":
 		return false, r.showProfile()
-	case "/save":
-		if len(f) != 2 {
-			return false, errors.New("usage: /save FILE")
+	case "/save", "/save!":
+		path, force := strings.TrimSpace(strings.TrimPrefix(line, f[0])), f[0] == "/save!"
+		if p, ok := strings.CutSuffix(path, " --force"); ok {
+			path, force = strings.TrimSpace(p), true
+		} else if p, ok := strings.CutPrefix(path, "--force "); ok {
+			path, force = strings.TrimSpace(p), true
 		}
-		if err := r.save(f[1]); err != nil {
+		if path == "" || path == "--force" {
+			return false, errors.New("usage: /save FILE, or /save! FILE to replace an existing file")
+		}
+		if err := r.save(path, force); err != nil {
 			return false, err
 		}
-		r.notice("saved " + f[1])
+		r.notice("saved " + path)
 	default:
 		return false, fmt.Errorf("unknown command %s (/help lists them)", f[0])
 	}
@@ -400,7 +420,52 @@ func (r *chatREPL) showProfile() error {
 	return nil
 }
 
-func (r *chatREPL) save(path string) error {
+// openFiles are the files the session reads: /save never replaces them.
+func (r *chatREPL) openFiles() map[string]string {
+	files := map[string]string{}
+	for _, flag := range []string{"profile", "plug", "model", "encoder"} {
+		if p := r.c.String(flag); p != "" {
+			files[flag] = p
+		}
+	}
+	return files
+}
+
+// checkSave refuses to write the transcript over a file the session uses
+// (compared by identity, so another name for it is caught too), over a
+// folder, or over any existing file unless force.
+func (r *chatREPL) checkSave(path string, force bool) error {
+	st, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if _, lerr := os.Lstat(path); lerr == nil {
+			// A dangling symbolic link: writing would replace the link.
+			if !force {
+				return fmt.Errorf("%s exists (a symbolic link); /save! %s replaces it", path, path)
+			}
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("save: %w", err)
+	}
+	if st.IsDir() {
+		return fmt.Errorf("save: %s is a folder; give a file name", path)
+	}
+	for flag, p := range r.openFiles() {
+		if ost, err := os.Stat(p); err == nil && os.SameFile(st, ost) {
+			return fmt.Errorf("save: %s is the --%s file of this chat (%s); choose another name", path, flag, p)
+		}
+	}
+	if !force {
+		return fmt.Errorf("save: %s exists; /save! %s (or /save %s --force) replaces it", path, path, path)
+	}
+	return nil
+}
+
+func (r *chatREPL) save(path string, force bool) error {
+	if err := r.checkSave(path, force); err != nil {
+		return err
+	}
 	t := struct {
 		Model    string              `json:"model"`
 		Profile  string              `json:"profile,omitempty"`

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -78,9 +81,20 @@ func TestChatScripted(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	answers := strings.Split(strings.TrimRight(out, "\n"), "\n")
-	if len(answers) != 5 {
-		t.Fatalf("%d answer lines for 5 messages:\n%s\nstderr:\n%s", len(answers), out, errs)
+	// One output line per input line up to /exit: the answers, and empty
+	// lines for the commands.
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != 12 {
+		t.Fatalf("%d output lines for 12 input lines:\n%s\nstderr:\n%s", len(lines), out, errs)
+	}
+	var answers []string
+	for i, l := range lines {
+		if isAnswer := i == 0 || i == 1 || i == 3 || i == 5 || i == 7; isAnswer != (l != "") {
+			t.Fatalf("output line %d is %q:\n%s", i+1, l, out)
+		}
+		if l != "" {
+			answers = append(answers, l)
+		}
 	}
 	t.Logf("answers:\n%s", out)
 	if answers[1] == answers[2] {
@@ -123,5 +137,226 @@ func TestChatRemember(t *testing.T) {
 	os.WriteFile(q, []byte(`{"id":"q1","input":"x","profile":[{"id":"1","text":"hello there"}]}`), 0o644)
 	if code, _, errs := pplug(t, "hi\n", "chat", "-m", model, "--profile", q, "--remember"); code == 0 || !strings.Contains(errs, "plain profile") {
 		t.Fatalf("--remember with a LaMP question: %d %s", code, errs)
+	}
+}
+
+// TestChatLineModeAligned: in line mode every input line gets exactly one
+// output line, whatever it holds.
+func TestChatLineModeAligned(t *testing.T) {
+	model := testenv.Stories260K(t)
+	in := []string{"Hello there.", "", "   ", "bad \xff\xfe utf-8", "/persona on", "/help", "/profile", "/nonsense", "/save", "Once upon a time", "/reset", "/exit"}
+	code, out, errs := pplug(t, strings.Join(in, "\n")+"\nnever read\n", "chat", "-m", model, "-n", "6", "--temp", "0", "-t", "1")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != len(in) {
+		t.Fatalf("%d output lines for %d input lines:\n%q\nstderr:\n%s", len(lines), len(in), out, errs)
+	}
+	for i, l := range lines {
+		if answered := i == 0 || i == 9; answered != (l != "") {
+			t.Errorf("input %q gave output line %q", in[i], l)
+		}
+	}
+	if !strings.Contains(errs, "not valid UTF-8") || !strings.Contains(errs, "no persona rows") {
+		t.Errorf("stderr:\n%s", errs)
+	}
+}
+
+// TestChatSaveRefusesOverwrite: /save writes new files only; /save! and
+// --force replace other files, never the ones the chat uses.
+func TestChatSaveRefusesOverwrite(t *testing.T) {
+	dir := t.TempDir()
+	// The chat's files are copies: a failure here must not damage the assets.
+	copyFile := func(src, name string) string {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	model := copyFile(testenv.Stories260K(t), "model.gguf")
+	prof := filepath.Join(dir, "me.jsonl")
+	os.WriteFile(prof, []byte(`{"id":"1","text":"I like cats."}`+"\n"), 0o644)
+	plug := copyFile(wordsPlug(t, model, " Tom", " robot"), "words.plug.gguf")
+	other := filepath.Join(dir, "notes.txt")
+	os.WriteFile(other, []byte("my notes\n"), 0o644)
+	link := filepath.Join(dir, "link.jsonl")
+	if err := os.Symlink(prof, link); err != nil {
+		t.Fatal(err)
+	}
+	fresh, forced, forced2 := filepath.Join(dir, "t.json"), filepath.Join(dir, "f.json"), filepath.Join(dir, "g.json")
+	os.WriteFile(forced, []byte("old\n"), 0o644)
+	os.WriteFile(forced2, []byte("old\n"), 0o644)
+	sameProf := filepath.Join(dir, "sub", "..", "me.jsonl")
+	os.Mkdir(filepath.Join(dir, "sub"), 0o755)
+	script := strings.Join([]string{
+		"Hello.",
+		"/save " + fresh,
+		"/save " + other,
+		"/save! " + forced,
+		"/save " + forced2 + " --force",
+		"/save! " + prof,
+		"/save! " + sameProf,
+		"/save! " + link,
+		"/save --force " + plug,
+		"/save! " + model,
+		"/save! " + dir,
+	}, "\n") + "\n"
+	before := map[string][]byte{}
+	for _, p := range []string{model, prof, plug, other} {
+		before[p], _ = os.ReadFile(p)
+	}
+	code, _, errs := pplug(t, script, "chat", "-m", model, "-n", "4", "--temp", "0", "-t", "1",
+		"--profile", prof, "--plug", plug, "--cache-dir", t.TempDir())
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for p, b := range before {
+		if now, _ := os.ReadFile(p); !bytes.Equal(now, b) {
+			t.Errorf("/save replaced %s", p)
+		}
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("/save! replaced the link to the profile: %v", err)
+	}
+	for _, p := range []string{fresh, forced, forced2} {
+		if b, err := os.ReadFile(p); err != nil || !strings.Contains(string(b), `"Hello."`) {
+			t.Errorf("%s: %v %s", p, err, b)
+		}
+	}
+	for _, want := range []string{"notes.txt exists; /save! ", "is the --profile file", "is the --plug file", "is the --model file", "is a folder"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errs)
+		}
+	}
+	if n := strings.Count(errs, "is the --profile file"); n != 3 {
+		t.Errorf("%d of 3 saves over the profile refused:\n%s", n, errs)
+	}
+}
+
+// runPplug runs the test binary as pplug in its own process (TestMain).
+func runPplug(ctx context.Context, stdin string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "PPLUG_RUN_MAIN=1")
+	cmd.Stdin = strings.NewReader(stdin)
+	return cmd
+}
+
+// TestChatRememberConcurrent: two chat processes remember into one
+// profile at the same time; every message must arrive, in both formats.
+func TestChatRememberConcurrent(t *testing.T) {
+	model := testenv.Stories260K(t)
+	const each = 30
+	for _, tc := range []struct{ name, content string }{
+		{"me.json", `[{"id":"0","text":"I like cats."}]`},
+		{"me.jsonl", `{"id":"0","text":"I like cats."}` + "\n"},
+	} {
+		prof := filepath.Join(t.TempDir(), tc.name)
+		os.WriteFile(prof, []byte(tc.content), 0o644)
+		var cmds []*exec.Cmd
+		var outs []*bytes.Buffer
+		for p := range 2 {
+			var msgs []string
+			for i := range each {
+				// /reset keeps each turn short: the test is about the appends.
+				msgs = append(msgs, fmt.Sprintf("message %d of chat %d", i, p), "/reset")
+			}
+			cmd := runPplug(context.Background(), strings.Join(msgs, "\n")+"\n", "chat", "-m", model, "-n", "1", "-c", "256", "-t", "1", "--profile", prof, "--remember")
+			var b bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &b, &b
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			cmds, outs = append(cmds, cmd), append(outs, &b)
+		}
+		for i, cmd := range cmds {
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("chat %d: %v\n%s", i, err, outs[i])
+			}
+			if strings.Contains(outs[i].String(), "could not remember") {
+				t.Errorf("chat %d:\n%s", i, outs[i])
+			}
+		}
+		b, _ := os.ReadFile(prof)
+		for p := range 2 {
+			for i := range each {
+				if !strings.Contains(string(b), fmt.Sprintf(`"message %d of chat %d"`, i, p)) {
+					t.Errorf("%s lost message %d of chat %d", tc.name, i, p)
+				}
+			}
+		}
+		if n := strings.Count(string(b), `"text"`); n != 1+2*each {
+			t.Errorf("%s holds %d items, want %d", tc.name, n, 1+2*each)
+		}
+	}
+}
+
+// TestChatRememberDiskFull: a chat whose profile cannot grow (a file size
+// limit stands for a full disk) keeps the profile as it was and loadable.
+func TestChatRememberDiskFull(t *testing.T) {
+	model := testenv.Stories260K(t)
+	prlimit, err := exec.LookPath("prlimit")
+	if err != nil {
+		t.Skip("prlimit (util-linux) is not installed")
+	}
+	prof := filepath.Join(t.TempDir(), "me.jsonl")
+	content := `{"id":"1","text":"I like cats."}` + "\n"
+	os.WriteFile(prof, []byte(content), 0o644)
+	cmd := exec.Command(prlimit, fmt.Sprintf("--fsize=%d", len(content)+20), os.Args[0],
+		"chat", "-m", model, "-n", "2", "-t", "1", "--profile", prof, "--remember")
+	cmd.Env = append(os.Environ(), "PPLUG_RUN_MAIN=1")
+	cmd.Stdin = strings.NewReader("I have a dog named Max and a cat named Tom.\nAnd a bird.\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if strings.Count(string(out), "could not remember") != 2 || !strings.Contains(string(out), "file too large") {
+		t.Errorf("output:\n%s", out)
+	}
+	if b, _ := os.ReadFile(prof); string(b) != content {
+		t.Fatalf("the failed appends changed the profile:\n%q", b)
+	}
+	if code, _, errs := pplug(t, "hi\n", "chat", "-m", model, "-n", "2", "-t", "1", "--profile", prof); code != 0 {
+		t.Fatalf("the profile no longer loads: %s", errs)
+	}
+}
+
+// TestChatProfileIsOutputsFile: a LaMP outputs file is no profile.
+func TestChatProfileIsOutputsFile(t *testing.T) {
+	model := testenv.Stories260K(t)
+	f := filepath.Join(t.TempDir(), "dev_outputs.json")
+	os.WriteFile(f, []byte(`{"task": "LaMP_7", "golds": [{"id": "1", "output": "a tweet"}]}`), 0o644)
+	code, _, errs := pplug(t, "hi\n", "chat", "-m", model, "-n", "2", "-t", "1", "--profile", f)
+	if code == 0 || !strings.Contains(errs, "LaMP outputs file of LaMP_7") || !strings.Contains(errs, "questions file") {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+}
+
+// TestCacheDirUnusable: generate and chat run without a cache they cannot
+// use, with one warning that names --no-cache.
+func TestCacheDirUnusable(t *testing.T) {
+	model := testenv.Stories260K(t)
+	dir := t.TempDir()
+	prof := filepath.Join(dir, "me.jsonl")
+	os.WriteFile(prof, []byte(`{"id":"1","text":"I like cats."}`+"\n"), 0o644)
+	plug := wordsPlug(t, model, " Tom", " robot")
+	file := filepath.Join(dir, "not-a-dir")
+	os.WriteFile(file, []byte("x"), 0o644)
+	for _, cacheDir := range []string{file, filepath.Join(file, "sub"), "/proc/self/pplug-cache"} {
+		code, out, errs := pplug(t, "", "generate", "-m", model, "-p", "Once upon a time", "-n", "4", "-t", "1",
+			"--profile", prof, "--plug", plug, "--cache-dir", cacheDir)
+		if code != 0 || out == "" || strings.Count(errs, "--no-cache") != 1 {
+			t.Errorf("generate with --cache-dir %s: exit %d, %q\n%s", cacheDir, code, out, errs)
+		}
+		code, out, errs = pplug(t, "Hello.\nAgain.\n", "chat", "-m", model, "-n", "4", "-t", "1",
+			"--profile", prof, "--plug", plug, "--remember", "--cache-dir", cacheDir)
+		if code != 0 || strings.Count(out, "\n") != 2 || strings.Count(errs, "--no-cache") != 1 {
+			t.Errorf("chat with --cache-dir %s: exit %d, %q\n%s", cacheDir, code, out, errs)
+		}
 	}
 }

@@ -404,6 +404,9 @@ func runEvalNLL(c *cli.Context) error {
 	if len(qs) == 0 {
 		return fmt.Errorf("%s holds no questions", qpath)
 	}
+	if dups := lamp.DuplicateIDs(qs); len(dups) > 0 {
+		slog.Warn(fmt.Sprintf("%s: question ids occur more than once (each is scored against the same gold): %q", qpath, dups))
+	}
 	ids := make([]string, len(qs))
 	for i, q := range qs {
 		ids[i] = q.ID

@@ -59,17 +59,25 @@ func TestEvalScore(t *testing.T) {
 	}
 
 	missing := writeFile(t, dir, "missing.json", `{"golds": [{"id": "1", "output": "comedy"}]}`)
-	for name, args := range map[string][]string{
-		"missing prediction": {"--golds", golds, "--preds", missing},
-		"task mismatch":      {"--task", "LaMP_3", "--golds", golds, "--preds", preds},
-		"no golds file":      {"--golds", filepath.Join(dir, "none.json"), "--preds", preds},
-		"not json":           {"--golds", writeFile(t, dir, "bad.json", "{"), "--preds", preds},
-		"no preds flag":      {"--golds", golds},
-		"unknown task":       {"--task", "LaMP_9", "--golds", golds, "--preds", preds},
+	// Bad data exits 1 ("pplug: ..."), bad usage exits 2 ("pplug eval score: ...").
+	for name, c := range map[string]struct {
+		args []string
+		code int
+	}{
+		"missing prediction": {[]string{"--golds", golds, "--preds", missing}, 1},
+		"task mismatch":      {[]string{"--task", "LaMP_3", "--golds", golds, "--preds", preds}, 1},
+		"no golds file":      {[]string{"--golds", filepath.Join(dir, "none.json"), "--preds", preds}, 1},
+		"not json":           {[]string{"--golds", writeFile(t, dir, "bad.json", "{"), "--preds", preds}, 1},
+		"no preds flag":      {[]string{"--golds", golds}, 2},
+		"unknown task":       {[]string{"--task", "LaMP_9", "--golds", golds, "--preds", preds}, 2},
 	} {
-		code, _, errs := pplug(t, "", append([]string{"eval", "score"}, args...)...)
-		if code == 0 || !strings.HasPrefix(errs, "pplug: ") {
-			t.Errorf("%s: exit %d, %q", name, code, errs)
+		code, _, errs := pplug(t, "", append([]string{"eval", "score"}, c.args...)...)
+		prefix := "pplug: "
+		if c.code == 2 {
+			prefix = "pplug eval score: "
+		}
+		if code != c.code || !strings.HasPrefix(errs, prefix) {
+			t.Errorf("%s: exit %d (want %d), %q", name, code, c.code, errs)
 		}
 	}
 }

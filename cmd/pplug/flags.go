@@ -6,7 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"os"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 
@@ -49,6 +51,12 @@ func samplingFlags() []cli.Flag {
 		&cli.Float64Flag{Name: "repeat-penalty", Value: float64(d.RepeatPenalty), Usage: "penalty for repeated tokens (1: off)"},
 		&cli.IntFlag{Name: "repeat-last-n", Value: d.RepeatLastN, Usage: "tokens the repeat penalty looks back (-1: context)"},
 		&cli.Int64Flag{Name: "seed", Aliases: []string{"s"}, Value: -1, Usage: "random seed (-1: random)"},
+		&cli.Float64Flag{Name: "frequency-penalty", Value: 0, Usage: "penalty growing with how often a token appeared (0: off; -2..2)"},
+		&cli.Float64Flag{Name: "presence-penalty", Value: 0, Usage: "penalty for any token that appeared (0: off; -2..2)"},
+		&cli.StringSliceFlag{Name: "stop", Aliases: []string{"r", "reverse-prompt"}, Usage: "stop when `TEXT` appears (repeatable; the text is not printed)"},
+		&cli.StringFlag{Name: "grammar", Usage: "constrain the output to a GBNF `GRAMMAR` (llama.cpp's grammar format)"},
+		&cli.StringFlag{Name: "grammar-file", Usage: "read the GBNF grammar from `FILE`"},
+		&cli.StringFlag{Name: "json-schema", Aliases: []string{"j"}, Usage: "constrain the output to JSON matching `SCHEMA` (a JSON Schema, or @FILE)"},
 	}
 }
 
@@ -68,10 +76,77 @@ func samplerOptions(c *cli.Context) (llama.SamplerOptions, error) {
 		}
 		o.Seed = uint32(s)
 	}
+	o.FrequencyPenalty = float32(c.Float64("frequency-penalty"))
+	o.PresencePenalty = float32(c.Float64("presence-penalty"))
+	if math.IsInf(float64(o.RepeatPenalty), 0) {
+		return o, usagef("--repeat-penalty %v is out of range", c.Float64("repeat-penalty"))
+	}
+	g, err := grammarOption(c)
+	if err != nil {
+		return o, err
+	}
+	o.Grammar = g
 	if err := o.Validate(); err != nil {
 		return o, usageError{err}
 	}
 	return o, nil
+}
+
+// stopStrings returns the --stop strings; an empty one is a usage error
+// (it would stop before the first token).
+func stopStrings(c *cli.Context) ([]string, error) {
+	stops := c.StringSlice("stop")
+	for _, s := range stops {
+		if s == "" {
+			return nil, usagef("--stop: an empty stop string would end every answer at once")
+		}
+	}
+	return stops, nil
+}
+
+// grammarOption reads --grammar, --grammar-file or --json-schema (at most
+// one) into a GBNF grammar.
+func grammarOption(c *cli.Context) (string, error) {
+	n := 0
+	for _, f := range []string{"grammar", "grammar-file", "json-schema"} {
+		if c.IsSet(f) {
+			n++
+		}
+	}
+	if n > 1 {
+		return "", usagef("give one of --grammar, --grammar-file and --json-schema")
+	}
+	switch {
+	case c.IsSet("grammar"):
+		if strings.TrimSpace(c.String("grammar")) == "" {
+			return "", usagef("--grammar is empty")
+		}
+		return c.String("grammar"), nil
+	case c.IsSet("grammar-file"):
+		b, err := os.ReadFile(c.String("grammar-file"))
+		if err != nil {
+			return "", fmt.Errorf("read --grammar-file: %w", err)
+		}
+		if !utf8.Valid(b) || strings.TrimSpace(string(b)) == "" {
+			return "", fmt.Errorf("--grammar-file %s: empty or not UTF-8 text", c.String("grammar-file"))
+		}
+		return string(b), nil
+	case c.IsSet("json-schema"):
+		schema := []byte(c.String("json-schema"))
+		if name, ok := strings.CutPrefix(string(schema), "@"); ok {
+			b, err := os.ReadFile(name)
+			if err != nil {
+				return "", fmt.Errorf("read --json-schema file: %w", err)
+			}
+			schema = b
+		}
+		g, err := llama.JSONSchemaGrammar(schema)
+		if err != nil {
+			return "", usagef("--json-schema: %v", err)
+		}
+		return g, nil
+	}
+	return "", nil
 }
 
 func flashAttn(s string) (llama.FlashAttn, error) {
@@ -100,15 +175,23 @@ func contextOptions(c *cli.Context) (llama.ContextOptions, error) {
 		FlashAttn:    fa,
 	}
 	switch {
-	case o.NCtx < 0:
-		return o, usagef("--ctx-size must not be negative")
-	case o.Threads < 0 || o.ThreadsBatch < 0:
-		return o, usagef("--threads must not be negative")
+	case o.NCtx < 0 || o.NCtx > maxCtxSize:
+		return o, usagef("--ctx-size %d: want 0 (the default) up to %d", o.NCtx, maxCtxSize)
+	case o.Threads < 0 || o.ThreadsBatch < 0 || o.Threads > ggmlMaxThreads || o.ThreadsBatch > ggmlMaxThreads:
+		return o, usagef("--threads and --threads-batch: want 0 (the default) up to %d", ggmlMaxThreads)
 	case o.NBatch <= 0 || o.NUBatch <= 0:
 		return o, usagef("--batch-size and --ubatch-size must be positive")
 	}
 	return o, nil
 }
+
+// Limits of the context flags: llama.cpp keeps n_ctx in 32 bits, and no
+// model is trained on more than a few million positions; ggml runs at most
+// GGML_MAX_N_THREADS (512) threads.
+const (
+	maxCtxSize     = 1 << 24
+	ggmlMaxThreads = 512
+)
 
 // tinyModelBytes: below this much weight data one generation thread beats
 // several. Measured on a 2-core machine with stories260K (1.1 MiB): 1
@@ -137,6 +220,9 @@ func loadModel(ctx context.Context, c *cli.Context, stderr io.Writer) (*llama.Mo
 	path := c.String("model")
 	if path == "" {
 		return nil, usagef("no model given: pass -m FILE (a GGUF model)")
+	}
+	if n := c.Int("n-gpu-layers"); n < -1 {
+		return nil, usagef("--n-gpu-layers %d: want -1 (all), 0 (none) or a number of layers", n)
 	}
 	loaded := llama.LoadBackends()
 	opts := llama.ModelOptions{GPULayers: c.Int("n-gpu-layers"), NoMmap: c.Bool("no-mmap")}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
@@ -30,10 +31,12 @@ func generateCommand() *cli.Command {
 	flags = append(flags, samplingFlags()...)
 	flags = append(flags, personaFlags()...)
 	return &cli.Command{
-		Name:    "generate",
-		Aliases: []string{"gen"},
-		Usage:   "generate text from a prompt, streaming it to stdout (personalised with --profile [--plug])",
+		Name:      "generate",
+		Aliases:   []string{"gen"},
+		Usage:     "generate text from a prompt, streaming it to stdout (personalised with --profile [--plug])",
+		ArgsUsage: "[PROMPT]",
 		UsageText: "pplug generate -m MODEL -p PROMPT [options]\n" +
+			"   pplug generate -m MODEL [options] PROMPT   (the words after the flags are the prompt)\n" +
 			"   pplug generate -m MODEL -p PROMPT --profile HISTORY.json --plug PLUG.gguf [--encoder BGE.gguf] [--explain]\n" +
 			"   pplug generate -m MODEL -p PROMPT --profile HISTORY.json   (retrieval: top-k history items in the prompt)",
 		Flags:  flags,
@@ -41,14 +44,26 @@ func generateCommand() *cli.Command {
 	}
 }
 
-// readPrompt takes the prompt from -p, -p - (stdin) or -f.
+// readPrompt takes the prompt from -p, -p - (stdin), -f or the positional
+// arguments (joined with spaces, as `ollama run MODEL PROMPT` does).
 func readPrompt(c *cli.Context) (string, error) {
 	p, f := c.String("prompt"), c.String("file")
-	if c.IsSet("prompt") && f != "" {
+	sources := 0
+	for _, given := range []bool{c.IsSet("prompt"), f != "", c.NArg() > 0} {
+		if given {
+			sources++
+		}
+	}
+	if sources > 1 {
+		if c.NArg() > 0 {
+			return "", usagef("give the prompt with -p, -f or as arguments, not several (unexpected argument %q)", c.Args().First())
+		}
 		return "", usagef("give the prompt with -p or -f, not both")
 	}
 	var text string
 	switch {
+	case c.NArg() > 0:
+		text = strings.Join(c.Args().Slice(), " ")
 	case f != "":
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -94,12 +109,19 @@ func runGenerate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	stops, err := stopStrings(c)
+	if err != nil {
+		return err
+	}
 	copts, err := contextOptions(c)
 	if err != nil {
 		return err
 	}
 	if n := c.Int("n-predict"); n < -1 {
 		return usagef("--n-predict must be -1 or more")
+	}
+	if k := c.Int("explain-k"); k < 1 {
+		return usagef("--explain-k must be 1 or more")
 	}
 
 	ctx := c.Context
@@ -138,7 +160,7 @@ func runGenerate(c *cli.Context) error {
 		}
 		ps.explain(stderr, weights, c.Int("explain-k"))
 	}
-	smp, err := llama.NewSampler(sopts)
+	smp, err := m.NewSampler(sopts)
 	if err != nil {
 		return err
 	}
@@ -151,6 +173,7 @@ func runGenerate(c *cli.Context) error {
 	res, err := lctx.Generate(ctx, smp, input, 0, llama.GenerateOptions{
 		MaxTokens: c.Int("n-predict"),
 		IgnoreEOG: c.Bool("ignore-eos"),
+		Stop:      stops,
 		Emit: func(s string) error {
 			_, err := io.WriteString(stdout, s)
 			return err

@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"sort"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pplug/pplug/cgo"
 	"github.com/pplug/pplug/internal/buildinfo"
 	"github.com/pplug/pplug/llama"
 )
@@ -40,9 +42,13 @@ func infoCommand() *cli.Command {
 				info.Metadata = nil
 			}
 			if c.Bool("json") {
+				v, err := infoJSON(info)
+				if err != nil {
+					return err
+				}
 				enc := json.NewEncoder(c.App.Writer)
 				enc.SetIndent("", "  ")
-				return enc.Encode(info)
+				return enc.Encode(v)
 			}
 			printInfo(c.App.Writer, info)
 			return nil
@@ -136,15 +142,19 @@ func versionCommand() *cli.Command {
 			for _, d := range llama.Devices() {
 				devs = append(devs, d.String())
 			}
-			v := map[string]string{
-				"devices":         strings.Join(devs, "; "),
-				"version":         buildinfo.Version,
-				"llama.cpp":       buildinfo.LlamaCppCommit,
-				"llama.cpp_from":  buildinfo.LlamaCppSource,
-				"go":              buildinfo.GoVersion(),
-				"system":          llama.SystemInfo(),
-				"gpu_offload":     fmt.Sprint(llama.SupportsGPUOffload()),
-				"default_threads": fmt.Sprint(llama.DefaultThreads()),
+			v := versionInfo{
+				Devices:        []versionDevice{},
+				Version:        buildinfo.Version,
+				LlamaCpp:       buildinfo.LlamaCppCommit,
+				LlamaCppFrom:   buildinfo.LlamaCppSource,
+				Go:             buildinfo.GoVersion(),
+				System:         llama.SystemInfo(),
+				GPUOffload:     llama.SupportsGPUOffload(),
+				DefaultThreads: llama.DefaultThreads(),
+			}
+			for _, d := range llama.Devices() {
+				v.Devices = append(v.Devices, versionDevice{Name: d.Name, Description: d.Description, Backend: d.Backend,
+					GPU: d.GPU, MemFree: d.MemFree, MemTotal: d.MemTotal})
 			}
 			if c.Bool("json") {
 				enc := json.NewEncoder(c.App.Writer)
@@ -152,13 +162,146 @@ func versionCommand() *cli.Command {
 				return enc.Encode(v)
 			}
 			w := c.App.Writer
-			fmt.Fprintf(w, "pplug %s\n", v["version"])
-			fmt.Fprintf(w, "llama.cpp %s (from %s)\n", v["llama.cpp"], v["llama.cpp_from"])
-			fmt.Fprintf(w, "built with %s\n", v["go"])
-			fmt.Fprintf(w, "system: %s\n", v["system"])
-			fmt.Fprintf(w, "default threads: %s, GPU offload: %s\n", v["default_threads"], v["gpu_offload"])
-			fmt.Fprintf(w, "devices: %s\n", v["devices"])
+			fmt.Fprintf(w, "pplug %s\n", v.Version)
+			fmt.Fprintf(w, "llama.cpp %s (from %s)\n", v.LlamaCpp, v.LlamaCppFrom)
+			fmt.Fprintf(w, "built with %s\n", v.Go)
+			fmt.Fprintf(w, "system: %s\n", v.System)
+			fmt.Fprintf(w, "default threads: %d, GPU offload: %t\n", v.DefaultThreads, v.GPUOffload)
+			fmt.Fprintf(w, "devices: %s\n", strings.Join(devs, "; "))
 			return nil
 		},
 	}
+}
+
+// versionInfo is `pplug version --json`.
+type versionInfo struct {
+	Version        string          `json:"version"`
+	LlamaCpp       string          `json:"llama.cpp"`
+	LlamaCppFrom   string          `json:"llama.cpp_from"`
+	Go             string          `json:"go"`
+	System         string          `json:"system"`
+	GPUOffload     bool            `json:"gpu_offload"`
+	DefaultThreads int             `json:"default_threads"`
+	Devices        []versionDevice `json:"devices"`
+}
+
+type versionDevice struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Backend     string `json:"backend"`
+	GPU         bool   `json:"gpu"`
+	MemFree     uint64 `json:"mem_free"`
+	MemTotal    uint64 `json:"mem_total"`
+}
+
+// modelInfoJSON is `pplug info --json`: llama.ModelInfo with the GGUF
+// metadata in its own types (numbers, booleans, strings, arrays) instead of
+// llama.cpp's rendering of every value as a string.
+type modelInfoJSON struct {
+	llama.ModelInfo
+	FileType any            `json:"file_type,omitempty"`
+	Metadata map[string]any `json:"metadata,omitempty"`
+}
+
+func infoJSON(info llama.ModelInfo) (modelInfoJSON, error) {
+	out := modelInfoJSON{ModelInfo: info}
+	g, err := cgo.GGUFOpen(info.Path)
+	if err != nil {
+		return out, fmt.Errorf("read the metadata of %s: %w", info.Path, err)
+	}
+	defer g.Free()
+	if i := g.FindKey("general.file_type"); i >= 0 {
+		out.FileType = ggufValue(g, i)
+	}
+	if info.Metadata != nil {
+		out.Metadata = map[string]any{}
+		for k := range info.Metadata {
+			if i := g.FindKey(k); i >= 0 {
+				out.Metadata[k] = ggufValue(g, i)
+			} else {
+				out.Metadata[k] = info.Metadata[k]
+			}
+		}
+	}
+	return out, nil
+}
+
+// ggufValue is key i as a JSON value of its GGUF type.
+func ggufValue(g *cgo.GGUF, i int) any {
+	number := func(s string) any {
+		if n := json.Number(s); json.Valid([]byte(s)) {
+			return n
+		}
+		return s // NaN, Inf: no JSON number
+	}
+	switch g.KVType(i) {
+	case cgo.GGUFString:
+		s, _ := g.String(i)
+		return s
+	case cgo.GGUFBool:
+		b, _ := g.Bool(i)
+		return b
+	case cgo.GGUFArray:
+		n := g.ArrLen(i)
+		switch g.ArrType(i) {
+		case cgo.GGUFString:
+			out := make([]string, n)
+			for j := range out {
+				out[j], _ = g.ArrString(i, j)
+			}
+			return out
+		case cgo.GGUFArray:
+			return g.ValueString(i)
+		}
+		data, at, err := g.ArrData(i)
+		if err != nil {
+			return g.ValueString(i)
+		}
+		return ggufNumbers(data, at, n)
+	}
+	return number(g.ValueString(i))
+}
+
+// ggufNumbers decodes a numeric GGUF array (little-endian).
+func ggufNumbers(b []byte, t, n int) []any {
+	size := map[int]int{cgo.GGUFUint8: 1, cgo.GGUFInt8: 1, cgo.GGUFBool: 1, cgo.GGUFUint16: 2, cgo.GGUFInt16: 2,
+		cgo.GGUFUint32: 4, cgo.GGUFInt32: 4, cgo.GGUFFloat32: 4, cgo.GGUFUint64: 8, cgo.GGUFInt64: 8, cgo.GGUFFloat64: 8}[t]
+	if size == 0 || len(b) < n*size {
+		return nil
+	}
+	out := make([]any, n)
+	for j := range n {
+		e := b[j*size : (j+1)*size]
+		var u uint64
+		for k := size - 1; k >= 0; k-- {
+			u = u<<8 | uint64(e[k])
+		}
+		switch t {
+		case cgo.GGUFBool:
+			out[j] = u != 0
+		case cgo.GGUFInt8:
+			out[j] = int8(u)
+		case cgo.GGUFInt16:
+			out[j] = int16(u)
+		case cgo.GGUFInt32:
+			out[j] = int32(u)
+		case cgo.GGUFInt64:
+			out[j] = int64(u)
+		case cgo.GGUFFloat32:
+			out[j] = finite(float64(math.Float32frombits(uint32(u))))
+		case cgo.GGUFFloat64:
+			out[j] = finite(math.Float64frombits(u))
+		default:
+			out[j] = u
+		}
+	}
+	return out
+}
+
+// finite keeps a float that JSON can hold; NaN and infinities become null.
+func finite(x float64) any {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return nil
+	}
+	return x
 }

@@ -141,6 +141,13 @@ func (st *personaState) openRuntime(ctx context.Context, c *cli.Context, llm *ll
 	}
 	st.rt = rt
 	st.closers = append(st.closers, closerFunc(closeRT))
+	if rt.Cache != nil {
+		// generate and chat run without the cache when it cannot be used.
+		rt.Cache.Optional = true
+		rt.Cache.Warn = func(err error) {
+			slog.Warn("the embedding cache cannot be used; running without it (--no-cache skips it)", "err", err)
+		}
+	}
 
 	bar := progress.New(stderr, "encoding profile", float64(len(st.prof.Items)))
 	user, us, err := st.rt.PrepareUser(ctx, st.prof, profileKey(c), func(done, total int) {

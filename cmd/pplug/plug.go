@@ -37,6 +37,7 @@ func plugCommand() *cli.Command {
 				Name:      "info",
 				Usage:     "print a plug's metadata",
 				UsageText: "pplug plug info [--json] PLUG.gguf",
+				ArgsUsage: "PLUG.gguf",
 				Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}},
 				Action:    runPlugInfo,
 			},
@@ -47,6 +48,16 @@ func plugCommand() *cli.Command {
 func runPlugInit(c *cli.Context) error {
 	if c.Bool("verbose") {
 		setupLogging(true, c.App.ErrWriter)
+	}
+	// persona.ReadPlug reads at most 1<<16 instruction rows.
+	if n := c.Int("n-instruction"); n < 1 || n > 1<<16 {
+		return usagef("--n-instruction %d: give 1 to %d instruction rows", n, 1<<16)
+	}
+	if n := c.Int("encoder-max-tokens"); n < 1 {
+		return usagef("--encoder-max-tokens %d: give 1 or more", n)
+	}
+	if n := c.Int("threads"); n < 0 || n > ggmlMaxThreads {
+		return usagef("--threads %d: give 1 to %d (0: physical cores)", n, ggmlMaxThreads)
 	}
 	ctx := c.Context
 	m, err := loadModel(ctx, c, c.App.ErrWriter)
@@ -189,7 +200,7 @@ func profileCommand() *cli.Command {
 			UsageText: "pplug profile encode --profile HISTORY.json (--encoder BGE.gguf | -m LLM.gguf)",
 			Flags:     flags,
 			Action:    runProfileEncode,
-		}},
+		}, profileImportCommand()},
 	}
 }
 

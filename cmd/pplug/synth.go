@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -31,6 +32,7 @@ func synthCommand() *cli.Command {
 			&cli.IntFlag{Name: "n-vocab", Value: -1, Usage: "vocabulary size (0: the vocab file's; -1: the preset's)"},
 			&cli.BoolFlag{Name: "untied", Usage: "write a separate output.weight"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "random seed of the weights"},
+			&cli.BoolFlag{Name: "force", Usage: "write the model even when it looks larger than the free disk space"},
 		},
 		Action: runSynth,
 	}
@@ -66,7 +68,10 @@ func runSynth(c *cli.Context) error {
 	set("n-head-kv", &s.NHeadKV)
 	set("n-ff", &s.NFF)
 	set("n-ctx", &s.NCtx)
-	if v := c.Int("n-vocab"); v >= 0 {
+	switch v := c.Int("n-vocab"); {
+	case v < -1:
+		return usagef("--n-vocab %d: want -1 (the preset's), 0 (the vocab file's) or a size", v)
+	case v >= 0:
 		s.NVocab = v
 	}
 	if c.Bool("untied") {
@@ -76,11 +81,18 @@ func runSynth(c *cli.Context) error {
 	if s.NEmbd == 0 || s.NLayer == 0 || s.NHead == 0 || s.NFF == 0 {
 		return usagef("give --preset or all of --n-embd, --n-layer, --n-head, --n-ff")
 	}
+	if err := s.Validate(); err != nil {
+		return usageError{err}
+	}
 
 	out := c.String("output")
 	start := time.Now()
 	bar := progress.New(c.App.ErrWriter, "writing "+out, 1)
-	if err := synth.Write(out, c.String("vocab"), s, func(f float64) { bar.Set(f, "") }); err != nil {
+	opts := synth.Options{Progress: func(f float64) { bar.Set(f, "") }, Force: c.Bool("force")}
+	if err := synth.WriteWith(out, c.String("vocab"), s, opts); err != nil {
+		if errors.Is(err, synth.ErrNoSpace) {
+			return fmt.Errorf("synth: %w (free some space, pick another folder with -o, or pass --force)", err)
+		}
 		return fmt.Errorf("synth: %w", err)
 	}
 	bar.Finish("")

@@ -4,14 +4,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
-	"os"
+	"math"
 	"path/filepath"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/pplug/pplug/eval"
+	"github.com/pplug/pplug/internal/atomicfile"
 	"github.com/pplug/pplug/internal/progress"
 	"github.com/pplug/pplug/kernels"
 	"github.com/pplug/pplug/lamp"
@@ -39,18 +41,18 @@ func trainCommand() *cli.Command {
 			&cli.StringFlag{Name: "resume", Usage: "continue from a checkpoint plug (with its .opt optimizer state)"},
 			&cli.StringFlag{Name: "checkpoint-dir", Usage: "write a checkpoint after every epoch here"},
 			&cli.BoolFlag{Name: "train-tau", Usage: "learn the temperature too"},
-			&cli.IntFlag{Name: "epochs", Value: 2, Usage: "passes over the training data"},
+			&cli.IntFlag{Name: "epochs", Value: 2, Usage: fmt.Sprintf("passes over the training data (1 to %d)", maxTrainEpochs)},
 			&cli.IntFlag{Name: "batch", Value: 8, Usage: "examples per step"},
 			&cli.Float64Flag{Name: "lr", Value: 1e-4, Usage: "peak learning rate (AdamW)"},
-			&cli.Float64Flag{Name: "weight-decay", Value: 1e-4, Usage: "AdamW weight decay (-1: none)"},
-			&cli.Float64Flag{Name: "warmup", Value: 0.05, Usage: "fraction of steps of linear warm-up (-1: none)"},
+			&cli.Float64Flag{Name: "weight-decay", Value: 1e-4, Usage: "AdamW weight decay (0 or -1: none)"},
+			&cli.Float64Flag{Name: "warmup", Value: 0.05, Usage: "fraction of steps of linear warm-up, at most 1 (0 or -1: none)"},
 			&cli.Float64Flag{Name: "max-grad-norm", Value: 1, Usage: "gradient clipping (-1: off)"},
-			&cli.IntFlag{Name: "augment", Value: 10, Usage: "history-dropout copies per example (-1: none)"},
+			&cli.IntFlag{Name: "augment", Value: 10, Usage: fmt.Sprintf("history-dropout copies per example, at most %d (0 or -1: none)", train.MaxAugment)},
 			&cli.IntFlag{Name: "max-items", Value: 512, Usage: "most recent history items per user"},
 			&cli.IntFlag{Name: "max-input", Value: 256, Usage: "prompt tokens kept"},
 			&cli.IntFlag{Name: "max-target", Value: 128, Usage: "target tokens kept"},
-			&cli.IntFlag{Name: "limit", Usage: "use only the first N training questions"},
-			&cli.IntFlag{Name: "threads", Aliases: []string{"t"}, Usage: "threads (default: physical cores)"},
+			&cli.IntFlag{Name: "limit", Usage: "use only the first N training questions (0: all)"},
+			&cli.IntFlag{Name: "threads", Aliases: []string{"t"}, Usage: fmt.Sprintf("threads, at most %d (default: physical cores)", maxThreads)},
 			&cli.StringFlag{Name: "cache-dir", Usage: "embedding cache folder", EnvVars: []string{"PPLUG_CACHE_DIR"}},
 			&cli.BoolFlag{Name: "no-cache", Usage: "do not use the embedding cache"},
 			&cli.StringFlag{Name: "report", Usage: "write a JSON report of the run to `FILE`"},
@@ -73,6 +75,20 @@ func runTrain(c *cli.Context) error {
 	if (c.String("dev-questions") == "") != (c.String("dev-outputs") == "") {
 		return usagef("give both --dev-questions and --dev-outputs, or neither")
 	}
+	topts, err := trainOptionsFromFlags(c)
+	if err != nil {
+		return err
+	}
+	// Check every output before the model loads and the data is encoded:
+	// a bad path must not cost a training run.
+	if err := train.CheckOutputs(topts); err != nil {
+		return usageError{err}
+	}
+	if p := c.String("report"); p != "" {
+		if err := train.CheckOutputFile(p); err != nil {
+			return usagef("--report: %w", err)
+		}
+	}
 	var task lamp.Task
 	if s := c.String("task"); s != "" {
 		t, err := lamp.ParseTask(s)
@@ -89,9 +105,10 @@ func runTrain(c *cli.Context) error {
 			return fmt.Errorf("%s: %w (give --task)", c.String("outputs"), err)
 		}
 	}
-	threads := c.Int("threads")
-	if threads <= 0 {
+	threads := topts.Threads
+	if threads == 0 {
 		threads = llama.DefaultThreads()
+		topts.Threads = threads
 	}
 
 	modelPath := c.String("model")
@@ -149,20 +166,15 @@ func runTrain(c *cli.Context) error {
 	fmt.Fprintf(stderr, "training on %d examples (%d dev) of %s, encoder %s, %d threads\n", len(trainEx), len(devEx), task, shortID(enc.ID()), threads)
 
 	var bar *progress.Bar
-	res, err := train.Train(ctx, modelPath, m, plug, trainEx, devEx, train.Options{
-		Epochs: c.Int("epochs"), Batch: c.Int("batch"), LR: c.Float64("lr"), WeightDecay: c.Float64("weight-decay"),
-		Warmup: c.Float64("warmup"), MaxGradNorm: c.Float64("max-grad-norm"), Augment: c.Int("augment"),
-		Seed: c.Uint64("seed"), Threads: threads, TrainTau: c.Bool("train-tau"),
-		Output: c.String("output"), CheckpointDir: c.String("checkpoint-dir"), Resume: c.String("resume"),
-		Progress: func(p train.Progress) {
-			if bar == nil {
-				bar = progress.New(stderr, "training", float64(p.Steps))
-			}
-			bar.Set(float64(p.Step), fmt.Sprintf("epoch %d/%d step %d/%d loss %.4f (avg %.4f) lr %.2g %.0f pos/s",
-				p.Epoch, p.Epochs, p.Step, p.Steps, p.Loss, p.AvgLoss, p.LR, p.TokensPerSec))
-		},
-		Log: func(line string) { fmt.Fprintln(stderr, line) },
-	})
+	topts.Progress = func(p train.Progress) {
+		if bar == nil {
+			bar = progress.New(stderr, "training", float64(p.Steps))
+		}
+		bar.Set(float64(p.Step), fmt.Sprintf("epoch %d/%d step %d/%d loss %.4f (avg %.4f) lr %.2g %.0f pos/s",
+			p.Epoch, p.Epochs, p.Step, p.Steps, p.Loss, p.AvgLoss, p.LR, p.TokensPerSec))
+	}
+	topts.Log = func(line string) { fmt.Fprintln(stderr, line) }
+	res, err := train.Train(ctx, modelPath, m, plug, trainEx, devEx, topts)
 	if bar != nil {
 		bar.Finish("")
 	}
@@ -191,11 +203,88 @@ func runTrain(c *cli.Context) error {
 	}
 	if p := c.String("report"); p != "" {
 		b, _ := json.MarshalIndent(report, "", "  ")
-		if err := os.WriteFile(p, append(b, '\n'), 0o644); err != nil {
-			return err
+		if err := atomicfile.Write(p, func(w io.Writer) error { _, err := w.Write(append(b, '\n')); return err }); err != nil {
+			return fmt.Errorf("write the report %s: %w (the plug %s is saved)", p, err, res.Output)
 		}
 	}
 	return nil
+}
+
+// maxTrainEpochs bounds --epochs: a run of more passes than this is a
+// mistake in the command line, not a plan.
+const maxTrainEpochs = 1_000_000
+
+// maxThreads is ggml's thread limit (GGML_MAX_N_THREADS).
+const maxThreads = 512
+
+// maxInstructionRows is the most instruction rows a plug file may declare
+// (persona.ReadPlug refuses more).
+const maxInstructionRows = 1 << 16
+
+// trainOptionsFromFlags reads and checks train's numeric flags: a value out
+// of range is a usage error, never silently replaced by the default. The
+// documented "off" values stay: 0 or a negative --weight-decay, --warmup or
+// --augment switch those off, a negative --max-grad-norm switches clipping
+// off.
+func trainOptionsFromFlags(c *cli.Context) (train.Options, error) {
+	finite := func(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+	o := train.Options{
+		Epochs: c.Int("epochs"), Batch: c.Int("batch"), LR: c.Float64("lr"), WeightDecay: c.Float64("weight-decay"),
+		Warmup: c.Float64("warmup"), MaxGradNorm: c.Float64("max-grad-norm"), Augment: c.Int("augment"),
+		Seed: c.Uint64("seed"), Threads: c.Int("threads"), TrainTau: c.Bool("train-tau"),
+		Output: c.String("output"), CheckpointDir: c.String("checkpoint-dir"), Resume: c.String("resume"),
+	}
+	switch {
+	case o.Epochs < 1 || o.Epochs > maxTrainEpochs:
+		return o, usagef("--epochs %d: give 1 to %d passes", o.Epochs, maxTrainEpochs)
+	case o.Batch < 1:
+		return o, usagef("--batch %d: give 1 or more examples per step", o.Batch)
+	case !(o.LR > 0) || !finite(o.LR):
+		return o, usagef("--lr %v: give a positive learning rate", o.LR)
+	case !finite(o.WeightDecay):
+		return o, usagef("--weight-decay %v: give a number (0 or -1: none)", o.WeightDecay)
+	case !finite(o.Warmup) || o.Warmup > 1:
+		return o, usagef("--warmup %v: give a fraction of the steps, at most 1 (0 or -1: none)", o.Warmup)
+	case o.MaxGradNorm == 0 || !finite(o.MaxGradNorm):
+		return o, usagef("--max-grad-norm %v: give a positive norm to clip at, or -1 to switch clipping off", o.MaxGradNorm)
+	case o.Augment > train.MaxAugment:
+		return o, usagef("--augment %d: give at most %d copies per example (0 or -1: none)", o.Augment, train.MaxAugment)
+	case o.Threads < 0 || o.Threads > maxThreads:
+		return o, usagef("--threads %d: give 1 to %d (0: physical cores)", o.Threads, maxThreads)
+	}
+	if o.WeightDecay > 0 && o.LR*o.WeightDecay >= 1 {
+		return o, usagef("--weight-decay %v with --lr %v: AdamW would scale the weights by 1 - lr x decay = %v each step; give a decay below %v",
+			o.WeightDecay, o.LR, 1-o.LR*o.WeightDecay, 1/o.LR)
+	}
+	for _, f := range []string{"max-items", "max-input", "max-target", "encoder-max-tokens"} {
+		if n := c.Int(f); n < 1 {
+			return o, usagef("--%s %d: give 1 or more", f, n)
+		}
+	}
+	if n := c.Int("limit"); n < 0 {
+		return o, usagef("--limit %d: give the number of questions to use (0: all)", n)
+	}
+	if n := c.Int("n-instruction"); n < 1 || n > maxInstructionRows {
+		return o, usagef("--n-instruction %d: give 1 to %d instruction rows", n, maxInstructionRows)
+	}
+	if tau := c.Float64("tau"); !(float32(tau) > 0) || math.IsInf(float64(float32(tau)), 0) {
+		return o, usagef("--tau %v: give a positive temperature (within float32 range)", tau)
+	}
+	// Zero means "none" on the command line, where the defaults are
+	// explicit; the library reads zero as its default, negative as none.
+	if o.WeightDecay == 0 {
+		o.WeightDecay = -1
+	}
+	if o.Warmup == 0 {
+		o.Warmup = -1
+	}
+	if o.Augment == 0 {
+		o.Augment = -1
+	}
+	if err := o.Validate(); err != nil {
+		return o, usageError{err}
+	}
+	return o, nil
 }
 
 // devNLL runs the inference-path persona check on the dev split.
@@ -218,7 +307,14 @@ func devNLL(c *cli.Context, m *llama.Model, enc *persona.Encoder, plug *persona.
 		return eval.NLLReport{}, err
 	}
 	defer backend.Close()
-	lc, err := m.NewContext(llama.ContextOptions{NCtx: c.Int("max-input") + c.Int("max-target") + plug.NRows() + 8, Threads: threads})
+	// The window holds a prompt and a target, each no longer than the
+	// model's training context (flags above it cap nothing more).
+	limit := m.Info().NCtxTrain
+	if limit <= 0 {
+		limit = 4096
+	}
+	window := min(limit, min(c.Int("max-input"), limit)+min(c.Int("max-target"), limit))
+	lc, err := m.NewContext(llama.ContextOptions{NCtx: window + plug.NRows() + 8, Threads: threads})
 	if err != nil {
 		return eval.NLLReport{}, err
 	}

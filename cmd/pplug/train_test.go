@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pplug/pplug/eval/synthusers"
 	"github.com/pplug/pplug/internal/testenv"
@@ -67,6 +68,89 @@ func TestTrainCommand(t *testing.T) {
 			t.Errorf("accepted %v", args)
 		} else if strings.Contains(errs, "panic") {
 			t.Errorf("%v: %s", args, errs)
+		}
+	}
+}
+
+// TestTrainRefusesBadFlagsBeforeWork: every numeric flag of train out of
+// range is a usage error (exit 2) naming the flag, before the model loads;
+// documented "off" values stay valid.
+func TestTrainRefusesBadFlagsBeforeWork(t *testing.T) {
+	model := testenv.Stories260K(t)
+	dir := t.TempDir()
+	f := func(n string) string { return filepath.Join(dir, n) }
+	base := []string{"train", "-m", model, "--questions", f("q.json"), "--outputs", f("o.json"), "-o", f("x.gguf")}
+	for _, c := range []struct{ flag, value string }{
+		{"--epochs", "0"}, {"--epochs", "-1"}, {"--epochs", "9223372036854775807"},
+		{"--batch", "0"}, {"--batch", "-4"}, {"--batch", "65537"},
+		{"--lr", "-1"}, {"--lr", "0"}, {"--lr", "NaN"}, {"--lr", "Inf"},
+		{"--weight-decay", "NaN"}, {"--weight-decay", "1e300"},
+		{"--warmup", "1.5"}, {"--warmup", "NaN"},
+		{"--max-grad-norm", "0"}, {"--max-grad-norm", "Inf"},
+		{"--augment", "1000000000"},
+		{"--max-items", "0"}, {"--max-items", "-1"},
+		{"--max-input", "0"}, {"--max-target", "-5"},
+		{"--limit", "-1"},
+		{"--threads", "-1"}, {"--threads", "100000"},
+		{"--encoder-max-tokens", "0"},
+		{"--n-instruction", "0"}, {"--n-instruction", "-1"}, {"--n-instruction", "100000000"},
+		{"--tau", "0"}, {"--tau", "-1"}, {"--tau", "1e300"}, {"--tau", "1e-300"},
+	} {
+		// The data files do not exist: a run that got past the flags
+		// would fail on them with exit 1, not 2.
+		code, _, errs := pplug(t, "", append(base, c.flag, c.value)...)
+		if code != 2 || !strings.Contains(errs, c.flag) || strings.Contains(errs, "panic") {
+			t.Errorf("%s %s: exit %d, want 2 and a message naming the flag: %s", c.flag, c.value, code, errs)
+		}
+	}
+	// Documented off values and large but meaningful ones pass the checks
+	// (and fail later, on the missing data, with exit 1).
+	for _, c := range [][]string{
+		{"--weight-decay", "-1"}, {"--weight-decay", "0"}, {"--warmup", "-1"}, {"--warmup", "0"},
+		{"--max-grad-norm", "-1"}, {"--augment", "-1"}, {"--augment", "0"}, {"--batch", "65536"},
+		{"--max-input", "1000000000"}, {"--limit", "0"}, {"--seed", "18446744073709551615"},
+	} {
+		code, _, errs := pplug(t, "", append(base, c...)...)
+		if code != 1 || !strings.Contains(errs, "q.json") && !strings.Contains(errs, "o.json") {
+			t.Errorf("%v: exit %d, want 1 on the missing data: %s", c, code, errs)
+		}
+	}
+}
+
+// TestTrainChecksOutputPathsFirst: a -o in a missing folder, a -o that is
+// a folder, a --report or --checkpoint-dir that cannot be written fail
+// before training, naming the path.
+func TestTrainChecksOutputPathsFirst(t *testing.T) {
+	model := testenv.Stories260K(t)
+	dir := t.TempDir()
+	ds, err := synthusers.Generate(synthusers.Options{Users: 8, Items: 6, QuestionsPerUser: 2, Seed: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := synthusers.Write(dir, ds); err != nil {
+		t.Fatal(err)
+	}
+	f := func(n string) string { return filepath.Join(dir, n) }
+	os.WriteFile(f("a-file"), []byte("x"), 0o644)
+	base := []string{"train", "-m", model, "--questions", f("train_questions.json"), "--outputs", f("train_outputs.json"),
+		"--epochs", "50", "-t", "1", "--cache-dir", f("cache")}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-o", f("missing/x.gguf")}, f("missing")},
+		{[]string{"-o", dir}, dir},
+		{[]string{"-o", f("x.gguf"), "--report", f("missing/r.json")}, f("missing")},
+		{[]string{"-o", f("x.gguf"), "--report", dir}, dir},
+		{[]string{"-o", f("x.gguf"), "--checkpoint-dir", f("a-file/ckpt")}, f("a-file")},
+	} {
+		start := time.Now()
+		code, _, errs := pplug(t, "", append(base, c.args...)...)
+		if code == 0 || !strings.Contains(errs, c.want) {
+			t.Errorf("%v: exit %d, want an error naming %s: %s", c.args, code, c.want, errs)
+		}
+		if strings.Contains(errs, "training on") || time.Since(start) > 5*time.Second {
+			t.Errorf("%v: the bad path was noticed after %s, not before training: %s", c.args, time.Since(start), errs)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"path/filepath"
 	"sort"
 	"strings"
 	"unsafe"
@@ -111,6 +112,16 @@ func (s *Spec) fill() error {
 		return fmt.Errorf("unsupported architecture %q (want llama, qwen2 or bert)", s.Arch)
 	case s.NEmbd <= 0 || s.NLayer <= 0 || s.NHead <= 0 || s.NFF <= 0:
 		return errors.New("n_embd, n_layer, n_head and n_ff must be positive")
+	case s.NHeadKV < 0 || s.NCtx < 0 || s.NVocab < 0:
+		return errors.New("n_head_kv, n_ctx and n_vocab must not be negative")
+	case s.NEmbd > MaxWidth || s.NFF > MaxWidth:
+		return fmt.Errorf("n_embd %d or n_ff %d is beyond %d, far past any real model", s.NEmbd, s.NFF, MaxWidth)
+	case s.NLayer > MaxLayers:
+		return fmt.Errorf("n_layer %d is beyond %d, far past any real model", s.NLayer, MaxLayers)
+	case s.NCtx > MaxCtx:
+		return fmt.Errorf("n_ctx %d is beyond %d", s.NCtx, MaxCtx)
+	case s.NVocab > MaxVocab:
+		return fmt.Errorf("n_vocab %d is beyond %d, far past any real vocabulary", s.NVocab, MaxVocab)
 	case s.NEmbd%s.NHead != 0:
 		return fmt.Errorf("n_embd %d is not a multiple of n_head %d", s.NEmbd, s.NHead)
 	case s.NHead%s.NHeadKV != 0:
@@ -128,6 +139,29 @@ func (s *Spec) fill() error {
 		}
 	}
 	return nil
+}
+
+// Limits on the dimensions of a Spec: well past any real model, and small
+// enough that no size computation overflows.
+const (
+	MaxWidth  = 1 << 18 // n_embd and n_ff
+	MaxLayers = 1 << 10
+	MaxCtx    = 1 << 24
+	MaxVocab  = 1 << 21
+)
+
+// Validate reports whether the spec describes a model Write can produce.
+func (s Spec) Validate() error { return s.fill() }
+
+// ErrNoSpace means the model would not fit in the free space of its folder.
+var ErrNoSpace = errors.New("not enough free disk space")
+
+// Options are the optional settings of WriteWith.
+type Options struct {
+	// Progress, if not nil, receives the fraction of tensor bytes written.
+	Progress func(float64)
+	// Force writes even when the file looks larger than the free space.
+	Force bool
 }
 
 // tensor is one tensor to write.
@@ -235,8 +269,15 @@ func (s Spec) Params(nVocab int) int64 {
 
 // Write creates the model at path atomically (a temporary file renamed into
 // place). vocabPath is a GGUF whose tokenizer.* keys are copied. progress,
-// if not nil, receives the fraction of tensor bytes written.
+// if not nil, receives the fraction of tensor bytes written. A model larger
+// than the free space of path's folder is refused with ErrNoSpace.
 func Write(path, vocabPath string, s Spec, progress func(float64)) error {
+	return WriteWith(path, vocabPath, s, Options{Progress: progress})
+}
+
+// WriteWith is Write with options.
+func WriteWith(path, vocabPath string, s Spec, opts Options) error {
+	progress := opts.Progress
 	if err := s.fill(); err != nil {
 		return err
 	}
@@ -288,6 +329,18 @@ func Write(path, vocabPath string, s Spec, progress func(float64)) error {
 			return err
 		}
 		total += cgo.RowSize(t.typ, t.shape[0]) * t.rows()
+	}
+	if !opts.Force {
+		size := int64(len(g.MetaData()))
+		align := g.Alignment()
+		for _, t := range ts {
+			n := cgo.RowSize(t.typ, t.shape[0]) * t.rows()
+			size += n + (align-n%align)%align
+		}
+		dir := filepath.Dir(path)
+		if free, ok := freeSpace(dir); ok && uint64(size) > free {
+			return fmt.Errorf("%w: %s would take %s and %s has %s free", ErrNoSpace, path, humanBytes(size), dir, humanBytes(int64(min(free, math.MaxInt64))))
+		}
 	}
 
 	return atomicfile.Write(path, func(w io.Writer) error {
@@ -444,4 +497,17 @@ func (r *rng) fill(row []float32, std float32) {
 		u := float32(r.next()>>40) / float32(1<<24) // [0, 1)
 		row[i] = (2*u - 1) * a
 	}
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for x := n / unit; x >= unit; x /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

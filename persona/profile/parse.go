@@ -1,10 +1,13 @@
 package profile
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -13,13 +16,84 @@ import (
 )
 
 // Load reads the profile in the file at path; see Parse.
+//
+// A JSON Lines file whose last line is an incomplete record (a write that
+// was interrupted) loads without it, with a warning naming the line.
 func Load(path string, opts Options) (*Profile, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("profile: %w", err)
 	}
 	defer f.Close()
-	return parse(f, path, opts)
+	// Wait for an append in progress (best effort: a reader goes on
+	// without the lock when it cannot have it).
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		if unlock, err := lockProfile(real, true); err == nil {
+			defer unlock()
+		}
+	}
+	l := newLoader(path, opts)
+	err = l.read(f)
+	var se *jsonscan.SyntaxError
+	if err != nil && l.p.Format == FormatJSONL && errors.As(err, &se) {
+		if p, ok := l.withoutDamagedLastLine(f, se); ok {
+			l = p
+			err = nil
+		}
+	}
+	if err != nil {
+		return nil, loadError(path, err)
+	}
+	if err := l.finish(); err != nil {
+		return nil, loadError(path, err)
+	}
+	return l.p, nil
+}
+
+// withoutDamagedLastLine loads a JSON Lines file again without its last
+// line when that line holds the syntax error se, and warns about it. ok is
+// false when the error lies elsewhere or the rest does not load either.
+func (l *loader) withoutDamagedLastLine(f *os.File, se *jsonscan.SyntaxError) (*loader, bool) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, false
+	}
+	// The last line that is not blank.
+	end := st.Size()
+	var start int64
+	for {
+		start, err = lastLineStart(f, end)
+		if err != nil {
+			return nil, false
+		}
+		if start < 0 {
+			end-- // drop the final newline
+			continue
+		}
+		b := make([]byte, end-start)
+		if _, err := f.ReadAt(b, start); err != nil {
+			return nil, false
+		}
+		if len(bytes.TrimSpace(b)) > 0 || start == 0 {
+			break
+		}
+		end = start
+	}
+	if start == 0 || se.Offset < start {
+		return nil, false
+	}
+	line, err := lineOf(f, start)
+	if err != nil {
+		return nil, false
+	}
+	again := newLoader(l.source, l.opts)
+	if err := again.read(io.NewSectionReader(f, 0, start)); err != nil || again.p.Format != FormatJSONL {
+		return nil, false
+	}
+	if err := again.warn(Warning{Index: -1, Line: line, Msg: fmt.Sprintf("line %d is an incomplete record (an interrupted write?) and was skipped: %v", line, se)}); err != nil {
+		return nil, false
+	}
+	return again, true
 }
 
 // Parse reads a profile from r in any of the package's input formats.
@@ -129,6 +203,9 @@ func (l *loader) read(r io.Reader) error {
 			}
 			return l.readQuestions(js, second, 1)
 		}
+		if isOutputs(first.Raw) {
+			return outputsError(first.Raw)
+		}
 		l.p.Format = FormatJSONL
 		return l.readItems(js, first)
 	default:
@@ -140,6 +217,28 @@ func (l *loader) read(r io.Reader) error {
 		}
 		return fmt.Errorf("expected a JSON array, a JSON object or JSON Lines of objects, found %s at line %d", jsonscan.Describe(jsonscan.KindOf(el.Raw)), el.Line)
 	}
+}
+
+// isOutputs reports whether an element is a LaMP outputs file: an object
+// with a "golds" array (the gold answers of a split).
+func isOutputs(raw []byte) bool {
+	m, err := jsonscan.Members(raw)
+	if err != nil {
+		return false
+	}
+	g, ok := m["golds"]
+	return ok && jsonscan.KindOf(g) == jsonscan.Array
+}
+
+// outputsError explains that a LaMP outputs file is no profile.
+func outputsError(raw []byte) error {
+	what := "LaMP outputs file"
+	m, _ := jsonscan.Members(raw)
+	if task, kind, ok := jsonscan.Scalar(m["task"]); ok && kind == jsonscan.String && task != "" {
+		what = fmt.Sprintf("LaMP outputs file of %s", task)
+	}
+	return fmt.Errorf("%w: this is a %s (the gold answers of a split, {\"task\", \"golds\"}); "+
+		"pass the matching questions file (with the question id of one user), one LaMP question, or a JSON array or JSON Lines of history items", ErrOutputsFile, what)
 }
 
 // questionID returns the "id" of a question element as text, "" if none.

@@ -56,8 +56,10 @@
 // question id that was not needed. Options.Strict turns every warning into
 // an error. Errors name the item (index, id, line): invalid JSON (with line
 // and column), an item that is not an object, invalid UTF-8 or unpaired
-// surrogate escapes, an empty profile (ErrEmpty) and a profile with no
-// usable item left (ErrNoUsableItems).
+// surrogate escapes, an empty profile (ErrEmpty), a profile with no
+// usable item left (ErrNoUsableItems) and a LaMP outputs file
+// (ErrOutputsFile). Load skips an incomplete last line of a JSON Lines file
+// (an interrupted append) with a warning naming the line.
 package profile
 
 import (
@@ -87,6 +89,9 @@ var (
 	ErrNeedQuestionID = errors.New("input is a LaMP questions file holding many users; pass a question id to select one")
 	// ErrQuestionNotFound: no question has Options.QuestionID.
 	ErrQuestionNotFound = errors.New("question not found")
+	// ErrOutputsFile: the input is a LaMP outputs file (gold answers),
+	// which holds no history.
+	ErrOutputsFile = errors.New("not a profile")
 )
 
 // Options control loading.

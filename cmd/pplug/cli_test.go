@@ -1,0 +1,166 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pplug/pplug/internal/buildinfo"
+	"github.com/pplug/pplug/internal/testenv"
+)
+
+// Usage errors exit 2 with one line naming the command and a pointer to
+// its help, and print nothing on stdout.
+func TestUsageErrorsOneLine(t *testing.T) {
+	model := testenv.Stories260K(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"generate", "-x"}, "pplug generate: flag provided but not defined: -x\nRun 'pplug generate --help' for usage.\n"},
+		{[]string{"generate", "-m", model, "-n", "four"}, "pplug generate: invalid value \"four\" for flag -n: parse error\nRun 'pplug generate --help' for usage.\n"},
+		{[]string{"frobnicate"}, "pplug: unknown command \"frobnicate\"\nRun 'pplug --help' for usage.\n"},
+		{[]string{"plug", "frobnicate"}, "pplug plug: unknown command \"frobnicate\"\nRun 'pplug plug --help' for usage.\n"},
+		{[]string{"plug", "init", "-m", model}, "pplug plug init: required flag --output not set\nRun 'pplug plug init --help' for usage.\n"},
+		{[]string{"info", "-m", model, "extra"}, "pplug info: unexpected argument \"extra\": this command takes no arguments (quote text that holds spaces)\nRun 'pplug info --help' for usage.\n"},
+		{[]string{"info", "extra", "-m", model}, "pplug info: unexpected argument \"extra\": this command takes no arguments (quote text that holds spaces)\nRun 'pplug info --help' for usage.\n"},
+		{[]string{"generate", "-m", model, "--explain-k", "-1"}, "pplug generate: --explain-k -1: want 1 or more\nRun 'pplug generate --help' for usage.\n"},
+		{[]string{"--frobnicate"}, "pplug: flag provided but not defined: -frobnicate\nRun 'pplug --help' for usage.\n"},
+	} {
+		code, out, errs := pplug(t, "", tc.args...)
+		if code != 2 || errs != tc.want || out != "" {
+			t.Errorf("%q: exit %d, stderr %q, stdout %q; want exit 2, stderr %q", tc.args, code, errs, out, tc.want)
+		}
+	}
+}
+
+// Every command without positional arguments refuses them.
+func TestCommandsRefuseStrayArguments(t *testing.T) {
+	checked := 0
+	for _, cmd := range leafCommands() {
+		if cmd.takesArgs {
+			continue
+		}
+		checked++
+		args := append(strings.Fields(cmd.path), "stray")
+		code, _, errs := pplug(t, "", args...)
+		if code != 2 || !strings.Contains(errs, `unexpected argument "stray"`) && !strings.Contains(errs, `unknown command "stray"`) {
+			t.Errorf("%q: exit %d: %s", args, code, errs)
+		}
+	}
+	if checked < 10 {
+		t.Fatalf("checked only %d commands", checked)
+	}
+}
+
+// generate takes the prompt as positional words, and flags after them
+// still count.
+func TestGeneratePositionalPrompt(t *testing.T) {
+	model := testenv.Stories260K(t)
+	_, want, _ := pplug(t, "", "generate", "-m", model, "-p", "Once upon a time", "-n", "4", "--temp", "0", "-t", "1")
+	for _, args := range [][]string{
+		{"generate", "-m", model, "Once upon a time", "-n", "4", "--temp", "0", "-t", "1"},
+		{"generate", "-m", model, "Once", "upon", "a", "time", "-n", "4", "--temp", "0", "-t", "1"},
+		{"generate", "Once upon a time", "-m", model, "-n=4", "--temp", "0", "-t", "1"},
+		{"generate", "-m", model, "-n", "4", "--temp", "0", "-t", "1", "--", "Once upon a time"},
+	} {
+		code, out, errs := pplug(t, "", args...)
+		if code != 0 || out != want {
+			t.Errorf("%q: exit %d, %q, want %q (%s)", args, code, out, want, errs)
+		}
+	}
+	if code, _, errs := pplug(t, "", "generate", "-m", model, "-p", "Once", "upon"); code != 2 || !strings.Contains(errs, `unexpected argument "upon"`) {
+		t.Errorf("-p and a positional prompt: exit %d: %s", code, errs)
+	}
+}
+
+func TestReorderArgs(t *testing.T) {
+	app := newApp(nil, nil, nil)
+	for _, tc := range []struct{ in, want string }{
+		{"pplug generate -m M Once upon -n 4", "pplug generate -m M -n 4 Once upon"},
+		{"pplug -v generate Once --temp 0 --echo -t 1", "pplug -v generate --temp 0 --echo -t 1 Once"},
+		{"pplug generate -m M -- -n 4", "pplug generate -m M -- -n 4"},
+		{"pplug generate -m M - -n 4", "pplug generate -m M -n 4 -"},
+		{"pplug plug info P.gguf --json", "pplug plug info --json P.gguf"},
+		{"pplug frob -x", "pplug -x frob"},
+		{"pplug generate -p", "pplug generate -p"},
+		{"pplug generate Once -m M --generate-bash-completion", "pplug generate Once -m M --generate-bash-completion"},
+	} {
+		if got := strings.Join(reorderArgs(app, strings.Fields(tc.in)), " "); got != tc.want {
+			t.Errorf("reorderArgs(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestVersionFlagAndHelpDefaults(t *testing.T) {
+	code, out, errs := pplug(t, "", "--version")
+	if code != 0 || !strings.Contains(out, buildinfo.Version) {
+		t.Fatalf("--version: exit %d, %q %s", code, out, errs)
+	}
+	code, out, _ = pplug(t, "", "generate", "--help")
+	if code != 0 {
+		t.Fatalf("generate --help: exit %d", code)
+	}
+	for _, want := range []string{"(default: 0.8)", "(default: 0.95)", "(default: 0.05)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("generate --help lacks %q", want)
+		}
+	}
+	if strings.Contains(out, "0.8000") || strings.Contains(out, "0.9499") || strings.Contains(out, "0.0500") {
+		t.Errorf("generate --help prints float32 noise:\n%s", out)
+	}
+}
+
+// synth refuses absurd shapes at once (usage error) and models larger than
+// the free space before writing anything.
+func TestSynthSizeChecks(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "big.gguf")
+	vocab := testenv.Phi3Vocab(t)
+	start := time.Now()
+	code, _, errs := pplug(t, "", "synth", "--arch", "llama", "--n-embd", "1000000", "--n-layer", "1", "--n-head", "4", "--n-ff", "64",
+		"--vocab", vocab, "-o", out)
+	if code != 2 || !strings.Contains(errs, "n_embd 1000000") {
+		t.Errorf("absurd n_embd: exit %d: %s", code, errs)
+	}
+	// About 2 PiB of F32 weights: no disk has that much free.
+	code, _, errs = pplug(t, "", "synth", "--arch", "llama", "--type", "f32", "--n-embd", "262144", "--n-layer", "1024", "--n-head", "64",
+		"--n-ff", "262144", "--vocab", vocab, "-o", out)
+	if code != 1 || !strings.Contains(errs, "not enough free disk space") || !strings.Contains(errs, "--force") || !strings.Contains(errs, out) {
+		t.Errorf("model larger than the disk: exit %d: %s", code, errs)
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("the refusals took %s", took)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("refused synth runs left %d files", len(ents))
+	}
+}
+
+// cliCommand is a command of the app, for tests that walk them all.
+type cliCommand struct {
+	path      string
+	takesArgs bool
+}
+
+func leafCommands() []cliCommand {
+	var out []cliCommand
+	var walk func(prefix string, cmds []*cli.Command)
+	walk = func(prefix string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			p := strings.TrimSpace(prefix + " " + c.Name)
+			if c.Action != nil {
+				out = append(out, cliCommand{path: p, takesArgs: c.ArgsUsage != ""})
+			}
+			walk(p, c.Subcommands)
+		}
+	}
+	walk("", newApp(nil, nil, nil).Commands)
+	slices.SortFunc(out, func(a, b cliCommand) int { return strings.Compare(a.path, b.path) })
+	return out
+}

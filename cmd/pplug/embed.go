@@ -1,0 +1,311 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pplug/pplug/llama"
+)
+
+// pplug embed is llama.cpp's llama-embedding: the prompt is split into texts
+// (one per line by default), each is embedded (pooled, or one vector per
+// token with --pooling none), normalised and printed.
+
+func embedCommand() *cli.Command {
+	flags := []cli.Flag{
+		verboseFlag(),
+		&cli.StringFlag{Name: "prompt", Aliases: []string{"p"}, Usage: "the `TEXT`s, split by --embd-separator (\"-\" reads standard input)"},
+		&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "read the texts from `FILE`"},
+		&cli.StringFlag{Name: "pooling", Value: "default", Usage: "default (the model's own; none for a plain LLM), none (one vector per token), mean, cls or last"},
+		&cli.IntFlag{Name: "embd-normalize", Value: 2, Usage: "normalisation: -1 none, 0 max absolute scaled to int16, 1 taxicab, 2 euclidean, >2 p-norm"},
+		&cli.StringFlag{Name: "embd-output-format", Usage: "output: empty for text, json (OpenAI style), json+ (adds the cosine similarity matrix), array or raw"},
+		&cli.StringFlag{Name: "embd-separator", Value: "\n", Usage: "separator between texts in the prompt"},
+		&cli.IntFlag{Name: "threads", Aliases: []string{"t"}, Value: 0, Usage: "threads (default: physical cores)"},
+	}
+	flags = append(flags, modelFlags()...)
+	return &cli.Command{
+		Name:  "embed",
+		Usage: "print the embeddings of texts (llama-embedding): an encoder's (BERT/BGE) or an LLM's pooled hidden states",
+		UsageText: "pplug embed -m MODEL -p TEXT [--pooling mean] [--embd-normalize 2] [--embd-output-format json|json+|array|raw]\n" +
+			"   pplug embed -m BGE.gguf -f texts.txt --embd-output-format array   (one text per line)",
+		Flags:  flags,
+		Action: runEmbed,
+	}
+}
+
+// embdNormalize is common_embd_normalize: -1 none, 0 scale the largest
+// magnitude to 32760 (int16), 1 taxicab, 2 euclidean, >2 p-norm.
+func embdNormalize(v []float32, norm int) {
+	var sum float64
+	switch {
+	case norm < 0:
+		return
+	case norm == 0:
+		for _, x := range v {
+			sum = math.Max(sum, math.Abs(float64(x)))
+		}
+		sum /= 32760
+	case norm == 2:
+		for _, x := range v {
+			sum += float64(x) * float64(x)
+		}
+		sum = math.Sqrt(sum)
+	default:
+		p := float64(norm)
+		for _, x := range v {
+			sum += math.Pow(math.Abs(float64(x)), p)
+		}
+		sum = math.Pow(sum, 1/p)
+	}
+	scale := 0.0
+	if sum > 0 {
+		scale = 1 / sum
+	}
+	for i := range v {
+		v[i] = float32(float64(v[i]) * scale)
+	}
+}
+
+// cosine is common_embd_similarity_cos.
+func cosine(a, b []float32) float64 {
+	var ab, aa, bb float64
+	for i := range a {
+		ab += float64(a[i]) * float64(b[i])
+		aa += float64(a[i]) * float64(a[i])
+		bb += float64(b[i]) * float64(b[i])
+	}
+	switch {
+	case aa == 0 && bb == 0:
+		return 1
+	case aa == 0 || bb == 0:
+		return 0
+	}
+	return ab / (math.Sqrt(aa) * math.Sqrt(bb))
+}
+
+// splitTexts splits the prompt like llama-embedding; a separator that ends
+// the input (the newline of a file) does not start an empty text.
+func splitTexts(s, sep string) []string {
+	if sep == "" {
+		return []string{s}
+	}
+	s = strings.TrimSuffix(s, sep)
+	return strings.Split(s, sep)
+}
+
+// modelPooling is the pooling llama.cpp applies when none is asked: the
+// model's <arch>.pooling_type, else none.
+func modelPooling(m *llama.Model) (llama.Pooling, string) {
+	arch := m.Info().Architecture
+	v, _ := m.Meta(arch + ".pooling_type")
+	switch v {
+	case "1":
+		return llama.PoolingMean, "mean"
+	case "2":
+		return llama.PoolingCLS, "cls"
+	case "3":
+		return llama.PoolingLast, "last"
+	case "4":
+		return llama.PoolingDefault, "rank"
+	}
+	return llama.PoolingNone, "none"
+}
+
+func runEmbed(c *cli.Context) error {
+	if c.Bool("verbose") {
+		setupLogging(true, c.App.ErrWriter)
+	}
+	format := c.String("embd-output-format")
+	switch format {
+	case "", "json", "json+", "array", "raw":
+	default:
+		return usagef("--embd-output-format %q: want json, json+, array, raw or nothing (text)", format)
+	}
+	norm := c.Int("embd-normalize")
+	if norm < -1 {
+		return usagef("--embd-normalize %d: want -1 (none), 0 (int16), 1 (taxicab), 2 (euclidean) or more (p-norm)", norm)
+	}
+	pool, err := llama.ParsePooling(c.String("pooling"))
+	if err != nil {
+		return usageError{err}
+	}
+	if c.Int("threads") < 0 {
+		return usagef("--threads must not be negative")
+	}
+	if !c.IsSet("prompt") && c.String("file") == "" {
+		return usagef("no text given: pass -p TEXT, -p - (standard input) or -f FILE")
+	}
+	text, err := readPrompt(c)
+	if err != nil {
+		return err
+	}
+	texts := splitTexts(text, c.String("embd-separator"))
+
+	m, err := loadModel(c.Context, c, c.App.ErrWriter)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	info := m.Info()
+	if info.HasEncoder && info.HasDecoder {
+		return fmt.Errorf("%s: embeddings of encoder-decoder models are not supported (as in llama-embedding)", info.Path)
+	}
+	poolName := pool.String()
+	if pool == llama.PoolingDefault {
+		if _, poolName = modelPooling(m); poolName == "rank" {
+			return fmt.Errorf("%s pools with rank (a reranker): it gives scores, not embeddings; choose --pooling mean, cls or last", info.Path)
+		}
+		if poolName == "none" {
+			pool = llama.PoolingNone
+		}
+	}
+
+	toks := make([][]llama.Token, len(texts))
+	longest := 1
+	for i, s := range texts {
+		t, err := m.Tokenize(s, true, true)
+		if err != nil {
+			return fmt.Errorf("text %d: %w", i+1, err)
+		}
+		if len(t) == 0 {
+			return fmt.Errorf("text %d (%q) gives no tokens: remove empty texts or choose another --embd-separator", i+1, s)
+		}
+		if n := info.NCtxTrain; n > 0 && len(t) > n {
+			return fmt.Errorf("text %d has %d tokens, more than the model's context of %d: split it", i+1, len(t), n)
+		}
+		toks[i] = t
+		longest = max(longest, len(t))
+	}
+	// One text per decode, in one ubatch (non-causal encoders need it).
+	lc, err := m.NewContext(llama.ContextOptions{NCtx: longest, NBatch: longest, NUBatch: longest,
+		Threads: c.Int("threads"), Embeddings: true, Pooling: pool})
+	if err != nil {
+		return err
+	}
+	defer lc.Close()
+
+	var vecs [][]float32
+	for i, t := range toks {
+		b := llama.Batch{Tokens: t, Pos: make([]llama.Pos, len(t)), Seq: make([]llama.SeqID, len(t)), Output: make([]bool, len(t))}
+		for j := range t {
+			b.Pos[j], b.Output[j] = llama.Pos(j), true
+		}
+		if err := lc.ClearMemory(); err != nil {
+			return err
+		}
+		if err := lc.Decode(c.Context, b); err != nil {
+			return fmt.Errorf("embed text %d: %w", i+1, err)
+		}
+		if pool == llama.PoolingNone {
+			for j := range t {
+				v, err := lc.Embeddings(j)
+				if err != nil {
+					return fmt.Errorf("embed text %d, token %d: %w", i+1, j, err)
+				}
+				vecs = append(vecs, v)
+			}
+			continue
+		}
+		v, err := lc.SeqEmbeddings(0)
+		if err != nil {
+			return fmt.Errorf("embed text %d: %w", i+1, err)
+		}
+		vecs = append(vecs, v)
+	}
+	for _, v := range vecs {
+		embdNormalize(v, norm)
+	}
+	return writeEmbeddings(c.App.Writer, format, norm, vecs, poolName != "none")
+}
+
+// writeEmbeddings prints the vectors in llama-embedding's formats: values
+// with 7 decimals (whole numbers for --embd-normalize 0) in json, array and
+// raw; the text format prints 6 and, for several pooled texts, their cosine
+// similarity matrix.
+func writeEmbeddings(w io.Writer, format string, norm int, vecs [][]float32, pooled bool) error {
+	prec := 7
+	if norm == 0 {
+		prec = 0
+	}
+	num := func(x float32) string { return strconv.FormatFloat(float64(x), 'f', prec, 32) }
+	row := func(v []float32, sep string) string {
+		s := make([]string, len(v))
+		for i, x := range v {
+			s[i] = num(x)
+		}
+		return strings.Join(s, sep)
+	}
+	var sb strings.Builder
+	switch format {
+	case "":
+		tprec := 6
+		if norm == 0 {
+			tprec = 0
+		}
+		for j, v := range vecs {
+			fmt.Fprintf(&sb, "embedding %d:", j)
+			for _, x := range v {
+				fmt.Fprintf(&sb, " %9.*f", tprec, x)
+			}
+			sb.WriteByte('\n')
+		}
+		if pooled && len(vecs) > 1 {
+			sb.WriteString("\ncosine similarity matrix:\n\n")
+			for i := range vecs {
+				for j := range vecs {
+					fmt.Fprintf(&sb, "%6.2f ", cosine(vecs[i], vecs[j]))
+				}
+				sb.WriteByte('\n')
+			}
+		}
+	case "array":
+		sb.WriteString("[")
+		for j, v := range vecs {
+			if j > 0 {
+				sb.WriteString(",")
+			}
+			sb.WriteString("[" + row(v, ",") + "]")
+		}
+		sb.WriteString("]\n")
+	case "raw":
+		for _, v := range vecs {
+			sb.WriteString(row(v, " ") + "\n")
+		}
+	case "json", "json+":
+		sb.WriteString("{\n  \"object\": \"list\",\n  \"data\": [\n")
+		for j, v := range vecs {
+			fmt.Fprintf(&sb, "    {\n      \"object\": \"embedding\",\n      \"index\": %d,\n      \"embedding\": [%s]\n    }", j, row(v, ","))
+			if j < len(vecs)-1 {
+				sb.WriteString(",")
+			}
+			sb.WriteString("\n")
+		}
+		sb.WriteString("  ]")
+		if format == "json+" && len(vecs) > 1 {
+			sb.WriteString(",\n  \"cosineSimilarity\": [\n")
+			for i := range vecs {
+				s := make([]string, len(vecs))
+				for j := range vecs {
+					s[j] = strconv.FormatFloat(cosine(vecs[i], vecs[j]), 'f', 2, 64)
+				}
+				sb.WriteString("    [" + strings.Join(s, ", ") + "]")
+				if i < len(vecs)-1 {
+					sb.WriteString(",")
+				}
+				sb.WriteString("\n")
+			}
+			sb.WriteString("  ]")
+		}
+		sb.WriteString("\n}\n")
+	default:
+		return errors.New("unknown embedding format " + format)
+	}
+	_, err := io.WriteString(w, sb.String())
+	return err
+}

@@ -1,0 +1,397 @@
+// Package store keeps user profiles in one SQLite file (WAL mode, through
+// the pure-Go modernc.org/sqlite driver): users, their history items and
+// the items' embeddings, keyed by encoder identity so that each item is
+// encoded once per encoder. Every change runs in a transaction; a process
+// killed during writes leaves the file consistent (SQLite's WAL recovery).
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/pplug/pplug/persona/profile"
+)
+
+// Errors.
+var (
+	ErrNotFound  = errors.New("not found")
+	ErrExists    = errors.New("already exists")
+	ErrBadUserID = errors.New("a user id is 1 to 128 letters, digits or the characters .-_@: (no spaces)")
+)
+
+var userIDPattern = regexp.MustCompile(`^[A-Za-z0-9._\-@:]{1,128}$`)
+
+// ValidUserID reports whether id can name a user.
+func ValidUserID(id string) bool { return userIDPattern.MatchString(id) }
+
+// Store is an open profile database. It is safe for concurrent use.
+type Store struct {
+	db   *sql.DB
+	path string
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS users (
+	id       TEXT PRIMARY KEY,
+	key_hash TEXT NOT NULL,
+	created  TEXT NOT NULL,
+	rev      INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS items (
+	seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+	user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+	item_id TEXT NOT NULL,
+	text    TEXT NOT NULL,
+	date    TEXT NOT NULL DEFAULT '',
+	fields  TEXT NOT NULL DEFAULT '{}',
+	added   TEXT NOT NULL,
+	UNIQUE (user_id, item_id)
+);
+CREATE INDEX IF NOT EXISTS items_user ON items(user_id, seq);
+CREATE INDEX IF NOT EXISTS users_key ON users(key_hash);
+CREATE TABLE IF NOT EXISTS embeddings (
+	item_seq INTEGER NOT NULL REFERENCES items(seq) ON DELETE CASCADE,
+	encoder  TEXT NOT NULL,
+	vec      BLOB NOT NULL,
+	PRIMARY KEY (item_seq, encoder)
+);
+`
+
+// Open opens (creating when missing) the database at path in WAL mode.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("profile database: no path given")
+	}
+	q := url.Values{}
+	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "foreign_keys(1)", "synchronous(FULL)"} {
+		q.Add("_pragma", p)
+	}
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("profile database %s: %w", path, err)
+	}
+	s := &Store{db: db, path: path}
+	if _, err := db.ExecContext(ctx, schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("profile database %s: create tables: %w (is it a pplug profile database? move it away to start a new one)", path, err)
+	}
+	var mode string
+	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || !strings.EqualFold(mode, "wal") {
+		db.Close()
+		return nil, fmt.Errorf("profile database %s: cannot switch to WAL mode (got %q, %v): put it on a local file system", path, mode, err)
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Path is the database file.
+func (s *Store) Path() string { return s.path }
+
+// IntegrityCheck runs PRAGMA integrity_check and returns its verdict ("ok"
+// when the file is sound).
+func (s *Store) IntegrityCheck(ctx context.Context) (string, error) {
+	rows, err := s.db.QueryContext(ctx, "PRAGMA integrity_check")
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var r string
+		if err := rows.Scan(&r); err != nil {
+			return "", err
+		}
+		out = append(out, r)
+	}
+	return strings.Join(out, "; "), rows.Err()
+}
+
+// User is a stored user.
+type User struct {
+	ID      string    `json:"id"`
+	Created time.Time `json:"created"`
+	Items   int       `json:"items"`
+	// Rev changes whenever the user's items change.
+	Rev int64 `json:"-"`
+}
+
+// Item is a stored history item.
+type Item struct {
+	ID     string            `json:"id"`
+	Text   string            `json:"text"`
+	Date   string            `json:"date,omitempty"`
+	Fields map[string]string `json:"fields,omitempty"`
+	Added  time.Time         `json:"added"`
+	Seq    int64             `json:"-"` // storage order
+}
+
+// NewKey returns a fresh user API key.
+func NewKey() string {
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	return "pk-" + hex.EncodeToString(b[:])
+}
+
+func hashKey(key string) string {
+	h := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(h[:])
+}
+
+// CreateUser adds a user with the given API key (stored hashed). It
+// returns ErrExists when the id is taken.
+func (s *Store) CreateUser(ctx context.Context, id, key string) (User, error) {
+	if !ValidUserID(id) {
+		return User{}, fmt.Errorf("user %q: %w", id, ErrBadUserID)
+	}
+	now := time.Now().UTC()
+	res, err := s.db.ExecContext(ctx, "INSERT INTO users(id, key_hash, created) VALUES(?, ?, ?) ON CONFLICT(id) DO NOTHING", id, hashKey(key), now.Format(time.RFC3339Nano))
+	if err != nil {
+		return User{}, fmt.Errorf("create user %q: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return User{}, fmt.Errorf("user %q: %w", id, ErrExists)
+	}
+	return s.User(ctx, id)
+}
+
+// UserByKey returns the id of the user whose API key is key (ErrNotFound
+// when none).
+func (s *Store) UserByKey(ctx context.Context, key string) (string, error) {
+	var id string
+	err := s.db.QueryRowContext(ctx, "SELECT id FROM users WHERE key_hash = ?", hashKey(key)).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	return id, err
+}
+
+// User returns a user with its item count.
+func (s *Store) User(ctx context.Context, id string) (User, error) {
+	var u User
+	var created string
+	err := s.db.QueryRowContext(ctx, "SELECT id, created, rev, (SELECT count(*) FROM items WHERE user_id = users.id) FROM users WHERE id = ?", id).
+		Scan(&u.ID, &created, &u.Rev, &u.Items)
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, fmt.Errorf("user %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("read user %q: %w", id, err)
+	}
+	u.Created, _ = time.Parse(time.RFC3339Nano, created)
+	return u, nil
+}
+
+// DeleteUser removes a user, its items and their embeddings.
+func (s *Store) DeleteUser(ctx context.Context, id string) error {
+	res, err := s.db.ExecContext(ctx, "DELETE FROM users WHERE id = ?", id)
+	if err != nil {
+		return fmt.Errorf("delete user %q: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("user %q: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// NewItem is an item to add.
+type NewItem struct {
+	ID     string            `json:"id,omitempty"` // "" assigns one
+	Text   string            `json:"text"`
+	Date   string            `json:"date,omitempty"`
+	Fields map[string]string `json:"fields,omitempty"`
+}
+
+// AddItems appends items to a user's history in one transaction: all or
+// none are added. An item whose id the user already has replaces the
+// old one (its embeddings are recomputed).
+func (s *Store) AddItems(ctx context.Context, userID string, items []NewItem) ([]Item, error) {
+	for i, it := range items {
+		if strings.TrimSpace(it.Text) == "" {
+			return nil, fmt.Errorf("item %d: empty text", i)
+		}
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("add items for %q: %w", userID, err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, "UPDATE users SET rev = rev + 1 WHERE id = ?", userID)
+	if err != nil {
+		return nil, fmt.Errorf("add items for %q: %w", userID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return nil, fmt.Errorf("user %q: %w", userID, ErrNotFound)
+	}
+	now := time.Now().UTC()
+	out := make([]Item, 0, len(items))
+	for _, it := range items {
+		id := it.ID
+		if id == "" {
+			var b [8]byte
+			_, _ = rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		fields := it.Fields
+		if fields == nil {
+			fields = map[string]string{}
+		}
+		fj, _ := json.Marshal(fields)
+		if _, err := tx.ExecContext(ctx, "DELETE FROM items WHERE user_id = ? AND item_id = ?", userID, id); err != nil {
+			return nil, fmt.Errorf("add item %q for %q: %w", id, userID, err)
+		}
+		r, err := tx.ExecContext(ctx, "INSERT INTO items(user_id, item_id, text, date, fields, added) VALUES(?, ?, ?, ?, ?, ?)",
+			userID, id, it.Text, it.Date, string(fj), now.Format(time.RFC3339Nano))
+		if err != nil {
+			return nil, fmt.Errorf("add item %q for %q: %w", id, userID, err)
+		}
+		seq, _ := r.LastInsertId()
+		out = append(out, Item{ID: id, Text: it.Text, Date: it.Date, Fields: it.Fields, Added: now, Seq: seq})
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("add items for %q: %w", userID, err)
+	}
+	return out, nil
+}
+
+// Items returns a user's items in the order they were added.
+func (s *Store) Items(ctx context.Context, userID string) ([]Item, error) {
+	if _, err := s.User(ctx, userID); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT seq, item_id, text, date, fields, added FROM items WHERE user_id = ? ORDER BY seq", userID)
+	if err != nil {
+		return nil, fmt.Errorf("read items of %q: %w", userID, err)
+	}
+	defer rows.Close()
+	var out []Item
+	for rows.Next() {
+		var it Item
+		var fj, added string
+		if err := rows.Scan(&it.Seq, &it.ID, &it.Text, &it.Date, &fj, &added); err != nil {
+			return nil, fmt.Errorf("read items of %q: %w", userID, err)
+		}
+		if fj != "{}" {
+			_ = json.Unmarshal([]byte(fj), &it.Fields)
+		}
+		it.Added, _ = time.Parse(time.RFC3339Nano, added)
+		out = append(out, it)
+	}
+	return out, rows.Err()
+}
+
+// DeleteItem removes one of a user's items.
+func (s *Store) DeleteItem(ctx context.Context, userID, itemID string) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, "DELETE FROM items WHERE user_id = ? AND item_id = ?", userID, itemID)
+	if err != nil {
+		return fmt.Errorf("delete item %q of %q: %w", itemID, userID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("item %q of user %q: %w", itemID, userID, ErrNotFound)
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE users SET rev = rev + 1 WHERE id = ?", userID); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// Embeddings returns the stored vectors of items (by Seq) for an encoder;
+// items without one are missing from the map.
+func (s *Store) Embeddings(ctx context.Context, userID, encoderID string) (map[int64][]float32, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT e.item_seq, e.vec FROM embeddings e JOIN items i ON i.seq = e.item_seq
+		WHERE i.user_id = ? AND e.encoder = ?`, userID, encoderID)
+	if err != nil {
+		return nil, fmt.Errorf("read embeddings of %q: %w", userID, err)
+	}
+	defer rows.Close()
+	out := map[int64][]float32{}
+	for rows.Next() {
+		var seq int64
+		var b []byte
+		if err := rows.Scan(&seq, &b); err != nil {
+			return nil, err
+		}
+		if len(b)%4 != 0 {
+			continue // damaged: recomputed by the caller
+		}
+		v := make([]float32, len(b)/4)
+		for i := range v {
+			v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[i*4:]))
+		}
+		out[seq] = v
+	}
+	return out, rows.Err()
+}
+
+// PutEmbeddings stores vectors for items (by Seq) under an encoder, in one
+// transaction. Items deleted meanwhile are skipped.
+func (s *Store) PutEmbeddings(ctx context.Context, encoderID string, seqs []int64, vecs [][]float32) error {
+	if len(seqs) != len(vecs) {
+		return fmt.Errorf("%d items but %d embeddings", len(seqs), len(vecs))
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for i, seq := range seqs {
+		b := make([]byte, 4*len(vecs[i]))
+		for j, x := range vecs[i] {
+			binary.LittleEndian.PutUint32(b[j*4:], math.Float32bits(x))
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO embeddings(item_seq, encoder, vec) SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM items WHERE seq = ?)
+			ON CONFLICT(item_seq, encoder) DO UPDATE SET vec = excluded.vec`, seq, encoderID, b, seq); err != nil {
+			return fmt.Errorf("store embeddings: %w", err)
+		}
+	}
+	return tx.Commit()
+}
+
+// FromProfile turns a loaded profile's items into items to add (id, text,
+// date and the other fields).
+func FromProfile(p *profile.Profile) []NewItem {
+	out := make([]NewItem, len(p.Items))
+	for i, it := range p.Items {
+		n := NewItem{ID: it.ID, Text: it.Text, Fields: it.Fields}
+		if it.HasDate() {
+			n.Date = it.Date.Format(time.RFC3339)
+		}
+		out[i] = n
+	}
+	return out
+}
+
+// ProfileItems turns stored items into profile items (in order), as the
+// persona code takes them.
+func ProfileItems(items []Item) []profile.Item {
+	out := make([]profile.Item, len(items))
+	for i, it := range items {
+		p := profile.Item{ID: it.ID, Index: i, Text: it.Text, Fields: it.Fields}
+		if it.Date != "" {
+			p.Date, _ = time.Parse(time.RFC3339, it.Date)
+		}
+		out[i] = p
+	}
+	return out
+}

@@ -1,0 +1,90 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+)
+
+func TestItemsSurviveRestart(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "p.db")
+	st, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := NewKey()
+	if _, err := st.CreateUser(ctx, "ann", key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateUser(ctx, "ann", NewKey()); !errors.Is(err, ErrExists) {
+		t.Fatalf("second create: %v", err)
+	}
+	if _, err := st.CreateUser(ctx, "bad id!", NewKey()); !errors.Is(err, ErrBadUserID) {
+		t.Fatalf("bad id: %v", err)
+	}
+	added, err := st.AddItems(ctx, "ann", []NewItem{{ID: "1", Text: "first"}, {Text: "second", Date: "2024-01-02T00:00:00Z"}})
+	if err != nil || len(added) != 2 {
+		t.Fatal(added, err)
+	}
+	// All or nothing: an empty text refuses the whole batch.
+	if _, err := st.AddItems(ctx, "ann", []NewItem{{Text: "third"}, {Text: " "}}); err == nil {
+		t.Fatal("an empty item was accepted")
+	}
+	if _, err := st.AddItems(ctx, "nobody", []NewItem{{Text: "x"}}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("items for a missing user: %v", err)
+	}
+	if err := st.PutEmbeddings(ctx, "enc-a", []int64{added[0].Seq, added[1].Seq}, [][]float32{{1, 2}, {3, 4}}); err != nil {
+		t.Fatal(err)
+	}
+	u0, _ := st.User(ctx, "ann")
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	st, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if ok, err := st.IntegrityCheck(ctx); err != nil || ok != "ok" {
+		t.Fatalf("integrity_check: %q %v", ok, err)
+	}
+	items, err := st.Items(ctx, "ann")
+	if err != nil || len(items) != 2 || items[0].Text != "first" || items[1].Date != "2024-01-02T00:00:00Z" {
+		t.Fatalf("items after reopening: %+v %v", items, err)
+	}
+	if id, err := st.UserByKey(ctx, key); err != nil || id != "ann" {
+		t.Fatalf("key: %q %v", id, err)
+	}
+	emb, err := st.Embeddings(ctx, "ann", "enc-a")
+	if err != nil || len(emb) != 2 || emb[items[1].Seq][1] != 4 {
+		t.Fatalf("embeddings: %v %v", emb, err)
+	}
+	if emb, _ := st.Embeddings(ctx, "ann", "enc-b"); len(emb) != 0 {
+		t.Fatalf("another encoder sees %d vectors", len(emb))
+	}
+	// Replacing an item by id drops its stale embedding and bumps the revision.
+	if _, err := st.AddItems(ctx, "ann", []NewItem{{ID: "1", Text: "first, edited"}}); err != nil {
+		t.Fatal(err)
+	}
+	if emb, _ := st.Embeddings(ctx, "ann", "enc-a"); len(emb) != 1 {
+		t.Fatalf("after replacing: %d vectors, want 1", len(emb))
+	}
+	if u, _ := st.User(ctx, "ann"); u.Rev == u0.Rev || u.Items != 2 {
+		t.Fatalf("user after replace: %+v (before %+v)", u, u0)
+	}
+	if err := st.DeleteItem(ctx, "ann", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteItem(ctx, "ann", "1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleting twice: %v", err)
+	}
+	if err := st.DeleteUser(ctx, "ann"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Items(ctx, "ann"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("items of a deleted user: %v", err)
+	}
+}

@@ -1,0 +1,378 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pplug/pplug/llama"
+)
+
+// Scheduler errors.
+var (
+	ErrBusy   = errors.New("the request queue is full")
+	ErrClosed = errors.New("the server is shutting down")
+	ErrTooBig = errors.New("the request does not fit in the context window")
+)
+
+// job is one generation request as the scheduler sees it.
+type job struct {
+	ctx       context.Context
+	inputs    []llama.Input // persona rows and prompt, as persona.Inputs lays them out
+	nPos      int           // positions the inputs take
+	maxTokens int           // > 0
+	sampler   *llama.Sampler
+	stops     []string
+	out       *output
+}
+
+// output is a job's result, filled by the scheduler loop and read by the
+// request's handler. The loop never waits for the reader: text piles up
+// here until the handler takes it, so a slow client stalls only itself.
+type output struct {
+	mu       sync.Mutex
+	chunks   []string
+	done     bool
+	finish   string // "stop" or "length"
+	err      error
+	genToks  int
+	promptN  int
+	first    time.Time // first token sampled
+	notify   chan struct{}
+	admitted time.Time
+}
+
+func newOutput() *output { return &output{notify: make(chan struct{}, 1)} }
+
+func (o *output) signal() {
+	select {
+	case o.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (o *output) push(s string) {
+	if s == "" {
+		return
+	}
+	o.mu.Lock()
+	o.chunks = append(o.chunks, s)
+	o.mu.Unlock()
+	o.signal()
+}
+
+func (o *output) end(finish string, err error) {
+	o.mu.Lock()
+	if !o.done {
+		o.done, o.finish, o.err = true, finish, err
+	}
+	o.mu.Unlock()
+	o.signal()
+}
+
+// take returns the text produced since the last call and whether the job
+// has ended. It waits until there is something or ctx ends.
+func (o *output) take(ctx context.Context) (chunks []string, done bool, err error) {
+	for {
+		o.mu.Lock()
+		chunks, done = o.chunks, o.done
+		o.chunks = nil
+		o.mu.Unlock()
+		if len(chunks) > 0 || done {
+			return chunks, done, nil
+		}
+		select {
+		case <-o.notify:
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
+	}
+}
+
+// result returns the final state (call after take reported done).
+func (o *output) result() (finish string, genToks int, err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.finish, o.genToks, o.err
+}
+
+// slot is a sequence of the context and the job it runs.
+type slot struct {
+	seq     llama.SeqID
+	job     *job
+	pos     llama.Pos
+	tok     llama.Token // sampled, to decode in the next step
+	gen     int
+	ts      *llama.TextStream
+	reserve int
+}
+
+// scheduler owns one llama.Context with NSeqMax sequences. One goroutine
+// (run) admits queued jobs into free sequences, decodes each admitted
+// job's prompt on its own (persona rows are embedding rows, which
+// llama.cpp cannot mix with tokens in a batch), then decodes the next
+// token of every generating sequence in one batch per step.
+type scheduler struct {
+	lctx     *llama.Context
+	m        *llama.Model
+	slots    []*slot // nil: free
+	window   int     // positions one sequence may use
+	budget   int     // positions of the KV cache all sequences share
+	reserved int
+	busy     atomic.Int32 // sequences in use, for stats
+	maxQueue int
+	log      *slog.Logger
+
+	mu      sync.Mutex
+	waiting []*job
+	closed  bool
+	wake    chan struct{}
+	stop    context.CancelFunc
+	stopped chan struct{}
+}
+
+func newScheduler(lctx *llama.Context, maxQueue int, log *slog.Logger) *scheduler {
+	s := &scheduler{
+		lctx: lctx, m: lctx.Model(),
+		slots:    make([]*slot, lctx.NSeqMax()),
+		window:   lctx.NCtxSeq(),
+		budget:   lctx.NCtx(),
+		maxQueue: maxQueue,
+		log:      log,
+		wake:     make(chan struct{}, 1),
+		stopped:  make(chan struct{}),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stop = cancel
+	go s.run(ctx)
+	return s
+}
+
+// submit queues a job. It fails at once when the job can never fit or the
+// queue is full.
+func (s *scheduler) submit(j *job) error {
+	if need := j.nPos + j.maxTokens; need > s.window || need > s.budget {
+		return fmt.Errorf("%w: %d prompt positions + %d tokens to generate > %d (lower max_tokens, shorten the prompt or raise -c)", ErrTooBig, j.nPos, j.maxTokens, min(s.window, s.budget))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if len(s.waiting) >= s.maxQueue {
+		return fmt.Errorf("%w (%d waiting; try again later or raise --queue)", ErrBusy, len(s.waiting))
+	}
+	s.waiting = append(s.waiting, j)
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// close stops the loop; running and queued jobs end with ErrClosed.
+func (s *scheduler) close() {
+	s.mu.Lock()
+	already := s.closed
+	s.closed = true
+	s.mu.Unlock()
+	if !already {
+		s.stop()
+	}
+	<-s.stopped
+}
+
+// stats are a snapshot for /health.
+func (s *scheduler) stats() (active, queued int) {
+	s.mu.Lock()
+	queued = len(s.waiting)
+	s.mu.Unlock()
+	return int(s.busy.Load()), queued
+}
+
+func (s *scheduler) run(ctx context.Context) {
+	defer close(s.stopped)
+	defer func() {
+		for _, sl := range s.slots {
+			if sl != nil {
+				s.finish(sl, "", ErrClosed)
+			}
+		}
+		s.mu.Lock()
+		for _, j := range s.waiting {
+			j.sampler.Close()
+			j.out.end("", ErrClosed)
+		}
+		s.waiting = nil
+		s.mu.Unlock()
+	}()
+	for ctx.Err() == nil {
+		// Cancelled jobs (client gone) free their sequence.
+		for _, sl := range s.slots {
+			if sl != nil && sl.job.ctx.Err() != nil {
+				s.finish(sl, "", sl.job.ctx.Err())
+			}
+		}
+		s.admit(ctx)
+		if s.step(ctx) {
+			continue
+		}
+		select {
+		case <-s.wake:
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+			// rechecks cancellation of queued jobs
+		}
+	}
+}
+
+// admit moves queued jobs into free sequences (first come, first served)
+// while the KV budget allows, decoding each prompt and sampling its first
+// token.
+func (s *scheduler) admit(ctx context.Context) {
+	for ctx.Err() == nil {
+		free := -1
+		for i, sl := range s.slots {
+			if sl == nil {
+				free = i
+				break
+			}
+		}
+		s.mu.Lock()
+		// Drop jobs whose client left while they waited.
+		kept := s.waiting[:0]
+		for _, j := range s.waiting {
+			if err := j.ctx.Err(); err != nil {
+				j.sampler.Close()
+				j.out.end("", err)
+				continue
+			}
+			kept = append(kept, j)
+		}
+		for i := len(kept); i < len(s.waiting); i++ {
+			s.waiting[i] = nil
+		}
+		s.waiting = kept
+		if free < 0 || len(s.waiting) == 0 {
+			s.mu.Unlock()
+			return
+		}
+		j := s.waiting[0]
+		need := j.nPos + j.maxTokens
+		if s.reserved+need > s.budget {
+			s.mu.Unlock()
+			return // wait for running jobs to give positions back
+		}
+		s.waiting = s.waiting[1:]
+		s.mu.Unlock()
+
+		sl := &slot{seq: llama.SeqID(free), job: j, ts: llama.NewTextStream(j.stops), reserve: need}
+		s.slots[free] = sl
+		s.busy.Add(1)
+		s.reserved += need
+		j.out.mu.Lock()
+		j.out.admitted, j.out.promptN = time.Now(), j.nPos
+		j.out.mu.Unlock()
+		next, err := s.lctx.DecodeInputs(j.ctx, j.inputs, llama.DecodeOptions{Seq: sl.seq, Output: llama.OutputLast})
+		if err != nil {
+			s.finish(sl, "", fmt.Errorf("decode the prompt: %w", err))
+			continue
+		}
+		sl.pos = next
+		t, err := j.sampler.Sample(s.lctx, -1)
+		if err != nil {
+			s.finish(sl, "", err)
+			continue
+		}
+		s.accept(sl, t)
+	}
+}
+
+// step decodes the pending token of every generating sequence in one
+// batch and samples the next ones. It reports whether it did anything.
+func (s *scheduler) step(ctx context.Context) bool {
+	var b llama.Batch
+	var in []*slot
+	for _, sl := range s.slots {
+		if sl == nil {
+			continue
+		}
+		b.Tokens = append(b.Tokens, sl.tok)
+		b.Pos = append(b.Pos, sl.pos)
+		b.Seq = append(b.Seq, sl.seq)
+		b.Output = append(b.Output, true)
+		in = append(in, sl)
+	}
+	if len(in) == 0 {
+		return false
+	}
+	if err := s.lctx.Decode(ctx, b); err != nil {
+		if ctx.Err() != nil {
+			return false
+		}
+		s.log.Error("batched decode failed", "sequences", len(in), "err", err)
+		for _, sl := range in {
+			s.finish(sl, "", fmt.Errorf("decode: %w", err))
+		}
+		return true
+	}
+	for i, sl := range in {
+		sl.pos++
+		t, err := sl.job.sampler.Sample(s.lctx, i)
+		if err != nil {
+			s.finish(sl, "", err)
+			continue
+		}
+		s.accept(sl, t)
+	}
+	return true
+}
+
+// accept handles a sampled token the way llama.Generate does: an
+// end-of-generation token ends the answer; otherwise its text goes out,
+// and a stop string, max_tokens or a full window end it.
+func (s *scheduler) accept(sl *slot, t llama.Token) {
+	j := sl.job
+	sl.gen++
+	if sl.gen == 1 {
+		j.out.mu.Lock()
+		j.out.first = time.Now()
+		j.out.mu.Unlock()
+	}
+	if s.m.IsEOG(t) {
+		s.finish(sl, "stop", nil)
+		return
+	}
+	j.out.mu.Lock()
+	j.out.genToks = sl.gen
+	j.out.mu.Unlock()
+	text, stopped := sl.ts.Push(s.m.TokenPiece(t, false))
+	j.out.push(text)
+	switch {
+	case stopped:
+		s.finish(sl, "stop", nil)
+	case sl.gen >= j.maxTokens, int(sl.pos) >= s.window:
+		s.finish(sl, "length", nil)
+	default:
+		sl.tok = t
+	}
+}
+
+// finish ends a slot's job and frees its sequence.
+func (s *scheduler) finish(sl *slot, reason string, err error) {
+	if err == nil && !sl.ts.Stopped() {
+		sl.job.out.push(sl.ts.Flush())
+	}
+	if _, rerr := s.lctx.RemoveSeq(sl.seq, -1, -1); rerr != nil {
+		s.log.Error("free sequence", "seq", sl.seq, "err", rerr)
+	}
+	s.slots[sl.seq] = nil
+	s.busy.Add(-1)
+	s.reserved -= sl.reserve
+	sl.job.sampler.Close()
+	sl.job.out.end(reason, err)
+}

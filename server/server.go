@@ -1,0 +1,774 @@
+// Package server is pplug's OpenAI-compatible HTTP server: chat and text
+// completions (streamed as server-sent events or not), models, embeddings
+// and health, where a request's "user" field selects that user's persona.
+// Profiles live in a persona/store database with routes to manage users
+// and their history items. One scheduler runs every request on -np
+// sequences of one llama.cpp context.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/pplug/pplug/llama"
+	"github.com/pplug/pplug/persona"
+	"github.com/pplug/pplug/persona/profile"
+	"github.com/pplug/pplug/persona/store"
+)
+
+// Config configures New.
+type Config struct {
+	Model     *llama.Model
+	ModelName string // the id /v1/models lists and requests name
+	// Runtime is the PPlug runtime (plug, encoder, backend); nil serves
+	// personas by retrieval (the top history items put into the prompt).
+	Runtime *persona.Runtime
+	// Encoder embeds history items and /v1/embeddings inputs (Runtime's
+	// encoder when Runtime is set).
+	Encoder *persona.Encoder
+	Store   *store.Store
+	// Context configures the llama.cpp context; NSeqMax is -np. KVUnified
+	// is always on: the sequences share one KV buffer.
+	Context llama.ContextOptions
+	// APIKey, when set, is required as "Authorization: Bearer KEY" (users
+	// may use their own key for their own data and completions).
+	APIKey       string
+	MaxBodyBytes int64 // default 1 MiB
+	MaxTokens    int   // most tokens one request may generate; default 1024
+	MaxQueue     int   // requests waiting beyond -np; default 256
+	RetrieveK    int   // history items in the prompt in retrieval mode; default persona.DefaultTopK
+	MaxItems     int   // most recent history items per user; default profile.DefaultMaxItems
+	// WriteTimeout bounds each write to a client; a client that stops
+	// reading longer than this is dropped and its sequence freed. Default 30 s.
+	WriteTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+// Server serves the routes of the package documentation.
+type Server struct {
+	cfg     Config
+	lctx    *llama.Context
+	sched   *scheduler
+	pers    *personalizer
+	tmpl    string // chat template (model's own or llama.cpp's chatml)
+	stops   []string
+	log     *slog.Logger
+	created int64
+}
+
+// New creates the context and starts the scheduler.
+func New(cfg Config) (*Server, error) {
+	if cfg.Model == nil || cfg.Store == nil {
+		return nil, errors.New("server: a model and a profile store are required")
+	}
+	if cfg.Encoder == nil && cfg.Runtime != nil {
+		cfg.Encoder = cfg.Runtime.Encoder
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.MaxTokens <= 0 {
+		cfg.MaxTokens = 1024
+	}
+	if cfg.MaxQueue <= 0 {
+		cfg.MaxQueue = 256
+	}
+	if cfg.RetrieveK <= 0 {
+		cfg.RetrieveK = persona.DefaultTopK
+	}
+	if cfg.MaxItems <= 0 {
+		cfg.MaxItems = profile.DefaultMaxItems
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.ModelName == "" {
+		cfg.ModelName = "pplug"
+	}
+	co := cfg.Context
+	co.NSeqMax = max(co.NSeqMax, 1)
+	co.KVUnified = true
+	co.Embeddings = false
+	lctx, err := cfg.Model.NewContext(co)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, lctx: lctx, log: cfg.Logger, created: time.Now().Unix()}
+	s.tmpl = cfg.Model.Info().ChatTemplate
+	if s.tmpl != "" {
+		if _, err := llama.ApplyChatTemplate(s.tmpl, []llama.ChatMessage{{Role: "user", Content: "hi"}}, true); err != nil {
+			s.tmpl = ""
+		}
+	}
+	if s.tmpl == "" {
+		// What llama-server does for a model without a usable template.
+		s.tmpl, s.stops = "chatml", []string{"<|im_end|>", "<|im_start|>"}
+		s.log.Info("the model has no chat template llama.cpp can apply: using chatml")
+	}
+	s.pers = &personalizer{m: cfg.Model, rt: cfg.Runtime, enc: cfg.Encoder, st: cfg.Store, topK: cfg.RetrieveK,
+		maxItems: cfg.MaxItems, users: map[string]*preparedUser{}}
+	s.sched = newScheduler(lctx, cfg.MaxQueue, cfg.Logger)
+	return s, nil
+}
+
+// Close stops the scheduler (ending requests in flight) and frees the context.
+func (s *Server) Close() error {
+	s.sched.close()
+	s.pers.close()
+	return s.lctx.Close()
+}
+
+// NSeq is the number of parallel sequences.
+func (s *Server) NSeq() int { return s.lctx.NSeqMax() }
+
+// NCtx is the KV cache size shared by the sequences.
+func (s *Server) NCtx() int { return s.lctx.NCtx() }
+
+// Serve serves HTTP on ln until ctx ends, then shuts down gracefully
+// (in-flight requests get up to 5 s).
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		_ = hs.Close()
+	}
+	return nil
+}
+
+// Handler returns the routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", s.health)
+	mux.Handle("POST /v1/chat/completions", s.authed(s.chat))
+	mux.Handle("POST /v1/completions", s.authed(s.completions))
+	mux.Handle("GET /v1/models", s.authed(s.models))
+	mux.Handle("GET /v1/models/{id}", s.authed(s.model))
+	mux.Handle("POST /v1/embeddings", s.authed(s.embeddings))
+	mux.Handle("POST /v1/users", s.authed(s.createUser))
+	mux.Handle("GET /v1/users/{id}", s.authed(s.getUser))
+	mux.Handle("DELETE /v1/users/{id}", s.authed(s.deleteUser))
+	mux.Handle("POST /v1/users/{id}/items", s.authed(s.addItems))
+	mux.Handle("GET /v1/users/{id}/items", s.authed(s.listItems))
+	mux.Handle("DELETE /v1/users/{id}/items/{item}", s.authed(s.deleteItem))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Unknown routes and methods get OpenAI's error shape too.
+		if _, pattern := mux.Handler(r); pattern == "" {
+			writeError(w, errf(http.StatusNotFound, "invalid_request_error", "unknown_url", "no route %s %s", r.Method, r.URL.Path))
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// caller is who a request comes from: the operator (the server's API key,
+// or anyone when none is set) or one user (by their own key).
+type caller struct {
+	admin bool
+	user  string
+}
+
+func (c caller) mayAccess(user string) bool { return c.admin || c.user == user }
+
+type handler func(w http.ResponseWriter, r *http.Request, c caller) *apiError
+
+func (s *Server) authed(h handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+		c, aerr := s.authenticate(r)
+		if aerr == nil {
+			aerr = h(w, r, c)
+		}
+		if aerr != nil {
+			if aerr.status == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="pplug"`)
+			}
+			writeError(w, aerr)
+		}
+	})
+}
+
+func (s *Server) authenticate(r *http.Request) (caller, *apiError) {
+	key, hasKey := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	key = strings.TrimSpace(key)
+	if s.cfg.APIKey != "" && hasKey && subtle.ConstantTimeCompare([]byte(key), []byte(s.cfg.APIKey)) == 1 {
+		return caller{admin: true}, nil
+	}
+	if hasKey && strings.HasPrefix(key, "pk-") {
+		id, err := s.cfg.Store.UserByKey(r.Context(), key)
+		if err == nil {
+			return caller{user: id}, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return caller{}, errf(http.StatusInternalServerError, "server_error", "", "profile database: %v", err)
+		}
+	}
+	if s.cfg.APIKey == "" {
+		return caller{admin: true}, nil // loopback without a key: the operator's machine
+	}
+	return caller{}, errf(http.StatusUnauthorized, "invalid_request_error", "invalid_api_key", "missing or invalid API key: send Authorization: Bearer KEY")
+}
+
+// decode reads a JSON body into v.
+func decode(r *http.Request, v any) *apiError {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errf(http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large", "the request body exceeds %d bytes", mbe.Limit)
+		}
+		return badRequest("", "read the request body: %v", err)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return badRequest("invalid_json", "the request body is not valid JSON for this route: %v", err)
+	}
+	return nil
+}
+
+func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
+	active, queued := s.sched.stats()
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "slots": s.lctx.NSeqMax(), "slots_busy": active, "queued": queued})
+}
+
+func (s *Server) modelObject() map[string]any {
+	return map[string]any{"id": s.cfg.ModelName, "object": "model", "created": s.created, "owned_by": "pplug"}
+}
+
+func (s *Server) models(w http.ResponseWriter, _ *http.Request, _ caller) *apiError {
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": []any{s.modelObject()}})
+	return nil
+}
+
+func (s *Server) model(w http.ResponseWriter, r *http.Request, _ caller) *apiError {
+	if err := s.checkModel(r.PathValue("id")); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, s.modelObject())
+	return nil
+}
+
+func (s *Server) checkModel(name string) *apiError {
+	if name != "" && name != s.cfg.ModelName {
+		return withParam(errf(http.StatusNotFound, "invalid_request_error", "model_not_found",
+			"the model %q does not exist; this server serves %q", name, s.cfg.ModelName), "model")
+	}
+	return nil
+}
+
+func newID(prefix string) string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// prepared is a validated completion request ready to run.
+type prepared struct {
+	job     *job
+	mode    string
+	stream  bool
+	usage   bool
+	user    string
+	created int64
+}
+
+// prepare validates the sampling fields, resolves the user, builds the
+// model input (through the personalisation glue) and the sampler.
+func (s *Server) prepare(ctx context.Context, c caller, p samplingParams, query string, render func(personaInput) (string, error), extraStops []string) (*prepared, *apiError) {
+	if err := s.checkModel(p.Model); err != nil {
+		return nil, err
+	}
+	if p.N != nil && *p.N != 1 {
+		return nil, withParam(badRequest("", "n must be 1"), "n")
+	}
+	user := p.User
+	if !c.admin {
+		if user == "" {
+			user = c.user
+		}
+		if user != c.user {
+			return nil, withParam(errf(http.StatusForbidden, "invalid_request_error", "permission_denied", "this API key belongs to user %q, not %q", c.user, user), "user")
+		}
+	}
+	opts := llama.DefaultSamplerOptions()
+	if p.Temperature != nil {
+		if *p.Temperature < 0 || *p.Temperature > 2 {
+			return nil, withParam(badRequest("", "temperature %v is outside [0, 2]", *p.Temperature), "temperature")
+		}
+		opts.Temp = float32(*p.Temperature)
+	}
+	if p.TopP != nil {
+		if *p.TopP <= 0 || *p.TopP > 1 {
+			return nil, withParam(badRequest("", "top_p %v is outside (0, 1]", *p.TopP), "top_p")
+		}
+		opts.TopP = float32(*p.TopP)
+	}
+	if p.Seed != nil {
+		if *p.Seed < 0 || *p.Seed >= llama.SeedRandom {
+			return nil, withParam(badRequest("", "seed %d is outside [0, %d)", *p.Seed, int64(llama.SeedRandom)), "seed")
+		}
+		opts.Seed = uint32(*p.Seed)
+	}
+	if len(p.Stop) > 4 {
+		return nil, withParam(badRequest("", "at most 4 stop sequences"), "stop")
+	}
+	maxTok := -1
+	for _, m := range []*int{p.MaxTokens, p.MaxCompletionTokens} {
+		if m != nil {
+			if *m < 1 || *m > s.cfg.MaxTokens {
+				return nil, withParam(badRequest("", "max_tokens %d is outside [1, %d] (the server's --max-tokens)", *m, s.cfg.MaxTokens), "max_tokens")
+			}
+			maxTok = *m
+		}
+	}
+	pi, err := s.pers.forQuery(ctx, user, query)
+	if err != nil {
+		return nil, errf(http.StatusInternalServerError, "server_error", "", "persona: %v", err)
+	}
+	text, err := render(pi)
+	if err != nil {
+		return nil, badRequest("", "%v", err)
+	}
+	inputs, n, err := s.pers.inputs(pi, text)
+	if err != nil {
+		return nil, badRequest("", "tokenize the prompt: %v", err)
+	}
+	if n == 0 {
+		return nil, badRequest("", "the prompt is empty")
+	}
+	room := min(s.lctx.NCtxSeq(), s.lctx.NCtx()) - n
+	if maxTok < 0 {
+		maxTok = min(s.cfg.MaxTokens, room)
+	}
+	if room < 1 || maxTok > room {
+		return nil, badRequest("context_length_exceeded", "the prompt takes %d positions and max_tokens %d more, the context window has %d (lower max_tokens, shorten the prompt or restart the server with a larger -c)",
+			n, maxTok, min(s.lctx.NCtxSeq(), s.lctx.NCtx()))
+	}
+	smp, err := llama.NewSampler(opts)
+	if err != nil {
+		return nil, badRequest("", "%v", err)
+	}
+	stops := append(append([]string(nil), p.Stop...), extraStops...)
+	j := &job{ctx: ctx, inputs: inputs, nPos: n, maxTokens: maxTok, sampler: smp, stops: stops, out: newOutput()}
+	return &prepared{job: j, mode: pi.mode, stream: p.Stream, usage: p.StreamOptions != nil && p.StreamOptions.IncludeUsage,
+		user: user, created: time.Now().Unix()}, nil
+}
+
+// run submits a prepared job and writes its answer, streamed or whole.
+// chunk builds one streamed event from a text delta (and a finish reason
+// for the last); whole builds the final response.
+func (s *Server) run(w http.ResponseWriter, r *http.Request, p *prepared, cancel context.CancelFunc,
+	chunk func(delta *string, finish *string, u *usage) any, whole func(text, finish string, u usage) any) *apiError {
+	j := p.job
+	if err := s.sched.submit(j); err != nil {
+		j.sampler.Close()
+		switch {
+		case errors.Is(err, ErrTooBig):
+			return badRequest("context_length_exceeded", "%v", err)
+		case errors.Is(err, ErrBusy):
+			return errf(http.StatusTooManyRequests, "rate_limit_error", "queue_full", "%v", err)
+		}
+		return errf(http.StatusServiceUnavailable, "server_error", "unavailable", "%v", err)
+	}
+	w.Header().Set("X-PPlug-Persona", p.mode)
+	rc := http.NewResponseController(w)
+	if !p.stream {
+		var text strings.Builder
+		for {
+			chunks, done, err := j.out.take(r.Context())
+			if err != nil {
+				return nil // the client left; the job is cancelled with the request
+			}
+			for _, c := range chunks {
+				text.WriteString(c)
+			}
+			if done {
+				break
+			}
+		}
+		finish, gen, err := j.out.result()
+		if err != nil {
+			return s.jobError(err)
+		}
+		writeJSON(w, http.StatusOK, whole(text.String(), finish, usage{j.nPos, gen, j.nPos + gen}))
+		return nil
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	send := func(v any) bool {
+		b, _ := json.Marshal(v)
+		_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+		if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	fail := func() *apiError {
+		cancel() // frees the sequence
+		return nil
+	}
+	if !send(chunk(nil, nil, nil)) {
+		return fail()
+	}
+	for {
+		chunks, done, err := j.out.take(r.Context())
+		if err != nil {
+			return fail()
+		}
+		if len(chunks) > 0 {
+			t := strings.Join(chunks, "")
+			if !send(chunk(&t, nil, nil)) {
+				return fail()
+			}
+		}
+		if done {
+			break
+		}
+	}
+	finish, gen, err := j.out.result()
+	if err != nil {
+		// Headers are gone: report the error as an event, as OpenAI does.
+		ae := s.jobError(err)
+		send(map[string]any{"error": ae})
+		return nil
+	}
+	if !send(chunk(nil, &finish, nil)) {
+		return fail()
+	}
+	if p.usage {
+		u := usage{j.nPos, gen, j.nPos + gen}
+		if !send(chunk(nil, nil, &u)) {
+			return fail()
+		}
+	}
+	_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+	fmt.Fprint(w, "data: [DONE]\n\n")
+	_ = rc.Flush()
+	return nil
+}
+
+func (s *Server) jobError(err error) *apiError {
+	switch {
+	case errors.Is(err, ErrClosed):
+		return errf(http.StatusServiceUnavailable, "server_error", "unavailable", "%v", err)
+	case errors.Is(err, llama.ErrContextFull):
+		return errf(http.StatusServiceUnavailable, "server_error", "context_full", "%v (the KV cache is shared by all sequences; retry, or restart with a larger -c)", err)
+	}
+	return errf(http.StatusInternalServerError, "server_error", "", "%v", err)
+}
+
+func (s *Server) chat(w http.ResponseWriter, r *http.Request, c caller) *apiError {
+	var req chatRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if len(req.Messages) == 0 {
+		return withParam(badRequest("", "messages must not be empty"), "messages")
+	}
+	msgs := make([]llama.ChatMessage, len(req.Messages))
+	last := -1
+	for i, m := range req.Messages {
+		switch m.Role {
+		case "system", "developer", "user", "assistant":
+		default:
+			return withParam(badRequest("", "messages[%d]: role %q is not supported (system, developer, user, assistant)", i, m.Role), "messages")
+		}
+		role := m.Role
+		if role == "developer" {
+			role = "system"
+		}
+		if !utf8.ValidString(string(m.Content)) {
+			return withParam(badRequest("", "messages[%d]: content is not valid UTF-8", i), "messages")
+		}
+		msgs[i] = llama.ChatMessage{Role: role, Content: string(m.Content)}
+		if role == "user" {
+			last = i
+		}
+	}
+	query := ""
+	if last >= 0 {
+		query = msgs[last].Content
+	}
+	render := func(pi personaInput) (string, error) {
+		sent := append([]llama.ChatMessage(nil), msgs...)
+		if last >= 0 {
+			sent[last].Content = pi.augment(sent[last].Content)
+		}
+		return llama.ApplyChatTemplate(s.tmpl, sent, true)
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	p, aerr := s.prepare(ctx, c, req.samplingParams, query, render, s.stops)
+	if aerr != nil {
+		return aerr
+	}
+	id := newID("chatcmpl-")
+	aerr = s.run(w, r, p, cancel,
+		func(delta, finish *string, u *usage) any {
+			resp := chatResponse{ID: id, Object: "chat.completion.chunk", Created: p.created, Model: s.cfg.ModelName, Choices: []chatChoice{}, Usage: u}
+			if u == nil {
+				d := &outDelta{Content: delta}
+				if delta == nil && finish == nil {
+					empty := ""
+					d = &outDelta{Role: "assistant", Content: &empty}
+				}
+				if finish != nil {
+					d = &outDelta{}
+				}
+				resp.Choices = []chatChoice{{Delta: d, FinishReason: finish}}
+			}
+			return resp
+		},
+		func(text, finish string, u usage) any {
+			return chatResponse{ID: id, Object: "chat.completion", Created: p.created, Model: s.cfg.ModelName,
+				Choices: []chatChoice{{Message: &outMessage{Role: "assistant", Content: text}, FinishReason: &finish}}, Usage: &u}
+		})
+	if aerr == nil && req.Remember && p.user != "" && query != "" && r.Context().Err() == nil {
+		if _, err := s.cfg.Store.AddItems(context.WithoutCancel(r.Context()), p.user, []store.NewItem{{Text: query, Date: time.Now().UTC().Format(time.RFC3339)}}); err != nil {
+			s.log.Warn("could not remember the message", "user", p.user, "err", err)
+		}
+	}
+	return aerr
+}
+
+func (s *Server) completions(w http.ResponseWriter, r *http.Request, c caller) *apiError {
+	var req completionRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if len(req.Prompt) != 1 {
+		return withParam(badRequest("", "prompt must be one string (got %d)", len(req.Prompt)), "prompt")
+	}
+	prompt := req.Prompt[0]
+	if !utf8.ValidString(prompt) {
+		return withParam(badRequest("", "prompt is not valid UTF-8"), "prompt")
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	p, aerr := s.prepare(ctx, c, req.samplingParams, prompt, func(pi personaInput) (string, error) { return pi.augment(prompt), nil }, nil)
+	if aerr != nil {
+		return aerr
+	}
+	id := newID("cmpl-")
+	return s.run(w, r, p, cancel,
+		func(delta, finish *string, u *usage) any {
+			resp := completionResponse{ID: id, Object: "text_completion", Created: p.created, Model: s.cfg.ModelName, Choices: []completionChoice{}, Usage: u}
+			if u == nil {
+				t := ""
+				if delta != nil {
+					t = *delta
+				}
+				resp.Choices = []completionChoice{{Text: t, FinishReason: finish}}
+			}
+			return resp
+		},
+		func(text, finish string, u usage) any {
+			return completionResponse{ID: id, Object: "text_completion", Created: p.created, Model: s.cfg.ModelName,
+				Choices: []completionChoice{{Text: text, FinishReason: &finish}}, Usage: &u}
+		})
+}
+
+func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, _ caller) *apiError {
+	var req embeddingRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if err := s.checkModel(req.Model); err != nil {
+		return err
+	}
+	if s.cfg.Encoder == nil {
+		return errf(http.StatusNotImplemented, "invalid_request_error", "", "this server has no encoder")
+	}
+	if len(req.Input) == 0 || len(req.Input) > 256 {
+		return withParam(badRequest("", "input must hold 1 to 256 strings"), "input")
+	}
+	if req.EncodingFormat != "" && req.EncodingFormat != "float" {
+		return withParam(badRequest("", "encoding_format %q is not supported (float)", req.EncodingFormat), "encoding_format")
+	}
+	for i, t := range req.Input {
+		if t == "" || !utf8.ValidString(t) {
+			return withParam(badRequest("", "input[%d] is empty or not valid UTF-8", i), "input")
+		}
+	}
+	vecs, err := s.pers.encode(r.Context(), req.Input)
+	if err != nil {
+		return errf(http.StatusInternalServerError, "server_error", "", "encode: %v", err)
+	}
+	data := make([]any, len(vecs))
+	ntok := 0
+	for i, v := range vecs {
+		data[i] = map[string]any{"object": "embedding", "index": i, "embedding": v}
+		if toks, err := s.cfg.Encoder.Model().Tokenize(req.Input[i], true, false); err == nil {
+			ntok += len(toks)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data, "model": s.cfg.ModelName,
+		"usage": map[string]int{"prompt_tokens": ntok, "total_tokens": ntok}})
+	return nil
+}
+
+// ---- users and their history items ---------------------------------------------
+
+func storeError(err error) *apiError {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return errf(http.StatusNotFound, "invalid_request_error", "not_found", "%v", err)
+	case errors.Is(err, store.ErrExists):
+		return errf(http.StatusConflict, "invalid_request_error", "conflict", "%v", err)
+	case errors.Is(err, store.ErrBadUserID):
+		return badRequest("", "%v", err)
+	}
+	return errf(http.StatusInternalServerError, "server_error", "", "profile database: %v", err)
+}
+
+// userFor checks that the caller may touch the path's user. Another
+// user's data looks absent rather than forbidden.
+func userFor(r *http.Request, c caller) (string, *apiError) {
+	id := r.PathValue("id")
+	if !c.mayAccess(id) {
+		return "", errf(http.StatusNotFound, "invalid_request_error", "not_found", "user %q: not found", id)
+	}
+	return id, nil
+}
+
+func (s *Server) createUser(w http.ResponseWriter, r *http.Request, c caller) *apiError {
+	if !c.admin {
+		return errf(http.StatusForbidden, "invalid_request_error", "permission_denied", "only the server's API key may create users")
+	}
+	var req struct {
+		ID string `json:"id"`
+	}
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	key := store.NewKey()
+	u, err := s.cfg.Store.CreateUser(r.Context(), req.ID, key)
+	if err != nil {
+		return storeError(err)
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"id": u.ID, "object": "user", "created": u.Created, "key": key})
+	return nil
+}
+
+func (s *Server) getUser(w http.ResponseWriter, r *http.Request, c caller) *apiError {
+	id, aerr := userFor(r, c)
+	if aerr != nil {
+		return aerr
+	}
+	u, err := s.cfg.Store.User(r.Context(), id)
+	if err != nil {
+		return storeError(err)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": u.ID, "object": "user", "created": u.Created, "items": u.Items})
+	return nil
+}
+
+func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request, c caller) *apiError {
+	id, aerr := userFor(r, c)
+	if aerr != nil {
+		return aerr
+	}
+	if err := s.cfg.Store.DeleteUser(r.Context(), id); err != nil {
+		return storeError(err)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "user", "deleted": true})
+	return nil
+}
+
+func (s *Server) addItems(w http.ResponseWriter, r *http.Request, c caller) *apiError {
+	id, aerr := userFor(r, c)
+	if aerr != nil {
+		return aerr
+	}
+	var req struct {
+		Items []store.NewItem `json:"items"`
+		store.NewItem
+	}
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	items := req.Items
+	if req.Text != "" {
+		items = append(items, req.NewItem)
+	}
+	if len(items) == 0 {
+		return withParam(badRequest("", `give {"items": [{"text": ...}, ...]} or one {"text": ...}`), "items")
+	}
+	for i, it := range items {
+		if !utf8.ValidString(it.Text) || strings.TrimSpace(it.Text) == "" {
+			return withParam(badRequest("", "items[%d]: text is empty or not valid UTF-8", i), "items")
+		}
+		if it.Date != "" {
+			if _, err := time.Parse(time.RFC3339, it.Date); err != nil {
+				if _, err := time.Parse("2006-01-02", it.Date); err != nil {
+					return withParam(badRequest("", "items[%d]: date %q is not RFC 3339 or YYYY-MM-DD", i, it.Date), "items")
+				}
+				items[i].Date += "T00:00:00Z"
+			}
+		}
+	}
+	added, err := s.cfg.Store.AddItems(r.Context(), id, items)
+	if err != nil {
+		return storeError(err)
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"object": "list", "data": added})
+	return nil
+}
+
+func (s *Server) listItems(w http.ResponseWriter, r *http.Request, c caller) *apiError {
+	id, aerr := userFor(r, c)
+	if aerr != nil {
+		return aerr
+	}
+	items, err := s.cfg.Store.Items(r.Context(), id)
+	if err != nil {
+		return storeError(err)
+	}
+	if items == nil {
+		items = []store.Item{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": items})
+	return nil
+}
+
+func (s *Server) deleteItem(w http.ResponseWriter, r *http.Request, c caller) *apiError {
+	id, aerr := userFor(r, c)
+	if aerr != nil {
+		return aerr
+	}
+	item := r.PathValue("item")
+	if err := s.cfg.Store.DeleteItem(r.Context(), id, item); err != nil {
+		return storeError(err)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": item, "object": "item", "deleted": true})
+	return nil
+}
