@@ -1,7 +1,6 @@
 package train
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
@@ -10,9 +9,10 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"strconv"
+	"strings"
 
+	"github.com/pplug/pplug/internal/atomicfile"
 	"github.com/pplug/pplug/persona"
 )
 
@@ -71,80 +71,43 @@ func (st optState) matches(plug *persona.Plug) error {
 	return nil
 }
 
-// stagedFile is a temporary file that becomes one half of a checkpoint.
-type stagedFile interface {
-	io.Writer
-	Name() string
-	Chmod(mode os.FileMode) error
-	Sync() error
-	Close() error
-}
-
-// createTemp creates the temporary files of writePair; tests replace it to
-// inject write failures (a full disk).
-var createTemp = func(dir, pattern string) (stagedFile, error) { return os.CreateTemp(dir, pattern) }
+// checkpointWriter wraps the writer of each half of a checkpoint; tests
+// replace it to inject write failures (a full disk).
+var checkpointWriter = func(dst string, w io.Writer) io.Writer { return w }
 
 // writePair writes a plug (path) and its optimizer state (path.opt) as a
 // pair or not at all: both are written in full to temporary files in the
 // same folder first, and renamed into place only when both succeeded. If
-// either fails, nothing is left behind and an existing pair at path is
-// untouched.
-func writePair(path string, plug *persona.Plug, st optState) (err error) {
-	var staged []string
-	defer func() {
-		if err != nil {
-			for _, tmp := range staged {
-				os.Remove(tmp)
-			}
-		}
-	}()
-	stage := func(dst string, write func(w io.Writer) error) error {
-		f, err := createTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
-		if err != nil {
-			return err
-		}
-		staged = append(staged, f.Name())
-		bw := bufio.NewWriterSize(f, 1<<20)
-		err = write(bw)
-		if err == nil {
-			err = bw.Flush()
-		}
-		if err == nil {
-			mode := os.FileMode(0o644)
-			if fi, serr := os.Stat(dst); serr == nil && fi.Mode().IsRegular() {
-				mode = fi.Mode().Perm()
-			}
-			err = f.Chmod(mode)
-		}
-		if err == nil {
-			err = f.Sync()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("write %s: %w", dst, err)
-		}
-		return nil
-	}
+// either write fails, nothing is left behind and an existing pair at path
+// is untouched. Should the second rename fail, the new state is removed
+// again; the pair's shared identity (the state records the plug's step and
+// checksum) keeps a mismatched pair from ever being resumed.
+func writePair(path string, plug *persona.Plug, st optState) error {
 	optPath := path + ".opt"
-	if err := stage(optPath, st.encode); err != nil {
+	stage := func(dst string, write func(w io.Writer) error) (*atomicfile.Staged, error) {
+		st, err := atomicfile.Stage(dst, func(w io.Writer) error { return write(checkpointWriter(dst, w)) })
+		if err != nil && !strings.Contains(err.Error(), dst) {
+			err = fmt.Errorf("write %s: %w", dst, err)
+		}
+		return st, err
+	}
+	opt, err := stage(optPath, st.encode)
+	if err != nil {
 		return err
 	}
-	if err := stage(path, plug.Encode); err != nil {
+	pl, err := stage(path, plug.Encode)
+	if err != nil {
+		opt.Abort()
 		return err
 	}
-	if err := os.Rename(staged[0], optPath); err != nil {
+	if err := opt.Commit(); err != nil {
+		pl.Abort()
 		return err
 	}
-	if err := os.Rename(staged[1], path); err != nil {
+	if err := pl.Commit(); err != nil {
 		// The new state must not stay beside an older plug.
 		os.Remove(optPath)
 		return err
-	}
-	if d, derr := os.Open(filepath.Dir(path)); derr == nil {
-		d.Sync() // best effort: not every system can sync a directory
-		d.Close()
 	}
 	return nil
 }

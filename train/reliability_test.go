@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -85,36 +86,33 @@ func TestTrainChecksOutputsBeforeTraining(t *testing.T) {
 // after a few bytes, as a full disk does.
 func failingFS(t *testing.T, match func(dst string) bool) *atomic.Int32 {
 	var failures atomic.Int32
-	orig := createTemp
-	t.Cleanup(func() { createTemp = orig })
-	createTemp = func(dir, pattern string) (stagedFile, error) {
-		f, err := orig(dir, pattern)
-		if err != nil {
-			return nil, err
-		}
-		dst := filepath.Join(dir, strings.TrimSuffix(strings.TrimPrefix(pattern, "."), ".tmp-*"))
+	orig := checkpointWriter
+	t.Cleanup(func() { checkpointWriter = orig })
+	checkpointWriter = func(dst string, w io.Writer) io.Writer {
 		if !match(dst) {
-			return f, nil
+			return w
 		}
 		failures.Add(1)
-		return &fullDisk{stagedFile: f, room: 100}, nil
+		return &fullDisk{w: w, room: 100}
 	}
 	return &failures
 }
 
+// fullDisk fails as a write to a full disk does, with the error the file
+// system gives.
 type fullDisk struct {
-	stagedFile
+	w    io.Writer
 	room int
 }
 
 func (d *fullDisk) Write(b []byte) (int, error) {
 	if len(b) > d.room {
-		n, _ := d.stagedFile.Write(b[:d.room])
+		n, _ := d.w.Write(b[:d.room])
 		d.room = 0
-		return n, &os.PathError{Op: "write", Path: d.Name(), Err: syscall.ENOSPC}
+		return n, syscall.ENOSPC
 	}
 	d.room -= len(b)
-	return d.stagedFile.Write(b)
+	return d.w.Write(b)
 }
 
 // TestCheckpointWriteFailureKeepsPairsAndTrains: a checkpoint whose .opt
@@ -140,7 +138,7 @@ func TestCheckpointWriteFailureKeepsPairsAndTrains(t *testing.T) {
 	if want := []string{filepath.Join(ckpt, "epoch-1.plug.gguf"), filepath.Join(ckpt, "epoch-3.plug.gguf")}; fmt.Sprint(res.Checkpoints) != fmt.Sprint(want) {
 		t.Fatalf("checkpoints %v, want %v", res.Checkpoints, want)
 	}
-	if len(res.CheckpointErrors) != 1 || !strings.Contains(res.CheckpointErrors[0], "epoch-2") {
+	if len(res.CheckpointErrors) != 1 || !strings.Contains(res.CheckpointErrors[0], "epoch-2.plug.gguf.opt") || strings.Contains(res.CheckpointErrors[0], ".tmp-") {
 		t.Fatalf("checkpoint errors %v", res.CheckpointErrors)
 	}
 	joined := strings.Join(log, "\n")

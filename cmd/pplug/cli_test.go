@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -163,4 +167,58 @@ func leafCommands() []cliCommand {
 	walk("", newApp(nil, nil, nil).Commands)
 	slices.SortFunc(out, func(a, b cliCommand) int { return strings.Compare(a.path, b.path) })
 	return out
+}
+
+// hugeProfile writes a profile whose first item holds mb megabytes of text.
+func hugeProfile(t *testing.T, mb int) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "huge.json")
+	var b strings.Builder
+	b.WriteString(`[{"id": "1", "text": "`)
+	b.WriteString(strings.Repeat("the dog ran to the park. ", mb<<20/25))
+	b.WriteString(`"}, {"id": "2", "text": "Lily had a red ball."}]`)
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestHugeItemIsCut: a history item of many megabytes is cut at load (with a
+// warning naming it), so that retrieval and encoding do bounded work.
+func TestHugeItemIsCut(t *testing.T) {
+	model := testenv.Stories260K(t)
+	prof := hugeProfile(t, 8)
+	code, _, errs := pplug(t, "", "generate", "-m", model, "-p", "Once", "-n", "2", "--temp", "0", "--profile", prof)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if !strings.Contains(errs, "item 0 (id") || !strings.Contains(errs, "cut to its first 65536") {
+		t.Fatalf("no warning about the cut item:\n%s", errs)
+	}
+}
+
+// TestSigtermDuringProfileLoad: SIGTERM while a huge profile is read stops
+// the run at once with 143 (128 + SIGTERM), as shells report it.
+func TestSigtermDuringProfileLoad(t *testing.T) {
+	model := testenv.Stories260K(t)
+	prof := hugeProfile(t, 120)
+	cmd := runPplug(context.Background(), "", "generate", "-m", model, "-p", "Once", "-n", "2", "--profile", prof)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // the load of 120 MB takes seconds
+	sent := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	took := time.Since(sent)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 143 || !strings.Contains(stderr.String(), "stopped by terminated") {
+		t.Fatalf("after SIGTERM: %v, stderr %q; want exit 143", err, stderr.String())
+	}
+	// Far below the whole load; generous for a loaded machine.
+	if took > 3*time.Second {
+		t.Fatalf("took %v to stop after SIGTERM", took)
+	}
 }

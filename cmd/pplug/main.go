@@ -33,8 +33,8 @@ func init() {
 
 // run is main without the process exit, for tests.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigc)
@@ -45,14 +45,20 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			if h := interruptHook.Load(); h != nil && sig == os.Interrupt && (*h)() {
 				continue
 			}
-			cancel()
+			cancel(signalError{sig.(syscall.Signal)})
 		}
 	}()
 	return runContext(ctx, args, stdin, stdout, stderr)
 }
 
+// signalError is the cause of a run cancelled by a signal.
+type signalError struct{ sig syscall.Signal }
+
+func (e signalError) Error() string { return e.sig.String() }
+
 // runContext runs the CLI under ctx and returns the exit status: 0, 1 for
-// a failure, 2 for a usage error, 130 when interrupted.
+// a failure, 2 for a usage error, 128 + the signal's number when a signal
+// stopped it (130 for Ctrl-C, 143 for SIGTERM), as shells report it.
 func runContext(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := newApp(stdin, stdout, stderr)
 	err := app.RunContext(ctx, reorderArgs(app, args))
@@ -70,6 +76,11 @@ func runContext(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		return 2
 	}
 	if errors.Is(err, context.Canceled) {
+		var se signalError
+		if errors.As(context.Cause(ctx), &se) && se.sig != syscall.SIGINT {
+			fmt.Fprintf(stderr, "pplug: stopped by %v\n", se.sig)
+			return 128 + int(se.sig)
+		}
 		fmt.Fprintln(stderr, "pplug: interrupted")
 		return 130
 	}

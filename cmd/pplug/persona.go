@@ -60,7 +60,7 @@ func loadProfile(c *cli.Context) (*profile.Profile, lamp.Task, error) {
 	if opts.MaxItems <= 0 {
 		return nil, task, usagef("--max-items must be positive")
 	}
-	prof, err := profile.Load(c.String("profile"), opts)
+	prof, err := profile.LoadContext(c.Context, c.String("profile"), opts)
 	if err != nil {
 		return nil, task, fmt.Errorf("profile: %w", err)
 	}

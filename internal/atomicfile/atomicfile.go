@@ -16,53 +16,84 @@ import (
 // the permissions of the file it replaces (0644 for a new one). On any
 // error the destination is left as it was. Errors name path, never the
 // hidden temporary file.
-func Write(path string, write func(w io.Writer) error) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+func Write(path string, write func(w io.Writer) error) error {
+	st, err := Stage(path, write)
 	if err != nil {
-		return named(path, "create", err)
+		return err
 	}
-	tmp := f.Name()
+	return st.Commit()
+}
+
+// Staged is the new content of a file, written in full and synced to a
+// temporary file beside it, that has not replaced the file yet. Several
+// staged files can be committed together once all of them were written
+// (see train's checkpoint pairs).
+type Staged struct {
+	path, tmp string
+}
+
+// Stage writes what write produces to a temporary file in path's folder
+// and syncs it; Commit puts it in place, Abort drops it. On error nothing
+// is left behind. Errors name path, never the temporary file.
+func Stage(path string, write func(w io.Writer) error) (_ *Staged, err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return nil, named(path, "create", err)
+	}
+	st := &Staged{path: path, tmp: f.Name()}
 	defer func() {
 		if err != nil {
 			f.Close()
-			os.Remove(tmp)
+			os.Remove(st.tmp)
 			err = named(path, "", err)
 		}
 	}()
 	bw := bufio.NewWriterSize(targetWriter{f: f, path: path}, 1<<20)
 	if err = write(bw); err != nil {
-		return err
+		return nil, err
 	}
 	if err = bw.Flush(); err != nil {
-		return err
+		return nil, err
 	}
 	mode := os.FileMode(0o644)
-	if st, serr := os.Stat(path); serr == nil && st.Mode().IsRegular() {
-		mode = st.Mode().Perm()
+	if fi, serr := os.Stat(path); serr == nil && fi.Mode().IsRegular() {
+		mode = fi.Mode().Perm()
 	}
 	if err = f.Chmod(mode); err != nil {
-		return err
+		return nil, err
 	}
 	if err = f.Sync(); err != nil {
-		return err
+		return nil, err
 	}
 	if err = f.Close(); err != nil {
-		return err
+		return nil, err
 	}
-	if err = os.Rename(tmp, path); err != nil {
+	return st, nil
+}
+
+// Path is the file the staged content is for.
+func (s *Staged) Path() string { return s.path }
+
+// Commit renames the staged content over its file and syncs the folder.
+// On error the file is left as it was and the staged content is dropped.
+func (s *Staged) Commit() error {
+	if err := os.Rename(s.tmp, s.path); err != nil {
+		os.Remove(s.tmp)
 		var le *os.LinkError
 		if errors.As(err, &le) {
-			err = &fs.PathError{Op: "replace", Path: path, Err: le.Err}
+			err = &fs.PathError{Op: "replace", Path: s.path, Err: le.Err}
 		}
 		return err
 	}
-	if d, derr := os.Open(dir); derr == nil {
+	if d, derr := os.Open(filepath.Dir(s.path)); derr == nil {
 		d.Sync() // best effort: not every system can sync a directory
 		d.Close()
 	}
 	return nil
 }
+
+// Abort drops the staged content; the file is left as it was.
+func (s *Staged) Abort() { os.Remove(s.tmp) }
 
 // targetWriter writes to the temporary file and reports its errors under
 // the destination's name, so that they read right however the caller

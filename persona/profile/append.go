@@ -92,21 +92,25 @@ func appendLine(path string, item []byte) (err error) {
 	size := st.Size()
 	rec := make([]byte, 0, len(item)+2)
 	if size > 0 {
-		start, err := lastLineStart(f, size)
+		// The last record must be whole before another line goes after
+		// it, where it would break loading.
+		start, end, err := lastRecord(f, size)
 		if err != nil {
 			return err
 		}
 		if start >= 0 {
-			// The file does not end with a newline: the last line must be
-			// a whole record before another line goes after it.
-			last := make([]byte, size-start)
+			last := make([]byte, end-start)
 			if _, err := f.ReadAt(last, start); err != nil {
 				return err
 			}
-			if len(bytes.TrimSpace(last)) > 0 && !json.Valid(last) {
+			if !json.Valid(last) {
 				line, _ := lineOf(f, start)
 				return fmt.Errorf("line %d: %w; complete or delete that line, then try again", line, ErrDamagedLastLine)
 			}
+		}
+		if end, err := endsWithNewline(f, size); err != nil {
+			return err
+		} else if !end {
 			rec = append(rec, '\n')
 		}
 	}
@@ -126,26 +130,44 @@ func appendLine(path string, item []byte) (err error) {
 	return nil
 }
 
-// lastLineStart returns where the unterminated last line of a file of size
-// bytes starts, or -1 when the file ends with a newline.
-func lastLineStart(r io.ReaderAt, size int64) (int64, error) {
+// lastRecord returns the span [start, end) of the last line of a file of
+// size bytes that is not blank, without its surrounding blanks; start is -1
+// when every line is blank.
+func lastRecord(r io.ReaderAt, size int64) (start, end int64, err error) {
+	isBlank := func(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 	buf := make([]byte, 4096)
-	end := size
-	for end > 0 {
-		n := min(int64(len(buf)), end)
+	end = -1
+	for pos := size; pos > 0; {
+		n := min(int64(len(buf)), pos)
 		chunk := buf[:n]
-		if _, err := r.ReadAt(chunk, end-n); err != nil && err != io.EOF {
-			return 0, err
+		if _, err := r.ReadAt(chunk, pos-n); err != nil && err != io.EOF {
+			return -1, -1, err
 		}
-		if end == size && chunk[n-1] == '\n' {
-			return -1, nil
+		for i := n - 1; i >= 0; i-- {
+			c := chunk[i]
+			switch {
+			case end < 0 && !isBlank(c):
+				end = pos - n + i + 1
+			case end >= 0 && c == '\n':
+				return pos - n + i + 1, end, nil
+			}
 		}
-		if i := bytes.LastIndexByte(chunk, '\n'); i >= 0 {
-			return end - n + int64(i) + 1, nil
-		}
-		end -= n
+		pos -= n
 	}
-	return 0, nil
+	if end < 0 {
+		return -1, -1, nil
+	}
+	return 0, end, nil
+}
+
+// endsWithNewline reports whether a non-empty file of size bytes ends with
+// a newline.
+func endsWithNewline(r io.ReaderAt, size int64) (bool, error) {
+	var b [1]byte
+	if _, err := r.ReadAt(b[:], size-1); err != nil && err != io.EOF {
+		return false, err
+	}
+	return b[0] == '\n', nil
 }
 
 // lineOf is the 1-based line of a byte offset.

@@ -148,9 +148,10 @@ func TestLoadDamagedLastLine(t *testing.T) {
 		}
 		// Append does not bury the damaged line.
 		if err := Append(path, FormatJSONL, map[string]string{"text": "x"}); !errors.Is(err, ErrDamagedLastLine) {
-			if !strings.HasSuffix(tc.content, "\n") {
-				t.Errorf("%q: append after a damaged last line: %v", tc.content, err)
-			}
+			t.Errorf("%q: append after a damaged last line: %v", tc.content, err)
+		}
+		if b, _ := os.ReadFile(path); string(b) != tc.content {
+			t.Errorf("%q: the refused append changed the file to %q", tc.content, b)
 		}
 	}
 }

@@ -1,7 +1,7 @@
 package profile
 
 import (
-	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/pplug/pplug/lamp/jsonscan"
@@ -20,6 +21,13 @@ import (
 // A JSON Lines file whose last line is an incomplete record (a write that
 // was interrupted) loads without it, with a warning naming the line.
 func Load(path string, opts Options) (*Profile, error) {
+	return LoadContext(context.Background(), path, opts)
+}
+
+// LoadContext is Load that stops, with ctx's error, when ctx is done: a
+// profile of hundreds of megabytes is read in pieces, and each piece looks
+// at ctx first.
+func LoadContext(ctx context.Context, path string, opts Options) (*Profile, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("profile: %w", err)
@@ -33,7 +41,7 @@ func Load(path string, opts Options) (*Profile, error) {
 		}
 	}
 	l := newLoader(path, opts)
-	err = l.read(f)
+	err = l.read(ctxReader{ctx, f})
 	var se *jsonscan.SyntaxError
 	if err != nil && l.p.Format == FormatJSONL && errors.As(err, &se) {
 		if p, ok := l.withoutDamagedLastLine(f, se); ok {
@@ -42,12 +50,28 @@ func Load(path string, opts Options) (*Profile, error) {
 		}
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("profile %s: %w", path, ctx.Err())
+		}
 		return nil, loadError(path, err)
 	}
 	if err := l.finish(); err != nil {
 		return nil, loadError(path, err)
 	}
 	return l.p, nil
+}
+
+// ctxReader reads from r until ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // withoutDamagedLastLine loads a JSON Lines file again without its last
@@ -58,28 +82,11 @@ func (l *loader) withoutDamagedLastLine(f *os.File, se *jsonscan.SyntaxError) (*
 	if err != nil {
 		return nil, false
 	}
-	// The last line that is not blank.
-	end := st.Size()
-	var start int64
-	for {
-		start, err = lastLineStart(f, end)
-		if err != nil {
-			return nil, false
-		}
-		if start < 0 {
-			end-- // drop the final newline
-			continue
-		}
-		b := make([]byte, end-start)
-		if _, err := f.ReadAt(b, start); err != nil {
-			return nil, false
-		}
-		if len(bytes.TrimSpace(b)) > 0 || start == 0 {
-			break
-		}
-		end = start
+	start, _, err := lastRecord(f, st.Size())
+	if err != nil {
+		return nil, false
 	}
-	if start == 0 || se.Offset < start {
+	if start <= 0 || se.Offset < start {
 		return nil, false
 	}
 	line, err := lineOf(f, start)
@@ -126,6 +133,17 @@ func newLoader(source string, opts Options) *loader {
 		l.fields = opts.Task.ProfileFields()
 	}
 	return l
+}
+
+// maxTextBytes is the most bytes of text an item keeps (0: no limit).
+func (l *loader) maxTextBytes() int {
+	switch {
+	case l.opts.MaxItemBytes == 0:
+		return DefaultMaxItemBytes
+	case l.opts.MaxItemBytes < 0:
+		return 0
+	}
+	return l.opts.MaxItemBytes
 }
 
 func parse(r io.Reader, source string, opts Options) (*Profile, error) {
@@ -199,7 +217,10 @@ func (l *loader) read(r io.Reader) error {
 				return ErrNeedQuestionID
 			}
 			if questionID(first.Raw) == l.opts.QuestionID {
-				return l.useQuestion(first, true)
+				if err := l.useQuestion(first, true); err != nil {
+					return err
+				}
+				return l.warnDuplicates(js, &second, first.Line)
 			}
 			return l.readQuestions(js, second, 1)
 		}
@@ -265,7 +286,10 @@ func (l *loader) readQuestions(js *jsonscan.Reader, first jsonscan.Element, skip
 	for {
 		n++
 		if questionID(el.Raw) == l.opts.QuestionID {
-			return l.useQuestion(el, true)
+			if err := l.useQuestion(el, true); err != nil {
+				return err
+			}
+			return l.warnDuplicates(js, nil, el.Line)
 		}
 		var err error
 		el, err = js.Next()
@@ -276,6 +300,34 @@ func (l *loader) readQuestions(js *jsonscan.Reader, first jsonscan.Element, skip
 			return err
 		}
 	}
+}
+
+// warnDuplicates reads the rest of a questions file (from next, when set)
+// for other questions with the selected id, and warns when there are some:
+// the first one is used.
+func (l *loader) warnDuplicates(js *jsonscan.Reader, next *jsonscan.Element, used int) error {
+	var lines []string
+	for {
+		var el jsonscan.Element
+		if next != nil {
+			el, next = *next, nil
+		} else {
+			var err error
+			if el, err = js.Next(); err == io.EOF {
+				break
+			} else if err != nil {
+				return err
+			}
+		}
+		if questionID(el.Raw) == l.opts.QuestionID {
+			lines = append(lines, strconv.Itoa(el.Line))
+		}
+	}
+	if len(lines) == 0 {
+		return nil
+	}
+	return l.warn(Warning{Index: -1, Msg: fmt.Sprintf("question id %q appears %d times (also at line %s); using the first, at line %d",
+		l.opts.QuestionID, len(lines)+1, strings.Join(lines, ", "), used)})
 }
 
 // useQuestion loads the profile of one question element.
@@ -468,6 +520,11 @@ func (l *loader) item(raw json.RawMessage, index, line int) error {
 		}
 	}
 	it.Text = strings.Join(parts, l.sep)
+	if maxText := l.maxTextBytes(); maxText > 0 && len(it.Text) > maxText {
+		warnings = append(warnings, fmt.Sprintf("text of %d bytes cut to its first %d (an item is at most %d bytes; the encoder reads a few hundred tokens of it)",
+			len(it.Text), maxText, maxText))
+		it.Text = strings.ToValidUTF8(it.Text[:maxText], "")
+	}
 
 	for _, w := range warnings {
 		if err := l.warn(Warning{Index: index, ID: it.ID, Line: line, Msg: w}); err != nil {

@@ -78,6 +78,11 @@ import (
 // PPlug's aggregator uses the most recent 512 history items.
 const DefaultMaxItems = 512
 
+// DefaultMaxItemBytes bounds an item's text when Options.MaxItemBytes is 0:
+// 64 KiB, far more than an encoder reads (512 tokens) or retrieval puts in
+// a prompt, so that one huge item costs bounded work and memory downstream.
+const DefaultMaxItemBytes = 64 << 10
+
 // Errors that callers may test for with errors.Is.
 var (
 	// ErrEmpty: the input holds no item at all.
@@ -107,6 +112,10 @@ type Options struct {
 	// MaxItems bounds the number of items kept: 0 means DefaultMaxItems,
 	// a negative value means no limit.
 	MaxItems int
+	// MaxItemBytes bounds the bytes of text kept per item, cut at a
+	// character boundary with a warning: 0 means DefaultMaxItemBytes, a
+	// negative value means no limit.
+	MaxItemBytes int
 	// QuestionID selects one question of a LaMP questions file.
 	QuestionID string
 	// Strict turns every warning into an error.

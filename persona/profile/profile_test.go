@@ -447,3 +447,35 @@ func TestAppend(t *testing.T) {
 		t.Fatal("appended invalid UTF-8")
 	}
 }
+
+// TestDuplicateQuestionIDWarns: a questions file that holds the selected
+// id more than once loads the first and warns, naming the others.
+func TestDuplicateQuestionIDWarns(t *testing.T) {
+	q := func(id, text string) string {
+		return `{"id": "` + id + `", "input": "in", "profile": [{"id": "1", "text": "` + text + `"}]}`
+	}
+	for _, sel := range []string{"7", "9"} {
+		src := "[\n" + q("7", "first") + ",\n" + q("9", "second") + ",\n" + q("7", "third") + ",\n" + q("9", "fourth") + "\n]"
+		p, err := Parse(strings.NewReader(src), Options{QuestionID: sel})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{"7": "first", "9": "second"}[sel]
+		if len(p.Items) != 1 || p.Items[0].Text != want {
+			t.Fatalf("id %s: items %v, want the first question's", sel, p.Items)
+		}
+		var ws []string
+		for _, w := range p.Warnings {
+			ws = append(ws, w.String())
+		}
+		line := map[string]string{"7": "line 4", "9": "line 5"}[sel]
+		if len(ws) != 1 || !strings.Contains(ws[0], `question id "`+sel+`" appears 2 times`) || !strings.Contains(ws[0], line) {
+			t.Fatalf("id %s: warnings %q", sel, ws)
+		}
+	}
+	// A unique id gives no warning.
+	p, err := Parse(strings.NewReader("["+q("1", "a")+","+q("2", "b")+"]"), Options{QuestionID: "1"})
+	if err != nil || len(p.Warnings) != 0 {
+		t.Fatalf("unique id: %v %v", err, p.Warnings)
+	}
+}
