@@ -12,13 +12,15 @@ import (
 	"strings"
 
 	"github.com/pplug/pplug/llama"
+	"github.com/pplug/pplug/persona"
 )
 
-// Persona supplies the rows injected after BOS for a user message.
+// Persona personalises each user message: the rows injected after BOS
+// (NRows of them, recomputed for every message) and the text the model
+// reads in place of the message (retrieval puts history items into it);
+// *persona.Persona is one.
 type Persona interface {
-	// Rows returns NRows() rows of the model's width for the query, and
-	// the history item weights behind them.
-	Rows(ctx context.Context, query string) (rows, weights []float32, err error)
+	Personalize(ctx context.Context, msg string) (persona.Request, error)
 	NRows() int
 }
 
@@ -31,11 +33,40 @@ type Options struct {
 	Template string
 	// MaxTokens caps each answer (-1: until the model ends its turn).
 	MaxTokens int
-	Persona   Persona
-	// Augment, when set, rewrites each user message before it reaches the
-	// model (the retrieval mode puts history items into it). The
-	// transcript keeps the original message.
-	Augment func(msg string) string
+	// Stop strings end an answer (the text up to them is kept), besides
+	// the model's end of turn.
+	Stop    []string
+	Persona Persona
+}
+
+// Message is one message of the transcript. A user message records the
+// persona state it was answered under, so that a saved transcript says
+// which answers were personalised and how.
+type Message struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+	// Persona is the personalisation method of a user message ("none"
+	// when the persona was off).
+	Persona persona.Method `json:"persona,omitempty"`
+	// Seen is the text the model read for a user message when
+	// personalisation changed it (retrieved items put before it).
+	Seen string `json:"seen,omitempty"`
+	// Retrieved names the history items put into Seen (their ids, or #i
+	// for the i-th item of an item without id).
+	Retrieved []string `json:"retrieved,omitempty"`
+
+	raw string // an answer as generated, leading space kept (cache matching)
+}
+
+// sent is what the model reads of the message.
+func (m Message) sent() llama.ChatMessage {
+	switch {
+	case m.Seen != "":
+		return llama.ChatMessage{Role: m.Role, Content: m.Seen}
+	case m.raw != "":
+		return llama.ChatMessage{Role: m.Role, Content: m.raw}
+	}
+	return llama.ChatMessage{Role: m.Role, Content: m.Content}
 }
 
 // Session is one conversation. It is not safe for concurrent use.
@@ -48,14 +79,14 @@ type Session struct {
 	stops   []string
 	persona bool
 
-	msgs     []llama.ChatMessage // the transcript
-	sent     []llama.ChatMessage // what the model saw (augmented user messages)
+	log      []Message // the whole transcript
+	window   int       // log[window:] is what the model's window holds
 	nRows    int
-	bodyPos  llama.Pos     // first position after BOS and the rows
-	pos      llama.Pos     // next free position
-	kvTokens []llama.Token // the conversation tokens cached after the rows
-	primed   bool          // BOS and rows are in the cache
-	weights  []float32     // item weights behind the current rows
+	bodyPos  llama.Pos       // first position after BOS and the rows
+	pos      llama.Pos       // next free position
+	kvTokens []llama.Token   // the conversation tokens cached after the rows
+	primed   bool            // BOS and rows are in the cache
+	last     persona.Request // the personalisation of the last message
 	notices  []string
 	lastUser string
 }
@@ -89,6 +120,7 @@ func New(c *llama.Context, smp *llama.Sampler, o Options) (*Session, error) {
 	if s.tmpl == "" {
 		s.stops = []string{"\nUser:", "\nuser:"}
 	}
+	s.stops = append(s.stops, o.Stop...)
 	if o.Persona != nil {
 		s.nRows = o.Persona.NRows()
 	}
@@ -103,14 +135,27 @@ func (s *Session) Notices() []string {
 	return n
 }
 
-// Messages is the transcript.
-func (s *Session) Messages() []llama.ChatMessage { return append([]llama.ChatMessage(nil), s.msgs...) }
+// Messages is the whole transcript, turns that left the window included.
+func (s *Session) Messages() []Message { return append([]Message(nil), s.log...) }
 
-// PersonaOn reports whether persona rows are injected.
+// PersonaOn reports whether the persona personalises the messages.
 func (s *Session) PersonaOn() bool { return s.persona }
 
 // Weights are the history item weights behind the rows of the last message.
-func (s *Session) Weights() []float32 { return s.weights }
+func (s *Session) Weights() []float32 { return s.last.Weights }
+
+// LastRequest is the personalisation of the last message (its rows, the
+// text the model read, the items retrieved into it).
+func (s *Session) LastRequest() persona.Request { return s.last }
+
+// Layout is where BOS, the persona rows and the conversation sit in the
+// context (see persona.Layout); NPrompt counts the conversation tokens in
+// the cache.
+func (s *Session) Layout() persona.Layout {
+	l := s.layout()
+	l.NPrompt = len(s.kvTokens)
+	return l
+}
 
 // LastUserMessage is the last message the user sent.
 func (s *Session) LastUserMessage() string { return s.lastUser }
@@ -118,9 +163,12 @@ func (s *Session) LastUserMessage() string { return s.lastUser }
 // Template reports the template in use ("" for the plain fallback).
 func (s *Session) Template() string { return s.tmpl }
 
+// System is the system prompt.
+func (s *Session) System() string { return s.o.System }
+
 // Reset forgets the conversation.
 func (s *Session) Reset() error {
-	s.msgs, s.sent, s.weights, s.lastUser = nil, nil, nil, ""
+	s.log, s.window, s.last, s.lastUser = nil, 0, persona.Request{}, ""
 	s.smp.Reset()
 	return s.clear()
 }
@@ -130,16 +178,61 @@ func (s *Session) clear() error {
 	return s.c.ClearMemory()
 }
 
-// SetPersona turns the persona rows on or off. The conversation so far is
+// SetPersona turns the persona on or off. The conversation so far is
 // decoded again so that the answers that follow compare fairly.
 func (s *Session) SetPersona(on bool) error {
 	if on && s.o.Persona == nil {
-		return errors.New("no persona: start the chat with --profile and --plug")
+		return errors.New("no persona: start the chat with --profile (and --plug for persona rows)")
 	}
 	if on == s.persona {
 		return nil
 	}
 	s.persona = on
+	return s.clear()
+}
+
+// SetSampler replaces the sampler (new sampling settings); the session
+// uses it from the next answer on. The caller owns both samplers.
+func (s *Session) SetSampler(smp *llama.Sampler) { s.smp = smp }
+
+// SetMaxTokens changes the cap of each answer (-1: none).
+func (s *Session) SetMaxTokens(n int) { s.o.MaxTokens = n }
+
+// SetSystem changes the system prompt; the conversation is decoded again
+// under it at the next message.
+func (s *Session) SetSystem(system string) error {
+	if system == s.o.System {
+		return nil
+	}
+	s.o.System = system
+	return s.clear()
+}
+
+// Load replaces the conversation with a saved transcript: the next message
+// continues it (the transcript is decoded again then, as far as the window
+// holds it). The persona goes on or off as it was for the transcript's last
+// user message.
+func (s *Session) Load(msgs []Message) error {
+	for i, m := range msgs {
+		if m.Role != "user" && m.Role != "assistant" {
+			return fmt.Errorf("message %d: role %q (want user or assistant)", i+1, m.Role)
+		}
+		if strings.TrimSpace(m.Content) == "" && m.Role == "user" {
+			return fmt.Errorf("message %d: empty user message", i+1)
+		}
+	}
+	on := s.persona
+	lastUser := ""
+	for _, m := range msgs {
+		if m.Role == "user" {
+			lastUser = m.Content
+			if m.Persona != "" {
+				on = m.Persona != persona.MethodNone && s.o.Persona != nil
+			}
+		}
+	}
+	s.log = append([]Message(nil), msgs...)
+	s.window, s.last, s.lastUser, s.persona = 0, persona.Request{}, lastUser, on
 	return s.clear()
 }
 
@@ -171,37 +264,24 @@ func (s *Session) format(msgs []llama.ChatMessage, addAssistant bool) (string, e
 	return b.String(), nil
 }
 
-// primeLen is the number of positions prime fills in an empty cache: BOS
-// and the persona rows.
-func (s *Session) primeLen() int {
+// layout is the layout of BOS and rows in an empty cache.
+func (s *Session) layout() persona.Layout {
 	n := 0
-	if s.m.AddBOS() && s.m.BOS() >= 0 {
-		n++
-	}
 	if s.persona {
-		n += s.nRows
+		n = s.nRows
 	}
-	return n
+	l, _ := persona.NewLayout(s.m, 0, n, nil)
+	return l
 }
 
-// prime decodes BOS and the persona rows for query at the start of the
-// context, or replaces the rows in place when the conversation is already
-// there (see Send).
-func (s *Session) prime(ctx context.Context, query string) error {
-	var rows []float32
-	if s.persona {
-		var err error
-		rows, s.weights, err = s.o.Persona.Rows(ctx, query)
-		if err != nil {
-			return fmt.Errorf("persona: %w", err)
-		}
-	} else {
-		s.weights = nil
-	}
-	bos := s.m.AddBOS() && s.m.BOS() >= 0
+// prime decodes BOS and the persona rows at the start of the context (see
+// persona.Layout), or replaces the rows in place when the conversation is
+// already there (see Send).
+func (s *Session) prime(ctx context.Context, rows []float32) error {
+	l := s.layout()
 	if !s.primed {
 		var in []llama.Input
-		if bos {
+		if l.BOS {
 			in = append(in, llama.TokenInput(s.m.BOS()))
 		}
 		if len(rows) > 0 {
@@ -214,6 +294,9 @@ func (s *Session) prime(ctx context.Context, query string) error {
 			}
 			s.pos = next
 		}
+		if s.pos != llama.Pos(l.PromptAt()) {
+			return fmt.Errorf("chat: the cache holds %d positions before the conversation, the layout %d", s.pos, l.PromptAt())
+		}
 		s.bodyPos, s.primed = s.pos, true
 		return nil
 	}
@@ -224,17 +307,16 @@ func (s *Session) prime(ctx context.Context, query string) error {
 	// behind a copy of BOS, drop the old rows of sequence 0 and give it the
 	// new ones. Positions stay as they were; the conversation's cached
 	// tokens keep what they computed, the new turn attends to the new rows.
-	start := llama.Pos(0)
-	if bos {
-		start = 1
-		if err := s.c.CopySeq(0, 1, 0, 1); err != nil {
+	start := llama.Pos(l.RowsAt())
+	if l.BOS {
+		if err := s.c.CopySeq(0, 1, 0, start); err != nil {
 			return err
 		}
 	}
 	if _, err := s.c.DecodeInputs(ctx, []llama.Input{llama.EmbdInput(rows)}, llama.DecodeOptions{Seq: 1, Pos: start, Output: llama.OutputNone}); err != nil {
 		return err
 	}
-	end := start + llama.Pos(s.nRows)
+	end := llama.Pos(l.PromptAt())
 	if _, err := s.c.RemoveSeq(0, start, end); err != nil {
 		return err
 	}
@@ -243,6 +325,80 @@ func (s *Session) prime(ctx context.Context, query string) error {
 	}
 	_, err := s.c.RemoveSeq(1, -1, -1)
 	return err
+}
+
+// personalize is the request of a user message: the persona's, or the
+// message alone when the persona is off.
+func (s *Session) personalize(ctx context.Context, msg string) (persona.Request, error) {
+	if !s.persona {
+		return persona.Request{Method: persona.MethodNone, Prompt: msg}, nil
+	}
+	req, err := s.o.Persona.Personalize(ctx, msg)
+	if err != nil {
+		return req, fmt.Errorf("persona: %w", err)
+	}
+	if len(req.Rows) != s.nRows*s.m.NEmbd() {
+		return req, fmt.Errorf("persona: %d row values, want %d rows of %d", len(req.Rows), s.nRows, s.m.NEmbd())
+	}
+	return req, nil
+}
+
+// userMessage is the transcript entry of a personalised user message.
+func userMessage(msg string, req persona.Request) Message {
+	m := Message{Role: "user", Content: msg, Persona: req.Method}
+	if req.Prompt != msg {
+		m.Seen = req.Prompt
+	}
+	for _, r := range req.Retrieved {
+		id := r.Item.ID
+		if id == "" {
+			id = fmt.Sprintf("#%d", r.Index)
+		}
+		m.Retrieved = append(m.Retrieved, id)
+	}
+	return m
+}
+
+// fit renders the conversation in the window for the model and drops the
+// oldest turns until it fits in the context with room for the answer
+// (reserve positions) after body positions of BOS and rows. It returns the
+// tokens and how many of them the cache already holds.
+func (s *Session) fit(body, reserve int) (toks []llama.Token, lcp int, err error) {
+	dropped := 0
+	for {
+		sent := make([]llama.ChatMessage, 0, len(s.log)-s.window)
+		for _, m := range s.log[s.window:] {
+			sent = append(sent, m.sent())
+		}
+		full, err := s.format(sent, true)
+		if err != nil {
+			return nil, 0, err
+		}
+		if toks, err = s.m.Tokenize(full, false, true); err != nil {
+			return nil, 0, err
+		}
+		lcp = commonPrefix(s.kvTokens, toks)
+		if lcp == len(toks) && lcp > 0 {
+			lcp-- // decode at least one token, for the logits
+		}
+		if body+len(toks)+reserve <= s.c.NCtxSeq() {
+			break
+		}
+		if len(sent) <= 1 {
+			return nil, 0, fmt.Errorf("%w (%d positions with room for the answer, the window has %d): raise -c/--ctx-size",
+				ErrTooLong, body+len(toks)+reserve, s.c.NCtxSeq())
+		}
+		n := 1 // drop the oldest message and its answer
+		if sent[1].Role == "assistant" {
+			n = 2
+		}
+		s.window += n
+		dropped += n
+	}
+	if dropped > 0 {
+		s.notices = append(s.notices, fmt.Sprintf("context window full: dropped the %d oldest message(s) from the window (the transcript keeps them)", dropped))
+	}
+	return toks, lcp, nil
 }
 
 // Send adds a user message, generates the answer (streamed through emit)
@@ -258,61 +414,34 @@ func (s *Session) Send(ctx context.Context, msg string, emit func(string) error)
 	if msg == "" {
 		return llama.Result{}, ErrEmptyMessage
 	}
-	seen := msg
-	if s.o.Augment != nil {
-		seen = s.o.Augment(msg)
-	}
-	s.msgs = append(s.msgs, llama.ChatMessage{Role: "user", Content: msg})
-	s.sent = append(s.sent, llama.ChatMessage{Role: "user", Content: seen})
-	fail := func(err error) (llama.Result, error) {
-		s.msgs, s.sent = s.msgs[:len(s.msgs)-1], s.sent[:len(s.sent)-1]
+	req, err := s.personalize(ctx, msg)
+	if err != nil {
 		return llama.Result{}, err
 	}
-	s.lastUser = msg
+	logLen, window := len(s.log), s.window
+	s.log = append(s.log, userMessage(msg, req))
+	fail := func(err error) (llama.Result, error) {
+		s.log, s.window = s.log[:logLen], min(window, logLen)
+		return llama.Result{}, err
+	}
+	s.lastUser, s.last = msg, req
 
 	reserve := 128
 	if s.o.MaxTokens > 0 {
 		reserve = min(reserve, s.o.MaxTokens)
 	}
-	if s.persona {
+	if len(req.Rows) > 0 {
 		// New rows are decoded beside the conversation before the old ones
 		// go (see prime).
 		reserve = max(reserve, s.nRows)
 	}
 	body := s.bodyPos
 	if !s.primed {
-		body = llama.Pos(s.primeLen())
+		body = llama.Pos(s.layout().PromptAt())
 	}
-	var toks []llama.Token
-	lcp, dropped := 0, 0
-	for {
-		full, err := s.format(s.sent, true)
-		if err != nil {
-			return fail(err)
-		}
-		if toks, err = s.m.Tokenize(full, false, true); err != nil {
-			return fail(err)
-		}
-		lcp = commonPrefix(s.kvTokens, toks)
-		if lcp == len(toks) && lcp > 0 {
-			lcp-- // decode at least one token, for the logits
-		}
-		if int(body)+len(toks)+reserve <= s.c.NCtxSeq() {
-			break
-		}
-		if len(s.sent) <= 1 {
-			return fail(fmt.Errorf("%w (%d positions with room for the answer, the window has %d): raise -c/--ctx-size",
-				ErrTooLong, int(body)+len(toks)+reserve, s.c.NCtxSeq()))
-		}
-		n := 1 // drop the oldest message and its answer
-		if s.sent[1].Role == "assistant" {
-			n = 2
-		}
-		s.sent, s.msgs = s.sent[n:], s.msgs[n:]
-		dropped += n
-	}
-	if dropped > 0 {
-		s.notices = append(s.notices, fmt.Sprintf("context window full: dropped the %d oldest message(s)", dropped))
+	toks, lcp, err := s.fit(int(body), reserve)
+	if err != nil {
+		return fail(err)
 	}
 	// Free the cache after the shared prefix first: the previous answer may
 	// have filled the window, and the new rows need room (see prime).
@@ -322,7 +451,7 @@ func (s *Session) Send(ctx context.Context, msg string, emit func(string) error)
 		}
 		s.kvTokens = s.kvTokens[:lcp]
 	}
-	if err := s.prime(ctx, msg); err != nil {
+	if err := s.prime(ctx, req.Rows); err != nil {
 		// The cache may be half-way through the swap of rows: start over
 		// next time.
 		_ = s.clear()
@@ -345,8 +474,7 @@ func (s *Session) Send(ctx context.Context, msg string, emit func(string) error)
 	inCache := int(res.Next) - int(s.pos) - (len(toks) - lcp)
 	s.kvTokens = append(s.kvTokens, res.Tokens[:max(0, min(inCache, len(res.Tokens)))]...)
 	s.pos = res.Next
-	s.msgs = append(s.msgs, llama.ChatMessage{Role: "assistant", Content: strings.TrimSpace(res.Text)})
-	s.sent = append(s.sent, llama.ChatMessage{Role: "assistant", Content: res.Text})
+	s.log = append(s.log, Message{Role: "assistant", Content: strings.TrimSpace(res.Text), raw: res.Text})
 	if res.Stop == llama.StopContext {
 		s.notices = append(s.notices, "the context window filled up during the answer; the oldest turns will be dropped")
 	}

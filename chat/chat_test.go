@@ -3,11 +3,13 @@ package chat
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/pplug/pplug/internal/testenv"
 	"github.com/pplug/pplug/llama"
+	"github.com/pplug/pplug/persona"
 )
 
 func setup(t *testing.T, nctx int) (*llama.Model, *llama.Context, *llama.Sampler) {
@@ -47,16 +49,56 @@ type wordsPersona struct {
 	calls int
 }
 
-func (p *wordsPersona) Rows(_ context.Context, q string) ([]float32, []float32, error) {
+func (p *wordsPersona) Personalize(_ context.Context, msg string) (persona.Request, error) {
 	p.calls++
 	toks, err := p.m.Tokenize(p.words, false, false)
 	if err != nil {
-		return nil, nil, err
+		return persona.Request{}, err
 	}
 	rows, err := p.m.TokenEmbeddings(toks[:2])
-	return rows, []float32{1}, err
+	return persona.Request{Method: persona.MethodPPlug, Prompt: msg, Rows: rows, Weights: []float32{1}}, err
 }
 func (p *wordsPersona) NRows() int { return 2 }
+
+// TestLayoutMatchesGenerate: a chat's first answer with persona rows is
+// the greedy generation of persona.Inputs for the same rendered prompt and
+// rows, and the session reports the same layout: chat and generate put
+// BOS, rows and prompt at the same positions.
+func TestLayoutMatchesGenerate(t *testing.T) {
+	m, c, smp := setup(t, 512)
+	p := &wordsPersona{m: m, words: " Tom robot"}
+	s, err := New(c, smp, Options{MaxTokens: 16, Persona: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := send(t, s, "Once upon a time")
+	full, err := s.format([]llama.ChatMessage{{Role: "user", Content: "Once upon a time"}}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks, err := m.Tokenize(full, true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := p.Personalize(context.Background(), "")
+	want, body := persona.NewLayout(m, 0, p.NRows(), toks)
+	if l := s.Layout(); l.RowsAt() != want.RowsAt() || l.PromptAt() != want.PromptAt() || !l.BOS || l.NPrompt < len(body) {
+		t.Fatalf("chat layout %+v, generate's %+v", l, want)
+	}
+	c2, err := m.NewContext(llama.ContextOptions{NCtx: 512, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	smp.Reset()
+	gen, err := c2.Generate(context.Background(), smp, persona.Inputs(m, req.Rows, toks), 0, llama.GenerateOptions{MaxTokens: 16, Stop: s.stops})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.Tokens, gen.Tokens) {
+		t.Fatalf("chat answered %q, generate %q for the same layout", got.Text, gen.Text)
+	}
+}
 
 func TestConversationStaysInTheCache(t *testing.T) {
 	_, c, smp := setup(t, 512)

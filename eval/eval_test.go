@@ -23,7 +23,7 @@ import (
 type fixture struct {
 	m   *llama.Model
 	c   *llama.Context
-	rt  *persona.Runtime
+	pz  *persona.Personalizer
 	dir string // the synthetic data
 	ds  synthusers.Dataset
 }
@@ -69,8 +69,8 @@ func setup(t *testing.T) *fixture {
 	if err := synthusers.Write(dir, ds); err != nil {
 		t.Fatal(err)
 	}
-	rt := &persona.Runtime{LLM: m, Plug: plug, Encoder: enc, Backend: b, Cache: &persona.Cache{Dir: t.TempDir()}}
-	return &fixture{m: m, c: c, rt: rt, dir: dir, ds: ds}
+	pz := &persona.Personalizer{Method: persona.MethodPPlug, LLM: m, Plug: plug, Encoder: enc, Backend: b, Cache: &persona.Cache{Dir: t.TempDir()}}
+	return &fixture{m: m, c: c, pz: pz, dir: dir, ds: ds}
 }
 
 func TestParseMethods(t *testing.T) {
@@ -86,7 +86,7 @@ func TestParseMethods(t *testing.T) {
 			t.Errorf("accepted %q", bad)
 		}
 	}
-	if !PPlug.NeedsPlug() || !PPlugBM25.NeedsPlug() || BM25.NeedsPlug() || None.NeedsProfile() || PPlugBM25.OutputsFile() != "pplug+bm25_outputs.json" {
+	if !PPlug.NeedsPlug() || !PPlugBM25.NeedsPlug() || BM25.NeedsPlug() || None.NeedsProfile() || OutputsFile(PPlugBM25) != "pplug+bm25_outputs.json" {
 		t.Error("method properties")
 	}
 }
@@ -120,7 +120,7 @@ func TestFitPrompt(t *testing.T) {
 func TestRunEveryMethod(t *testing.T) {
 	f := setup(t)
 	qpath := filepath.Join(f.dir, "dev_questions.json")
-	p := &Predictor{LLM: f.m, Ctx: f.c, Runtime: f.rt, Task: lamp.LaMP7, MaxNew: 12, ProfileSource: qpath}
+	p := &Predictor{LLM: f.m, Ctx: f.c, Personalizer: f.pz, Task: lamp.LaMP7, MaxNew: 12, ProfileSource: qpath}
 	defer p.Close()
 	out := filepath.Join(t.TempDir(), "out")
 	var progressed int
@@ -254,7 +254,7 @@ func TestPersonaNLL(t *testing.T) {
 		golds[g.ID] = g.Output
 	}
 	var calls int
-	rep, err := PersonaNLL(context.Background(), f.rt, f.c, lamp.LaMP7, qs, golds, NLLOptions{ProfileSource: "dev", Progress: func(done, total int) { calls++ }})
+	rep, err := PersonaNLL(context.Background(), f.pz, f.c, lamp.LaMP7, qs, golds, NLLOptions{ProfileSource: "dev", Progress: func(done, total int) { calls++ }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +293,7 @@ func TestPersonaNLL(t *testing.T) {
 
 	// One user: no other condition.
 	one := qs[:2]
-	rep, err = PersonaNLL(context.Background(), f.rt, f.c, lamp.LaMP7, one, golds, NLLOptions{})
+	rep, err = PersonaNLL(context.Background(), f.pz, f.c, lamp.LaMP7, one, golds, NLLOptions{})
 	if err != nil || rep.HasOther || rep.Questions != 2 || rep.Other != 0 {
 		t.Fatalf("one user: %+v %v", rep, err)
 	}
@@ -302,7 +302,7 @@ func TestPersonaNLL(t *testing.T) {
 	}
 	// A missing gold is an error.
 	delete(golds, qs[1].ID)
-	if _, err := PersonaNLL(context.Background(), f.rt, f.c, lamp.LaMP7, qs, golds, NLLOptions{}); err == nil || !strings.Contains(err.Error(), "no gold") {
+	if _, err := PersonaNLL(context.Background(), f.pz, f.c, lamp.LaMP7, qs, golds, NLLOptions{}); err == nil || !strings.Contains(err.Error(), "no gold") {
 		t.Fatalf("missing gold: %v", err)
 	}
 }

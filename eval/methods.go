@@ -8,84 +8,34 @@
 // user's.
 package eval
 
-import (
-	"fmt"
-	"strings"
-)
+import "github.com/pplug/pplug/persona"
 
-// Method is one way of personalising generation.
-type Method string
+// Method is one way of personalising generation (see persona.Method).
+type Method = persona.Method
 
 // The methods.
 const (
 	// None: the input alone.
-	None Method = "none"
+	None = persona.MethodNone
 	// BM25: the top-k history items for the input's query part, ranked by
 	// BM25, in the prompt (persona.RetrievalPrompt).
-	BM25 Method = "bm25"
+	BM25 = persona.MethodBM25
 	// Recent: the k most recent history items in the prompt.
-	Recent Method = "recent"
+	Recent = persona.MethodRecent
 	// PPlug: the plug's instruction and persona rows before the input.
-	PPlug Method = "pplug"
-	// PPlugBM25: the plug's rows and the top-1 BM25 item in the prompt
+	PPlug = persona.MethodPPlug
+	// PPlugBM25: the plug's rows and the top BM25 items in the prompt
 	// (the paper's best combination).
-	PPlugBM25 Method = "pplug+bm25"
+	PPlugBM25 = persona.MethodPPlugBM25
 )
 
 // AllMethods lists the methods in report order.
-func AllMethods() []Method { return []Method{None, BM25, Recent, PPlug, PPlugBM25} }
+func AllMethods() []Method { return persona.Methods() }
 
-// NeedsPlug reports whether m needs a Persona-Plug plug-in.
-func (m Method) NeedsPlug() bool { return m == PPlug || m == PPlugBM25 }
-
-// NeedsProfile reports whether m reads the user's history.
-func (m Method) NeedsProfile() bool { return m != None }
-
-// Valid reports whether m is a known method.
-func (m Method) Valid() bool {
-	for _, k := range AllMethods() {
-		if m == k {
-			return true
-		}
-	}
-	return false
-}
+// ParseMethods parses a comma-separated list of methods (see
+// persona.ParseMethods).
+func ParseMethods(s string) ([]Method, error) { return persona.ParseMethods(s) }
 
 // OutputsFile is the name of the predictions file of m in an output
 // folder: "<method>_outputs.json".
-func (m Method) OutputsFile() string { return string(m) + "_outputs.json" }
-
-// ParseMethods parses a comma-separated list of methods ("none,bm25").
-// Names are case-insensitive; "all" means AllMethods; duplicates are
-// dropped; an empty list or an unknown name is an error.
-func ParseMethods(s string) ([]Method, error) {
-	var out []Method
-	seen := map[Method]bool{}
-	add := func(m Method) {
-		if !seen[m] {
-			seen[m] = true
-			out = append(out, m)
-		}
-	}
-	for _, f := range strings.Split(s, ",") {
-		f = strings.ToLower(strings.TrimSpace(f))
-		if f == "" {
-			continue
-		}
-		if f == "all" {
-			for _, m := range AllMethods() {
-				add(m)
-			}
-			continue
-		}
-		m := Method(f)
-		if !m.Valid() {
-			return nil, fmt.Errorf("unknown method %q (methods: none, bm25, recent, pplug, pplug+bm25)", f)
-		}
-		add(m)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("no methods given (methods: none, bm25, recent, pplug, pplug+bm25)")
-	}
-	return out, nil
-}
+func OutputsFile(m Method) string { return string(m) + "_outputs.json" }

@@ -88,18 +88,23 @@ func (r NLLReport) MarshalJSON() ([]byte, error) {
 // window lose their oldest tokens (FitPrompt; BOS is kept), the same cut
 // for the three conditions. Every question needs a gold in golds
 // (by question id). Questions whose profile has no usable item are skipped.
-func PersonaNLL(ctx context.Context, rt *persona.Runtime, c *llama.Context, task lamp.Task, questions []lamp.Question, golds map[string]string, opts NLLOptions) (NLLReport, error) {
+func PersonaNLL(ctx context.Context, pz *persona.Personalizer, c *llama.Context, task lamp.Task, questions []lamp.Question, golds map[string]string, opts NLLOptions) (NLLReport, error) {
 	rep := NLLReport{Task: task}
 	if !task.Valid() {
 		return rep, errors.New("eval: PersonaNLL: invalid task")
 	}
-	if rt == nil || rt.Plug == nil || rt.Encoder == nil || rt.LLM == nil {
-		return rep, errors.New("eval: PersonaNLL needs a runtime with an LLM, a plug and an encoder")
+	if pz == nil {
+		return rep, errors.New("eval: PersonaNLL needs a Personalizer with a plug")
+	}
+	pz = pz.WithMethod(persona.MethodPPlug)
+	pz.Query = task.QueryPart
+	if err := pz.Check(); err != nil {
+		return rep, fmt.Errorf("eval: PersonaNLL: %w", err)
 	}
 	if len(questions) == 0 {
 		return rep, errors.New("eval: PersonaNLL: no questions")
 	}
-	m := rt.LLM
+	m := pz.LLM
 	var missing []string
 	for _, q := range questions {
 		if _, ok := golds[q.ID]; !ok {
@@ -143,7 +148,7 @@ func PersonaNLL(ctx context.Context, rt *persona.Runtime, c *llama.Context, task
 	// and usually the next question's, which is the next one's own.
 	type entry struct {
 		h    [32]byte
-		user *persona.User
+		user *persona.Persona
 	}
 	var users []entry
 	defer func() {
@@ -151,13 +156,13 @@ func PersonaNLL(ctx context.Context, rt *persona.Runtime, c *llama.Context, task
 			e.user.Close()
 		}
 	}()
-	userFor := func(i int) (*persona.User, error) {
+	userFor := func(i int) (*persona.Persona, error) {
 		for _, e := range users {
 			if e.h == hashes[i] {
 				return e.user, nil
 			}
 		}
-		u, _, err := rt.PrepareUser(ctx, profs[i], cacheKey(opts.ProfileSource, questions[i]), nil)
+		u, _, err := pz.Prepare(ctx, profs[i].Items, persona.ProfileKey(opts.ProfileSource, questions[i].ID), nil)
 		if err != nil {
 			return nil, fmt.Errorf("question %q: prepare the persona: %w", questions[i].ID, err)
 		}
@@ -171,7 +176,7 @@ func PersonaNLL(ctx context.Context, rt *persona.Runtime, c *llama.Context, task
 
 	var sumOwn, sumNone, sumOther float64
 	var beatNone, beatOther, beatBoth, withOther int
-	nRows := rt.Plug.NRows()
+	nRows := pz.NRows()
 	for i, q := range questions {
 		if err := ctx.Err(); err != nil {
 			return rep, err
@@ -196,9 +201,9 @@ func PersonaNLL(ctx context.Context, rt *persona.Runtime, c *llama.Context, task
 		if prompt, cut = FitPrompt(m, prompt, budget); cut {
 			rep.Truncated++
 		}
-		qv, err := rt.Encoder.EncodeOne(ctx, task.QueryPart(q.Input), rt.Plug.QueryPrefix)
+		qv, err := pz.EncodeQuery(ctx, q.Input)
 		if err != nil {
-			return rep, fmt.Errorf("question %q: encode the query: %w", q.ID, err)
+			return rep, fmt.Errorf("question %q: %w", q.ID, err)
 		}
 		nll := func(i int) (float64, error) {
 			var rows []float32
@@ -207,7 +212,7 @@ func PersonaNLL(ctx context.Context, rt *persona.Runtime, c *llama.Context, task
 				if err != nil {
 					return 0, err
 				}
-				if rows, _, err = u.Rows(qv); err != nil {
+				if rows, _, err = u.RowsFor(qv); err != nil {
 					return 0, err
 				}
 			}

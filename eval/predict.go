@@ -27,12 +27,14 @@ func DefaultMaxNew(task lamp.Task) int {
 type Predictor struct {
 	LLM *llama.Model
 	Ctx *llama.Context
-	// Runtime is the Persona-Plug runtime; nil allows only the methods that
-	// need no plug.
-	Runtime *persona.Runtime
-	Task    lamp.Task
+	// Personalizer holds what the methods share (the plug, encoder,
+	// backend and cache for the PPlug methods; K); each method runs with
+	// its own copy (WithMethod). nil allows only the methods that need no
+	// plug, with K items.
+	Personalizer *persona.Personalizer
+	Task         lamp.Task
 	// K is the number of history items of the bm25 and recent methods
-	// (0: persona.DefaultTopK).
+	// when there is no Personalizer (0: persona.DefaultTopK).
 	K int
 	// MaxNew caps the generated tokens (0: DefaultMaxNew(Task)).
 	MaxNew int
@@ -42,9 +44,9 @@ type Predictor struct {
 	// Profile are the options of profile.FromQuestion; its Task is set to
 	// Task.
 	Profile profile.Options
-	// ProfileSource names the questions file in embedding cache keys: a
-	// question's profile is cached as ProfileSource + "#" + its id (the key
-	// pplug generate uses for --profile FILE --question-id ID).
+	// ProfileSource names the questions file in embedding cache keys (see
+	// persona.ProfileKey): a question's profile is cached under the key
+	// pplug generate uses for --profile FILE --question-id ID.
 	ProfileSource string
 
 	smp *llama.Sampler
@@ -75,10 +77,25 @@ func (p *Predictor) Close() error {
 }
 
 func (p *Predictor) k() int {
+	if p.Personalizer != nil && p.Personalizer.K > 0 {
+		return p.Personalizer.K
+	}
 	if p.K > 0 {
 		return p.K
 	}
 	return persona.DefaultTopK
+}
+
+// personalizer is the Personalizer of method m.
+func (p *Predictor) personalizer(m Method) *persona.Personalizer {
+	var pz *persona.Personalizer
+	if p.Personalizer != nil {
+		pz = p.Personalizer.WithMethod(m)
+	} else {
+		pz = &persona.Personalizer{Method: m}
+	}
+	pz.LLM, pz.K, pz.Query = p.LLM, p.k(), p.Task.QueryPart
+	return pz
 }
 
 func (p *Predictor) maxNew() int {
@@ -101,20 +118,14 @@ func (p *Predictor) profileOf(q lamp.Question) (*profile.Profile, error) {
 	return prof, err
 }
 
-// cacheKey names a question's profile in the embedding cache.
-func cacheKey(source string, q lamp.Question) string { return source + "#" + q.ID }
-
 // Predict generates method m's answer to q.
 func (p *Predictor) Predict(ctx context.Context, m Method, q lamp.Question) (Prediction, error) {
 	var pred Prediction
-	if !m.Valid() {
-		return pred, fmt.Errorf("unknown method %q", m)
+	pz := p.personalizer(m)
+	if err := pz.Check(); err != nil {
+		return pred, err
 	}
-	if m.NeedsPlug() && p.Runtime == nil {
-		return pred, fmt.Errorf("method %s needs a Persona-Plug plug-in", m)
-	}
-	text := q.Input
-	var rows []float32
+	req := persona.Request{Method: persona.MethodNone, Prompt: q.Input}
 	if m.NeedsProfile() {
 		prof, err := p.profileOf(q)
 		if err != nil {
@@ -123,36 +134,22 @@ func (p *Predictor) Predict(ctx context.Context, m Method, q lamp.Question) (Pre
 		if prof == nil {
 			pred.NoProfile = true
 		} else {
-			query := p.Task.QueryPart(q.Input)
-			switch m {
-			case BM25:
-				text = persona.RetrievalPrompt(prof.Items, persona.NewRetrieval(prof.Items).Top(query, p.k()), q.Input)
-			case Recent:
-				text = persona.RetrievalPrompt(prof.Items, persona.Recent(prof.Items, p.k()), q.Input)
-			case PPlug, PPlugBM25:
-				user, _, err := p.Runtime.PrepareUser(ctx, prof, cacheKey(p.ProfileSource, q), nil)
-				if err != nil {
-					return pred, fmt.Errorf("prepare the persona: %w", err)
-				}
-				rows, _, err = p.Runtime.QueryRows(ctx, user, query)
-				user.Close()
-				if err != nil {
-					return pred, err
-				}
-				if m == PPlugBM25 {
-					text = persona.RetrievalPrompt(prof.Items, persona.NewRetrieval(prof.Items).Top(query, 1), q.Input)
-				}
+			user, _, err := pz.Prepare(ctx, prof.Items, persona.ProfileKey(p.ProfileSource, q.ID), nil)
+			if err != nil {
+				return pred, fmt.Errorf("prepare the persona: %w", err)
+			}
+			req, err = user.Personalize(ctx, q.Input)
+			user.Close()
+			if err != nil {
+				return pred, err
 			}
 		}
 	}
-	toks, err := p.tokens(text)
+	toks, err := p.tokens(req.Prompt)
 	if err != nil {
 		return pred, err
 	}
-	nRows := 0
-	if rows != nil {
-		nRows = len(rows) / p.LLM.NEmbd()
-	}
+	nRows := len(req.Rows) / p.LLM.NEmbd()
 	maxNew := p.maxNew()
 	// Leave room for the answer; a window too small for that still gets
 	// whatever room there is.
@@ -164,7 +161,7 @@ func (p *Predictor) Predict(ctx context.Context, m Method, q lamp.Question) (Pre
 	if len(toks)+nRows >= p.Ctx.NCtxSeq() {
 		return pred, fmt.Errorf("%w: %d rows leave no room for the prompt in a window of %d", llama.ErrContextFull, nRows, p.Ctx.NCtxSeq())
 	}
-	in := persona.Inputs(p.LLM, rows, toks)
+	in := persona.Inputs(p.LLM, req.Rows, toks)
 	pred.PromptPositions = len(toks) + nRows
 	if p.smp == nil {
 		if p.smp, err = llama.NewSampler(llama.SamplerOptions{Temp: 0, RepeatPenalty: 1}); err != nil {

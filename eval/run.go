@@ -179,7 +179,7 @@ func Run(ctx context.Context, p *Predictor, o RunOptions) (Report, error) {
 		if !m.Valid() {
 			return rep, fmt.Errorf("eval: unknown method %q", m)
 		}
-		if m.NeedsPlug() && p.Runtime == nil {
+		if m.NeedsPlug() && p.Personalizer == nil {
 			return rep, fmt.Errorf("eval: method %s needs a Persona-Plug plug-in", m)
 		}
 	}
@@ -207,7 +207,7 @@ func Run(ctx context.Context, p *Predictor, o RunOptions) (Report, error) {
 	}
 
 	for _, m := range o.Methods {
-		res := Result{Method: m, Predictions: m.OutputsFile()}
+		res := Result{Method: m, Predictions: OutputsFile(m)}
 		preds := make([]lamp.Output, 0, len(ids))
 		t0 := time.Now()
 		err := lamp.ScanQuestions(o.QuestionsFile, func(q lamp.Question) error {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,8 +37,10 @@ type EncoderOptions struct {
 
 // Encoder embeds texts into L2-normalised vectors with a llama.cpp model:
 // a BERT/BGE-family embedding GGUF or a decoder LLM. Texts are packed many
-// to a decode, one sequence each. An Encoder is not safe for concurrent use.
+// to a decode, one sequence each. An Encoder is safe for concurrent use:
+// calls of Encode take turns on its one context.
 type Encoder struct {
+	mu        sync.Mutex // one Encode at a time on ctx
 	model     *llama.Model
 	ownModel  bool
 	ctx       *llama.Context
@@ -148,25 +151,13 @@ func (e *Encoder) findSpecials() error {
 	}
 	// Locate the plain tokens inside the special-wrapped ones.
 	for i := 0; i+len(plain) <= len(a); i++ {
-		if equalTokens(a[i:i+len(plain)], plain) {
+		if slices.Equal(a[i:i+len(plain)], plain) {
 			e.prefix = append([]llama.Token(nil), a[:i]...)
 			e.suffix = append([]llama.Token(nil), a[i+len(plain):]...)
 			return nil
 		}
 	}
 	return nil
-}
-
-func equalTokens(a, b []llama.Token) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Close frees the context (and the model when OpenEncoder loaded it).
@@ -283,6 +274,8 @@ func (e *Encoder) Encode(ctx context.Context, texts []string, prefix string, pro
 		}
 		toks[i] = t
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	start := 0
 	for start < len(texts) {
 		// Pack texts into one batch until the tokens or sequences run out.

@@ -3,6 +3,7 @@ package persona
 import (
 	"context"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -71,7 +72,7 @@ func TestEncoderBoundsWorkOnHugeItems(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if want := e.fullTokens(t, text); !equalTokens(got, want) {
+				if want := e.fullTokens(t, text); !slices.Equal(got, want) {
 					t.Fatalf("max %d, %d bytes of %.10q: %d tokens differ from the whole text's %d", maxTok, n, base, len(got), len(want))
 				}
 			}

@@ -1,7 +1,6 @@
 package persona
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -104,47 +103,6 @@ func (u *User) Top(weights []float32, k int) []Weighted {
 	return out
 }
 
-// Inputs lays out a generation input the PPlug way: BOS (when the model
-// uses one), the plug's rows, then the prompt's tokens. prompt is the
-// tokenized prompt with the model's special tokens (as Tokenize with
-// addSpecial gives it).
-//
-// llama.cpp decodes token runs and row runs in separate batches, and every
-// batch reads all the weights once, which dominates short prompts. So the
-// prompt's tokens are turned into their embedding rows (exactly what the
-// model would look up; see llama.Model.TokenEmbeddings) and the whole input
-// goes in as one run of rows. Should the model's token table be unreadable,
-// the input falls back to token and row runs.
-func Inputs(m *llama.Model, rows []float32, prompt []llama.Token) []llama.Input {
-	if len(rows) == 0 {
-		return []llama.Input{llama.TokenInput(prompt...)}
-	}
-	bos := len(prompt) > 0 && m.AddBOS() && prompt[0] == m.BOS()
-	if emb, err := m.TokenEmbeddings(prompt); err == nil {
-		d := m.NEmbd()
-		all := make([]float32, 0, len(emb)+len(rows))
-		if bos {
-			all = append(append(all, emb[:d]...), rows...)
-			all = append(all, emb[d:]...)
-		} else {
-			all = append(append(all, rows...), emb...)
-		}
-		return []llama.Input{llama.EmbdInput(all)}
-	}
-	if bos {
-		in := []llama.Input{llama.TokenInput(prompt[0]), llama.EmbdInput(rows)}
-		if len(prompt) > 1 {
-			in = append(in, llama.TokenInput(prompt[1:]...))
-		}
-		return in
-	}
-	in := []llama.Input{llama.EmbdInput(rows)}
-	if len(prompt) > 0 {
-		in = append(in, llama.TokenInput(prompt...))
-	}
-	return in
-}
-
 // TokenEmbeddingScale measures the mean L2 norm of a model's token
 // embeddings over up to 4096 rows spread across the vocabulary: the scale
 // at which injected rows look like tokens to the model.
@@ -176,39 +134,4 @@ func TokenEmbeddingScale(m *llama.Model) (float32, error) {
 		return 0, errors.New("the token embeddings are all zero")
 	}
 	return float32(sum / float64(n)), nil
-}
-
-// Runtime bundles what personalised generation needs: the LLM, its plug,
-// the history encoder, the kernels backend and the embedding cache.
-type Runtime struct {
-	LLM     *llama.Model
-	Plug    *Plug
-	Encoder *Encoder
-	Backend kernels.Backend
-	Cache   *Cache // nil: no caching
-}
-
-// PrepareUser encodes (or reads from the cache) a profile's items and
-// projects them. profileKey names the profile in the cache (for example
-// its absolute path and question id).
-func (r *Runtime) PrepareUser(ctx context.Context, prof *profile.Profile, profileKey string, progress func(done, total int)) (*User, EncodeStats, error) {
-	if len(prof.Items) == 0 {
-		return nil, EncodeStats{}, errors.New("the profile has no items")
-	}
-	vecs, st, err := EncodeCached(ctx, r.Encoder, r.Cache, profileKey, prof.Texts(), progress)
-	if err != nil {
-		return nil, st, err
-	}
-	u, err := r.Plug.NewUser(r.Backend, prof.Items, vecs)
-	return u, st, err
-}
-
-// QueryRows encodes the query (with the plug's query prefix) and returns
-// the rows to inject and the item weights.
-func (r *Runtime) QueryRows(ctx context.Context, u *User, query string) (rows, weights []float32, err error) {
-	q, err := r.Encoder.EncodeOne(ctx, query, r.Plug.QueryPrefix)
-	if err != nil {
-		return nil, nil, fmt.Errorf("encode the query: %w", err)
-	}
-	return u.Rows(q)
 }

@@ -439,7 +439,10 @@ func TestProfilesChangeTheNextToken(t *testing.T) {
 	defer enc.Close()
 	b, _ := kernels.Open("cpu", kernels.Options{Threads: 1})
 	defer b.Close()
-	rt := &Runtime{LLM: m, Plug: newTestPlug(t, m, enc.Dim(), 9), Encoder: enc, Backend: b, Cache: &Cache{Dir: t.TempDir()}}
+	pz := &Personalizer{Method: MethodPPlug, LLM: m, Plug: newTestPlug(t, m, enc.Dim(), 9), Encoder: enc, Backend: b, Cache: &Cache{Dir: t.TempDir()}}
+	if err := pz.Check(); err != nil {
+		t.Fatal(err)
+	}
 	c, err := m.NewContext(llama.ContextOptions{NCtx: 256, Threads: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -447,21 +450,26 @@ func TestProfilesChangeTheNextToken(t *testing.T) {
 	defer c.Close()
 	ctx := context.Background()
 	prompt := "Once upon a time"
-	ptoks, _ := m.Tokenize(prompt, true, false)
 	dist := func(prof *profile.Profile) ([]float64, string) {
-		u, _, err := rt.PrepareUser(ctx, prof, fmt.Sprint(prof.Items[0].ID), nil)
+		u, _, err := pz.Prepare(ctx, prof.Items, fmt.Sprint(prof.Items[0].ID), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer u.Close()
-		rows, _, err := rt.QueryRows(ctx, u, prompt)
+		req, err := u.Personalize(ctx, prompt)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if req.Prompt != prompt || len(req.Rows) != pz.NRows()*m.NEmbd() || len(req.Weights) != u.Len() {
+			t.Fatalf("request %q with %d rows and %d weights", req.Prompt, len(req.Rows), len(req.Weights))
 		}
 		c.ClearMemory()
 		s, _ := llama.NewSampler(llama.SamplerOptions{Temp: 0, RepeatPenalty: 1})
 		defer s.Close()
-		in := Inputs(m, rows, ptoks)
+		in, err := req.Inputs(m)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if _, err := c.DecodeInputs(ctx, in, llama.DecodeOptions{}); err != nil {
 			t.Fatal(err)
 		}

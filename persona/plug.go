@@ -17,6 +17,7 @@ import (
 	"github.com/pplug/pplug/cgo"
 	"github.com/pplug/pplug/internal/atomicfile"
 	"github.com/pplug/pplug/kernels"
+	"github.com/pplug/pplug/llama"
 )
 
 // PlugArch is general.architecture of a plug file.
@@ -73,11 +74,39 @@ type PlugOptions struct {
 	LLM         string
 	Task        string
 	Adapter     bool // add a zero-initialised query adapter
+	// DefaultPrefix makes NewPlugFor choose the query prefix for the
+	// encoder (QueryPrefix is then ignored).
+	DefaultPrefix bool
 }
 
 // DefaultQueryPrefix is BGE's instruction for retrieval queries, which the
 // paper prepends to the input before encoding it.
 const DefaultQueryPrefix = "Represent this sentence for searching relevant passages: "
+
+// NewPlugFor returns a freshly initialised plug for an LLM and a history
+// encoder: the rule every new plug follows. Its scale is the LLM's
+// measured token-embedding scale (TokenEmbeddingScale), its identities and
+// pooling are the LLM's and the encoder's, and its query prefix is
+// o.QueryPrefix, or, when o.DefaultPrefix is set, BGE's retrieval
+// instruction for a separate encoder and none when the LLM encodes itself.
+func NewPlugFor(m *llama.Model, enc *Encoder, o PlugOptions) (*Plug, error) {
+	scale, err := TokenEmbeddingScale(m)
+	if err != nil {
+		return nil, fmt.Errorf("measure the token embedding scale: %w", err)
+	}
+	id, err := ModelID(m)
+	if err != nil {
+		return nil, err
+	}
+	if o.DefaultPrefix {
+		o.QueryPrefix = ""
+		if enc.Model() != m {
+			o.QueryPrefix = DefaultQueryPrefix
+		}
+	}
+	o.Pooling, o.Encoder, o.LLM = enc.PoolingName(), enc.ID(), id
+	return NewPlug(enc.Dim(), m.NEmbd(), scale, o)
+}
 
 // NewPlug returns a freshly initialised plug for an encoder of width dEnc
 // and an LLM of width dLLM whose token embeddings have mean norm scale.

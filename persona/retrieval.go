@@ -3,6 +3,7 @@ package persona
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/pplug/pplug/persona/bm25"
 	"github.com/pplug/pplug/persona/profile"
@@ -34,6 +35,9 @@ func NewRetrieval(items []profile.Item) *Retrieval {
 func (r *Retrieval) Top(query string, k int) []int {
 	return bm25.TopK(r.index.Scores(query), k)
 }
+
+// Scores are the BM25 scores of every item for query.
+func (r *Retrieval) Scores(query string) []float64 { return r.index.Scores(query) }
 
 // Recent returns the indexes of the k most recent items: by date when every
 // item has one, else the last k in profile order.
@@ -86,7 +90,7 @@ func RetrievalPrompt(items []profile.Item, chosen []int, prompt string) string {
 		t := strings.Join(strings.Fields(items[i].Text), " ")
 		if len(t) > MaxItemChars {
 			cut := MaxItemChars
-			for cut > 0 && !isRuneStart(t[cut]) {
+			for cut > 0 && !utf8.RuneStart(t[cut]) {
 				cut--
 			}
 			t = t[:cut] + "..."
@@ -97,5 +101,3 @@ func RetrievalPrompt(items []profile.Item, chosen []int, prompt string) string {
 	b.WriteString(prompt)
 	return b.String()
 }
-
-func isRuneStart(c byte) bool { return c&0xC0 != 0x80 }

@@ -64,7 +64,7 @@ func TestOpenAIGoClient(t *testing.T) {
 	emb, err := client.Embeddings.New(ctx, openai.EmbeddingNewParams{
 		Model: "pplug", Input: openai.EmbeddingNewParamsInputUnion{OfString: openai.String("a red ball")},
 	})
-	if err != nil || len(emb.Data) != 1 || len(emb.Data[0].Embedding) != ts.rt.Encoder.Dim() {
+	if err != nil || len(emb.Data) != 1 || len(emb.Data[0].Embedding) != ts.pz.Encoder.Dim() {
 		t.Fatalf("embeddings: %+v %v", emb, err)
 	}
 

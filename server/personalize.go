@@ -8,80 +8,86 @@ import (
 
 	"github.com/pplug/pplug/llama"
 	"github.com/pplug/pplug/persona"
-	"github.com/pplug/pplug/persona/profile"
 	"github.com/pplug/pplug/persona/store"
 )
 
-// This file is the server's personalisation glue: from a user id to the
-// model input, the way `pplug generate --profile --plug` builds it (the
-// query's persona rows, then persona.Inputs; retrieval when no plug is
-// loaded). It is meant to move into a persona.Personalizer.
-
-// Persona modes, reported in the X-PPlug-Persona response header.
-const (
-	modeNone      = "none"
-	modePPlug     = "pplug"
-	modeRetrieval = "retrieval"
-)
+// This file keeps the server's prepared personas: a user's history from the
+// store, made into a persona.Persona by the server's persona.Personalizer
+// (which decides, as everywhere else, how a request is personalised) and
+// cached for as long as the user's items do not change.
 
 // maxCachedUsers bounds the prepared users kept in memory.
 const maxCachedUsers = 256
 
 type personalizer struct {
-	m        *llama.Model
-	rt       *persona.Runtime // nil: no plug, retrieval
-	enc      *persona.Encoder // the history encoder (nil: none)
+	pz       *persona.Personalizer
+	enc      *persona.Encoder // history items and /v1/embeddings (nil: none)
 	st       *store.Store
-	topK     int
 	maxItems int
-
-	encMu sync.Mutex // an Encoder is not safe for concurrent use
 
 	mu    sync.Mutex
 	users map[string]*preparedUser
+	live  int // prepared personas not closed yet
 }
 
-// preparedUser is a user's history ready for queries, valid for one
-// revision of the user's items.
+// preparedUser is a user's persona, valid for one revision of the user's
+// items. refs counts its holders: the cache (while the entry is in it) and
+// every request using it; the last to let go closes it.
 type preparedUser struct {
-	rev     int64
-	items   []profile.Item
-	user    *persona.User      // PPlug
-	retr    *persona.Retrieval // retrieval
-	refs    int
-	evicted bool
+	rev  int64
+	p    *persona.Persona
+	refs int
+}
+
+// unrefLocked drops one reference (p.mu held).
+func (p *personalizer) unrefLocked(u *preparedUser) {
+	u.refs--
+	if u.refs == 0 {
+		_ = u.p.Close()
+		p.live--
+	}
 }
 
 func (p *personalizer) release(u *preparedUser) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	u.refs--
-	if u.evicted && u.refs == 0 && u.user != nil {
-		_ = u.user.Close()
+	p.unrefLocked(u)
+}
+
+// forgetLocked takes a user out of the cache (p.mu held).
+func (p *personalizer) forgetLocked(id string) {
+	if u := p.users[id]; u != nil {
+		delete(p.users, id)
+		p.unrefLocked(u)
 	}
 }
 
-func (p *personalizer) evictLocked(id string) {
-	if u := p.users[id]; u != nil {
-		delete(p.users, id)
-		u.evicted = true
-		if u.refs == 0 && u.user != nil {
-			_ = u.user.Close()
-		}
-	}
+// forget takes a user out of the cache (their persona is freed once the
+// requests using it end).
+func (p *personalizer) forget(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.forgetLocked(id)
 }
 
 func (p *personalizer) close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for id := range p.users {
-		p.evictLocked(id)
+		p.forgetLocked(id)
 	}
 }
 
-// acquire returns the prepared history of a user (nil when the user is
-// unknown or has no items). Item embeddings missing for this encoder are
-// computed once and stored.
+// cached is the number of prepared users in the cache (tests).
+func (p *personalizer) cached() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.users)
+}
+
+// acquire returns the prepared persona of a user (nil when the user is
+// unknown or has no items); release it after use. Item embeddings missing
+// for this encoder are computed once and stored.
 func (p *personalizer) acquire(ctx context.Context, id string) (*preparedUser, error) {
 	u, err := p.st.User(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
@@ -108,34 +114,33 @@ func (p *personalizer) acquire(ctx context.Context, id string) (*preparedUser, e
 	if len(items) == 0 {
 		return nil, nil
 	}
-	pu := &preparedUser{rev: u.Rev, items: store.ProfileItems(items), refs: 1}
-	if p.rt == nil {
-		pu.retr = persona.NewRetrieval(pu.items)
-	} else {
-		keys, err := p.embeddings(ctx, id, items)
-		if err != nil {
+	var keys [][]float32
+	if p.pz.Method.NeedsPlug() {
+		if keys, err = p.embeddings(ctx, id, items); err != nil {
 			return nil, err
 		}
-		if pu.user, err = p.rt.Plug.NewUser(p.rt.Backend, pu.items, keys); err != nil {
-			return nil, fmt.Errorf("user %q: %w", id, err)
-		}
 	}
+	pers, err := p.pz.PrepareEncoded(store.ProfileItems(items), keys)
+	if err != nil {
+		return nil, fmt.Errorf("user %q: %w", id, err)
+	}
+	pu := &preparedUser{rev: u.Rev, p: pers, refs: 2} // the cache's and the caller's
 	p.mu.Lock()
-	p.evictLocked(id)
-	if len(p.users) >= maxCachedUsers {
-		for other := range p.users {
-			p.evictLocked(other)
+	defer p.mu.Unlock()
+	p.live++
+	p.forgetLocked(id)
+	for other := range p.users {
+		if len(p.users) < maxCachedUsers {
 			break
 		}
+		p.forgetLocked(other)
 	}
 	p.users[id] = pu
-	pu.refs++
-	p.mu.Unlock()
 	return pu, nil
 }
 
 // embeddings reads the items' vectors for the encoder, encoding (in one
-// call, like EncodeCached) and storing those that are missing.
+// call, like persona.EncodeCached) and storing those that are missing.
 func (p *personalizer) embeddings(ctx context.Context, user string, items []store.Item) ([][]float32, error) {
 	have, err := p.st.Embeddings(ctx, user, p.enc.ID())
 	if err != nil {
@@ -158,9 +163,7 @@ func (p *personalizer) embeddings(ctx context.Context, user string, items []stor
 	for k, i := range missing {
 		texts[k], seqs[k] = items[i].Text, items[i].Seq
 	}
-	p.encMu.Lock()
 	vecs, err := p.enc.Encode(ctx, texts, "", nil)
-	p.encMu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("encode the history of %q: %w", user, err)
 	}
@@ -173,18 +176,11 @@ func (p *personalizer) embeddings(ctx context.Context, user string, items []stor
 	return keys, nil
 }
 
-// personaInput is what a user's persona contributes to one request.
-type personaInput struct {
-	mode string
-	rows []float32 // PPlug rows for the query
-	// augment rewrites the text the persona looks at (retrieval puts the
-	// top history items in front of it); identity otherwise.
-	augment func(string) string
-}
-
-// forQuery prepares the persona of user for a query text.
-func (p *personalizer) forQuery(ctx context.Context, user, query string) (personaInput, error) {
-	none := personaInput{mode: modeNone, augment: func(s string) string { return s }}
+// forQuery personalises a query text for a user: the request's prompt
+// text (the query after the retrieved items) and rows. No user, an
+// unknown one or one without items gets the query alone.
+func (p *personalizer) forQuery(ctx context.Context, user, query string) (persona.Request, error) {
+	none := persona.Request{Method: persona.MethodNone, Prompt: query}
 	if user == "" {
 		return none, nil
 	}
@@ -193,34 +189,26 @@ func (p *personalizer) forQuery(ctx context.Context, user, query string) (person
 		return none, err
 	}
 	defer p.release(pu)
-	if pu.retr != nil {
-		top := pu.retr.Top(query, p.topK)
-		items := pu.items
-		return personaInput{mode: modeRetrieval, augment: func(s string) string { return persona.RetrievalPrompt(items, top, s) }}, nil
-	}
-	p.encMu.Lock()
-	rows, _, err := p.rt.QueryRows(ctx, pu.user, query)
-	p.encMu.Unlock()
+	req, err := pu.p.Personalize(ctx, query)
 	if err != nil {
 		return none, fmt.Errorf("persona of %q: %w", user, err)
 	}
-	return personaInput{mode: modePPlug, rows: rows, augment: none.augment}, nil
+	return req, nil
 }
 
-// inputs lays out the model input of a prompt (the already augmented
-// text): BOS, the persona rows, the prompt's tokens.
-func (p *personalizer) inputs(pi personaInput, prompt string) ([]llama.Input, int, error) {
-	toks, err := p.m.Tokenize(prompt, true, true)
+// inputs lays out the model input of a rendered prompt (the request's
+// prompt text already in it): BOS, the request's rows, the prompt's tokens.
+func (p *personalizer) inputs(req persona.Request, prompt string) ([]llama.Input, int, error) {
+	m := p.pz.LLM
+	toks, err := m.Tokenize(prompt, true, true)
 	if err != nil {
 		return nil, 0, err
 	}
-	in := persona.Inputs(p.m, pi.rows, toks)
-	return in, llama.InputsLen(in, p.m.NEmbd()), nil
+	in := persona.Inputs(m, req.Rows, toks)
+	return in, llama.InputsLen(in, m.NEmbd()), nil
 }
 
 // encode embeds texts with the history encoder (for /v1/embeddings).
 func (p *personalizer) encode(ctx context.Context, texts []string) ([][]float32, error) {
-	p.encMu.Lock()
-	defer p.encMu.Unlock()
 	return p.enc.Encode(ctx, texts, "", nil)
 }

@@ -32,11 +32,12 @@ import (
 type Config struct {
 	Model     *llama.Model
 	ModelName string // the id /v1/models lists and requests name
-	// Runtime is the PPlug runtime (plug, encoder, backend); nil serves
-	// personas by retrieval (the top history items put into the prompt).
-	Runtime *persona.Runtime
-	// Encoder embeds history items and /v1/embeddings inputs (Runtime's
-	// encoder when Runtime is set).
+	// Personalizer decides how a user's requests are personalised (its
+	// LLM is Model); nil serves personas by retrieval (the top RetrieveK
+	// BM25 items put into the prompt).
+	Personalizer *persona.Personalizer
+	// Encoder embeds history items and /v1/embeddings inputs (the
+	// Personalizer's encoder when it has one).
 	Encoder *persona.Encoder
 	Store   *store.Store
 	// Context configures the llama.cpp context; NSeqMax is -np. KVUnified
@@ -73,9 +74,6 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Model == nil || cfg.Store == nil {
 		return nil, errors.New("server: a model and a profile store are required")
 	}
-	if cfg.Encoder == nil && cfg.Runtime != nil {
-		cfg.Encoder = cfg.Runtime.Encoder
-	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
 	}
@@ -100,6 +98,17 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ModelName == "" {
 		cfg.ModelName = "pplug"
 	}
+	if cfg.Personalizer == nil {
+		cfg.Personalizer = &persona.Personalizer{Method: persona.MethodBM25, K: cfg.RetrieveK}
+	}
+	pz := cfg.Personalizer.WithMethod(cfg.Personalizer.Method)
+	pz.LLM = cfg.Model
+	if cfg.Encoder == nil {
+		cfg.Encoder = pz.Encoder
+	}
+	if err := pz.Check(); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	co := cfg.Context
 	co.NSeqMax = max(co.NSeqMax, 1)
 	co.KVUnified = true
@@ -120,8 +129,7 @@ func New(cfg Config) (*Server, error) {
 		s.tmpl, s.stops = "chatml", []string{"<|im_end|>", "<|im_start|>"}
 		s.log.Info("the model has no chat template llama.cpp can apply: using chatml")
 	}
-	s.pers = &personalizer{m: cfg.Model, rt: cfg.Runtime, enc: cfg.Encoder, st: cfg.Store, topK: cfg.RetrieveK,
-		maxItems: cfg.MaxItems, users: map[string]*preparedUser{}}
+	s.pers = &personalizer{pz: pz, enc: cfg.Encoder, st: cfg.Store, maxItems: cfg.MaxItems, users: map[string]*preparedUser{}}
 	s.sched = newScheduler(lctx, cfg.MaxQueue, cfg.Logger)
 	return s, nil
 }
@@ -301,7 +309,7 @@ type prepared struct {
 
 // prepare validates the sampling fields, resolves the user, builds the
 // model input (through the personalisation glue) and the sampler.
-func (s *Server) prepare(ctx context.Context, c caller, p samplingParams, query string, render func(personaInput) (string, error), extraStops []string) (*prepared, *apiError) {
+func (s *Server) prepare(ctx context.Context, c caller, p samplingParams, query string, render func(persona.Request) (string, error), extraStops []string) (*prepared, *apiError) {
 	if err := s.checkModel(p.Model); err != nil {
 		return nil, err
 	}
@@ -348,15 +356,15 @@ func (s *Server) prepare(ctx context.Context, c caller, p samplingParams, query 
 			maxTok = *m
 		}
 	}
-	pi, err := s.pers.forQuery(ctx, user, query)
+	req, err := s.pers.forQuery(ctx, user, query)
 	if err != nil {
 		return nil, errf(http.StatusInternalServerError, "server_error", "", "persona: %v", err)
 	}
-	text, err := render(pi)
+	text, err := render(req)
 	if err != nil {
 		return nil, badRequest("", "%v", err)
 	}
-	inputs, n, err := s.pers.inputs(pi, text)
+	inputs, n, err := s.pers.inputs(req, text)
 	if err != nil {
 		return nil, badRequest("", "tokenize the prompt: %v", err)
 	}
@@ -377,7 +385,7 @@ func (s *Server) prepare(ctx context.Context, c caller, p samplingParams, query 
 	}
 	stops := append(append([]string(nil), p.Stop...), extraStops...)
 	j := &job{ctx: ctx, inputs: inputs, nPos: n, maxTokens: maxTok, sampler: smp, stops: stops, out: newOutput()}
-	return &prepared{job: j, mode: pi.mode, stream: p.Stream, usage: p.StreamOptions != nil && p.StreamOptions.IncludeUsage,
+	return &prepared{job: j, mode: string(req.Method), stream: p.Stream, usage: p.StreamOptions != nil && p.StreamOptions.IncludeUsage,
 		user: user, created: time.Now().Unix()}, nil
 }
 
@@ -518,10 +526,10 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, c caller) *apiErro
 	if last >= 0 {
 		query = msgs[last].Content
 	}
-	render := func(pi personaInput) (string, error) {
+	render := func(pr persona.Request) (string, error) {
 		sent := append([]llama.ChatMessage(nil), msgs...)
 		if last >= 0 {
-			sent[last].Content = pi.augment(sent[last].Content)
+			sent[last].Content = pr.Prompt
 		}
 		return llama.ApplyChatTemplate(s.tmpl, sent, true)
 	}
@@ -574,7 +582,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, c caller) *
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	p, aerr := s.prepare(ctx, c, req.samplingParams, prompt, func(pi personaInput) (string, error) { return pi.augment(prompt), nil }, nil)
+	p, aerr := s.prepare(ctx, c, req.samplingParams, prompt, func(pr persona.Request) (string, error) { return pr.Prompt, nil }, nil)
 	if aerr != nil {
 		return aerr
 	}
@@ -700,6 +708,7 @@ func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request, c caller) *a
 	if err := s.cfg.Store.DeleteUser(r.Context(), id); err != nil {
 		return storeError(err)
 	}
+	s.pers.forget(id)
 	writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "user", "deleted": true})
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -26,7 +27,7 @@ import (
 type testServer struct {
 	url  string
 	srv  *Server
-	rt   *persona.Runtime
+	pz   *persona.Personalizer
 	m    *llama.Model
 	st   *store.Store
 	keys map[string]string // user -> API key
@@ -67,7 +68,7 @@ func startServer(t testing.TB, np int, apiKey string) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{rt: &persona.Runtime{LLM: m, Plug: plug, Encoder: enc, Backend: be}, m: m, st: st, keys: map[string]string{}}
+	ts := &testServer{pz: &persona.Personalizer{Method: persona.MethodPPlug, LLM: m, Plug: plug, Encoder: enc, Backend: be}, m: m, st: st, keys: map[string]string{}}
 	for u, texts := range testUsers {
 		key := store.NewKey()
 		if _, err := st.CreateUser(ctx, u, key); err != nil {
@@ -82,7 +83,7 @@ func startServer(t testing.TB, np int, apiKey string) *testServer {
 		}
 		ts.keys[u] = key
 	}
-	srv, err := New(Config{Model: m, Runtime: ts.rt, Store: st, APIKey: apiKey, MaxBodyBytes: 64 << 10, MaxTokens: 256,
+	srv, err := New(Config{Model: m, Personalizer: ts.pz, Store: st, APIKey: apiKey, MaxBodyBytes: 64 << 10, MaxTokens: 256,
 		Context: llama.ContextOptions{NCtx: 2048, NSeqMax: np, Threads: 1, ThreadsBatch: 1}})
 	if err != nil {
 		t.Fatal(err)
@@ -223,16 +224,20 @@ func (ts *testServer) reference(t testing.TB, user, prompt string, n int) string
 		for i, it := range items {
 			texts[i] = it.Text
 		}
-		vecs, err := ts.rt.Encoder.Encode(ctx, texts, "", nil)
+		vecs, err := ts.pz.Encoder.Encode(ctx, texts, "", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		u, err := ts.rt.Plug.NewUser(ts.rt.Backend, store.ProfileItems(items), vecs)
+		u, err := ts.pz.Plug.NewUser(ts.pz.Backend, store.ProfileItems(items), vecs)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer u.Close()
-		rows, _, err := ts.rt.QueryRows(ctx, u, prompt)
+		q, err := ts.pz.Encoder.EncodeOne(ctx, prompt, ts.pz.Plug.QueryPrefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, _, err := u.Rows(q)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -281,7 +286,7 @@ func TestAnswersEqualGenerateStreamedOrNot(t *testing.T) {
 	if resp.StatusCode != 200 || json.Unmarshal(body, &cr) != nil || cr.Choices[0].Message == nil {
 		t.Fatalf("chat: %d %s", resp.StatusCode, body)
 	}
-	if resp.Header.Get("X-PPlug-Persona") != modePPlug {
+	if resp.Header.Get("X-PPlug-Persona") != string(persona.MethodPPlug) {
 		t.Errorf("X-PPlug-Persona %q", resp.Header.Get("X-PPlug-Persona"))
 	}
 	streamed, _ := ts.stream(t, "/v1/chat/completions", req)
@@ -439,7 +444,7 @@ func TestErrorsUseOpenAIShape(t *testing.T) {
 	}
 	// A user key may run completions as itself (the user field defaults to it).
 	r, b = ts.post(t, "/v1/completions", created.Key, map[string]any{"prompt": "Once", "max_tokens": 4})
-	if r.StatusCode != 200 || r.Header.Get("X-PPlug-Persona") != modePPlug {
+	if r.StatusCode != 200 || r.Header.Get("X-PPlug-Persona") != string(persona.MethodPPlug) {
 		t.Errorf("own completion: %d %q %s", r.StatusCode, r.Header.Get("X-PPlug-Persona"), b)
 	}
 	// remember appends the user's message to the history.
@@ -513,11 +518,71 @@ func TestModelsHealthEmbeddings(t *testing.T) {
 	if r.StatusCode != 200 || json.Unmarshal(b, &er) != nil || len(er.Data) != 2 {
 		t.Fatalf("embeddings: %d %s", r.StatusCode, b)
 	}
-	want, err := ts.rt.Encoder.Encode(context.Background(), []string{"a red ball", "a boat"}, "", nil)
+	want, err := ts.pz.Encoder.Encode(context.Background(), []string{"a red ball", "a boat"}, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if fmt.Sprint(er.Data[1].Embedding) != fmt.Sprint(want[1]) {
 		t.Errorf("embedding of input 1 differs from the encoder's")
 	}
+}
+
+// TestRecreatedUserGetsTheNewHistory: a user deleted and created again with
+// other items is answered with the new history's persona, never the
+// deleted one's (revisions are never given out twice), and personas that
+// leave the cache are freed.
+func TestRecreatedUserGetsTheNewHistory(t *testing.T) {
+	ts := startServer(t, 2, "")
+	ctx := context.Background()
+	rows := func() []float32 {
+		t.Helper()
+		r, err := ts.srv.pers.forQuery(ctx, "lily", "Once upon a time")
+		if err != nil || r.Method != persona.MethodPPlug {
+			t.Fatalf("persona of lily: %v %v", r.Method, err)
+		}
+		return r.Rows
+	}
+	req := map[string]any{"prompt": "Once upon a time", "max_tokens": 16, "temperature": 0, "user": "lily"}
+	if got := ts.complete(t, req); got != ts.reference(t, "lily", "Once upon a time", 16) {
+		t.Fatal("the first answer is not lily's")
+	}
+	before := rows()
+	cachedBefore := ts.srv.pers.cached()
+	if err := ts.st.DeleteUser(ctx, "lily"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.st.CreateUser(ctx, "lily", store.NewKey()); err != nil {
+		t.Fatal(err)
+	}
+	// As many items as before, so that a revision counted per user would
+	// come out the same.
+	var items []store.NewItem
+	for _, x := range testUsers["tom"] {
+		items = append(items, store.NewItem{Text: x})
+	}
+	items = append(items, store.NewItem{Text: "Tom had a red kite."})
+	if _, err := ts.st.AddItems(ctx, "lily", items); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := ts.complete(t, req), ts.reference(t, "lily", "Once upon a time", 16); got != want {
+		t.Fatalf("after recreating lily: %q, her new history gives %q", got, want)
+	}
+	if after := rows(); slices.Equal(after, before) {
+		t.Fatal("the recreated user gets the deleted history's persona rows")
+	}
+	if n := ts.srv.pers.cached(); n != cachedBefore {
+		t.Fatalf("%d users cached, want %d (the replaced persona stays cached)", n, cachedBefore)
+	}
+	if n := ts.openPersonas(); n != cachedBefore {
+		t.Fatalf("%d personas hold backend memory, %d are cached: replaced ones leak", n, cachedBefore)
+	}
+}
+
+// openPersonas counts the prepared personas that still hold their
+// resident buffers.
+func (ts *testServer) openPersonas() int {
+	p := ts.srv.pers
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.live
 }

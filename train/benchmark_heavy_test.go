@@ -45,7 +45,7 @@ func TestPersonalisationBenchmark(t *testing.T) {
 	cache := &persona.Cache{Dir: filepath.Join(dir, "cache")}
 	load := func(split string) []Example {
 		ex, err := LoadExamples(context.Background(), m, enc, cache, plug, filepath.Join(dir, split+"_questions.json"),
-			filepath.Join(dir, split+"_outputs.json"), DataOptions{Task: synthusers.Task, CacheKey: split})
+			filepath.Join(dir, split+"_outputs.json"), DataOptions{Task: synthusers.Task, ProfileSource: split})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -31,15 +31,17 @@ type Example struct {
 
 // DataOptions control how LaMP data becomes examples.
 type DataOptions struct {
-	Task       lamp.Task
-	MaxItems   int // history items kept per user (default 512)
-	MaxInput   int // prompt tokens kept (default 256, the paper's LLM input limit)
-	MaxTarget  int // target tokens kept (default 128)
-	Limit      int // use only the first N questions (0: all)
-	CacheKey   string
-	QueryFn    func(input string) string // the text the query encoder sees (default: Task.QueryPart)
-	Progress   func(done, total int)
-	ProfileOpt profile.Options
+	Task      lamp.Task
+	MaxItems  int // history items kept per user (default 512)
+	MaxInput  int // prompt tokens kept (default 256, the paper's LLM input limit)
+	MaxTarget int // target tokens kept (default 128)
+	Limit     int // use only the first N questions (0: all)
+	// ProfileSource names the questions file in embedding cache keys (see
+	// persona.ProfileKey).
+	ProfileSource string
+	QueryFn       func(input string) string // the text the query encoder sees (default: Task.QueryPart)
+	Progress      func(done, total int)
+	ProfileOpt    profile.Options
 }
 
 func (o *DataOptions) defaults() {
@@ -99,7 +101,7 @@ func LoadExamples(ctx context.Context, m *llama.Model, enc *persona.Encoder, cac
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", questionsPath, err)
 		}
-		keys, _, err := persona.EncodeCached(ctx, enc, cache, o.CacheKey+"#"+q.ID, prof.Texts(), nil)
+		keys, _, err := persona.EncodeCached(ctx, enc, cache, persona.ProfileKey(o.ProfileSource, q.ID), prof.Texts(), nil)
 		if err != nil {
 			return nil, fmt.Errorf("encode the history of question %q: %w", q.ID, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/pplug/pplug/cgo"
@@ -294,4 +295,86 @@ func checkGradients(t *testing.T, path string, fd bool) map[int][]float32 {
 	}
 	t.Logf("%d gradient entries checked against central differences: max relative difference %.3g, max absolute %.3g", checked, worst, worstAbs)
 	return out
+}
+
+// TestFillFollowsTheLayout: the training graph puts BOS, the instruction
+// rows, the persona row and the prompt at the positions generation puts
+// them (persona.Inputs, the layout chat uses too): position by position,
+// the row generation decodes equals the token embedding of the token
+// training reads there, or the row training selects there.
+func TestFillFollowsTheLayout(t *testing.T) {
+	for name, path := range testModels(t) {
+		t.Run(name, func(t *testing.T) {
+			m := loadModel(t, path)
+			const dEnc = 8
+			plug := testPlug(t, m, dEnc, false)
+			plug.NInstr = 2
+			plug.Instr = make([]float32, 2*m.NEmbd())
+			ex := testExamples(t, m, dEnc, 2, 9)
+			shape, err := ShapeFor(plug, 2, ex)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, err := NewGraph(path, m, plug, shape, 1, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Close()
+			if _, err := g.Fill(ex); err != nil {
+				t.Fatal(err)
+			}
+			d, T, R := m.NEmbd(), shape.Tokens, plug.NRows()
+			toks := g.t.InputI32(cgo.TrainInTokens)
+			mask := g.t.InputF32(cgo.TrainInTokMask)
+			selI := g.t.InputF32(cgo.TrainInSelI)
+			selP := g.t.InputF32(cgo.TrainInSelP)
+			for b, e := range ex {
+				// Distinct rows: row j is j+1 everywhere.
+				rows := make([]float32, R*d)
+				for j := range R {
+					for k := range d {
+						rows[j*d+k] = float32(j + 1)
+					}
+				}
+				in := persona.Inputs(m, rows, e.Prompt)
+				if len(in) != 1 || in[0].Embd == nil {
+					t.Fatalf("generation input is %d runs, want one run of rows", len(in))
+				}
+				gen := in[0].Embd
+				n := len(gen) / d
+				if want := len(e.Prompt) + R; n != want {
+					t.Fatalf("generation has %d positions, want %d", n, want)
+				}
+				for p := range n {
+					want := gen[p*d : (p+1)*d]
+					i := b*T + p
+					var got []float32
+					switch {
+					case mask[i] == 1:
+						emb, err := m.TokenEmbeddings([]llama.Token{llama.Token(toks[i])})
+						if err != nil {
+							t.Fatal(err)
+						}
+						got = emb
+					case selP[i] == 1:
+						got = rows[(R-1)*d : R*d]
+					default:
+						j := -1
+						for k := range plug.NInstr {
+							if selI[p*plug.NInstr+k] == 1 {
+								j = k
+							}
+						}
+						if j < 0 {
+							t.Fatalf("example %d, position %d: neither a token nor a row in training", b, p)
+						}
+						got = rows[j*d : (j+1)*d]
+					}
+					if !slices.Equal(got, want) {
+						t.Fatalf("example %d, position %d: training and generation disagree on what goes there", b, p)
+					}
+				}
+			}
+		})
+	}
 }

@@ -44,6 +44,7 @@ func ShapeFor(plug *persona.Plug, batch int, sets ...[]Example) (Shape, error) {
 // parameters living in it.
 type Graph struct {
 	t     *cgo.Trainer
+	m     *llama.Model
 	plug  *persona.Plug
 	shape Shape
 	bos   llama.Token // -1: the model uses no BOS
@@ -71,7 +72,7 @@ func NewGraph(modelPath string, m *llama.Model, plug *persona.Plug, shape Shape,
 	if err != nil {
 		return nil, fmt.Errorf("training graph: %w", err)
 	}
-	g := &Graph{t: t, plug: plug, shape: shape, bos: -1, nv: t.NVocab(), d: t.NEmbd()}
+	g := &Graph{t: t, m: m, plug: plug, shape: shape, bos: -1, nv: t.NVocab(), d: t.NEmbd()}
 	if m.AddBOS() && m.BOS() >= 0 {
 		g.bos = m.BOS()
 	}
@@ -93,11 +94,10 @@ func (g *Graph) Close() { g.t.Free() }
 // Shape is the graph's shape.
 func (g *Graph) Shape() Shape { return g.shape }
 
-func (g *Graph) rowsAt() int {
-	if g.bos >= 0 {
-		return 1
-	}
-	return 0
+// layout is the input layout of an example's prompt (persona.Layout, the
+// one generation and chat use) and the prompt after BOS.
+func (g *Graph) layout(prompt []llama.Token) (persona.Layout, []llama.Token) {
+	return persona.NewLayout(g.m, g.plug.NInstr, 1, prompt)
 }
 
 func (g *Graph) setConstants() {
@@ -117,17 +117,17 @@ func (g *Graph) setConstants() {
 			}
 		}
 	}
-	at := g.rowsAt()
+	l, _ := g.layout(nil)
 	if sel := g.t.InputF32(cgo.TrainInSelI); sel != nil { // [n_instr, T, 1]
 		clear(sel)
 		for j := range g.plug.NInstr {
-			sel[(at+j)*g.plug.NInstr+j] = 1
+			sel[l.InstrAt(j)*g.plug.NInstr+j] = 1
 		}
 	}
 	selP := g.t.InputF32(cgo.TrainInSelP) // [1, T, B]
 	clear(selP)
 	for b := range g.shape.Batch {
-		selP[b*T+at+g.plug.NInstr] = 1
+		selP[b*T+l.PersonaAt()] = 1
 	}
 }
 
@@ -218,16 +218,11 @@ func (g *Graph) Fill(batch []Example) (int, error) {
 		// [BOS][rows][prompt after BOS][target but its last token]
 		seq := toks[b*T : (b+1)*T]
 		msk := tmask[b*T : (b+1)*T]
-		p := 0
-		prompt := e.Prompt
-		if g.bos >= 0 {
+		l, prompt := g.layout(e.Prompt)
+		if l.BOS {
 			seq[0], msk[0] = g.bos, 1
-			p = 1
-			if len(prompt) > 0 && prompt[0] == g.bos {
-				prompt = prompt[1:]
-			}
 		}
-		p += R
+		p := l.PromptAt()
 		for _, tk := range prompt {
 			seq[p], msk[p] = tk, 1
 			p++

@@ -11,6 +11,7 @@ import (
 	"github.com/pplug/pplug/kernels"
 	"github.com/pplug/pplug/llama"
 	"github.com/pplug/pplug/persona"
+	"github.com/pplug/pplug/persona/profile"
 )
 
 // defaultBenchQuery is the request of the time-to-first-token tests when the
@@ -20,52 +21,128 @@ const defaultBenchQuery = "Write a short story for me about a day in the park, i
 // personaTests measures what PPlug adds and saves: history encoding, the
 // per-query aggregation, the prompt with persona rows, and the time to the
 // first token of PPlug against the retrieval baseline (top-k BM25 items in
-// the prompt) and no personalisation, for the same profile and query.
+// the prompt) and no personalisation, for the same profile and query. Each
+// method runs through its persona.Personalizer, as generate runs it.
 func (b *benchRun) personaTests(ctx context.Context, m *llama.Model, row benchRow, in benchInst) error {
+	pb, err := b.newPersonaBench(ctx, m, row, in)
+	if err != nil {
+		return err
+	}
+	defer pb.close()
+	for _, step := range []func(context.Context) error{pb.encode, pb.timeToFirstToken, pb.promptSpeed, pb.aggregation} {
+		if err := step(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// personaBench is what the persona tests share.
+type personaBench struct {
+	b       *benchRun
+	row     benchRow
+	m       *llama.Model
+	prof    *profile.Profile
+	query   string
+	pplug   *persona.Personalizer
+	rag     *persona.Personalizer
+	vecs    [][]float32      // the history's embeddings (encode)
+	user    *persona.Persona // the PPlug persona (encode)
+	lc      *llama.Context
+	smp     *llama.Sampler
+	closers []func() error
+}
+
+func (pb *personaBench) close() {
+	for i := len(pb.closers) - 1; i >= 0; i-- {
+		pb.closers[i]()
+	}
+}
+
+// newPersonaBench loads the profile, opens the encoder, the plug (--plug,
+// or a new one for the model as pplug plug init makes it) and the kernels
+// backend, and makes a context that holds the longest prompt.
+func (b *benchRun) newPersonaBench(ctx context.Context, m *llama.Model, row benchRow, in benchInst) (_ *personaBench, err error) {
 	c := b.c
+	pb := &personaBench{b: b, row: row, m: m}
+	defer func() {
+		if err != nil {
+			pb.close()
+		}
+	}()
 	prof, task, err := loadProfile(c)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(prof.Items) == 0 {
-		return errNoItems
+		return nil, errNoItems
 	}
+	pb.prof = prof
 	enc, err := openEncoder(ctx, c, m, in.threads)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer enc.Close()
-
+	pb.closers = append(pb.closers, enc.Close)
 	var plug *persona.Plug
 	if p := c.String("plug"); p != "" {
 		if plug, err = persona.ReadPlug(p); err != nil {
-			return err
+			return nil, err
 		}
-		if err := plug.CheckModel(m.NEmbd(), enc.Dim()); err != nil {
-			return err
-		}
-	} else {
-		scale, err := persona.TokenEmbeddingScale(m)
-		if err != nil {
-			return err
-		}
-		prefix := ""
-		if c.String("encoder") != "" {
-			prefix = persona.DefaultQueryPrefix
-		}
-		if plug, err = persona.NewPlug(enc.Dim(), m.NEmbd(), scale, persona.PlugOptions{QueryPrefix: prefix}); err != nil {
-			return err
-		}
+	} else if plug, err = persona.NewPlugFor(m, enc, persona.PlugOptions{DefaultPrefix: true}); err != nil {
+		return nil, err
 	}
 	backend, err := kernels.Open(c.String("device"), kernels.Options{Threads: in.threads, Logger: slog.Default()})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer backend.Close()
+	pb.closers = append(pb.closers, backend.Close)
+	pb.pplug = &persona.Personalizer{Method: persona.MethodPPlug, LLM: m, Plug: plug, Encoder: enc, Backend: backend}
+	pb.rag = &persona.Personalizer{Method: persona.MethodBM25, LLM: m, K: c.Int("retrieve-k")}
+	if task.Valid() {
+		pb.pplug.Query, pb.rag.Query = task.QueryPart, task.QueryPart
+	}
+	if err := pb.pplug.Check(); err != nil {
+		return nil, err
+	}
+	pb.query = c.String("query")
+	if pb.query == "" {
+		pb.query = prof.Query
+	}
+	if pb.query == "" {
+		pb.query = defaultBenchQuery
+	}
+	// The longest input: the retrieval prompt.
+	ragUser, _, err := pb.rag.Prepare(ctx, prof.Items, "", nil)
+	if err != nil {
+		return nil, err
+	}
+	req, err := ragUser.Personalize(ctx, pb.query)
+	if err != nil {
+		return nil, err
+	}
+	ragToks, err := m.Tokenize(req.Prompt, true, true)
+	if err != nil {
+		return nil, err
+	}
+	nctx := len(ragToks) + plug.NRows() + 64
+	pb.lc, err = m.NewContext(llama.ContextOptions{NCtx: nctx, NBatch: row.Batch, NUBatch: row.UBatch, Threads: in.threads, ThreadsBatch: in.threads, FlashAttn: in.fa})
+	if err != nil {
+		return nil, err
+	}
+	pb.closers = append(pb.closers, pb.lc.Close)
+	pb.row.Ctx = pb.lc.NCtx()
+	if pb.smp, err = llama.NewSampler(llama.SamplerOptions{Temp: 0, RepeatPenalty: 1}); err != nil {
+		return nil, err
+	}
+	pb.closers = append(pb.closers, pb.smp.Close)
+	return pb, nil
+}
 
-	// 1. Encoding the history, batched.
-	texts := prof.Texts()
-	var vecs [][]float32
+// encode times the batched encoding of the history (persona encode) and
+// prepares the PPlug persona from it.
+func (pb *personaBench) encode(ctx context.Context) error {
+	b, enc := pb.b, pb.pplug.Encoder
+	texts := pb.prof.Texts()
 	b.personaStart("persona encode")
 	ds, err := b.repeat("persona encode", nil, func() (time.Duration, error) {
 		t0 := time.Now()
@@ -73,106 +150,82 @@ func (b *benchRun) personaTests(ctx context.Context, m *llama.Model, row benchRo
 		if err != nil {
 			return 0, err
 		}
-		vecs = v
+		pb.vecs = v
 		return time.Since(t0), nil
 	})
 	if err != nil {
 		return err
 	}
-	r := row
+	r := pb.row
 	r.Test, r.Unit = "persona encode", "items/s"
 	r.Note = fmt.Sprintf("%d history items, batched, encoder %s (%s pooling)", len(texts), shortID(enc.ID()), enc.PoolingName())
 	b.emit(r, ds, perSecond(len(texts)))
+	if pb.user, err = pb.pplug.PrepareEncoded(pb.prof.Items, pb.vecs); err != nil {
+		return err
+	}
+	pb.closers = append(pb.closers, pb.user.Close)
+	return nil
+}
 
-	user, err := plug.NewUser(backend, prof.Items, vecs)
-	if err != nil {
+// first decodes an input and samples the first token.
+func (pb *personaBench) first(ctx context.Context, in []llama.Input) error {
+	if err := pb.lc.ClearMemory(); err != nil {
 		return err
 	}
-	defer user.Close()
+	if _, err := pb.lc.DecodeInputs(ctx, in, llama.DecodeOptions{}); err != nil {
+		return err
+	}
+	_, err := pb.smp.Sample(pb.lc, -1)
+	return err
+}
 
-	query := c.String("query")
-	if query == "" && prof.Query != "" {
-		query = prof.Query
-	}
-	if query == "" {
-		query = defaultBenchQuery
-	}
-	qpart := query
-	if task.Valid() {
-		qpart = task.QueryPart(query)
-	}
-	retr := persona.NewRetrieval(prof.Items)
-	k := c.Int("retrieve-k")
-	ragPrompt := persona.RetrievalPrompt(prof.Items, retr.Top(qpart, k), query)
-	ragToks, err := m.Tokenize(ragPrompt, true, true)
+// timeToFirstToken times a request from its text to its first token with
+// no personalisation, PPlug (query encoding and aggregation included) and
+// retrieval (BM25 ranking and the longer prompt included).
+func (pb *personaBench) timeToFirstToken(ctx context.Context) error {
+	b, m := pb.b, pb.m
+	ragUser, _, err := pb.rag.Prepare(ctx, pb.prof.Items, "", nil)
 	if err != nil {
 		return err
 	}
-	plainToks, err := m.Tokenize(query, true, true)
-	if err != nil {
-		return err
-	}
-	nctx := len(ragToks) + plug.NRows() + 64
-	lc, err := m.NewContext(llama.ContextOptions{NCtx: nctx, NBatch: row.Batch, NUBatch: row.UBatch, Threads: in.threads, ThreadsBatch: in.threads, FlashAttn: in.fa})
-	if err != nil {
-		return err
-	}
-	defer lc.Close()
-	row.Ctx = lc.NCtx()
-	smp, err := llama.NewSampler(llama.SamplerOptions{Temp: 0, RepeatPenalty: 1})
-	if err != nil {
-		return err
-	}
-	defer smp.Close()
-
-	// first decodes an input and samples the first token.
-	first := func(in []llama.Input) error {
-		if err := lc.ClearMemory(); err != nil {
+	tests := []struct {
+		name string
+		user *persona.Persona // nil: no personalisation
+	}{{"persona ttft none", nil}, {"persona ttft pplug", pb.user}, {"persona ttft rag", ragUser}}
+	for _, t := range tests {
+		// The request once, for the note and n_prompt: the positions
+		// decoded, so avg_ts is the prompt rate including the
+		// personalisation's own work.
+		req, err := t.user.Personalize(ctx, pb.query)
+		if err != nil {
 			return err
 		}
-		if _, err := lc.DecodeInputs(ctx, in, llama.DecodeOptions{}); err != nil {
+		in, err := req.Inputs(m)
+		if err != nil {
 			return err
 		}
-		_, err := smp.Sample(lc, -1)
-		return err
-	}
-	ttft := []struct {
-		name, note string
-		n          int // prompt positions
-		run        func() error
-	}{
-		{"persona ttft none", fmt.Sprintf("no personalisation: %d prompt tokens", len(plainToks)), len(plainToks), func() error {
-			toks, err := m.Tokenize(query, true, true)
-			if err != nil {
-				return err
-			}
-			return first([]llama.Input{llama.TokenInput(toks...)})
-		}},
-		{"persona ttft pplug", fmt.Sprintf("PPlug: encode the query, aggregate %d items, %d rows + %d prompt tokens", user.Len(), plug.NRows(), len(plainToks)), plug.NRows() + len(plainToks), func() error {
-			rows, _, err := (&persona.Runtime{Plug: plug, Encoder: enc}).QueryRows(ctx, user, qpart)
-			if err != nil {
-				return err
-			}
-			toks, err := m.Tokenize(query, true, true)
-			if err != nil {
-				return err
-			}
-			return first(persona.Inputs(m, rows, toks))
-		}},
-		{"persona ttft rag", fmt.Sprintf("retrieval: BM25 top-%d of %d items in the prompt, %d prompt tokens", k, len(prof.Items), len(ragToks)), len(ragToks), func() error {
-			p := persona.RetrievalPrompt(prof.Items, retr.Top(qpart, k), query)
-			toks, err := m.Tokenize(p, true, true)
-			if err != nil {
-				return err
-			}
-			return first([]llama.Input{llama.TokenInput(toks...)})
-		}},
-	}
-	for _, t := range ttft {
+		n := llama.InputsLen(in, m.NEmbd())
+		var note string
+		switch t.user {
+		case nil:
+			note = fmt.Sprintf("no personalisation: %d prompt tokens", n)
+		case pb.user:
+			note = fmt.Sprintf("PPlug: encode the query, aggregate %d items, %d rows + %d prompt tokens", pb.user.Len(), pb.user.NRows(), n-pb.user.NRows())
+		default:
+			note = fmt.Sprintf("retrieval: BM25 top-%d of %d items in the prompt, %d prompt tokens", pb.rag.RetrieveK(), len(pb.prof.Items), n)
+		}
 		b.personaStart(t.name)
 		ds, err := b.repeat(t.name, nil, func() (time.Duration, error) {
 			t0 := time.Now()
-			if err := t.run(); err != nil {
+			req, err := t.user.Personalize(ctx, pb.query)
+			if err != nil {
+				return 0, err
+			}
+			in, err := req.Inputs(m)
+			if err != nil {
+				return 0, err
+			}
+			if err := pb.first(ctx, in); err != nil {
 				return 0, err
 			}
 			return time.Since(t0), nil
@@ -180,15 +233,22 @@ func (b *benchRun) personaTests(ctx context.Context, m *llama.Model, row benchRo
 		if err != nil {
 			return err
 		}
-		r := row
-		// n_prompt: the positions decoded, so avg_ts is the prompt rate
-		// including the personalisation's own work.
-		r.Test, r.Unit, r.Note, r.NPrompt = t.name, "ms", t.note, t.n
+		r := pb.row
+		r.Test, r.Unit, r.Note, r.NPrompt = t.name, "ms", note, n
 		b.emit(r, ds, func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 })
 	}
+	return nil
+}
 
-	// 2. Prompt speed with and without the persona rows (same prompt).
-	rows, _, err := user.Rows(mustQuery(ctx, enc, plug, qpart))
+// promptSpeed times prompt processing of the same prompt with and without
+// the persona rows.
+func (pb *personaBench) promptSpeed(ctx context.Context) error {
+	b, m := pb.b, pb.m
+	req, err := pb.user.Personalize(ctx, pb.query)
+	if err != nil {
+		return err
+	}
+	plainToks, err := m.Tokenize(pb.query, true, true)
 	if err != nil {
 		return err
 	}
@@ -197,16 +257,16 @@ func (b *benchRun) personaTests(ctx context.Context, m *llama.Model, row benchRo
 		inputs := []llama.Input{llama.TokenInput(plainToks...)}
 		if withRows {
 			name = "persona pp +rows"
-			inputs = persona.Inputs(m, rows, plainToks)
+			inputs = persona.Inputs(m, req.Rows, plainToks)
 		}
 		n := llama.InputsLen(inputs, m.NEmbd())
 		b.personaStart(name)
 		ds, err := b.repeat(name, nil, func() (time.Duration, error) {
-			if err := lc.ClearMemory(); err != nil {
+			if err := pb.lc.ClearMemory(); err != nil {
 				return 0, err
 			}
 			t0 := time.Now()
-			if _, err := lc.DecodeInputs(ctx, inputs, llama.DecodeOptions{}); err != nil {
+			if _, err := pb.lc.DecodeInputs(ctx, inputs, llama.DecodeOptions{}); err != nil {
 				return 0, err
 			}
 			return time.Since(t0), nil
@@ -214,24 +274,31 @@ func (b *benchRun) personaTests(ctx context.Context, m *llama.Model, row benchRo
 		if err != nil {
 			return err
 		}
-		r := row
+		r := pb.row
 		r.Test, r.Unit, r.NPrompt = name, "t/s", n
 		r.Note = fmt.Sprintf("%d positions", n)
 		b.emit(r, ds, perSecond(n))
 	}
+	return nil
+}
 
-	// 3. Aggregation latency per query for several history sizes.
-	q := mustQuery(ctx, enc, plug, qpart)
-	for _, f := range strings.Split(c.String("agg-items"), ",") {
+// aggregation times the per-query attention over --agg-items history sizes.
+func (pb *personaBench) aggregation(ctx context.Context) error {
+	b, plug := pb.b, pb.pplug.Plug
+	q, err := pb.pplug.EncodeQuery(ctx, pb.query)
+	if err != nil {
+		return err
+	}
+	for _, f := range strings.Split(b.c.String("agg-items"), ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 {
 			return usagef("--agg-items: %q is not a positive number", f)
 		}
 		keys := make([][]float32, n)
 		for i := range keys {
-			keys[i] = vecs[i%len(vecs)]
+			keys[i] = pb.vecs[i%len(pb.vecs)]
 		}
-		u, err := plug.NewUser(backend, nil, keys)
+		u, err := plug.NewUser(pb.pplug.Backend, nil, keys)
 		if err != nil {
 			return err
 		}
@@ -252,9 +319,9 @@ func (b *benchRun) personaTests(ctx context.Context, m *llama.Model, row benchRo
 		if err != nil {
 			return err
 		}
-		r := row
+		r := pb.row
 		r.Test, r.Unit = name, "us/query"
-		r.Note = fmt.Sprintf("softmax attention over %d projected items (d_enc %d, d_llm %d) on %s", n, plug.DEnc, plug.DLLM, backend.Device())
+		r.Note = fmt.Sprintf("softmax attention over %d projected items (d_enc %d, d_llm %d) on %s", n, plug.DEnc, plug.DLLM, pb.pplug.Backend.Device())
 		b.emit(r, ds, func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 })
 	}
 	return nil
@@ -274,16 +341,6 @@ func perSecond(n int) func(time.Duration) float64 {
 		}
 		return float64(n) / d.Seconds()
 	}
-}
-
-func mustQuery(ctx context.Context, enc *persona.Encoder, plug *persona.Plug, q string) []float32 {
-	v, err := enc.EncodeOne(ctx, q, plug.QueryPrefix)
-	if err != nil {
-		// An encoder that handled the history handles the query; keep the
-		// benchmark running with a zero query (uniform weights).
-		return make([]float32, enc.Dim())
-	}
-	return v
 }
 
 func shortID(id string) string {

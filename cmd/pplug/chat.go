@@ -2,12 +2,12 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -51,24 +51,30 @@ func chatCommand() *cli.Command {
 	}
 }
 
-var chatCommandNames = []string{"/help", "/reset", "/persona on|off", "/profile", "/save FILE", "/save! FILE", "/exit"}
+var chatCommandNames = []string{"/help", "/reset", "/persona [on|off]", "/profile", "/set [NAME VALUE]", "/show", "/save FILE", "/save! FILE", "/load FILE", "/exit"}
 
-const chatHelp = `/help            this help
-/reset           forget the conversation
-/persona on|off  answer with or without the persona rows (compare answers)
-/profile         the history items weighted highest for your last message
-/save FILE       write the transcript as JSON (a new file)
-/save! FILE      the same, replacing FILE if it exists (or /save FILE --force)
-/exit            leave (Ctrl-D too)
+const chatHelp = `/help             this help
+/reset            forget the conversation
+/persona          the persona's state; /persona on|off answers with or without it (compare answers)
+/profile          what personalised your last message: the history items weighted highest, the items retrieved
+/set NAME VALUE   change a setting (temp, top-k, top-p, min-p, repeat-penalty, repeat-last-n,
+                  frequency-penalty, presence-penalty, seed, n-predict, system); /set alone lists them
+/show             the model, plug, profile and settings of this chat
+/save FILE        write the transcript as JSON (a new file; each message records its persona state)
+/save! FILE       the same, replacing FILE if it exists (or /save FILE --force)
+/load FILE        continue a saved transcript
+/exit             leave (Ctrl-D too)
+Messages of several lines: end a line with \ to go on, or put them between """ and """.
 `
 
-// chatPersona adapts the CLI's PPlug state to chat.Persona.
+// chatPersona hands the chat the user's current persona (--remember
+// replaces it as the profile grows).
 type chatPersona struct{ st *personaState }
 
-func (p chatPersona) Rows(ctx context.Context, q string) ([]float32, []float32, error) {
-	return p.st.rt.QueryRows(ctx, p.st.user, q)
+func (p chatPersona) Personalize(ctx context.Context, msg string) (persona.Request, error) {
+	return p.st.user.Personalize(ctx, msg)
 }
-func (p chatPersona) NRows() int { return p.st.rt.Plug.NRows() }
+func (p chatPersona) NRows() int { return p.st.pz.NRows() }
 
 func runChat(c *cli.Context) error {
 	if c.Bool("verbose") {
@@ -77,6 +83,10 @@ func runChat(c *cli.Context) error {
 	ctx := c.Context
 	stdout, stderr := c.App.Writer, c.App.ErrWriter
 	sopts, err := samplerOptions(c)
+	if err != nil {
+		return err
+	}
+	stops, err := stopStrings(c)
 	if err != nil {
 		return err
 	}
@@ -111,26 +121,22 @@ func runChat(c *cli.Context) error {
 		return err
 	}
 	defer lctx.Close()
-	smp, err := llama.NewSampler(sopts)
+	smp, err := m.NewSampler(sopts)
 	if err != nil {
 		return err
 	}
-	defer smp.Close()
-
-	o := chat.Options{System: c.String("system"), Template: c.String("chat-template"), MaxTokens: c.Int("n-predict")}
-	switch ps.mode {
-	case "pplug":
+	o := chat.Options{System: c.String("system"), Template: c.String("chat-template"), MaxTokens: c.Int("n-predict"), Stop: stops}
+	if ps.user != nil {
 		o.Persona = chatPersona{ps}
-	case "retrieval":
-		o.Augment = func(msg string) string {
-			return persona.RetrievalPrompt(ps.prof.Items, ps.retr.Top(msg, ps.k), msg)
-		}
 	}
 	sess, err := chat.New(lctx, smp, o)
 	if err != nil {
+		smp.Close()
 		return err
 	}
-	r := &chatREPL{c: c, sess: sess, ps: ps, m: m, stdout: stdout, stderr: stderr}
+	r := &chatREPL{c: c, sess: sess, ps: ps, m: m, lctx: lctx, smp: smp, stdout: stdout, stderr: stderr,
+		set: chatSettings{Sampler: sopts, NPredict: c.Int("n-predict"), System: c.String("system")}}
+	defer func() { r.smp.Close() }()
 	for _, n := range sess.Notices() {
 		r.notice(n)
 	}
@@ -142,6 +148,9 @@ type chatREPL struct {
 	sess   *chat.Session
 	ps     *personaState
 	m      *llama.Model
+	lctx   *llama.Context
+	smp    *llama.Sampler // the session's sampler, replaced by /set
+	set    chatSettings
 	stdout io.Writer
 	stderr io.Writer
 	tty    bool
@@ -164,6 +173,41 @@ func (r *chatREPL) interrupt() bool {
 	return false
 }
 
+// maxLine bounds one input line in line mode; a longer line is skipped
+// (with its one output line) rather than ending the chat.
+const maxLine = 16 << 20
+
+// errLineTooLong marks a skipped over-long input line.
+var errLineTooLong = fmt.Errorf("the line is longer than %d MiB; it was ignored", maxLine>>20)
+
+// lineReader reads lines of any length, keeping at most maxLine bytes.
+func lineReader(in io.Reader) func() (string, error) {
+	br := bufio.NewReaderSize(in, 64<<10)
+	return func() (string, error) {
+		var b []byte
+		long := false
+		for {
+			chunk, err := br.ReadSlice('\n')
+			if len(b)+len(chunk) > maxLine {
+				long, b = true, b[:0]
+			} else if !long {
+				b = append(b, chunk...)
+			}
+			switch {
+			case errors.Is(err, bufio.ErrBufferFull):
+				continue
+			case err == io.EOF && (len(b) > 0 || long):
+			case err != nil:
+				return "", err
+			}
+			if long {
+				return "", errLineTooLong
+			}
+			return strings.TrimRight(string(b), "\r\n"), nil
+		}
+	}
+}
+
 func (r *chatREPL) run(ctx context.Context) error {
 	hook := r.interrupt
 	interruptHook.Store(&hook)
@@ -172,6 +216,7 @@ func (r *chatREPL) run(ctx context.Context) error {
 	in := r.c.App.Reader
 	f, isFile := in.(*os.File)
 	r.tty = isFile && term.IsTerminal(int(f.Fd())) && isTerminalWriter(r.stdout)
+	var ml multiline
 	var next func() (string, error)
 	if r.tty {
 		rl, err := readline.NewEx(&readline.Config{
@@ -187,31 +232,27 @@ func (r *chatREPL) run(ctx context.Context) error {
 			return fmt.Errorf("terminal: %w", err)
 		}
 		defer rl.Close()
-		fmt.Fprintf(r.stderr, "chatting with %s%s. /help for commands, Ctrl-D to leave.\n", r.m.Info().Description, r.modeNote())
+		fmt.Fprintf(r.stderr, "chatting with %s%s. /help for commands, Ctrl-D to leave.\n", r.modelName(), r.modeNote())
 		next = func() (string, error) {
+			if ml.Pending() {
+				rl.SetPrompt("... ")
+			} else {
+				rl.SetPrompt("> ")
+			}
 			for {
 				line, err := rl.Readline()
 				if errors.Is(err, readline.ErrInterrupt) {
-					if line == "" {
+					if line == "" && !ml.Pending() {
 						fmt.Fprintln(r.stderr, "(Ctrl-D or /exit leaves)")
 					}
+					ml = multiline{} // Ctrl-C drops a half-typed message
 					continue
 				}
 				return line, err
 			}
 		}
 	} else {
-		sc := bufio.NewScanner(in)
-		sc.Buffer(make([]byte, 64*1024), 16<<20)
-		next = func() (string, error) {
-			if !sc.Scan() {
-				if err := sc.Err(); err != nil {
-					return "", err
-				}
-				return "", io.EOF
-			}
-			return sc.Text(), nil
-		}
+		next = lineReader(in)
 	}
 
 	for {
@@ -220,23 +261,38 @@ func (r *chatREPL) run(ctx context.Context) error {
 		}
 		line, err := next()
 		if errors.Is(err, io.EOF) {
+			if msg, ok := ml.Flush(); ok && strings.TrimSpace(msg) != "" {
+				return r.answer(ctx, msg)
+			}
 			return nil
+		}
+		if errors.Is(err, errLineTooLong) {
+			r.notice(err.Error())
+			r.noAnswer()
+			continue
 		}
 		if err != nil {
 			return err
 		}
 		if !utf8.ValidString(line) {
-			r.notice("that message is not valid UTF-8; it was ignored")
+			r.notice("that line is not valid UTF-8; it was ignored")
 			r.noAnswer()
 			continue
 		}
-		line = strings.TrimSpace(line)
-		if line == "" {
+		single := !ml.Pending()
+		msg, done := ml.Feed(line)
+		if !done {
+			r.noAnswer() // line mode: a continued line gets an empty line
+			continue
+		}
+		single = single && msg == line
+		msg = strings.TrimSpace(msg)
+		if msg == "" {
 			r.noAnswer()
 			continue
 		}
-		if strings.HasPrefix(line, "/") {
-			quit, err := r.command(line)
+		if single && strings.HasPrefix(msg, "/") {
+			quit, err := r.command(msg)
 			if err != nil {
 				r.notice(err.Error())
 			}
@@ -246,27 +302,42 @@ func (r *chatREPL) run(ctx context.Context) error {
 			}
 			continue
 		}
-		if err := r.answer(ctx, line); err != nil {
+		if err := r.answer(ctx, msg); err != nil {
 			return err
 		}
 	}
 }
 
 // noAnswer keeps line mode aligned: every input line gets one output line,
-// an empty one for a line that gets no answer (a command, a blank or
-// ignored line).
+// an empty one for a line that gets no answer (a command, a blank, ignored
+// or continued line).
 func (r *chatREPL) noAnswer() {
 	if !r.tty {
 		fmt.Fprintln(r.stdout)
 	}
 }
 
+// modelName is the model as the banner and /show name it: its
+// general.name, else its description.
+func (r *chatREPL) modelName() string {
+	info := r.m.Info()
+	if info.Name != "" {
+		return info.Name
+	}
+	return info.Description
+}
+
 func (r *chatREPL) modeNote() string {
-	switch r.ps.mode {
-	case "pplug":
+	if r.ps.user == nil {
+		return ""
+	}
+	switch m := r.ps.pz.Method; {
+	case m.NeedsPlug() && m.Retrieves():
+		return fmt.Sprintf(" with the persona of %s (%d items) and %d retrieved items per message", r.c.String("profile"), r.ps.user.Len(), r.ps.pz.RetrieveK())
+	case m.NeedsPlug():
 		return fmt.Sprintf(" with the persona of %s (%d items)", r.c.String("profile"), r.ps.user.Len())
-	case "retrieval":
-		return fmt.Sprintf(" with %d retrieved items of %s per message", r.ps.k, r.c.String("profile"))
+	case m.Retrieves():
+		return fmt.Sprintf(" with %d retrieved items of %s per message (%s)", r.ps.pz.RetrieveK(), r.c.String("profile"), m)
 	}
 	return ""
 }
@@ -335,21 +406,7 @@ func (r *chatREPL) remember(ctx context.Context, msg string) error {
 		return err
 	}
 	ps.prof = prof
-	switch ps.mode {
-	case "retrieval":
-		ps.retr = persona.NewRetrieval(prof.Items)
-	case "pplug":
-		user, st, err := ps.rt.PrepareUser(ctx, prof, profileKey(r.c), nil)
-		if err != nil {
-			return err
-		}
-		old := ps.user
-		ps.user = user
-		ps.closers = append(ps.closers, closerFunc(user.Close))
-		_ = old.Close()
-		slog.Debug("remembered", "items", user.Len(), "encoded", st.Encoded, "cached", st.Cached)
-	}
-	return nil
+	return ps.prepare(ctx, io.Discard)
 }
 
 func (r *chatREPL) command(line string) (quit bool, err error) {
@@ -365,18 +422,13 @@ func (r *chatREPL) command(line string) (quit bool, err error) {
 		}
 		r.notice("conversation cleared")
 	case "/persona":
-		if len(f) != 2 || (f[1] != "on" && f[1] != "off") {
-			return false, errors.New("usage: /persona on|off")
-		}
-		if r.ps.mode != "pplug" {
-			return false, errors.New("no persona rows: start the chat with --profile and --plug")
-		}
-		if err := r.sess.SetPersona(f[1] == "on"); err != nil {
-			return false, err
-		}
-		r.notice("persona " + f[1])
+		return false, r.personaCommand(f[1:])
 	case "/profile":
 		return false, r.showProfile()
+	case "/set":
+		return false, r.setCommand(f[1:], strings.TrimSpace(strings.TrimPrefix(line, f[0])))
+	case "/show":
+		r.show()
 	case "/save", "/save!":
 		path, force := strings.TrimSpace(strings.TrimPrefix(line, f[0])), f[0] == "/save!"
 		if p, ok := strings.CutSuffix(path, " --force"); ok {
@@ -391,42 +443,140 @@ func (r *chatREPL) command(line string) (quit bool, err error) {
 			return false, err
 		}
 		r.notice("saved " + path)
+	case "/load":
+		path := strings.TrimSpace(strings.TrimPrefix(line, f[0]))
+		if path == "" {
+			return false, errors.New("usage: /load FILE (a transcript written by /save)")
+		}
+		return false, r.load(path)
 	default:
 		return false, fmt.Errorf("unknown command %s (/help lists them)", f[0])
 	}
 	return false, nil
 }
 
+// personaCommand is /persona: alone it shows the state, on|off switches.
+func (r *chatREPL) personaCommand(args []string) error {
+	if len(args) == 0 {
+		r.notice(r.personaState())
+		return nil
+	}
+	if len(args) != 1 || (args[0] != "on" && args[0] != "off") {
+		return errors.New("usage: /persona (shows the state), /persona on|off")
+	}
+	if r.ps.user == nil {
+		return errors.New("no persona: start the chat with --profile (and --plug for persona rows)")
+	}
+	if err := r.sess.SetPersona(args[0] == "on"); err != nil {
+		return err
+	}
+	r.notice("persona " + args[0])
+	return nil
+}
+
+// personaState describes the persona for /persona and /show.
+func (r *chatREPL) personaState() string {
+	if r.ps.user == nil {
+		return "persona: none (start the chat with --profile, and --plug for persona rows)"
+	}
+	state := "off"
+	if r.sess.PersonaOn() {
+		state = "on"
+	}
+	s := fmt.Sprintf("persona: %s, method %s, %d history items of %s", state, r.ps.pz.Method, r.ps.user.Len(), r.c.String("profile"))
+	if r.ps.pz.Method.NeedsPlug() {
+		s += fmt.Sprintf(", plug %s (%d rows), encoder %s", r.c.String("plug"), r.ps.pz.NRows(), shortID(r.ps.pz.Encoder.ID()))
+	}
+	if k := r.ps.pz.RetrieveK(); k > 0 {
+		s += fmt.Sprintf(", %d retrieved items per message", k)
+	}
+	return s
+}
+
+// setCommand is /set: alone it lists the settings.
+func (r *chatREPL) setCommand(args []string, rest string) error {
+	if len(args) == 0 {
+		r.notice(r.set.describe())
+		return nil
+	}
+	next := r.set
+	msg, err := next.apply(args)
+	if err != nil {
+		return err
+	}
+	if name := setNames[strings.ToLower(args[0])]; name == "system" || (args[0] == "parameter" && len(args) > 1 && setNames[strings.ToLower(args[1])] == "system") {
+		// The system prompt keeps its spacing.
+		_, after, _ := strings.Cut(rest, " ")
+		if args[0] == "parameter" {
+			_, after, _ = strings.Cut(strings.TrimSpace(after), " ")
+		}
+		next.System = strings.TrimSpace(after)
+	}
+	if next.Sampler != r.set.Sampler {
+		smp, err := r.m.NewSampler(next.Sampler)
+		if err != nil {
+			return fmt.Errorf("/set: %w", err)
+		}
+		r.sess.SetSampler(smp)
+		r.smp.Close()
+		r.smp = smp
+	}
+	r.sess.SetMaxTokens(next.NPredict)
+	if err := r.sess.SetSystem(next.System); err != nil {
+		return err
+	}
+	r.set = next
+	r.notice(msg)
+	return nil
+}
+
+// show is /show: the model, the persona and the settings.
+func (r *chatREPL) show() {
+	info := r.m.Info()
+	tmpl := r.sess.Template()
+	switch {
+	case tmpl == "":
+		tmpl = "plain User:/Assistant: (the model has none llama.cpp can apply)"
+	case tmpl == info.ChatTemplate:
+		tmpl = "the model's own"
+	}
+	used := r.sess.Layout().Len()
+	fmt.Fprintf(r.stderr, "model:    %s (%s, %s parameters, %s) %s\n", r.modelName(), info.Architecture, humanCount(float64(info.Params)), info.FileType, r.c.String("model"))
+	fmt.Fprintf(r.stderr, "context:  %d positions, %d in use; %d threads\n", r.lctx.NCtxSeq(), used, r.lctx.Threads())
+	fmt.Fprintf(r.stderr, "template: %s\n", tmpl)
+	fmt.Fprintf(r.stderr, "%s\n", r.personaState())
+	fmt.Fprintf(r.stderr, "settings: %s\n", r.set.describe())
+	if sys := r.sess.System(); sys != "" {
+		fmt.Fprintf(r.stderr, "system:   %q\n", sys)
+	}
+	fmt.Fprintf(r.stderr, "messages: %d in the transcript\n", len(r.sess.Messages()))
+}
+
 func (r *chatREPL) showProfile() error {
-	last := r.sess.LastUserMessage()
-	switch r.ps.mode {
-	case "pplug":
-		w := r.sess.Weights()
-		if w == nil {
-			return errors.New("no weights yet: send a message (with the persona on) first")
-		}
-		r.ps.explain(r.stderr, w, 5)
-	case "retrieval":
-		if last == "" {
-			return errors.New("send a message first")
-		}
-		fmt.Fprintf(r.stderr, "retrieved for your last message:\n")
-		for _, i := range r.ps.retr.Top(last, r.ps.k) {
-			fmt.Fprintf(r.stderr, "  #%d  %s\n", i, truncateUTF8(strings.Join(strings.Fields(r.ps.prof.Items[i].Text), " "), 100))
-		}
-	default:
+	if r.ps.user == nil {
 		return errors.New("no profile: start the chat with --profile")
 	}
+	if r.sess.LastUserMessage() == "" {
+		return errors.New("send a message first")
+	}
+	req := r.sess.LastRequest()
+	if req.Method == persona.MethodNone {
+		return errors.New("the persona was off for your last message (/persona on)")
+	}
+	r.ps.explain(r.stderr, req, 5)
 	return nil
 }
 
 // openFiles are the files the session reads: /save never replaces them.
 func (r *chatREPL) openFiles() map[string]string {
 	files := map[string]string{}
-	for _, flag := range []string{"profile", "plug", "model", "encoder"} {
+	for _, flag := range []string{"profile", "plug", "model", "encoder", "grammar-file"} {
 		if p := r.c.String(flag); p != "" {
 			files[flag] = p
 		}
+	}
+	if js := r.c.String("json-schema"); strings.HasPrefix(js, "@") {
+		files["json-schema"] = js[1:]
 	}
 	return files
 }
@@ -462,32 +612,92 @@ func (r *chatREPL) checkSave(path string, force bool) error {
 	return nil
 }
 
+// transcriptVersion is the format of the files /save writes.
+const transcriptVersion = 1
+
+// transcript is what /save writes and /load reads.
+type transcript struct {
+	Version   int            `json:"pplug_transcript"`
+	Model     string         `json:"model"`
+	ModelName string         `json:"model_name,omitempty"`
+	Profile   string         `json:"profile,omitempty"`
+	Plug      string         `json:"plug,omitempty"`
+	Method    persona.Method `json:"method"`
+	PersonaOn bool           `json:"persona_on"`
+	System    string         `json:"system,omitempty"`
+	Settings  string         `json:"settings"`
+	Saved     string         `json:"saved"`
+	Messages  []chat.Message `json:"messages"`
+}
+
 func (r *chatREPL) save(path string, force bool) error {
 	if err := r.checkSave(path, force); err != nil {
 		return err
 	}
-	t := struct {
-		Model    string              `json:"model"`
-		Profile  string              `json:"profile,omitempty"`
-		Plug     string              `json:"plug,omitempty"`
-		Mode     string              `json:"personalisation,omitempty"`
-		Persona  bool                `json:"persona_on"`
-		System   string              `json:"system,omitempty"`
-		Saved    string              `json:"saved"`
-		Messages []llama.ChatMessage `json:"messages"`
-	}{
-		Model: r.c.String("model"), Profile: r.c.String("profile"), Plug: r.c.String("plug"), Mode: r.ps.mode,
-		Persona: r.sess.PersonaOn(), System: r.c.String("system"), Saved: time.Now().UTC().Format(time.RFC3339),
-		Messages: r.sess.Messages(),
+	t := transcript{
+		Version: transcriptVersion, Model: r.c.String("model"), ModelName: r.modelName(),
+		Profile: r.c.String("profile"), Plug: r.c.String("plug"), Method: r.ps.pz.Method,
+		PersonaOn: r.sess.PersonaOn(), System: r.sess.System(), Settings: r.set.describe(),
+		Saved: time.Now().UTC().Format(time.RFC3339), Messages: r.sess.Messages(),
 	}
 	if t.Messages == nil {
-		t.Messages = []llama.ChatMessage{}
+		t.Messages = []chat.Message{}
 	}
-	return atomicfile.Write(path, func(w io.Writer) error {
+	write := func(w io.Writer) error {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(t)
-	})
+	}
+	if force {
+		return atomicfile.Write(path, write)
+	}
+	// Never replace a file, also one made since checkSave looked.
+	if err := atomicfile.WriteNew(path, write); errors.Is(err, atomicfile.ErrExists) {
+		return fmt.Errorf("save: %s exists; /save! %s (or /save %s --force) replaces it", path, path, path)
+	} else if err != nil {
+		return fmt.Errorf("save: %w", err)
+	}
+	return nil
+}
+
+// load is /load: the conversation of a transcript continues here.
+func (r *chatREPL) load(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("load: %w", err)
+	}
+	var t transcript
+	d := json.NewDecoder(bytes.NewReader(b))
+	if err := d.Decode(&t); err != nil {
+		return fmt.Errorf("load %s: not a transcript: %w", path, err)
+	}
+	if t.Version > transcriptVersion {
+		return fmt.Errorf("load %s: transcript format %d is newer than this pplug's (%d)", path, t.Version, transcriptVersion)
+	}
+	for i, m := range t.Messages {
+		if !utf8.ValidString(m.Content) || !utf8.ValidString(m.Seen) {
+			return fmt.Errorf("load %s: message %d is not valid UTF-8", path, i+1)
+		}
+	}
+	if err := r.sess.SetSystem(t.System); err != nil {
+		return err
+	}
+	if err := r.sess.Load(t.Messages); err != nil {
+		return fmt.Errorf("load %s: %w", path, err)
+	}
+	r.set.System = t.System
+	if t.ModelName != "" && t.ModelName != r.modelName() {
+		r.notice(fmt.Sprintf("the transcript was written with %s, this chat runs %s", t.ModelName, r.modelName()))
+	}
+	if t.Method != "" && r.ps.user != nil && t.Method != r.ps.pz.Method {
+		r.notice(fmt.Sprintf("the transcript was personalised with %s, this chat uses %s", t.Method, r.ps.pz.Method))
+	}
+	state := "off"
+	if r.sess.PersonaOn() {
+		state = "on"
+	}
+	r.notice(fmt.Sprintf("loaded %d messages from %s; persona %s", len(t.Messages), path, state))
+	return nil
 }
 
 func isTerminalWriter(w io.Writer) bool {

@@ -158,7 +158,7 @@ func TestChatLineModeAligned(t *testing.T) {
 			t.Errorf("input %q gave output line %q", in[i], l)
 		}
 	}
-	if !strings.Contains(errs, "not valid UTF-8") || !strings.Contains(errs, "no persona rows") {
+	if !strings.Contains(errs, "not valid UTF-8") || !strings.Contains(errs, "no persona: start the chat with --profile") {
 		t.Errorf("stderr:\n%s", errs)
 	}
 }

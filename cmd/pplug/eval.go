@@ -23,12 +23,13 @@ import (
 
 // evalPersonaFlags are the persona flags that make sense for a whole
 // questions file: not --profile, --question-id (every question brings its
-// own profile) nor --retrieve-k (eval has -k).
+// own profile), --retrieve-k (eval has -k) nor --method (eval has
+// --methods).
 func evalPersonaFlags() []cli.Flag {
 	var out []cli.Flag
 	for _, f := range personaFlags() {
 		switch f.Names()[0] {
-		case "profile", "question-id", "retrieve-k":
+		case "profile", "question-id", "retrieve-k", "method":
 			continue
 		}
 		out = append(out, f)
@@ -191,10 +192,10 @@ func runEval(c *cli.Context) error {
 	if c.Bool("chat") && m.Info().ChatTemplate == "" {
 		return usagef("--chat: the model has no chat template")
 	}
-	var rt *persona.Runtime
+	var pz *persona.Personalizer
 	if c.String("plug") != "" {
 		var closeRT func() error
-		if rt, closeRT, err = openRuntime(ctx, c, m); err != nil {
+		if pz, closeRT, err = openRuntime(ctx, c, m); err != nil {
 			return err
 		}
 		defer closeRT()
@@ -207,8 +208,8 @@ func runEval(c *cli.Context) error {
 	defer lctx.Close()
 
 	p := &eval.Predictor{
-		LLM: m, Ctx: lctx, Runtime: rt, Task: task, K: c.Int("k"), MaxNew: c.Int("max-new-tokens"),
-		Chat: c.Bool("chat"), Profile: popts, ProfileSource: absPath(qpath),
+		LLM: m, Ctx: lctx, Personalizer: pz, Task: task, K: c.Int("k"), MaxNew: c.Int("max-new-tokens"),
+		Chat: c.Bool("chat"), Profile: popts, ProfileSource: qpath,
 	}
 	defer p.Close()
 	var bar *progress.Bar
@@ -258,13 +259,6 @@ func runEval(c *cli.Context) error {
 		fmt.Fprintf(stderr, "pplug: interrupted: the %d completed method(s) are kept in %s\n", len(rep.Results), out)
 	}
 	return err
-}
-
-func absPath(p string) string {
-	if abs, err := filepath.Abs(p); err == nil {
-		return abs
-	}
-	return p
 }
 
 // ---- eval score ------------------------------------------------------------
@@ -426,7 +420,7 @@ func runEvalNLL(c *cli.Context) error {
 		return err
 	}
 	defer m.Close()
-	rt, closeRT, err := openRuntime(ctx, c, m)
+	pz, closeRT, err := openRuntime(ctx, c, m)
 	if err != nil {
 		return err
 	}
@@ -439,8 +433,8 @@ func runEvalNLL(c *cli.Context) error {
 	defer lctx.Close()
 	bar := progress.New(stderr, "persona nll", float64(len(qs)))
 	t0 := time.Now()
-	rep, err := eval.PersonaNLL(ctx, rt, lctx, task, qs, gmap, eval.NLLOptions{
-		Profile: popts, ProfileSource: absPath(qpath),
+	rep, err := eval.PersonaNLL(ctx, pz, lctx, task, qs, gmap, eval.NLLOptions{
+		Profile: popts, ProfileSource: qpath,
 		Progress: func(done, total int) {
 			bar.Set(float64(done), fmt.Sprintf("%d/%d questions, %.2f questions/s", done, total, float64(done)/max(time.Since(t0).Seconds(), 1e-9)))
 		},

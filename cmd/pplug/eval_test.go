@@ -113,7 +113,7 @@ func TestEvalEveryMethod(t *testing.T) {
 		t.Fatalf("table:\n%s", stdout)
 	}
 	for _, m := range eval.AllMethods() {
-		o, err := lamp.ReadOutputs(filepath.Join(out, m.OutputsFile()))
+		o, err := lamp.ReadOutputs(filepath.Join(out, eval.OutputsFile(m)))
 		if err != nil {
 			t.Fatal(err)
 		}

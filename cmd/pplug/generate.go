@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pplug/pplug/llama"
+	"github.com/pplug/pplug/persona"
 )
 
 func generateCommand() *cli.Command {
@@ -23,8 +24,9 @@ func generateCommand() *cli.Command {
 		&cli.BoolFlag{Name: "timings", Usage: "print prompt and generation speed to stderr"},
 		&cli.BoolFlag{Name: "echo", Usage: "print the prompt before the generated text"},
 		&cli.BoolFlag{Name: "ignore-eos", Usage: "keep generating past end-of-text tokens"},
-		&cli.BoolFlag{Name: "explain", Usage: "print the history items the persona weighs most (with --plug)"},
-		&cli.IntFlag{Name: "explain-k", Value: 5, Usage: "how many items --explain prints"},
+		&cli.BoolFlag{Name: "explain", Usage: "print what personalised the answer: the history items the persona weighs most (PPlug), the items retrieved into the prompt with their BM25 scores (retrieval)"},
+		&cli.IntFlag{Name: "explain-k", Value: 5, Usage: "how many weighted items --explain prints"},
+		&cli.BoolFlag{Name: "verbose-prompt", Usage: "print the final input to stderr: the prompt as the model reads it (with the retrieved items) and where BOS and the persona rows go, token by token"},
 	}
 	flags = append(flags, modelFlags()...)
 	flags = append(flags, contextFlags()...)
@@ -136,7 +138,7 @@ func runGenerate(c *cli.Context) error {
 		return err
 	}
 	defer ps.Close()
-	input, weights, err := ps.input(ctx, m, prompt)
+	req, input, err := ps.personalize(ctx, prompt)
 	if err != nil {
 		return err
 	}
@@ -155,10 +157,12 @@ func runGenerate(c *cli.Context) error {
 			llama.ErrContextFull, n, lctx.NCtxSeq(), m.Info().NCtxTrain)
 	}
 	if c.Bool("explain") {
-		if ps.mode != "pplug" {
-			slog.Warn("--explain needs --profile and --plug")
+		ps.explain(stderr, req, c.Int("explain-k"))
+	}
+	if c.Bool("verbose-prompt") {
+		if err := printPrompt(stderr, m, req); err != nil {
+			return err
 		}
-		ps.explain(stderr, weights, c.Int("explain-k"))
 	}
 	smp, err := m.NewSampler(sopts)
 	if err != nil {
@@ -199,3 +203,36 @@ func printTimings(w io.Writer, s llama.Stats) {
 }
 
 func ms(sec float64) float64 { return sec * 1000 }
+
+// printPrompt prints the input of a request position by position, as
+// llama-cli's --verbose-prompt does, with the persona rows in their place.
+func printPrompt(w io.Writer, m *llama.Model, req persona.Request) error {
+	toks, err := m.Tokenize(req.Prompt, true, true)
+	if err != nil {
+		return err
+	}
+	d := m.NEmbd()
+	nRows := len(req.Rows) / d
+	fmt.Fprintf(w, "prompt (%s): %q\n", req.Method, req.Prompt)
+	if nRows == 0 {
+		fmt.Fprintf(w, "number of positions in the input = %d (tokens)\n", len(toks))
+		for i, t := range toks {
+			fmt.Fprintf(w, "%6d -> %6d %q\n", i, t, m.TokenPiece(t, true))
+		}
+		return nil
+	}
+	l, body := persona.NewLayout(m, nRows-1, 1, toks)
+	fmt.Fprintf(w, "number of positions in the input = %d (%d BOS, %d instruction rows, %d persona row, %d prompt tokens)\n",
+		l.Len(), l.RowsAt(), l.NInstr, l.NPersona, l.NPrompt)
+	if l.BOS {
+		fmt.Fprintf(w, "%6d -> %6d %q\n", 0, m.BOS(), m.TokenPiece(m.BOS(), true))
+	}
+	for j := range l.NInstr {
+		fmt.Fprintf(w, "%6d -> [instruction row %d]\n", l.InstrAt(j), j+1)
+	}
+	fmt.Fprintf(w, "%6d -> [persona row]\n", l.PersonaAt())
+	for i, t := range body {
+		fmt.Fprintf(w, "%6d -> %6d %q\n", l.PromptAt()+i, t, m.TokenPiece(t, true))
+	}
+	return nil
+}

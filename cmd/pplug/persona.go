@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 
@@ -39,7 +39,8 @@ func personaFlags() []cli.Flag {
 		&cli.StringFlag{Name: "device", Value: "auto", Usage: "where the plug-in's pooling runs: auto, cpu, cuda or metal"},
 		&cli.StringFlag{Name: "cache-dir", Usage: "embedding cache folder (default $PPLUG_CACHE_DIR or the user cache dir)", EnvVars: []string{"PPLUG_CACHE_DIR"}},
 		&cli.BoolFlag{Name: "no-cache", Usage: "do not read or write the embedding cache"},
-		&cli.IntFlag{Name: "retrieve-k", Value: persona.DefaultTopK, Usage: "history items put into the prompt in retrieval mode (no --plug)"},
+		&cli.IntFlag{Name: "retrieve-k", Value: persona.DefaultTopK, Usage: "history items put into the prompt by --method bm25 and recent (pplug+bm25 takes the plug's trained number)"},
+		methodFlag(),
 	)
 }
 
@@ -70,77 +71,112 @@ func loadProfile(c *cli.Context) (*profile.Profile, lamp.Task, error) {
 	return prof, task, nil
 }
 
-// personaState is the personalisation of one run.
+// personaState is the personalisation of one run: the Personalizer that
+// --profile, --plug and --method ask for and the user's prepared persona.
 type personaState struct {
-	mode    string // "pplug", "retrieval" or "" (none)
-	prof    *profile.Profile
-	task    lamp.Task
-	rt      *persona.Runtime
-	user    *persona.User
-	retr    *persona.Retrieval
-	k       int
+	pz      *persona.Personalizer
+	prof    *profile.Profile // nil without --profile
+	user    *persona.Persona // nil without --profile
+	key     string           // the profile's name in the embedding cache
 	closers []io.Closer
 }
 
 func (p *personaState) Close() error {
 	var errs []error
+	errs = append(errs, p.user.Close())
 	for i := len(p.closers) - 1; i >= 0; i-- {
 		errs = append(errs, p.closers[i].Close())
 	}
 	return errors.Join(errs...)
 }
 
-// query is the part of an input the persona looks at: the task's query
-// part, or the whole text.
-func (p *personaState) query(input string) string {
-	if p.task.Valid() {
-		return p.task.QueryPart(input)
-	}
-	return input
-}
-
 type closerFunc func() error
 
 func (f closerFunc) Close() error { return f() }
 
-// setupPersona prepares what --profile/--plug ask for.
-func setupPersona(ctx context.Context, c *cli.Context, llm *llama.Model, stderr io.Writer) (*personaState, error) {
-	st := &personaState{k: c.Int("retrieve-k")}
-	if c.String("profile") == "" {
-		if c.String("plug") != "" {
-			return nil, usagef("--plug needs --profile: a plug-in turns a user's history into persona rows")
+// methodFlag is --method of generate, chat and bench.
+func methodFlag() cli.Flag {
+	return &cli.StringFlag{Name: "method", Value: "auto", Usage: "personalisation: auto (pplug with --plug, bm25 with a profile alone), none, bm25, recent, pplug or pplug+bm25"}
+}
+
+// personaMethod is the method the flags ask for.
+func personaMethod(c *cli.Context) (persona.Method, error) {
+	s := "auto"
+	if c.IsSet("method") {
+		s = c.String("method")
+	}
+	profile, plug := c.String("profile") != "", c.String("plug") != ""
+	if s == "auto" || s == "" {
+		switch {
+		case plug:
+			return persona.MethodPPlug, nil
+		case profile:
+			return persona.MethodBM25, nil
 		}
+		return persona.MethodNone, nil
+	}
+	m, err := persona.ParseMethod(s)
+	if err != nil {
+		return "", usageError{fmt.Errorf("--method: %w", err)}
+	}
+	switch {
+	case m.NeedsPlug() && !plug:
+		return "", usagef("--method %s needs --plug", m)
+	case m.NeedsProfile() && !profile:
+		return "", usagef("--method %s needs --profile", m)
+	case !m.NeedsPlug() && plug:
+		return "", usagef("--method %s uses no plug; leave out --plug", m)
+	}
+	return m, nil
+}
+
+// setupPersona prepares what --profile, --plug and --method ask for.
+func setupPersona(ctx context.Context, c *cli.Context, llm *llama.Model, stderr io.Writer) (*personaState, error) {
+	if c.String("profile") == "" && c.String("plug") != "" {
+		return nil, usagef("--plug needs --profile: a plug-in turns a user's history into persona rows")
+	}
+	method, err := personaMethod(c)
+	if err != nil {
+		return nil, err
+	}
+	st := &personaState{pz: &persona.Personalizer{Method: method, LLM: llm, K: c.Int("retrieve-k")}}
+	if method == persona.MethodNone {
 		return st, nil
 	}
 	prof, task, err := loadProfile(c)
 	if err != nil {
 		return nil, err
 	}
-	st.prof, st.task = prof, task
-	if c.String("plug") == "" {
-		if st.k <= 0 {
-			return nil, usagef("--retrieve-k must be positive")
-		}
-		st.mode = "retrieval"
-		st.retr = persona.NewRetrieval(prof.Items)
-		slog.Info("personalisation: retrieval (no --plug)", "profile", c.String("profile"), "items", len(prof.Items), "top_k", st.k)
-		return st, nil
+	st.prof, st.key = prof, profileKey(c)
+	if task.Valid() {
+		st.pz.Query = task.QueryPart
 	}
-	st.mode = "pplug"
-	if err := st.openRuntime(ctx, c, llm, stderr); err != nil {
+	if method.NeedsPlug() {
+		if err := st.openPlug(ctx, c, llm); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
+	if err := st.pz.Check(); err != nil {
+		st.Close()
+		return nil, err
+	}
+	if err := st.prepare(ctx, stderr); err != nil {
 		st.Close()
 		return nil, err
 	}
 	return st, nil
 }
 
-func (st *personaState) openRuntime(ctx context.Context, c *cli.Context, llm *llama.Model, stderr io.Writer) error {
+// openPlug opens --plug, the encoder and the kernels backend into the
+// Personalizer.
+func (st *personaState) openPlug(ctx context.Context, c *cli.Context, llm *llama.Model) error {
 	rt, closeRT, err := openRuntime(ctx, c, llm)
 	if err != nil {
 		return err
 	}
-	st.rt = rt
 	st.closers = append(st.closers, closerFunc(closeRT))
+	st.pz.Plug, st.pz.Encoder, st.pz.Backend, st.pz.Cache = rt.Plug, rt.Encoder, rt.Backend, rt.Cache
 	if rt.Cache != nil {
 		// generate and chat run without the cache when it cannot be used.
 		rt.Cache.Optional = true
@@ -148,22 +184,40 @@ func (st *personaState) openRuntime(ctx context.Context, c *cli.Context, llm *ll
 			slog.Warn("the embedding cache cannot be used; running without it (--no-cache skips it)", "err", err)
 		}
 	}
+	return nil
+}
 
-	bar := progress.New(stderr, "encoding profile", float64(len(st.prof.Items)))
-	user, us, err := st.rt.PrepareUser(ctx, st.prof, profileKey(c), func(done, total int) {
-		bar.Set(float64(done)*float64(len(st.prof.Items))/float64(max(total, 1)), "")
-	})
+// prepare (re)builds the user's persona from st.prof.
+func (st *personaState) prepare(ctx context.Context, stderr io.Writer) error {
+	var bar *progress.Bar
+	var pf func(done, total int)
+	if st.pz.Method.NeedsPlug() {
+		bar = progress.New(stderr, "encoding profile", float64(len(st.prof.Items)))
+		pf = func(done, total int) {
+			bar.Set(float64(done)*float64(len(st.prof.Items))/float64(max(total, 1)), "")
+		}
+	}
+	user, us, err := st.pz.Prepare(ctx, st.prof.Items, st.key, pf)
 	if err != nil {
 		return err
 	}
-	bar.Finish("")
+	if bar != nil {
+		bar.Finish("")
+	}
+	old := st.user
 	st.user = user
-	st.closers = append(st.closers, closerFunc(user.Close))
+	_ = old.Close()
 	if us.Rebuilt {
 		slog.Warn("the embedding cache file was damaged and has been rebuilt")
 	}
-	slog.Info("personalisation: PPlug", "plug", c.String("plug"), "encoder", rt.Encoder.ID(), "items", user.Len(),
-		"cached", us.Cached, "encoded", us.Encoded, "device", rt.Backend.Device())
+	args := []any{"method", st.pz.Method, "profile", st.key, "items", user.Len()}
+	if st.pz.Method.NeedsPlug() {
+		args = append(args, "encoder", st.pz.Encoder.ID(), "cached", us.Cached, "encoded", us.Encoded, "device", st.pz.Backend.Device())
+	}
+	if k := st.pz.RetrieveK(); k > 0 {
+		args = append(args, "retrieve_k", k)
+	}
+	slog.Info("personalisation", args...)
 	return nil
 }
 
@@ -197,9 +251,10 @@ func cacheFromFlags(c *cli.Context) *persona.Cache {
 }
 
 // openRuntime opens what PPlug needs for any number of users: --plug, the
-// encoder and the kernels backend, checked against the LLM. The returned
-// function closes them in reverse order.
-func openRuntime(ctx context.Context, c *cli.Context, llm *llama.Model) (*persona.Runtime, func() error, error) {
+// encoder and the kernels backend, checked against the LLM, in a
+// Personalizer of method pplug. The returned function closes them in
+// reverse order.
+func openRuntime(ctx context.Context, c *cli.Context, llm *llama.Model) (*persona.Personalizer, func() error, error) {
 	var closers []io.Closer
 	closeAll := func() error {
 		var errs []error
@@ -208,7 +263,7 @@ func openRuntime(ctx context.Context, c *cli.Context, llm *llama.Model) (*person
 		}
 		return errors.Join(errs...)
 	}
-	fail := func(err error) (*persona.Runtime, func() error, error) {
+	fail := func(err error) (*persona.Personalizer, func() error, error) {
 		closeAll()
 		return nil, nil, err
 	}
@@ -235,68 +290,77 @@ func openRuntime(ctx context.Context, c *cli.Context, llm *llama.Model) (*person
 		return fail(err)
 	}
 	closers = append(closers, backend)
-	return &persona.Runtime{LLM: llm, Plug: plug, Encoder: enc, Backend: backend, Cache: cacheFromFlags(c)}, closeAll, nil
+	pz := &persona.Personalizer{Method: persona.MethodPPlug, LLM: llm, Plug: plug, Encoder: enc, Backend: backend, Cache: cacheFromFlags(c)}
+	return pz, closeAll, nil
 }
 
-// profileKey names a profile in the embedding cache.
-func profileKey(c *cli.Context) string {
-	p := c.String("profile")
-	if abs, err := filepath.Abs(p); err == nil {
-		p = abs
-	}
-	return p + "#" + c.String("question-id")
-}
-
-// input builds the model input for a prompt: the persona rows (PPlug) or
-// the retrieved items (retrieval) around the prompt's tokens. It returns
-// the item weights when there are some.
-func (st *personaState) input(ctx context.Context, m *llama.Model, prompt string) ([]llama.Input, []float32, error) {
-	switch st.mode {
-	case "retrieval":
-		prompt = persona.RetrievalPrompt(st.prof.Items, st.retr.Top(st.query(prompt), st.k), prompt)
-	case "pplug":
-		rows, weights, err := st.rt.QueryRows(ctx, st.user, st.query(prompt))
-		if err != nil {
-			return nil, nil, err
-		}
-		toks, err := m.Tokenize(prompt, true, true)
-		if err != nil {
-			return nil, nil, err
-		}
-		return persona.Inputs(m, rows, toks), weights, nil
-	}
-	toks, err := m.Tokenize(prompt, true, true)
+// personalize turns the prompt into the model's input: the request's
+// prompt text and rows, laid out by persona.Inputs.
+func (st *personaState) personalize(ctx context.Context, prompt string) (persona.Request, []llama.Input, error) {
+	req, err := st.user.Personalize(ctx, prompt)
 	if err != nil {
-		return nil, nil, err
+		return req, nil, err
 	}
-	return []llama.Input{llama.TokenInput(toks...)}, nil, nil
+	in, err := req.Inputs(st.pz.LLM)
+	return req, in, err
 }
 
-// explain prints the k history items that weigh most.
-func (st *personaState) explain(w io.Writer, weights []float32, k int) {
-	if st.user == nil || weights == nil {
+// explain prints what personalised a request: the k history items that
+// weigh most (PPlug) and the items retrieved into the prompt with their
+// BM25 scores (retrieval).
+func (st *personaState) explain(w io.Writer, req persona.Request, k int) {
+	if st.user == nil {
+		fmt.Fprintln(w, "persona: none (no --profile)")
 		return
 	}
-	fmt.Fprintf(w, "persona: the %d history items with the highest weights (of %d):\n", min(k, st.user.Len()), st.user.Len())
-	for _, x := range st.user.Top(weights, k) {
-		text := strings.Join(strings.Fields(x.Item.Text), " ")
-		if len(text) > 100 {
-			text = truncateUTF8(text, 97) + "..."
+	if req.Weights != nil {
+		top := st.user.Top(req.Weights, k)
+		fmt.Fprintf(w, "persona: the %d history items with the highest weights (of %d):\n", len(top), st.user.Len())
+		for _, x := range top {
+			fmt.Fprintf(w, "  %.4f  %s\n", x.Weight, itemLine(x.Index, x.Item))
 		}
-		fmt.Fprintf(w, "  %.4f  #%d", x.Weight, x.Index)
-		if x.Item.ID != "" {
-			fmt.Fprintf(w, " (id %s)", x.Item.ID)
-		}
-		fmt.Fprintf(w, "  %s\n", text)
 	}
+	if req.Method.Retrieves() {
+		what := "BM25 score"
+		if req.Method == persona.MethodRecent {
+			what = "most recent first"
+		}
+		fmt.Fprintf(w, "retrieved into the prompt (%s), %d of %d items:\n", what, len(req.Retrieved), st.user.Len())
+		for _, r := range req.Retrieved {
+			if req.Method == persona.MethodRecent {
+				fmt.Fprintf(w, "  %s\n", itemLine(r.Index, r.Item))
+			} else {
+				fmt.Fprintf(w, "  %.4f  %s\n", r.Score, itemLine(r.Index, r.Item))
+			}
+		}
+	}
+}
+
+// itemLine is an item as --explain lists it: its index, id and the start
+// of its text.
+func itemLine(i int, it profile.Item) string {
+	text := strings.Join(strings.Fields(it.Text), " ")
+	if len(text) > 100 {
+		text = truncateUTF8(text, 97) + "..."
+	}
+	s := fmt.Sprintf("#%d", i)
+	if it.ID != "" {
+		s += fmt.Sprintf(" (id %s)", it.ID)
+	}
+	return s + "  " + text
 }
 
 func truncateUTF8(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	for n > 0 && s[n]&0xC0 == 0x80 {
+	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}
 	return s[:n]
+}
+
+// profileKey names --profile (and --question-id) in the embedding cache.
+func profileKey(c *cli.Context) string {
+	return persona.ProfileKey(c.String("profile"), c.String("question-id"))
 }

@@ -100,22 +100,10 @@ func freshPlugFlags() []cli.Flag {
 
 // freshPlug initialises a plug for the model and encoder, as plug init does.
 func freshPlug(c *cli.Context, m *llama.Model, enc *persona.Encoder) (*persona.Plug, error) {
-	scale, err := persona.TokenEmbeddingScale(m)
-	if err != nil {
-		return nil, fmt.Errorf("measure the token embedding scale: %w", err)
-	}
-	id, err := persona.ModelID(m)
-	if err != nil {
-		return nil, err
-	}
-	prefix := c.String("query-prefix")
-	if !c.IsSet("query-prefix") && c.String("encoder") != "" {
-		prefix = persona.DefaultQueryPrefix
-	}
-	p, err := persona.NewPlug(enc.Dim(), m.NEmbd(), scale, persona.PlugOptions{
+	p, err := persona.NewPlugFor(m, enc, persona.PlugOptions{
 		NInstr: c.Int("n-instruction"), Tau: float32(c.Float64("tau")), Seed: c.Uint64("seed"),
-		Pooling: enc.PoolingName(), QueryPrefix: prefix, Encoder: enc.ID(), LLM: id, Task: c.String("task"),
-		Adapter: c.Bool("adapter"),
+		QueryPrefix: c.String("query-prefix"), DefaultPrefix: !c.IsSet("query-prefix"),
+		Task: c.String("task"), Adapter: c.Bool("adapter"),
 	})
 	if err != nil {
 		return nil, usageError{err}

@@ -133,13 +133,13 @@ func runServe(c *cli.Context) error {
 		cfg.ModelName = strings.TrimSuffix(filepath.Base(c.String("model")), ".gguf")
 	}
 	if c.String("plug") != "" {
-		rt, closeRT, err := openRuntime(ctx, c, m)
+		pz, closeRT, err := openRuntime(ctx, c, m)
 		if err != nil {
 			return err
 		}
 		defer closeRT()
-		rt.Cache = nil // the profile database keeps the embeddings
-		cfg.Runtime = rt
+		pz.Cache = nil // the profile database keeps the embeddings
+		cfg.Personalizer = pz
 	} else {
 		enc, err := openEncoder(ctx, c, m, c.Int("threads"))
 		if err != nil {
@@ -165,7 +165,7 @@ func runServe(c *cli.Context) error {
 		return fmt.Errorf("listen on %s:%d: %w (is another server using the port? pick one with --port)", host, port, err)
 	}
 	mode := "retrieval (no --plug)"
-	if cfg.Runtime != nil {
+	if cfg.Personalizer != nil {
 		mode = "PPlug " + c.String("plug")
 	}
 	fmt.Fprintf(stderr, "pplug serve: %s on http://%s (model %q, %d sequences over %d KV positions, personas: %s, profiles: %s)\n",

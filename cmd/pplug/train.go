@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"path/filepath"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -142,10 +141,9 @@ func runTrain(c *cli.Context) error {
 	cache := cacheFromFlags(c)
 	load := func(q, o, label string, limit int) ([]train.Example, error) {
 		bar := progress.New(stderr, "encoding "+label, 1)
-		abs, _ := filepath.Abs(q)
 		ex, err := train.LoadExamples(ctx, m, enc, cache, plug, q, o, train.DataOptions{
 			Task: task, MaxItems: c.Int("max-items"), MaxInput: c.Int("max-input"), MaxTarget: c.Int("max-target"),
-			Limit: limit, CacheKey: abs,
+			Limit: limit, ProfileSource: q,
 			Progress: func(done, total int) {
 				bar.Set(float64(done)/float64(total), fmt.Sprintf("%d/%d questions", done, total))
 			},
@@ -319,7 +317,6 @@ func devNLL(c *cli.Context, m *llama.Model, enc *persona.Encoder, plug *persona.
 		return eval.NLLReport{}, err
 	}
 	defer lc.Close()
-	abs, _ := filepath.Abs(c.String("dev-questions"))
-	rt := &persona.Runtime{LLM: m, Plug: plug, Encoder: enc, Backend: backend, Cache: cache}
-	return eval.PersonaNLL(ctx, rt, lc, task, qs, golds, eval.NLLOptions{ProfileSource: abs})
+	pz := &persona.Personalizer{Method: persona.MethodPPlug, LLM: m, Plug: plug, Encoder: enc, Backend: backend, Cache: cache}
+	return eval.PersonaNLL(ctx, pz, lc, task, qs, golds, eval.NLLOptions{ProfileSource: c.String("dev-questions")})
 }

@@ -92,6 +92,39 @@ func (s *Staged) Commit() error {
 	return nil
 }
 
+// ErrExists: CommitNew found the file there already.
+var ErrExists = fs.ErrExist
+
+// CommitNew puts the staged content in place only if no file is there:
+// it never replaces one, even one that appeared after a check for it
+// (the content is hard-linked into place, which fails on an existing
+// name). It returns an error wrapping ErrExists when the name is taken.
+func (s *Staged) CommitNew() error {
+	defer os.Remove(s.tmp)
+	if err := os.Link(s.tmp, s.path); err != nil {
+		var le *os.LinkError
+		if errors.As(err, &le) {
+			err = &fs.PathError{Op: "create", Path: s.path, Err: le.Err}
+		}
+		return err
+	}
+	if d, derr := os.Open(filepath.Dir(s.path)); derr == nil {
+		d.Sync() // best effort: not every system can sync a directory
+		d.Close()
+	}
+	return nil
+}
+
+// WriteNew creates path with what write produces, atomically, and never
+// replaces an existing file (see CommitNew).
+func WriteNew(path string, write func(w io.Writer) error) error {
+	st, err := Stage(path, write)
+	if err != nil {
+		return err
+	}
+	return st.CommitNew()
+}
+
 // Abort drops the staged content; the file is left as it was.
 func (s *Staged) Abort() { os.Remove(s.tmp) }
 

@@ -76,3 +76,38 @@ func TestErrorsNameTarget(t *testing.T) {
 	_, err = targetWriter{f: f, path: target}.Write([]byte("x"))
 	check("write after close", target, err)
 }
+
+// WriteNew never replaces a file, also one created after any check the
+// caller made; the temporary file goes either way.
+func TestWriteNewNeverReplaces(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "t.json")
+	write := func(text string) func(w io.Writer) error {
+		return func(w io.Writer) error { _, err := io.WriteString(w, text); return err }
+	}
+	if err := WriteNew(path, write("first")); err != nil {
+		t.Fatal(err)
+	}
+	err := WriteNew(path, write("second"))
+	if !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), path) || strings.Contains(err.Error(), ".tmp-") {
+		t.Fatalf("second WriteNew: %v", err)
+	}
+	// A file that appears between staging and committing is kept too.
+	other := filepath.Join(dir, "race.json")
+	st, err := Stage(other, write("staged"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(other, []byte("arrived meanwhile"), 0o644)
+	if err := st.CommitNew(); !errors.Is(err, ErrExists) {
+		t.Fatalf("commit over a file that arrived meanwhile: %v", err)
+	}
+	for name, want := range map[string]string{path: "first", other: "arrived meanwhile"} {
+		if b, _ := os.ReadFile(name); string(b) != want {
+			t.Errorf("%s holds %q, want %q", name, b, want)
+		}
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
+		t.Fatalf("%d files left, want 2 (no temporary file)", len(ents))
+	}
+}

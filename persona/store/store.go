@@ -63,6 +63,11 @@ CREATE TABLE IF NOT EXISTS items (
 );
 CREATE INDEX IF NOT EXISTS items_user ON items(user_id, seq);
 CREATE INDEX IF NOT EXISTS users_key ON users(key_hash);
+CREATE TABLE IF NOT EXISTS revision (
+	one INTEGER PRIMARY KEY CHECK (one = 1),
+	last INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO revision(one, last) SELECT 1, coalesce(max(rev), 0) FROM users;
 CREATE TABLE IF NOT EXISTS embeddings (
 	item_seq INTEGER NOT NULL REFERENCES items(seq) ON DELETE CASCADE,
 	encoder  TEXT NOT NULL,
@@ -128,7 +133,9 @@ type User struct {
 	ID      string    `json:"id"`
 	Created time.Time `json:"created"`
 	Items   int       `json:"items"`
-	// Rev changes whenever the user's items change.
+	// Rev changes whenever the user's items change. Revisions come from one
+	// counter for the whole database and are never given out twice, so a
+	// user deleted and created again never has an old revision.
 	Rev int64 `json:"-"`
 }
 
@@ -161,12 +168,23 @@ func (s *Store) CreateUser(ctx context.Context, id, key string) (User, error) {
 		return User{}, fmt.Errorf("user %q: %w", id, ErrBadUserID)
 	}
 	now := time.Now().UTC()
-	res, err := s.db.ExecContext(ctx, "INSERT INTO users(id, key_hash, created) VALUES(?, ?, ?) ON CONFLICT(id) DO NOTHING", id, hashKey(key), now.Format(time.RFC3339Nano))
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return User{}, fmt.Errorf("create user %q: %w", id, err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, "INSERT INTO users(id, key_hash, created) VALUES(?, ?, ?) ON CONFLICT(id) DO NOTHING", id, hashKey(key), now.Format(time.RFC3339Nano))
 	if err != nil {
 		return User{}, fmt.Errorf("create user %q: %w", id, err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return User{}, fmt.Errorf("user %q: %w", id, ErrExists)
+	}
+	if _, err := bumpRev(ctx, tx, id); err != nil {
+		return User{}, fmt.Errorf("create user %q: %w", id, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return User{}, fmt.Errorf("create user %q: %w", id, err)
 	}
 	return s.User(ctx, id)
 }
@@ -210,6 +228,20 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 	return nil
 }
 
+// bumpRev gives a user the next revision of the database's counter; ok is
+// false when there is no such user.
+func bumpRev(ctx context.Context, tx *sql.Tx, userID string) (ok bool, err error) {
+	if _, err := tx.ExecContext(ctx, "UPDATE revision SET last = last + 1 WHERE one = 1"); err != nil {
+		return false, err
+	}
+	res, err := tx.ExecContext(ctx, "UPDATE users SET rev = (SELECT last FROM revision WHERE one = 1) WHERE id = ?", userID)
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
+}
+
 // NewItem is an item to add.
 type NewItem struct {
 	ID     string            `json:"id,omitempty"` // "" assigns one
@@ -232,11 +264,9 @@ func (s *Store) AddItems(ctx context.Context, userID string, items []NewItem) ([
 		return nil, fmt.Errorf("add items for %q: %w", userID, err)
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, "UPDATE users SET rev = rev + 1 WHERE id = ?", userID)
-	if err != nil {
+	if ok, err := bumpRev(ctx, tx, userID); err != nil {
 		return nil, fmt.Errorf("add items for %q: %w", userID, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
+	} else if !ok {
 		return nil, fmt.Errorf("user %q: %w", userID, ErrNotFound)
 	}
 	now := time.Now().UTC()
@@ -310,7 +340,7 @@ func (s *Store) DeleteItem(ctx context.Context, userID, itemID string) error {
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("item %q of user %q: %w", itemID, userID, ErrNotFound)
 	}
-	if _, err := tx.ExecContext(ctx, "UPDATE users SET rev = rev + 1 WHERE id = ?", userID); err != nil {
+	if _, err := bumpRev(ctx, tx, userID); err != nil {
 		return err
 	}
 	return tx.Commit()
