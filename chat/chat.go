@@ -458,6 +458,9 @@ func (s *Session) Send(ctx context.Context, msg string, emit func(string) error)
 		return fail(err)
 	}
 	s.pos = s.bodyPos + llama.Pos(lcp)
+	if s.smp.Options().Grammar != "" {
+		s.smp.Reset() // a grammar constrains each answer from its start
+	}
 	res, err := s.c.Generate(ctx, s.smp, []llama.Input{llama.TokenInput(toks[lcp:]...)}, s.pos, llama.GenerateOptions{
 		MaxTokens: s.o.MaxTokens, Stop: s.stops, Emit: emit,
 	})

@@ -541,7 +541,11 @@ func (r *chatREPL) show() {
 		tmpl = "the model's own"
 	}
 	used := r.sess.Layout().Len()
-	fmt.Fprintf(r.stderr, "model:    %s (%s, %s parameters, %s) %s\n", r.modelName(), info.Architecture, humanCount(float64(info.Params)), info.FileType, r.c.String("model"))
+	facts := []string{info.Architecture, humanCount(float64(info.Params)) + " parameters"}
+	if info.FileType != "" {
+		facts = append(facts, info.FileType)
+	}
+	fmt.Fprintf(r.stderr, "model:    %s (%s) %s\n", r.modelName(), strings.Join(facts, ", "), r.c.String("model"))
 	fmt.Fprintf(r.stderr, "context:  %d positions, %d in use; %d threads\n", r.lctx.NCtxSeq(), used, r.lctx.Threads())
 	fmt.Fprintf(r.stderr, "template: %s\n", tmpl)
 	fmt.Fprintf(r.stderr, "%s\n", r.personaState())

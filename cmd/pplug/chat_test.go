@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -358,5 +359,133 @@ func TestCacheDirUnusable(t *testing.T) {
 		if code != 0 || strings.Count(out, "\n") != 2 || strings.Count(errs, "--no-cache") != 1 {
 			t.Errorf("chat with --cache-dir %s: exit %d, %q\n%s", cacheDir, code, out, errs)
 		}
+	}
+}
+
+// chatLines runs a scripted chat and returns its output lines (one per
+// input line up to /exit) and stderr.
+func chatLines(t *testing.T, script []string, args ...string) ([]string, string) {
+	t.Helper()
+	model := testenv.Stories260K(t)
+	all := append([]string{"chat", "-m", model, "--temp", "0", "-t", "1"}, args...)
+	code, out, errs := pplug(t, strings.Join(script, "\n")+"\n", all...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != len(script) {
+		t.Fatalf("%d output lines for %d input lines:\n%q\nstderr:\n%s", len(lines), len(script), out, errs)
+	}
+	return lines, errs
+}
+
+// TestChatLoadContinues: a transcript saved by /save and read back by
+// /load (after /reset) continues exactly as the conversation itself, and
+// records each user message's persona state.
+func TestChatLoadContinues(t *testing.T) {
+	root, _ := testenv.RepoRoot()
+	prof := filepath.Join(root, "examples", "profiles", "tom.jsonl")
+	plug := wordsPlug(t, testenv.Stories260K(t), " Tom", " robot")
+	args := []string{"-n", "16", "--profile", prof, "--plug", plug, "--cache-dir", t.TempDir()}
+	direct, _ := chatLines(t, []string{"Tom had a big red ball.", "/persona off", "What did Tom do with it?", "/persona on", "And then?"}, args...)
+	file := filepath.Join(t.TempDir(), "t.json")
+	resumed, errs := chatLines(t, []string{"Tom had a big red ball.", "/persona off", "What did Tom do with it?", "/persona on",
+		"/save " + file, "/reset", "/load " + file, "And then?"}, args...)
+	if !strings.Contains(errs, "loaded 4 messages from "+file) {
+		t.Fatalf("no load notice:\n%s", errs)
+	}
+	if resumed[7] != direct[4] {
+		t.Fatalf("after /load: %q, in the conversation itself: %q", resumed[7], direct[4])
+	}
+	var tr transcript
+	b, _ := os.ReadFile(file)
+	if err := json.Unmarshal(b, &tr); err != nil {
+		t.Fatal(err)
+	}
+	if tr.Version != transcriptVersion || tr.Method != persona.MethodPPlug || len(tr.Messages) != 4 || tr.ModelName == "" {
+		t.Fatalf("transcript %+v", tr)
+	}
+	if tr.Messages[0].Persona != persona.MethodPPlug || tr.Messages[2].Persona != persona.MethodNone || tr.Messages[1].Role != "assistant" {
+		t.Fatalf("persona states %q %q", tr.Messages[0].Persona, tr.Messages[2].Persona)
+	}
+	// A transcript that is not one, and a missing file, are refused with
+	// the chat going on.
+	bad := writeFile(t, t.TempDir(), "bad.json", `{"messages": [{"role": "wizard", "content": "x"}]}`)
+	_, errs = chatLines(t, []string{"/load " + bad, "/load " + filepath.Join(t.TempDir(), "none.json"), "/load", "Hello"}, "-n", "4")
+	for _, want := range []string{`role "wizard"`, "no such file", "usage: /load FILE"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errs)
+		}
+	}
+}
+
+// TestChatSetShowPersona: /set changes the sampling and the answer length
+// at once, /show and /persona describe the chat.
+func TestChatSetShowPersona(t *testing.T) {
+	root, _ := testenv.RepoRoot()
+	prof := filepath.Join(root, "examples", "profiles", "lily.json")
+	lines, errs := chatLines(t, []string{"/persona", "Once upon a time", "/set n-predict 3", "/set temp 0.5", "/set", "/set top-k -2", "/set bogus 1",
+		"/reset", "Once upon a time", "/show", "/set system You tell short stories.", "/show"}, "-n", "24", "--profile", prof)
+	for _, want := range []string{
+		"persona: on, method bm25, 8 history items of " + prof + ", 4 retrieved items per message",
+		"n-predict = 3", "temp = 0.5", "temp 0.5  top-k 40", "/set top-k: -2 must not be negative", `unknown setting "bogus"`,
+		"model:    llama (llama,", "settings: temp 0.5", `system:   "You tell short stories."`,
+	} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errs)
+		}
+	}
+	long, short := strings.Fields(lines[1]), strings.Fields(lines[8])
+	if len(short) > 3 || len(long) <= 3 {
+		t.Errorf("answers of %d and %d words; /set n-predict 3 should cut the second:\n%q\n%q", len(long), len(short), lines[1], lines[8])
+	}
+	// Without a profile /persona says there is none.
+	_, errs = chatLines(t, []string{"/persona", "/persona on"}, "-n", "4")
+	if strings.Count(errs, "no persona") != 1 || !strings.Contains(errs, "persona: none") {
+		t.Errorf("stderr:\n%s", errs)
+	}
+}
+
+// TestChatMultilineAndStops: messages over several lines (""" blocks and a
+// trailing backslash) are one message, each input line keeps its output
+// line, and --stop and --grammar shape the answers as in generate.
+func TestChatMultilineAndStops(t *testing.T) {
+	block, _ := chatLines(t, []string{`"""Once upon a time`, `there was"""`}, "-n", "12")
+	cont, _ := chatLines(t, []string{`Once upon a time\`, `there was`}, "-n", "12")
+	single, _ := chatLines(t, []string{`"""Once upon a time there was"""`}, "-n", "12")
+	plainLine, _ := chatLines(t, []string{"Once upon a time there was"}, "-n", "12")
+	single = append(single, plainLine[0])
+	if block[0] != "" || cont[0] != "" || block[1] == "" || block[1] != cont[1] {
+		t.Fatalf(`""" block %q, backslash %q: want one message answered on the last line`, block, cont)
+	}
+	if single[0] != single[1] || single[0] == "" {
+		t.Fatalf(`a one-line """ block %q differs from the plain line %q`, single[0], single[1])
+	}
+	// --stop: the answer ends before the stop text.
+	plain, _ := chatLines(t, []string{"Once upon a time"}, "-n", "24")
+	words := strings.Fields(plain[0])
+	if len(words) < 4 {
+		t.Fatalf("answer too short to test --stop: %q", plain[0])
+	}
+	stop := " " + words[3]
+	cut, _ := chatLines(t, []string{"Once upon a time"}, "-n", "24", "--stop", stop)
+	if strings.Contains(" "+cut[0], stop) || !strings.HasPrefix(plain[0], cut[0]) {
+		t.Fatalf("--stop %q: %q (unstopped %q)", stop, cut[0], plain[0])
+	}
+	// --grammar: the answer is one of the grammar's words.
+	g, _ := chatLines(t, []string{"Once upon a time", "Did the dog run?"}, "-n", "8", "--grammar", `root ::= " yes" | " no"`)
+	for _, a := range g {
+		if a != "yes" && a != "no" {
+			t.Fatalf("grammar-constrained answers %q", g)
+		}
+	}
+}
+
+// TestChatLongLine: a line over the line limit is skipped with its own
+// output line; the chat goes on.
+func TestChatLongLine(t *testing.T) {
+	lines, errs := chatLines(t, []string{strings.Repeat("a", maxLine+10), "Once upon a time"}, "-n", "4")
+	if lines[0] != "" || lines[1] == "" || !strings.Contains(errs, "longer than 16 MiB") {
+		t.Fatalf("lines %q\n%s", lines, errs[:min(len(errs), 500)])
 	}
 }

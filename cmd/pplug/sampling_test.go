@@ -106,3 +106,57 @@ func TestGenerateGrammarAndJSONSchema(t *testing.T) {
 		}
 	}
 }
+
+// TestGenerateVerbosePromptAndExplain: --verbose-prompt prints the final
+// input position by position (the retrieved items in the prompt, the
+// persona rows in their place), --explain lists the items retrieved with
+// their BM25 scores or the items the persona weighs most, and --method
+// picks any method the profile and plug allow.
+func TestGenerateVerbosePromptAndExplain(t *testing.T) {
+	model := testenv.Stories260K(t)
+	root, _ := testenv.RepoRoot()
+	prof := filepath.Join(root, "examples", "profiles", "lily.json")
+	plug := wordsPlug(t, model, " Tom", " robot")
+	base := []string{"generate", "-m", model, "-p", "Lily and her dog", "-n", "4", "--temp", "0", "--profile", prof, "--cache-dir", t.TempDir(), "--verbose-prompt", "--explain"}
+	// Retrieval: the prompt holds the items --explain lists.
+	code, _, errs := pplug(t, "", base...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{"retrieved into the prompt (BM25 score), 4 of 8 items:", `prompt (bm25): "Past texts by this user:\n- `, "number of positions in the input = ", `     0 ->      1 "<s>"`} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("bm25: stderr lacks %q:\n%s", want, errs)
+		}
+	}
+	// PPlug: the rows after BOS, the prompt as given.
+	code, _, errs = pplug(t, "", append(base, "--plug", plug)...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{"the 5 history items with the highest weights (of 8)", `prompt (pplug): "Lily and her dog"`,
+		"(1 BOS, 1 instruction rows, 1 persona row, ", "     1 -> [instruction row 1]", "     2 -> [persona row]", "     3 -> "} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("pplug: stderr lacks %q:\n%s", want, errs)
+		}
+	}
+	// pplug+bm25: both, with one retrieved item for an untrained plug.
+	code, _, errs = pplug(t, "", append(base, "--plug", plug, "--method", "pplug+bm25")...)
+	if code != 0 || !strings.Contains(errs, "1 of 8 items") || !strings.Contains(errs, "[persona row]") || !strings.Contains(errs, "highest weights") {
+		t.Errorf("pplug+bm25: exit %d\n%s", code, errs)
+	}
+	// recent, none.
+	code, _, errs = pplug(t, "", append(base, "--method", "recent")...)
+	if code != 0 || !strings.Contains(errs, "(most recent first), 4 of 8 items") {
+		t.Errorf("recent: exit %d\n%s", code, errs)
+	}
+	code, _, errs = pplug(t, "", append(base, "--method", "none")...)
+	if code != 0 || !strings.Contains(errs, `prompt (none): "Lily and her dog"`) {
+		t.Errorf("none: exit %d\n%s", code, errs)
+	}
+	// Methods the flags cannot serve are usage errors.
+	for _, c := range [][]string{{"--method", "pplug"}, {"--method", "bm25", "--plug", plug}, {"--method", "bm42"}} {
+		if code, _, errs := pplug(t, "", append(base, c...)...); code != 2 || !strings.Contains(errs, "--method") {
+			t.Errorf("%v: exit %d %s", c, code, errs)
+		}
+	}
+}
