@@ -79,6 +79,8 @@ type samplingParams struct {
 	MaxTokens           *int       `json:"max_tokens"`
 	MaxCompletionTokens *int       `json:"max_completion_tokens"`
 	Seed                *int64     `json:"seed"`
+	FrequencyPenalty    *float64   `json:"frequency_penalty"`
+	PresencePenalty     *float64   `json:"presence_penalty"`
 	Stop                stringList `json:"stop"`
 	N                   *int       `json:"n"`
 	User                string     `json:"user"`

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -316,11 +317,10 @@ func (s *Server) prepare(ctx context.Context, c caller, p samplingParams, query 
 	if p.N != nil && *p.N != 1 {
 		return nil, withParam(badRequest("", "n must be 1"), "n")
 	}
+	// The user field alone selects a persona (none without it); a user's
+	// own key may select only that user.
 	user := p.User
-	if !c.admin {
-		if user == "" {
-			user = c.user
-		}
+	if !c.admin && user != "" {
 		if user != c.user {
 			return nil, withParam(errf(http.StatusForbidden, "invalid_request_error", "permission_denied", "this API key belongs to user %q, not %q", c.user, user), "user")
 		}
@@ -346,6 +346,19 @@ func (s *Server) prepare(ctx context.Context, c caller, p samplingParams, query 
 	}
 	if len(p.Stop) > 4 {
 		return nil, withParam(badRequest("", "at most 4 stop sequences"), "stop")
+	}
+	for _, pen := range []struct {
+		v    *float64
+		dst  *float32
+		name string
+	}{{p.FrequencyPenalty, &opts.FrequencyPenalty, "frequency_penalty"}, {p.PresencePenalty, &opts.PresencePenalty, "presence_penalty"}} {
+		if pen.v == nil {
+			continue
+		}
+		if *pen.v < -2 || *pen.v > 2 || math.IsNaN(*pen.v) {
+			return nil, withParam(badRequest("", "%s %v is outside [-2, 2]", pen.name, *pen.v), pen.name)
+		}
+		*pen.dst = float32(*pen.v)
 	}
 	maxTok := -1
 	for _, m := range []*int{p.MaxTokens, p.MaxCompletionTokens} {

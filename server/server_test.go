@@ -442,13 +442,20 @@ func TestErrorsUseOpenAIShape(t *testing.T) {
 	if r.StatusCode != 200 || strings.Contains(string(b), "cats") || !strings.Contains(string(b), "bike") {
 		t.Errorf("items after delete: %s", b)
 	}
-	// A user key may run completions as itself (the user field defaults to it).
-	r, b = ts.post(t, "/v1/completions", created.Key, map[string]any{"prompt": "Once", "max_tokens": 4})
+	// A user key may run completions as itself; the user field selects the
+	// persona, a request without it gets none.
+	r, b = ts.post(t, "/v1/completions", created.Key, map[string]any{"prompt": "Once", "max_tokens": 4, "user": "zoe"})
 	if r.StatusCode != 200 || r.Header.Get("X-PPlug-Persona") != string(persona.MethodPPlug) {
 		t.Errorf("own completion: %d %q %s", r.StatusCode, r.Header.Get("X-PPlug-Persona"), b)
 	}
+	r, b = ts.post(t, "/v1/completions", created.Key, map[string]any{"prompt": "Once", "max_tokens": 4})
+	if r.StatusCode != 200 || r.Header.Get("X-PPlug-Persona") != string(persona.MethodNone) {
+		t.Errorf("completion without a user: %d %q %s", r.StatusCode, r.Header.Get("X-PPlug-Persona"), b)
+	}
+	r, b = ts.post(t, "/v1/completions", created.Key, map[string]any{"prompt": "Once", "max_tokens": 4, "frequency_penalty": 2.5})
+	check("penalty out of range", r, b, 400, "")
 	// remember appends the user's message to the history.
-	r, b = ts.post(t, "/v1/chat/completions", created.Key, map[string]any{"messages": []map[string]string{{"role": "user", "content": "I love green apples."}}, "max_tokens": 4, "remember": true})
+	r, b = ts.post(t, "/v1/chat/completions", created.Key, map[string]any{"messages": []map[string]string{{"role": "user", "content": "I love green apples."}}, "max_tokens": 4, "remember": true, "user": "zoe"})
 	if r.StatusCode != 200 {
 		t.Fatalf("chat remember: %d %s", r.StatusCode, b)
 	}
@@ -585,4 +592,33 @@ func (ts *testServer) openPersonas() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.live
+}
+
+// TestSlowClientBlocksNoOne: a client that sends a streaming request and
+// never reads its answer does not hold up the others, on either sequence.
+func TestSlowClientBlocksNoOne(t *testing.T) {
+	ts := startServer(t, 2, "")
+	want := ts.complete(t, map[string]any{"prompt": "Once upon a time", "max_tokens": 12, "temperature": 0, "user": "tom"})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(ts.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	body := `{"prompt": "Once upon a time", "max_tokens": 250, "temperature": 1, "seed": 3, "stream": true, "user": "lily"}`
+	fmt.Fprintf(conn, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	// The slow client reads nothing; four requests go through meanwhile.
+	done := make(chan string, 4)
+	for range 4 {
+		go func() { done <- ts.complete(t, map[string]any{"prompt": "Once upon a time", "max_tokens": 12, "temperature": 0, "user": "tom"}) }()
+	}
+	for range 4 {
+		select {
+		case got := <-done:
+			if got != want {
+				t.Fatalf("beside a slow client: %q, alone: %q", got, want)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("a client that does not read holds up the others")
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
@@ -15,7 +16,7 @@ func profileImportCommand() *cli.Command {
 		verboseFlag(),
 		profilesFlag(),
 		&cli.StringFlag{Name: "user", Usage: "the user `ID` to import into (created when missing)"},
-		&cli.BoolFlag{Name: "replace", Usage: "delete the user's existing items first"},
+		&cli.BoolFlag{Name: "replace", Usage: "replace the user's items with the profile's (in one transaction; the user keeps their API key)"},
 	}
 	flags = append(flags, profileFlags()...)
 	return &cli.Command{
@@ -58,21 +59,19 @@ func runProfileImport(c *cli.Context) error {
 	}
 	defer st.Close()
 	key := ""
-	if _, err := st.User(ctx, user); err != nil {
+	if _, err := st.User(ctx, user); errors.Is(err, store.ErrNotFound) {
 		key = store.NewKey()
 		if _, err := st.CreateUser(ctx, user, key); err != nil {
 			return err
 		}
-	} else if c.Bool("replace") {
-		if err := st.DeleteUser(ctx, user); err != nil {
-			return err
-		}
-		key = store.NewKey()
-		if _, err := st.CreateUser(ctx, user, key); err != nil {
-			return err
-		}
+	} else if err != nil {
+		return err
 	}
-	added, err := st.AddItems(ctx, user, store.FromProfile(prof))
+	write := st.AddItems
+	if c.Bool("replace") {
+		write = st.ReplaceItems // one transaction; the user keeps their key
+	}
+	added, err := write(ctx, user, store.FromProfile(prof))
 	if err != nil {
 		return fmt.Errorf("import %s into %s: %w", c.String("profile"), path, err)
 	}

@@ -254,6 +254,17 @@ type NewItem struct {
 // none are added. An item whose id the user already has replaces the
 // old one (its embeddings are recomputed).
 func (s *Store) AddItems(ctx context.Context, userID string, items []NewItem) ([]Item, error) {
+	return s.writeItems(ctx, userID, items, false)
+}
+
+// ReplaceItems replaces a user's whole history with items in one
+// transaction: after a crash the user has either the old items or the new
+// ones. The user and their API key stay.
+func (s *Store) ReplaceItems(ctx context.Context, userID string, items []NewItem) ([]Item, error) {
+	return s.writeItems(ctx, userID, items, true)
+}
+
+func (s *Store) writeItems(ctx context.Context, userID string, items []NewItem, replace bool) ([]Item, error) {
 	for i, it := range items {
 		if strings.TrimSpace(it.Text) == "" {
 			return nil, fmt.Errorf("item %d: empty text", i)
@@ -268,6 +279,11 @@ func (s *Store) AddItems(ctx context.Context, userID string, items []NewItem) ([
 		return nil, fmt.Errorf("add items for %q: %w", userID, err)
 	} else if !ok {
 		return nil, fmt.Errorf("user %q: %w", userID, ErrNotFound)
+	}
+	if replace {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM items WHERE user_id = ?", userID); err != nil {
+			return nil, fmt.Errorf("replace the items of %q: %w", userID, err)
+		}
 	}
 	now := time.Now().UTC()
 	out := make([]Item, 0, len(items))

@@ -88,3 +88,65 @@ func TestItemsSurviveRestart(t *testing.T) {
 		t.Fatalf("items of a deleted user: %v", err)
 	}
 }
+
+// TestRevisionsNeverRepeat and ReplaceItems: a user deleted and made again
+// never has a revision seen before, and a replaced history keeps the
+// user's key.
+func TestRevisionsNeverRepeatAndReplace(t *testing.T) {
+	ctx := context.Background()
+	st, err := Open(ctx, filepath.Join(t.TempDir(), "p.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	seen := map[int64]bool{}
+	rev := func() int64 {
+		t.Helper()
+		u, err := st.User(ctx, "ann")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[u.Rev] {
+			t.Fatalf("revision %d given out twice", u.Rev)
+		}
+		seen[u.Rev] = true
+		return u.Rev
+	}
+	key := NewKey()
+	for range 3 {
+		if _, err := st.CreateUser(ctx, "ann", key); err != nil {
+			t.Fatal(err)
+		}
+		rev()
+		if _, err := st.AddItems(ctx, "ann", []NewItem{{ID: "1", Text: "first"}}); err != nil {
+			t.Fatal(err)
+		}
+		rev()
+		if err := st.DeleteUser(ctx, "ann"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.CreateUser(ctx, "ann", key); err != nil {
+		t.Fatal(err)
+	}
+	st.AddItems(ctx, "ann", []NewItem{{ID: "1", Text: "old one"}, {ID: "2", Text: "old two"}})
+	rev()
+	if _, err := st.ReplaceItems(ctx, "ann", []NewItem{{Text: "new"}}); err != nil {
+		t.Fatal(err)
+	}
+	rev()
+	items, _ := st.Items(ctx, "ann")
+	if len(items) != 1 || items[0].Text != "new" {
+		t.Fatalf("after replace: %+v", items)
+	}
+	if id, err := st.UserByKey(ctx, key); err != nil || id != "ann" {
+		t.Fatalf("the key after replace: %q %v", id, err)
+	}
+	// A failed replace (an empty item) keeps the old history.
+	if _, err := st.ReplaceItems(ctx, "ann", []NewItem{{Text: "x"}, {Text: ""}}); err == nil {
+		t.Fatal("an empty item was accepted")
+	}
+	if items, _ := st.Items(ctx, "ann"); len(items) != 1 || items[0].Text != "new" {
+		t.Fatalf("after a failed replace: %+v", items)
+	}
+}

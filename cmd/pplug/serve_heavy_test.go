@@ -1,0 +1,129 @@
+//go:build heavy
+
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pplug/pplug/internal/testenv"
+	"github.com/pplug/pplug/persona/store"
+)
+
+// TestServeKill9KeepsItems: `pplug serve` killed with SIGKILL while clients
+// add history items loses none of the items it acknowledged, and its
+// database is intact when it starts again.
+func TestServeKill9KeepsItems(t *testing.T) {
+	model := testenv.Stories260K(t)
+	db := filepath.Join(t.TempDir(), "profiles.db")
+	listening := regexp.MustCompile(`listening on (http://[0-9.:]+)`)
+	start := func() (string, func()) {
+		t.Helper()
+		cmd := runPplug(context.Background(), "", "serve", "-m", model, "--profiles", db, "--port", "0", "-np", "2", "-t", "1")
+		errs, _ := cmd.StderrPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(errs)
+		deadline := time.Now().Add(30 * time.Second)
+		for sc.Scan() && time.Now().Before(deadline) {
+			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
+				go func() {
+					for sc.Scan() {
+					}
+				}()
+				return m[1], func() { cmd.Process.Signal(syscall.SIGKILL); cmd.Wait() }
+			}
+		}
+		cmd.Process.Kill()
+		t.Fatal("serve did not start")
+		return "", nil
+	}
+	url, kill := start()
+	if status, body := httpJSON(t, "POST", url+"/v1/users", map[string]any{"id": "w"}); status != 201 {
+		t.Fatalf("create user: %d %s", status, body)
+	}
+	acked := map[string]bool{}
+	for round := range 3 {
+		var mu sync.Mutex
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for w := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					id := fmt.Sprintf("r%d-w%d-%d", round, w, i)
+					status, err := tryPost(url+"/v1/users/w/items", fmt.Sprintf(`{"id": %q, "text": "item %s %s"}`, id, id, strings.Repeat("word ", 40)))
+					if err != nil {
+						return // the server is gone
+					}
+					if status == 201 {
+						mu.Lock()
+						acked[id] = true
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+		time.Sleep(time.Duration(300+200*round) * time.Millisecond)
+		kill()
+		close(stop)
+		wg.Wait()
+
+		st, err := store.Open(context.Background(), db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, err := st.IntegrityCheck(context.Background()); err != nil || v != "ok" {
+			t.Fatalf("round %d: integrity check %q %v", round, v, err)
+		}
+		items, err := st.Items(context.Background(), "w")
+		st.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		have := map[string]bool{}
+		for _, it := range items {
+			have[it.ID] = true
+		}
+		for id := range acked {
+			if !have[id] {
+				t.Fatalf("round %d: acknowledged item %s is lost after kill -9 (%d acknowledged, %d stored)", round, id, len(acked), len(items))
+			}
+		}
+		t.Logf("round %d: %d items acknowledged in all, %d stored", round, len(acked), len(items))
+		if len(acked) == 0 {
+			t.Fatal("no item was acknowledged: the test tested nothing")
+		}
+		url, kill = start()
+	}
+	kill()
+}
+
+// tryPost posts JSON and returns the status, or the error of a server that
+// is gone.
+func tryPost(url, body string) (int, error) {
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
