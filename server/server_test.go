@@ -609,7 +609,9 @@ func TestSlowClientBlocksNoOne(t *testing.T) {
 	// The slow client reads nothing; four requests go through meanwhile.
 	done := make(chan string, 4)
 	for range 4 {
-		go func() { done <- ts.complete(t, map[string]any{"prompt": "Once upon a time", "max_tokens": 12, "temperature": 0, "user": "tom"}) }()
+		go func() {
+			done <- ts.complete(t, map[string]any{"prompt": "Once upon a time", "max_tokens": 12, "temperature": 0, "user": "tom"})
+		}()
 	}
 	for range 4 {
 		select {
