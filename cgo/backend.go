@@ -11,20 +11,27 @@ import (
 	"unsafe"
 )
 
-// Device types (enum ggml_backend_dev_type).
+// DeviceType is enum ggml_backend_dev_type.
+type DeviceType int
+
+// Device types.
 const (
-	DeviceCPU   = int(C.GGML_BACKEND_DEVICE_TYPE_CPU)
-	DeviceGPU   = int(C.GGML_BACKEND_DEVICE_TYPE_GPU)
-	DeviceIGPU  = int(C.GGML_BACKEND_DEVICE_TYPE_IGPU)
-	DeviceAccel = int(C.GGML_BACKEND_DEVICE_TYPE_ACCEL)
+	DeviceCPU   DeviceType = C.GGML_BACKEND_DEVICE_TYPE_CPU
+	DeviceGPU   DeviceType = C.GGML_BACKEND_DEVICE_TYPE_GPU
+	DeviceIGPU  DeviceType = C.GGML_BACKEND_DEVICE_TYPE_IGPU
+	DeviceAccel DeviceType = C.GGML_BACKEND_DEVICE_TYPE_ACCEL
 )
+
+func (t DeviceType) String() string {
+	return enumName(int(t), "DeviceType", []string{DeviceCPU: "cpu", DeviceGPU: "gpu", DeviceIGPU: "igpu", DeviceAccel: "accel"})
+}
 
 // Device describes one ggml backend device.
 type Device struct {
 	Name        string
 	Description string
 	Backend     string // the registry's name, e.g. "CPU", "CUDA"
-	Type        int
+	Type        DeviceType
 	MemFree     uint64
 	MemTotal    uint64
 }
@@ -35,11 +42,11 @@ func LoadBackend(path string) (string, error) {
 	Init()
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
-	ClearLastError()
-	reg := C.ggml_backend_load(cpath)
+	var reg C.ggml_backend_reg_t
+	reason := captureReason(func() { reg = C.ggml_backend_load(cpath) })
 	if reg == nil {
-		if msg := LastError(); msg != "" {
-			return "", errors.New(msg)
+		if reason != "" {
+			return "", errors.New(reason)
 		}
 		return "", errors.New("ggml_backend_load failed")
 	}
@@ -59,7 +66,7 @@ func Devices() []Device {
 			Name:        C.GoString(C.ggml_backend_dev_name(d)),
 			Description: C.GoString(C.ggml_backend_dev_description(d)),
 			Backend:     C.GoString(C.ggml_backend_reg_name(C.ggml_backend_dev_backend_reg(d))),
-			Type:        int(C.ggml_backend_dev_type(d)),
+			Type:        DeviceType(C.ggml_backend_dev_type(d)),
 			MemFree:     uint64(free),
 			MemTotal:    uint64(total),
 		})

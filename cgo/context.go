@@ -8,32 +8,64 @@ import "C"
 
 import (
 	"errors"
+	"runtime"
+	"strings"
 	"unsafe"
 )
 
-// Pooling types (llama_pooling_type).
+// PoolingType is enum llama_pooling_type.
+type PoolingType int
+
+// Pooling types.
 const (
-	PoolingUnspecified = int(C.LLAMA_POOLING_TYPE_UNSPECIFIED)
-	PoolingNone        = int(C.LLAMA_POOLING_TYPE_NONE)
-	PoolingMean        = int(C.LLAMA_POOLING_TYPE_MEAN)
-	PoolingCLS         = int(C.LLAMA_POOLING_TYPE_CLS)
-	PoolingLast        = int(C.LLAMA_POOLING_TYPE_LAST)
-	PoolingRank        = int(C.LLAMA_POOLING_TYPE_RANK)
+	PoolingUnspecified PoolingType = C.LLAMA_POOLING_TYPE_UNSPECIFIED
+	PoolingNone        PoolingType = C.LLAMA_POOLING_TYPE_NONE
+	PoolingMean        PoolingType = C.LLAMA_POOLING_TYPE_MEAN
+	PoolingCLS         PoolingType = C.LLAMA_POOLING_TYPE_CLS
+	PoolingLast        PoolingType = C.LLAMA_POOLING_TYPE_LAST
+	PoolingRank        PoolingType = C.LLAMA_POOLING_TYPE_RANK
 )
 
-// Attention types (llama_attention_type).
+func (t PoolingType) String() string {
+	if t == PoolingUnspecified {
+		return "unspecified"
+	}
+	return enumName(int(t), "PoolingType", []string{PoolingNone: "none", PoolingMean: "mean", PoolingCLS: "cls", PoolingLast: "last", PoolingRank: "rank"})
+}
+
+// AttentionType is enum llama_attention_type.
+type AttentionType int
+
+// Attention types.
 const (
-	AttentionUnspecified = int(C.LLAMA_ATTENTION_TYPE_UNSPECIFIED)
-	AttentionCausal      = int(C.LLAMA_ATTENTION_TYPE_CAUSAL)
-	AttentionNonCausal   = int(C.LLAMA_ATTENTION_TYPE_NON_CAUSAL)
+	AttentionUnspecified AttentionType = C.LLAMA_ATTENTION_TYPE_UNSPECIFIED
+	AttentionCausal      AttentionType = C.LLAMA_ATTENTION_TYPE_CAUSAL
+	AttentionNonCausal   AttentionType = C.LLAMA_ATTENTION_TYPE_NON_CAUSAL
 )
 
-// Flash attention modes (llama_flash_attn_type).
+func (t AttentionType) String() string {
+	if t == AttentionUnspecified {
+		return "unspecified"
+	}
+	return enumName(int(t), "AttentionType", []string{AttentionCausal: "causal", AttentionNonCausal: "non-causal"})
+}
+
+// FlashAttnType is enum llama_flash_attn_type.
+type FlashAttnType int
+
+// Flash attention modes.
 const (
-	FlashAttnAuto     = int(C.LLAMA_FLASH_ATTN_TYPE_AUTO)
-	FlashAttnDisabled = int(C.LLAMA_FLASH_ATTN_TYPE_DISABLED)
-	FlashAttnEnabled  = int(C.LLAMA_FLASH_ATTN_TYPE_ENABLED)
+	FlashAttnAuto     FlashAttnType = C.LLAMA_FLASH_ATTN_TYPE_AUTO
+	FlashAttnDisabled FlashAttnType = C.LLAMA_FLASH_ATTN_TYPE_DISABLED
+	FlashAttnEnabled  FlashAttnType = C.LLAMA_FLASH_ATTN_TYPE_ENABLED
 )
+
+func (t FlashAttnType) String() string {
+	if t == FlashAttnAuto {
+		return "auto"
+	}
+	return enumName(int(t), "FlashAttnType", []string{FlashAttnDisabled: "off", FlashAttnEnabled: "on"})
+}
 
 // ContextParams are the llama_context_params that pplug sets. Zero sizes keep
 // llama.cpp's defaults; Pooling, Attention and FlashAttn are always applied
@@ -46,9 +78,9 @@ type ContextParams struct {
 	Threads      int32  // 0: llama.cpp default
 	ThreadsBatch int32  // 0: same as Threads
 	Embeddings   bool
-	Pooling      int
-	Attention    int
-	FlashAttn    int
+	Pooling      PoolingType
+	Attention    AttentionType
+	FlashAttn    FlashAttnType
 	OffloadKQV   bool
 	KVUnified    bool
 	NoPerf       bool
@@ -96,11 +128,11 @@ func NewContext(m *Model, p ContextParams) (*Context, error) {
 		cp.type_k, cp.type_v = C.GGML_TYPE_F32, C.GGML_TYPE_F32
 	}
 
-	ClearLastError()
-	c := C.llama_init_from_model(m.c, cp)
+	var c *C.struct_llama_context
+	reason := captureReason(func() { c = C.llama_init_from_model(m.c, cp) })
 	if c == nil {
-		if msg := LastError(); msg != "" {
-			return nil, errors.New(msg)
+		if reason != "" {
+			return nil, errors.New(reason)
 		}
 		return nil, errors.New("llama_init_from_model failed")
 	}
@@ -181,20 +213,21 @@ const (
 )
 
 // Decode fills the context's batch and calls llama_decode; it returns
-// llama_decode's code (see the Decode* constants).
-func (c *Context) Decode(b *Batch) int {
+// llama_decode's code (see the Decode* constants) and, for a failure, the
+// reason llama.cpp logged for this call.
+func (c *Context) Decode(b *Batch) (int, string) {
 	return c.run(b, false)
 }
 
 // Encode is Decode for llama_encode.
-func (c *Context) Encode(b *Batch) int {
+func (c *Context) Encode(b *Batch) (int, string) {
 	return c.run(b, true)
 }
 
-func (c *Context) run(b *Batch, encode bool) int {
+func (c *Context) run(b *Batch, encode bool) (int, string) {
 	n := len(b.Pos)
 	if n == 0 || len(b.Seq) != n || len(b.Output) != n {
-		return DecodeBadBatch
+		return DecodeBadBatch, ""
 	}
 	var tok *C.llama_token
 	var embd *C.float
@@ -204,15 +237,29 @@ func (c *Context) run(b *Batch, encode bool) int {
 	case b.Embd != nil && b.Tokens == nil && len(b.Embd) == n*c.nEmbd:
 		embd = (*C.float)(unsafe.Pointer(&b.Embd[0]))
 	default:
-		return DecodeBadBatch
+		return DecodeBadBatch, ""
 	}
 	pos := (*C.llama_pos)(unsafe.Pointer(&b.Pos[0]))
 	seq := (*C.llama_seq_id)(unsafe.Pointer(&b.Seq[0]))
 	out := (*C.int8_t)(unsafe.Pointer(&b.Output[0]))
+	// The reason of a failure is what llama.cpp logs on this thread during
+	// the call; nothing is copied when the call succeeds.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	C.pp_log_capture_begin()
+	var rc int
 	if encode {
-		return int(C.pp_encode(c.c, c.batch, tok, embd, pos, seq, out, C.int32_t(n)))
+		rc = int(C.pp_encode(c.c, c.batch, tok, embd, pos, seq, out, C.int32_t(n)))
+	} else {
+		rc = int(C.pp_decode(c.c, c.batch, tok, embd, pos, seq, out, C.int32_t(n)))
 	}
-	return int(C.pp_decode(c.c, c.batch, tok, embd, pos, seq, out, C.int32_t(n)))
+	if rc == DecodeOK || rc == DecodeNoSlot || rc == DecodeAborted {
+		C.pp_log_capture_end(nil, 0)
+		return rc, ""
+	}
+	var buf [2048]C.char
+	m := C.pp_log_capture_end(&buf[0], C.size_t(len(buf)))
+	return rc, LoadReason(strings.Split(C.GoStringN(&buf[0], C.int(m)), "\n"))
 }
 
 // LogitsView returns the logits of output i of the last decode (i < 0 counts

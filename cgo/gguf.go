@@ -9,88 +9,126 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"io"
 	"unsafe"
 )
 
-// GGUF value types (enum gguf_type).
+// GGUFType is enum gguf_type, the type of a GGUF value.
+type GGUFType int
+
+// GGUF value types.
 const (
-	GGUFUint8   = int(C.GGUF_TYPE_UINT8)
-	GGUFInt8    = int(C.GGUF_TYPE_INT8)
-	GGUFUint16  = int(C.GGUF_TYPE_UINT16)
-	GGUFInt16   = int(C.GGUF_TYPE_INT16)
-	GGUFUint32  = int(C.GGUF_TYPE_UINT32)
-	GGUFInt32   = int(C.GGUF_TYPE_INT32)
-	GGUFFloat32 = int(C.GGUF_TYPE_FLOAT32)
-	GGUFBool    = int(C.GGUF_TYPE_BOOL)
-	GGUFString  = int(C.GGUF_TYPE_STRING)
-	GGUFArray   = int(C.GGUF_TYPE_ARRAY)
-	GGUFUint64  = int(C.GGUF_TYPE_UINT64)
-	GGUFInt64   = int(C.GGUF_TYPE_INT64)
-	GGUFFloat64 = int(C.GGUF_TYPE_FLOAT64)
+	GGUFUint8   GGUFType = C.GGUF_TYPE_UINT8
+	GGUFInt8    GGUFType = C.GGUF_TYPE_INT8
+	GGUFUint16  GGUFType = C.GGUF_TYPE_UINT16
+	GGUFInt16   GGUFType = C.GGUF_TYPE_INT16
+	GGUFUint32  GGUFType = C.GGUF_TYPE_UINT32
+	GGUFInt32   GGUFType = C.GGUF_TYPE_INT32
+	GGUFFloat32 GGUFType = C.GGUF_TYPE_FLOAT32
+	GGUFBool    GGUFType = C.GGUF_TYPE_BOOL
+	GGUFString  GGUFType = C.GGUF_TYPE_STRING
+	GGUFArray   GGUFType = C.GGUF_TYPE_ARRAY
+	GGUFUint64  GGUFType = C.GGUF_TYPE_UINT64
+	GGUFInt64   GGUFType = C.GGUF_TYPE_INT64
+	GGUFFloat64 GGUFType = C.GGUF_TYPE_FLOAT64
 )
 
-// ggml tensor types used by pplug (enum ggml_type).
-const (
-	TypeF32  = int(C.GGML_TYPE_F32)
-	TypeF16  = int(C.GGML_TYPE_F16)
-	TypeBF16 = int(C.GGML_TYPE_BF16)
-	TypeQ4_0 = int(C.GGML_TYPE_Q4_0)
-	TypeQ4_1 = int(C.GGML_TYPE_Q4_1)
-	TypeQ5_0 = int(C.GGML_TYPE_Q5_0)
-	TypeQ5_1 = int(C.GGML_TYPE_Q5_1)
-	TypeQ8_0 = int(C.GGML_TYPE_Q8_0)
-	TypeQ4_K = int(C.GGML_TYPE_Q4_K)
-	TypeQ6_K = int(C.GGML_TYPE_Q6_K)
-	TypeI32  = int(C.GGML_TYPE_I32)
-)
-
-// TypeName is ggml_type_name ("" for an unknown type).
-func TypeName(t int) string {
-	if t < 0 || t >= int(C.GGML_TYPE_COUNT) {
-		return ""
+// String is gguf_type_name ("u32", "str", ...).
+func (t GGUFType) String() string {
+	if t < 0 || t >= C.GGUF_TYPE_COUNT {
+		return fmt.Sprintf("GGUFType(%d)", int(t))
 	}
-	p := C.ggml_type_name(C.enum_ggml_type(t))
-	if p == nil {
-		return ""
+	if p := C.gguf_type_name(C.enum_gguf_type(t)); p != nil {
+		return C.GoString(p)
 	}
-	return C.GoString(p)
+	return fmt.Sprintf("GGUFType(%d)", int(t))
 }
 
-// TypeBlockSize is the number of values in one block of type t.
-func TypeBlockSize(t int) int64 { return int64(C.ggml_blck_size(C.enum_ggml_type(t))) }
+// Size is the bytes of one value of t (0 for strings and arrays), as
+// GGUF stores it.
+func (t GGUFType) Size() int {
+	switch t {
+	case GGUFUint8, GGUFInt8, GGUFBool:
+		return 1
+	case GGUFUint16, GGUFInt16:
+		return 2
+	case GGUFUint32, GGUFInt32, GGUFFloat32:
+		return 4
+	case GGUFUint64, GGUFInt64, GGUFFloat64:
+		return 8
+	}
+	return 0
+}
 
-// RowSize is the number of bytes of n values of type t (n a multiple of the block size).
-func RowSize(t int, n int64) int64 { return int64(C.ggml_row_size(C.enum_ggml_type(t), C.int64_t(n))) }
+// GGMLType is enum ggml_type, the type of a tensor's values.
+type GGMLType int
+
+// ggml tensor types used by pplug.
+const (
+	TypeF32  GGMLType = C.GGML_TYPE_F32
+	TypeF16  GGMLType = C.GGML_TYPE_F16
+	TypeBF16 GGMLType = C.GGML_TYPE_BF16
+	TypeQ4_0 GGMLType = C.GGML_TYPE_Q4_0
+	TypeQ4_1 GGMLType = C.GGML_TYPE_Q4_1
+	TypeQ5_0 GGMLType = C.GGML_TYPE_Q5_0
+	TypeQ5_1 GGMLType = C.GGML_TYPE_Q5_1
+	TypeQ8_0 GGMLType = C.GGML_TYPE_Q8_0
+	TypeQ4_K GGMLType = C.GGML_TYPE_Q4_K
+	TypeQ6_K GGMLType = C.GGML_TYPE_Q6_K
+	TypeI32  GGMLType = C.GGML_TYPE_I32
+)
+
+// Valid reports whether t is a type this ggml knows.
+func (t GGMLType) Valid() bool {
+	return t >= 0 && t < C.GGML_TYPE_COUNT && C.ggml_type_name(C.enum_ggml_type(t)) != nil
+}
+
+// String is ggml_type_name ("f32", "q8_0", ...).
+func (t GGMLType) String() string {
+	if !t.Valid() {
+		return fmt.Sprintf("GGMLType(%d)", int(t))
+	}
+	return C.GoString(C.ggml_type_name(C.enum_ggml_type(t)))
+}
+
+// BlockSize is the number of values in one block of type t.
+func (t GGMLType) BlockSize() int64 { return int64(C.ggml_blck_size(C.enum_ggml_type(t))) }
+
+// RowSize is the number of bytes of n values of type t (n a multiple of
+// the block size).
+func (t GGMLType) RowSize(n int64) int64 {
+	return int64(C.ggml_row_size(C.enum_ggml_type(t), C.int64_t(n)))
+}
 
 // ToFloat converts n values of type t from src to dst.
-func ToFloat(t int, src []byte, dst []float32) error {
+func ToFloat(t GGMLType, src []byte, dst []float32) error {
 	n := int64(len(dst))
 	if n == 0 {
 		return nil
 	}
-	if int64(len(src)) < RowSize(t, n) {
-		return fmt.Errorf("ToFloat: %d bytes hold fewer than %d values of %s", len(src), n, TypeName(t))
+	if int64(len(src)) < t.RowSize(n) {
+		return fmt.Errorf("ToFloat: %d bytes hold fewer than %d values of %s", len(src), n, t)
 	}
 	if C.pp_to_float(C.int(t), unsafe.Pointer(&src[0]), (*C.float)(unsafe.Pointer(&dst[0])), C.int64_t(n)) != 0 {
-		return fmt.Errorf("no conversion from ggml type %d (%s) to float", t, TypeName(t))
+		return fmt.Errorf("no conversion from ggml type %d (%s) to float", int(t), t)
 	}
 	return nil
 }
 
 // Quantize converts rows of f32 values to type t with ggml_quantize_chunk and
 // returns the bytes written to dst. dst must hold RowSize(t, perRow)*rows bytes.
-func Quantize(t int, src []float32, dst []byte, rows, perRow int64) (int64, error) {
+func Quantize(t GGMLType, src []float32, dst []byte, rows, perRow int64) (int64, error) {
 	if int64(len(src)) != rows*perRow {
 		return 0, errors.New("Quantize: source size does not match rows*perRow")
 	}
-	if perRow%TypeBlockSize(t) != 0 {
-		return 0, fmt.Errorf("Quantize: row of %d values is not a multiple of %s's block of %d", perRow, TypeName(t), TypeBlockSize(t))
+	if perRow%t.BlockSize() != 0 {
+		return 0, fmt.Errorf("Quantize: row of %d values is not a multiple of %s's block of %d", perRow, t, t.BlockSize())
 	}
-	if int64(len(dst)) < RowSize(t, perRow)*rows {
+	if int64(len(dst)) < t.RowSize(perRow)*rows {
 		return 0, errors.New("Quantize: destination too small")
 	}
 	if bool(C.ggml_quantize_requires_imatrix(C.enum_ggml_type(t))) {
-		return 0, fmt.Errorf("Quantize: %s needs an importance matrix", TypeName(t))
+		return 0, fmt.Errorf("Quantize: %s needs an importance matrix", t)
 	}
 	C.ggml_quantize_init(C.enum_ggml_type(t))
 	n := C.ggml_quantize_chunk(C.enum_ggml_type(t), (*C.float)(unsafe.Pointer(&src[0])), unsafe.Pointer(&dst[0]),
@@ -113,11 +151,11 @@ func GGUFOpen(path string) (*GGUF, error) {
 	defer C.free(unsafe.Pointer(cpath))
 	var meta *C.struct_ggml_context
 	params := C.struct_gguf_init_params{no_alloc: true, ctx: &meta}
-	ClearLastError()
-	g := C.gguf_init_from_file(cpath, params)
+	var g *C.struct_gguf_context
+	reason := captureReason(func() { g = C.gguf_init_from_file(cpath, params) })
 	if g == nil {
-		if msg := LastError(); msg != "" {
-			return nil, errors.New(msg)
+		if reason != "" {
+			return nil, errors.New(reason)
 		}
 		return nil, errors.New("gguf_init_from_file failed")
 	}
@@ -147,13 +185,14 @@ func (g *GGUF) Alignment() int64  { return int64(C.gguf_get_alignment(g.c)) }
 func (g *GGUF) DataOffset() int64 { return int64(C.gguf_get_data_offset(g.c)) }
 func (g *GGUF) NKV() int          { return int(C.gguf_get_n_kv(g.c)) }
 func (g *GGUF) Key(i int) string  { return C.GoString(C.gguf_get_key(g.c, C.int64_t(i))) }
-func (g *GGUF) KVType(i int) int  { return int(C.gguf_get_kv_type(g.c, C.int64_t(i))) }
-func (g *GGUF) ArrType(i int) int { return int(C.gguf_get_arr_type(g.c, C.int64_t(i))) }
-func (g *GGUF) ArrLen(i int) int  { return int(C.gguf_get_arr_n(g.c, C.int64_t(i))) }
-func (g *GGUF) NTensors() int     { return int(C.gguf_get_n_tensors(g.c)) }
-func (g *GGUF) TypeNameOf(t int) string {
-	return C.GoString(C.gguf_type_name(C.enum_gguf_type(t)))
+func (g *GGUF) KVType(i int) GGUFType {
+	return GGUFType(C.gguf_get_kv_type(g.c, C.int64_t(i)))
 }
+func (g *GGUF) ArrType(i int) GGUFType {
+	return GGUFType(C.gguf_get_arr_type(g.c, C.int64_t(i)))
+}
+func (g *GGUF) ArrLen(i int) int { return int(C.gguf_get_arr_n(g.c, C.int64_t(i))) }
+func (g *GGUF) NTensors() int    { return int(C.gguf_get_n_tensors(g.c)) }
 
 // FindKey returns the index of key, or -1.
 func (g *GGUF) FindKey(key string) int {
@@ -165,12 +204,12 @@ func (g *GGUF) FindKey(key string) int {
 // The typed getters below check the stored type first: ggml aborts the
 // process on a mismatch, and files come from users.
 
-func (g *GGUF) check(i, want int) error {
+func (g *GGUF) check(i int, want GGUFType) error {
 	if i < 0 || i >= g.NKV() {
 		return fmt.Errorf("gguf: no key %d", i)
 	}
 	if got := g.KVType(i); got != want {
-		return fmt.Errorf("gguf: key %q is %s, want %s", g.Key(i), g.TypeNameOf(got), g.TypeNameOf(want))
+		return fmt.Errorf("gguf: key %q is %s, want %s", g.Key(i), got, want)
 	}
 	return nil
 }
@@ -246,7 +285,7 @@ func (g *GGUF) ValueString(i int) string {
 	case GGUFString:
 		return C.GoString(C.gguf_get_val_str(g.c, id))
 	case GGUFArray:
-		return fmt.Sprintf("[%s x %d]", g.TypeNameOf(g.ArrType(i)), g.ArrLen(i))
+		return fmt.Sprintf("[%s x %d]", g.ArrType(i), g.ArrLen(i))
 	}
 	return "?"
 }
@@ -263,7 +302,7 @@ func (g *GGUF) ArrString(i, j int) (string, error) {
 }
 
 // ArrData returns a copy of a numeric array's raw bytes.
-func (g *GGUF) ArrData(i int) ([]byte, int, error) {
+func (g *GGUF) ArrData(i int) ([]byte, GGUFType, error) {
 	if err := g.check(i, GGUFArray); err != nil {
 		return nil, 0, err
 	}
@@ -282,7 +321,7 @@ func (g *GGUF) ArrData(i int) ([]byte, int, error) {
 // TensorInfo describes one tensor of the file.
 type TensorInfo struct {
 	Name   string
-	Type   int
+	Type   GGMLType
 	Offset int64 // from DataOffset
 	Size   int64 // bytes
 	Shape  []int64
@@ -293,7 +332,7 @@ func (g *GGUF) Tensor(i int) TensorInfo {
 	id := C.int64_t(i)
 	ti := TensorInfo{
 		Name:   C.GoString(C.gguf_get_tensor_name(g.c, id)),
-		Type:   int(C.gguf_get_tensor_type(g.c, id)),
+		Type:   GGMLType(C.gguf_get_tensor_type(g.c, id)),
 		Offset: int64(C.gguf_get_tensor_offset(g.c, id)),
 		Size:   int64(C.gguf_get_tensor_size(g.c, id)),
 	}
@@ -355,7 +394,7 @@ func (g *GGUF) SetBool(key string, v bool) {
 }
 
 // SetArrayData stores a numeric array; data holds n values of gguf type t.
-func (g *GGUF) SetArrayData(key string, t int, data unsafe.Pointer, n int) {
+func (g *GGUF) SetArrayData(key string, t GGUFType, data unsafe.Pointer, n int) {
 	g.withKey(key, func(k *C.char) { C.gguf_set_arr_data(g.c, k, C.enum_gguf_type(t), data, C.size_t(n)) })
 }
 
@@ -389,7 +428,7 @@ func (g *GGUF) RemoveKey(key string) {
 // AddTensorInfo declares a tensor (name, type, shape) without data; the data
 // is streamed by the caller after MetaData, in declaration order, each
 // tensor padded to Alignment. It creates a scratch ggml context per call.
-func (g *GGUF) AddTensorInfo(name string, t int, shape []int64) error {
+func (g *GGUF) AddTensorInfo(name string, t GGMLType, shape []int64) error {
 	if len(shape) == 0 || len(shape) > 4 {
 		return fmt.Errorf("tensor %q: %d dimensions", name, len(shape))
 	}
@@ -399,8 +438,11 @@ func (g *GGUF) AddTensorInfo(name string, t int, shape []int64) error {
 	if g.FindTensor(name) >= 0 {
 		return fmt.Errorf("duplicate tensor %q", name)
 	}
-	if shape[0]%TypeBlockSize(t) != 0 {
-		return fmt.Errorf("tensor %q: first dimension %d is not a multiple of %s's block of %d", name, shape[0], TypeName(t), TypeBlockSize(t))
+	if !t.Valid() {
+		return fmt.Errorf("tensor %q: unknown ggml type %d", name, int(t))
+	}
+	if shape[0]%t.BlockSize() != 0 {
+		return fmt.Errorf("tensor %q: first dimension %d is not a multiple of %s's block of %d", name, shape[0], t, t.BlockSize())
 	}
 	params := C.struct_ggml_init_params{mem_size: C.size_t(C.ggml_tensor_overhead() * 2), no_alloc: true}
 	ctx := C.ggml_init(params)
@@ -429,4 +471,43 @@ func (g *GGUF) MetaData() []byte {
 	defer C.free(buf)
 	C.gguf_get_meta_data(g.c, buf)
 	return C.GoBytes(buf, C.int(n))
+}
+
+// Write writes the file: the metadata, then each declared tensor's data,
+// which data(i, w) writes for tensor i in declaration order, each padded to
+// Alignment. A tensor whose data has another size than its type and shape
+// give is an error (the file would not load).
+func (g *GGUF) Write(w io.Writer, data func(i int, w io.Writer) error) error {
+	if _, err := w.Write(g.MetaData()); err != nil {
+		return err
+	}
+	align := g.Alignment()
+	for i := range g.NTensors() {
+		cw := &countingWriter{w: w}
+		if err := data(i, cw); err != nil {
+			return err
+		}
+		t := g.Tensor(i)
+		if cw.n != t.Size {
+			return fmt.Errorf("tensor %s: %d bytes of data, its type and shape take %d", t.Name, cw.n, t.Size)
+		}
+		if pad := (align - cw.n%align) % align; pad > 0 {
+			if _, err := w.Write(make([]byte, pad)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }

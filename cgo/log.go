@@ -8,6 +8,7 @@ import "C"
 
 import (
 	"bytes"
+	"fmt"
 	"runtime"
 	rcgo "runtime/cgo"
 	"strings"
@@ -16,17 +17,32 @@ import (
 	"unsafe"
 )
 
-// Log levels, as ggml numbers them.
+// LogLevel is enum ggml_log_level.
+type LogLevel int
+
+// Log levels.
 const (
-	LogDebug = int(C.GGML_LOG_LEVEL_DEBUG)
-	LogInfo  = int(C.GGML_LOG_LEVEL_INFO)
-	LogWarn  = int(C.GGML_LOG_LEVEL_WARN)
-	LogError = int(C.GGML_LOG_LEVEL_ERROR)
-	logCont  = int(C.GGML_LOG_LEVEL_CONT)
+	LogDebug LogLevel = C.GGML_LOG_LEVEL_DEBUG
+	LogInfo  LogLevel = C.GGML_LOG_LEVEL_INFO
+	LogWarn  LogLevel = C.GGML_LOG_LEVEL_WARN
+	LogError LogLevel = C.GGML_LOG_LEVEL_ERROR
+	logCont  LogLevel = C.GGML_LOG_LEVEL_CONT
 )
 
+func (l LogLevel) String() string {
+	return enumName(int(l), "LogLevel", []string{LogDebug: "debug", LogInfo: "info", LogWarn: "warn", LogError: "error", logCont: "cont"})
+}
+
+// enumName is names[v], or Type(v) for a value without a name.
+func enumName(v int, typ string, names []string) string {
+	if v >= 0 && v < len(names) && names[v] != "" {
+		return names[v]
+	}
+	return fmt.Sprintf("%s(%d)", typ, v)
+}
+
 // LogFunc receives one complete log line (without its trailing newline).
-type LogFunc func(level int, line string)
+type LogFunc func(level LogLevel, line string)
 
 var (
 	logSink atomic.Pointer[LogFunc]
@@ -35,9 +51,7 @@ var (
 	// threads; partial lines are assembled here before reaching the sink.
 	logMu      sync.Mutex
 	logPending []byte
-	logLevel   int
-
-	lastError atomic.Pointer[string]
+	logLevel   LogLevel
 
 	// logMin is the lowest level that crosses from C into Go.
 	logMin atomic.Int32
@@ -57,9 +71,9 @@ func Init() {
 }
 
 // SetLogSink sets where complete log lines go (nil drops them) and the lowest
-// level that crosses from C into Go. Errors always cross, so that LastError
-// can report them.
-func SetLogSink(f LogFunc, minLevel int) {
+// level that crosses from C into Go (errors always do). The reasons of
+// failed calls do not depend on it: see CaptureErrors.
+func SetLogSink(f LogFunc, minLevel LogLevel) {
 	if f == nil {
 		logSink.Store(nil)
 	} else {
@@ -68,19 +82,6 @@ func SetLogSink(f LogFunc, minLevel int) {
 	logMin.Store(int32(min(minLevel, LogError)))
 	C.pp_log_set_min_level(C.int(logMin.Load()))
 }
-
-// LastError returns the most recent error line logged by llama.cpp or ggml.
-// Loads run one at a time per call site, but the log is process-wide, so
-// callers use it only to add detail to an error they already have.
-func LastError() string {
-	if p := lastError.Load(); p != nil {
-		return *p
-	}
-	return ""
-}
-
-// ClearLastError forgets the last error line.
-func ClearLastError() { lastError.Store(nil) }
 
 // CaptureErrors runs f and returns the error lines that llama.cpp and ggml
 // logged meanwhile on the calling thread, whatever the log level routed to
@@ -104,6 +105,10 @@ func CaptureErrors(f func()) []string {
 	}
 	return lines
 }
+
+// captureReason runs f and returns the reason distilled (LoadReason) from
+// the error lines logged meanwhile on the calling thread ("" when none).
+func captureReason(f func()) string { return LoadReason(CaptureErrors(f)) }
 
 // LoadReason distils the error lines of a failed load into its reason:
 // llama.cpp's function-name prefixes go, generic lines ("failed to load
@@ -164,8 +169,8 @@ func isGenericLoadError(l string) bool {
 func ppGoLog(level C.int, text *C.char) {
 	s := C.GoString(text)
 	logMu.Lock()
-	if int(level) != logCont {
-		logLevel = int(level)
+	if LogLevel(level) != logCont {
+		logLevel = LogLevel(level)
 	}
 	logPending = append(logPending, s...)
 	var lines []string
@@ -186,10 +191,6 @@ func ppGoLog(level C.int, text *C.char) {
 	for _, line := range lines {
 		if line == "" {
 			continue
-		}
-		if lvl >= LogError {
-			l := line
-			lastError.Store(&l)
 		}
 		if f := logSink.Load(); f != nil {
 			(*f)(lvl, line)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	rcgo "runtime/cgo"
+	"strings"
 	"unsafe"
 )
 
@@ -160,12 +161,31 @@ func fetchString(f func(buf *C.char, n C.size_t) C.int32_t) string {
 
 // ---- vocabulary ------------------------------------------------------------
 
-// Token attribute bits (llama_token_attr).
+// TokenAttr is a set of llama_token_attr bits.
+type TokenAttr int
+
+// Token attribute bits.
 const (
-	TokenAttrControl = int(C.LLAMA_TOKEN_ATTR_CONTROL)
-	TokenAttrByte    = int(C.LLAMA_TOKEN_ATTR_BYTE)
-	TokenAttrUnused  = int(C.LLAMA_TOKEN_ATTR_UNUSED)
+	TokenAttrControl TokenAttr = C.LLAMA_TOKEN_ATTR_CONTROL
+	TokenAttrByte    TokenAttr = C.LLAMA_TOKEN_ATTR_BYTE
+	TokenAttrUnused  TokenAttr = C.LLAMA_TOKEN_ATTR_UNUSED
 )
+
+func (a TokenAttr) String() string {
+	var names []string
+	for _, b := range []struct {
+		bit  TokenAttr
+		name string
+	}{{TokenAttrControl, "control"}, {TokenAttrByte, "byte"}, {TokenAttrUnused, "unused"}} {
+		if a&b.bit != 0 {
+			names = append(names, b.name)
+		}
+	}
+	if len(names) == 0 {
+		return fmt.Sprintf("TokenAttr(%#x)", int(a))
+	}
+	return strings.Join(names, "|")
+}
 
 const TokenNull = int32(C.LLAMA_TOKEN_NULL)
 
@@ -182,7 +202,9 @@ func (m *Model) AddEOS() bool           { return bool(C.llama_vocab_get_add_eos(
 func (m *Model) AddSEP() bool           { return bool(C.llama_vocab_get_add_sep(m.v)) }
 func (m *Model) IsEOG(t int32) bool     { return bool(C.llama_vocab_is_eog(m.v, C.llama_token(t))) }
 func (m *Model) IsControl(t int32) bool { return bool(C.llama_vocab_is_control(m.v, C.llama_token(t))) }
-func (m *Model) TokenAttr(t int32) int  { return int(C.llama_vocab_get_attr(m.v, C.llama_token(t))) }
+func (m *Model) TokenAttr(t int32) TokenAttr {
+	return TokenAttr(C.llama_vocab_get_attr(m.v, C.llama_token(t)))
+}
 func (m *Model) TokenScore(t int32) float32 {
 	return float32(C.llama_vocab_get_score(m.v, C.llama_token(t)))
 }

@@ -15,10 +15,10 @@ import (
 
 // tolerances (max error relative to the output's largest magnitude)
 type tolerances struct {
-	pool, project, aggregate, weights float64
+	project, aggregate, weights float64
 }
 
-var cpuTol = tolerances{pool: 1e-6, project: 1e-5, aggregate: 1e-5, weights: 1e-6}
+var cpuTol = tolerances{project: 1e-5, aggregate: 1e-5, weights: 1e-6}
 
 // offsetsOf turns per-item token counts into offsets.
 func offsetsOf(counts []int) []int32 {
@@ -27,77 +27,6 @@ func offsetsOf(counts []int) []int32 {
 		off[i+1] = off[i] + int32(c)
 	}
 	return off
-}
-
-type poolCase struct {
-	name   string
-	counts []int
-	d      int
-	scale  float64
-	zero   []int // items whose tokens are all zero
-}
-
-var poolCases = []poolCase{
-	{"ragged", []int{0, 1, 5, 0, 3, 17, 0}, 7, 1, nil},
-	{"d1", []int{2, 1, 3}, 1, 1, nil},
-	{"bge-sized", []int{12, 300, 1, 64}, 768, 1, nil},
-	{"large-norm", []int{4, 9, 1}, 33, 1e36, nil},
-	{"tiny-norm", []int{4, 9, 1}, 33, 1e-30, nil},
-	{"all-zero", []int{3, 2, 4}, 16, 1, []int{0, 2}},
-	{"no-items", []int{}, 8, 1, nil},
-	{"only-empty", []int{0, 0}, 8, 1, nil},
-}
-
-func runPoolChecks(t *testing.T, b Backend, tol float64) {
-	r := rand.New(rand.NewPCG(1, 2))
-	for _, c := range poolCases {
-		off := offsetsOf(c.counts)
-		n := len(c.counts)
-		hidden := randVec(r, int(off[n])*c.d, c.scale)
-		for _, z := range c.zero {
-			clear(hidden[int(off[z])*c.d : int(off[z+1])*c.d])
-		}
-		for _, mode := range []Pooling{PoolMean, PoolCLS, PoolLast} {
-			t.Run(fmt.Sprintf("%s/%s", c.name, mode), func(t *testing.T) {
-				out := make([]float32, n*c.d)
-				for i := range out {
-					out[i] = float32(math.NaN()) // every element must be written
-				}
-				if err := b.PoolTokens(hidden, c.d, off, mode, out); err != nil {
-					t.Fatal(err)
-				}
-				want := refPool(hidden, c.d, off, mode)
-				e := maxRelErr(out, want)
-				t.Logf("max rel error %.3g (tolerance %.3g)", e, tol)
-				if e > tol {
-					t.Errorf("max rel error %.3g > %.3g", e, tol)
-				}
-				for it := 0; it < n; it++ {
-					row := out[it*c.d : (it+1)*c.d]
-					norm := 0.0
-					for _, v := range row {
-						norm += float64(v) * float64(v)
-					}
-					empty := c.counts[it] == 0 || containsInt(c.zero, it)
-					switch {
-					case empty && norm != 0:
-						t.Errorf("item %d: want a zero row, norm^2 = %g", it, norm)
-					case !empty && math.Abs(math.Sqrt(norm)-1) > 1e-5:
-						t.Errorf("item %d: norm %g, want 1", it, math.Sqrt(norm))
-					}
-				}
-			})
-		}
-	}
-}
-
-func containsInt(s []int, v int) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 func runProjectChecks(t *testing.T, b Backend, tol float64) {
@@ -368,16 +297,6 @@ func runErrorChecks(t *testing.T, b Backend, other Backend) {
 			t.Errorf("%s: error %q does not mention %q", name, err, substr)
 		}
 	}
-	// pooling
-	h := randVec(r, 10*4, 1)
-	out := make([]float32, 2*4)
-	expectErr("pool d=0", b.PoolTokens(h, 0, []int32{0, 5, 10}, PoolMean, out), "d = 0")
-	expectErr("pool no offsets", b.PoolTokens(h, 4, nil, PoolMean, out), "offsets")
-	expectErr("pool offsets[0]", b.PoolTokens(h, 4, []int32{1, 5, 10}, PoolMean, out), "offsets[0]")
-	expectErr("pool decreasing", b.PoolTokens(h, 4, []int32{0, 6, 5}, PoolMean, out), "decrease")
-	expectErr("pool hidden size", b.PoolTokens(h, 4, []int32{0, 5, 9}, PoolMean, out), "len(hidden)")
-	expectErr("pool out size", b.PoolTokens(h, 4, []int32{0, 5, 10}, PoolMean, out[:7]), "len(out)")
-	expectErr("pool mode", b.PoolTokens(h, 4, []int32{0, 5, 10}, Pooling(7), out), "mode")
 	// projector
 	p := randProjector(r, 3, 4, 1)
 	in := randVec(r, 2*3, 1)
@@ -463,9 +382,6 @@ func runCloseChecks(t *testing.T, b Backend) {
 	if err := res.Close(); err != nil {
 		t.Fatalf("Resident.Close after the backend's Close: %v", err)
 	}
-	if err := b.PoolTokens(make([]float32, 2), 2, []int32{0, 1}, PoolMean, make([]float32, 2)); !errors.Is(err, ErrClosed) {
-		t.Errorf("PoolTokens after Close: %v", err)
-	}
 	p := &Projector{DIn: 1, DOut: 1, W1: []float32{1}, B1: []float32{0}, W2: []float32{1}, B2: []float32{0}, Scale: 1}
 	if err := b.Project(p, []float32{1}, 1, make([]float32, 1)); !errors.Is(err, ErrClosed) {
 		t.Errorf("Project after Close: %v", err)
@@ -480,9 +396,8 @@ func runCloseChecks(t *testing.T, b Backend) {
 
 // ---- the CPU backend ----------------------------------------------------------
 
-func TestCPUPoolTokens(t *testing.T) { runPoolChecks(t, newCPU(3), cpuTol.pool) }
-func TestCPUProject(t *testing.T)    { runProjectChecks(t, newCPU(3), cpuTol.project) }
-func TestCPUAggregate(t *testing.T)  { runAggregateChecks(t, newCPU(3), cpuTol) }
+func TestCPUProject(t *testing.T)   { runProjectChecks(t, newCPU(3), cpuTol.project) }
+func TestCPUAggregate(t *testing.T) { runAggregateChecks(t, newCPU(3), cpuTol) }
 func TestCPUEqualSimilarities(t *testing.T) {
 	runEqualSimilarityChecks(t, newCPU(2))
 }
@@ -558,11 +473,5 @@ func TestProjectorValidate(t *testing.T) {
 	bad.B2 = nil
 	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "B2") {
 		t.Errorf("missing B2: %v", err)
-	}
-}
-
-func TestPoolingString(t *testing.T) {
-	if PoolMean.String() != "mean" || PoolCLS.String() != "cls" || PoolLast.String() != "last" || Pooling(9).String() != "Pooling(9)" {
-		t.Error("Pooling.String")
 	}
 }

@@ -126,31 +126,6 @@ func BenchmarkAggregate(b *testing.B) {
 	}
 }
 
-// BenchmarkPoolTokens: CLS/mean pooling of 512 items of 1..127 tokens (768 wide).
-func BenchmarkPoolTokens(b *testing.B) {
-	r := rand.New(rand.NewPCG(51, 52))
-	counts := make([]int, realItems)
-	for i := range counts {
-		counts[i] = 1 + r.IntN(127)
-	}
-	off := offsetsOf(counts)
-	hidden := randVec(r, int(off[realItems])*realDEnc, 1)
-	for _, be := range benchBackends(b) {
-		b.Run(be.Name(), func(b *testing.B) {
-			out := make([]float32, realItems*realDEnc)
-			iters := 0
-			start := time.Now()
-			for b.Loop() {
-				if err := be.PoolTokens(hidden, realDEnc, off, PoolMean, out); err != nil {
-					b.Fatal(err)
-				}
-				iters++
-			}
-			report(b, iters, time.Since(start), realItems, 0)
-		})
-	}
-}
-
 // BenchmarkGEMMSmall keeps an eye on the CPU GEMM's speed at a size that runs
 // quickly anywhere (256 rows, 768 -> 1024).
 func BenchmarkGEMMSmall(b *testing.B) {

@@ -1,6 +1,8 @@
-// Package kernels is the plug-in's numeric work behind one interface:
-// ragged token pooling, the projector MLP and the input-aware aggregation of
-// Persona-Plug (see PAPER.md, "Architecture").
+// Package kernels is the plug-in's numeric work behind one interface: the
+// projector MLP and the input-aware aggregation (the weighted pooling of a
+// user's history) of Persona-Plug (see PAPER.md, "Architecture"). The
+// encoder's token pooling is not here: llama.cpp does it inside the
+// encoder's own graph, on the model's device.
 //
 // Three implementations share the [Backend] interface:
 //
@@ -20,28 +22,6 @@ import (
 	"math"
 	"strings"
 )
-
-// Pooling selects how PoolTokens reduces an item's token states to one vector.
-type Pooling int
-
-const (
-	PoolMean Pooling = iota // mean over the item's tokens
-	PoolCLS                 // the item's first token
-	PoolLast                // the item's last token
-)
-
-// String returns "mean", "cls" or "last".
-func (p Pooling) String() string {
-	switch p {
-	case PoolMean:
-		return "mean"
-	case PoolCLS:
-		return "cls"
-	case PoolLast:
-		return "last"
-	}
-	return fmt.Sprintf("Pooling(%d)", int(p))
-}
 
 // Projector is the plug-in's projector, applied to every history item:
 //
@@ -105,13 +85,6 @@ type Resident interface {
 type Backend interface {
 	Name() string   // "cpu", "cuda", "metal"
 	Device() string // human-readable device, e.g. "NVIDIA H100 80GB HBM3" or "cpu (2 threads)"
-
-	// PoolTokens pools the token states of len(offsets)-1 items packed in
-	// hidden [offsets[n]][d] (item i owns rows offsets[i]..offsets[i+1]-1;
-	// offsets[0] = 0, non-decreasing, len(hidden) = offsets[n]*d) into
-	// out [n][d], each row L2-normalised. An item with no tokens or an
-	// all-zero pooled vector gets a zero row.
-	PoolTokens(hidden []float32, d int, offsets []int32, mode Pooling, out []float32) error
 
 	// Project applies p to in [n][DIn], writing out [n][DOut]. GPU backends
 	// keep a device copy of the weights and re-upload it when the weights
@@ -245,49 +218,6 @@ func parseDevice(dev string) (string, int, error) {
 // ---------------------------------------------------------------------------
 // argument checks shared by the backends
 // ---------------------------------------------------------------------------
-
-func checkPool(hidden []float32, d int, offsets []int32, mode Pooling, out []float32) (n int, err error) {
-	if d <= 0 || d > maxDim {
-		return 0, fmt.Errorf("kernels: PoolTokens: d = %d out of range [1, %d]", d, maxDim)
-	}
-	switch mode {
-	case PoolMean, PoolCLS, PoolLast:
-	default:
-		return 0, fmt.Errorf("kernels: PoolTokens: unknown pooling mode %d", int(mode))
-	}
-	if len(offsets) == 0 {
-		return 0, errors.New("kernels: PoolTokens: offsets is empty (want n_items+1 entries)")
-	}
-	n = len(offsets) - 1
-	if n > math.MaxInt32 {
-		return 0, fmt.Errorf("kernels: PoolTokens: %d items in one call, at most %d", n, math.MaxInt32)
-	}
-	if err := checkOffsets("PoolTokens", offsets); err != nil {
-		return 0, err
-	}
-	total := int64(offsets[n])
-	if int64(len(hidden)) != total*int64(d) {
-		return 0, fmt.Errorf("kernels: PoolTokens: len(hidden) = %d, want offsets[%d]*d = %d*%d = %d",
-			len(hidden), n, total, d, total*int64(d))
-	}
-	if int64(len(out)) != int64(n)*int64(d) {
-		return 0, fmt.Errorf("kernels: PoolTokens: len(out) = %d, want n_items*d = %d*%d = %d",
-			len(out), n, d, int64(n)*int64(d))
-	}
-	return n, nil
-}
-
-func checkOffsets(fn string, offsets []int32) error {
-	if offsets[0] != 0 {
-		return fmt.Errorf("kernels: %s: offsets[0] = %d, want 0", fn, offsets[0])
-	}
-	for i := 1; i < len(offsets); i++ {
-		if offsets[i] < offsets[i-1] {
-			return fmt.Errorf("kernels: %s: offsets decrease at %d (%d > %d)", fn, i, offsets[i-1], offsets[i])
-		}
-	}
-	return nil
-}
 
 func checkProject(p *Projector, in []float32, n int, out []float32) error {
 	if err := p.Validate(); err != nil {

@@ -18,7 +18,7 @@ import (
 
 // abiVersion is the PPLUG_KERNELS_ABI_VERSION of kernels/include/pplug_kernels.h
 // this package speaks.
-const abiVersion = 1
+const abiVersion = 2
 
 // nativeLib is one loaded kernel library (pplug_kernels.h). Libraries stay
 // loaded for the life of the process (unloading CUDA runtimes is unsafe).
@@ -33,7 +33,6 @@ type nativeLib struct {
 	ctxDestroy        func(ctx uintptr)
 	ctxLastError      func(ctx uintptr) string
 	ctxDeviceName     func(ctx uintptr, buf *byte, n uintptr) int32
-	poolTokens        func(ctx uintptr, hidden *float32, total int64, d int32, offsets *int32, nItems int32, mode int32, out *float32) int32
 	projectorCreate   func(ctx uintptr, dIn, dOut int32, w1, b1, w2, b2 *float32, scale float32, out *uintptr) int32
 	projectorFree     func(ctx uintptr, p uintptr) int32
 	project           func(ctx uintptr, p uintptr, in *float32, n int64, out *float32) int32
@@ -73,7 +72,6 @@ func loadLib(path string) (*nativeLib, error) {
 		{"pplug_ctx_destroy", &l.ctxDestroy},
 		{"pplug_ctx_last_error", &l.ctxLastError},
 		{"pplug_ctx_device_name", &l.ctxDeviceName},
-		{"pplug_pool_tokens", &l.poolTokens},
 		{"pplug_projector_create", &l.projectorCreate},
 		{"pplug_projector_free", &l.projectorFree},
 		{"pplug_project", &l.project},
@@ -213,29 +211,6 @@ func f32p(s []float32) *float32 {
 		return nil
 	}
 	return &s[0]
-}
-
-func (b *nativeBackend) PoolTokens(hidden []float32, d int, offsets []int32, mode Pooling, out []float32) error {
-	n, err := checkPool(hidden, d, offsets, mode, out)
-	if err != nil {
-		return err
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.ctx == 0 {
-		return ErrClosed
-	}
-	if n == 0 {
-		return nil
-	}
-	st := b.lib.poolTokens(b.ctx, f32p(hidden), int64(offsets[n]), int32(d), &offsets[0], int32(n), int32(mode), f32p(out))
-	runtime.KeepAlive(hidden)
-	runtime.KeepAlive(offsets)
-	runtime.KeepAlive(out)
-	if st != 0 {
-		return b.fail("PoolTokens", st)
-	}
-	return nil
 }
 
 func (b *nativeBackend) Project(p *Projector, in []float32, n int, out []float32) error {

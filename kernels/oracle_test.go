@@ -1,46 +1,12 @@
 package kernels
 
-// An independent float64 reference of the three operations, written from the
+// An independent float64 reference of the two operations, written from the
 // method's definition (PAPER.md) with no code shared with the backends.
 
 import (
 	"math"
 	"math/rand/v2"
 )
-
-// refPool pools and L2-normalises in float64.
-func refPool(hidden []float32, d int, offsets []int32, mode Pooling) []float64 {
-	n := len(offsets) - 1
-	out := make([]float64, n*d)
-	for it := 0; it < n; it++ {
-		s, e := int(offsets[it]), int(offsets[it+1])
-		if s == e {
-			continue
-		}
-		v := out[it*d : (it+1)*d]
-		switch mode {
-		case PoolMean:
-			for t := s; t < e; t++ {
-				for j := 0; j < d; j++ {
-					v[j] += float64(hidden[t*d+j])
-				}
-			}
-			for j := range v {
-				v[j] /= float64(e - s)
-			}
-		case PoolCLS:
-			for j := range v {
-				v[j] = float64(hidden[s*d+j])
-			}
-		case PoolLast:
-			for j := range v {
-				v[j] = float64(hidden[(e-1)*d+j])
-			}
-		}
-		refNormalize(v)
-	}
-	return out
-}
 
 // refNormalize scales v to unit length in place (zero stays zero).
 func refNormalize(v []float64) {

@@ -51,7 +51,7 @@ func (p Pooling) String() string {
 	return [...]string{"default", "none", "mean", "cls", "last"}[p]
 }
 
-func (p Pooling) c() int {
+func (p Pooling) c() cgo.PoolingType {
 	switch p {
 	case PoolingNone:
 		return cgo.PoolingNone
@@ -376,10 +376,11 @@ func (c *Context) run(ctx context.Context, b *cgo.Batch) error {
 		stop = context.AfterFunc(ctx, func() { cc.SetAbort(true); close(fired) })
 	}
 	var rc int
+	var reason string
 	if c.encode {
-		rc = c.c.Encode(b)
+		rc, reason = c.c.Encode(b)
 	} else {
-		rc = c.c.Decode(b)
+		rc, reason = c.c.Decode(b)
 	}
 	if stop != nil && !stop() {
 		// The abort fired (or is firing); wait for it, then lower the flag.
@@ -403,8 +404,8 @@ func (c *Context) run(ctx context.Context, b *cgo.Batch) error {
 	case cgo.DecodeNoMemory:
 		return errors.New("decode: out of memory for embedding rows")
 	}
-	if msg := cgo.LastError(); msg != "" {
-		return fmt.Errorf("llama_decode failed (%d): %s", rc, msg)
+	if reason != "" {
+		return fmt.Errorf("llama_decode failed (%d): %s", rc, reason)
 	}
 	return fmt.Errorf("llama_decode failed (%d)", rc)
 }

@@ -9,7 +9,7 @@ import (
 
 // tokenEmbeddings locates the token_embd tensor in the model file.
 type tokenEmbeddings struct {
-	typ    int
+	typ    cgo.GGMLType
 	nEmbd  int
 	nVocab int
 	offset int64 // absolute file offset of row 0
@@ -39,7 +39,7 @@ func (m *Model) tokenEmbeddingTable() (*tokenEmbeddings, error) {
 			nEmbd:  int(t.Shape[0]),
 			nVocab: int(t.Shape[1]),
 			offset: g.DataOffset() + t.Offset,
-			rowLen: cgo.RowSize(t.Type, t.Shape[0]),
+			rowLen: t.Type.RowSize(t.Shape[0]),
 		}
 		if e.rowLen*int64(e.nVocab) != t.Size {
 			m.embErr = fmt.Errorf("token_embd.weight: %d bytes for %d rows of %d bytes", t.Size, e.nVocab, e.rowLen)

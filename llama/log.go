@@ -15,7 +15,7 @@ func SetLogger(l *slog.Logger, level slog.Level) {
 		cgo.SetLogSink(nil, cgo.LogError)
 		return
 	}
-	sink := func(lvl int, line string) {
+	sink := func(lvl cgo.LogLevel, line string) {
 		sl := ggmlToSlog(lvl)
 		if sl >= level {
 			l.Log(context.Background(), sl, line, "src", "llama.cpp")
@@ -24,7 +24,7 @@ func SetLogger(l *slog.Logger, level slog.Level) {
 	cgo.SetLogSink(sink, slogToGGML(level))
 }
 
-func ggmlToSlog(l int) slog.Level {
+func ggmlToSlog(l cgo.LogLevel) slog.Level {
 	switch {
 	case l >= cgo.LogError:
 		return slog.LevelError
@@ -37,7 +37,7 @@ func ggmlToSlog(l int) slog.Level {
 	}
 }
 
-func slogToGGML(l slog.Level) int {
+func slogToGGML(l slog.Level) cgo.LogLevel {
 	switch {
 	case l >= slog.LevelError:
 		return cgo.LogError

@@ -70,7 +70,7 @@ func validateGGUF(path string) (ggufSummary, error) {
 			end = e
 		}
 		if t.Name == "token_embd.weight" {
-			s.tokenEmbdType = cgo.TypeName(t.Type)
+			s.tokenEmbdType = t.Type.String()
 		}
 	}
 	if end > s.size {

@@ -188,26 +188,21 @@ func (p *Plug) Validate() error {
 	case !(p.Scale > 0) || math.IsInf(float64(p.Scale), 0):
 		return fmt.Errorf("scale %v is not a positive number", p.Scale)
 	}
-	type size struct {
-		name      string
-		got, want int
-	}
-	sizes := []size{
-		{"proj.w1", len(p.W1), p.DLLM * p.DEnc},
-		{"proj.b1", len(p.B1), p.DLLM},
-		{"proj.w2", len(p.W2), p.DLLM * p.DLLM},
-		{"proj.b2", len(p.B2), p.DLLM},
-		{"instruction", len(p.Instr), p.NInstr * p.DLLM},
-	}
-	if p.AdapterW != nil || p.AdapterB != nil {
-		sizes = append(sizes,
-			size{"query_adapter.w", len(p.AdapterW), p.DEnc * p.DEnc},
-			size{"query_adapter.b", len(p.AdapterB), p.DEnc})
-	}
-	for _, s := range sizes {
-		if s.got != s.want {
-			return fmt.Errorf("tensor %s has %d values, want %d", s.name, s.got, s.want)
+	for _, pp := range PlugParams {
+		v := *pp.Values(p)
+		if v == nil && pp.Optional {
+			continue
 		}
+		want := 1
+		for _, d := range pp.Shape(p) {
+			want *= int(d)
+		}
+		if len(v) != want {
+			return fmt.Errorf("tensor %s has %d values, want %d", pp.Name, len(v), want)
+		}
+	}
+	if (p.AdapterW == nil) != (p.AdapterB == nil) {
+		return errors.New("the query adapter needs both query_adapter.w and query_adapter.b")
 	}
 	return nil
 }
@@ -247,27 +242,68 @@ func (p *Plug) AdaptQuery(q []float32) {
 
 // ---- files ------------------------------------------------------------------
 
+// PlugParam is one trainable tensor of a plug: its name in plug files (and
+// in the training graph, see traingraph.Param), its shape in ggml order
+// (ne0 first) for a plug's dimensions, the metadata behind that shape (for
+// messages), and the plug's values. PlugParams is the one list of them.
+type PlugParam struct {
+	Name   string
+	Shape  func(p *Plug) []int64
+	Why    func(p *Plug) string
+	Values func(p *Plug) *[]float32
+	// Optional tensors are absent from plugs made without them (the query
+	// adapter); the others are always there (instruction: [d_llm, 0] for a
+	// plug without instruction rows).
+	Optional bool
+}
+
+// PlugParams are the tensors of a plug, in file order.
+var PlugParams = []PlugParam{
+	{Name: "proj.w1", Shape: func(p *Plug) []int64 { return []int64{int64(p.DEnc), int64(p.DLLM)} }, Why: whyEncLLM, Values: func(p *Plug) *[]float32 { return &p.W1 }},
+	{Name: "proj.b1", Shape: func(p *Plug) []int64 { return []int64{int64(p.DLLM)} }, Why: whyLLM, Values: func(p *Plug) *[]float32 { return &p.B1 }},
+	{Name: "proj.w2", Shape: func(p *Plug) []int64 { return []int64{int64(p.DLLM), int64(p.DLLM)} }, Why: whyLLM, Values: func(p *Plug) *[]float32 { return &p.W2 }},
+	{Name: "proj.b2", Shape: func(p *Plug) []int64 { return []int64{int64(p.DLLM)} }, Why: whyLLM, Values: func(p *Plug) *[]float32 { return &p.B2 }},
+	{Name: "instruction", Shape: func(p *Plug) []int64 { return []int64{int64(p.DLLM), int64(p.NInstr)} },
+		Why: func(p *Plug) string {
+			return fmt.Sprintf("pplug.d_llm is %d and pplug.n_instruction %d", p.DLLM, p.NInstr)
+		},
+		Values: func(p *Plug) *[]float32 { return &p.Instr }},
+	{Name: "query_adapter.w", Shape: func(p *Plug) []int64 { return []int64{int64(p.DEnc), int64(p.DEnc)} }, Why: whyEnc, Values: func(p *Plug) *[]float32 { return &p.AdapterW }, Optional: true},
+	{Name: "query_adapter.b", Shape: func(p *Plug) []int64 { return []int64{int64(p.DEnc)} }, Why: whyEnc, Values: func(p *Plug) *[]float32 { return &p.AdapterB }, Optional: true},
+}
+
+func whyEncLLM(p *Plug) string {
+	return fmt.Sprintf("pplug.d_enc is %d and pplug.d_llm %d", p.DEnc, p.DLLM)
+}
+func whyLLM(p *Plug) string { return fmt.Sprintf("pplug.d_llm is %d", p.DLLM) }
+func whyEnc(p *Plug) string { return fmt.Sprintf("pplug.d_enc is %d", p.DEnc) }
+
+// plugParam is the PlugParam called name (nil when there is none).
+func plugParam(name string) *PlugParam {
+	for i := range PlugParams {
+		if PlugParams[i].Name == name {
+			return &PlugParams[i]
+		}
+	}
+	return nil
+}
+
 type plugTensor struct {
 	name  string
 	data  []float32
-	shape []int64 // ggml order
+	shape []int64
 }
 
+// tensors are the tensors the plug holds, in file order (the instruction
+// tensor only with instruction rows).
 func (p *Plug) tensors() []plugTensor {
-	e, l := int64(p.DEnc), int64(p.DLLM)
-	ts := []plugTensor{
-		{"proj.w1", p.W1, []int64{e, l}},
-		{"proj.b1", p.B1, []int64{l}},
-		{"proj.w2", p.W2, []int64{l, l}},
-		{"proj.b2", p.B2, []int64{l}},
-	}
-	if p.NInstr > 0 {
-		ts = append(ts, plugTensor{"instruction", p.Instr, []int64{l, int64(p.NInstr)}})
-	}
-	if p.AdapterW != nil {
-		ts = append(ts,
-			plugTensor{"query_adapter.w", p.AdapterW, []int64{e, e}},
-			plugTensor{"query_adapter.b", p.AdapterB, []int64{e}})
+	var ts []plugTensor
+	for _, pp := range PlugParams {
+		v := *pp.Values(p)
+		if (pp.Optional && v == nil) || (pp.Name == "instruction" && p.NInstr == 0) {
+			continue
+		}
+		ts = append(ts, plugTensor{pp.Name, v, pp.Shape(p)})
 	}
 	return ts
 }
@@ -336,22 +372,10 @@ func (p *Plug) encode(w io.Writer, ts []plugTensor, edit func(g *cgo.GGUF)) erro
 			return fmt.Errorf("write plug: %w", err)
 		}
 	}
-	if _, err := w.Write(g.MetaData()); err != nil {
+	return g.Write(w, func(i int, w io.Writer) error {
+		_, err := w.Write(floatBytes(ts[i].data))
 		return err
-	}
-	align := g.Alignment()
-	for _, t := range ts {
-		b := floatBytes(t.data)
-		if _, err := w.Write(b); err != nil {
-			return err
-		}
-		if pad := (align - int64(len(b))%align) % align; pad > 0 {
-			if _, err := w.Write(make([]byte, pad)); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	})
 }
 
 // ReadPlug reads and validates a plug file.
@@ -436,7 +460,7 @@ func readPlug(path string) (*Plug, error) {
 		}
 		t := g.Tensor(i)
 		if t.Type != cgo.TypeF32 {
-			return nil, fmt.Errorf("tensor %s is %s, want f32", name, cgo.TypeName(t.Type))
+			return nil, fmt.Errorf("tensor %s is %s, want f32", name, t.Type)
 		}
 		if !equalShape(t.Shape, want) {
 			return nil, fmt.Errorf("tensor %s has shape %v, but %s: want %v (the metadata contradicts the tensors)", name, t.Shape, why, want)
@@ -451,40 +475,25 @@ func readPlug(path string) (*Plug, error) {
 		}
 		return buf, nil
 	}
-	e, l := int64(p.DEnc), int64(p.DLLM)
-	dims := fmt.Sprintf("pplug.d_enc is %d and pplug.d_llm %d", e, l)
-	dLLM := fmt.Sprintf("pplug.d_llm is %d", l)
-	dEnc := fmt.Sprintf("pplug.d_enc is %d", e)
-	if p.W1, err = read("proj.w1", []int64{e, l}, dims, true); err != nil {
-		return nil, err
-	}
-	if p.B1, err = read("proj.b1", []int64{l}, dLLM, true); err != nil {
-		return nil, err
-	}
-	if p.W2, err = read("proj.w2", []int64{l, l}, dLLM, true); err != nil {
-		return nil, err
-	}
-	if p.B2, err = read("proj.b2", []int64{l}, dLLM, true); err != nil {
-		return nil, err
-	}
-	if p.NInstr > 0 {
-		if p.Instr, err = read("instruction", []int64{l, int64(p.NInstr)}, fmt.Sprintf("pplug.d_llm is %d and pplug.n_instruction %d", l, p.NInstr), true); err != nil {
+	for _, pp := range PlugParams {
+		required := !pp.Optional
+		if pp.Name == "instruction" && p.NInstr == 0 {
+			if i := g.FindTensor("instruction"); i >= 0 {
+				return nil, fmt.Errorf("pplug.n_instruction is 0 but the file holds an instruction tensor of shape %v (the metadata contradicts the tensors)", g.Tensor(i).Shape)
+			}
+			p.Instr = []float32{}
+			continue
+		}
+		if pp.Name == "query_adapter.b" {
+			required = p.AdapterW != nil
+		}
+		v, err := read(pp.Name, pp.Shape(p), pp.Why(p), required)
+		if err != nil {
 			return nil, err
 		}
-	} else {
-		if i := g.FindTensor("instruction"); i >= 0 {
-			return nil, fmt.Errorf("pplug.n_instruction is 0 but the file holds an instruction tensor of shape %v (the metadata contradicts the tensors)", g.Tensor(i).Shape)
-		}
-		p.Instr = []float32{}
+		*pp.Values(p) = v
 	}
-	if p.AdapterW, err = read("query_adapter.w", []int64{e, e}, dEnc, false); err != nil {
-		return nil, err
-	}
-	if p.AdapterW != nil {
-		if p.AdapterB, err = read("query_adapter.b", []int64{e}, dEnc, true); err != nil {
-			return nil, err
-		}
-	} else if g.FindTensor("query_adapter.b") >= 0 {
+	if p.AdapterW == nil && p.AdapterB != nil {
 		return nil, errors.New("tensor query_adapter.b has no query_adapter.w beside it")
 	}
 	for _, t := range p.tensors() {
@@ -498,12 +507,6 @@ func readPlug(path string) (*Plug, error) {
 		return nil, err
 	}
 	return p, nil
-}
-
-// plugTensorNames are the tensors a plug file may hold.
-var plugTensorNames = map[string]bool{
-	"proj.w1": true, "proj.b1": true, "proj.w2": true, "proj.b2": true,
-	"instruction": true, "query_adapter.w": true, "query_adapter.b": true,
 }
 
 // checkPlugMeta refuses metadata that contradicts itself or the file's
@@ -527,7 +530,7 @@ func checkPlugMeta(g *cgo.GGUF, p *Plug) error {
 		return fmt.Errorf("pplug.encoder names pooling %s but pplug.pooling is %s (the metadata contradicts itself)", pool, p.Pooling)
 	}
 	for i := range g.NTensors() {
-		if name := g.Tensor(i).Name; !plugTensorNames[name] {
+		if name := g.Tensor(i).Name; plugParam(name) == nil {
 			return fmt.Errorf("unknown tensor %q (plug format version %d has proj.*, instruction and query_adapter.*)", name, PlugFormatVersion)
 		}
 	}

@@ -18,7 +18,7 @@
 #      a missing library or device fails instead of skipping);
 #   3. benchmark items/s, CPU vs CUDA: projector over 32768 items (768 -> 4096;
 #      the CPU runs CPU_PROJECT_ITEMS=4096 of them, a rate is a rate),
-#      aggregation over 64 users x 512 resident items, pooling of 512 items;
+#      aggregation over 64 users x 512 resident items;
 #   4. print a summary. Logs: build/gpu-check/{build,tests,bench}.log.
 #
 # Exit status: 0 when the build and every test pass.
@@ -89,7 +89,7 @@ log "tests finished (exit $TEST_RC)"
 # ---- 3. benchmarks --------------------------------------------------------------
 log "benchmarking CPU vs CUDA (64 users x 512 items, d_enc 768, d_llm 4096)"
 (cd "$ROOT/kernels" && PPLUG_KERNELS_DIR="$LIBDIR" PPLUG_BENCH_CPU_PROJECT_ITEMS="${CPU_PROJECT_ITEMS:-4096}" \
-    timeout 300 "$TEST_BIN" -test.run='^$' -test.bench='^Benchmark(Project|Aggregate|PoolTokens)$' \
+    timeout 300 "$TEST_BIN" -test.run='^$' -test.bench='^Benchmark(Project|Aggregate)$' \
     -test.benchtime="${BENCHTIME:-2s}" -test.timeout=280s) >"$OUT/bench.log" 2>&1
 BENCH_RC=$?
 log "benchmarks finished (exit $BENCH_RC)"
@@ -146,7 +146,7 @@ awk '
 }
 END {
     printf "  %-12s %16s %16s %10s\n", "op", "cpu", "cuda", "speed-up"
-    split("Project Aggregate PoolTokens", list, " ")
+    split("Project Aggregate", list, " ")
     for (k = 1; k <= 3; k++) {
         op = list[k]; if (!(op in ops)) continue
         c = rate[op, "cpu"]; g = rate[op, "cuda"]
@@ -157,7 +157,7 @@ END {
 [ "$BENCH_RC" -ne 0 ] && { echo "  benchmark run failed (exit $BENCH_RC):"; tail -n 15 "$OUT/bench.log" | sed 's/^/    /'; }
 echo
 echo "sizes        : Project 32768 x (768 -> 4096 -> 4096) on CUDA, ${CPU_PROJECT_ITEMS:-4096} rows on CPU;"
-echo "               Aggregate 64 users x 512 items (keys 768, values 4096); PoolTokens 512 items x 1..127 tokens x 768"
+echo "               Aggregate 64 users x 512 items (keys 768, values 4096)"
 echo "               (host-to-device and device-to-host copies included)"
 echo "logs         : $OUT/{build,tests,bench}.log"
 echo "total time   : $(($(date +%s) - START)) s"

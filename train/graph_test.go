@@ -14,6 +14,7 @@ import (
 	"github.com/pplug/pplug/llama"
 	"github.com/pplug/pplug/llama/synth"
 	"github.com/pplug/pplug/persona"
+	"github.com/pplug/pplug/traingraph"
 )
 
 // testExamples makes n examples with random unit history vectors.
@@ -193,7 +194,7 @@ func TestGraphMatchesLlamaCpp(t *testing.T) {
 // a few projector weights, against central differences.
 func TestGradientMatchesFiniteDifferences(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name string, typ int) string {
+	write := func(name string, typ cgo.GGMLType) string {
 		p := filepath.Join(dir, name)
 		err := synth.Write(p, testenv.Phi3Vocab(t), synth.Spec{Arch: "qwen2", NEmbd: 64, NLayer: 2, NHead: 4, NHeadKV: 2, NFF: 96,
 			Type: typ, Std: 0.05, Seed: 12}, nil)
@@ -203,7 +204,7 @@ func TestGradientMatchesFiniteDifferences(t *testing.T) {
 		return p
 	}
 	q32, q8 := write("qwen2-f32.gguf", cgo.TypeF32), write("qwen2-q8.gguf", cgo.TypeQ8_0)
-	grads := map[string]map[int][]float32{}
+	grads := map[string]map[traingraph.Param][]float32{}
 	for _, tc := range []struct {
 		name, path string
 		fd         bool
@@ -226,7 +227,7 @@ func TestGradientMatchesFiniteDifferences(t *testing.T) {
 		rel := math.Sqrt(num / math.Max(den, 1e-30))
 		worst = math.Max(worst, rel)
 		if rel > 0.1 {
-			t.Errorf("%s: Q8_0 gradient differs from the F32 one by %.3g (relative L2)", paramName(id), rel)
+			t.Errorf("%s: Q8_0 gradient differs from the F32 one by %.3g (relative L2)", id, rel)
 		}
 	}
 	t.Logf("Q8_0 vs F32 weights: gradients differ by at most %.3g (relative L2 per parameter)", worst)
@@ -234,7 +235,7 @@ func TestGradientMatchesFiniteDifferences(t *testing.T) {
 
 // checkGradients runs one backward pass and returns the gradients; with fd
 // it compares sampled entries with central differences.
-func checkGradients(t *testing.T, path string, fd bool) map[int][]float32 {
+func checkGradients(t *testing.T, path string, fd bool) map[traingraph.Param][]float32 {
 	m := loadModel(t, path)
 	const dEnc = 16
 	plug := testPlug(t, m, dEnc, true)
@@ -251,7 +252,7 @@ func checkGradients(t *testing.T, path string, fd bool) map[int][]float32 {
 	if _, err := g.Backward(); err != nil {
 		t.Fatal(err)
 	}
-	out := map[int][]float32{}
+	out := map[traingraph.Param][]float32{}
 	for _, id := range g.ParamIDs() {
 		out[id] = append([]float32(nil), g.Grad(id)...)
 	}
@@ -261,7 +262,7 @@ func checkGradients(t *testing.T, path string, fd bool) map[int][]float32 {
 	r := rand.New(rand.NewPCG(2, 2))
 	worst, worstAbs := 0.0, 0.0
 	checked := 0
-	for _, id := range []int{cgo.TrainInstr, cgo.TrainB2, cgo.TrainW1, cgo.TrainW2, cgo.TrainAdaptW, cgo.TrainLogTau} {
+	for _, id := range []traingraph.Param{traingraph.Instr, traingraph.B2, traingraph.W1, traingraph.W2, traingraph.AdaptW, traingraph.LogTau} {
 		grad := out[id]
 		param := g.Param(id)
 		for range 6 {
@@ -289,7 +290,7 @@ func checkGradients(t *testing.T, path string, fd bool) map[int][]float32 {
 			worst, worstAbs = math.Max(worst, rel), math.Max(worstAbs, abs)
 			checked++
 			if rel > 0.05 && abs > 5e-4 {
-				t.Errorf("param %s[%d]: backward %.6g, finite difference %.6g", paramName(id), j, an, fd)
+				t.Errorf("param %s[%d]: backward %.6g, finite difference %.6g", id, j, an, fd)
 			}
 		}
 	}
@@ -324,10 +325,10 @@ func TestFillFollowsTheLayout(t *testing.T) {
 				t.Fatal(err)
 			}
 			d, T, R := m.NEmbd(), shape.Tokens, plug.NRows()
-			toks := g.t.InputI32(cgo.TrainInTokens)
-			mask := g.t.InputF32(cgo.TrainInTokMask)
-			selI := g.t.InputF32(cgo.TrainInSelI)
-			selP := g.t.InputF32(cgo.TrainInSelP)
+			toks := g.t.InputI32(traingraph.InTokens)
+			mask := g.t.InputF32(traingraph.InTokMask)
+			selI := g.t.InputF32(traingraph.InSelI)
+			selP := g.t.InputF32(traingraph.InSelP)
 			for b, e := range ex {
 				// Distinct rows: row j is j+1 everywhere.
 				rows := make([]float32, R*d)
@@ -376,5 +377,49 @@ func TestFillFollowsTheLayout(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPlugParamsMatchTheGraph: every tensor of persona.PlugParams (the one
+// list of a plug's parameters) is a parameter of the training graph with
+// the same name and as many values, and the graph has no other plug
+// parameter (log_tau is the temperature, kept as pplug.tau).
+func TestPlugParamsMatchTheGraph(t *testing.T) {
+	path := testenv.Stories260K(t)
+	m := loadModel(t, path)
+	const dEnc = 8
+	plug := testPlug(t, m, dEnc, true) // with the optional adapter
+	ex := testExamples(t, m, dEnc, 1, 3)
+	shape, err := ShapeFor(plug, 1, ex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := NewGraph(path, m, plug, shape, 1, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	seen := map[traingraph.Param]bool{}
+	for _, pp := range persona.PlugParams {
+		id, ok := traingraph.ParamByName(pp.Name)
+		if !ok || id.String() != pp.Name {
+			t.Fatalf("plug tensor %s has no graph parameter", pp.Name)
+		}
+		n := int64(1)
+		for _, d := range pp.Shape(plug) {
+			n *= d
+		}
+		if got := len(g.Param(id)); int64(got) != n {
+			t.Errorf("%s: the graph holds %d values, the plug's shape %v %d", pp.Name, got, pp.Shape(plug), n)
+		}
+		seen[id] = true
+	}
+	for id := range traingraph.NParams {
+		if !seen[id] && id != traingraph.LogTau {
+			t.Errorf("graph parameter %s is no plug tensor", id)
+		}
+	}
+	if traingraph.Param(99).String() != "Param(99)" || traingraph.InSelP.String() != "select_persona" {
+		t.Error("enum names")
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pplug/pplug/internal/atomicfile"
 	"github.com/pplug/pplug/persona"
+	"github.com/pplug/pplug/traingraph"
 )
 
 // optState is what resuming needs beyond the plug: AdamW's moments, the
@@ -21,7 +22,7 @@ import (
 type optState struct {
 	Step, Epoch, Batch int
 	Seed               uint64
-	M, V               map[int][]float32
+	M, V               map[traingraph.Param][]float32
 	// PlugSum is the Checksum of the plug saved with the state: a plug and
 	// a state pair only when it matches. Version 1 files have none
 	// (HasSum false); their pairing is checked by the step alone.
@@ -40,7 +41,7 @@ func (st optState) encode(w io.Writer) error {
 	b.WriteString(optMagic)
 	binary.Write(&b, binary.LittleEndian, []uint64{optVersion, uint64(st.Step), uint64(st.Epoch), uint64(st.Batch), st.Seed, uint64(len(st.M))})
 	b.Write(st.PlugSum[:])
-	for id := range 64 {
+	for id := range traingraph.Param(64) {
 		m, ok := st.M[id]
 		if !ok {
 			continue
@@ -135,7 +136,7 @@ func readOptState(path string, g *Graph) (optState, error) {
 	if err := binary.Read(r, binary.LittleEndian, hdr); err != nil || hdr[0] < 1 || hdr[0] > optVersion {
 		return st, errors.New("optimizer state: unsupported version")
 	}
-	st = optState{Step: int(hdr[1]), Epoch: int(hdr[2]), Batch: int(hdr[3]), Seed: hdr[4], M: map[int][]float32{}, V: map[int][]float32{}}
+	st = optState{Step: int(hdr[1]), Epoch: int(hdr[2]), Batch: int(hdr[3]), Seed: hdr[4], M: map[traingraph.Param][]float32{}, V: map[traingraph.Param][]float32{}}
 	if hdr[0] >= 2 {
 		if _, err := io.ReadFull(r, st.PlugSum[:]); err != nil {
 			return st, errors.New("optimizer state: truncated")
@@ -150,10 +151,13 @@ func readOptState(path string, g *Graph) (optState, error) {
 		if err := binary.Read(r, binary.LittleEndian, idn[:]); err != nil {
 			return st, errors.New("optimizer state: truncated")
 		}
-		id, n := int(idn[0]), int(idn[1])
+		if idn[0] >= uint64(traingraph.NParams) {
+			return st, fmt.Errorf("optimizer state: unknown parameter %d (damaged file?)", idn[0])
+		}
+		id, n := traingraph.Param(idn[0]), int(idn[1])
 		want := len(g.Param(id))
 		if want == 0 || n != want {
-			return st, fmt.Errorf("optimizer state: %s has %d values, the graph %d (was the checkpoint made with other options?)", paramName(id), n, want)
+			return st, fmt.Errorf("optimizer state: %s has %d values, the graph %d (was the checkpoint made with other options?)", id, n, want)
 		}
 		mv := make([]uint32, 2*n)
 		if err := binary.Read(r, binary.LittleEndian, mv); err != nil {
@@ -167,7 +171,7 @@ func readOptState(path string, g *Graph) (optState, error) {
 	}
 	for _, id := range g.ParamIDs() {
 		if _, ok := st.M[id]; !ok {
-			return st, fmt.Errorf("optimizer state: no moments for %s (was the checkpoint made with other options?)", paramName(id))
+			return st, fmt.Errorf("optimizer state: no moments for %s (was the checkpoint made with other options?)", id)
 		}
 	}
 	return st, nil

@@ -14,9 +14,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pplug/pplug/cgo"
 	"github.com/pplug/pplug/llama"
 	"github.com/pplug/pplug/persona"
+	"github.com/pplug/pplug/traingraph"
 )
 
 // Options configure Train. Zero values take the paper's defaults where it
@@ -471,13 +471,13 @@ func EvalLoss(g *Graph, ex []Example) (float64, error) {
 // the graph's parameters, updated in place in the graph's memory.
 type adamW struct {
 	g    *Graph
-	ids  []int
-	m, v map[int][]float32
+	ids  []traingraph.Param
+	m, v map[traingraph.Param][]float32
 	step int
 }
 
 func newAdamW(g *Graph) *adamW {
-	a := &adamW{g: g, ids: g.ParamIDs(), m: map[int][]float32{}, v: map[int][]float32{}}
+	a := &adamW{g: g, ids: g.ParamIDs(), m: map[traingraph.Param][]float32{}, v: map[traingraph.Param][]float32{}}
 	for _, id := range a.ids {
 		n := len(g.Param(id))
 		a.m[id], a.v[id] = make([]float32, n), make([]float32, n)
@@ -516,7 +516,7 @@ func (a *adamW) update(lr float64, o Options) {
 }
 
 func (a *adamW) state(epoch, batch int, seed uint64) optState {
-	st := optState{Step: a.step, Epoch: epoch, Batch: batch, Seed: seed, M: map[int][]float32{}, V: map[int][]float32{}}
+	st := optState{Step: a.step, Epoch: epoch, Batch: batch, Seed: seed, M: map[traingraph.Param][]float32{}, V: map[traingraph.Param][]float32{}}
 	for _, id := range a.ids {
 		st.M[id], st.V[id] = a.m[id], a.v[id]
 	}
@@ -529,27 +529,4 @@ func (a *adamW) load(st optState) {
 		copy(a.m[id], st.M[id])
 		copy(a.v[id], st.V[id])
 	}
-}
-
-// paramName names graph parameters in messages.
-func paramName(id int) string {
-	switch id {
-	case cgo.TrainW1:
-		return "proj.w1"
-	case cgo.TrainB1:
-		return "proj.b1"
-	case cgo.TrainW2:
-		return "proj.w2"
-	case cgo.TrainB2:
-		return "proj.b2"
-	case cgo.TrainInstr:
-		return "instruction"
-	case cgo.TrainAdaptW:
-		return "query_adapter.w"
-	case cgo.TrainAdaptB:
-		return "query_adapter.b"
-	case cgo.TrainLogTau:
-		return "log_tau"
-	}
-	return "param-" + strconv.Itoa(id)
 }

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/pplug/pplug/cgo"
 	"github.com/pplug/pplug/llama"
 	"github.com/pplug/pplug/persona"
+	"github.com/pplug/pplug/traingraph"
 )
 
 // Shape is the fixed shape of the training graph.
@@ -43,7 +43,7 @@ func ShapeFor(plug *persona.Plug, batch int, sets ...[]Example) (Shape, error) {
 // Graph is the training graph for one plug on one model, with the plug's
 // parameters living in it.
 type Graph struct {
-	t     *cgo.Trainer
+	t     *traingraph.Trainer
 	m     *llama.Model
 	plug  *persona.Plug
 	shape Shape
@@ -64,7 +64,7 @@ func NewGraph(modelPath string, m *llama.Model, plug *persona.Plug, shape Shape,
 	if s := m.Info().InputScale; s != 1 {
 		return nil, fmt.Errorf("training does not support %s models (their graph scales token embeddings)", m.Info().Architecture)
 	}
-	t, err := cgo.NewTrainer(modelPath, cgo.TrainConfig{
+	t, err := traingraph.NewTrainer(modelPath, traingraph.Config{
 		Batch: shape.Batch, Tokens: shape.Tokens, Items: shape.Items, Targets: shape.Targets,
 		DEnc: plug.DEnc, NInstr: plug.NInstr, Threads: max(1, threads),
 		Scale: plug.Scale, Tau: plug.Tau, Adapter: plug.AdapterW != nil, TrainTau: trainTau,
@@ -83,7 +83,7 @@ func NewGraph(modelPath string, m *llama.Model, plug *persona.Plug, shape Shape,
 	g.setConstants()
 	g.LoadPlug()
 	if trainTau {
-		g.t.Param(cgo.TrainLogTau)[0] = float32(math.Log(float64(plug.Tau)))
+		g.t.Param(traingraph.LogTau)[0] = float32(math.Log(float64(plug.Tau)))
 	}
 	return g, nil
 }
@@ -102,11 +102,11 @@ func (g *Graph) layout(prompt []llama.Token) (persona.Layout, []llama.Token) {
 
 func (g *Graph) setConstants() {
 	T := g.shape.Tokens
-	pos := g.t.InputI32(cgo.TrainInPos)
+	pos := g.t.InputI32(traingraph.InPos)
 	for i := range pos {
 		pos[i] = int32(i)
 	}
-	mask := g.t.InputF32(cgo.TrainInKQMask) // [T_k, T_q]
+	mask := g.t.InputF32(traingraph.InKQMask) // [T_k, T_q]
 	ninf := float32(math.Inf(-1))
 	for q := range T {
 		for k := range T {
@@ -118,13 +118,13 @@ func (g *Graph) setConstants() {
 		}
 	}
 	l, _ := g.layout(nil)
-	if sel := g.t.InputF32(cgo.TrainInSelI); sel != nil { // [n_instr, T, 1]
+	if sel := g.t.InputF32(traingraph.InSelI); sel != nil { // [n_instr, T, 1]
 		clear(sel)
 		for j := range g.plug.NInstr {
 			sel[l.InstrAt(j)*g.plug.NInstr+j] = 1
 		}
 	}
-	selP := g.t.InputF32(cgo.TrainInSelP) // [1, T, B]
+	selP := g.t.InputF32(traingraph.InSelP) // [1, T, B]
 	clear(selP)
 	for b := range g.shape.Batch {
 		selP[b*T+l.PersonaAt()] = 1
@@ -133,18 +133,24 @@ func (g *Graph) setConstants() {
 
 // paramRef pairs a graph parameter with the plug's slice.
 type paramRef struct {
-	id  int
+	id  traingraph.Param
 	dst []float32
 }
 
+// params pairs the plug's tensors (persona.PlugParams, the one list of
+// them) with the graph's parameters of the same names.
 func (g *Graph) params() []paramRef {
-	p := g.plug
-	out := []paramRef{{cgo.TrainW1, p.W1}, {cgo.TrainB1, p.B1}, {cgo.TrainW2, p.W2}, {cgo.TrainB2, p.B2}}
-	if p.NInstr > 0 {
-		out = append(out, paramRef{cgo.TrainInstr, p.Instr})
-	}
-	if p.AdapterW != nil {
-		out = append(out, paramRef{cgo.TrainAdaptW, p.AdapterW}, paramRef{cgo.TrainAdaptB, p.AdapterB})
+	var out []paramRef
+	for _, pp := range persona.PlugParams {
+		v := *pp.Values(g.plug)
+		if len(v) == 0 {
+			continue // an absent adapter, no instruction rows
+		}
+		id, ok := traingraph.ParamByName(pp.Name)
+		if !ok {
+			panic("traingraph has no parameter " + pp.Name) // TestPlugParamsMatchTheGraph
+		}
+		out = append(out, paramRef{id, v})
 	}
 	return out
 }
@@ -161,7 +167,7 @@ func (g *Graph) StorePlug() {
 	for _, x := range g.params() {
 		copy(x.dst, g.t.Param(x.id))
 	}
-	if lt := g.t.Param(cgo.TrainLogTau); lt != nil {
+	if lt := g.t.Param(traingraph.LogTau); lt != nil {
 		g.plug.Tau = float32(math.Exp(float64(lt[0])))
 	}
 }
@@ -176,13 +182,13 @@ func (g *Graph) Fill(batch []Example) (int, error) {
 	T, N, M, B := s.Tokens, s.Items, s.Targets, s.Batch
 	dEnc := g.plug.DEnc
 	R := g.plug.NRows()
-	toks := g.t.InputI32(cgo.TrainInTokens)
-	tmask := g.t.InputF32(cgo.TrainInTokMask)
-	hist := g.t.InputF32(cgo.TrainInHist)
-	hmask := g.t.InputF32(cgo.TrainInHMask)
-	query := g.t.InputF32(cgo.TrainInQuery)
-	tpos := g.t.InputI32(cgo.TrainInTgtPos)
-	labels := g.t.InputF32(cgo.TrainInLabels)
+	toks := g.t.InputI32(traingraph.InTokens)
+	tmask := g.t.InputF32(traingraph.InTokMask)
+	hist := g.t.InputF32(traingraph.InHist)
+	hmask := g.t.InputF32(traingraph.InHMask)
+	query := g.t.InputF32(traingraph.InQuery)
+	tpos := g.t.InputI32(traingraph.InTgtPos)
+	labels := g.t.InputF32(traingraph.InLabels)
 	clear(toks)
 	clear(tmask)
 	clear(hist)
@@ -250,7 +256,7 @@ func (g *Graph) Fill(batch []Example) (int, error) {
 	if targets == 0 {
 		return 0, errors.New("a batch without targets")
 	}
-	g.t.InputF32(cgo.TrainInLScale)[0] = float32(M*B) / float32(targets)
+	g.t.InputF32(traingraph.InLScale)[0] = float32(M*B) / float32(targets)
 	return targets, nil
 }
 
@@ -267,8 +273,8 @@ func (g *Graph) Backward() (float64, error) {
 }
 
 // Param and Grad give views of a graph parameter and its gradient.
-func (g *Graph) Param(id int) []float32 { return g.t.Param(id) }
-func (g *Graph) Grad(id int) []float32  { return g.t.Grad(id) }
+func (g *Graph) Param(id traingraph.Param) []float32 { return g.t.Param(id) }
+func (g *Graph) Grad(id traingraph.Param) []float32  { return g.t.Grad(id) }
 
 // Rows is the persona row of each example of the last compute [B][d_llm].
 func (g *Graph) Rows() []float32 { return g.t.Rows(g.shape.Batch) }
@@ -277,9 +283,9 @@ func (g *Graph) Rows() []float32 { return g.t.Rows(g.shape.Batch) }
 func (g *Graph) Logits() ([]float32, error) { return g.t.Logits(g.shape.Batch, g.shape.Tokens) }
 
 // ParamIDs lists the parameters the graph trains.
-func (g *Graph) ParamIDs() []int {
-	var ids []int
-	for id := range cgo.TrainParams {
+func (g *Graph) ParamIDs() []traingraph.Param {
+	var ids []traingraph.Param
+	for id := range traingraph.NParams {
 		if g.t.Param(id) != nil {
 			ids = append(ids, id)
 		}

@@ -263,9 +263,8 @@ func ggufValue(g *cgo.GGUF, i int) any {
 }
 
 // ggufNumbers decodes a numeric GGUF array (little-endian).
-func ggufNumbers(b []byte, t, n int) []any {
-	size := map[int]int{cgo.GGUFUint8: 1, cgo.GGUFInt8: 1, cgo.GGUFBool: 1, cgo.GGUFUint16: 2, cgo.GGUFInt16: 2,
-		cgo.GGUFUint32: 4, cgo.GGUFInt32: 4, cgo.GGUFFloat32: 4, cgo.GGUFUint64: 8, cgo.GGUFInt64: 8, cgo.GGUFFloat64: 8}[t]
+func ggufNumbers(b []byte, t cgo.GGUFType, n int) []any {
+	size := t.Size()
 	if size == 0 || len(b) < n*size {
 		return nil
 	}

@@ -1,7 +1,6 @@
 // pplug_kernels.cu - CUDA implementation of kernels/include/pplug_kernels.h.
 //
 // Kernels (kernels/metal/pplug_kernels.metal has one counterpart per kernel):
-//   pool_kernel            ragged token pooling + L2 normalisation, one block per item
 //   normalize_rows_kernel  in-place L2 normalisation, one block per row
 //   scores_kernel          cosine / tau, one warp per (user, item)
 //   softmax_kernel         per-user max-subtracted softmax, one block per user
@@ -230,30 +229,6 @@ __device__ void block_normalize(float *row, int d, float *sh) {
 // ---------------------------------------------------------------------------
 // kernels
 // ---------------------------------------------------------------------------
-
-__global__ void pool_kernel(const float *__restrict__ hidden, int d, const int *__restrict__ offsets,
-                            int mode, float *__restrict__ out) {
-    __shared__ float sh[32];
-    const long long item = blockIdx.x;
-    const int s = offsets[item], e = offsets[item + 1];
-    float *row = out + item * d;
-    for (int j = threadIdx.x; j < d; j += blockDim.x) {
-        float v = 0.0f;
-        if (e > s) {
-            if (mode == PPLUG_POOL_MEAN) {
-                const float inv = 1.0f / float(e - s);
-                const float *h = hidden + (long long)s * d + j;
-                for (int t = 0; t < e - s; t++) v += h[(long long)t * d] * inv;
-            } else if (mode == PPLUG_POOL_CLS) {
-                v = hidden[(long long)s * d + j];
-            } else {
-                v = hidden[(long long)(e - 1) * d + j];
-            }
-        }
-        row[j] = v;
-    }
-    block_normalize(row, d, sh);
-}
 
 __global__ void normalize_rows_kernel(float *x, int d) {
     __shared__ float sh[32];
@@ -554,42 +529,6 @@ PPLUG_API int32_t pplug_ctx_device_name(pplug_ctx *ctx, char *buf, size_t len) {
     if (ctx == nullptr) return PPLUG_ERR_INVALID;
     if (buf == nullptr || len == 0) return fail(ctx, PPLUG_ERR_INVALID, "pplug_ctx_device_name: empty buffer");
     snprintf(buf, len, "%s", ctx->name);
-    return PPLUG_OK;
-}
-
-PPLUG_API int32_t pplug_pool_tokens(pplug_ctx *ctx, const float *hidden, int64_t total_tokens, int32_t d,
-                                    const int32_t *offsets, int32_t n_items, int32_t mode, float *out) {
-    static const char fn[] = "pplug_pool_tokens";
-    if (ctx == nullptr) return PPLUG_ERR_INVALID;
-    CKS(check_dim(ctx, fn, "d", d));
-    if (n_items < 0) return fail(ctx, PPLUG_ERR_INVALID, "%s: n_items = %d", fn, n_items);
-    if (mode != PPLUG_POOL_MEAN && mode != PPLUG_POOL_CLS && mode != PPLUG_POOL_LAST)
-        return fail(ctx, PPLUG_ERR_INVALID, "%s: unknown pooling mode %d", fn, mode);
-    if (offsets == nullptr) return fail(ctx, PPLUG_ERR_INVALID, "%s: offsets is NULL", fn);
-    CKS(check_offsets(ctx, fn, offsets, n_items));
-    if (int64_t(offsets[n_items]) != total_tokens)
-        return fail(ctx, PPLUG_ERR_INVALID, "%s: offsets[%d] = %d but total_tokens = %lld", fn, n_items,
-                    offsets[n_items], (long long)total_tokens);
-    if (n_items == 0) return PPLUG_OK;
-    if (out == nullptr || (total_tokens > 0 && hidden == nullptr))
-        return fail(ctx, PPLUG_ERR_INVALID, "%s: NULL hidden or out", fn);
-    CKS(enter(ctx));
-
-    void *d_hidden, *d_off, *d_out;
-    const size_t hb = size_t(total_tokens) * size_t(d) * sizeof(float);
-    const size_t ob = size_t(n_items) * size_t(d) * sizeof(float);
-    const size_t fb = size_t(n_items + 1) * sizeof(int32_t);
-    CKS(scratch(ctx, kSlotA, hb, &d_hidden));
-    CKS(scratch(ctx, kSlotB, fb, &d_off));
-    CKS(scratch(ctx, kSlotC, ob, &d_out));
-    if (hb > 0) CK(ctx, cudaMemcpyAsync(d_hidden, hidden, hb, cudaMemcpyHostToDevice, ctx->stream));
-    CK(ctx, cudaMemcpyAsync(d_off, offsets, fb, cudaMemcpyHostToDevice, ctx->stream));
-    pool_kernel<<<n_items, kThreads, 0, ctx->stream>>>(static_cast<const float *>(d_hidden), d,
-                                                       static_cast<const int *>(d_off), mode,
-                                                       static_cast<float *>(d_out));
-    CK(ctx, cudaGetLastError());
-    CK(ctx, cudaMemcpyAsync(out, d_out, ob, cudaMemcpyDeviceToHost, ctx->stream));
-    CK(ctx, cudaStreamSynchronize(ctx->stream));
     return PPLUG_OK;
 }
 

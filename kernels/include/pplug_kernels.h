@@ -24,6 +24,8 @@
  *
  * ABI version history
  *   1  first version.
+ *   2  pplug_pool_tokens removed: llama.cpp pools the encoder's token states
+ *      inside its own graph, on the model's device.
  */
 #ifndef PPLUG_KERNELS_H
 #define PPLUG_KERNELS_H
@@ -31,7 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PPLUG_KERNELS_ABI_VERSION 1u
+#define PPLUG_KERNELS_ABI_VERSION 2u
 
 #if defined(_WIN32)
 #  if defined(PPLUG_KERNELS_BUILD)
@@ -63,13 +65,6 @@ enum {
     PPLUG_ERR_DEVICE        = 4, /* runtime, driver or kernel failure; the context may be unusable */
     PPLUG_ERR_BLAS          = 5, /* the GEMM library failed */
     PPLUG_ERR_INTERNAL      = 6  /* anything else */
-};
-
-/* Pooling modes of pplug_pool_tokens. */
-enum {
-    PPLUG_POOL_MEAN = 0, /* mean over the item's tokens */
-    PPLUG_POOL_CLS  = 1, /* the item's first token */
-    PPLUG_POOL_LAST = 2  /* the item's last token */
 };
 
 /* ---- library and context ------------------------------------------------ */
@@ -104,20 +99,6 @@ PPLUG_API const char *pplug_ctx_last_error(const pplug_ctx *ctx);
 /* Human-readable device name, e.g. "NVIDIA H100 80GB HBM3", NUL-terminated
  * and truncated to len. */
 PPLUG_API int32_t pplug_ctx_device_name(pplug_ctx *ctx, char *buf, size_t len);
-
-/* ---- ragged token pooling ------------------------------------------------ *
- * hidden  [total_tokens x d]: the per-token hidden states of n_items items,
- *         item i owning rows offsets[i] .. offsets[i+1]-1.
- * offsets [n_items + 1], offsets[0] = 0, non-decreasing,
- *         offsets[n_items] = total_tokens.
- * out     [n_items x d]: pooled (mode = PPLUG_POOL_*) and L2-normalised.
- *         An item with no tokens, or whose pooled vector is all zeros, gets
- *         a zero row (never NaN). The norm is computed without overflow for
- *         any finite input.
- */
-PPLUG_API int32_t pplug_pool_tokens(pplug_ctx *ctx, const float *hidden, int64_t total_tokens,
-                                    int32_t d, const int32_t *offsets, int32_t n_items,
-                                    int32_t mode, float *out);
 
 /* ---- projector ------------------------------------------------------------ *
  * Proj(x) = scale * (W2 * GELU(W1 * x + b1) + b2), GELU(x) = x/2 * (1 + erf(x/sqrt(2)))

@@ -1,7 +1,7 @@
 // pplug_kernels.metal - Metal kernels of kernels/include/pplug_kernels.h.
 //
 // One counterpart per CUDA kernel of kernels/cuda/pplug_kernels.cu:
-//   pool_kernel, normalize_rows_kernel, scores_kernel, softmax_kernel,
+//   normalize_rows_kernel, scores_kernel, softmax_kernel,
 //   wsum_kernel, bias_gelu_kernel, bias_scale_kernel
 // plus gemm_nt_kernel, which stands in for cuBLAS.
 //
@@ -15,12 +15,8 @@
 #include <metal_stdlib>
 using namespace metal;
 
-#define PPLUG_POOL_MEAN 0
-#define PPLUG_POOL_CLS 1
-#define PPLUG_POOL_LAST 2
 #define GEMM_TILE 16
 
-struct PoolParams { int d; int mode; };
 struct RowParams { int d; };
 struct ScoreParams { int n; int d_key; float tau; };
 struct SoftmaxParams { int n; };
@@ -80,38 +76,6 @@ static float pplug_erf(float x) {
 }
 
 // ---- kernels -------------------------------------------------------------------
-
-// one threadgroup per item
-kernel void pool_kernel(device const float *hidden [[buffer(0)]],
-                        device const int *offsets [[buffer(1)]],
-                        device float *out [[buffer(2)]],
-                        constant PoolParams &p [[buffer(3)]],
-                        uint item [[threadgroup_position_in_grid]],
-                        uint tid [[thread_position_in_threadgroup]],
-                        uint ntg [[threads_per_threadgroup]],
-                        uint lane [[thread_index_in_simdgroup]],
-                        uint sg [[simdgroup_index_in_threadgroup]],
-                        uint nsg [[simdgroups_per_threadgroup]]) {
-    threadgroup float sh[32];
-    const int s = offsets[item], e = offsets[item + 1];
-    const int d = p.d;
-    device float *row = out + ulong(item) * ulong(d);
-    for (int j = int(tid); j < d; j += int(ntg)) {
-        float v = 0.0f;
-        if (e > s) {
-            if (p.mode == PPLUG_POOL_MEAN) {
-                const float inv = 1.0f / float(e - s);
-                for (int t = s; t < e; t++) v += hidden[ulong(t) * ulong(d) + ulong(j)] * inv;
-            } else if (p.mode == PPLUG_POOL_CLS) {
-                v = hidden[ulong(s) * ulong(d) + ulong(j)];
-            } else {
-                v = hidden[ulong(e - 1) * ulong(d) + ulong(j)];
-            }
-        }
-        row[j] = v;
-    }
-    tg_normalize(row, d, sh, tid, ntg, lane, sg, nsg);
-}
 
 // one threadgroup per row
 kernel void normalize_rows_kernel(device float *x [[buffer(0)]],

@@ -24,7 +24,6 @@ static const int32_t kMaxDim = 1 << 22;
 static const size_t kProjectBudget = (size_t)512 << 20;
 
 // Parameter blocks; must match the structs of pplug_kernels.metal.
-typedef struct { int32_t d, mode; } PoolParams;
 typedef struct { int32_t d; } RowParams;
 typedef struct { int32_t n, d_key; float tau; } ScoreParams;
 typedef struct { int32_t n; } SoftmaxParams;
@@ -33,7 +32,7 @@ typedef struct { uint64_t total; int32_t cols; float scale; } EltParams;
 typedef struct { int32_t rows, k, n_out; } GemmParams;
 
 static NSString *const kKernelNames[] = {
-    @"pool_kernel", @"normalize_rows_kernel", @"scores_kernel", @"softmax_kernel",
+    @"normalize_rows_kernel", @"scores_kernel", @"softmax_kernel",
     @"wsum_kernel", @"gemm_nt_kernel", @"bias_gelu_kernel", @"bias_scale_kernel",
 };
 
@@ -300,47 +299,6 @@ PPLUG_API int32_t pplug_ctx_device_name(pplug_ctx *ctx, char *buf, size_t len) {
     if (buf == NULL || len == 0) return fail(c, PPLUG_ERR_INVALID, "pplug_ctx_device_name: empty buffer");
     snprintf(buf, len, "%s", c->name);
     return PPLUG_OK;
-}
-
-PPLUG_API int32_t pplug_pool_tokens(pplug_ctx *ctx, const float *hidden, int64_t total_tokens, int32_t d,
-                                    const int32_t *offsets, int32_t n_items, int32_t mode, float *out) {
-    static const char fn[] = "pplug_pool_tokens";
-    if (ctx == NULL) return PPLUG_ERR_INVALID;
-    @autoreleasepool {
-        PPCtx *c = C(ctx);
-        CKS(check_dim(c, fn, "d", d));
-        if (n_items < 0) return fail(c, PPLUG_ERR_INVALID, "%s: n_items = %d", fn, n_items);
-        if (mode != PPLUG_POOL_MEAN && mode != PPLUG_POOL_CLS && mode != PPLUG_POOL_LAST)
-            return fail(c, PPLUG_ERR_INVALID, "%s: unknown pooling mode %d", fn, mode);
-        if (offsets == NULL) return fail(c, PPLUG_ERR_INVALID, "%s: offsets is NULL", fn);
-        CKS(check_offsets(c, fn, offsets, n_items));
-        if ((int64_t)offsets[n_items] != total_tokens)
-            return fail(c, PPLUG_ERR_INVALID, "%s: offsets[%d] = %d but total_tokens = %lld", fn, n_items,
-                        offsets[n_items], (long long)total_tokens);
-        if (n_items == 0) return PPLUG_OK;
-        if (out == NULL || (total_tokens > 0 && hidden == NULL))
-            return fail(c, PPLUG_ERR_INVALID, "%s: NULL hidden or out", fn);
-
-        const size_t hb = (size_t)total_tokens * (size_t)d * sizeof(float);
-        const size_t ob = (size_t)n_items * (size_t)d * sizeof(float);
-        const size_t fb = (size_t)(n_items + 1) * sizeof(int32_t);
-        id<MTLBuffer> bh = scratch(c, 0, hb), bf = scratch(c, 1, fb), bo = scratch(c, 2, ob);
-        if (bh == nil || bf == nil || bo == nil) return PPLUG_ERR_OUT_OF_MEMORY;
-        if (hb > 0) memcpy(bh.contents, hidden, hb);
-        memcpy(bf.contents, offsets, fb);
-        id<MTLCommandBuffer> cb = [c.queue commandBuffer];
-        id<MTLComputeCommandEncoder> enc = [cb computeCommandEncoder];
-        PoolParams pp = {d, mode};
-        [enc setBuffer:bh offset:0 atIndex:0];
-        [enc setBuffer:bf offset:0 atIndex:1];
-        [enc setBuffer:bo offset:0 atIndex:2];
-        [enc setBytes:&pp length:sizeof pp atIndex:3];
-        dispatch(c, enc, @"pool_kernel", (NSUInteger)n_items);
-        [enc endEncoding];
-        CKS(finish(c, cb, fn));
-        memcpy(out, bo.contents, ob);
-        return PPLUG_OK;
-    }
 }
 
 PPLUG_API int32_t pplug_projector_create(pplug_ctx *ctx, int32_t d_in, int32_t d_out, const float *w1,

@@ -93,34 +93,6 @@ int32_t pplug_ctx_device_name(pplug_ctx *ctx, char *buf, size_t len) {
     return PPLUG_OK;
 }
 
-int32_t pplug_pool_tokens(pplug_ctx *c, const float *hidden, int64_t total, int32_t d, const int32_t *off,
-                          int32_t n, int32_t mode, float *out) {
-    if (c == NULL) return PPLUG_ERR_INVALID;
-    if (bad_dim(d) || n < 0) return fail(c, PPLUG_ERR_INVALID, "pool: d = %d, n_items = %d", d, n);
-    if (mode < 0 || mode > 2) return fail(c, PPLUG_ERR_INVALID, "pool: mode %d", mode);
-    int32_t st = check_offsets(c, off, n);
-    if (st != PPLUG_OK) return st;
-    if (off[n] != total) return fail(c, PPLUG_ERR_INVALID, "pool: offsets[n] = %d, total_tokens = %lld", off[n], (long long)total);
-    for (int32_t i = 0; i < n; i++) {
-        float *row = out + (size_t)i * d;
-        int32_t s = off[i], e = off[i + 1];
-        for (int32_t j = 0; j < d; j++) {
-            double v = 0;
-            if (e > s) {
-                if (mode == PPLUG_POOL_MEAN) {
-                    for (int32_t t = s; t < e; t++) v += hidden[(size_t)t * d + j];
-                    v /= (e - s);
-                } else {
-                    v = hidden[(size_t)(mode == PPLUG_POOL_CLS ? s : e - 1) * d + j];
-                }
-            }
-            row[j] = (float)v;
-        }
-        normalize(row, d);
-    }
-    return PPLUG_OK;
-}
-
 int32_t pplug_projector_create(pplug_ctx *c, int32_t d_in, int32_t d_out, const float *w1, const float *b1,
                                const float *w2, const float *b2, float scale, pplug_projector **out) {
     if (c == NULL) return PPLUG_ERR_INVALID;

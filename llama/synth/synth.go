@@ -34,9 +34,9 @@ type Spec struct {
 	NormEps   float32
 	Tied      bool // no output.weight: the output layer reuses token_embd
 	// Type of the 2-D weight matrices: cgo.TypeF32, TypeF16, TypeQ8_0, TypeQ4_0.
-	Type int
+	Type cgo.GGMLType
 	// Pooling written for bert models (cgo.PoolingCLS, PoolingMean, ...).
-	Pooling int
+	Pooling cgo.PoolingType
 	// Std is the standard deviation of the random weights (0: 0.02).
 	Std  float32
 	Seed uint64
@@ -64,7 +64,7 @@ func PresetNames() []string {
 }
 
 // ParseType reads "f32", "f16", "q8_0" or "q4_0".
-func ParseType(s string) (int, error) {
+func ParseType(s string) (cgo.GGMLType, error) {
 	switch strings.ToLower(s) {
 	case "f32":
 		return cgo.TypeF32, nil
@@ -79,7 +79,7 @@ func ParseType(s string) (int, error) {
 }
 
 // fileType is general.file_type (llama_ftype) for a weight type.
-func fileType(t int) uint32 {
+func fileType(t cgo.GGMLType) uint32 {
 	switch t {
 	case cgo.TypeF16:
 		return 1
@@ -129,13 +129,13 @@ func (s *Spec) fill() error {
 	case s.Arch == "bert" && s.NHeadKV != s.NHead:
 		return errors.New("bert models have n_head_kv = n_head")
 	}
-	bs := cgo.TypeBlockSize(s.Type)
-	if cgo.TypeName(s.Type) == "" || bs <= 0 {
+	bs := s.Type.BlockSize()
+	if !s.Type.Valid() || bs <= 0 {
 		return fmt.Errorf("unknown weight type %d", s.Type)
 	}
 	for _, d := range []int{s.NEmbd, s.NFF} {
 		if int64(d)%bs != 0 {
-			return fmt.Errorf("dimension %d is not a multiple of %s's block size %d", d, cgo.TypeName(s.Type), bs)
+			return fmt.Errorf("dimension %d is not a multiple of %s's block size %d", d, s.Type, bs)
 		}
 	}
 	return nil
@@ -167,7 +167,7 @@ type Options struct {
 // tensor is one tensor to write.
 type tensor struct {
 	name  string
-	typ   int
+	typ   cgo.GGMLType
 	shape []int64 // ggml order: shape[0] is the row length
 	init  func(r *rng, row []float32)
 }
@@ -328,13 +328,13 @@ func WriteWith(path, vocabPath string, s Spec, opts Options) error {
 		if err := g.AddTensorInfo(t.name, t.typ, t.shape); err != nil {
 			return err
 		}
-		total += cgo.RowSize(t.typ, t.shape[0]) * t.rows()
+		total += t.typ.RowSize(t.shape[0]) * t.rows()
 	}
 	if !opts.Force {
 		size := int64(len(g.MetaData()))
 		align := g.Alignment()
 		for _, t := range ts {
-			n := cgo.RowSize(t.typ, t.shape[0]) * t.rows()
+			n := t.typ.RowSize(t.shape[0]) * t.rows()
 			size += n + (align-n%align)%align
 		}
 		dir := filepath.Dir(path)
@@ -343,29 +343,21 @@ func WriteWith(path, vocabPath string, s Spec, opts Options) error {
 		}
 	}
 
+	r := newRNG(s.Seed)
+	var written int64
 	return atomicfile.Write(path, func(w io.Writer) error {
-		if _, err := w.Write(g.MetaData()); err != nil {
-			return err
-		}
-		align := g.Alignment()
-		r := newRNG(s.Seed)
-		var written int64
-		for _, t := range ts {
+		return g.Write(w, func(i int, w io.Writer) error {
+			t := ts[i]
 			n, err := writeTensor(w, t, r)
 			if err != nil {
 				return fmt.Errorf("write %s: %w", t.name, err)
-			}
-			if pad := (align - n%align) % align; pad > 0 {
-				if _, err := w.Write(make([]byte, pad)); err != nil {
-					return err
-				}
 			}
 			written += n
 			if progress != nil && total > 0 {
 				progress(float64(written) / float64(total))
 			}
-		}
-		return nil
+			return nil
+		})
 	})
 }
 
@@ -373,7 +365,7 @@ func WriteWith(path, vocabPath string, s Spec, opts Options) error {
 func writeTensor(w io.Writer, t tensor, r *rng) (int64, error) {
 	perRow := t.shape[0]
 	rows := t.rows()
-	rowBytes := cgo.RowSize(t.typ, perRow)
+	rowBytes := t.typ.RowSize(perRow)
 	chunk := max(int64(1), (1<<20)/perRow) // about 4 MiB of float32 per chunk
 	src := make([]float32, chunk*perRow)
 	dst := make([]byte, chunk*rowBytes)

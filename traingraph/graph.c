@@ -1,6 +1,6 @@
 #define _FILE_OFFSET_BITS 64
 #define _POSIX_C_SOURCE 200809L
-#include "train.h"
+#include "graph.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -1,0 +1,221 @@
+// Package traingraph is Persona-Plug's training graph: the plug-in's
+// forward (projector, input-aware aggregation, instruction rows) feeding a
+// frozen llama-family decoder built from the GGUF weights with ggml's
+// public API, a masked next-token cross-entropy, and ggml's automatic
+// differentiation for the gradients of the plug-in's parameters
+// (graph.c). It is model logic, not binding: package train drives it
+// (batches, AdamW, checkpoints) and package cgo stays a thin layer over
+// llama.cpp. Parity with llama.cpp's own forward and with the plug-in's
+// kernels is tested in package train.
+package traingraph
+
+/*
+#cgo CPPFLAGS: -I${SRCDIR}/../third_party/ggml/include
+#cgo CFLAGS: -std=c11
+#cgo linux LDFLAGS: -lm
+#if !__has_include("ggml.h")
+#error "ggml.h not found: run 'make deps' (it links third_party/llama.cpp and third_party/ggml into the Go module cache)"
+#endif
+#include <stdlib.h>
+#include "graph.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"unsafe"
+
+	binding "github.com/pplug/pplug/cgo" // initialises ggml and links it
+)
+
+// Config is pp_train_cfg (see graph.h).
+type Config struct {
+	Batch, Tokens, Items, Targets int
+	DEnc, NInstr, Threads         int
+	Scale, Tau                    float32
+	Adapter, TrainTau             bool
+}
+
+// Input is one of the graph's inputs (enum pp_train_input), filled by
+// the caller before each Compute.
+type Input int
+
+// The inputs; graph.h gives their shapes.
+const (
+	InTokens  Input = C.PP_IN_TOKENS
+	InTokMask Input = C.PP_IN_TOKMASK
+	InPos     Input = C.PP_IN_POS
+	InKQMask  Input = C.PP_IN_KQMASK
+	InHist    Input = C.PP_IN_HIST
+	InHMask   Input = C.PP_IN_HMASK
+	InQuery   Input = C.PP_IN_QUERY
+	InSelI    Input = C.PP_IN_SEL_I
+	InSelP    Input = C.PP_IN_SEL_P
+	InTgtPos  Input = C.PP_IN_TGT_POS
+	InLabels  Input = C.PP_IN_LABELS
+	InLScale  Input = C.PP_IN_LSCALE
+	nInputs   Input = C.PP_IN_COUNT
+)
+
+var inputNames = [...]string{InTokens: "tokens", InTokMask: "token_mask", InPos: "positions", InKQMask: "kq_mask",
+	InHist: "history", InHMask: "history_mask", InQuery: "query", InSelI: "select_instruction", InSelP: "select_persona",
+	InTgtPos: "target_positions", InLabels: "labels", InLScale: "loss_scale"}
+
+func (i Input) String() string {
+	if i >= 0 && i < nInputs {
+		return inputNames[i]
+	}
+	return fmt.Sprintf("Input(%d)", int(i))
+}
+
+// Param is one of the graph's trainable parameters (enum pp_train_param).
+// The plug's tensors have the names of persona.PlugParams (a test keeps
+// the two lists equal); LogTau is the aggregator's learnt temperature.
+type Param int
+
+// The parameters; graph.h gives their shapes.
+const (
+	W1      Param = C.PP_P_W1
+	B1      Param = C.PP_P_B1
+	W2      Param = C.PP_P_W2
+	B2      Param = C.PP_P_B2
+	Instr   Param = C.PP_P_INSTR
+	AdaptW  Param = C.PP_P_ADAPT_W
+	AdaptB  Param = C.PP_P_ADAPT_B
+	LogTau  Param = C.PP_P_LOGTAU
+	NParams Param = C.PP_P_COUNT
+)
+
+var paramNames = [...]string{W1: "proj.w1", B1: "proj.b1", W2: "proj.w2", B2: "proj.b2", Instr: "instruction",
+	AdaptW: "query_adapter.w", AdaptB: "query_adapter.b", LogTau: "log_tau"}
+
+// String is the parameter's tensor name in plug files ("log_tau" for the
+// temperature, which plugs store as pplug.tau).
+func (p Param) String() string {
+	if p >= 0 && p < NParams {
+		return paramNames[p]
+	}
+	return fmt.Sprintf("Param(%d)", int(p))
+}
+
+// ParamByName is the parameter with a plug tensor's name.
+func ParamByName(name string) (Param, bool) {
+	for p, n := range paramNames {
+		if n == name {
+			return Param(p), true
+		}
+	}
+	return 0, false
+}
+
+// Trainer is a pp_train: a frozen decoder and the plug-in's training graph.
+type Trainer struct{ c *C.pp_train }
+
+// NewTrainer loads the model and builds the graph.
+func NewTrainer(modelPath string, cfg Config) (*Trainer, error) {
+	binding.Init()
+	cpath := C.CString(modelPath)
+	defer C.free(unsafe.Pointer(cpath))
+	cc := C.pp_train_cfg{
+		n_batch: C.int32_t(cfg.Batch), n_tokens: C.int32_t(cfg.Tokens), n_items: C.int32_t(cfg.Items),
+		n_targets: C.int32_t(cfg.Targets), d_enc: C.int32_t(cfg.DEnc), n_instr: C.int32_t(cfg.NInstr),
+		n_threads: C.int32_t(cfg.Threads), scale: C.float(cfg.Scale), tau: C.float(cfg.Tau),
+		adapter: C.bool(cfg.Adapter), train_tau: C.bool(cfg.TrainTau),
+	}
+	var errbuf [512]C.char
+	t := C.pp_train_new(cpath, &cc, &errbuf[0], C.int32_t(len(errbuf)))
+	if t == nil {
+		return nil, errors.New(C.GoString(&errbuf[0]))
+	}
+	return &Trainer{c: t}, nil
+}
+
+// Free releases everything.
+func (t *Trainer) Free() {
+	if t.c != nil {
+		C.pp_train_free(t.c)
+		t.c = nil
+	}
+}
+
+func (t *Trainer) NEmbd() int  { return int(C.pp_train_n_embd(t.c)) }
+func (t *Trainer) NVocab() int { return int(C.pp_train_n_vocab(t.c)) }
+
+// InputF32 is a view of a float input; nil when absent.
+func (t *Trainer) InputF32(which Input) []float32 {
+	if which < 0 || which >= nInputs {
+		return nil
+	}
+	var n C.int64_t
+	p := C.pp_train_input(t.c, C.int32_t(which), &n)
+	if p == nil {
+		return nil
+	}
+	return unsafe.Slice((*float32)(p), int(n))
+}
+
+// InputI32 is a view of an integer input.
+func (t *Trainer) InputI32(which Input) []int32 {
+	if which < 0 || which >= nInputs {
+		return nil
+	}
+	var n C.int64_t
+	p := C.pp_train_input(t.c, C.int32_t(which), &n)
+	if p == nil {
+		return nil
+	}
+	return unsafe.Slice((*int32)(p), int(n))
+}
+
+// Param is a view of a parameter's values; nil when the config has none.
+func (t *Trainer) Param(which Param) []float32 {
+	if which < 0 || which >= NParams {
+		return nil
+	}
+	var n C.int64_t
+	p := C.pp_train_param(t.c, C.int32_t(which), &n)
+	if p == nil {
+		return nil
+	}
+	return unsafe.Slice((*float32)(p), int(n))
+}
+
+// Grad is a view of a parameter's gradient after Compute(true).
+func (t *Trainer) Grad(which Param) []float32 {
+	if which < 0 || which >= NParams {
+		return nil
+	}
+	var n C.int64_t
+	p := C.pp_train_grad(t.c, C.int32_t(which), &n)
+	if p == nil {
+		return nil
+	}
+	return unsafe.Slice((*float32)(p), int(n))
+}
+
+// Compute runs the graph forward (and backward) and returns the loss.
+func (t *Trainer) Compute(backward bool) (float32, error) {
+	var loss C.float
+	if C.pp_train_compute(t.c, C.bool(backward), &loss) != 0 {
+		return 0, errors.New(C.GoString(C.pp_train_error(t.c)))
+	}
+	return float32(loss), nil
+}
+
+// Rows is a view of the persona rows [B][n_embd] of the last Compute.
+func (t *Trainer) Rows(batch int) []float32 {
+	return unsafe.Slice((*float32)(unsafe.Pointer(C.pp_train_rows(t.c))), batch*t.NEmbd())
+}
+
+// Logits computes the logits of every position [B][T][n_vocab].
+func (t *Trainer) Logits(batch, tokens int) ([]float32, error) {
+	out := make([]float32, batch*tokens*t.NVocab())
+	if len(out) == 0 {
+		return nil, fmt.Errorf("empty logits shape")
+	}
+	if C.pp_train_logits(t.c, (*C.float)(unsafe.Pointer(&out[0])), C.int64_t(len(out))) != 0 {
+		return nil, errors.New(C.GoString(C.pp_train_error(t.c)))
+	}
+	return out, nil
+}
