@@ -224,4 +224,3 @@ func infoJSON(info llama.ModelInfo) (modelInfoJSON, error) {
 	}
 	return out, nil
 }
-
