@@ -146,6 +146,9 @@ type RunOptions struct {
 	// report.
 	Golds     []lamp.Output
 	GoldsFile string
+	// Labels are the answers of a generic classification task (see
+	// lamp.ScoreOptions).
+	Labels []string
 	// Limit evaluates only the first Limit questions (0: all).
 	Limit int
 	// OutDir receives <method>_outputs.json, results.json and results.md.
@@ -251,7 +254,7 @@ func Run(ctx context.Context, p *Predictor, o RunOptions) (Report, error) {
 			return rep, fmt.Errorf("write the predictions of %s: %w", m, err)
 		}
 		if golds != nil {
-			s, err := lamp.Score(p.Task, golds, preds)
+			s, err := lamp.ScoreWith(p.Task, golds, preds, lamp.ScoreOptions{Labels: o.Labels})
 			if err != nil {
 				return rep, fmt.Errorf("score %s: %w", m, err)
 			}

@@ -3,10 +3,10 @@ package lamp
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/pplug/pplug/lamp/jsonscan"
@@ -41,14 +41,25 @@ type Output struct {
 type Outputs struct {
 	Task  string   `json:"task"` // as written in the file, e.g. "LaMP_time_2"; may be empty
 	Golds []Output `json:"golds"`
+	// Labels, when set (a pplug extension), are the answers a generic
+	// task's golds come from: it is then scored by exact match.
+	Labels []string `json:"labels,omitempty"`
 }
 
-// ParsedTask parses the file's task name with ParseTask.
+// ParsedTask is the task the file names: a LaMP task by its name, Generic
+// when it names none (no "task", or a name that is no LaMP task's, such as
+// "my-notes"). A name that looks like a LaMP task but is none ("LaMP_9")
+// is an error.
 func (o Outputs) ParsedTask() (Task, error) {
-	if o.Task == "" {
-		return Task{}, errors.New("lamp: outputs file has no task name")
+	name := strings.TrimSpace(o.Task)
+	if name == "" {
+		return Generic, nil
 	}
-	return ParseTask(o.Task)
+	t, err := ParseTask(name)
+	if err != nil && !strings.HasPrefix(strings.ToLower(name), "lamp") {
+		return Generic, nil
+	}
+	return t, err
 }
 
 // DataError is a problem with a LaMP data file or one of its elements.

@@ -322,10 +322,35 @@ func TestJSONMethods(t *testing.T) {
 	if _, err := (Output{ID: "\xff"}).MarshalJSON(); err == nil {
 		t.Error("invalid id accepted")
 	}
-	if _, err := (Outputs{}).ParsedTask(); err == nil {
-		t.Error("ParsedTask of an empty name")
+	// A file that names no LaMP task holds a generic task; a LaMP-like name
+	// that is none is an error.
+	for _, name := range []string{"", "  ", "my-notes", "generic", "Generic"} {
+		if task, err := (Outputs{Task: name}).ParsedTask(); err != nil || task != Generic || task.Name() != "generic" {
+			t.Errorf("ParsedTask(%q) = %v, %v", name, task, err)
+		}
+	}
+	if _, err := (Outputs{Task: "LaMP_9"}).ParsedTask(); err == nil {
+		t.Error("LaMP_9 parsed")
 	}
 	if task, err := (Outputs{Task: "LaMP_time_5"}).ParsedTask(); err != nil || task != LaMP5.WithTimeSplit(true) {
 		t.Errorf("ParsedTask = %v, %v", task, err)
+	}
+}
+
+// The labels of an outputs file survive a write and a read.
+func TestOutputsLabelsRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "o.json")
+	in := Outputs{Task: "generic", Labels: []string{"yes", "no \"maybe\""}, Golds: []Output{{"1", "yes"}}}
+	if err := WriteOutputs(path, in); err != nil {
+		t.Fatal(err)
+	}
+	out, err := ReadOutputs(path)
+	if err != nil || out.Task != "generic" || len(out.Labels) != 2 || out.Labels[1] != `no "maybe"` || len(out.Golds) != 1 {
+		t.Fatalf("%+v %v", out, err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	os.WriteFile(bad, []byte(`{"labels": [1, 2], "golds": []}`), 0o644)
+	if _, err := ReadOutputs(bad); err == nil || !strings.Contains(err.Error(), "labels") {
+		t.Fatalf("numeric labels: %v", err)
 	}
 }

@@ -168,7 +168,8 @@ func ReadOutputs(path string) (Outputs, error) {
 //
 // The file must be an object with a "golds" array whose elements are
 // objects with "id" and "output" (strings, or numbers kept as written);
-// "task", when present, must be a string. Other members are ignored.
+// "task", when present, must be a string, and "labels" an array of
+// strings. Other members are ignored.
 func DecodeOutputs(r io.Reader, name string) (Outputs, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
@@ -220,6 +221,12 @@ func decodeOutputs(data []byte, name string) (Outputs, error) {
 				return fail(-1, "", -1, fmt.Errorf("\"task\" must be a string, found %s", jsonscan.Describe(kind)))
 			}
 			out.Task = s
+		case "labels":
+			var raw json.RawMessage
+			dec.Decode(&raw)
+			if err := json.Unmarshal(raw, &out.Labels); err != nil {
+				return fail(-1, "", -1, fmt.Errorf("\"labels\" must be an array of strings: %v", err))
+			}
 		case "golds":
 			sawGolds = true
 			out.Golds = []Output{}

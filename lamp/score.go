@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -23,8 +24,22 @@ type Scores struct {
 	Invalid int
 	// Extra counts predictions whose id has no gold; they are ignored.
 	Extra int
+	// Skipped counts golds left unscored for want of a prediction
+	// (ScoreOptions.OnlyPredicted).
+	Skipped int
 	// Warnings describe anything unusual that did not stop scoring.
 	Warnings []string
+	// metrics are the metrics computed, in report order (nil: the task's).
+	metrics []Metric
+}
+
+// Metrics are the metrics computed, in report order: the task's, or, for
+// a generic task scored against a label list, accuracy and F1.
+func (s Scores) Metrics() []Metric {
+	if s.metrics != nil {
+		return s.metrics
+	}
+	return s.Task.Metrics()
 }
 
 // Get returns the value of metric m and whether it was computed.
@@ -45,7 +60,7 @@ func (s Scores) MarshalJSON() ([]byte, error) {
 	b.Write(name)
 	b.WriteString(`,"n":`)
 	b.WriteString(strconv.Itoa(s.N))
-	for _, m := range s.Task.Metrics() {
+	for _, m := range s.Metrics() {
 		v, ok := s.Values[m]
 		if !ok {
 			continue
@@ -60,6 +75,9 @@ func (s Scores) MarshalJSON() ([]byte, error) {
 	}
 	if s.Extra != 0 {
 		fmt.Fprintf(&b, `,"extra_predictions":%d`, s.Extra)
+	}
+	if s.Skipped != 0 {
+		fmt.Fprintf(&b, `,"unpredicted_golds":%d`, s.Skipped)
 	}
 	b.WriteByte('}')
 	return b.Bytes(), nil
@@ -83,7 +101,7 @@ func (s *Scores) UnmarshalJSON(data []byte) error {
 		}
 		out.Task = t
 	}
-	ints := map[string]*int{"n": &out.N, "invalid_predictions": &out.Invalid, "extra_predictions": &out.Extra}
+	ints := map[string]*int{"n": &out.N, "invalid_predictions": &out.Invalid, "extra_predictions": &out.Extra, "unpredicted_golds": &out.Skipped}
 	for k, p := range ints {
 		if raw, ok := m[k]; ok {
 			if err := json.Unmarshal(raw, p); err != nil {
@@ -104,6 +122,7 @@ func (s *Scores) UnmarshalJSON(data []byte) error {
 			out.Values = make(map[Metric]float64)
 		}
 		out.Values[metric] = v
+		out.metrics = append(out.metrics, metric)
 	}
 	*s = out
 	return nil
@@ -116,7 +135,7 @@ func (s Scores) MarkdownHeader() string {
 	var h, sep strings.Builder
 	h.WriteString("| task |")
 	sep.WriteString("| --- |")
-	for _, m := range s.Task.Metrics() {
+	for _, m := range s.Metrics() {
 		h.WriteString(" " + string(m) + " |")
 		sep.WriteString(" ---: |")
 	}
@@ -129,7 +148,7 @@ func (s Scores) MarkdownHeader() string {
 func (s Scores) MarkdownRow() string {
 	var b strings.Builder
 	b.WriteString("| " + s.Task.String() + " |")
-	for _, m := range s.Task.Metrics() {
+	for _, m := range s.Metrics() {
 		if v, ok := s.Values[m]; ok {
 			b.WriteString(" " + strconv.FormatFloat(v, 'f', 4, 64) + " |")
 		} else {
@@ -185,7 +204,25 @@ func listIDs(ids []string) string {
 //     goes through Hugging Face evaluate, which reports the median of
 //     bootstrap resamples of this mean; it differs from the plain mean only
 //     by resampling noise.
+//   - Generic: ROUGE as for generation; with ScoreOptions.Labels and every
+//     gold among them, accuracy and macro F1 over those labels instead, as
+//     for classification.
 func Score(task Task, golds, preds []Output) (Scores, error) {
+	return ScoreWith(task, golds, preds, ScoreOptions{})
+}
+
+// ScoreOptions refine ScoreWith.
+type ScoreOptions struct {
+	// Labels are the answers of a generic classification task (see Score).
+	Labels []string
+	// OnlyPredicted scores only the golds that have a prediction (a run
+	// over part of the questions, eval --limit) instead of refusing the
+	// others; Scores.Skipped counts those left out.
+	OnlyPredicted bool
+}
+
+// ScoreWith is Score with options.
+func ScoreWith(task Task, golds, preds []Output, o ScoreOptions) (Scores, error) {
 	if !task.Valid() {
 		return Scores{}, errors.New("lamp: Score: invalid task")
 	}
@@ -224,22 +261,34 @@ func Score(task Task, golds, preds []Output) (Scores, error) {
 		s.Warnings = append(s.Warnings, fmt.Sprintf("%d predictions have ids with no gold and were ignored", s.Extra))
 	}
 	var missing []string
+	var predicted []Output
 	for _, g := range golds {
 		if _, ok := pred[g.ID]; !ok {
 			missing = append(missing, g.ID)
+		} else {
+			predicted = append(predicted, g)
 		}
 	}
-	if len(missing) > 0 {
-		return Scores{}, fmt.Errorf("lamp: Score: %d of %d golds have no prediction: %s", len(missing), len(golds), listIDs(missing))
+	switch {
+	case len(missing) > 0 && !o.OnlyPredicted:
+		return Scores{}, fmt.Errorf("lamp: Score: %d of %d golds have no prediction: %s (a run over part of the questions: score only what was predicted)", len(missing), len(golds), listIDs(missing))
+	case len(predicted) == 0:
+		return Scores{}, errors.New("lamp: Score: no gold has a prediction")
+	case len(missing) > 0:
+		s.Skipped, s.N, golds = len(missing), len(predicted), predicted
+		s.Warnings = append(s.Warnings, fmt.Sprintf("scored the %d of %d golds that have a prediction", len(predicted), len(predicted)+len(missing)))
 	}
 
 	var err error
-	switch task.Kind() {
-	case Classification:
+	switch {
+	case task.IsGeneric() && len(o.Labels) > 0 && allLabels(golds, o.Labels):
+		s.metrics = []Metric{Accuracy, F1}
+		err = scoreLabels(&s, o.Labels, golds, pred)
+	case task.Kind() == Classification:
 		err = scoreClassification(&s, golds, pred)
-	case Regression:
+	case task.Kind() == Regression:
 		err = scoreRegression(&s, golds, pred)
-	case Generation:
+	default:
 		scoreGeneration(&s, golds, pred)
 	}
 	if err != nil {
@@ -251,18 +300,33 @@ func Score(task Task, golds, preds []Output) (Scores, error) {
 	return s, nil
 }
 
+// allLabels reports whether every gold is one of labels.
+func allLabels(golds []Output, labels []string) bool {
+	for _, g := range golds {
+		if !slices.Contains(labels, PyStrip(g.Output)) {
+			return false
+		}
+	}
+	return true
+}
+
 func scoreClassification(s *Scores, golds []Output, pred map[string]string) error {
-	nl := len(s.Task.Labels())
+	return scoreLabels(s, s.Task.Labels(), golds, pred)
+}
+
+// scoreLabels is accuracy and macro F1 over a label set (see Score).
+func scoreLabels(s *Scores, labels []string, golds []Output, pred map[string]string) error {
+	nl := len(labels)
 	tp := make([]int, nl)
 	fp := make([]int, nl)
 	fn := make([]int, nl)
 	correct := 0
 	for _, g := range golds {
-		gi := s.Task.LabelIndex(PyStrip(g.Output))
+		gi := slices.Index(labels, PyStrip(g.Output))
 		if gi < 0 {
 			return fmt.Errorf("lamp: Score: gold %q of id %q is not a label of %s", g.Output, g.ID, s.Task)
 		}
-		pi := s.Task.LabelIndex(PyStrip(pred[g.ID]))
+		pi := slices.Index(labels, PyStrip(pred[g.ID]))
 		switch {
 		case pi == gi:
 			correct++
@@ -336,6 +400,12 @@ func scoreGeneration(s *Scores, golds []Output, pred map[string]string) {
 // A task name in either file that names another task number is an error;
 // a predictions file whose task name cannot be parsed only adds a warning.
 func ScoreFiles(task Task, goldsPath, predsPath string) (Scores, error) {
+	return ScoreFilesWith(task, goldsPath, predsPath, ScoreOptions{})
+}
+
+// ScoreFilesWith is ScoreFiles with options; the golds file's "labels"
+// serve when o.Labels is empty.
+func ScoreFilesWith(task Task, goldsPath, predsPath string, o ScoreOptions) (Scores, error) {
 	golds, err := ReadOutputs(goldsPath)
 	if err != nil {
 		return Scores{}, err
@@ -354,19 +424,25 @@ func ScoreFiles(task Task, goldsPath, predsPath string) (Scores, error) {
 		gt, err := golds.ParsedTask()
 		if err != nil {
 			warnings = append(warnings, fmt.Sprintf("%s: unknown task name %q", goldsPath, golds.Task))
-		} else if gt.Number() != task.Number() {
+		} else if !gt.SameAs(task) && !task.IsGeneric() {
 			return Scores{}, fmt.Errorf("lamp: %s holds %s golds, not %s", goldsPath, golds.Task, task)
 		}
 	}
 	if preds.Task != "" {
 		pt, err := preds.ParsedTask()
+		if _, perr := ParseTask(preds.Task); perr != nil && err == nil {
+			err = perr // named no task; scored as the golds say
+		}
 		if err != nil {
 			warnings = append(warnings, fmt.Sprintf("%s: unknown task name %q", predsPath, preds.Task))
-		} else if pt.Number() != task.Number() {
+		} else if !pt.SameAs(task) && !task.IsGeneric() && !pt.IsGeneric() {
 			return Scores{}, fmt.Errorf("lamp: %s holds %s predictions, not %s", predsPath, preds.Task, task)
 		}
 	}
-	s, err := Score(task, golds.Golds, preds.Golds)
+	if len(o.Labels) == 0 {
+		o.Labels = golds.Labels
+	}
+	s, err := ScoreWith(task, golds.Golds, preds.Golds, o)
 	if err != nil {
 		return Scores{}, fmt.Errorf("%w (golds %s, predictions %s)", err, goldsPath, predsPath)
 	}

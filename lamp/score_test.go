@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -319,9 +320,10 @@ func TestScoreFiles(t *testing.T) {
 	if _, err := ScoreFiles(Task{}, golds, other); err == nil || !strings.Contains(err.Error(), "holds LaMP_2 predictions") {
 		t.Errorf("prediction task mismatch error %v", err)
 	}
+	// Golds that name no task are a generic task, scored with ROUGE.
 	noTask := writeFile(t, dir, "notask.json", `{"golds": [{"id": "1", "output": "3"}, {"id": "2", "output": "4"}]}`)
-	if _, err := ScoreFiles(Task{}, noTask, preds); err == nil || !strings.Contains(err.Error(), "cannot tell the task") {
-		t.Errorf("no task error %v", err)
+	if s, err := ScoreFiles(Task{}, noTask, preds); err != nil || !s.Task.IsGeneric() || !slices.Equal(s.Metrics(), []Metric{Rouge1, RougeL}) || !near(s.Values[Rouge1], 0.5) {
+		t.Errorf("no task: %+v %v", s, err)
 	}
 	odd := writeFile(t, dir, "odd.json", `{"task": "my-run", "golds": [{"id": "1", "output": "3"}, {"id": "2", "output": "4"}]}`)
 	s, err = ScoreFiles(Task{}, golds, odd)
@@ -334,5 +336,51 @@ func TestScoreFiles(t *testing.T) {
 	}
 	if _, err := ScoreFiles(Task{}, filepath.Join(dir, "nope.json"), preds); err == nil {
 		t.Error("absent golds file")
+	}
+}
+
+// TestScoreGenericAndPartial: a generic task is scored with ROUGE, or by
+// exact match when every gold is one of the labels; a partial run scores
+// the golds it predicted when asked to.
+func TestScoreGenericAndPartial(t *testing.T) {
+	golds := []Output{{"a", "positive"}, {"b", "negative"}, {"c", "positive"}, {"d", "neutral"}}
+	preds := []Output{{"a", "positive"}, {"b", "positive"}, {"c", " positive "}, {"d", "meh"}}
+	s, err := ScoreWith(Generic, golds, preds, ScoreOptions{Labels: []string{"positive", "negative", "neutral"}})
+	if err != nil || !slices.Equal(s.Metrics(), []Metric{Accuracy, F1}) || !near(s.Values[Accuracy], 0.5) || s.Invalid != 1 {
+		t.Fatalf("labels: %+v %v", s, err)
+	}
+	// F1: positive 2*2/(4+1) = 0.8, negative 0, neutral 0 -> 0.8/3.
+	if !near(s.Values[F1], 0.8/3) {
+		t.Errorf("f1 %v", s.Values[F1])
+	}
+	js, _ := json.Marshal(s)
+	if !strings.Contains(string(js), `"task":"generic"`) || !strings.Contains(string(js), `"accuracy":0.5`) || strings.Contains(string(js), "rouge") {
+		t.Errorf("json %s", js)
+	}
+	// A gold outside the labels: free text, ROUGE.
+	s, err = ScoreWith(Generic, append(golds, Output{"e", "a long answer"}), append(preds, Output{"e", "a long answer"}), ScoreOptions{Labels: []string{"positive", "negative", "neutral"}})
+	if err != nil || !slices.Equal(s.Metrics(), []Metric{Rouge1, RougeL}) {
+		t.Fatalf("mixed golds: %+v %v", s, err)
+	}
+	// Partial runs.
+	part := preds[:2]
+	if _, err := Score(Generic, golds, part); err == nil || !strings.Contains(err.Error(), "2 of 4 golds have no prediction") {
+		t.Errorf("partial without OnlyPredicted: %v", err)
+	}
+	s, err = ScoreWith(Generic, golds, part, ScoreOptions{OnlyPredicted: true})
+	if err != nil || s.N != 2 || s.Skipped != 2 || !near(s.Values[Rouge1], 0.5) {
+		t.Fatalf("only predicted: %+v %v", s, err)
+	}
+	js, _ = json.Marshal(s)
+	if !strings.Contains(string(js), `"unpredicted_golds":2`) {
+		t.Errorf("json %s", js)
+	}
+	if _, err := ScoreWith(Generic, golds, []Output{{"z", "x"}}, ScoreOptions{OnlyPredicted: true}); err == nil {
+		t.Error("no prediction at all scored")
+	}
+	// LaMP tasks keep their own scoring whatever the labels.
+	s, err = ScoreWith(LaMP7, golds, preds, ScoreOptions{Labels: []string{"positive"}})
+	if err != nil || !slices.Equal(s.Metrics(), []Metric{Rouge1, RougeL}) {
+		t.Errorf("LaMP_7 with labels: %+v %v", s, err)
 	}
 }

@@ -121,7 +121,26 @@ var specs = []*taskSpec{
 	},
 }
 
+// genericNum numbers the generic task (no LaMP task has it).
+const genericNum = 100
+
+// generic is the task of any data in the LaMP layout: the input is the
+// prompt as given (no query markers: retrieval and the aggregator look at
+// all of it), an item's text is its "text" field (or its other text fields,
+// see persona/profile), the outputs are free text scored with ROUGE, or by
+// exact match against a label list when one is given (ScoreOptions.Labels,
+// an outputs file's "labels").
+var generic = &taskSpec{
+	num:         genericNum,
+	description: "personalisation of any task (the input as given)",
+	kind:        Generation,
+	metrics:     []Metric{Rouge1, RougeL},
+}
+
 func specFor(num int) *taskSpec {
+	if num == genericNum {
+		return generic
+	}
 	for _, s := range specs {
 		if s.num == num {
 			return s
@@ -148,6 +167,9 @@ var (
 	LaMP4 = Task{num: 4}
 	LaMP5 = Task{num: 5}
 	LaMP7 = Task{num: 7}
+	// Generic is any task in the LaMP file layout, not one of LaMP's: the
+	// input used as given, ROUGE (or exact match against a label list).
+	Generic = Task{num: genericNum}
 )
 
 // Tasks returns the supported tasks on the user-based split, in order.
@@ -165,8 +187,8 @@ func NewTask(n int, timeSplit bool) (Task, error) {
 	if n == 6 {
 		return Task{}, fmt.Errorf("lamp: LaMP_6 (email subject generation) is not supported: its data is not public")
 	}
-	if specFor(n) == nil {
-		return Task{}, fmt.Errorf("lamp: no task LaMP_%d (tasks are 1-5 and 7)", n)
+	if specFor(n) == nil || n == genericNum {
+		return Task{}, fmt.Errorf("lamp: no task LaMP_%d (tasks are 1-5 and 7, or generic)", n)
 	}
 	return Task{num: n, time: timeSplit}, nil
 }
@@ -174,7 +196,11 @@ func NewTask(n int, timeSplit bool) (Task, error) {
 // ParseTask parses a task name leniently: case, '_', '-', '.' and spaces are
 // ignored, so "LaMP_2", "lamp2", "LaMP-2", "lamp_time_2" and "LaMP-time-2"
 // are all accepted. The "lamp" prefix may be left out ("2", "time_2").
+// "generic" is the Generic task.
 func ParseTask(name string) (Task, error) {
+	if strings.EqualFold(strings.TrimSpace(name), "generic") {
+		return Generic, nil
+	}
 	var b strings.Builder
 	for _, r := range strings.ToLower(strings.TrimSpace(name)) {
 		switch r {
@@ -188,7 +214,7 @@ func ParseTask(name string) (Task, error) {
 	s = strings.TrimPrefix(s, "time")
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 0 || strings.HasPrefix(s, "+") {
-		return Task{}, fmt.Errorf("lamp: unknown task %q (want a name like LaMP_2 or LaMP_time_2)", name)
+		return Task{}, fmt.Errorf("lamp: unknown task %q (want a name like LaMP_2 or LaMP_time_2, or generic)", name)
 	}
 	return NewTask(n, timeSplit)
 }
@@ -207,21 +233,42 @@ func (t Task) spec() *taskSpec { return specFor(t.num) }
 // Valid reports whether t is a supported task (the zero Task is not).
 func (t Task) Valid() bool { return t.spec() != nil }
 
-// Number returns the task number (1-5 or 7; 0 for the zero Task).
-func (t Task) Number() int { return t.num }
+// Number returns the LaMP task number (1-5 or 7; 0 for the zero Task and
+// for Generic).
+func (t Task) Number() int {
+	if t.num == genericNum {
+		return 0
+	}
+	return t.num
+}
+
+// IsGeneric reports whether t is the Generic task.
+func (t Task) IsGeneric() bool { return t.num == genericNum }
+
+// SameAs reports whether two valid tasks are the same task, whatever their
+// split.
+func (t Task) SameAs(u Task) bool { return t.num == u.num }
 
 // TimeSplit reports whether t names the time-based split (LaMP_time_N).
 func (t Task) TimeSplit() bool { return t.time }
 
 // WithTimeSplit returns the same task on the time-based (true) or
 // user-based (false) split.
-func (t Task) WithTimeSplit(timeSplit bool) Task { t.time = timeSplit; return t }
+func (t Task) WithTimeSplit(timeSplit bool) Task {
+	if t.num != genericNum {
+		t.time = timeSplit
+	}
+	return t
+}
 
 // Name returns the canonical name used in LaMP files: "LaMP_2" or
 // "LaMP_time_2"; "" for the zero Task.
 func (t Task) Name() string {
 	if !t.Valid() {
 		return ""
+	}
+	if t.num == genericNum {
+		return "generic"
 	}
 	if t.time {
 		return "LaMP_time_" + strconv.Itoa(t.num)

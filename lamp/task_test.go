@@ -223,3 +223,36 @@ func TestTaskText(t *testing.T) {
 	}()
 	MustParseTask("nope")
 }
+
+func TestGenericTask(t *testing.T) {
+	for _, name := range []string{"generic", "Generic", " GENERIC "} {
+		if task, err := ParseTask(name); err != nil || task != Generic {
+			t.Errorf("ParseTask(%q) = %v, %v", name, task, err)
+		}
+	}
+	g := Generic
+	if !g.Valid() || !g.IsGeneric() || g.Name() != "generic" || g.Number() != 0 || g.Kind() != Generation || g.ProfileFields() != nil || g.QueryMarkers() != nil {
+		t.Fatalf("generic: %v %v %v", g.Name(), g.Kind(), g.ProfileFields())
+	}
+	if g.WithTimeSplit(true) != Generic {
+		t.Error("a generic task has no time split")
+	}
+	// The input is used as given: no LaMP marker cuts it.
+	in := "Paraphrase the following tweet without any explanation before or after it: my text"
+	if g.QueryPart(in) != in || LaMP7.QueryPart(in) == in {
+		t.Errorf("query part %q", g.QueryPart(in))
+	}
+	if _, err := NewTask(100, false); err == nil {
+		t.Error("NewTask(100)")
+	}
+	for _, task := range Tasks() {
+		if task.IsGeneric() {
+			t.Error("Tasks lists the generic task")
+		}
+	}
+	b, _ := g.MarshalText()
+	var back Task
+	if err := back.UnmarshalText(b); err != nil || back != Generic {
+		t.Errorf("round trip %q: %v %v", b, back, err)
+	}
+}

@@ -32,6 +32,18 @@ func EncodeOutputs(w io.Writer, o Outputs) error {
 	if err := writeJSONString(&b, o.Task); err != nil {
 		return fmt.Errorf("lamp: task name: %w", err)
 	}
+	if len(o.Labels) > 0 {
+		b.WriteString(`,"labels":[`)
+		for i, l := range o.Labels {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			if err := writeJSONString(&b, l); err != nil {
+				return fmt.Errorf("lamp: label %d: %w", i, err)
+			}
+		}
+		b.WriteByte(']')
+	}
 	b.WriteString(`,"golds":[`)
 	for i, g := range o.Golds {
 		if i > 0 {

@@ -48,6 +48,7 @@ func evalCommand() *cli.Command {
 		&cli.IntFlag{Name: "max-new-tokens", Aliases: []string{"n"}, Usage: "tokens to generate per answer (0: 128, 10 for LaMP-3, as the paper)"},
 		&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "output `DIR` for <method>_outputs.json and results.json/md (default: eval-<task>)"},
 		&cli.BoolFlag{Name: "chat", Usage: "wrap each prompt in the model's chat template (one user message)"},
+		labelsFlag(),
 	}
 	flags = append(flags, modelFlags()...)
 	flags = append(flags, contextFlags()...)
@@ -55,8 +56,8 @@ func evalCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "eval",
 		Usage: "evaluate personalisation methods on LaMP data: predictions, official scores, persona NLL",
-		UsageText: "pplug eval --task LaMP_N --questions Q.json [--golds O.json] -m MODEL [--plug P] [--methods none,bm25,recent,pplug,pplug+bm25] [-k 4] [--limit N] [-n MAX_NEW] [--out DIR]\n" +
-			"   pplug eval score --task LaMP_N --golds OUTPUTS.json --preds PREDS.json [--json]\n" +
+		UsageText: "pplug eval --task LaMP_N|generic --questions Q.json [--golds O.json] -m MODEL [--plug P] [--methods none,bm25,recent,pplug,pplug+bm25] [-k 4] [--limit N] [-n MAX_NEW] [--out DIR]\n" +
+			"   pplug eval score --task LaMP_N --golds OUTPUTS.json --preds PREDS.json [--only-predicted] [--json]\n" +
 			"   pplug eval nll --task LaMP_N --questions Q.json --golds O.json -m MODEL --plug P [--limit N] [--json]\n" +
 			"   pplug eval synth-users -o DIR [--users 40] [--items 12] [--seed 1] [--split 0.75]",
 		Flags:  flags,
@@ -76,19 +77,22 @@ func evalTask(c *cli.Context, golds *lamp.Outputs) (lamp.Task, error) {
 		if err != nil {
 			return t, usageError{err}
 		}
-		if golds != nil && golds.Task != "" {
-			if gt, err := golds.ParsedTask(); err == nil && gt.Number() != t.Number() {
+		if golds != nil && golds.Task != "" && !t.IsGeneric() {
+			if gt, err := golds.ParsedTask(); err == nil && !gt.SameAs(t) {
 				return t, fmt.Errorf("%s holds %s golds, not %s", c.String("golds"), golds.Task, t)
 			}
 		}
 		return t, nil
 	}
-	if golds != nil && golds.Task != "" {
-		if t, err := golds.ParsedTask(); err == nil {
-			return t, nil
+	if golds != nil {
+		t, err := golds.ParsedTask()
+		if err != nil {
+			return t, fmt.Errorf("%s: %w (give --task)", c.String("golds"), err)
 		}
+		return t, nil
 	}
-	return lamp.Task{}, usagef("no task given: pass --task LaMP_N")
+	// Nothing names a LaMP task: any task, the input used as given.
+	return lamp.Generic, nil
 }
 
 // readGolds reads --golds when given.
@@ -131,6 +135,10 @@ func runEval(c *cli.Context) error {
 	golds, err := readGolds(c)
 	if err != nil {
 		return err
+	}
+	labels := labelsOf(c)
+	if len(labels) == 0 && golds != nil {
+		labels = golds.Labels
 	}
 	task, err := evalTask(c, golds)
 	if err != nil {
@@ -215,7 +223,7 @@ func runEval(c *cli.Context) error {
 	var bar *progress.Bar
 	var barMethod eval.Method
 	o := eval.RunOptions{
-		Methods: methods, QuestionsFile: qpath, GoldsFile: c.String("golds"), Limit: c.Int("limit"), OutDir: out,
+		Methods: methods, QuestionsFile: qpath, GoldsFile: c.String("golds"), Limit: c.Int("limit"), OutDir: out, Labels: labels,
 		Report: eval.Report{Model: c.String("model"), Plug: c.String("plug"), Encoder: c.String("encoder")},
 		Progress: func(method eval.Method, done, total int, elapsed time.Duration) {
 			if bar == nil || barMethod != method {
@@ -263,15 +271,33 @@ func runEval(c *cli.Context) error {
 
 // ---- eval score ------------------------------------------------------------
 
+// labelsFlag is --labels of eval and eval score.
+func labelsFlag() cli.Flag {
+	return &cli.StringFlag{Name: "labels", Usage: "comma-separated answers of a generic classification task: scored by exact match (default: the golds file's \"labels\")"}
+}
+
+// labelsOf reads --labels.
+func labelsOf(c *cli.Context) []string {
+	var out []string
+	for _, l := range strings.Split(c.String("labels"), ",") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 func evalScoreCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "score",
 		Usage:     "score a predictions file against golds like the official LaMP scorer",
-		UsageText: "pplug eval score [--task LaMP_N] --golds OUTPUTS.json --preds PREDS.json [--json]",
+		UsageText: "pplug eval score [--task LaMP_N|generic] --golds OUTPUTS.json --preds PREDS.json [--only-predicted] [--labels a,b] [--json]",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "task", Usage: "LaMP task (default: the golds file's)"},
+			&cli.StringFlag{Name: "task", Usage: "LaMP_N or generic (default: the golds file's; generic when it names no LaMP task)"},
 			&cli.StringFlag{Name: "golds", Usage: "LaMP outputs `FILE` with the gold answers"},
 			&cli.StringFlag{Name: "preds", Usage: "predictions `FILE` (outputs format)"},
+			&cli.BoolFlag{Name: "only-predicted", Usage: "score only the golds that have a prediction (a run with --limit), instead of refusing the rest"},
+			labelsFlag(),
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 		},
 		Action: runEvalScore,
@@ -293,7 +319,8 @@ func runEvalScore(c *cli.Context) error {
 		}
 		task = t
 	}
-	s, err := lamp.ScoreFiles(task, c.String("golds"), c.String("preds"))
+	s, err := lamp.ScoreFilesWith(task, c.String("golds"), c.String("preds"), lamp.ScoreOptions{
+		Labels: labelsOf(c), OnlyPredicted: c.Bool("only-predicted")})
 	if err != nil {
 		return err
 	}
@@ -312,6 +339,9 @@ func runEvalScore(c *cli.Context) error {
 	fmt.Fprintln(w, s.MarkdownHeader())
 	fmt.Fprintln(w, s.MarkdownRow())
 	fmt.Fprintf(w, "\n%d predictions scored", s.N)
+	if s.Skipped > 0 {
+		fmt.Fprintf(w, " (%d golds without a prediction left out)", s.Skipped)
+	}
 	if s.Invalid > 0 {
 		fmt.Fprintf(w, ", %d not valid answers", s.Invalid)
 	}

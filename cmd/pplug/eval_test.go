@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -240,7 +241,6 @@ func TestEvalBadInputs(t *testing.T) {
 		want string
 	}{
 		{"no questions", []string{"--task", "LaMP_7"}, "no questions given"},
-		{"no task", []string{"--questions", q}, "no task given"},
 		{"unknown task", []string{"--task", "LaMP_6", "--questions", q}, "LaMP_6"},
 		{"missing questions file", []string{"--task", "LaMP_7", "--questions", filepath.Join(dir, "none.json")}, "no such file"},
 		{"missing golds file", []string{"--task", "LaMP_7", "--questions", q, "--golds", filepath.Join(dir, "none.json")}, "no such file"},
@@ -348,5 +348,68 @@ func TestEvalChat(t *testing.T) {
 	}
 	if positions[true] <= positions[false] {
 		t.Fatalf("the chat template added no tokens: %v", positions)
+	}
+}
+
+// TestGenericTask: data in the LaMP layout that is no LaMP task (any
+// input, profiles of text items, outputs naming no task) trains, evaluates
+// (also a partial run, scored with --only-predicted), checks its NLL and
+// generates; the input reaches the model as given.
+func TestGenericTask(t *testing.T) {
+	model := testenv.Stories260K(t)
+	dir := t.TempDir()
+	var qs, golds []string
+	for u, who := range []string{"Lily", "Tom", "Sue", "Ben"} {
+		var items []string
+		for i := range 4 {
+			items = append(items, fmt.Sprintf(`{"id": "%d", "text": "%s went to the park with the dog. %s liked it a lot."}`, i, who, who))
+		}
+		for j := range 2 {
+			id := fmt.Sprintf("%d%d", u, j)
+			qs = append(qs, fmt.Sprintf(`{"id": %q, "input": "note: Once upon a time, there was", "profile": [%s]}`, id, strings.Join(items, ",")))
+			golds = append(golds, fmt.Sprintf(`{"id": %q, "output": "a child named %s."}`, id, who))
+		}
+	}
+	q := writeFile(t, dir, "q.json", "["+strings.Join(qs, ",\n")+"]")
+	o := writeFile(t, dir, "o.json", `{"golds": [`+strings.Join(golds, ",\n")+`]}`)
+	plug := filepath.Join(dir, "p.gguf")
+	cache := filepath.Join(dir, "cache")
+	code, out, errs := pplug(t, "", "train", "-m", model, "--questions", q, "--outputs", o, "-o", plug, "--epochs", "1", "--batch", "4", "-t", "1", "--cache-dir", cache)
+	if code != 0 {
+		t.Fatalf("train: exit %d %s %s", code, out, errs)
+	}
+	if p, err := persona.ReadPlug(plug); err != nil || p.Task != "" && p.Task != "generic" {
+		t.Fatalf("plug task %q %v", p.Task, err)
+	}
+	res := filepath.Join(dir, "res")
+	code, out, errs = pplug(t, "", "eval", "--questions", q, "--golds", o, "-m", model, "--plug", plug, "--methods", "bm25,pplug", "-n", "6", "--limit", "3", "--out", res, "-t", "1", "--cache-dir", cache)
+	if code != 0 || !strings.Contains(out, "generic") || !strings.Contains(out, "rouge-1") {
+		t.Fatalf("eval: exit %d\n%s\n%s", code, out, errs)
+	}
+	preds := filepath.Join(res, "pplug_outputs.json")
+	if code, _, errs := pplug(t, "", "eval", "score", "--golds", o, "--preds", preds); code == 0 || !strings.Contains(errs, "5 of 8 golds have no prediction") {
+		t.Errorf("score of a partial run without --only-predicted: exit %d %s", code, errs)
+	}
+	code, out, errs = pplug(t, "", "eval", "score", "--golds", o, "--preds", preds, "--only-predicted", "--json")
+	var s map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &s) != nil || s["task"] != "generic" || s["n"] != 3.0 || s["unpredicted_golds"] != 5.0 || s["rouge-1"] == nil {
+		t.Errorf("--only-predicted: exit %d %s %s", code, out, errs)
+	}
+	code, out, errs = pplug(t, "", "eval", "nll", "--questions", q, "--golds", o, "-m", model, "--plug", plug, "-t", "1", "--cache-dir", cache, "--json")
+	if code != 0 || !strings.Contains(out, `"task": "generic"`) {
+		t.Errorf("eval nll: exit %d %s %s", code, out, errs)
+	}
+	// generate --task generic: the whole input is the query and the prompt.
+	code, _, errs = pplug(t, "", "generate", "-m", model, "--task", "generic", "--profile", q, "--question-id", "10", "-p", "note: Once upon a time, there was",
+		"-n", "4", "--method", "bm25", "--verbose-prompt", "--cache-dir", cache)
+	if code != 0 || !strings.Contains(errs, `\n\nnote: Once upon a time, there was"`) || !strings.Contains(errs, "Tom went to the park") {
+		t.Errorf("generate --task generic: exit %d\n%s", code, errs)
+	}
+	// Labels: a generic classification task is scored by exact match.
+	lg := writeFile(t, dir, "lg.json", `{"labels": ["yes", "no"], "golds": [{"id": "a", "output": "yes"}, {"id": "b", "output": "no"}]}`)
+	lp := writeFile(t, dir, "lp.json", `{"golds": [{"id": "a", "output": "yes"}, {"id": "b", "output": "yes"}]}`)
+	code, out, _ = pplug(t, "", "eval", "score", "--golds", lg, "--preds", lp, "--json")
+	if code != 0 || json.Unmarshal([]byte(out), &s) != nil || s["accuracy"] != 0.5 {
+		t.Errorf("labels: %d %s", code, out)
 	}
 }

@@ -23,7 +23,7 @@ func profileFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "profile", Usage: "user profile `FILE`: JSON array or JSONL of history items, or a LaMP question (file)"},
 		&cli.StringFlag{Name: "question-id", Usage: "the question (user) to take from a LaMP questions file"},
-		&cli.StringFlag{Name: "task", Usage: "LaMP task (lamp1..lamp7, LaMP_time_N): selects the history text fields and the query part of the input"},
+		&cli.StringFlag{Name: "task", Usage: "LaMP task (lamp1..lamp7, LaMP_time_N) or generic: selects the history text fields and the query part of the input (generic: the text field, the whole input)"},
 		&cli.StringFlag{Name: "fields", Usage: "comma-separated history fields to use as text (overrides --task's)"},
 		&cli.IntFlag{Name: "max-items", Value: profile.DefaultMaxItems, Usage: "keep the most recent N history items"},
 	}

@@ -30,7 +30,7 @@ func trainCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			verboseFlag(),
 			&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "GGUF model `FILE` (llama, mistral or qwen2)", EnvVars: []string{"PPLUG_MODEL"}},
-			&cli.StringFlag{Name: "task", Usage: "LaMP task (default: the outputs file's)"},
+			&cli.StringFlag{Name: "task", Usage: "LaMP_N or generic (default: the outputs file's; generic when it names no LaMP task)"},
 			&cli.StringFlag{Name: "questions", Usage: "training questions `FILE`"},
 			&cli.StringFlag{Name: "outputs", Usage: "training gold outputs `FILE`"},
 			&cli.StringFlag{Name: "dev-questions", Usage: "dev questions (loss each epoch, persona NLL check at the end)"},
