@@ -298,6 +298,56 @@ func newID(prefix string) string {
 	return prefix + hex.EncodeToString(b[:])
 }
 
+// samplerOptions checks a request's sampling fields (OpenAI's ranges) and
+// returns the sampler options and max_tokens (-1: not given).
+func (s *Server) samplerOptions(p samplingParams) (llama.SamplerOptions, int, *apiError) {
+	opts := llama.DefaultSamplerOptions()
+	if p.Temperature != nil {
+		if *p.Temperature < 0 || *p.Temperature > 2 {
+			return opts, 0, withParam(badRequest("", "temperature %v is outside [0, 2]", *p.Temperature), "temperature")
+		}
+		opts.Temp = float32(*p.Temperature)
+	}
+	if p.TopP != nil {
+		if *p.TopP <= 0 || *p.TopP > 1 {
+			return opts, 0, withParam(badRequest("", "top_p %v is outside (0, 1]", *p.TopP), "top_p")
+		}
+		opts.TopP = float32(*p.TopP)
+	}
+	if p.Seed != nil {
+		if *p.Seed < 0 || *p.Seed >= llama.SeedRandom {
+			return opts, 0, withParam(badRequest("", "seed %d is outside [0, %d)", *p.Seed, int64(llama.SeedRandom)), "seed")
+		}
+		opts.Seed = uint32(*p.Seed)
+	}
+	if len(p.Stop) > 4 {
+		return opts, 0, withParam(badRequest("", "at most 4 stop sequences"), "stop")
+	}
+	for _, pen := range []struct {
+		v    *float64
+		dst  *float32
+		name string
+	}{{p.FrequencyPenalty, &opts.FrequencyPenalty, "frequency_penalty"}, {p.PresencePenalty, &opts.PresencePenalty, "presence_penalty"}} {
+		if pen.v == nil {
+			continue
+		}
+		if *pen.v < -2 || *pen.v > 2 || math.IsNaN(*pen.v) {
+			return opts, 0, withParam(badRequest("", "%s %v is outside [-2, 2]", pen.name, *pen.v), pen.name)
+		}
+		*pen.dst = float32(*pen.v)
+	}
+	maxTok := -1
+	for _, m := range []*int{p.MaxTokens, p.MaxCompletionTokens} {
+		if m != nil {
+			if *m < 1 || *m > s.cfg.MaxTokens {
+				return opts, 0, withParam(badRequest("", "max_tokens %d is outside [1, %d] (the server's --max-tokens)", *m, s.cfg.MaxTokens), "max_tokens")
+			}
+			maxTok = *m
+		}
+	}
+	return opts, maxTok, nil
+}
+
 // prepared is a validated completion request ready to run.
 type prepared struct {
 	job     *job
@@ -325,49 +375,9 @@ func (s *Server) prepare(ctx context.Context, c caller, p samplingParams, query 
 			return nil, withParam(errf(http.StatusForbidden, "invalid_request_error", "permission_denied", "this API key belongs to user %q, not %q", c.user, user), "user")
 		}
 	}
-	opts := llama.DefaultSamplerOptions()
-	if p.Temperature != nil {
-		if *p.Temperature < 0 || *p.Temperature > 2 {
-			return nil, withParam(badRequest("", "temperature %v is outside [0, 2]", *p.Temperature), "temperature")
-		}
-		opts.Temp = float32(*p.Temperature)
-	}
-	if p.TopP != nil {
-		if *p.TopP <= 0 || *p.TopP > 1 {
-			return nil, withParam(badRequest("", "top_p %v is outside (0, 1]", *p.TopP), "top_p")
-		}
-		opts.TopP = float32(*p.TopP)
-	}
-	if p.Seed != nil {
-		if *p.Seed < 0 || *p.Seed >= llama.SeedRandom {
-			return nil, withParam(badRequest("", "seed %d is outside [0, %d)", *p.Seed, int64(llama.SeedRandom)), "seed")
-		}
-		opts.Seed = uint32(*p.Seed)
-	}
-	if len(p.Stop) > 4 {
-		return nil, withParam(badRequest("", "at most 4 stop sequences"), "stop")
-	}
-	for _, pen := range []struct {
-		v    *float64
-		dst  *float32
-		name string
-	}{{p.FrequencyPenalty, &opts.FrequencyPenalty, "frequency_penalty"}, {p.PresencePenalty, &opts.PresencePenalty, "presence_penalty"}} {
-		if pen.v == nil {
-			continue
-		}
-		if *pen.v < -2 || *pen.v > 2 || math.IsNaN(*pen.v) {
-			return nil, withParam(badRequest("", "%s %v is outside [-2, 2]", pen.name, *pen.v), pen.name)
-		}
-		*pen.dst = float32(*pen.v)
-	}
-	maxTok := -1
-	for _, m := range []*int{p.MaxTokens, p.MaxCompletionTokens} {
-		if m != nil {
-			if *m < 1 || *m > s.cfg.MaxTokens {
-				return nil, withParam(badRequest("", "max_tokens %d is outside [1, %d] (the server's --max-tokens)", *m, s.cfg.MaxTokens), "max_tokens")
-			}
-			maxTok = *m
-		}
+	opts, maxTok, aerr := s.samplerOptions(p)
+	if aerr != nil {
+		return nil, aerr
 	}
 	req, err := s.pers.forQuery(ctx, user, query)
 	if err != nil {

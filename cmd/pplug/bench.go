@@ -562,102 +562,110 @@ func runBench(c *cli.Context) error {
 	if c.Bool("verbose") {
 		setupLogging(true, c.App.ErrWriter)
 	}
-	ctx := c.Context
 	stdout, stderr := c.App.Writer, c.App.ErrWriter
 	format := c.String("output")
 	if _, ok := benchPrinters[format]; !ok {
 		return usagef("--output %q: want md, csv, json, jsonl or sql", format)
 	}
-	models := listStrings(c, "model")
-	if len(models) == 0 {
-		return usagef("no model given: pass -m FILE (a GGUF model; several with -m A,B or -m A -m B)")
-	}
-	nps, err := benchInts(c, "n-prompt", 0)
+	bp, err := benchParamsFromFlags(c)
 	if err != nil {
 		return err
 	}
-	ngs, err := benchInts(c, "n-gen", 0)
+	groups, ntests, err := bp.instances(!c.Bool("no-c-loop"))
 	if err != nil {
 		return err
-	}
-	pgs, err := benchPG(c)
-	if err != nil {
-		return err
-	}
-	depths, err := benchInts(c, "n-depth", 0)
-	if err != nil {
-		return err
-	}
-	threads, err := benchInts(c, "threads", 1)
-	if err != nil {
-		return err
-	}
-	batches, err := benchInts(c, "batch-size", 1)
-	if err != nil {
-		return err
-	}
-	ubatches, err := benchInts(c, "ubatch-size", 1)
-	if err != nil {
-		return err
-	}
-	fas, err := benchFA(c)
-	if err != nil {
-		return err
-	}
-	ctxs, err := benchInts(c, "ctx-size", 0)
-	if err != nil {
-		return err
-	}
-	ngls, err := benchInts(c, "n-gpu-layers", -1)
-	if err != nil {
-		return err
-	}
-	if c.Int("repetitions") < 1 {
-		return usagef("--repetitions must be at least 1")
 	}
 	profile := c.String("profile") != ""
+	if ntests == 0 && !profile {
+		return usagef("nothing to run: every -p, -n and -pg is 0 (give a length, or --profile for the persona tests)")
+	}
+	// The persona tests run once per model with the last thread count and
+	// GPU layers and the first batch sizes and flash attention setting.
+	personaInst := benchInst{ngl: bp.ngls[len(bp.ngls)-1], nb: bp.batches[0], nub: bp.ubatches[0], fa: bp.fas[0], threads: bp.threads[len(bp.threads)-1]}
 
-	// The tests, in llama-bench's order (which loads each model once), one
-	// group per -m.
-	groups := make([][]benchInst, len(models))
-	ntests := 0
-	for i, m := range models {
-		for _, ngl := range ngls {
-			for _, nb := range batches {
-				for _, nub := range ubatches {
-					for _, fa := range fas {
-						for _, t := range threads {
-							for _, d := range depths {
-								for _, nctx := range ctxs {
+	b := &benchRun{c: c, stderr: stderr, reps: c.Int("repetitions"), warmup: !c.Bool("no-warmup"),
+		showProg: c.Bool("progress"), rng: rand.New(rand.NewPCG(c.Uint64("seed"), 7)), ntests: ntests}
+	per := b.reps
+	if b.warmup {
+		per++
+	}
+	b.steps = ntests * per
+	if profile {
+		nagg := len(strings.Split(c.String("agg-items"), ","))
+		b.ntests += len(bp.models) * (6 + nagg)
+		b.steps += len(bp.models) * (6 + nagg) * per
+	}
+	b.started = time.Now()
+
+	llama.LoadBackends()
+	b.sys[0], b.sys[1], b.sys[2] = benchSystem()
+	b.out = benchPrinters[format](stdout, benchLayout{ngls: bp.ngls, threads: bp.threads, batches: bp.batches, ubatches: bp.ubatches, fas: bp.fas, backends: b.sys[2]})
+	b.out.header()
+	err = b.runAll(c.Context, groups, bp.models, personaInst, profile)
+	b.out.footer()
+	if b.bar != nil {
+		b.bar.Finish("")
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "bench: %d results in %s\n", b.nrows, time.Since(b.started).Round(time.Second))
+	return nil
+}
+
+// benchParams are bench's value lists, one test per combination.
+type benchParams struct {
+	models                                                   []string
+	nps, ngs, depths, threads, batches, ubatches, ctxs, ngls []int
+	pgs                                                      []pgPair
+	fas                                                      []llama.FlashAttn
+}
+
+// benchParamsFromFlags reads and checks the value lists.
+func benchParamsFromFlags(c *cli.Context) (bp benchParams, err error) {
+	if bp.models = listStrings(c, "model"); len(bp.models) == 0 {
+		return bp, usagef("no model given: pass -m FILE (a GGUF model; several with -m A,B or -m A -m B)")
+	}
+	for _, l := range []struct {
+		dst  *[]int
+		flag string
+		min  int
+	}{{&bp.nps, "n-prompt", 0}, {&bp.ngs, "n-gen", 0}, {&bp.depths, "n-depth", 0}, {&bp.threads, "threads", 1},
+		{&bp.batches, "batch-size", 1}, {&bp.ubatches, "ubatch-size", 1}, {&bp.ctxs, "ctx-size", 0}, {&bp.ngls, "n-gpu-layers", -1}} {
+		if *l.dst, err = benchInts(c, l.flag, l.min); err != nil {
+			return bp, err
+		}
+	}
+	if bp.pgs, err = benchPG(c); err != nil {
+		return bp, err
+	}
+	if bp.fas, err = benchFA(c); err != nil {
+		return bp, err
+	}
+	if c.Int("repetitions") < 1 {
+		return bp, usagef("--repetitions must be at least 1")
+	}
+	return bp, nil
+}
+
+// instances are the tests in llama-bench's order (which loads each model
+// once), one group per model: for every combination of the other lists, a
+// pp test per -p, a tg test (and its C-loop twin) per -n, a pg test per
+// -pg.
+func (bp benchParams) instances(cloop bool) (groups [][]benchInst, ntests int, err error) {
+	groups = make([][]benchInst, len(bp.models))
+	for i, m := range bp.models {
+		for _, ngl := range bp.ngls {
+			for _, nb := range bp.batches {
+				for _, nub := range bp.ubatches {
+					for _, fa := range bp.fas {
+						for _, t := range bp.threads {
+							for _, d := range bp.depths {
+								for _, nctx := range bp.ctxs {
 									base := benchInst{model: m, ngl: ngl, nb: nb, nub: nub, fa: fa, threads: t, depth: d, nctx: nctx}
-									var add []benchInst
-									for _, np := range nps {
-										if np > 0 {
-											in := base
-											in.np = np
-											add = append(add, in)
-										}
-									}
-									for _, ng := range ngs {
-										if ng > 0 {
-											in := base
-											in.ng = ng
-											add = append(add, in)
-											if !c.Bool("no-c-loop") {
-												in.cloop = true
-												add = append(add, in)
-											}
-										}
-									}
-									for _, pg := range pgs {
-										in := base
-										in.np, in.ng = pg.p, pg.g
-										add = append(add, in)
-									}
-									for _, in := range add {
-										if in.nctx != 0 && in.nctx < in.need() {
-											return usagef("--ctx-size %d is smaller than test %s needs (%d positions)", in.nctx, in.name(), in.need())
-										}
+									add, err := bp.tests(base, cloop)
+									if err != nil {
+										return nil, 0, err
 									}
 									groups[i] = append(groups[i], add...)
 									ntests += len(add)
@@ -669,41 +677,41 @@ func runBench(c *cli.Context) error {
 			}
 		}
 	}
-	if ntests == 0 && !profile {
-		return usagef("nothing to run: every -p, -n and -pg is 0 (give a length, or --profile for the persona tests)")
-	}
-	// The persona tests run once per model with the last thread count and
-	// GPU layers and the first batch sizes and flash attention setting.
-	personaInst := benchInst{ngl: ngls[len(ngls)-1], nb: batches[0], nub: ubatches[0], fa: fas[0], threads: threads[len(threads)-1]}
+	return groups, ntests, nil
+}
 
-	b := &benchRun{c: c, stderr: stderr, reps: c.Int("repetitions"), warmup: !c.Bool("no-warmup"),
-		showProg: c.Bool("progress"), rng: rand.New(rand.NewPCG(c.Uint64("seed"), 7)), ntests: ntests}
-	per := b.reps
-	if b.warmup {
-		per++
+// tests are the pp, tg and pg tests of one combination.
+func (bp benchParams) tests(base benchInst, cloop bool) ([]benchInst, error) {
+	var add []benchInst
+	for _, np := range bp.nps {
+		if np > 0 {
+			in := base
+			in.np = np
+			add = append(add, in)
+		}
 	}
-	b.steps = ntests * per
-	if profile {
-		nagg := len(strings.Split(c.String("agg-items"), ","))
-		b.ntests += len(models) * (6 + nagg)
-		b.steps += len(models) * (6 + nagg) * per
+	for _, ng := range bp.ngs {
+		if ng > 0 {
+			in := base
+			in.ng = ng
+			add = append(add, in)
+			if cloop {
+				in.cloop = true
+				add = append(add, in)
+			}
+		}
 	}
-	b.started = time.Now()
-
-	llama.LoadBackends()
-	b.sys[0], b.sys[1], b.sys[2] = benchSystem()
-	b.out = benchPrinters[format](stdout, benchLayout{ngls: ngls, threads: threads, batches: batches, ubatches: ubatches, fas: fas, backends: b.sys[2]})
-	b.out.header()
-	err = b.runAll(ctx, groups, models, personaInst, profile)
-	b.out.footer()
-	if b.bar != nil {
-		b.bar.Finish("")
+	for _, pg := range bp.pgs {
+		in := base
+		in.np, in.ng = pg.p, pg.g
+		add = append(add, in)
 	}
-	if err != nil {
-		return err
+	for _, in := range add {
+		if in.nctx != 0 && in.nctx < in.need() {
+			return nil, usagef("--ctx-size %d is smaller than test %s needs (%d positions)", in.nctx, in.name(), in.need())
+		}
 	}
-	fmt.Fprintf(stderr, "bench: %d results in %s\n", b.nrows, time.Since(b.started).Round(time.Second))
-	return nil
+	return add, nil
 }
 
 func (b *benchRun) runAll(ctx context.Context, groups [][]benchInst, models []string, personaInst benchInst, profile bool) error {

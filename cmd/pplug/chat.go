@@ -213,48 +213,12 @@ func (r *chatREPL) run(ctx context.Context) error {
 	interruptHook.Store(&hook)
 	defer interruptHook.Store(nil)
 
-	in := r.c.App.Reader
-	f, isFile := in.(*os.File)
-	r.tty = isFile && term.IsTerminal(int(f.Fd())) && isTerminalWriter(r.stdout)
 	var ml multiline
-	var next func() (string, error)
-	if r.tty {
-		rl, err := readline.NewEx(&readline.Config{
-			Prompt:          "> ",
-			HistoryFile:     historyFile(),
-			InterruptPrompt: "^C",
-			EOFPrompt:       "",
-			Stdin:           io.NopCloser(f),
-			Stdout:          r.stdout,
-			Stderr:          r.stderr,
-		})
-		if err != nil {
-			return fmt.Errorf("terminal: %w", err)
-		}
-		defer rl.Close()
-		fmt.Fprintf(r.stderr, "chatting with %s%s. /help for commands, Ctrl-D to leave.\n", r.modelName(), r.modeNote())
-		next = func() (string, error) {
-			if ml.Pending() {
-				rl.SetPrompt("... ")
-			} else {
-				rl.SetPrompt("> ")
-			}
-			for {
-				line, err := rl.Readline()
-				if errors.Is(err, readline.ErrInterrupt) {
-					if line == "" && !ml.Pending() {
-						fmt.Fprintln(r.stderr, "(Ctrl-D or /exit leaves)")
-					}
-					ml = multiline{} // Ctrl-C drops a half-typed message
-					continue
-				}
-				return line, err
-			}
-		}
-	} else {
-		next = lineReader(in)
+	next, closeInput, err := r.input(&ml)
+	if err != nil {
+		return err
 	}
-
+	defer closeInput()
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -274,38 +238,84 @@ func (r *chatREPL) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if !utf8.ValidString(line) {
-			r.notice("that line is not valid UTF-8; it was ignored")
-			r.noAnswer()
-			continue
-		}
-		single := !ml.Pending()
-		msg, done := ml.Feed(line)
-		if !done {
-			r.noAnswer() // line mode: a continued line gets an empty line
-			continue
-		}
-		single = single && msg == line
-		msg = strings.TrimSpace(msg)
-		if msg == "" {
-			r.noAnswer()
-			continue
-		}
-		if single && strings.HasPrefix(msg, "/") {
-			quit, err := r.command(msg)
-			if err != nil {
-				r.notice(err.Error())
-			}
-			r.noAnswer()
-			if quit {
-				return nil
-			}
-			continue
-		}
-		if err := r.answer(ctx, msg); err != nil {
+		if quit, err := r.line(ctx, &ml, line); quit || err != nil {
 			return err
 		}
 	}
+}
+
+// input returns the line source: readline in a terminal (the banner, the
+// "... " prompt inside a message of several lines, Ctrl-C dropping a
+// half-typed one), lines of any length otherwise.
+func (r *chatREPL) input(ml *multiline) (next func() (string, error), closeInput func(), err error) {
+	in := r.c.App.Reader
+	f, isFile := in.(*os.File)
+	r.tty = isFile && term.IsTerminal(int(f.Fd())) && isTerminalWriter(r.stdout)
+	if !r.tty {
+		return lineReader(in), func() {}, nil
+	}
+	rl, err := readline.NewEx(&readline.Config{
+		Prompt:          "> ",
+		HistoryFile:     historyFile(),
+		InterruptPrompt: "^C",
+		EOFPrompt:       "",
+		Stdin:           io.NopCloser(f),
+		Stdout:          r.stdout,
+		Stderr:          r.stderr,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("terminal: %w", err)
+	}
+	fmt.Fprintf(r.stderr, "chatting with %s%s. /help for commands, Ctrl-D to leave.\n", r.modelName(), r.modeNote())
+	next = func() (string, error) {
+		if ml.Pending() {
+			rl.SetPrompt("... ")
+		} else {
+			rl.SetPrompt("> ")
+		}
+		for {
+			line, err := rl.Readline()
+			if errors.Is(err, readline.ErrInterrupt) {
+				if line == "" && !ml.Pending() {
+					fmt.Fprintln(r.stderr, "(Ctrl-D or /exit leaves)")
+				}
+				*ml = multiline{} // Ctrl-C drops a half-typed message
+				continue
+			}
+			return line, err
+		}
+	}
+	return next, func() { rl.Close() }, nil
+}
+
+// line handles one input line: part of a message, a whole message, or a
+// command (a single line starting with /).
+func (r *chatREPL) line(ctx context.Context, ml *multiline, line string) (quit bool, err error) {
+	if !utf8.ValidString(line) {
+		r.notice("that line is not valid UTF-8; it was ignored")
+		r.noAnswer()
+		return false, nil
+	}
+	single := !ml.Pending()
+	msg, done := ml.Feed(line)
+	if !done {
+		r.noAnswer() // line mode: a continued line gets an empty line
+		return false, nil
+	}
+	single = single && msg == line
+	if msg = strings.TrimSpace(msg); msg == "" {
+		r.noAnswer()
+		return false, nil
+	}
+	if single && strings.HasPrefix(msg, "/") {
+		quit, err := r.command(msg)
+		if err != nil {
+			r.notice(err.Error())
+		}
+		r.noAnswer()
+		return quit, nil
+	}
+	return false, r.answer(ctx, msg)
 }
 
 // noAnswer keeps line mode aligned: every input line gets one output line,

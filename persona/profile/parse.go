@@ -449,83 +449,12 @@ func (l *loader) item(raw json.RawMessage, index, line int) error {
 	if err := jsonscan.CheckText(raw); err != nil {
 		return fail(it.ID, err)
 	}
-	isString := make(map[string]bool, len(m))
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if k == "id" {
-			continue
-		}
-		s, kind, ok := jsonscan.Scalar(m[k])
-		if !ok {
-			if kind != jsonscan.Null {
-				warnings = append(warnings, fmt.Sprintf("field %q is %s; ignored", k, jsonscan.Describe(kind)))
-			}
-			continue
-		}
-		it.Fields[k] = s
-		isString[k] = kind == jsonscan.String
-	}
-
-	// Date.
-	for _, k := range dateKeys {
-		v, ok := it.Fields[k]
-		if !ok {
-			continue
-		}
-		if d, ok := ParseDate(v); ok {
-			it.Date = d
-		} else {
-			warnings = append(warnings, fmt.Sprintf("unparsable date %q in field %q; date ignored", v, k))
-		}
-		break
-	}
-
-	// Text.
-	var parts []string
-	if l.fields != nil {
-		var missing []string
-		for _, f := range l.fields {
-			v, ok := it.Fields[f]
-			if !ok {
-				missing = append(missing, f)
-				continue
-			}
-			if v = strings.TrimSpace(v); v != "" {
-				parts = append(parts, v)
-			}
-		}
-		if len(missing) > 0 && len(parts) > 0 {
-			warnings = append(warnings, fmt.Sprintf("missing field(s) %s", strings.Join(missing, ", ")))
-		}
-	} else if v := strings.TrimSpace(it.Fields["text"]); v != "" && isString["text"] {
-		parts = []string{v}
-	} else {
-		var rest []string
-		for _, k := range keys {
-			if isString[k] && !isMetadata(k) && !slices.Contains(defaultOrder, k) {
-				rest = append(rest, k)
-			}
-		}
-		for _, k := range append(slices.Clone(defaultOrder), rest...) {
-			if !isString[k] {
-				continue
-			}
-			if v := strings.TrimSpace(it.Fields[k]); v != "" {
-				parts = append(parts, v)
-			}
-		}
-	}
-	it.Text = strings.Join(parts, l.sep)
-	if maxText := l.maxTextBytes(); maxText > 0 && len(it.Text) > maxText {
-		warnings = append(warnings, fmt.Sprintf("text of %d bytes cut to its first %d (an item is at most %d bytes; the encoder reads a few hundred tokens of it)",
-			len(it.Text), maxText, maxText))
-		it.Text = strings.ToValidUTF8(it.Text[:maxText], "")
-	}
-
+	keys, isString, w := scalarFields(m, it.Fields)
+	warnings = append(warnings, w...)
+	warnings = append(warnings, itemDate(&it)...)
+	var tw []string
+	it.Text, tw = l.itemText(it.Fields, keys, isString)
+	warnings = append(warnings, tw...)
 	for _, w := range warnings {
 		if err := l.warn(Warning{Index: index, ID: it.ID, Line: line, Msg: w}); err != nil {
 			return err
@@ -549,6 +478,95 @@ func (l *loader) item(raw json.RawMessage, index, line int) error {
 	}
 	l.p.Items = append(l.p.Items, it)
 	return nil
+}
+
+// scalarFields copies an item's scalar members but "id" into fields (as
+// text) and returns their sorted names, which of them are strings, and
+// warnings about the members that are no scalars.
+func scalarFields(m map[string]json.RawMessage, fields map[string]string) (keys []string, isString map[string]bool, warnings []string) {
+	isString = make(map[string]bool, len(m))
+	keys = make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if k == "id" {
+			continue
+		}
+		s, kind, ok := jsonscan.Scalar(m[k])
+		if !ok {
+			if kind != jsonscan.Null {
+				warnings = append(warnings, fmt.Sprintf("field %q is %s; ignored", k, jsonscan.Describe(kind)))
+			}
+			continue
+		}
+		fields[k] = s
+		isString[k] = kind == jsonscan.String
+	}
+	return keys, isString, warnings
+}
+
+// itemDate sets the item's date from the first date field it has.
+func itemDate(it *Item) []string {
+	for _, k := range dateKeys {
+		v, ok := it.Fields[k]
+		if !ok {
+			continue
+		}
+		if d, ok := ParseDate(v); ok {
+			it.Date = d
+			return nil
+		}
+		return []string{fmt.Sprintf("unparsable date %q in field %q; date ignored", v, k)}
+	}
+	return nil
+}
+
+// itemText is an item's text: the chosen fields, or "text", or the
+// other text fields in the default order, joined and cut to the limit.
+func (l *loader) itemText(fields map[string]string, keys []string, isString map[string]bool) (string, []string) {
+	var parts, warnings []string
+	if l.fields != nil {
+		var missing []string
+		for _, f := range l.fields {
+			v, ok := fields[f]
+			if !ok {
+				missing = append(missing, f)
+				continue
+			}
+			if v = strings.TrimSpace(v); v != "" {
+				parts = append(parts, v)
+			}
+		}
+		if len(missing) > 0 && len(parts) > 0 {
+			warnings = append(warnings, fmt.Sprintf("missing field(s) %s", strings.Join(missing, ", ")))
+		}
+	} else if v := strings.TrimSpace(fields["text"]); v != "" && isString["text"] {
+		parts = []string{v}
+	} else {
+		var rest []string
+		for _, k := range keys {
+			if isString[k] && !isMetadata(k) && !slices.Contains(defaultOrder, k) {
+				rest = append(rest, k)
+			}
+		}
+		for _, k := range append(slices.Clone(defaultOrder), rest...) {
+			if !isString[k] {
+				continue
+			}
+			if v := strings.TrimSpace(fields[k]); v != "" {
+				parts = append(parts, v)
+			}
+		}
+	}
+	text := strings.Join(parts, l.sep)
+	if maxText := l.maxTextBytes(); maxText > 0 && len(text) > maxText {
+		warnings = append(warnings, fmt.Sprintf("text of %d bytes cut to its first %d (an item is at most %d bytes; the encoder reads a few hundred tokens of it)",
+			len(text), maxText, maxText))
+		text = strings.ToValidUTF8(text[:maxText], "")
+	}
+	return text, warnings
 }
 
 // finish applies MaxItems and the final checks.
