@@ -57,7 +57,7 @@ func evalCommand() *cli.Command {
 		UsageText: "pplug eval --task LaMP_N --questions Q.json [--golds O.json] -m MODEL [--plug P] [--methods none,bm25,recent,pplug,pplug+bm25] [-k 4] [--limit N] [-n MAX_NEW] [--out DIR]\n" +
 			"   pplug eval score --task LaMP_N --golds OUTPUTS.json --preds PREDS.json [--json]\n" +
 			"   pplug eval nll --task LaMP_N --questions Q.json --golds O.json -m MODEL --plug P [--limit N] [--json]\n" +
-			"   pplug eval synth-users -o DIR [--users 40] [--items 12] [--seed 1] [--split 0.75]",
+			"   pplug eval synth-users -o DIR [--users 40] [--items 12] [--seed 1] [--split 0.75] [--templates default|alt]",
 		Flags:  flags,
 		Action: runEval,
 		Subcommands: []*cli.Command{
@@ -486,9 +486,11 @@ func evalSynthUsersCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "synth-users",
 		Usage: "write a synthetic LaMP-7-format personalisation benchmark in TinyStories style",
-		UsageText: "pplug eval synth-users -o DIR [--users 40] [--items 12] [--questions-per-user 4] [--seed 1] [--split 0.75]\n\n" +
+		UsageText: "pplug eval synth-users -o DIR [--users 40] [--items 12] [--questions-per-user 4] [--seed 1] [--split 0.75] [--templates default|alt]\n\n" +
 			"Each user has a recurring character, pet, toy and place shown in all their history stories and in the gold\n" +
-			"continuations of their questions, never in the question inputs. Users are split between train, dev and test.",
+			"continuations of their questions, never in the question inputs. Users are split between train, dev and test;\n" +
+			"no dev or test user's name comes with their pet, toy or place in any training user. --templates alt draws\n" +
+			"names, pets, toys, places, stories and questions disjoint from the default set's.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o", "out"}, Usage: "output `DIR`"},
 			&cli.IntFlag{Name: "users", Value: synthusers.DefaultUsers, Usage: "users in all"},
@@ -496,6 +498,7 @@ func evalSynthUsersCommand() *cli.Command {
 			&cli.IntFlag{Name: "questions-per-user", Value: synthusers.DefaultQuestionsPerUser, Usage: "questions per user (at most 6)"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "random seed"},
 			&cli.Float64Flag{Name: "split", Value: synthusers.DefaultSplit, Usage: "share of users in train; the rest is halved between dev and test"},
+			&cli.StringFlag{Name: "templates", Value: synthusers.TemplatesDefault, Usage: "template set: " + strings.Join(synthusers.TemplateSets(), " or ") + " (disjoint names, objects, stories and questions)"},
 		},
 		Action: runEvalSynthUsers,
 	}
@@ -509,7 +512,8 @@ func runEvalSynthUsers(c *cli.Context) error {
 	if dir == "" {
 		return usagef("no output folder: pass -o DIR")
 	}
-	o := synthusers.Options{Users: c.Int("users"), Items: c.Int("items"), QuestionsPerUser: c.Int("questions-per-user"), Seed: c.Uint64("seed"), Split: c.Float64("split")}
+	o := synthusers.Options{Users: c.Int("users"), Items: c.Int("items"), QuestionsPerUser: c.Int("questions-per-user"), Seed: c.Uint64("seed"),
+		Split: c.Float64("split"), Templates: c.String("templates")}
 	for _, f := range []string{"users", "items", "questions-per-user"} {
 		if c.Int(f) <= 0 {
 			return usagef("--%s must be positive", f)
