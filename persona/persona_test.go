@@ -211,6 +211,38 @@ func TestPlugFileRoundTripAndRefusals(t *testing.T) {
 	}
 
 	// Wrong dimensions are refused against the model.
+	if q.EOSBias != 0 || q.RetrieveK != 0 || q.LogitBias(m) != nil {
+		t.Fatalf("a plug without eos_bias or retrieve_k read back %v, %d", q.EOSBias, q.RetrieveK)
+	}
+	// The optional EOS bias and retrieval depth round-trip, change the
+	// checksum and become the sampler's bias on EOS.
+	q.EOSBias, q.RetrieveK = 6.25, 2
+	if q.Checksum() == p.Checksum() {
+		t.Fatal("eos_bias and retrieve_k do not change the checksum")
+	}
+	path3 := filepath.Join(dir, "p3.gguf")
+	if err := q.WriteFile(path3); err != nil {
+		t.Fatal(err)
+	}
+	r, err := ReadPlug(path3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.EOSBias != 6.25 || r.RetrieveK != 2 || r.Checksum() != q.Checksum() {
+		t.Fatalf("read back eos_bias %v, retrieve_k %d", r.EOSBias, r.RetrieveK)
+	}
+	if lb := r.LogitBias(m); len(lb) != 1 || lb[m.EOS()] != 6.25 {
+		t.Fatalf("logit bias %v", lb)
+	}
+	for _, bad := range []func(*Plug){func(x *Plug) { x.EOSBias = float32(math.Inf(1)) }, func(x *Plug) { x.RetrieveK = -1 }} {
+		x := *r
+		bad(&x)
+		if err := x.WriteFile(filepath.Join(dir, "bad.gguf")); err == nil {
+			t.Errorf("wrote a plug with eos_bias %v, retrieve_k %d", x.EOSBias, x.RetrieveK)
+		}
+	}
+	q.EOSBias, q.RetrieveK = 0, 0
+
 	if err := q.CheckModel(m.NEmbd()+1, 48); err == nil || !strings.Contains(err.Error(), "n_embd") {
 		t.Fatalf("wrong d_llm: %v", err)
 	}

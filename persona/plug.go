@@ -17,6 +17,7 @@ import (
 	"github.com/pplug/pplug/cgo"
 	"github.com/pplug/pplug/internal/atomicfile"
 	"github.com/pplug/pplug/kernels"
+	"github.com/pplug/pplug/llama"
 )
 
 // PlugArch is general.architecture of a plug file.
@@ -60,6 +61,27 @@ type Plug struct {
 	// llama.cpp encoder is frozen, so this adapter is what can learn).
 	AdapterW []float32
 	AdapterB []float32
+
+	// EOSBias is added to the logit of the LLM's end-of-generation token
+	// (EOS) wherever the plug's rows are injected, in training, generation
+	// and likelihoods: a frozen LLM that never learned to end a text after a
+	// sentence or two (stories260K was pretrained without EOS) gets its
+	// length prior from the plug. 0: none. Stored as pplug.eos_bias.
+	EOSBias float32
+	// RetrieveK is the number of BM25-retrieved history items the plug was
+	// trained to see in the prompt (pplug train --retrieve-k), which the
+	// PPlug + retrieval method then uses; 0: trained without retrieval.
+	// Stored as pplug.retrieve_k.
+	RetrieveK int
+}
+
+// LogitBias is the sampler bias the plug asks for on model m: its EOSBias
+// on m's EOS token; nil when there is none.
+func (p *Plug) LogitBias(m *llama.Model) map[llama.Token]float32 {
+	if p == nil || p.EOSBias == 0 || m.EOS() < 0 {
+		return nil
+	}
+	return map[llama.Token]float32{m.EOS(): p.EOSBias}
 }
 
 // PlugOptions configure NewPlug.
@@ -138,6 +160,9 @@ func NewPlug(dEnc, dLLM int, scale float32, o PlugOptions) (*Plug, error) {
 	return p, nil
 }
 
+// maxRetrieveK bounds Plug.RetrieveK.
+const maxRetrieveK = 1 << 10
+
 // NRows is the number of rows the plug injects: instruction rows and the
 // persona row.
 func (p *Plug) NRows() int { return p.NInstr + 1 }
@@ -158,6 +183,10 @@ func (p *Plug) Validate() error {
 		return fmt.Errorf("tau %v is not a positive number", p.Tau)
 	case !(p.Scale > 0) || math.IsInf(float64(p.Scale), 0):
 		return fmt.Errorf("scale %v is not a positive number", p.Scale)
+	case math.IsNaN(float64(p.EOSBias)) || math.IsInf(float64(p.EOSBias), 0):
+		return fmt.Errorf("eos_bias %v is not a number", p.EOSBias)
+	case p.RetrieveK < 0 || p.RetrieveK > maxRetrieveK:
+		return fmt.Errorf("retrieve_k %d is outside 0 to %d", p.RetrieveK, maxRetrieveK)
 	}
 	type size struct {
 		name      string
@@ -259,6 +288,9 @@ func (p *Plug) WriteFile(path string) error {
 func (p *Plug) Checksum() [32]byte {
 	h := sha256.New()
 	fmt.Fprintf(h, "pplug-plug|%d|%d|%d|%08x|%08x|", p.DEnc, p.DLLM, p.NInstr, math.Float32bits(p.Tau), math.Float32bits(p.Scale))
+	if p.EOSBias != 0 || p.RetrieveK != 0 {
+		fmt.Fprintf(h, "eos_bias|%08x|retrieve_k|%d|", math.Float32bits(p.EOSBias), p.RetrieveK)
+	}
 	for _, t := range p.tensors() {
 		fmt.Fprintf(h, "%s|%d|", t.name, len(t.data))
 		h.Write(floatBytes(t.data))
@@ -296,6 +328,12 @@ func (p *Plug) encode(w io.Writer, ts []plugTensor, edit func(g *cgo.GGUF)) erro
 	g.SetString("pplug.llm", p.LLM)
 	g.SetUint32("pplug.llm_n_embd", uint32(p.DLLM))
 	g.SetString("pplug.task", p.Task)
+	if p.EOSBias != 0 {
+		g.SetFloat32("pplug.eos_bias", p.EOSBias)
+	}
+	if p.RetrieveK != 0 {
+		g.SetUint32("pplug.retrieve_k", uint32(p.RetrieveK))
+	}
 	for _, k := range slices.Sorted(maps.Keys(p.Meta)) {
 		g.SetString("pplug.meta."+k, p.Meta[k])
 	}
@@ -383,6 +421,16 @@ func readPlug(path string) (*Plug, error) {
 	}
 	if n := kv.u32("pplug.n_persona"); n != 1 {
 		return nil, fmt.Errorf("pplug.n_persona is %d; this version supports 1", n)
+	}
+	// Optional keys (absent in plugs written before they existed).
+	if g.FindKey("pplug.eos_bias") >= 0 {
+		p.EOSBias = kv.f32("pplug.eos_bias")
+	}
+	if g.FindKey("pplug.retrieve_k") >= 0 {
+		p.RetrieveK = int(kv.u32("pplug.retrieve_k"))
+	}
+	if kv.err != nil {
+		return nil, kv.err
 	}
 	for i := range g.NKV() {
 		if k := g.Key(i); strings.HasPrefix(k, "pplug.meta.") {

@@ -156,6 +156,8 @@ func runPlugInfo(c *cli.Context) error {
 		"llm":            p.LLM,
 		"task":           p.Task,
 		"query_adapter":  p.AdapterW != nil,
+		"eos_bias":       p.EOSBias,
+		"retrieve_k":     p.RetrieveK,
 		"params":         len(p.W1) + len(p.B1) + len(p.W2) + len(p.B2) + len(p.Instr) + len(p.AdapterW) + len(p.AdapterB),
 		"meta":           p.Meta,
 	}
