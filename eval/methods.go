@@ -27,8 +27,9 @@ const (
 	Recent Method = "recent"
 	// PPlug: the plug's instruction and persona rows before the input.
 	PPlug Method = "pplug"
-	// PPlugBM25: the plug's rows and the top-1 BM25 item in the prompt
-	// (the paper's best combination).
+	// PPlugBM25: the plug's rows and the top BM25 items in the prompt: as
+	// many as the plug was trained with (persona.Plug.RetrieveK, pplug
+	// train --retrieve-k), else one (the paper's best combination).
 	PPlugBM25 Method = "pplug+bm25"
 )
 

@@ -202,7 +202,9 @@ func PersonaNLL(ctx context.Context, rt *persona.Runtime, c *llama.Context, task
 		}
 		nll := func(i int) (float64, error) {
 			var rows []float32
+			var bias map[llama.Token]float32
 			if i >= 0 {
+				bias = rt.Plug.LogitBias(m)
 				u, err := userFor(i)
 				if err != nil {
 					return 0, err
@@ -211,7 +213,7 @@ func PersonaNLL(ctx context.Context, rt *persona.Runtime, c *llama.Context, task
 					return 0, err
 				}
 			}
-			s, _, err := persona.TargetNLL(ctx, c, rows, prompt, target)
+			s, _, err := persona.TargetNLLBiased(ctx, c, rows, prompt, target, bias)
 			if err != nil {
 				return 0, fmt.Errorf("question %q: %w", q.ID, err)
 			}

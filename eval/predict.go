@@ -47,7 +47,7 @@ type Predictor struct {
 	// pplug generate uses for --profile FILE --question-id ID).
 	ProfileSource string
 
-	smp *llama.Sampler
+	smp, smpPlug *llama.Sampler
 }
 
 // Prediction is one generated answer.
@@ -56,7 +56,10 @@ type Prediction struct {
 	// PromptPositions is the number of input positions (tokens and rows).
 	PromptPositions int
 	GenTokens       int
-	Stop            llama.StopReason
+	// OutputTokens is the number of generated tokens in Output (the
+	// end-of-generation token not counted).
+	OutputTokens int
+	Stop         llama.StopReason
 	// Truncated is set when the prompt was cut to fit the window.
 	Truncated bool
 	// NoProfile is set when the question's profile had no usable item and
@@ -64,14 +67,16 @@ type Prediction struct {
 	NoProfile bool
 }
 
-// Close frees the sampler.
+// Close frees the samplers.
 func (p *Predictor) Close() error {
-	if p.smp != nil {
-		err := p.smp.Close()
-		p.smp = nil
-		return err
+	var errs []error
+	for _, s := range []**llama.Sampler{&p.smp, &p.smpPlug} {
+		if *s != nil {
+			errs = append(errs, (*s).Close())
+			*s = nil
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (p *Predictor) k() int {
@@ -104,24 +109,35 @@ func (p *Predictor) profileOf(q lamp.Question) (*profile.Profile, error) {
 // cacheKey names a question's profile in the embedding cache.
 func cacheKey(source string, q lamp.Question) string { return source + "#" + q.ID }
 
-// Predict generates method m's answer to q.
-func (p *Predictor) Predict(ctx context.Context, m Method, q lamp.Question) (Prediction, error) {
-	var pred Prediction
+// input is a method's model input for a question: the rows to inject (nil
+// for none) and the prompt's tokens, cut to leave reserve positions of the
+// window for the answer. Generation (Predict) and the gold likelihood
+// (GoldNLL) both lay out their input here, so they always score the same
+// layout.
+type input struct {
+	rows []float32
+	toks []llama.Token
+	// truncated: the prompt was cut; noProfile: the question has no usable
+	// history and the method fell back to the input alone.
+	truncated, noProfile bool
+}
+
+func (p *Predictor) input(ctx context.Context, m Method, q lamp.Question, reserve int) (input, error) {
+	var in input
 	if !m.Valid() {
-		return pred, fmt.Errorf("unknown method %q", m)
+		return in, fmt.Errorf("unknown method %q", m)
 	}
 	if m.NeedsPlug() && p.Runtime == nil {
-		return pred, fmt.Errorf("method %s needs a Persona-Plug plug-in", m)
+		return in, fmt.Errorf("method %s needs a Persona-Plug plug-in", m)
 	}
 	text := q.Input
-	var rows []float32
 	if m.NeedsProfile() {
 		prof, err := p.profileOf(q)
 		if err != nil {
-			return pred, err
+			return in, err
 		}
 		if prof == nil {
-			pred.NoProfile = true
+			in.noProfile = true
 		} else {
 			query := p.Task.QueryPart(q.Input)
 			switch m {
@@ -132,57 +148,125 @@ func (p *Predictor) Predict(ctx context.Context, m Method, q lamp.Question) (Pre
 			case PPlug, PPlugBM25:
 				user, _, err := p.Runtime.PrepareUser(ctx, prof, cacheKey(p.ProfileSource, q), nil)
 				if err != nil {
-					return pred, fmt.Errorf("prepare the persona: %w", err)
+					return in, fmt.Errorf("prepare the persona: %w", err)
 				}
-				rows, _, err = p.Runtime.QueryRows(ctx, user, query)
+				in.rows, _, err = p.Runtime.QueryRows(ctx, user, query)
 				user.Close()
 				if err != nil {
-					return pred, err
+					return in, err
 				}
 				if m == PPlugBM25 {
-					text = persona.RetrievalPrompt(prof.Items, persona.NewRetrieval(prof.Items).Top(query, 1), q.Input)
+					text = persona.RetrievalPrompt(prof.Items, persona.NewRetrieval(prof.Items).Top(query, p.plugK()), q.Input)
 				}
 			}
 		}
 	}
 	toks, err := p.tokens(text)
 	if err != nil {
-		return pred, err
+		return in, err
 	}
 	nRows := 0
-	if rows != nil {
-		nRows = len(rows) / p.LLM.NEmbd()
+	if in.rows != nil {
+		nRows = len(in.rows) / p.LLM.NEmbd()
 	}
-	maxNew := p.maxNew()
 	// Leave room for the answer; a window too small for that still gets
 	// whatever room there is.
-	budget := p.Ctx.NCtxSeq() - nRows - min(maxNew, p.Ctx.NCtxSeq()/2)
-	toks, pred.Truncated = FitPrompt(p.LLM, toks, budget)
-	if len(toks) == 0 && nRows == 0 {
-		return pred, errors.New("the input is empty and the model has no BOS token to start from")
+	budget := p.Ctx.NCtxSeq() - nRows - min(reserve, p.Ctx.NCtxSeq()/2)
+	in.toks, in.truncated = FitPrompt(p.LLM, toks, budget)
+	if len(in.toks) == 0 && nRows == 0 {
+		return in, errors.New("the input is empty and the model has no BOS token to start from")
 	}
-	if len(toks)+nRows >= p.Ctx.NCtxSeq() {
-		return pred, fmt.Errorf("%w: %d rows leave no room for the prompt in a window of %d", llama.ErrContextFull, nRows, p.Ctx.NCtxSeq())
+	if len(in.toks)+nRows >= p.Ctx.NCtxSeq() {
+		return in, fmt.Errorf("%w: %d rows leave no room for the prompt in a window of %d", llama.ErrContextFull, nRows, p.Ctx.NCtxSeq())
 	}
-	in := persona.Inputs(p.LLM, rows, toks)
-	pred.PromptPositions = len(toks) + nRows
-	if p.smp == nil {
-		if p.smp, err = llama.NewSampler(llama.SamplerOptions{Temp: 0, RepeatPenalty: 1}); err != nil {
-			return pred, err
-		}
+	return in, nil
+}
+
+// plugK is the number of BM25 items of the pplug+bm25 method: the number
+// the plug was trained with (persona.Plug.RetrieveK), else 1 (the paper's
+// combination).
+func (p *Predictor) plugK() int {
+	if p.Runtime != nil && p.Runtime.Plug != nil && p.Runtime.Plug.RetrieveK > 0 {
+		return p.Runtime.Plug.RetrieveK
 	}
-	p.smp.Reset()
+	return 1
+}
+
+// Predict generates method m's answer to q.
+func (p *Predictor) Predict(ctx context.Context, m Method, q lamp.Question) (Prediction, error) {
+	var pred Prediction
+	maxNew := p.maxNew()
+	in, err := p.input(ctx, m, q, maxNew)
+	if err != nil {
+		return pred, err
+	}
+	pred.Truncated, pred.NoProfile = in.truncated, in.noProfile
+	pred.PromptPositions = len(in.toks) + len(in.rows)/p.LLM.NEmbd()
+	smp, err := p.sampler(m)
+	if err != nil {
+		return pred, err
+	}
+	smp.Reset()
 	if err := p.Ctx.ClearMemory(); err != nil {
 		return pred, err
 	}
-	res, err := p.Ctx.Generate(ctx, p.smp, in, 0, llama.GenerateOptions{MaxTokens: maxNew})
+	res, err := p.Ctx.Generate(ctx, smp, persona.Inputs(p.LLM, in.rows, in.toks), 0, llama.GenerateOptions{MaxTokens: maxNew})
 	if err != nil && !errors.Is(err, llama.ErrContextFull) {
 		return pred, err
 	}
 	pred.Output = lamp.PyStrip(res.Text)
 	pred.GenTokens = res.Stats.GenTokens
+	pred.OutputTokens = len(res.Tokens)
 	pred.Stop = res.Stop
 	return pred, nil
+}
+
+// GoldNLL is the summed negative log-likelihood (nats) of gold's tokens
+// and the end-of-generation token (persona.ExampleTokens) after method m's
+// input for q, the input Predict generates from, and the number of those
+// tokens.
+func (p *Predictor) GoldNLL(ctx context.Context, m Method, q lamp.Question, gold string) (float64, int, error) {
+	_, target, err := persona.ExampleTokens(p.LLM, "", gold)
+	if err != nil {
+		return 0, 0, err
+	}
+	in, err := p.input(ctx, m, q, len(target))
+	if err != nil {
+		return 0, 0, err
+	}
+	if len(in.toks)+len(in.rows)/p.LLM.NEmbd()+len(target) > p.Ctx.NCtxSeq() {
+		return 0, 0, fmt.Errorf("%w: the input and the gold of %d tokens do not fit a window of %d", llama.ErrContextFull, len(target), p.Ctx.NCtxSeq())
+	}
+	return persona.TargetNLLBiased(ctx, p.Ctx, in.rows, in.toks, target, p.bias(m))
+}
+
+// bias is method m's logit bias: the plug's (Plug.LogitBias) where its
+// rows are injected, none otherwise.
+func (p *Predictor) bias(m Method) map[llama.Token]float32 {
+	if !m.NeedsPlug() || p.Runtime == nil {
+		return nil
+	}
+	return p.Runtime.Plug.LogitBias(p.LLM)
+}
+
+// sampler is method m's greedy sampler, made on first use.
+func (p *Predictor) sampler(m Method) (*llama.Sampler, error) {
+	slot := &p.smp
+	if m.NeedsPlug() {
+		slot = &p.smpPlug
+	}
+	if *slot == nil {
+		o := llama.SamplerOptions{Temp: 0, RepeatPenalty: 1}
+		if m.NeedsPlug() && p.Runtime != nil {
+			o.EOSBias = p.Runtime.Plug.EOSBias
+		}
+		s, err := p.LLM.NewSampler(o)
+		if err != nil {
+			return nil, err
+		}
+		*slot = s
+	}
+	return *slot, nil
 }
 
 // tokens tokenizes the prompt text, in the chat template when asked.

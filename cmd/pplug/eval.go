@@ -47,6 +47,7 @@ func evalCommand() *cli.Command {
 		&cli.IntFlag{Name: "max-new-tokens", Aliases: []string{"n"}, Usage: "tokens to generate per answer (0: 128, 10 for LaMP-3, as the paper)"},
 		&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "output `DIR` for <method>_outputs.json and results.json/md (default: eval-<task>)"},
 		&cli.BoolFlag{Name: "chat", Usage: "wrap each prompt in the model's chat template (one user message)"},
+		&cli.BoolFlag{Name: "no-nll", Usage: "do not score the golds' likelihood under each method (with --golds)"},
 	}
 	flags = append(flags, modelFlags()...)
 	flags = append(flags, contextFlags()...)
@@ -214,7 +215,7 @@ func runEval(c *cli.Context) error {
 	var bar *progress.Bar
 	var barMethod eval.Method
 	o := eval.RunOptions{
-		Methods: methods, QuestionsFile: qpath, GoldsFile: c.String("golds"), Limit: c.Int("limit"), OutDir: out,
+		Methods: methods, QuestionsFile: qpath, GoldsFile: c.String("golds"), Limit: c.Int("limit"), OutDir: out, NoNLL: c.Bool("no-nll"),
 		Report: eval.Report{Model: c.String("model"), Plug: c.String("plug"), Encoder: c.String("encoder")},
 		Progress: func(method eval.Method, done, total int, elapsed time.Duration) {
 			if bar == nil || barMethod != method {
