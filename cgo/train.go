@@ -18,6 +18,10 @@ type TrainConfig struct {
 	DEnc, NInstr, Threads         int
 	Scale, Tau                    float32
 	Adapter, TrainTau             bool
+	// EOSBias adds a learned bias EOSBiasScale * theta to the EOS logit
+	// (input TrainInEOSVec holds the one-hot, parameter TrainEOSBias theta).
+	EOSBias      bool
+	EOSBiasScale float32
 }
 
 // Training graph inputs (pp_train_input).
@@ -34,19 +38,21 @@ const (
 	TrainInTgtPos  = int(C.PP_IN_TGT_POS)
 	TrainInLabels  = int(C.PP_IN_LABELS)
 	TrainInLScale  = int(C.PP_IN_LSCALE)
+	TrainInEOSVec  = int(C.PP_IN_EOSVEC)
 )
 
 // Training graph parameters (pp_train_param).
 const (
-	TrainW1     = int(C.PP_P_W1)
-	TrainB1     = int(C.PP_P_B1)
-	TrainW2     = int(C.PP_P_W2)
-	TrainB2     = int(C.PP_P_B2)
-	TrainInstr  = int(C.PP_P_INSTR)
-	TrainAdaptW = int(C.PP_P_ADAPT_W)
-	TrainAdaptB = int(C.PP_P_ADAPT_B)
-	TrainLogTau = int(C.PP_P_LOGTAU)
-	TrainParams = int(C.PP_P_COUNT)
+	TrainW1      = int(C.PP_P_W1)
+	TrainB1      = int(C.PP_P_B1)
+	TrainW2      = int(C.PP_P_W2)
+	TrainB2      = int(C.PP_P_B2)
+	TrainInstr   = int(C.PP_P_INSTR)
+	TrainAdaptW  = int(C.PP_P_ADAPT_W)
+	TrainAdaptB  = int(C.PP_P_ADAPT_B)
+	TrainLogTau  = int(C.PP_P_LOGTAU)
+	TrainEOSBias = int(C.PP_P_EOS_BIAS)
+	TrainParams  = int(C.PP_P_COUNT)
 )
 
 // Trainer is a pp_train: a frozen decoder and the plug-in's training graph.
@@ -62,6 +68,7 @@ func NewTrainer(modelPath string, cfg TrainConfig) (*Trainer, error) {
 		n_targets: C.int32_t(cfg.Targets), d_enc: C.int32_t(cfg.DEnc), n_instr: C.int32_t(cfg.NInstr),
 		n_threads: C.int32_t(cfg.Threads), scale: C.float(cfg.Scale), tau: C.float(cfg.Tau),
 		adapter: C.bool(cfg.Adapter), train_tau: C.bool(cfg.TrainTau),
+		eos_bias: C.bool(cfg.EOSBias), eos_bias_scale: C.float(cfg.EOSBiasScale),
 	}
 	var errbuf [512]C.char
 	t := C.pp_train_new(cpath, &cc, &errbuf[0], C.int32_t(len(errbuf)))

@@ -26,6 +26,8 @@ typedef struct pp_train_cfg {
     float   tau;        // aggregator temperature (fixed unless train_tau)
     bool    adapter;    // query adapter q' = norm(q + A q + a)
     bool    train_tau;  // learn log(tau)
+    bool    eos_bias;   // learn a bias on the EOS logit: eos_bias_scale * theta
+    float   eos_bias_scale;
 } pp_train_cfg;
 
 // Inputs, filled by the caller before each compute (host memory, F32 unless noted).
@@ -42,6 +44,7 @@ enum pp_train_input {
     PP_IN_TGT_POS,     // I32 [M*B]  flat index b*T + t of the position predicting each target
     PP_IN_LABELS,      // [n_vocab, M*B] one-hot targets, all-zero rows for padding
     PP_IN_LSCALE,      // [1]        (M*B) / number of real targets
+    PP_IN_EOSVEC,      // [n_vocab]  one-hot of the EOS token (only with cfg.eos_bias)
     PP_IN_COUNT
 };
 
@@ -55,6 +58,7 @@ enum pp_train_param {
     PP_P_ADAPT_W,  // [d_enc, d_enc]  (only with cfg.adapter)
     PP_P_ADAPT_B,  // [d_enc]
     PP_P_LOGTAU,   // [1]             (only with cfg.train_tau)
+    PP_P_EOS_BIAS, // [1]             theta, the EOS logit bias / eos_bias_scale (only with cfg.eos_bias)
     PP_P_COUNT
 };
 

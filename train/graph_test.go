@@ -98,6 +98,9 @@ func TestGraphMatchesLlamaCpp(t *testing.T) {
 			m := loadModel(t, path)
 			const dEnc = 24
 			plug := testPlug(t, m, dEnc, true)
+			// A plug with an EOS bias: the graph adds it to the EOS logit
+			// as a sampler with Plug.EOSBias does.
+			plug.EOSBias = 1.5
 			ex := testExamples(t, m, dEnc, 3, 5)
 			shape, err := ShapeFor(plug, 3, ex)
 			if err != nil {
@@ -162,7 +165,11 @@ func TestGraphMatchesLlamaCpp(t *testing.T) {
 					OnOutput: func(pos llama.Pos, l []float32) error {
 						gl := logits[(i*T+int(pos))*nv : (i*T+int(pos)+1)*nv]
 						for k := range l {
-							worst = math.Max(worst, math.Abs(float64(l[k]-gl[k])))
+							want := l[k]
+							if llama.Token(k) == m.EOS() {
+								want += plug.EOSBias
+							}
+							worst = math.Max(worst, math.Abs(float64(want-gl[k])))
 						}
 						n++
 						return nil
@@ -237,9 +244,10 @@ func checkGradients(t *testing.T, path string, fd bool) map[int][]float32 {
 	m := loadModel(t, path)
 	const dEnc = 16
 	plug := testPlug(t, m, dEnc, true)
+	plug.EOSBias = 2
 	ex := testExamples(t, m, dEnc, 2, 9)
 	shape, _ := ShapeFor(plug, 2, ex)
-	g, err := NewGraph(path, m, plug, shape, 1, true)
+	g, err := NewGraphWith(path, m, plug, shape, GraphOptions{Threads: 1, TrainTau: true, EOSBias: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +268,7 @@ func checkGradients(t *testing.T, path string, fd bool) map[int][]float32 {
 	r := rand.New(rand.NewPCG(2, 2))
 	worst, worstAbs := 0.0, 0.0
 	checked := 0
-	for _, id := range []int{cgo.TrainInstr, cgo.TrainB2, cgo.TrainW1, cgo.TrainW2, cgo.TrainAdaptW, cgo.TrainLogTau} {
+	for _, id := range []int{cgo.TrainInstr, cgo.TrainB2, cgo.TrainW1, cgo.TrainW2, cgo.TrainAdaptW, cgo.TrainLogTau, cgo.TrainEOSBias} {
 		grad := out[id]
 		param := g.Param(id)
 		for range 6 {

@@ -47,13 +47,40 @@ type Graph struct {
 	plug  *persona.Plug
 	shape Shape
 	bos   llama.Token // -1: the model uses no BOS
+	eos   llama.Token
 	nv    int
 	d     int
 }
 
+// GraphOptions configure NewGraphWith.
+type GraphOptions struct {
+	Threads  int
+	TrainTau bool // learn the aggregator temperature
+	// EOSBias learns the plug's EOS logit bias (persona.Plug.EOSBias); a
+	// plug that has one always keeps learning it.
+	EOSBias bool
+}
+
+// EOSBiasScale is the factor between the graph's EOS bias parameter and
+// the bias: AdamW moves a parameter by about the learning rate per step,
+// and a frozen model that never ends a text early needs a bias of several
+// nats, so the bias moves EOSBiasScale times faster than the other
+// parameters.
+const EOSBiasScale = 16
+
 // NewGraph loads the frozen model into a training graph of the given shape
 // and copies the plug's parameters in.
 func NewGraph(modelPath string, m *llama.Model, plug *persona.Plug, shape Shape, threads int, trainTau bool) (*Graph, error) {
+	return NewGraphWith(modelPath, m, plug, shape, GraphOptions{Threads: threads, TrainTau: trainTau})
+}
+
+// NewGraphWith is NewGraph with options.
+func NewGraphWith(modelPath string, m *llama.Model, plug *persona.Plug, shape Shape, o GraphOptions) (*Graph, error) {
+	threads, trainTau := o.Threads, o.TrainTau
+	eosBias := o.EOSBias || plug.EOSBias != 0
+	if eosBias && m.EOS() < 0 {
+		return nil, errors.New("an EOS bias for a model without an EOS token")
+	}
 	if err := plug.Validate(); err != nil {
 		return nil, err
 	}
@@ -67,11 +94,12 @@ func NewGraph(modelPath string, m *llama.Model, plug *persona.Plug, shape Shape,
 		Batch: shape.Batch, Tokens: shape.Tokens, Items: shape.Items, Targets: shape.Targets,
 		DEnc: plug.DEnc, NInstr: plug.NInstr, Threads: max(1, threads),
 		Scale: plug.Scale, Tau: plug.Tau, Adapter: plug.AdapterW != nil, TrainTau: trainTau,
+		EOSBias: eosBias, EOSBiasScale: EOSBiasScale,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("training graph: %w", err)
 	}
-	g := &Graph{t: t, plug: plug, shape: shape, bos: -1, nv: t.NVocab(), d: t.NEmbd()}
+	g := &Graph{t: t, plug: plug, shape: shape, bos: -1, eos: m.EOS(), nv: t.NVocab(), d: t.NEmbd()}
 	if m.AddBOS() && m.BOS() >= 0 {
 		g.bos = m.BOS()
 	}
@@ -124,6 +152,10 @@ func (g *Graph) setConstants() {
 			sel[(at+j)*g.plug.NInstr+j] = 1
 		}
 	}
+	if ev := g.t.InputF32(cgo.TrainInEOSVec); ev != nil {
+		clear(ev)
+		ev[g.eos] = 1
+	}
 	selP := g.t.InputF32(cgo.TrainInSelP) // [1, T, B]
 	clear(selP)
 	for b := range g.shape.Batch {
@@ -154,6 +186,9 @@ func (g *Graph) LoadPlug() {
 	for _, x := range g.params() {
 		copy(g.t.Param(x.id), x.dst)
 	}
+	if eb := g.t.Param(cgo.TrainEOSBias); eb != nil {
+		eb[0] = g.plug.EOSBias / EOSBiasScale
+	}
 }
 
 // StorePlug copies the graph's parameters back into the plug.
@@ -163,6 +198,9 @@ func (g *Graph) StorePlug() {
 	}
 	if lt := g.t.Param(cgo.TrainLogTau); lt != nil {
 		g.plug.Tau = float32(math.Exp(float64(lt[0])))
+	}
+	if eb := g.t.Param(cgo.TrainEOSBias); eb != nil {
+		g.plug.EOSBias = eb[0] * EOSBiasScale
 	}
 }
 

@@ -160,6 +160,10 @@ func runGenerate(c *cli.Context) error {
 		}
 		ps.explain(stderr, weights, c.Int("explain-k"))
 	}
+	if ps.mode == "pplug" {
+		// The plug's learned length prior, as in training and eval.
+		sopts.EOSBias = ps.rt.Plug.EOSBias
+	}
 	smp, err := m.NewSampler(sopts)
 	if err != nil {
 		return err
