@@ -16,6 +16,7 @@ import (
 type TrainConfig struct {
 	Batch, Tokens, Items, Targets int
 	DEnc, NInstr, Threads         int
+	NPersona                      int
 	Scale, Tau                    float32
 	Adapter, TrainTau             bool
 	// EOSBias adds a learned bias EOSBiasScale * theta to the EOS logit
@@ -56,7 +57,10 @@ const (
 )
 
 // Trainer is a pp_train: a frozen decoder and the plug-in's training graph.
-type Trainer struct{ c *C.pp_train }
+type Trainer struct {
+	c   *C.pp_train
+	cfg TrainConfig
+}
 
 // NewTrainer loads the model and builds the graph.
 func NewTrainer(modelPath string, cfg TrainConfig) (*Trainer, error) {
@@ -65,7 +69,7 @@ func NewTrainer(modelPath string, cfg TrainConfig) (*Trainer, error) {
 	defer C.free(unsafe.Pointer(cpath))
 	cc := C.pp_train_cfg{
 		n_batch: C.int32_t(cfg.Batch), n_tokens: C.int32_t(cfg.Tokens), n_items: C.int32_t(cfg.Items),
-		n_targets: C.int32_t(cfg.Targets), d_enc: C.int32_t(cfg.DEnc), n_instr: C.int32_t(cfg.NInstr),
+		n_targets: C.int32_t(cfg.Targets), d_enc: C.int32_t(cfg.DEnc), n_instr: C.int32_t(cfg.NInstr), n_persona: C.int32_t(cfg.NPersona),
 		n_threads: C.int32_t(cfg.Threads), scale: C.float(cfg.Scale), tau: C.float(cfg.Tau),
 		adapter: C.bool(cfg.Adapter), train_tau: C.bool(cfg.TrainTau),
 		eos_bias: C.bool(cfg.EOSBias), eos_bias_scale: C.float(cfg.EOSBiasScale),
@@ -75,7 +79,7 @@ func NewTrainer(modelPath string, cfg TrainConfig) (*Trainer, error) {
 	if t == nil {
 		return nil, errors.New(C.GoString(&errbuf[0]))
 	}
-	return &Trainer{c: t}, nil
+	return &Trainer{c: t, cfg: cfg}, nil
 }
 
 // Free releases everything.
@@ -140,7 +144,8 @@ func (t *Trainer) Compute(backward bool) (float32, error) {
 
 // Rows is a view of the persona rows [B][n_embd] of the last Compute.
 func (t *Trainer) Rows(batch int) []float32 {
-	return unsafe.Slice((*float32)(unsafe.Pointer(C.pp_train_rows(t.c))), batch*t.NEmbd())
+	r := max(1, int(t.cfg.NPersona))
+	return unsafe.Slice((*float32)(unsafe.Pointer(C.pp_train_rows(t.c))), batch*r*t.NEmbd())
 }
 
 // Logits computes the logits of every position [B][T][n_vocab].

@@ -34,10 +34,16 @@ var ErrNotPlug = errors.New("not a pplug plug-in")
 // the aggregator's temperature and the scale that makes rows look like the
 // LLM's own token embeddings. One plug serves every user.
 type Plug struct {
-	DEnc   int     // encoder embedding width
-	DLLM   int     // LLM input width (n_embd)
-	NInstr int     // instruction rows (the paper: 1)
-	Tau    float32 // aggregator temperature (the paper: 1)
+	DEnc   int // encoder embedding width
+	DLLM   int // LLM input width (n_embd)
+	NInstr int // instruction rows (the paper: 1)
+	// NPersona is the number of persona rows (the paper: 1; 0 reads as 1).
+	// The projector's second layer has NPersona blocks of DLLM outputs:
+	// row j is sum_i w_i Proj_j(h_i), all rows with the same weights w.
+	// A small LLM reads a user's traits from several rows far better than
+	// from one (issue 10).
+	NPersona int
+	Tau      float32 // aggregator temperature (the paper: 1)
 	// Scale multiplies the projector output; it is the mean L2 norm of the
 	// LLM's token embeddings, measured when the plug was made.
 	Scale float32
@@ -52,8 +58,8 @@ type Plug struct {
 
 	W1 []float32 // [DLLM][DEnc]
 	B1 []float32 // [DLLM]
-	W2 []float32 // [DLLM][DLLM]
-	B2 []float32 // [DLLM]
+	W2 []float32 // [NPersona*DLLM][DLLM]
+	B2 []float32 // [NPersona*DLLM]
 	// Instr holds the instruction rows [NInstr][DLLM], already at the LLM's scale.
 	Instr []float32
 	// Optional query adapter q' = normalise(q + A q + a), A [DEnc][DEnc].
@@ -87,6 +93,7 @@ func (p *Plug) LogitBias(m *llama.Model) map[llama.Token]float32 {
 // PlugOptions configure NewPlug.
 type PlugOptions struct {
 	NInstr      int     // default 1
+	NPersona    int     // default 1
 	Tau         float32 // default 1
 	Seed        uint64
 	Pooling     string
@@ -118,6 +125,12 @@ func NewPlug(dEnc, dLLM int, scale float32, o PlugOptions) (*Plug, error) {
 	if o.NInstr == 0 {
 		o.NInstr = 1
 	}
+	if o.NPersona < 0 || o.NPersona > MaxPersonaRows {
+		return nil, fmt.Errorf("%d persona rows: give 1 to %d", o.NPersona, MaxPersonaRows)
+	}
+	if o.NPersona == 0 {
+		o.NPersona = 1
+	}
 	if o.Tau == 0 {
 		o.Tau = 1
 	}
@@ -131,13 +144,13 @@ func NewPlug(dEnc, dLLM int, scale float32, o PlugOptions) (*Plug, error) {
 		}
 	}
 	p := &Plug{
-		DEnc: dEnc, DLLM: dLLM, NInstr: o.NInstr, Tau: o.Tau, Scale: scale,
+		DEnc: dEnc, DLLM: dLLM, NInstr: o.NInstr, NPersona: o.NPersona, Tau: o.Tau, Scale: scale,
 		Pooling: o.Pooling, QueryPrefix: o.QueryPrefix, Encoder: o.Encoder, LLM: o.LLM, Task: o.Task,
 		Meta:  map[string]string{},
 		W1:    make([]float32, dLLM*dEnc),
 		B1:    make([]float32, dLLM),
-		W2:    make([]float32, dLLM*dLLM),
-		B2:    make([]float32, dLLM),
+		W2:    make([]float32, o.NPersona*dLLM*dLLM),
+		B2:    make([]float32, o.NPersona*dLLM),
 		Instr: make([]float32, o.NInstr*dLLM),
 	}
 	// Unit-norm inputs give pre-activations ~ N(0, 1); GELU of those has
@@ -163,13 +176,25 @@ func NewPlug(dEnc, dLLM int, scale float32, o PlugOptions) (*Plug, error) {
 // maxRetrieveK bounds Plug.RetrieveK.
 const maxRetrieveK = 1 << 10
 
-// NRows is the number of rows the plug injects: instruction rows and the
-// persona row.
-func (p *Plug) NRows() int { return p.NInstr + 1 }
+// MaxPersonaRows bounds Plug.NPersona.
+const MaxPersonaRows = 64
 
-// Projector returns the kernels' view of the projector.
-func (p *Plug) Projector() *kernels.Projector {
-	return &kernels.Projector{DIn: p.DEnc, DOut: p.DLLM, W1: p.W1, B1: p.B1, W2: p.W2, B2: p.B2, Scale: p.Scale}
+// NRows is the number of rows the plug injects: instruction rows and the
+// persona rows.
+func (p *Plug) NRows() int { return p.NInstr + p.PersonaRows() }
+
+// PersonaRows is the number of persona rows (NPersona, at least 1).
+func (p *Plug) PersonaRows() int { return max(1, p.NPersona) }
+
+// Projector returns the kernels' view of the projector of the first
+// persona row.
+func (p *Plug) Projector() *kernels.Projector { return p.ProjectorOf(0) }
+
+// ProjectorOf returns the kernels' view of the projector of persona row j:
+// the shared first layer and block j of the second.
+func (p *Plug) ProjectorOf(j int) *kernels.Projector {
+	d := p.DLLM
+	return &kernels.Projector{DIn: p.DEnc, DOut: d, W1: p.W1, B1: p.B1, W2: p.W2[j*d*d : (j+1)*d*d], B2: p.B2[j*d : (j+1)*d], Scale: p.Scale}
 }
 
 // Validate checks the sizes of every tensor against the dimensions.
@@ -179,6 +204,8 @@ func (p *Plug) Validate() error {
 		return fmt.Errorf("dimensions d_enc %d, d_llm %d must be positive", p.DEnc, p.DLLM)
 	case p.NInstr < 0:
 		return fmt.Errorf("n_instruction %d is negative", p.NInstr)
+	case p.NPersona < 0 || p.NPersona > MaxPersonaRows:
+		return fmt.Errorf("n_persona %d is outside 1 to %d", p.NPersona, MaxPersonaRows)
 	case !(p.Tau > 0) || math.IsInf(float64(p.Tau), 0):
 		return fmt.Errorf("tau %v is not a positive number", p.Tau)
 	case !(p.Scale > 0) || math.IsInf(float64(p.Scale), 0):
@@ -195,8 +222,8 @@ func (p *Plug) Validate() error {
 	sizes := []size{
 		{"proj.w1", len(p.W1), p.DLLM * p.DEnc},
 		{"proj.b1", len(p.B1), p.DLLM},
-		{"proj.w2", len(p.W2), p.DLLM * p.DLLM},
-		{"proj.b2", len(p.B2), p.DLLM},
+		{"proj.w2", len(p.W2), p.PersonaRows() * p.DLLM * p.DLLM},
+		{"proj.b2", len(p.B2), p.PersonaRows() * p.DLLM},
 		{"instruction", len(p.Instr), p.NInstr * p.DLLM},
 	}
 	if p.AdapterW != nil || p.AdapterB != nil {
@@ -254,12 +281,12 @@ type plugTensor struct {
 }
 
 func (p *Plug) tensors() []plugTensor {
-	e, l := int64(p.DEnc), int64(p.DLLM)
+	e, l, r := int64(p.DEnc), int64(p.DLLM), int64(p.PersonaRows())
 	ts := []plugTensor{
 		{"proj.w1", p.W1, []int64{e, l}},
 		{"proj.b1", p.B1, []int64{l}},
-		{"proj.w2", p.W2, []int64{l, l}},
-		{"proj.b2", p.B2, []int64{l}},
+		{"proj.w2", p.W2, []int64{l, r * l}},
+		{"proj.b2", p.B2, []int64{r * l}},
 	}
 	if p.NInstr > 0 {
 		ts = append(ts, plugTensor{"instruction", p.Instr, []int64{l, int64(p.NInstr)}})
@@ -288,6 +315,9 @@ func (p *Plug) WriteFile(path string) error {
 func (p *Plug) Checksum() [32]byte {
 	h := sha256.New()
 	fmt.Fprintf(h, "pplug-plug|%d|%d|%d|%08x|%08x|", p.DEnc, p.DLLM, p.NInstr, math.Float32bits(p.Tau), math.Float32bits(p.Scale))
+	if p.PersonaRows() > 1 {
+		fmt.Fprintf(h, "n_persona|%d|", p.PersonaRows())
+	}
 	if p.EOSBias != 0 || p.RetrieveK != 0 {
 		fmt.Fprintf(h, "eos_bias|%08x|retrieve_k|%d|", math.Float32bits(p.EOSBias), p.RetrieveK)
 	}
@@ -319,7 +349,7 @@ func (p *Plug) encode(w io.Writer, ts []plugTensor, edit func(g *cgo.GGUF)) erro
 	g.SetUint32("pplug.d_enc", uint32(p.DEnc))
 	g.SetUint32("pplug.d_llm", uint32(p.DLLM))
 	g.SetUint32("pplug.n_instruction", uint32(p.NInstr))
-	g.SetUint32("pplug.n_persona", 1)
+	g.SetUint32("pplug.n_persona", uint32(p.PersonaRows()))
 	g.SetFloat32("pplug.tau", p.Tau)
 	g.SetFloat32("pplug.scale", p.Scale)
 	g.SetString("pplug.pooling", p.Pooling)
@@ -419,8 +449,9 @@ func readPlug(path string) (*Plug, error) {
 	if kv.err != nil {
 		return nil, kv.err
 	}
-	if n := kv.u32("pplug.n_persona"); n != 1 {
-		return nil, fmt.Errorf("pplug.n_persona is %d; this version supports 1", n)
+	p.NPersona = int(kv.u32("pplug.n_persona"))
+	if p.NPersona < 1 || p.NPersona > MaxPersonaRows {
+		return nil, fmt.Errorf("pplug.n_persona is %d; this version supports 1 to %d", p.NPersona, MaxPersonaRows)
 	}
 	// Optional keys (absent in plugs written before they existed).
 	if g.FindKey("pplug.eos_bias") >= 0 {
@@ -480,10 +511,12 @@ func readPlug(path string) (*Plug, error) {
 	if p.B1, err = read("proj.b1", []int64{l}, dLLM, true); err != nil {
 		return nil, err
 	}
-	if p.W2, err = read("proj.w2", []int64{l, l}, dLLM, true); err != nil {
+	r := int64(p.NPersona)
+	rows := fmt.Sprintf("pplug.d_llm is %d and pplug.n_persona %d", l, r)
+	if p.W2, err = read("proj.w2", []int64{l, r * l}, rows, true); err != nil {
 		return nil, err
 	}
-	if p.B2, err = read("proj.b2", []int64{l}, dLLM, true); err != nil {
+	if p.B2, err = read("proj.b2", []int64{r * l}, rows, true); err != nil {
 		return nil, err
 	}
 	if p.NInstr > 0 {

@@ -50,16 +50,24 @@ func testExamples(t testing.TB, m *llama.Model, dEnc, n int, seed uint64) []Exam
 
 func testPlug(t testing.TB, m *llama.Model, dEnc int, adapter bool) *persona.Plug {
 	t.Helper()
+	return testPlugRows(t, m, dEnc, adapter, 1)
+}
+
+// testPlugRows is testPlug with nPersona persona rows.
+func testPlugRows(t testing.TB, m *llama.Model, dEnc int, adapter bool, nPersona int) *persona.Plug {
+	t.Helper()
 	scale, err := persona.TokenEmbeddingScale(m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := persona.NewPlug(dEnc, m.NEmbd(), scale, persona.PlugOptions{Seed: 3, Adapter: adapter})
+	p, err := persona.NewPlug(dEnc, m.NEmbd(), scale, persona.PlugOptions{Seed: 3, Adapter: adapter, NPersona: nPersona})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range p.B1 {
 		p.B1[i] = 0.05 * float32(math.Sin(float64(i)))
+	}
+	for i := range p.B2 {
 		p.B2[i] = 0.02 * float32(math.Cos(float64(i)))
 	}
 	for i := range p.AdapterW {
@@ -97,7 +105,9 @@ func TestGraphMatchesLlamaCpp(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			m := loadModel(t, path)
 			const dEnc = 24
-			plug := testPlug(t, m, dEnc, true)
+			// stories260K with the paper's one persona row, qwen2 with three.
+			nPersona := map[string]int{"stories260K": 1, "qwen2-f16": 3}[name]
+			plug := testPlugRows(t, m, dEnc, true, nPersona)
 			// A plug with an EOS bias: the graph adds it to the EOS logit
 			// as a sampler with Plug.EOSBias does.
 			plug.EOSBias = 1.5
@@ -138,8 +148,11 @@ func TestGraphMatchesLlamaCpp(t *testing.T) {
 					t.Fatal(err)
 				}
 				pu := rows[plug.NInstr*d:]
-				for j := range d {
-					rowErr = math.Max(rowErr, math.Abs(float64(pu[j]-graphRows[i*d+j]))/(1+math.Abs(float64(pu[j]))))
+				if len(pu) != nPersona*d {
+					t.Fatalf("%d persona values, want %d rows", len(pu), nPersona)
+				}
+				for j := range pu {
+					rowErr = math.Max(rowErr, math.Abs(float64(pu[j]-graphRows[i*nPersona*d+j]))/(1+math.Abs(float64(pu[j]))))
 				}
 			}
 			t.Logf("%s: persona rows, graph vs kernels: max relative error %.3g", name, rowErr)
@@ -156,7 +169,7 @@ func TestGraphMatchesLlamaCpp(t *testing.T) {
 			defer c.Close()
 			var worst float64
 			for i, e := range ex {
-				rows := append(append([]float32(nil), plug.Instr...), graphRows[i*d:(i+1)*d]...)
+				rows := append(append([]float32(nil), plug.Instr...), graphRows[i*nPersona*d:(i+1)*nPersona*d]...)
 				in := persona.Inputs(m, rows, e.Prompt)
 				in = append(in, llama.TokenInput(e.Target[:len(e.Target)-1]...))
 				c.ClearMemory()
@@ -243,7 +256,7 @@ func TestGradientMatchesFiniteDifferences(t *testing.T) {
 func checkGradients(t *testing.T, path string, fd bool) map[int][]float32 {
 	m := loadModel(t, path)
 	const dEnc = 16
-	plug := testPlug(t, m, dEnc, true)
+	plug := testPlugRows(t, m, dEnc, true, 2)
 	plug.EOSBias = 2
 	ex := testExamples(t, m, dEnc, 2, 9)
 	shape, _ := ShapeFor(plug, 2, ex)

@@ -40,7 +40,7 @@ func TestTrainingLayoutIsInferenceLayout(t *testing.T) {
 	}
 	defer enc.Close()
 	scale, _ := persona.TokenEmbeddingScale(m)
-	plug, err := persona.NewPlug(enc.Dim(), m.NEmbd(), scale, persona.PlugOptions{Seed: 4, NInstr: 3, Encoder: enc.ID()})
+	plug, err := persona.NewPlug(enc.Dim(), m.NEmbd(), scale, persona.PlugOptions{Seed: 4, NInstr: 3, NPersona: 2, Encoder: enc.ID()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -92,7 +92,7 @@ func NewGraphWith(modelPath string, m *llama.Model, plug *persona.Plug, shape Sh
 	}
 	t, err := cgo.NewTrainer(modelPath, cgo.TrainConfig{
 		Batch: shape.Batch, Tokens: shape.Tokens, Items: shape.Items, Targets: shape.Targets,
-		DEnc: plug.DEnc, NInstr: plug.NInstr, Threads: max(1, threads),
+		DEnc: plug.DEnc, NInstr: plug.NInstr, NPersona: plug.PersonaRows(), Threads: max(1, threads),
 		Scale: plug.Scale, Tau: plug.Tau, Adapter: plug.AdapterW != nil, TrainTau: trainTau,
 		EOSBias: eosBias, EOSBiasScale: EOSBiasScale,
 	})
@@ -156,10 +156,13 @@ func (g *Graph) setConstants() {
 		clear(ev)
 		ev[g.eos] = 1
 	}
-	selP := g.t.InputF32(cgo.TrainInSelP) // [1, T, B]
+	selP := g.t.InputF32(cgo.TrainInSelP) // [R, T, B]
 	clear(selP)
+	R := g.plug.PersonaRows()
 	for b := range g.shape.Batch {
-		selP[b*T+at+g.plug.NInstr] = 1
+		for j := range R {
+			selP[(b*T+at+g.plug.NInstr+j)*R+j] = 1
+		}
 	}
 }
 
@@ -313,7 +316,8 @@ func (g *Graph) Backward() (float64, error) {
 func (g *Graph) Param(id int) []float32 { return g.t.Param(id) }
 func (g *Graph) Grad(id int) []float32  { return g.t.Grad(id) }
 
-// Rows is the persona row of each example of the last compute [B][d_llm].
+// Rows is the persona rows of each example of the last compute
+// [B][NPersona][d_llm].
 func (g *Graph) Rows() []float32 { return g.t.Rows(g.shape.Batch) }
 
 // Logits computes every position's logits of the filled batch [B][T][n_vocab].

@@ -53,6 +53,9 @@ func runPlugInit(c *cli.Context) error {
 	if n := c.Int("n-instruction"); n < 1 || n > 1<<16 {
 		return usagef("--n-instruction %d: give 1 to %d instruction rows", n, 1<<16)
 	}
+	if n := c.Int("n-persona"); n < 1 || n > persona.MaxPersonaRows {
+		return usagef("--n-persona %d: give 1 to %d persona rows", n, persona.MaxPersonaRows)
+	}
 	if n := c.Int("encoder-max-tokens"); n < 1 {
 		return usagef("--encoder-max-tokens %d: give 1 or more", n)
 	}
@@ -91,6 +94,7 @@ func freshPlugFlags() []cli.Flag {
 		&cli.StringFlag{Name: "pooling", Value: "default", Usage: "encoder pooling: default, cls, mean or last"},
 		&cli.IntFlag{Name: "encoder-max-tokens", Value: 512, Usage: "history item truncation the plug is made for"},
 		&cli.IntFlag{Name: "n-instruction", Value: 1, Usage: "instruction rows of a new plug"},
+		&cli.IntFlag{Name: "n-persona", Value: 1, Usage: fmt.Sprintf("persona rows of a new plug, 1 to %d (each with its own projector output layer)", persona.MaxPersonaRows)},
 		&cli.Float64Flag{Name: "tau", Value: 1, Usage: "aggregator temperature of a new plug"},
 		&cli.StringFlag{Name: "query-prefix", Usage: "instruction prefix of the query encoder (default: BGE's with --encoder, none for the LLM)"},
 		&cli.BoolFlag{Name: "adapter", Usage: "give a new plug a trainable query adapter"},
@@ -113,7 +117,7 @@ func freshPlug(c *cli.Context, m *llama.Model, enc *persona.Encoder) (*persona.P
 		prefix = persona.DefaultQueryPrefix
 	}
 	p, err := persona.NewPlug(enc.Dim(), m.NEmbd(), scale, persona.PlugOptions{
-		NInstr: c.Int("n-instruction"), Tau: float32(c.Float64("tau")), Seed: c.Uint64("seed"),
+		NInstr: c.Int("n-instruction"), NPersona: c.Int("n-persona"), Tau: float32(c.Float64("tau")), Seed: c.Uint64("seed"),
 		Pooling: enc.PoolingName(), QueryPrefix: prefix, Encoder: enc.ID(), LLM: id, Task: c.String("task"),
 		Adapter: c.Bool("adapter"),
 	})
@@ -147,7 +151,7 @@ func runPlugInfo(c *cli.Context) error {
 		"d_enc":          p.DEnc,
 		"d_llm":          p.DLLM,
 		"n_instruction":  p.NInstr,
-		"n_persona":      1,
+		"n_persona":      p.PersonaRows(),
 		"tau":            p.Tau,
 		"scale":          p.Scale,
 		"pooling":        p.Pooling,

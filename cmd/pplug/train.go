@@ -282,6 +282,9 @@ func trainOptionsFromFlags(c *cli.Context) (train.Options, error) {
 	if n := c.Int("n-instruction"); n < 1 || n > maxInstructionRows {
 		return o, usagef("--n-instruction %d: give 1 to %d instruction rows", n, maxInstructionRows)
 	}
+	if n := c.Int("n-persona"); n < 1 || n > persona.MaxPersonaRows {
+		return o, usagef("--n-persona %d: give 1 to %d persona rows", n, persona.MaxPersonaRows)
+	}
 	if tau := c.Float64("tau"); !(float32(tau) > 0) || math.IsInf(float64(float32(tau)), 0) {
 		return o, usagef("--tau %v: give a positive temperature (within float32 range)", tau)
 	}
