@@ -385,6 +385,20 @@ func (s *Sampler) AddMinP(p float32)    { s.add(C.llama_sampler_init_min_p(C.flo
 func (s *Sampler) AddTypical(p float32) { s.add(C.llama_sampler_init_typical(C.float(p), 1)) }
 func (s *Sampler) AddTemp(t float32)    { s.add(C.llama_sampler_init_temp(C.float(t))) }
 
+// AddLogitBias adds biases to the logits of the given tokens.
+func (s *Sampler) AddLogitBias(tokens []int32, biases []float32) {
+	if len(tokens) == 0 || len(tokens) != len(biases) {
+		return
+	}
+	lb := make([]C.llama_logit_bias, len(tokens))
+	for i := range tokens {
+		lb[i].token = C.llama_token(tokens[i])
+		lb[i].bias = C.float(biases[i])
+	}
+	// The sampler copies the array; n_vocab is only kept for clones.
+	s.add(C.llama_sampler_init_logit_bias(0, C.int32_t(len(lb)), &lb[0]))
+}
+
 // AddPenalties adds repetition, frequency and presence penalties over the
 // last lastN tokens.
 func (s *Sampler) AddPenalties(lastN int32, repeat, freq, present float32) {

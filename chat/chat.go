@@ -73,7 +73,8 @@ func (m Message) sent() llama.ChatMessage {
 type Session struct {
 	c       *llama.Context
 	m       *llama.Model
-	smp     *llama.Sampler
+	smp     *llama.Sampler // the caller's
+	biased  *llama.Sampler // smp's options with a request's EOS bias (owned)
 	o       Options
 	tmpl    string // "" means the plain fallback
 	stops   []string
@@ -170,6 +171,9 @@ func (s *Session) System() string { return s.o.System }
 func (s *Session) Reset() error {
 	s.log, s.window, s.last, s.lastUser = nil, 0, persona.Request{}, ""
 	s.smp.Reset()
+	if s.biased != nil {
+		s.biased.Reset()
+	}
 	return s.clear()
 }
 
@@ -193,7 +197,45 @@ func (s *Session) SetPersona(on bool) error {
 
 // SetSampler replaces the sampler (new sampling settings); the session
 // uses it from the next answer on. The caller owns both samplers.
-func (s *Session) SetSampler(smp *llama.Sampler) { s.smp = smp }
+func (s *Session) SetSampler(smp *llama.Sampler) {
+	s.smp = smp
+	s.dropBiased()
+}
+
+// Close frees what the session made itself (the sampler with a plug's EOS
+// bias); the context and the caller's sampler stay the caller's.
+func (s *Session) Close() error {
+	s.dropBiased()
+	return nil
+}
+
+func (s *Session) dropBiased() {
+	if s.biased != nil {
+		s.biased.Close()
+		s.biased = nil
+	}
+}
+
+// sampler is the sampler for a request: the caller's, or one with its
+// options and the request's EOS bias (a plug's learned length prior,
+// which only applies where its rows are injected).
+func (s *Session) sampler(req persona.Request) (*llama.Sampler, error) {
+	if req.EOSBias == 0 {
+		return s.smp, nil
+	}
+	o := s.smp.Options()
+	o.EOSBias = req.EOSBias
+	if s.biased != nil && s.biased.Options() == o {
+		return s.biased, nil
+	}
+	s.dropBiased()
+	b, err := s.m.NewSampler(o)
+	if err != nil {
+		return nil, err
+	}
+	s.biased = b
+	return b, nil
+}
 
 // SetMaxTokens changes the cap of each answer (-1: none).
 func (s *Session) SetMaxTokens(n int) { s.o.MaxTokens = n }
@@ -458,10 +500,14 @@ func (s *Session) Send(ctx context.Context, msg string, emit func(string) error)
 		return fail(err)
 	}
 	s.pos = s.bodyPos + llama.Pos(lcp)
-	if s.smp.Options().Grammar != "" {
-		s.smp.Reset() // a grammar constrains each answer from its start
+	smp, err := s.sampler(req)
+	if err != nil {
+		return fail(err)
 	}
-	res, err := s.c.Generate(ctx, s.smp, []llama.Input{llama.TokenInput(toks[lcp:]...)}, s.pos, llama.GenerateOptions{
+	if smp.Options().Grammar != "" {
+		smp.Reset() // a grammar constrains each answer from its start
+	}
+	res, err := s.c.Generate(ctx, smp, []llama.Input{llama.TokenInput(toks[lcp:]...)}, s.pos, llama.GenerateOptions{
 		MaxTokens: s.o.MaxTokens, Stop: s.stops, Emit: emit,
 	})
 	if res.Stats.PromptRows < len(toks)-lcp {

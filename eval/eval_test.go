@@ -108,10 +108,10 @@ func TestGoldsFor(t *testing.T) {
 func TestFitPrompt(t *testing.T) {
 	f := setup(t)
 	toks, _ := f.m.Tokenize("Once upon a time there was a cat", true, false)
-	if out, cut := FitPrompt(f.m, toks, len(toks)); cut || !slices.Equal(out, toks) {
+	if out, cut := persona.FitPrompt(f.m, toks, len(toks)); cut || !slices.Equal(out, toks) {
 		t.Fatal("cut a prompt that fits")
 	}
-	out, cut := FitPrompt(f.m, toks, 4)
+	out, cut := persona.FitPrompt(f.m, toks, 4)
 	if !cut || len(out) != 4 || out[0] != f.m.BOS() || !slices.Equal(out[1:], toks[len(toks)-3:]) {
 		t.Fatalf("cut to %v from %v", out, toks)
 	}
@@ -156,7 +156,45 @@ func TestRunEveryMethod(t *testing.T) {
 		if _, ok := r.Scores.Get(lamp.Rouge1); !ok {
 			t.Fatalf("%s: no rouge-1", r.Method)
 		}
-		t.Logf("%-10s rouge-1 %.4f, %d prompt positions, %q", r.Method, r.Scores.Values[lamp.Rouge1], r.PromptPositions, o.Golds[0].Output)
+		if r.GoldNLL == nil || !(*r.GoldNLL > 0) || r.EOSWithin2x == nil || r.MeanOutputTokens > 12 || r.EOSShare < 0 || r.EOSShare > 1 ||
+			r.MeanGoldTokens < 10 || r.OutputTokens > r.GenTokens {
+			t.Fatalf("%s: length, EOS or likelihood figures %+v", r.Method, r)
+		}
+		t.Logf("%-10s rouge-1 %.4f, nll %.4f, %d prompt positions, %q", r.Method, r.Scores.Values[lamp.Rouge1], *r.GoldNLL, r.PromptPositions, o.Golds[0].Output)
+	}
+	// The gold likelihood scores the layout generation uses: for none it is
+	// the plain prompt's (persona.ExampleTokens), for pplug the own-persona
+	// figure of PersonaNLL, computed by their own code paths.
+	qs, _ := lamp.ReadQuestions(qpath)
+	golds := map[string]string{}
+	var none float64
+	var tokens int
+	for _, q := range qs[:3] {
+		golds[q.ID] = goldOf(f.ds, q.ID)
+		pr, tg, err := persona.ExampleTokens(f.m, q.Input, golds[q.ID])
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, n, err := persona.TargetNLL(context.Background(), f.c, nil, pr, tg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		none, tokens = none+s, tokens+n
+	}
+	nllRep, err := PersonaNLL(context.Background(), f.pz, f.c, lamp.LaMP7, qs[:3], golds, NLLOptions{ProfileSource: qpath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m, want := range map[Method]float64{None: none / float64(tokens), PPlug: nllRep.Own} {
+		var got *float64
+		for _, r := range rep.Results {
+			if r.Method == m {
+				got = r.GoldNLL
+			}
+		}
+		if got == nil || math.Abs(*got-want) > 1e-3 {
+			t.Errorf("%s: gold NLL %v in the report, %v computed directly", m, got, want)
+		}
 	}
 	// Retrieval makes longer prompts than none; pplug adds two rows.
 	byMethod := map[Method]Result{}
@@ -177,7 +215,7 @@ func TestRunEveryMethod(t *testing.T) {
 		t.Fatal(err)
 	}
 	md, _ := os.ReadFile(filepath.Join(out, "results.md"))
-	for _, want := range []string{"| method | rouge-1 | rouge-l | n | s/question |", "| pplug+bm25 |", "LaMP_7, 3 questions"} {
+	for _, want := range []string{"| method | rouge-1 | rouge-l | nll/token | out tokens | EOS | EOS <= 2x gold | n | s/question |", "| pplug+bm25 |", "LaMP_7, 3 questions"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("results.md lacks %q:\n%s", want, md)
 		}
@@ -194,6 +232,17 @@ func TestRunEveryMethod(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(out2, "results.json")); err != nil {
 		t.Errorf("no results.json without golds: %v", err)
 	}
+}
+
+func goldOf(ds synthusers.Dataset, id string) string {
+	for _, sp := range ds.Splits() {
+		for _, g := range sp.Outputs.Golds {
+			if g.ID == id {
+				return g.Output
+			}
+		}
+	}
+	return ""
 }
 
 func TestRunCancelKeepsCompletedMethods(t *testing.T) {
@@ -313,8 +362,11 @@ func TestMarkdownMixedScores(t *testing.T) {
 		{Method: None, Questions: 2, SecondsPerQuestion: 0.25, Scores: &s},
 		{Method: BM25, Questions: 2, SecondsPerQuestion: 0.5},
 	}}
+	nll, w := 1.25, 0.5
+	r.Results[0].GoldNLL, r.Results[0].EOSWithin2x, r.Results[0].MeanOutputTokens, r.Results[0].EOSShare = &nll, &w, 3.5, 1
 	md := r.Markdown()
-	for _, want := range []string{"| method | mae | rmse | n | s/question |", "| none | 0.5000 | 0.7500 | 2 | 0.250 |", "| bm25 | - | - | 2 | 0.500 |"} {
+	for _, want := range []string{"| method | mae | rmse | nll/token | out tokens | EOS | EOS <= 2x gold | n | s/question |",
+		"| none | 0.5000 | 0.7500 | 1.2500 | 3.5 | 1.00 | 0.50 | 2 | 0.250 |", "| bm25 | - | - | - | 0.0 | 0.00 | - | 2 | 0.500 |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}

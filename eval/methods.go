@@ -24,8 +24,9 @@ const (
 	Recent = persona.MethodRecent
 	// PPlug: the plug's instruction and persona rows before the input.
 	PPlug = persona.MethodPPlug
-	// PPlugBM25: the plug's rows and the top BM25 items in the prompt
-	// (the paper's best combination).
+	// PPlugBM25: the plug's rows and the top BM25 items in the prompt: as
+	// many as the plug was trained with (persona.Plug.RetrieveK, pplug
+	// train --retrieve-k), else one (the paper's best combination).
 	PPlugBM25 = persona.MethodPPlugBM25
 )
 

@@ -85,7 +85,7 @@ func (r NLLReport) MarshalJSON() ([]byte, error) {
 //
 // The query part of the input (task.QueryPart) is encoded once per
 // question and aggregated over both histories. Prompts too long for c's
-// window lose their oldest tokens (FitPrompt; BOS is kept), the same cut
+// window lose their oldest tokens (persona.FitPrompt; BOS is kept), the same cut
 // for the three conditions. Every question needs a gold in golds
 // (by question id). Questions whose profile has no usable item are skipped.
 func PersonaNLL(ctx context.Context, pz *persona.Personalizer, c *llama.Context, task lamp.Task, questions []lamp.Question, golds map[string]string, opts NLLOptions) (NLLReport, error) {
@@ -198,7 +198,7 @@ func PersonaNLL(ctx context.Context, pz *persona.Personalizer, c *llama.Context,
 			return rep, fmt.Errorf("question %q: %w: the gold output has %d tokens, the window %d", q.ID, llama.ErrContextFull, len(target), c.NCtxSeq())
 		}
 		var cut bool
-		if prompt, cut = FitPrompt(m, prompt, budget); cut {
+		if prompt, cut = persona.FitPrompt(m, prompt, budget); cut {
 			rep.Truncated++
 		}
 		qv, err := pz.EncodeQuery(ctx, q.Input)
@@ -207,7 +207,9 @@ func PersonaNLL(ctx context.Context, pz *persona.Personalizer, c *llama.Context,
 		}
 		nll := func(i int) (float64, error) {
 			var rows []float32
+			var bias map[llama.Token]float32
 			if i >= 0 {
+				bias = persona.Request{EOSBias: pz.Plug.EOSBias}.LogitBias(m)
 				u, err := userFor(i)
 				if err != nil {
 					return 0, err
@@ -216,7 +218,7 @@ func PersonaNLL(ctx context.Context, pz *persona.Personalizer, c *llama.Context,
 					return 0, err
 				}
 			}
-			s, _, err := persona.TargetNLL(ctx, c, rows, prompt, target)
+			s, _, err := persona.TargetNLLBiased(ctx, c, rows, prompt, target, bias)
 			if err != nil {
 				return 0, fmt.Errorf("question %q: %w", q.ID, err)
 			}

@@ -49,7 +49,7 @@ type Predictor struct {
 	// pplug generate uses for --profile FILE --question-id ID.
 	ProfileSource string
 
-	smp *llama.Sampler
+	smps map[float32]*llama.Sampler // greedy samplers by EOS bias
 }
 
 // Prediction is one generated answer.
@@ -58,7 +58,10 @@ type Prediction struct {
 	// PromptPositions is the number of input positions (tokens and rows).
 	PromptPositions int
 	GenTokens       int
-	Stop            llama.StopReason
+	// OutputTokens is the number of generated tokens in Output (the
+	// end-of-generation token not counted).
+	OutputTokens int
+	Stop         llama.StopReason
 	// Truncated is set when the prompt was cut to fit the window.
 	Truncated bool
 	// NoProfile is set when the question's profile had no usable item and
@@ -66,14 +69,14 @@ type Prediction struct {
 	NoProfile bool
 }
 
-// Close frees the sampler.
+// Close frees the samplers.
 func (p *Predictor) Close() error {
-	if p.smp != nil {
-		err := p.smp.Close()
-		p.smp = nil
-		return err
+	var errs []error
+	for _, s := range p.smps {
+		errs = append(errs, s.Close())
 	}
-	return nil
+	p.smps = nil
+	return errors.Join(errs...)
 }
 
 func (p *Predictor) k() int {
@@ -118,68 +121,127 @@ func (p *Predictor) profileOf(q lamp.Question) (*profile.Profile, error) {
 	return prof, err
 }
 
-// Predict generates method m's answer to q.
-func (p *Predictor) Predict(ctx context.Context, m Method, q lamp.Question) (Prediction, error) {
-	var pred Prediction
+// input is a method's model input for a question: the request (its rows
+// and logit bias) and the prompt's tokens, cut to leave reserve positions
+// of the window for the answer. Generation (Predict) and the gold
+// likelihood (GoldNLL) both lay out their input here, so they always
+// score the same layout.
+type input struct {
+	req  persona.Request
+	toks []llama.Token
+	// truncated: the prompt was cut; noProfile: the question has no usable
+	// history and the method fell back to the input alone.
+	truncated, noProfile bool
+}
+
+func (in input) positions(m *llama.Model) int { return len(in.toks) + len(in.req.Rows)/m.NEmbd() }
+
+func (p *Predictor) input(ctx context.Context, m Method, q lamp.Question, reserve int) (input, error) {
+	in := input{req: persona.Request{Method: persona.MethodNone, Prompt: q.Input}}
 	pz := p.personalizer(m)
 	if err := pz.Check(); err != nil {
-		return pred, err
+		return in, err
 	}
-	req := persona.Request{Method: persona.MethodNone, Prompt: q.Input}
 	if m.NeedsProfile() {
 		prof, err := p.profileOf(q)
 		if err != nil {
-			return pred, err
+			return in, err
 		}
 		if prof == nil {
-			pred.NoProfile = true
+			in.noProfile = true
 		} else {
 			user, _, err := pz.Prepare(ctx, prof.Items, persona.ProfileKey(p.ProfileSource, q.ID), nil)
 			if err != nil {
-				return pred, fmt.Errorf("prepare the persona: %w", err)
+				return in, fmt.Errorf("prepare the persona: %w", err)
 			}
-			req, err = user.Personalize(ctx, q.Input)
+			in.req, err = user.Personalize(ctx, q.Input)
 			user.Close()
 			if err != nil {
-				return pred, err
+				return in, err
 			}
 		}
 	}
-	toks, err := p.tokens(req.Prompt)
+	toks, err := p.tokens(in.req.Prompt)
+	if err != nil {
+		return in, err
+	}
+	nRows := len(in.req.Rows) / p.LLM.NEmbd()
+	// Leave room for the answer; a window too small for that still gets
+	// whatever room there is.
+	budget := p.Ctx.NCtxSeq() - nRows - min(reserve, p.Ctx.NCtxSeq()/2)
+	in.toks, in.truncated = persona.FitPrompt(p.LLM, toks, budget)
+	if len(in.toks) == 0 && nRows == 0 {
+		return in, errors.New("the input is empty and the model has no BOS token to start from")
+	}
+	if len(in.toks)+nRows >= p.Ctx.NCtxSeq() {
+		return in, fmt.Errorf("%w: %d rows leave no room for the prompt in a window of %d", llama.ErrContextFull, nRows, p.Ctx.NCtxSeq())
+	}
+	return in, nil
+}
+
+// Predict generates method m's answer to q.
+func (p *Predictor) Predict(ctx context.Context, m Method, q lamp.Question) (Prediction, error) {
+	var pred Prediction
+	maxNew := p.maxNew()
+	in, err := p.input(ctx, m, q, maxNew)
 	if err != nil {
 		return pred, err
 	}
-	nRows := len(req.Rows) / p.LLM.NEmbd()
-	maxNew := p.maxNew()
-	// Leave room for the answer; a window too small for that still gets
-	// whatever room there is.
-	budget := p.Ctx.NCtxSeq() - nRows - min(maxNew, p.Ctx.NCtxSeq()/2)
-	toks, pred.Truncated = FitPrompt(p.LLM, toks, budget)
-	if len(toks) == 0 && nRows == 0 {
-		return pred, errors.New("the input is empty and the model has no BOS token to start from")
+	pred.Truncated, pred.NoProfile = in.truncated, in.noProfile
+	pred.PromptPositions = in.positions(p.LLM)
+	smp, err := p.sampler(in.req.EOSBias)
+	if err != nil {
+		return pred, err
 	}
-	if len(toks)+nRows >= p.Ctx.NCtxSeq() {
-		return pred, fmt.Errorf("%w: %d rows leave no room for the prompt in a window of %d", llama.ErrContextFull, nRows, p.Ctx.NCtxSeq())
-	}
-	in := persona.Inputs(p.LLM, req.Rows, toks)
-	pred.PromptPositions = len(toks) + nRows
-	if p.smp == nil {
-		if p.smp, err = llama.NewSampler(llama.SamplerOptions{Temp: 0, RepeatPenalty: 1}); err != nil {
-			return pred, err
-		}
-	}
-	p.smp.Reset()
+	smp.Reset()
 	if err := p.Ctx.ClearMemory(); err != nil {
 		return pred, err
 	}
-	res, err := p.Ctx.Generate(ctx, p.smp, in, 0, llama.GenerateOptions{MaxTokens: maxNew})
+	res, err := p.Ctx.Generate(ctx, smp, persona.Inputs(p.LLM, in.req.Rows, in.toks), 0, llama.GenerateOptions{MaxTokens: maxNew})
 	if err != nil && !errors.Is(err, llama.ErrContextFull) {
 		return pred, err
 	}
 	pred.Output = lamp.PyStrip(res.Text)
 	pred.GenTokens = res.Stats.GenTokens
+	pred.OutputTokens = len(res.Tokens)
 	pred.Stop = res.Stop
 	return pred, nil
+}
+
+// GoldNLL is the summed negative log-likelihood (nats) of gold's tokens
+// and the end-of-generation token (persona.ExampleTokens) after method m's
+// input for q, the input Predict generates from (with its logit bias), and
+// the number of those tokens.
+func (p *Predictor) GoldNLL(ctx context.Context, m Method, q lamp.Question, gold string) (float64, int, error) {
+	_, target, err := persona.ExampleTokens(p.LLM, "", gold)
+	if err != nil {
+		return 0, 0, err
+	}
+	in, err := p.input(ctx, m, q, len(target))
+	if err != nil {
+		return 0, 0, err
+	}
+	if in.positions(p.LLM)+len(target) > p.Ctx.NCtxSeq() {
+		return 0, 0, fmt.Errorf("%w: the input and the gold of %d tokens do not fit a window of %d", llama.ErrContextFull, len(target), p.Ctx.NCtxSeq())
+	}
+	return persona.TargetNLLBiased(ctx, p.Ctx, in.req.Rows, in.toks, target, in.req.LogitBias(p.LLM))
+}
+
+// sampler is the greedy sampler with an EOS bias (see
+// persona.Request.EOSBias), made on first use.
+func (p *Predictor) sampler(eosBias float32) (*llama.Sampler, error) {
+	if s := p.smps[eosBias]; s != nil {
+		return s, nil
+	}
+	s, err := p.LLM.NewSampler(llama.SamplerOptions{Temp: 0, RepeatPenalty: 1, EOSBias: eosBias})
+	if err != nil {
+		return nil, err
+	}
+	if p.smps == nil {
+		p.smps = map[float32]*llama.Sampler{}
+	}
+	p.smps[eosBias] = s
+	return s, nil
 }
 
 // tokens tokenizes the prompt text, in the chat template when asked.
@@ -200,21 +262,4 @@ func (p *Predictor) tokens(text string) ([]llama.Token, error) {
 		toks = append([]llama.Token{bos}, toks...)
 	}
 	return toks, nil
-}
-
-// FitPrompt cuts a tokenized prompt to at most budget tokens by dropping
-// its oldest tokens, keeping a leading BOS: for a decoder the text right
-// before the answer (and a chat template's assistant opening) matters
-// most. It reports whether it cut anything.
-func FitPrompt(m *llama.Model, toks []llama.Token, budget int) ([]llama.Token, bool) {
-	if len(toks) <= budget {
-		return toks, false
-	}
-	budget = max(budget, 1)
-	if m.AddBOS() && toks[0] == m.BOS() && budget > 1 {
-		out := make([]llama.Token, 0, budget)
-		out = append(out, toks[0])
-		return append(out, toks[len(toks)-(budget-1):]...), true
-	}
-	return append([]llama.Token(nil), toks[len(toks)-budget:]...), true
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pplug/pplug/internal/atomicfile"
 	"github.com/pplug/pplug/lamp"
+	"github.com/pplug/pplug/llama"
 )
 
 // Result is one method's run.
@@ -37,6 +38,26 @@ type Result struct {
 	// NoProfile counts questions without a usable history, answered from
 	// the input alone.
 	NoProfile int `json:"no_profile,omitempty"`
+
+	// OutputTokens is the total of the answers' tokens (an ending
+	// end-of-generation token not counted); MeanOutputTokens its mean.
+	OutputTokens     int     `json:"output_tokens"`
+	MeanOutputTokens float64 `json:"mean_output_tokens"`
+	// EOSShare is the share of answers that ended with the model's
+	// end-of-generation token (the others ran into the token limit or the
+	// window).
+	EOSShare float64 `json:"eos_share"`
+	// With golds: MeanGoldTokens is the golds' mean length in tokens and
+	// EOSWithin2x the share of answers that ended with end-of-generation
+	// at most twice their gold's length.
+	MeanGoldTokens float64  `json:"mean_gold_tokens,omitempty"`
+	EOSWithin2x    *float64 `json:"eos_within_2x_gold,omitempty"`
+	// GoldNLL is the mean negative log-likelihood per token (nats) of the
+	// golds and the end-of-generation token after the method's input
+	// (Predictor.GoldNLL), over GoldTokens tokens; nil without golds or
+	// with RunOptions.NoNLL.
+	GoldNLL    *float64 `json:"gold_nll_per_token,omitempty"`
+	GoldTokens int      `json:"gold_nll_tokens,omitempty"`
 }
 
 // Report is the outcome of Run: what was evaluated and one Result per
@@ -49,11 +70,14 @@ type Report struct {
 	Plug          string    `json:"plug,omitempty"`
 	Encoder       string    `json:"encoder,omitempty"`
 	K             int       `json:"k"`
-	MaxNew        int       `json:"max_new_tokens"`
-	Chat          bool      `json:"chat,omitempty"`
-	Limit         int       `json:"limit,omitempty"`
-	Questions     int       `json:"questions"`
-	Results       []Result  `json:"results"`
+	// PlugK is the number of BM25 items of pplug+bm25: the plug's
+	// retrieve_k, else 1.
+	PlugK     int      `json:"plug_k,omitempty"`
+	MaxNew    int      `json:"max_new_tokens"`
+	Chat      bool     `json:"chat,omitempty"`
+	Limit     int      `json:"limit,omitempty"`
+	Questions int      `json:"questions"`
+	Results   []Result `json:"results"`
 }
 
 // Markdown renders the report as a table: one row per method, the task's
@@ -67,7 +91,11 @@ func (r Report) Markdown() string {
 	if r.Plug != "" {
 		fmt.Fprintf(&b, ", plug %s", filepath.Base(r.Plug))
 	}
-	fmt.Fprintf(&b, ", k %d, max %d new tokens\n\n", r.K, r.MaxNew)
+	fmt.Fprintf(&b, ", k %d", r.K)
+	if r.PlugK > 0 {
+		fmt.Fprintf(&b, " (pplug+bm25: %d)", r.PlugK)
+	}
+	fmt.Fprintf(&b, ", max %d new tokens\n\n", r.MaxNew)
 	scored := false
 	for _, res := range r.Results {
 		scored = scored || res.Scores != nil
@@ -80,11 +108,11 @@ func (r Report) Markdown() string {
 	for _, m := range metrics {
 		b.WriteString(" " + string(m) + " |")
 	}
-	b.WriteString(" n | s/question |\n| --- |")
+	b.WriteString(" nll/token | out tokens | EOS | EOS <= 2x gold | n | s/question |\n| --- |")
 	for range metrics {
 		b.WriteString(" ---: |")
 	}
-	b.WriteString(" ---: | ---: |\n")
+	b.WriteString(" ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, res := range r.Results {
 		b.WriteString("| " + string(res.Method) + " |")
 		for _, m := range metrics {
@@ -99,7 +127,14 @@ func (r Report) Markdown() string {
 				b.WriteString(" - |")
 			}
 		}
-		fmt.Fprintf(&b, " %d | %.3f |\n", res.Questions, res.SecondsPerQuestion)
+		opt := func(v *float64, f string) string {
+			if v == nil {
+				return "-"
+			}
+			return fmt.Sprintf(f, *v)
+		}
+		fmt.Fprintf(&b, " %s | %.1f | %.2f | %s | %d | %.3f |\n", opt(res.GoldNLL, "%.4f"), res.MeanOutputTokens, res.EOSShare,
+			opt(res.EOSWithin2x, "%.2f"), res.Questions, res.SecondsPerQuestion)
 	}
 	return b.String()
 }
@@ -160,6 +195,8 @@ type RunOptions struct {
 	Progress func(m Method, done, total int, elapsed time.Duration)
 	// MethodDone is called when a method's files are written.
 	MethodDone func(Result)
+	// NoNLL skips the golds' likelihood under each method (Result.GoldNLL).
+	NoNLL bool
 }
 
 // Run evaluates each method in turn over the questions file (streamed),
@@ -171,6 +208,9 @@ func Run(ctx context.Context, p *Predictor, o RunOptions) (Report, error) {
 	rep := o.Report
 	rep.Task, rep.QuestionsFile, rep.GoldsFile, rep.Limit = p.Task, o.QuestionsFile, o.GoldsFile, o.Limit
 	rep.K, rep.MaxNew, rep.Chat = p.k(), p.maxNew(), p.Chat
+	if p.Personalizer != nil && p.Personalizer.Plug != nil {
+		rep.PlugK = p.personalizer(PPlugBM25).RetrieveK()
+	}
 	rep.Results = nil
 	if !p.Task.Valid() {
 		return rep, errors.New("eval: no valid task")
@@ -197,12 +237,21 @@ func Run(ctx context.Context, p *Predictor, o RunOptions) (Report, error) {
 	}
 	rep.Questions = len(ids)
 	var golds []lamp.Output
+	goldOf := map[string]string{}
+	goldLen := map[string]int{}
 	if o.Golds != nil {
 		if golds, err = GoldsFor(o.Golds, ids); err != nil {
 			if o.GoldsFile != "" {
 				err = fmt.Errorf("%s: %w", o.GoldsFile, err)
 			}
 			return rep, err
+		}
+		for _, g := range golds {
+			toks, err := p.LLM.Tokenize(g.Output, false, false)
+			if err != nil {
+				return rep, fmt.Errorf("tokenize the gold of %q: %w", g.ID, err)
+			}
+			goldOf[g.ID], goldLen[g.ID] = g.Output, len(toks)
 		}
 	}
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
@@ -212,6 +261,8 @@ func Run(ctx context.Context, p *Predictor, o RunOptions) (Report, error) {
 	for _, m := range o.Methods {
 		res := Result{Method: m, Predictions: OutputsFile(m)}
 		preds := make([]lamp.Output, 0, len(ids))
+		var eos, within, goldTokens int
+		var nllSum float64
 		t0 := time.Now()
 		err := lamp.ScanQuestions(o.QuestionsFile, func(q lamp.Question) error {
 			if len(preds) == len(ids) {
@@ -236,6 +287,28 @@ func Run(ctx context.Context, p *Predictor, o RunOptions) (Report, error) {
 			if pr.NoProfile {
 				res.NoProfile++
 			}
+			res.OutputTokens += pr.OutputTokens
+			if pr.Stop == llama.StopEOG {
+				eos++
+			}
+			if golds != nil {
+				n := goldLen[q.ID]
+				goldTokens += n
+				if pr.Stop == llama.StopEOG && pr.OutputTokens <= 2*n {
+					within++
+				}
+				if !o.NoNLL {
+					s, n, err := p.GoldNLL(ctx, m, q, goldOf[q.ID])
+					if err != nil {
+						if ctx.Err() != nil {
+							return ctx.Err()
+						}
+						return fmt.Errorf("method %s, question %q: gold likelihood: %w", m, q.ID, err)
+					}
+					nllSum += s
+					res.GoldTokens += n
+				}
+			}
 			if o.Progress != nil {
 				o.Progress(m, len(preds), len(ids), time.Since(t0))
 			}
@@ -250,6 +323,18 @@ func Run(ctx context.Context, p *Predictor, o RunOptions) (Report, error) {
 		res.Questions = len(preds)
 		res.Seconds = time.Since(t0).Seconds()
 		res.SecondsPerQuestion = res.Seconds / float64(len(preds))
+		nq := float64(len(preds))
+		res.MeanOutputTokens = float64(res.OutputTokens) / nq
+		res.EOSShare = float64(eos) / nq
+		if golds != nil {
+			res.MeanGoldTokens = float64(goldTokens) / nq
+			w := float64(within) / nq
+			res.EOSWithin2x = &w
+			if !o.NoNLL && res.GoldTokens > 0 {
+				v := nllSum / float64(res.GoldTokens)
+				res.GoldNLL = &v
+			}
+		}
 		if err := lamp.WriteOutputs(filepath.Join(o.OutDir, res.Predictions), lamp.Outputs{Task: p.Task.Name(), Golds: preds}); err != nil {
 			return rep, fmt.Errorf("write the predictions of %s: %w", m, err)
 		}

@@ -658,3 +658,44 @@ func TestStopStrings(t *testing.T) {
 		}
 	}
 }
+
+// An EOS bias moves the greedy choice: a large one ends the generation at
+// once, a negative one never lets EOS win, zero changes nothing; a bias
+// that is not a number, or one without the model, is refused.
+func TestEOSBias(t *testing.T) {
+	m := loadStories(t)
+	toks, err := m.Tokenize("Once upon a time", true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := func(bias float32) Result {
+		t.Helper()
+		s, err := m.NewSampler(SamplerOptions{Temp: 0, RepeatPenalty: 1, EOSBias: bias})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		c := newCtx(t, m, ContextOptions{NCtx: 128, Threads: 1})
+		res, err := c.Generate(context.Background(), s, []Input{TokenInput(toks...)}, 0, GenerateOptions{MaxTokens: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	plain := gen(0)
+	if plain.Stop != StopLength || len(plain.Tokens) != 8 {
+		t.Fatalf("unbiased: %+v", plain)
+	}
+	if res := gen(100); res.Stop != StopEOG || len(res.Tokens) != 0 {
+		t.Fatalf("EOS +100: stop %v after %d tokens", res.Stop, len(res.Tokens))
+	}
+	if res := gen(-100); !equalTokens(res.Tokens, plain.Tokens) {
+		t.Fatalf("EOS -100 changed a continuation without EOS: %v vs %v", res.Tokens, plain.Tokens)
+	}
+	if _, err := m.NewSampler(SamplerOptions{Temp: 0, RepeatPenalty: 1, EOSBias: float32(math.NaN())}); err == nil {
+		t.Error("accepted a NaN EOS bias")
+	}
+	if _, err := NewSampler(SamplerOptions{Temp: 0, RepeatPenalty: 1, EOSBias: 1}); err == nil {
+		t.Error("built an EOS bias without the model")
+	}
+}

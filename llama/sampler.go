@@ -30,6 +30,12 @@ type SamplerOptions struct {
 	// model's vocabulary: build the sampler with Model.NewSampler.
 	Grammar     string
 	GrammarRoot string
+
+	// EOSBias is added to the logit of the model's EOS token before any
+	// other stage but the grammar (llama.cpp's --logit-bias EOS+BIAS); a
+	// plug-in's learned length prior goes here. It needs the model's
+	// vocabulary: build the sampler with Model.NewSampler.
+	EOSBias float32
 }
 
 // DefaultSamplerOptions are llama.cpp's defaults.
@@ -58,6 +64,9 @@ func (o SamplerOptions) Validate() error {
 	case o.FrequencyPenalty < -2 || o.FrequencyPenalty > 2 || o.PresencePenalty < -2 || o.PresencePenalty > 2:
 		return fmt.Errorf("frequency and presence penalties must be in [-2, 2] (as OpenAI's)")
 	}
+	if isBad(o.EOSBias) {
+		return fmt.Errorf("EOS bias %v is not a number", o.EOSBias)
+	}
 	return nil
 }
 
@@ -84,6 +93,9 @@ type Sampler struct {
 func NewSampler(o SamplerOptions) (*Sampler, error) {
 	if o.Grammar != "" {
 		return nil, errors.New("a grammar needs the model's vocabulary: build the sampler with Model.NewSampler")
+	}
+	if o.EOSBias != 0 {
+		return nil, errors.New("an EOS bias needs the model's vocabulary: build the sampler with Model.NewSampler")
 	}
 	return newSampler(nil, o)
 }
@@ -119,6 +131,13 @@ func newSampler(m *Model, o SamplerOptions) (*Sampler, error) {
 			m.release()
 			return nil, fmt.Errorf("%w: llama.cpp could not parse the grammar (start symbol %q; its parser printed the reason on stderr)", ErrInvalidGrammar, root)
 		}
+	}
+	if o.EOSBias != 0 {
+		if m.EOS() < 0 {
+			smp.Close()
+			return nil, errors.New("an EOS bias for a model without an EOS token")
+		}
+		s.AddLogitBias([]int32{m.EOS()}, []float32{o.EOSBias})
 	}
 	if o.RepeatPenalty != 1 || o.FrequencyPenalty != 0 || o.PresencePenalty != 0 {
 		s.AddPenalties(int32(o.RepeatLastN), o.RepeatPenalty, o.FrequencyPenalty, o.PresencePenalty)

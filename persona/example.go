@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/pplug/pplug/llama"
 )
@@ -34,6 +35,13 @@ func ExampleTokens(m *llama.Model, input, output string) (prompt, target []llama
 // log-likelihood (nats) of the target tokens and their count. rows may be
 // nil (no persona).
 func TargetNLL(ctx context.Context, c *llama.Context, rows []float32, prompt, target []llama.Token) (float64, int, error) {
+	return TargetNLLBiased(ctx, c, rows, prompt, target, nil)
+}
+
+// TargetNLLBiased is TargetNLL with bias added to the logits first, as a
+// sampler with that LogitBias sees them (Plug.LogitBias: the likelihood
+// under the distribution the plug generates from).
+func TargetNLLBiased(ctx context.Context, c *llama.Context, rows []float32, prompt, target []llama.Token, bias map[llama.Token]float32) (float64, int, error) {
 	m := c.Model()
 	in := Inputs(m, rows, prompt)
 	if err := c.ClearMemory(); err != nil {
@@ -48,7 +56,7 @@ func TargetNLL(ctx context.Context, c *llama.Context, rows []float32, prompt, ta
 	if err != nil {
 		return 0, 0, err
 	}
-	nll := -logSoftmaxAt(logits, target[0])
+	nll := -logSoftmaxAt(logits, bias, target[0])
 	if len(target) == 1 {
 		return nll, 1, nil
 	}
@@ -58,7 +66,7 @@ func TargetNLL(ctx context.Context, c *llama.Context, rows []float32, prompt, ta
 		Pos:    next,
 		Output: llama.OutputAll,
 		OnOutput: func(pos llama.Pos, logits []float32) error {
-			nll += -logSoftmaxAt(logits, target[int(pos-next)+1])
+			nll += -logSoftmaxAt(logits, bias, target[int(pos-next)+1])
 			return nil
 		},
 	})
@@ -68,8 +76,16 @@ func TargetNLL(ctx context.Context, c *llama.Context, rows []float32, prompt, ta
 	return nll, len(target), nil
 }
 
-// logSoftmaxAt is log(softmax(logits)[i]) in float64.
-func logSoftmaxAt(logits []float32, i llama.Token) float64 {
+// logSoftmaxAt is log(softmax(logits + bias)[i]) in float64.
+func logSoftmaxAt(logits []float32, bias map[llama.Token]float32, i llama.Token) float64 {
+	if len(bias) > 0 {
+		logits = slices.Clone(logits)
+		for t, b := range bias {
+			if int(t) < len(logits) {
+				logits[t] += b
+			}
+		}
+	}
 	mx := math.Inf(-1)
 	for _, x := range logits {
 		mx = math.Max(mx, float64(x))

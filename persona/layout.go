@@ -57,6 +57,24 @@ func (l Layout) PromptAt() int { return l.RowsAt() + l.NRows() }
 // Len is the number of positions of the whole input.
 func (l Layout) Len() int { return l.PromptAt() + l.NPrompt }
 
+// FitPrompt cuts a tokenized prompt to at most budget tokens by dropping
+// its oldest tokens, keeping a leading BOS: for a decoder the text right
+// before the answer (and a chat template's assistant opening) matters
+// most. Training cuts its prompts the same way as generation. It reports
+// whether it cut anything.
+func FitPrompt(m *llama.Model, toks []llama.Token, budget int) ([]llama.Token, bool) {
+	if len(toks) <= budget {
+		return toks, false
+	}
+	budget = max(budget, 1)
+	if m.AddBOS() && toks[0] == m.BOS() && budget > 1 {
+		out := make([]llama.Token, 0, budget)
+		out = append(out, toks[0])
+		return append(out, toks[len(toks)-(budget-1):]...), true
+	}
+	return append([]llama.Token(nil), toks[len(toks)-budget:]...), true
+}
+
 // Inputs lays out a generation input the PPlug way (see Layout): BOS, the
 // rows ([NRows][n_embd], instruction rows first), then the prompt's tokens.
 // prompt is the tokenized prompt with the model's special tokens (as

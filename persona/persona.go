@@ -40,11 +40,26 @@ func (p *Plug) NewUser(b kernels.Backend, items []profile.Item, keys [][]float32
 		}
 		copy(flat[i*p.DEnc:], k)
 	}
-	proj := make([]float32, n*p.DLLM)
-	if err := b.Project(p.Projector(), flat, n, proj); err != nil {
-		return nil, fmt.Errorf("project history: %w", err)
+	// Every persona row has its projector; item i's values are its
+	// projections for all rows, one after the other, so that one
+	// aggregation gives all rows.
+	r, d := p.PersonaRows(), p.DLLM
+	proj := make([]float32, n*d)
+	vals := proj
+	if r > 1 {
+		vals = make([]float32, n*r*d)
 	}
-	res, err := b.Upload(flat, proj, n, p.DEnc, p.DLLM)
+	for j := range r {
+		if err := b.Project(p.ProjectorOf(j), flat, n, proj); err != nil {
+			return nil, fmt.Errorf("project history: %w", err)
+		}
+		if r > 1 {
+			for i := range n {
+				copy(vals[(i*r+j)*d:(i*r+j+1)*d], proj[i*d:(i+1)*d])
+			}
+		}
+	}
+	res, err := b.Upload(flat, vals, n, p.DEnc, r*d)
 	if err != nil {
 		return nil, fmt.Errorf("upload history: %w", err)
 	}
@@ -58,8 +73,8 @@ func (u *User) Close() error { return u.res.Close() }
 func (u *User) Len() int { return u.res.Len() }
 
 // Rows returns the rows to inject for a query embedding q (unit vector,
-// DEnc): the instruction rows, then the persona row P_u = sum_i w_i
-// Proj(h_i) with w = softmax(q . h / tau). It also returns the weights.
+// DEnc): the instruction rows, then the persona rows P_u^j = sum_i w_i
+// Proj_j(h_i) with w = softmax(q . h / tau). It also returns the weights.
 func (u *User) Rows(q []float32) (rows, weights []float32, err error) {
 	p := u.plug
 	if len(q) != p.DEnc {

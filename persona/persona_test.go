@@ -150,11 +150,16 @@ func TestEncoderTruncatesLongItems(t *testing.T) {
 
 func newTestPlug(t testing.TB, m *llama.Model, dEnc int, seed uint64) *Plug {
 	t.Helper()
+	return newTestPlugRows(t, m, dEnc, seed, 1)
+}
+
+func newTestPlugRows(t testing.TB, m *llama.Model, dEnc int, seed uint64, nPersona int) *Plug {
+	t.Helper()
 	scale, err := TokenEmbeddingScale(m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := NewPlug(dEnc, m.NEmbd(), scale, PlugOptions{Seed: seed, Adapter: true})
+	p, err := NewPlug(dEnc, m.NEmbd(), scale, PlugOptions{Seed: seed, Adapter: true, NPersona: nPersona})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,6 +216,51 @@ func TestPlugFileRoundTripAndRefusals(t *testing.T) {
 	}
 
 	// Wrong dimensions are refused against the model.
+	if q.EOSBias != 0 || q.RetrieveK != 0 || (Request{EOSBias: q.EOSBias}).LogitBias(m) != nil {
+		t.Fatalf("a plug without eos_bias or retrieve_k read back %v, %d", q.EOSBias, q.RetrieveK)
+	}
+	// The optional EOS bias and retrieval depth round-trip, change the
+	// checksum and become the sampler's bias on EOS.
+	q.EOSBias, q.RetrieveK = 6.25, 2
+	if q.Checksum() == p.Checksum() {
+		t.Fatal("eos_bias and retrieve_k do not change the checksum")
+	}
+	path3 := filepath.Join(dir, "p3.gguf")
+	if err := q.WriteFile(path3); err != nil {
+		t.Fatal(err)
+	}
+	r, err := ReadPlug(path3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.EOSBias != 6.25 || r.RetrieveK != 2 || r.Checksum() != q.Checksum() {
+		t.Fatalf("read back eos_bias %v, retrieve_k %d", r.EOSBias, r.RetrieveK)
+	}
+	if lb := (Request{EOSBias: r.EOSBias}).LogitBias(m); len(lb) != 1 || lb[m.EOS()] != 6.25 {
+		t.Fatalf("logit bias %v", lb)
+	}
+	for _, bad := range []func(*Plug){func(x *Plug) { x.EOSBias = float32(math.Inf(1)) }, func(x *Plug) { x.RetrieveK = -1 }} {
+		x := *r
+		bad(&x)
+		if err := x.WriteFile(filepath.Join(dir, "bad.gguf")); err == nil {
+			t.Errorf("wrote a plug with eos_bias %v, retrieve_k %d", x.EOSBias, x.RetrieveK)
+		}
+	}
+	q.EOSBias, q.RetrieveK = 0, 0
+	// A plug with three persona rows round-trips too.
+	p3 := newTestPlugRows(t, m, 48, 4, 3)
+	if err := p3.WriteFile(filepath.Join(dir, "r3.gguf")); err != nil {
+		t.Fatal(err)
+	}
+	r3, err := ReadPlug(filepath.Join(dir, "r3.gguf"))
+	if err != nil || r3.NPersona != 3 || r3.NRows() != 4 || r3.Checksum() != p3.Checksum() || r3.Checksum() == p.Checksum() {
+		t.Fatalf("three persona rows read back: %v %+v", err, r3)
+	}
+	same("w2 of three rows", p3.W2, r3.W2)
+	if _, err := NewPlug(48, m.NEmbd(), 1, PlugOptions{NPersona: MaxPersonaRows + 1}); err == nil {
+		t.Error("made a plug with too many persona rows")
+	}
+
 	if err := q.CheckModel(m.NEmbd()+1, 48); err == nil || !strings.Contains(err.Error(), "n_embd") {
 		t.Fatalf("wrong d_llm: %v", err)
 	}
@@ -242,18 +292,23 @@ func TestPlugFileRoundTripAndRefusals(t *testing.T) {
 }
 
 // TestPersonaRowsMatchReference checks the whole plug-in path (projector,
-// aggregator, query adapter, instruction rows) against a float64 reference
-// written here from the formulas.
+// aggregator, query adapter, instruction rows, three persona rows) against a
+// float64 reference written here from the formulas.
 func TestPersonaRowsMatchReference(t *testing.T) {
 	m := loadModel(t, testenv.Stories260K(t))
-	const dEnc, n = 24, 37
-	p := newTestPlug(t, m, dEnc, 5)
+	const dEnc, n, R = 24, 37, 3
+	p := newTestPlugRows(t, m, dEnc, 5, R)
+	if p.NRows() != p.NInstr+R {
+		t.Fatalf("%d rows for %d instruction and %d persona rows", p.NRows(), p.NInstr, R)
+	}
 	p.Tau = 0.3
 	for i := range p.AdapterW {
 		p.AdapterW[i] = float32(math.Sin(float64(i))) * 0.05
 	}
 	for i := range p.B1 {
 		p.B1[i] = float32(math.Cos(float64(i))) * 0.1
+	}
+	for i := range p.B2 {
 		p.B2[i] = float32(math.Sin(float64(3*i))) * 0.01
 	}
 	keys := make([][]float32, n)
@@ -315,7 +370,7 @@ func TestPersonaRowsMatchReference(t *testing.T) {
 		w[i] = math.Exp(logits[i] - mx)
 		z += w[i]
 	}
-	pu := make([]float64, d)
+	pu := make([]float64, R*d)
 	for i, k := range keys {
 		w[i] /= z
 		hidden := make([]float64, d)
@@ -326,7 +381,7 @@ func TestPersonaRowsMatchReference(t *testing.T) {
 			}
 			hidden[o] = 0.5 * s * (1 + math.Erf(s/math.Sqrt2))
 		}
-		for o := range d {
+		for o := range R * d { // row o/d, its projector's output o%d
 			s := float64(p.B2[o])
 			for j := range d {
 				s += float64(p.W2[o*d+j]) * hidden[j]
@@ -338,7 +393,10 @@ func TestPersonaRowsMatchReference(t *testing.T) {
 	for i := range w {
 		werr = math.Max(werr, math.Abs(w[i]-float64(weights[i])))
 	}
-	for o := range d {
+	if len(rows) != (p.NInstr+R)*d {
+		t.Fatalf("%d row values, want %d rows", len(rows), p.NInstr+R)
+	}
+	for o := range R * d {
 		perr = math.Max(perr, math.Abs(pu[o]-float64(rows[p.NInstr*d+o]))/(1+math.Abs(pu[o])))
 	}
 	t.Logf("weights max abs error %.3g; persona row max relative error %.3g", werr, perr)

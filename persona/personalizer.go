@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -182,7 +181,7 @@ func (p *Personalizer) RetrieveK() int {
 		}
 		return DefaultTopK
 	case MethodPPlugBM25:
-		if k := p.Plug.TrainedRetrieveK(); k > 0 {
+		if k := p.Plug.RetrieveK; k > 0 {
 			return k
 		}
 		return 1
@@ -300,12 +299,28 @@ type Retrieved struct {
 type Request struct {
 	Method Method
 	Prompt string
-	// Rows are the instruction and persona rows [NRows][n_embd] (nil: none).
-	Rows []float32
+	// Rows are the instruction and persona rows [NRows][n_embd] (nil:
+	// none), the NInstr instruction rows first.
+	Rows   []float32
+	NInstr int
 	// Weights are the aggregator's weights of the history items (PPlug).
 	Weights []float32
 	// Retrieved are the items put into the prompt, in prompt order.
 	Retrieved []Retrieved
+	// EOSBias is added to the end-of-generation token's logit when the
+	// answer is sampled (and its likelihood scored): the plug's learned
+	// length prior (Plug.EOSBias), 0 for the methods without rows. Set it as
+	// llama.SamplerOptions.EOSBias.
+	EOSBias float32
+}
+
+// LogitBias is the request's EOSBias as a logit bias on m's EOS token (nil
+// when there is none), for persona.TargetNLLBiased.
+func (r Request) LogitBias(m *llama.Model) map[llama.Token]float32 {
+	if r.EOSBias == 0 || m.EOS() < 0 {
+		return nil
+	}
+	return map[llama.Token]float32{m.EOS(): r.EOSBias}
 }
 
 // Inputs is the request laid out for the model: BOS, the rows, then the
@@ -354,6 +369,7 @@ func (u *Persona) Personalize(ctx context.Context, input string) (Request, error
 		if req.Rows, req.Weights, err = u.user.Rows(qv); err != nil {
 			return req, err
 		}
+		req.EOSBias, req.NInstr = p.Plug.EOSBias, p.Plug.NInstr
 	}
 	return req, nil
 }
@@ -388,18 +404,4 @@ func (u *Persona) Top(weights []float32, k int) []Weighted {
 		return nil
 	}
 	return u.user.Top(weights, k)
-}
-
-// TrainedRetrieveK is the number of BM25 items the plug was trained with in
-// its prompts (pplug train --retrieve-k; the "retrieve_k" fact), 0 when
-// none.
-func (p *Plug) TrainedRetrieveK() int {
-	if p == nil {
-		return 0
-	}
-	k, err := strconv.Atoi(p.Meta["retrieve_k"])
-	if err != nil || k < 0 {
-		return 0
-	}
-	return k
 }

@@ -96,11 +96,11 @@ func TestPersonalizerMethods(t *testing.T) {
 	if !slices.Equal(both.Rows, pp.Rows) || !slices.Equal(ids(both), []string{"c"}) {
 		t.Errorf("pplug+bm25: same rows %v, retrieved %v (want [c])", slices.Equal(both.Rows, pp.Rows), ids(both))
 	}
-	plug.Meta["retrieve_k"] = "3"
+	plug.RetrieveK = 3
 	if got := ids(req(MethodPPlugBM25, nil)); len(got) != 3 {
 		t.Errorf("pplug+bm25 with a plug trained on 3 items retrieved %v", got)
 	}
-	delete(plug.Meta, "retrieve_k")
+	plug.RetrieveK = 0
 	// A nil persona (no user) gets the input alone.
 	var none *Persona
 	if r, err := none.Personalize(ctx, input); err != nil || r.Prompt != input || r.Method != MethodNone {

@@ -34,10 +34,16 @@ var ErrNotPlug = errors.New("not a pplug plug-in")
 // the aggregator's temperature and the scale that makes rows look like the
 // LLM's own token embeddings. One plug serves every user.
 type Plug struct {
-	DEnc   int     // encoder embedding width
-	DLLM   int     // LLM input width (n_embd)
-	NInstr int     // instruction rows (the paper: 1)
-	Tau    float32 // aggregator temperature (the paper: 1)
+	DEnc   int // encoder embedding width
+	DLLM   int // LLM input width (n_embd)
+	NInstr int // instruction rows (the paper: 1)
+	// NPersona is the number of persona rows (the paper: 1; 0 reads as 1).
+	// The projector's second layer has NPersona blocks of DLLM outputs:
+	// row j is sum_i w_i Proj_j(h_i), all rows with the same weights w.
+	// A small LLM reads a user's traits from several rows far better than
+	// from one (issue 10).
+	NPersona int
+	Tau      float32 // aggregator temperature (the paper: 1)
 	// Scale multiplies the projector output; it is the mean L2 norm of the
 	// LLM's token embeddings, measured when the plug was made.
 	Scale float32
@@ -52,8 +58,8 @@ type Plug struct {
 
 	W1 []float32 // [DLLM][DEnc]
 	B1 []float32 // [DLLM]
-	W2 []float32 // [DLLM][DLLM]
-	B2 []float32 // [DLLM]
+	W2 []float32 // [NPersona*DLLM][DLLM]
+	B2 []float32 // [NPersona*DLLM]
 	// Instr holds the instruction rows [NInstr][DLLM], already at the LLM's scale.
 	Instr []float32
 	// Optional query adapter q' = normalise(q + A q + a), A [DEnc][DEnc].
@@ -61,11 +67,24 @@ type Plug struct {
 	// llama.cpp encoder is frozen, so this adapter is what can learn).
 	AdapterW []float32
 	AdapterB []float32
+
+	// EOSBias is added to the logit of the LLM's end-of-generation token
+	// (EOS) wherever the plug's rows are injected, in training, generation
+	// and likelihoods: a frozen LLM that never learned to end a text after a
+	// sentence or two (stories260K was pretrained without EOS) gets its
+	// length prior from the plug. 0: none. Stored as pplug.eos_bias.
+	EOSBias float32
+	// RetrieveK is the number of BM25-retrieved history items the plug was
+	// trained to see in the prompt (pplug train --retrieve-k), which the
+	// PPlug + retrieval method then uses; 0: trained without retrieval.
+	// Stored as pplug.retrieve_k.
+	RetrieveK int
 }
 
 // PlugOptions configure NewPlug.
 type PlugOptions struct {
 	NInstr      int     // default 1
+	NPersona    int     // default 1
 	Tau         float32 // default 1
 	Seed        uint64
 	Pooling     string
@@ -125,6 +144,12 @@ func NewPlug(dEnc, dLLM int, scale float32, o PlugOptions) (*Plug, error) {
 	if o.NInstr == 0 {
 		o.NInstr = 1
 	}
+	if o.NPersona < 0 || o.NPersona > MaxPersonaRows {
+		return nil, fmt.Errorf("%d persona rows: give 1 to %d", o.NPersona, MaxPersonaRows)
+	}
+	if o.NPersona == 0 {
+		o.NPersona = 1
+	}
 	if o.Tau == 0 {
 		o.Tau = 1
 	}
@@ -138,13 +163,13 @@ func NewPlug(dEnc, dLLM int, scale float32, o PlugOptions) (*Plug, error) {
 		}
 	}
 	p := &Plug{
-		DEnc: dEnc, DLLM: dLLM, NInstr: o.NInstr, Tau: o.Tau, Scale: scale,
+		DEnc: dEnc, DLLM: dLLM, NInstr: o.NInstr, NPersona: o.NPersona, Tau: o.Tau, Scale: scale,
 		Pooling: o.Pooling, QueryPrefix: o.QueryPrefix, Encoder: o.Encoder, LLM: o.LLM, Task: o.Task,
 		Meta:  map[string]string{},
 		W1:    make([]float32, dLLM*dEnc),
 		B1:    make([]float32, dLLM),
-		W2:    make([]float32, dLLM*dLLM),
-		B2:    make([]float32, dLLM),
+		W2:    make([]float32, o.NPersona*dLLM*dLLM),
+		B2:    make([]float32, o.NPersona*dLLM),
 		Instr: make([]float32, o.NInstr*dLLM),
 	}
 	// Unit-norm inputs give pre-activations ~ N(0, 1); GELU of those has
@@ -167,13 +192,28 @@ func NewPlug(dEnc, dLLM int, scale float32, o PlugOptions) (*Plug, error) {
 	return p, nil
 }
 
-// NRows is the number of rows the plug injects: instruction rows and the
-// persona row.
-func (p *Plug) NRows() int { return p.NInstr + 1 }
+// maxRetrieveK bounds Plug.RetrieveK.
+const maxRetrieveK = 1 << 10
 
-// Projector returns the kernels' view of the projector.
-func (p *Plug) Projector() *kernels.Projector {
-	return &kernels.Projector{DIn: p.DEnc, DOut: p.DLLM, W1: p.W1, B1: p.B1, W2: p.W2, B2: p.B2, Scale: p.Scale}
+// MaxPersonaRows bounds Plug.NPersona.
+const MaxPersonaRows = 64
+
+// NRows is the number of rows the plug injects: instruction rows and the
+// persona rows.
+func (p *Plug) NRows() int { return p.NInstr + p.PersonaRows() }
+
+// PersonaRows is the number of persona rows (NPersona, at least 1).
+func (p *Plug) PersonaRows() int { return max(1, p.NPersona) }
+
+// Projector returns the kernels' view of the projector of the first
+// persona row.
+func (p *Plug) Projector() *kernels.Projector { return p.ProjectorOf(0) }
+
+// ProjectorOf returns the kernels' view of the projector of persona row j:
+// the shared first layer and block j of the second.
+func (p *Plug) ProjectorOf(j int) *kernels.Projector {
+	d := p.DLLM
+	return &kernels.Projector{DIn: p.DEnc, DOut: d, W1: p.W1, B1: p.B1, W2: p.W2[j*d*d : (j+1)*d*d], B2: p.B2[j*d : (j+1)*d], Scale: p.Scale}
 }
 
 // Validate checks the sizes of every tensor against the dimensions.
@@ -183,10 +223,16 @@ func (p *Plug) Validate() error {
 		return fmt.Errorf("dimensions d_enc %d, d_llm %d must be positive", p.DEnc, p.DLLM)
 	case p.NInstr < 0:
 		return fmt.Errorf("n_instruction %d is negative", p.NInstr)
+	case p.NPersona < 0 || p.NPersona > MaxPersonaRows:
+		return fmt.Errorf("n_persona %d is outside 1 to %d", p.NPersona, MaxPersonaRows)
 	case !(p.Tau > 0) || math.IsInf(float64(p.Tau), 0):
 		return fmt.Errorf("tau %v is not a positive number", p.Tau)
 	case !(p.Scale > 0) || math.IsInf(float64(p.Scale), 0):
 		return fmt.Errorf("scale %v is not a positive number", p.Scale)
+	case math.IsNaN(float64(p.EOSBias)) || math.IsInf(float64(p.EOSBias), 0):
+		return fmt.Errorf("eos_bias %v is not a number", p.EOSBias)
+	case p.RetrieveK < 0 || p.RetrieveK > maxRetrieveK:
+		return fmt.Errorf("retrieve_k %d is outside 0 to %d", p.RetrieveK, maxRetrieveK)
 	}
 	for _, pp := range PlugParams {
 		v := *pp.Values(p)
@@ -261,8 +307,8 @@ type PlugParam struct {
 var PlugParams = []PlugParam{
 	{Name: "proj.w1", Shape: func(p *Plug) []int64 { return []int64{int64(p.DEnc), int64(p.DLLM)} }, Why: whyEncLLM, Values: func(p *Plug) *[]float32 { return &p.W1 }},
 	{Name: "proj.b1", Shape: func(p *Plug) []int64 { return []int64{int64(p.DLLM)} }, Why: whyLLM, Values: func(p *Plug) *[]float32 { return &p.B1 }},
-	{Name: "proj.w2", Shape: func(p *Plug) []int64 { return []int64{int64(p.DLLM), int64(p.DLLM)} }, Why: whyLLM, Values: func(p *Plug) *[]float32 { return &p.W2 }},
-	{Name: "proj.b2", Shape: func(p *Plug) []int64 { return []int64{int64(p.DLLM)} }, Why: whyLLM, Values: func(p *Plug) *[]float32 { return &p.B2 }},
+	{Name: "proj.w2", Shape: func(p *Plug) []int64 { return []int64{int64(p.DLLM), int64(p.PersonaRows() * p.DLLM)} }, Why: whyPersona, Values: func(p *Plug) *[]float32 { return &p.W2 }},
+	{Name: "proj.b2", Shape: func(p *Plug) []int64 { return []int64{int64(p.PersonaRows() * p.DLLM)} }, Why: whyPersona, Values: func(p *Plug) *[]float32 { return &p.B2 }},
 	{Name: "instruction", Shape: func(p *Plug) []int64 { return []int64{int64(p.DLLM), int64(p.NInstr)} },
 		Why: func(p *Plug) string {
 			return fmt.Sprintf("pplug.d_llm is %d and pplug.n_instruction %d", p.DLLM, p.NInstr)
@@ -276,6 +322,9 @@ func whyEncLLM(p *Plug) string {
 	return fmt.Sprintf("pplug.d_enc is %d and pplug.d_llm %d", p.DEnc, p.DLLM)
 }
 func whyLLM(p *Plug) string { return fmt.Sprintf("pplug.d_llm is %d", p.DLLM) }
+func whyPersona(p *Plug) string {
+	return fmt.Sprintf("pplug.d_llm is %d and pplug.n_persona %d", p.DLLM, p.PersonaRows())
+}
 func whyEnc(p *Plug) string { return fmt.Sprintf("pplug.d_enc is %d", p.DEnc) }
 
 // plugParam is the PlugParam called name (nil when there is none).
@@ -324,6 +373,12 @@ func (p *Plug) WriteFile(path string) error {
 func (p *Plug) Checksum() [32]byte {
 	h := sha256.New()
 	fmt.Fprintf(h, "pplug-plug|%d|%d|%d|%08x|%08x|", p.DEnc, p.DLLM, p.NInstr, math.Float32bits(p.Tau), math.Float32bits(p.Scale))
+	if p.PersonaRows() > 1 {
+		fmt.Fprintf(h, "n_persona|%d|", p.PersonaRows())
+	}
+	if p.EOSBias != 0 || p.RetrieveK != 0 {
+		fmt.Fprintf(h, "eos_bias|%08x|retrieve_k|%d|", math.Float32bits(p.EOSBias), p.RetrieveK)
+	}
 	for _, t := range p.tensors() {
 		fmt.Fprintf(h, "%s|%d|", t.name, len(t.data))
 		h.Write(floatBytes(t.data))
@@ -352,7 +407,7 @@ func (p *Plug) encode(w io.Writer, ts []plugTensor, edit func(g *cgo.GGUF)) erro
 	g.SetUint32("pplug.d_enc", uint32(p.DEnc))
 	g.SetUint32("pplug.d_llm", uint32(p.DLLM))
 	g.SetUint32("pplug.n_instruction", uint32(p.NInstr))
-	g.SetUint32("pplug.n_persona", 1)
+	g.SetUint32("pplug.n_persona", uint32(p.PersonaRows()))
 	g.SetFloat32("pplug.tau", p.Tau)
 	g.SetFloat32("pplug.scale", p.Scale)
 	g.SetString("pplug.pooling", p.Pooling)
@@ -361,6 +416,12 @@ func (p *Plug) encode(w io.Writer, ts []plugTensor, edit func(g *cgo.GGUF)) erro
 	g.SetString("pplug.llm", p.LLM)
 	g.SetUint32("pplug.llm_n_embd", uint32(p.DLLM))
 	g.SetString("pplug.task", p.Task)
+	if p.EOSBias != 0 {
+		g.SetFloat32("pplug.eos_bias", p.EOSBias)
+	}
+	if p.RetrieveK != 0 {
+		g.SetUint32("pplug.retrieve_k", uint32(p.RetrieveK))
+	}
 	for _, k := range slices.Sorted(maps.Keys(p.Meta)) {
 		g.SetString("pplug.meta."+k, p.Meta[k])
 	}
@@ -434,8 +495,19 @@ func readPlug(path string) (*Plug, error) {
 	if kv.err != nil {
 		return nil, kv.err
 	}
-	if n := kv.u32("pplug.n_persona"); n != 1 {
-		return nil, fmt.Errorf("pplug.n_persona is %d; this version supports 1", n)
+	p.NPersona = int(kv.u32("pplug.n_persona"))
+	if p.NPersona < 1 || p.NPersona > MaxPersonaRows {
+		return nil, fmt.Errorf("pplug.n_persona is %d; this version supports 1 to %d", p.NPersona, MaxPersonaRows)
+	}
+	// Optional keys (absent in plugs written before they existed).
+	if g.FindKey("pplug.eos_bias") >= 0 {
+		p.EOSBias = kv.f32("pplug.eos_bias")
+	}
+	if g.FindKey("pplug.retrieve_k") >= 0 {
+		p.RetrieveK = int(kv.u32("pplug.retrieve_k"))
+	}
+	if kv.err != nil {
+		return nil, kv.err
 	}
 	for i := range g.NKV() {
 		if k := g.Key(i); strings.HasPrefix(k, "pplug.meta.") {

@@ -28,6 +28,9 @@ type personalizer struct {
 	mu    sync.Mutex
 	users map[string]*preparedUser
 	live  int // prepared personas not closed yet
+
+	// seen, when set (tests), gets every personalised request.
+	seen func(user string, req persona.Request)
 }
 
 // preparedUser is a user's persona, valid for one revision of the user's
@@ -192,6 +195,9 @@ func (p *personalizer) forQuery(ctx context.Context, user, query string) (person
 	req, err := pu.p.Personalize(ctx, query)
 	if err != nil {
 		return none, fmt.Errorf("persona of %q: %w", user, err)
+	}
+	if p.seen != nil {
+		p.seen(user, req)
 	}
 	return req, nil
 }

@@ -402,7 +402,8 @@ func (s *Server) prepare(ctx context.Context, c caller, p samplingParams, query 
 		return nil, badRequest("context_length_exceeded", "the prompt takes %d positions and max_tokens %d more, the context window has %d (lower max_tokens, shorten the prompt or restart the server with a larger -c)",
 			n, maxTok, min(s.lctx.NCtxSeq(), s.lctx.NCtx()))
 	}
-	smp, err := llama.NewSampler(opts)
+	opts.EOSBias = req.EOSBias // the plug's length prior where its rows go
+	smp, err := s.cfg.Model.NewSampler(opts)
 	if err != nil {
 		return nil, badRequest("", "%v", err)
 	}

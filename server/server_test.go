@@ -329,6 +329,21 @@ func TestConcurrentUsersGetTheirPersonas(t *testing.T) {
 	for i := range want {
 		want[i] = ts.complete(t, req(i))
 	}
+	// The rows each request is answered with: computed apart from the
+	// batching, so they must be exactly the user's own.
+	var mu sync.Mutex
+	rows := map[string][][]float32{}
+	ts.srv.pers.seen = func(user string, r persona.Request) {
+		mu.Lock()
+		rows[user] = append(rows[user], r.Rows)
+		mu.Unlock()
+	}
+	defer func() { ts.srv.pers.seen = nil }()
+	for i := range clients {
+		ts.complete(t, req(i))
+	}
+	alone := rows
+	rows = map[string][][]float32{}
 	got := make([]string, clients)
 	var wg sync.WaitGroup
 	for i := range clients {
@@ -344,15 +359,37 @@ func TestConcurrentUsersGetTheirPersonas(t *testing.T) {
 	}
 	wg.Wait()
 	distinct := map[string]bool{}
-	for i := range clients {
-		if got[i] != want[i] {
-			t.Errorf("client %d (user %s): concurrent %q, alone %q", i, users[i], got[i], want[i])
+	exact := 0
+	for i, u := range users {
+		if len(rows[u]) != 1 || !slices.Equal(rows[u][0], alone[u][0]) {
+			t.Errorf("client %d (user %s): answered with other persona rows than alone", i, u)
 		}
 		distinct[want[i]] = true
+		if got[i] == want[i] {
+			exact++
+			continue
+		}
+		// A batch of several sequences sums in another order than a batch of
+		// one (llama.cpp's CPU matmul picks another kernel), so a near tie
+		// between two tokens may go the other way and the greedy texts part
+		// there; the rows above show the persona was the user's own.
+		t.Logf("client %d (user %s): concurrent %q parts from alone %q after %d bytes", i, u, got[i], want[i], commonPrefix(got[i], want[i]))
+	}
+	if exact < clients*3/4 {
+		t.Errorf("only %d of %d concurrent answers equal their single-request answer", exact, clients)
 	}
 	if len(distinct) <= len(prompts) {
 		t.Errorf("only %d distinct answers for %d users: the personas do not show", len(distinct), clients)
 	}
+}
+
+// commonPrefix is the length in bytes of the longest common prefix.
+func commonPrefix(a, b string) int {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return n
 }
 
 func TestErrorsUseOpenAIShape(t *testing.T) {

@@ -42,6 +42,13 @@ type DataOptions struct {
 	QueryFn       func(input string) string // the text the query encoder sees (default: Task.QueryPart)
 	Progress      func(done, total int)
 	ProfileOpt    profile.Options
+	// RetrieveK > 0 adds, for every question, an example whose prompt holds
+	// the top RetrieveK history items for the query by BM25
+	// (persona.RetrievalPrompt, the prompt of eval's pplug+bm25 method), so
+	// that PPlug with retrieval is a trained layout. The example without
+	// retrieval stays unless RetrieveOnly.
+	RetrieveK    int
+	RetrieveOnly bool
 }
 
 func (o *DataOptions) defaults() {
@@ -88,6 +95,9 @@ func LoadExamples(ctx context.Context, m *llama.Model, enc *persona.Encoder, cac
 	}
 	popts := o.ProfileOpt
 	popts.Task, popts.MaxItems = o.Task, o.MaxItems
+	// The retrieval layout's prompt is what inference's pplug+bm25 method
+	// reads: the same Personalizer rule, with the plug's retrieve_k.
+	retrieval := &persona.Personalizer{Method: persona.MethodBM25, LLM: m, K: o.RetrieveK, Query: o.QueryFn}
 	var out []Example
 	for i, q := range qs {
 		if err := ctx.Err(); err != nil {
@@ -105,21 +115,40 @@ func LoadExamples(ctx context.Context, m *llama.Model, enc *persona.Encoder, cac
 		if err != nil {
 			return nil, fmt.Errorf("encode the history of question %q: %w", q.ID, err)
 		}
-		query, err := enc.EncodeOne(ctx, o.QueryFn(q.Input), plug.QueryPrefix)
+		qtext := o.QueryFn(q.Input)
+		query, err := enc.EncodeOne(ctx, qtext, plug.QueryPrefix)
 		if err != nil {
 			return nil, fmt.Errorf("encode the query of question %q: %w", q.ID, err)
 		}
-		prompt, target, err := persona.ExampleTokens(m, q.Input, gold)
-		if err != nil {
-			return nil, fmt.Errorf("question %q: %w", q.ID, err)
+		type layout struct{ id, input string }
+		var layouts []layout
+		if o.RetrieveK <= 0 || !o.RetrieveOnly {
+			layouts = append(layouts, layout{q.ID, q.Input})
 		}
-		if len(prompt) > o.MaxInput {
-			prompt = prompt[:o.MaxInput]
+		if o.RetrieveK > 0 {
+			u, _, err := retrieval.Prepare(ctx, prof.Items, "", nil)
+			if err != nil {
+				return nil, fmt.Errorf("question %q: %w", q.ID, err)
+			}
+			req, err := u.Personalize(ctx, q.Input)
+			if err != nil {
+				return nil, fmt.Errorf("question %q: %w", q.ID, err)
+			}
+			layouts = append(layouts, layout{q.ID + "+bm25", req.Prompt})
 		}
-		if len(target) > o.MaxTarget {
-			target = target[:o.MaxTarget]
+		for _, l := range layouts {
+			prompt, target, err := persona.ExampleTokens(m, l.input, gold)
+			if err != nil {
+				return nil, fmt.Errorf("question %q: %w", q.ID, err)
+			}
+			// Cut as generation does (persona.FitPrompt): the oldest tokens go,
+			// BOS and the text right before the answer stay.
+			prompt, _ = persona.FitPrompt(m, prompt, o.MaxInput)
+			if len(target) > o.MaxTarget {
+				target = target[:o.MaxTarget]
+			}
+			out = append(out, Example{ID: l.id, Keys: keys, Query: query, Prompt: prompt, Target: target})
 		}
-		out = append(out, Example{ID: q.ID, Keys: keys, Query: query, Prompt: prompt, Target: target})
 		if o.Progress != nil {
 			o.Progress(i+1, len(qs))
 		}

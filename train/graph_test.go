@@ -52,16 +52,24 @@ func testExamples(t testing.TB, m *llama.Model, dEnc, n int, seed uint64) []Exam
 
 func testPlug(t testing.TB, m *llama.Model, dEnc int, adapter bool) *persona.Plug {
 	t.Helper()
+	return testPlugRows(t, m, dEnc, adapter, 1)
+}
+
+// testPlugRows is testPlug with nPersona persona rows.
+func testPlugRows(t testing.TB, m *llama.Model, dEnc int, adapter bool, nPersona int) *persona.Plug {
+	t.Helper()
 	scale, err := persona.TokenEmbeddingScale(m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := persona.NewPlug(dEnc, m.NEmbd(), scale, persona.PlugOptions{Seed: 3, Adapter: adapter})
+	p, err := persona.NewPlug(dEnc, m.NEmbd(), scale, persona.PlugOptions{Seed: 3, Adapter: adapter, NPersona: nPersona})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range p.B1 {
 		p.B1[i] = 0.05 * float32(math.Sin(float64(i)))
+	}
+	for i := range p.B2 {
 		p.B2[i] = 0.02 * float32(math.Cos(float64(i)))
 	}
 	for i := range p.AdapterW {
@@ -99,7 +107,12 @@ func TestGraphMatchesLlamaCpp(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			m := loadModel(t, path)
 			const dEnc = 24
-			plug := testPlug(t, m, dEnc, true)
+			// stories260K with the paper's one persona row, qwen2 with three.
+			nPersona := map[string]int{"stories260K": 1, "qwen2-f16": 3}[name]
+			plug := testPlugRows(t, m, dEnc, true, nPersona)
+			// A plug with an EOS bias: the graph adds it to the EOS logit
+			// as a sampler with Plug.EOSBias does.
+			plug.EOSBias = 1.5
 			ex := testExamples(t, m, dEnc, 3, 5)
 			shape, err := ShapeFor(plug, 3, ex)
 			if err != nil {
@@ -137,8 +150,11 @@ func TestGraphMatchesLlamaCpp(t *testing.T) {
 					t.Fatal(err)
 				}
 				pu := rows[plug.NInstr*d:]
-				for j := range d {
-					rowErr = math.Max(rowErr, math.Abs(float64(pu[j]-graphRows[i*d+j]))/(1+math.Abs(float64(pu[j]))))
+				if len(pu) != nPersona*d {
+					t.Fatalf("%d persona values, want %d rows", len(pu), nPersona)
+				}
+				for j := range pu {
+					rowErr = math.Max(rowErr, math.Abs(float64(pu[j]-graphRows[i*nPersona*d+j]))/(1+math.Abs(float64(pu[j]))))
 				}
 			}
 			t.Logf("%s: persona rows, graph vs kernels: max relative error %.3g", name, rowErr)
@@ -155,7 +171,7 @@ func TestGraphMatchesLlamaCpp(t *testing.T) {
 			defer c.Close()
 			var worst float64
 			for i, e := range ex {
-				rows := append(append([]float32(nil), plug.Instr...), graphRows[i*d:(i+1)*d]...)
+				rows := append(append([]float32(nil), plug.Instr...), graphRows[i*nPersona*d:(i+1)*nPersona*d]...)
 				in := persona.Inputs(m, rows, e.Prompt)
 				in = append(in, llama.TokenInput(e.Target[:len(e.Target)-1]...))
 				c.ClearMemory()
@@ -164,7 +180,11 @@ func TestGraphMatchesLlamaCpp(t *testing.T) {
 					OnOutput: func(pos llama.Pos, l []float32) error {
 						gl := logits[(i*T+int(pos))*nv : (i*T+int(pos)+1)*nv]
 						for k := range l {
-							worst = math.Max(worst, math.Abs(float64(l[k]-gl[k])))
+							want := l[k]
+							if llama.Token(k) == m.EOS() {
+								want += plug.EOSBias
+							}
+							worst = math.Max(worst, math.Abs(float64(want-gl[k])))
 						}
 						n++
 						return nil
@@ -238,10 +258,11 @@ func TestGradientMatchesFiniteDifferences(t *testing.T) {
 func checkGradients(t *testing.T, path string, fd bool) map[traingraph.Param][]float32 {
 	m := loadModel(t, path)
 	const dEnc = 16
-	plug := testPlug(t, m, dEnc, true)
+	plug := testPlugRows(t, m, dEnc, true, 2)
+	plug.EOSBias = 2
 	ex := testExamples(t, m, dEnc, 2, 9)
 	shape, _ := ShapeFor(plug, 2, ex)
-	g, err := NewGraph(path, m, plug, shape, 1, true)
+	g, err := NewGraphWith(path, m, plug, shape, GraphOptions{Threads: 1, TrainTau: true, EOSBias: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +283,7 @@ func checkGradients(t *testing.T, path string, fd bool) map[traingraph.Param][]f
 	r := rand.New(rand.NewPCG(2, 2))
 	worst, worstAbs := 0.0, 0.0
 	checked := 0
-	for _, id := range []traingraph.Param{traingraph.Instr, traingraph.B2, traingraph.W1, traingraph.W2, traingraph.AdaptW, traingraph.LogTau} {
+	for _, id := range []traingraph.Param{traingraph.Instr, traingraph.B2, traingraph.W1, traingraph.W2, traingraph.AdaptW, traingraph.LogTau, traingraph.EOSBias} {
 		grad := out[id]
 		param := g.Param(id)
 		for range 6 {
@@ -383,7 +404,7 @@ func TestFillFollowsTheLayout(t *testing.T) {
 // TestPlugParamsMatchTheGraph: every tensor of persona.PlugParams (the one
 // list of a plug's parameters) is a parameter of the training graph with
 // the same name and as many values, and the graph has no other plug
-// parameter (log_tau is the temperature, kept as pplug.tau).
+// parameter (log_tau and eos_bias are kept as pplug.tau and pplug.eos_bias).
 func TestPlugParamsMatchTheGraph(t *testing.T) {
 	path := testenv.Stories260K(t)
 	m := loadModel(t, path)
@@ -415,7 +436,7 @@ func TestPlugParamsMatchTheGraph(t *testing.T) {
 		seen[id] = true
 	}
 	for id := range traingraph.NParams {
-		if !seen[id] && id != traingraph.LogTau {
+		if !seen[id] && id != traingraph.LogTau && id != traingraph.EOSBias {
 			t.Errorf("graph parameter %s is no plug tensor", id)
 		}
 	}

@@ -36,6 +36,9 @@ type Options struct {
 	Seed        uint64
 	Threads     int
 	TrainTau    bool // learn the aggregator temperature too
+	// EOSBias learns a bias on the LLM's EOS logit (persona.Plug.EOSBias);
+	// a plug that has one keeps learning it.
+	EOSBias bool
 	// Output is the plug file written at the end (and after Ctrl-C).
 	Output string
 	// CheckpointDir, when set, receives a plug and optimizer state after
@@ -187,7 +190,7 @@ func Train(ctx context.Context, modelPath string, m *llama.Model, plug *persona.
 		return res, err
 	}
 	res.Shape = shape
-	g, err := NewGraph(modelPath, m, plug, shape, o.Threads, o.TrainTau)
+	g, err := NewGraphWith(modelPath, m, plug, shape, GraphOptions{Threads: o.Threads, TrainTau: o.TrainTau, EOSBias: o.EOSBias})
 	if err != nil {
 		return res, err
 	}

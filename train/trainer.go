@@ -48,13 +48,40 @@ type Graph struct {
 	plug  *persona.Plug
 	shape Shape
 	bos   llama.Token // -1: the model uses no BOS
+	eos   llama.Token
 	nv    int
 	d     int
 }
 
+// GraphOptions configure NewGraphWith.
+type GraphOptions struct {
+	Threads  int
+	TrainTau bool // learn the aggregator temperature
+	// EOSBias learns the plug's EOS logit bias (persona.Plug.EOSBias); a
+	// plug that has one always keeps learning it.
+	EOSBias bool
+}
+
+// EOSBiasScale is the factor between the graph's EOS bias parameter and
+// the bias: AdamW moves a parameter by about the learning rate per step,
+// and a frozen model that never ends a text early needs a bias of several
+// nats, so the bias moves EOSBiasScale times faster than the other
+// parameters.
+const EOSBiasScale = 16
+
 // NewGraph loads the frozen model into a training graph of the given shape
 // and copies the plug's parameters in.
 func NewGraph(modelPath string, m *llama.Model, plug *persona.Plug, shape Shape, threads int, trainTau bool) (*Graph, error) {
+	return NewGraphWith(modelPath, m, plug, shape, GraphOptions{Threads: threads, TrainTau: trainTau})
+}
+
+// NewGraphWith is NewGraph with options.
+func NewGraphWith(modelPath string, m *llama.Model, plug *persona.Plug, shape Shape, o GraphOptions) (*Graph, error) {
+	threads, trainTau := o.Threads, o.TrainTau
+	eosBias := o.EOSBias || plug.EOSBias != 0
+	if eosBias && m.EOS() < 0 {
+		return nil, errors.New("an EOS bias for a model without an EOS token")
+	}
 	if err := plug.Validate(); err != nil {
 		return nil, err
 	}
@@ -66,13 +93,14 @@ func NewGraph(modelPath string, m *llama.Model, plug *persona.Plug, shape Shape,
 	}
 	t, err := traingraph.NewTrainer(modelPath, traingraph.Config{
 		Batch: shape.Batch, Tokens: shape.Tokens, Items: shape.Items, Targets: shape.Targets,
-		DEnc: plug.DEnc, NInstr: plug.NInstr, Threads: max(1, threads),
+		DEnc: plug.DEnc, NInstr: plug.NInstr, NPersona: plug.PersonaRows(), Threads: max(1, threads),
 		Scale: plug.Scale, Tau: plug.Tau, Adapter: plug.AdapterW != nil, TrainTau: trainTau,
+		EOSBias: eosBias, EOSBiasScale: EOSBiasScale,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("training graph: %w", err)
 	}
-	g := &Graph{t: t, m: m, plug: plug, shape: shape, bos: -1, nv: t.NVocab(), d: t.NEmbd()}
+	g := &Graph{t: t, m: m, plug: plug, shape: shape, bos: -1, eos: m.EOS(), nv: t.NVocab(), d: t.NEmbd()}
 	if m.AddBOS() && m.BOS() >= 0 {
 		g.bos = m.BOS()
 	}
@@ -97,7 +125,7 @@ func (g *Graph) Shape() Shape { return g.shape }
 // layout is the input layout of an example's prompt (persona.Layout, the
 // one generation and chat use) and the prompt after BOS.
 func (g *Graph) layout(prompt []llama.Token) (persona.Layout, []llama.Token) {
-	return persona.NewLayout(g.m, g.plug.NInstr, 1, prompt)
+	return persona.NewLayout(g.m, g.plug.NInstr, g.plug.PersonaRows(), prompt)
 }
 
 func (g *Graph) setConstants() {
@@ -124,10 +152,17 @@ func (g *Graph) setConstants() {
 			sel[l.InstrAt(j)*g.plug.NInstr+j] = 1
 		}
 	}
-	selP := g.t.InputF32(traingraph.InSelP) // [1, T, B]
+	if ev := g.t.InputF32(traingraph.InEOSVec); ev != nil {
+		clear(ev)
+		ev[g.eos] = 1
+	}
+	selP := g.t.InputF32(traingraph.InSelP) // [R, T, B]
 	clear(selP)
+	R := g.plug.PersonaRows()
 	for b := range g.shape.Batch {
-		selP[b*T+l.PersonaAt()] = 1
+		for j := range R {
+			selP[(b*T+l.PersonaAt()+j)*R+j] = 1
+		}
 	}
 }
 
@@ -160,6 +195,9 @@ func (g *Graph) LoadPlug() {
 	for _, x := range g.params() {
 		copy(g.t.Param(x.id), x.dst)
 	}
+	if eb := g.t.Param(traingraph.EOSBias); eb != nil {
+		eb[0] = g.plug.EOSBias / EOSBiasScale
+	}
 }
 
 // StorePlug copies the graph's parameters back into the plug.
@@ -169,6 +207,9 @@ func (g *Graph) StorePlug() {
 	}
 	if lt := g.t.Param(traingraph.LogTau); lt != nil {
 		g.plug.Tau = float32(math.Exp(float64(lt[0])))
+	}
+	if eb := g.t.Param(traingraph.EOSBias); eb != nil {
+		g.plug.EOSBias = eb[0] * EOSBiasScale
 	}
 }
 
@@ -276,7 +317,8 @@ func (g *Graph) Backward() (float64, error) {
 func (g *Graph) Param(id traingraph.Param) []float32 { return g.t.Param(id) }
 func (g *Graph) Grad(id traingraph.Param) []float32  { return g.t.Grad(id) }
 
-// Rows is the persona row of each example of the last compute [B][d_llm].
+// Rows is the persona rows of each example of the last compute
+// [B][NPersona][d_llm].
 func (g *Graph) Rows() []float32 { return g.t.Rows(g.shape.Batch) }
 
 // Logits computes every position's logits of the filled batch [B][T][n_vocab].

@@ -319,6 +319,8 @@ static struct ggml_tensor * pp_build_decoder(pp_train * t, struct ggml_context *
     return ggml_mul(ctx, rms_norm(ctx, x, t->eps), t->output_norm);
 }
 
+static int64_t pp_n_persona(const pp_train_cfg * c) { return c->n_persona > 0 ? c->n_persona : 1; }
+
 // pp_build_input builds the decoder input [n_embd, T, B]: token embeddings
 // at token positions, the instruction rows and the persona row at theirs.
 // It also returns the persona rows [n_embd, 1, B].
@@ -364,14 +366,30 @@ static struct ggml_tensor * pp_build_input(pp_train * t, struct ggml_context * c
         struct ggml_tensor * it = ggml_cont(ctx, ggml_transpose(ctx, t->par[PP_P_INSTR])); // [n_instr, D]
         e = ggml_add(ctx, e, ggml_mul_mat(ctx, it, t->in[PP_IN_SEL_I]));                  // + [D, T, 1]
     }
-    // pu [D, 1, B] is, in memory, the [1, D, B] that places it:
-    // [1, D, B] x [1, T, B] -> [D, T, B], nonzero only at the persona position.
-    e = ggml_add(ctx, e, ggml_mul_mat(ctx, ggml_reshape_3d(ctx, pu, 1, D, B), t->in[PP_IN_SEL_P]));
+    // pu [R*D, 1, B] holds R rows of D; as [R, D, B] it places them:
+    // [R, D, B] x [R, T, B] -> [D, T, B], nonzero only at the persona
+    // positions. For R = 1 the reshape alone is that transpose.
+    const int64_t R = pp_n_persona(c);
+    struct ggml_tensor * place = R == 1 ? ggml_reshape_3d(ctx, pu, 1, D, B)
+                                        : ggml_cont(ctx, ggml_transpose(ctx, ggml_reshape_3d(ctx, pu, D, R, B)));
+    e = ggml_add(ctx, e, ggml_mul_mat(ctx, place, t->in[PP_IN_SEL_P]));
     return e;
 }
 
 static struct ggml_tensor * pp_output_weight(pp_train * t) {
     return t->output ? t->output : t->tok_embd;
+}
+
+// pp_logits multiplies hidden states [D, n] by the output weight and adds
+// the learned EOS bias (a one-hot [V] times eos_bias_scale * theta, so that
+// ggml's backward pass reaches theta through a broadcast multiply).
+static struct ggml_tensor * pp_logits(pp_train * t, struct ggml_context * ctx, struct ggml_tensor * h) {
+    struct ggml_tensor * logits = ggml_mul_mat(ctx, pp_output_weight(t), h);
+    if (t->cfg.eos_bias) {
+        struct ggml_tensor * b = ggml_scale(ctx, t->par[PP_P_EOS_BIAS], t->cfg.eos_bias_scale);
+        logits = ggml_add(ctx, logits, ggml_mul(ctx, t->in[PP_IN_EOSVEC], b));
+    }
+    return logits;
 }
 
 static bool pp_build(pp_train * t) {
@@ -390,10 +408,11 @@ static bool pp_build(pp_train * t) {
     t->in[PP_IN_HMASK]   = ggml_new_tensor_3d(cs, GGML_TYPE_F32, N, 1, B);
     t->in[PP_IN_QUERY]   = ggml_new_tensor_3d(cs, GGML_TYPE_F32, c->d_enc, 1, B);
     t->in[PP_IN_SEL_I]   = c->n_instr > 0 ? ggml_new_tensor_3d(cs, GGML_TYPE_F32, c->n_instr, T, 1) : NULL;
-    t->in[PP_IN_SEL_P]   = ggml_new_tensor_3d(cs, GGML_TYPE_F32, 1, T, B);
+    t->in[PP_IN_SEL_P]   = ggml_new_tensor_3d(cs, GGML_TYPE_F32, pp_n_persona(c), T, B);
     t->in[PP_IN_TGT_POS] = ggml_new_tensor_1d(cs, GGML_TYPE_I32, M * B);
     t->in[PP_IN_LABELS]  = ggml_new_tensor_2d(cs, GGML_TYPE_F32, t->n_vocab, M * B);
     t->in[PP_IN_LSCALE]  = ggml_new_tensor_1d(cs, GGML_TYPE_F32, 1);
+    t->in[PP_IN_EOSVEC]  = c->eos_bias ? ggml_new_tensor_1d(cs, GGML_TYPE_F32, t->n_vocab) : NULL;
     for (int i = 0; i < PP_IN_COUNT; i++) {
         if (t->in[i]) {
             ggml_set_input(t->in[i]);
@@ -401,8 +420,8 @@ static bool pp_build(pp_train * t) {
     }
     t->par[PP_P_W1] = ggml_new_tensor_2d(cs, GGML_TYPE_F32, c->d_enc, D);
     t->par[PP_P_B1] = ggml_new_tensor_1d(cs, GGML_TYPE_F32, D);
-    t->par[PP_P_W2] = ggml_new_tensor_2d(cs, GGML_TYPE_F32, D, D);
-    t->par[PP_P_B2] = ggml_new_tensor_1d(cs, GGML_TYPE_F32, D);
+    t->par[PP_P_W2] = ggml_new_tensor_2d(cs, GGML_TYPE_F32, D, pp_n_persona(c) * D);
+    t->par[PP_P_B2] = ggml_new_tensor_1d(cs, GGML_TYPE_F32, pp_n_persona(c) * D);
     t->par[PP_P_INSTR] = c->n_instr > 0 ? ggml_new_tensor_2d(cs, GGML_TYPE_F32, D, c->n_instr) : NULL;
     if (c->adapter) {
         t->par[PP_P_ADAPT_W] = ggml_new_tensor_2d(cs, GGML_TYPE_F32, c->d_enc, c->d_enc);
@@ -410,6 +429,9 @@ static bool pp_build(pp_train * t) {
     }
     if (c->train_tau) {
         t->par[PP_P_LOGTAU] = ggml_new_tensor_1d(cs, GGML_TYPE_F32, 1);
+    }
+    if (c->eos_bias) {
+        t->par[PP_P_EOS_BIAS] = ggml_new_tensor_1d(cs, GGML_TYPE_F32, 1);
     }
     for (int i = 0; i < PP_P_COUNT; i++) {
         if (t->par[i]) {
@@ -432,7 +454,7 @@ static bool pp_build(pp_train * t) {
     x = pp_build_decoder(t, ctx, x);
     struct ggml_tensor * xf = ggml_reshape_2d(ctx, x, D, T * B);
     struct ggml_tensor * xt = ggml_get_rows(ctx, xf, t->in[PP_IN_TGT_POS]);   // [D, M*B]
-    struct ggml_tensor * logits = ggml_mul_mat(ctx, pp_output_weight(t), xt); // [V, M*B]
+    struct ggml_tensor * logits = pp_logits(t, ctx, xt); // [V, M*B]
     struct ggml_tensor * ce = ggml_cross_entropy_loss(ctx, logits, t->in[PP_IN_LABELS]);
     t->loss = ggml_mul(ctx, ce, t->in[PP_IN_LSCALE]);
     ggml_set_name(t->loss, "loss");
@@ -488,7 +510,7 @@ pp_train * pp_train_new(const char * model_path, const pp_train_cfg * cfg, char 
     t->cfg = *cfg;
     const pp_train_cfg * c = &t->cfg;
     if (c->n_batch <= 0 || c->n_tokens <= 1 || c->n_items <= 0 || c->n_targets <= 0 || c->d_enc <= 0 ||
-        c->n_instr < 0 || !(c->scale > 0) || !(c->tau > 0)) {
+        c->n_instr < 0 || c->n_persona < 0 || !(c->scale > 0) || !(c->tau > 0) || (c->eos_bias && !(c->eos_bias_scale > 0))) {
         snprintf(err, (size_t) err_len, "invalid training shape or plug parameters");
         free(t);
         return NULL;
@@ -694,7 +716,7 @@ int32_t pp_train_logits(pp_train * t, float * out, int64_t n) {
         struct ggml_tensor * x = pp_build_input(t, t->ctx_logits, &rows);
         x = pp_build_decoder(t, t->ctx_logits, x);
         struct ggml_tensor * xf = ggml_reshape_2d(t->ctx_logits, x, t->n_embd, T * B);
-        t->logits_all = ggml_mul_mat(t->ctx_logits, pp_output_weight(t), xf);
+        t->logits_all = pp_logits(t, t->ctx_logits, xf);
         ggml_set_output(t->logits_all);
         t->g_logits = ggml_new_graph_custom(t->ctx_logits, PP_GRAPH_SIZE, false);
         ggml_build_forward_expand(t->g_logits, t->logits_all);

@@ -21,11 +21,14 @@ typedef struct pp_train_cfg {
     int32_t n_targets;  // M target tokens per example (padded)
     int32_t d_enc;      // encoder width
     int32_t n_instr;    // instruction rows
+    int32_t n_persona;  // persona rows R (0 reads as 1)
     int32_t n_threads;
     float   scale;      // projector output scale (plug.Scale)
     float   tau;        // aggregator temperature (fixed unless train_tau)
     bool    adapter;    // query adapter q' = norm(q + A q + a)
     bool    train_tau;  // learn log(tau)
+    bool    eos_bias;   // learn a bias on the EOS logit: eos_bias_scale * theta
+    float   eos_bias_scale;
 } pp_train_cfg;
 
 // Inputs, filled by the caller before each compute (host memory, F32 unless noted).
@@ -38,10 +41,11 @@ enum pp_train_input {
     PP_IN_HMASK,       // [N, 1, B]  0 for items, -INF for padding
     PP_IN_QUERY,       // [d_enc, 1, B] query embeddings (unit vectors)
     PP_IN_SEL_I,       // [n_instr, T, 1] 1 where instruction row j sits
-    PP_IN_SEL_P,       // [1, T, B]  1 where the persona row sits
+    PP_IN_SEL_P,       // [R, T, B]  1 where persona row j sits
     PP_IN_TGT_POS,     // I32 [M*B]  flat index b*T + t of the position predicting each target
     PP_IN_LABELS,      // [n_vocab, M*B] one-hot targets, all-zero rows for padding
     PP_IN_LSCALE,      // [1]        (M*B) / number of real targets
+    PP_IN_EOSVEC,      // [n_vocab]  one-hot of the EOS token (only with cfg.eos_bias)
     PP_IN_COUNT
 };
 
@@ -49,12 +53,13 @@ enum pp_train_input {
 enum pp_train_param {
     PP_P_W1 = 0,   // [d_enc, d_llm]  (row-major [d_llm][d_enc])
     PP_P_B1,       // [d_llm]
-    PP_P_W2,       // [d_llm, d_llm]
-    PP_P_B2,       // [d_llm]
+    PP_P_W2,       // [d_llm, R*d_llm]
+    PP_P_B2,       // [R*d_llm]
     PP_P_INSTR,    // [d_llm, n_instr]
     PP_P_ADAPT_W,  // [d_enc, d_enc]  (only with cfg.adapter)
     PP_P_ADAPT_B,  // [d_enc]
     PP_P_LOGTAU,   // [1]             (only with cfg.train_tau)
+    PP_P_EOS_BIAS, // [1]             theta, the EOS logit bias / eos_bias_scale (only with cfg.eos_bias)
     PP_P_COUNT
 };
 
@@ -80,7 +85,7 @@ float * pp_train_grad (pp_train * t, int32_t which, int64_t * n);
 // loss, or -1 (see err).
 int32_t pp_train_compute(pp_train * t, bool backward, float * loss);
 
-// pp_train_rows returns the persona rows P_u [d_llm, B] of the last compute.
+// pp_train_rows returns the persona rows P_u [d_llm, R, B] of the last compute.
 float * pp_train_rows(pp_train * t);
 
 // pp_train_logits computes (with a separate forward graph, allocated on

@@ -33,8 +33,13 @@ import (
 type Config struct {
 	Batch, Tokens, Items, Targets int
 	DEnc, NInstr, Threads         int
+	NPersona                      int // persona rows R (0 reads as 1)
 	Scale, Tau                    float32
 	Adapter, TrainTau             bool
+	// EOSBias adds a learned bias EOSBiasScale * theta to the EOS logit
+	// (input InEOSVec holds the one-hot, parameter EOSBias theta).
+	EOSBias      bool
+	EOSBiasScale float32
 }
 
 // Input is one of the graph's inputs (enum pp_train_input), filled by
@@ -55,12 +60,13 @@ const (
 	InTgtPos  Input = C.PP_IN_TGT_POS
 	InLabels  Input = C.PP_IN_LABELS
 	InLScale  Input = C.PP_IN_LSCALE
+	InEOSVec  Input = C.PP_IN_EOSVEC
 	nInputs   Input = C.PP_IN_COUNT
 )
 
 var inputNames = [...]string{InTokens: "tokens", InTokMask: "token_mask", InPos: "positions", InKQMask: "kq_mask",
 	InHist: "history", InHMask: "history_mask", InQuery: "query", InSelI: "select_instruction", InSelP: "select_persona",
-	InTgtPos: "target_positions", InLabels: "labels", InLScale: "loss_scale"}
+	InTgtPos: "target_positions", InLabels: "labels", InLScale: "loss_scale", InEOSVec: "eos_one_hot"}
 
 func (i Input) String() string {
 	if i >= 0 && i < nInputs {
@@ -84,14 +90,16 @@ const (
 	AdaptW  Param = C.PP_P_ADAPT_W
 	AdaptB  Param = C.PP_P_ADAPT_B
 	LogTau  Param = C.PP_P_LOGTAU
+	EOSBias Param = C.PP_P_EOS_BIAS
 	NParams Param = C.PP_P_COUNT
 )
 
 var paramNames = [...]string{W1: "proj.w1", B1: "proj.b1", W2: "proj.w2", B2: "proj.b2", Instr: "instruction",
-	AdaptW: "query_adapter.w", AdaptB: "query_adapter.b", LogTau: "log_tau"}
+	AdaptW: "query_adapter.w", AdaptB: "query_adapter.b", LogTau: "log_tau", EOSBias: "eos_bias"}
 
 // String is the parameter's tensor name in plug files ("log_tau" for the
-// temperature, which plugs store as pplug.tau).
+// temperature and "eos_bias" for the EOS logit bias, which plugs keep as
+// pplug.tau and pplug.eos_bias).
 func (p Param) String() string {
 	if p >= 0 && p < NParams {
 		return paramNames[p]
@@ -110,7 +118,10 @@ func ParamByName(name string) (Param, bool) {
 }
 
 // Trainer is a pp_train: a frozen decoder and the plug-in's training graph.
-type Trainer struct{ c *C.pp_train }
+type Trainer struct {
+	c   *C.pp_train
+	cfg Config
+}
 
 // NewTrainer loads the model and builds the graph.
 func NewTrainer(modelPath string, cfg Config) (*Trainer, error) {
@@ -121,14 +132,15 @@ func NewTrainer(modelPath string, cfg Config) (*Trainer, error) {
 		n_batch: C.int32_t(cfg.Batch), n_tokens: C.int32_t(cfg.Tokens), n_items: C.int32_t(cfg.Items),
 		n_targets: C.int32_t(cfg.Targets), d_enc: C.int32_t(cfg.DEnc), n_instr: C.int32_t(cfg.NInstr),
 		n_threads: C.int32_t(cfg.Threads), scale: C.float(cfg.Scale), tau: C.float(cfg.Tau),
-		adapter: C.bool(cfg.Adapter), train_tau: C.bool(cfg.TrainTau),
+		adapter: C.bool(cfg.Adapter), train_tau: C.bool(cfg.TrainTau), n_persona: C.int32_t(cfg.NPersona),
+		eos_bias: C.bool(cfg.EOSBias), eos_bias_scale: C.float(cfg.EOSBiasScale),
 	}
 	var errbuf [512]C.char
 	t := C.pp_train_new(cpath, &cc, &errbuf[0], C.int32_t(len(errbuf)))
 	if t == nil {
 		return nil, errors.New(C.GoString(&errbuf[0]))
 	}
-	return &Trainer{c: t}, nil
+	return &Trainer{c: t, cfg: cfg}, nil
 }
 
 // Free releases everything.
@@ -203,9 +215,10 @@ func (t *Trainer) Compute(backward bool) (float32, error) {
 	return float32(loss), nil
 }
 
-// Rows is a view of the persona rows [B][n_embd] of the last Compute.
+// Rows is a view of the persona rows [B][R][n_embd] of the last Compute.
 func (t *Trainer) Rows(batch int) []float32 {
-	return unsafe.Slice((*float32)(unsafe.Pointer(C.pp_train_rows(t.c))), batch*t.NEmbd())
+	r := max(1, t.cfg.NPersona)
+	return unsafe.Slice((*float32)(unsafe.Pointer(C.pp_train_rows(t.c))), batch*r*t.NEmbd())
 }
 
 // Logits computes the logits of every position [B][T][n_vocab].

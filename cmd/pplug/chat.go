@@ -134,6 +134,7 @@ func runChat(c *cli.Context) error {
 		smp.Close()
 		return err
 	}
+	defer sess.Close()
 	r := &chatREPL{c: c, sess: sess, ps: ps, m: m, lctx: lctx, smp: smp, stdout: stdout, stderr: stderr,
 		set: chatSettings{Sampler: sopts, NPredict: c.Int("n-predict"), System: c.String("system")}}
 	defer func() { r.smp.Close() }()

@@ -49,6 +49,7 @@ func evalCommand() *cli.Command {
 		&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "output `DIR` for <method>_outputs.json and results.json/md (default: eval-<task>)"},
 		&cli.BoolFlag{Name: "chat", Usage: "wrap each prompt in the model's chat template (one user message)"},
 		labelsFlag(),
+		&cli.BoolFlag{Name: "no-nll", Usage: "do not score the golds' likelihood under each method (with --golds)"},
 	}
 	flags = append(flags, modelFlags()...)
 	flags = append(flags, contextFlags()...)
@@ -59,7 +60,7 @@ func evalCommand() *cli.Command {
 		UsageText: "pplug eval --task LaMP_N|generic --questions Q.json [--golds O.json] -m MODEL [--plug P] [--methods none,bm25,recent,pplug,pplug+bm25] [-k 4] [--limit N] [-n MAX_NEW] [--out DIR]\n" +
 			"   pplug eval score --task LaMP_N --golds OUTPUTS.json --preds PREDS.json [--only-predicted] [--json]\n" +
 			"   pplug eval nll --task LaMP_N --questions Q.json --golds O.json -m MODEL --plug P [--limit N] [--json]\n" +
-			"   pplug eval synth-users -o DIR [--users 40] [--items 12] [--seed 1] [--split 0.75]",
+			"   pplug eval synth-users -o DIR [--users 40] [--items 12] [--seed 1] [--split 0.75] [--templates default|alt]",
 		Flags:  flags,
 		Action: runEval,
 		Subcommands: []*cli.Command{
@@ -223,7 +224,7 @@ func runEval(c *cli.Context) error {
 	var bar *progress.Bar
 	var barMethod eval.Method
 	o := eval.RunOptions{
-		Methods: methods, QuestionsFile: qpath, GoldsFile: c.String("golds"), Limit: c.Int("limit"), OutDir: out, Labels: labels,
+		Methods: methods, QuestionsFile: qpath, GoldsFile: c.String("golds"), Limit: c.Int("limit"), OutDir: out, Labels: labels, NoNLL: c.Bool("no-nll"),
 		Report: eval.Report{Model: c.String("model"), Plug: c.String("plug"), Encoder: c.String("encoder")},
 		Progress: func(method eval.Method, done, total int, elapsed time.Duration) {
 			if bar == nil || barMethod != method {
@@ -510,9 +511,11 @@ func evalSynthUsersCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "synth-users",
 		Usage: "write a synthetic LaMP-7-format personalisation benchmark in TinyStories style",
-		UsageText: "pplug eval synth-users -o DIR [--users 40] [--items 12] [--questions-per-user 4] [--seed 1] [--split 0.75]\n\n" +
+		UsageText: "pplug eval synth-users -o DIR [--users 40] [--items 12] [--questions-per-user 4] [--seed 1] [--split 0.75] [--templates default|alt]\n\n" +
 			"Each user has a recurring character, pet, toy and place shown in all their history stories and in the gold\n" +
-			"continuations of their questions, never in the question inputs. Users are split between train, dev and test.",
+			"continuations of their questions, never in the question inputs. Users are split between train, dev and test;\n" +
+			"no dev or test user's name comes with their pet, toy or place in any training user. --templates alt draws\n" +
+			"names, pets, toys, places, stories and questions disjoint from the default set's.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o", "out"}, Usage: "output `DIR`"},
 			&cli.IntFlag{Name: "users", Value: synthusers.DefaultUsers, Usage: "users in all"},
@@ -520,6 +523,7 @@ func evalSynthUsersCommand() *cli.Command {
 			&cli.IntFlag{Name: "questions-per-user", Value: synthusers.DefaultQuestionsPerUser, Usage: "questions per user (at most 6)"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "random seed"},
 			&cli.Float64Flag{Name: "split", Value: synthusers.DefaultSplit, Usage: "share of users in train; the rest is halved between dev and test"},
+			&cli.StringFlag{Name: "templates", Value: synthusers.TemplatesDefault, Usage: "template set: " + strings.Join(synthusers.TemplateSets(), " or ") + " (disjoint names, objects, stories and questions)"},
 		},
 		Action: runEvalSynthUsers,
 	}
@@ -533,7 +537,8 @@ func runEvalSynthUsers(c *cli.Context) error {
 	if dir == "" {
 		return usagef("no output folder: pass -o DIR")
 	}
-	o := synthusers.Options{Users: c.Int("users"), Items: c.Int("items"), QuestionsPerUser: c.Int("questions-per-user"), Seed: c.Uint64("seed"), Split: c.Float64("split")}
+	o := synthusers.Options{Users: c.Int("users"), Items: c.Int("items"), QuestionsPerUser: c.Int("questions-per-user"), Seed: c.Uint64("seed"),
+		Split: c.Float64("split"), Templates: c.String("templates")}
 	for _, f := range []string{"users", "items", "questions-per-user"} {
 		if c.Int(f) <= 0 {
 			return usagef("--%s must be positive", f)

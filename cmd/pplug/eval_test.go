@@ -110,7 +110,7 @@ func TestEvalEveryMethod(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	if !strings.Contains(stdout, "| method | rouge-1 | rouge-l | n | s/question |") || !strings.Contains(stdout, "| pplug+bm25 |") {
+	if !strings.Contains(stdout, "| method | rouge-1 | rouge-l | nll/token | out tokens | EOS | EOS <= 2x gold | n | s/question |") || !strings.Contains(stdout, "| pplug+bm25 |") {
 		t.Fatalf("table:\n%s", stdout)
 	}
 	for _, m := range eval.AllMethods() {

@@ -164,6 +164,8 @@ func runGenerate(c *cli.Context) error {
 			return err
 		}
 	}
+	// The plug's learned length prior, as in training and eval.
+	sopts.EOSBias = req.EOSBias
 	smp, err := m.NewSampler(sopts)
 	if err != nil {
 		return err
@@ -221,8 +223,8 @@ func printPrompt(w io.Writer, m *llama.Model, req persona.Request) error {
 		}
 		return nil
 	}
-	l, body := persona.NewLayout(m, nRows-1, 1, toks)
-	fmt.Fprintf(w, "number of positions in the input = %d (%d BOS, %d instruction rows, %d persona row, %d prompt tokens)\n",
+	l, body := persona.NewLayout(m, req.NInstr, nRows-req.NInstr, toks)
+	fmt.Fprintf(w, "number of positions in the input = %d (%d BOS, %d instruction rows, %d persona rows, %d prompt tokens)\n",
 		l.Len(), l.RowsAt(), l.NInstr, l.NPersona, l.NPrompt)
 	if l.BOS {
 		fmt.Fprintf(w, "%6d -> %6d %q\n", 0, m.BOS(), m.TokenPiece(m.BOS(), true))
@@ -230,7 +232,9 @@ func printPrompt(w io.Writer, m *llama.Model, req persona.Request) error {
 	for j := range l.NInstr {
 		fmt.Fprintf(w, "%6d -> [instruction row %d]\n", l.InstrAt(j), j+1)
 	}
-	fmt.Fprintf(w, "%6d -> [persona row]\n", l.PersonaAt())
+	for j := range l.NPersona {
+		fmt.Fprintf(w, "%6d -> [persona row %d]\n", l.PersonaAt()+j, j+1)
+	}
 	for i, t := range body {
 		fmt.Fprintf(w, "%6d -> %6d %q\n", l.PromptAt()+i, t, m.TokenPiece(t, true))
 	}

@@ -53,6 +53,9 @@ func runPlugInit(c *cli.Context) error {
 	if n := c.Int("n-instruction"); n < 1 || n > 1<<16 {
 		return usagef("--n-instruction %d: give 1 to %d instruction rows", n, 1<<16)
 	}
+	if n := c.Int("n-persona"); n < 1 || n > persona.MaxPersonaRows {
+		return usagef("--n-persona %d: give 1 to %d persona rows", n, persona.MaxPersonaRows)
+	}
 	if n := c.Int("encoder-max-tokens"); n < 1 {
 		return usagef("--encoder-max-tokens %d: give 1 or more", n)
 	}
@@ -91,6 +94,7 @@ func freshPlugFlags() []cli.Flag {
 		&cli.StringFlag{Name: "pooling", Value: "default", Usage: "encoder pooling: default, cls, mean or last"},
 		&cli.IntFlag{Name: "encoder-max-tokens", Value: 512, Usage: "history item truncation the plug is made for"},
 		&cli.IntFlag{Name: "n-instruction", Value: 1, Usage: "instruction rows of a new plug"},
+		&cli.IntFlag{Name: "n-persona", Value: 1, Usage: fmt.Sprintf("persona rows of a new plug, 1 to %d (each with its own projector output layer)", persona.MaxPersonaRows)},
 		&cli.Float64Flag{Name: "tau", Value: 1, Usage: "aggregator temperature of a new plug"},
 		&cli.StringFlag{Name: "query-prefix", Usage: "instruction prefix of the query encoder (default: BGE's with --encoder, none for the LLM)"},
 		&cli.BoolFlag{Name: "adapter", Usage: "give a new plug a trainable query adapter"},
@@ -101,7 +105,7 @@ func freshPlugFlags() []cli.Flag {
 // freshPlug initialises a plug for the model and encoder, as plug init does.
 func freshPlug(c *cli.Context, m *llama.Model, enc *persona.Encoder) (*persona.Plug, error) {
 	p, err := persona.NewPlugFor(m, enc, persona.PlugOptions{
-		NInstr: c.Int("n-instruction"), Tau: float32(c.Float64("tau")), Seed: c.Uint64("seed"),
+		NInstr: c.Int("n-instruction"), NPersona: c.Int("n-persona"), Tau: float32(c.Float64("tau")), Seed: c.Uint64("seed"),
 		QueryPrefix: c.String("query-prefix"), DefaultPrefix: !c.IsSet("query-prefix"),
 		Task: c.String("task"), Adapter: c.Bool("adapter"),
 	})
@@ -135,7 +139,7 @@ func runPlugInfo(c *cli.Context) error {
 		"d_enc":          p.DEnc,
 		"d_llm":          p.DLLM,
 		"n_instruction":  p.NInstr,
-		"n_persona":      1,
+		"n_persona":      p.PersonaRows(),
 		"tau":            p.Tau,
 		"scale":          p.Scale,
 		"pooling":        p.Pooling,
@@ -144,6 +148,8 @@ func runPlugInfo(c *cli.Context) error {
 		"llm":            p.LLM,
 		"task":           p.Task,
 		"query_adapter":  p.AdapterW != nil,
+		"eos_bias":       p.EOSBias,
+		"retrieve_k":     p.RetrieveK,
 		"params":         len(p.W1) + len(p.B1) + len(p.W2) + len(p.B2) + len(p.Instr) + len(p.AdapterW) + len(p.AdapterB),
 		"meta":           p.Meta,
 	}

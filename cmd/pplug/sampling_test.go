@@ -134,14 +134,14 @@ func TestGenerateVerbosePromptAndExplain(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	for _, want := range []string{"the 5 history items with the highest weights (of 8)", `prompt (pplug): "Lily and her dog"`,
-		"(1 BOS, 1 instruction rows, 1 persona row, ", "     1 -> [instruction row 1]", "     2 -> [persona row]", "     3 -> "} {
+		"(1 BOS, 1 instruction rows, 1 persona rows, ", "     1 -> [instruction row 1]", "     2 -> [persona row 1]", "     3 -> "} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("pplug: stderr lacks %q:\n%s", want, errs)
 		}
 	}
 	// pplug+bm25: both, with one retrieved item for an untrained plug.
 	code, _, errs = pplug(t, "", append(base, "--plug", plug, "--method", "pplug+bm25")...)
-	if code != 0 || !strings.Contains(errs, "1 of 8 items") || !strings.Contains(errs, "[persona row]") || !strings.Contains(errs, "highest weights") {
+	if code != 0 || !strings.Contains(errs, "1 of 8 items") || !strings.Contains(errs, "[persona row 1]") || !strings.Contains(errs, "highest weights") {
 		t.Errorf("pplug+bm25: exit %d\n%s", code, errs)
 	}
 	// recent, none.

@@ -40,6 +40,9 @@ func trainCommand() *cli.Command {
 			&cli.StringFlag{Name: "resume", Usage: "continue from a checkpoint plug (with its .opt optimizer state)"},
 			&cli.StringFlag{Name: "checkpoint-dir", Usage: "write a checkpoint after every epoch here"},
 			&cli.BoolFlag{Name: "train-tau", Usage: "learn the temperature too"},
+			&cli.BoolFlag{Name: "eos-bias", Usage: "learn a bias on the LLM's EOS logit (a length prior for LLMs that never end a short text by themselves)"},
+			&cli.IntFlag{Name: "retrieve-k", Usage: "also train every question with its top K BM25 history items in the prompt (the pplug+bm25 layout; eval uses the same K)"},
+			&cli.BoolFlag{Name: "retrieve-only", Usage: "with --retrieve-k: train only the layout with retrieved items"},
 			&cli.IntFlag{Name: "epochs", Value: 2, Usage: fmt.Sprintf("passes over the training data (1 to %d)", maxTrainEpochs)},
 			&cli.IntFlag{Name: "batch", Value: 8, Usage: "examples per step"},
 			&cli.Float64Flag{Name: "lr", Value: 1e-4, Usage: "peak learning rate (AdamW)"},
@@ -137,13 +140,19 @@ func runTrain(c *cli.Context) error {
 	if err := plug.CheckModel(m.NEmbd(), enc.Dim()); err != nil {
 		return err
 	}
+	// A plug trained with retrieval keeps its layout when training goes on
+	// without --retrieve-k.
+	if c.IsSet("retrieve-k") || plug.RetrieveK == 0 {
+		plug.RetrieveK = c.Int("retrieve-k")
+	}
+	retrieveK := plug.RetrieveK
 
 	cache := cacheFromFlags(c)
 	load := func(q, o, label string, limit int) ([]train.Example, error) {
 		bar := progress.New(stderr, "encoding "+label, 1)
 		ex, err := train.LoadExamples(ctx, m, enc, cache, plug, q, o, train.DataOptions{
 			Task: task, MaxItems: c.Int("max-items"), MaxInput: c.Int("max-input"), MaxTarget: c.Int("max-target"),
-			Limit: limit, ProfileSource: q,
+			Limit: limit, ProfileSource: q, RetrieveK: retrieveK, RetrieveOnly: c.Bool("retrieve-only"),
 			Progress: func(done, total int) {
 				bar.Set(float64(done)/float64(total), fmt.Sprintf("%d/%d questions", done, total))
 			},
@@ -229,7 +238,7 @@ func trainOptionsFromFlags(c *cli.Context) (train.Options, error) {
 	o := train.Options{
 		Epochs: c.Int("epochs"), Batch: c.Int("batch"), LR: c.Float64("lr"), WeightDecay: c.Float64("weight-decay"),
 		Warmup: c.Float64("warmup"), MaxGradNorm: c.Float64("max-grad-norm"), Augment: c.Int("augment"),
-		Seed: c.Uint64("seed"), Threads: c.Int("threads"), TrainTau: c.Bool("train-tau"),
+		Seed: c.Uint64("seed"), Threads: c.Int("threads"), TrainTau: c.Bool("train-tau"), EOSBias: c.Bool("eos-bias"),
 		Output: c.String("output"), CheckpointDir: c.String("checkpoint-dir"), Resume: c.String("resume"),
 	}
 	switch {
@@ -259,11 +268,20 @@ func trainOptionsFromFlags(c *cli.Context) (train.Options, error) {
 			return o, usagef("--%s %d: give 1 or more", f, n)
 		}
 	}
+	if n := c.Int("retrieve-k"); n < 0 || n > 64 {
+		return o, usagef("--retrieve-k %d: give 0 (no retrieval) to 64 history items", n)
+	}
+	if c.Bool("retrieve-only") && c.Int("retrieve-k") == 0 {
+		return o, usagef("--retrieve-only needs --retrieve-k K")
+	}
 	if n := c.Int("limit"); n < 0 {
 		return o, usagef("--limit %d: give the number of questions to use (0: all)", n)
 	}
 	if n := c.Int("n-instruction"); n < 1 || n > maxInstructionRows {
 		return o, usagef("--n-instruction %d: give 1 to %d instruction rows", n, maxInstructionRows)
+	}
+	if n := c.Int("n-persona"); n < 1 || n > persona.MaxPersonaRows {
+		return o, usagef("--n-persona %d: give 1 to %d persona rows", n, persona.MaxPersonaRows)
 	}
 	if tau := c.Float64("tau"); !(float32(tau) > 0) || math.IsInf(float64(float32(tau)), 0) {
 		return o, usagef("--tau %v: give a positive temperature (within float32 range)", tau)

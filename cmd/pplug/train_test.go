@@ -50,6 +50,37 @@ func TestTrainCommand(t *testing.T) {
 	if code != 0 || strings.TrimSpace(gen) == "" {
 		t.Fatalf("generate with the trained plug: %d %q %s", code, gen, errs)
 	}
+	// --retrieve-k and --eos-bias: the plug records its retrieval depth and
+	// learned bias, and eval's pplug+bm25 uses that depth.
+	rk := f("rk.gguf")
+	code, _, errs = pplug(t, "", "train", "-m", model, "--questions", f("train_questions.json"), "--outputs", f("train_outputs.json"),
+		"-o", rk, "--epochs", "1", "--batch", "4", "--lr", "1e-2", "--augment", "-1", "-t", "1", "--cache-dir", f("cache"),
+		"--retrieve-k", "2", "--eos-bias")
+	if code != 0 {
+		t.Fatalf("train --retrieve-k 2 --eos-bias: exit %d: %s", code, errs)
+	}
+	if !strings.Contains(errs, "training on 24 examples") { // 12 questions in two layouts
+		t.Errorf("--retrieve-k 2 should train every question in two layouts:\n%s", errs)
+	}
+	code, js, _ = pplug(t, "", "plug", "info", rk, "--json")
+	var info map[string]any
+	if code != 0 || json.Unmarshal([]byte(js), &info) != nil || info["retrieve_k"] != 2.0 || !(info["eos_bias"].(float64) > 0) {
+		t.Fatalf("plug info after --retrieve-k 2 --eos-bias: %s", js)
+	}
+	evalOut := f("eval-rk")
+	if code, _, errs := pplug(t, "", "eval", "--task", "LaMP_7", "--questions", f("dev_questions.json"), "--golds", f("dev_outputs.json"),
+		"-m", model, "--plug", rk, "--methods", "pplug+bm25", "--limit", "2", "-n", "4", "-t", "1", "--out", evalOut, "--cache-dir", f("cache")); code != 0 {
+		t.Fatalf("eval: %s", errs)
+	}
+	if b, _ := os.ReadFile(filepath.Join(evalOut, "results.json")); !strings.Contains(string(b), `"plug_k": 2`) {
+		t.Errorf("eval's pplug+bm25 does not use the plug's retrieve_k:\n%s", b)
+	}
+	for _, bad := range [][]string{{"--retrieve-k", "-1"}, {"--retrieve-only"}} {
+		args := append([]string{"train", "-m", model, "--questions", f("train_questions.json"), "--outputs", f("train_outputs.json"), "-o", f("y.gguf")}, bad...)
+		if code, _, _ := pplug(t, "", args...); code != 2 {
+			t.Errorf("%v: exit %d, want a usage error", bad, code)
+		}
+	}
 	// Resume from the first checkpoint.
 	code, _, errs = pplug(t, "", "train", "-m", model, "--questions", f("train_questions.json"), "--outputs", f("train_outputs.json"),
 		"-o", f("resumed.gguf"), "--epochs", "2", "--batch", "4", "--lr", "1e-3", "--augment", "1", "-t", "1", "--cache-dir", f("cache"),

@@ -196,3 +196,117 @@ func TestTraitSignalOnStories260K(t *testing.T) {
 		}
 	}
 }
+
+// No held-out user's name comes with their animal, object or place in any
+// training user, in either template set: memorising which traits went with
+// a name in training cannot score on dev or test.
+func TestHeldOutTraitPairsNeverSeenInTraining(t *testing.T) {
+	for _, set := range TemplateSets() {
+		for _, seed := range []uint64{1, 2} {
+			ds, err := Generate(Options{Users: 400, Seed: seed, Templates: set})
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := map[[2]string]bool{}
+			for _, u := range ds.Train.Users {
+				for _, v := range []string{u.Animal, u.Object, u.Place} {
+					seen[[2]string{u.Name, v}] = true
+				}
+			}
+			names := map[string]bool{}
+			for _, sp := range []Split{ds.Dev, ds.Test} {
+				for _, u := range sp.Users {
+					names[u.Name] = true
+					for _, v := range []string{u.Animal, u.Object, u.Place} {
+						if seen[[2]string{u.Name, v}] {
+							t.Fatalf("%s seed %d: %s user %+v: %s with %s occurs in training", set, seed, sp.Name, u, u.Name, v)
+						}
+					}
+				}
+			}
+			// The names themselves are not held out: the pairing is.
+			if len(names) < 12 {
+				t.Errorf("%s seed %d: held-out users use only %d names", set, seed, len(names))
+			}
+		}
+	}
+	if _, err := Generate(Options{Users: 3000}); err == nil {
+		t.Error("accepted more users than there are distinct traits")
+	}
+	if _, err := Generate(Options{Templates: "nope"}); err == nil {
+		t.Error("accepted an unknown template set")
+	}
+}
+
+// The alt template set shares nothing with the default one: no trait word,
+// no history template, no question input and no gold template; and no trait
+// word of one set occurs in the other's templates.
+func TestTemplateSetsAreDisjoint(t *testing.T) {
+	a, b := templateSets[TemplatesDefault], templateSets[TemplatesAlt]
+	words := func(s string) []string {
+		return strings.FieldsFunc(strings.ToLower(s), func(r rune) bool { return r < 'a' || r > 'z' })
+	}
+	traitWords := func(ts *templateSet) map[string]bool {
+		out := map[string]bool{}
+		for _, list := range [][]string{ts.girlNames, ts.boyNames, ts.animals, ts.objects, ts.places} {
+			for _, v := range list {
+				for _, w := range words(v) {
+					out[w] = true
+				}
+			}
+		}
+		return out
+	}
+	texts := func(ts *templateSet) []string {
+		out := append([]string(nil), ts.history...)
+		for _, q := range ts.questions {
+			out = append(out, q.input, q.gold)
+		}
+		return out
+	}
+	for _, pair := range [][2]*templateSet{{a, b}, {b, a}} {
+		x, y := pair[0], pair[1]
+		tw := traitWords(x)
+		for w := range traitWords(y) {
+			if tw[w] {
+				t.Errorf("trait word %q in both sets", w)
+			}
+		}
+		for _, s := range texts(y) {
+			for _, w := range words(s) {
+				if tw[w] {
+					t.Errorf("template %q uses the other set's trait word %q", s, w)
+				}
+			}
+			for _, s2 := range texts(x) {
+				if s == s2 {
+					t.Errorf("template %q in both sets", s)
+				}
+			}
+		}
+		if len(x.history) != len(y.history) || len(x.questions) != len(y.questions) {
+			t.Errorf("sets of different sizes")
+		}
+	}
+	// The alt data keep the benchmark's promises too.
+	ds, err := Generate(Options{Seed: 5, Templates: TemplatesAlt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sp := range ds.Splits() {
+		for i, q := range sp.Questions {
+			u := mustUser(t, ds, q.ID)
+			gold := sp.Outputs.Golds[i].Output
+			for _, w := range []string{u.Name, u.Animal, u.Object, u.Place} {
+				if strings.Contains(q.Input, w) || !strings.Contains(gold, w) {
+					t.Errorf("input %q / gold %q and trait %q", q.Input, gold, w)
+				}
+			}
+			for _, it := range q.Profile {
+				if !strings.Contains(it.Fields["text"], u.Name) || strings.Contains(it.Fields["text"], "{") {
+					t.Errorf("item %q of %+v", it.Fields["text"], u)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,125 @@
+package train
+
+import (
+	"context"
+	"math"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pplug/pplug/eval"
+	"github.com/pplug/pplug/eval/synthusers"
+	"github.com/pplug/pplug/internal/testenv"
+	"github.com/pplug/pplug/kernels"
+	"github.com/pplug/pplug/lamp"
+	"github.com/pplug/pplug/llama"
+	"github.com/pplug/pplug/persona"
+)
+
+// TestTrainingLayoutIsInferenceLayout checks that what training optimises
+// is what inference scores: for every question, in both layouts (plain and
+// with the plug's retrieve_k BM25 items), the training graph's loss of the
+// example LoadExamples makes equals the gold NLL per token eval computes
+// through its generation input (Predictor.GoldNLL: rows after BOS, prompt,
+// target with its leading space and EOS, the plug's EOS bias). A drift in
+// any of them moves the two apart.
+func TestTrainingLayoutIsInferenceLayout(t *testing.T) {
+	ctx := context.Background()
+	m := loadModel(t, testenv.Stories260K(t))
+	dir := t.TempDir()
+	ds, err := synthusers.Generate(synthusers.Options{Users: 8, Items: 5, QuestionsPerUser: 2, Seed: 5, Split: 0.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := synthusers.Write(dir, ds); err != nil {
+		t.Fatal(err)
+	}
+	enc, err := persona.NewEncoder(m, persona.EncoderOptions{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	scale, _ := persona.TokenEmbeddingScale(m)
+	plug, err := persona.NewPlug(enc.Dim(), m.NEmbd(), scale, persona.PlugOptions{Seed: 4, NInstr: 3, NPersona: 2, Encoder: enc.ID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range plug.B2 {
+		plug.B2[i] = 0.3 * float32(math.Sin(float64(i)))
+	}
+	plug.EOSBias, plug.RetrieveK = 2.5, 2
+	cache := &persona.Cache{Dir: filepath.Join(dir, "cache")}
+	qpath, opath := filepath.Join(dir, "dev_questions.json"), filepath.Join(dir, "dev_outputs.json")
+	ex, err := LoadExamples(ctx, m, enc, cache, plug, qpath, opath, DataOptions{Task: synthusers.Task, ProfileSource: qpath, RetrieveK: plug.RetrieveK})
+	if err != nil {
+		t.Fatal(err)
+	}
+	qs, _ := lamp.ReadQuestions(qpath)
+	if len(ex) != 2*len(qs) {
+		t.Fatalf("%d examples for %d questions in two layouts", len(ex), len(qs))
+	}
+	golds := map[string]string{}
+	for _, g := range ds.Dev.Outputs.Golds {
+		golds[g.ID] = g.Output
+	}
+	// The target continues the input with a space, and ends with EOS.
+	for _, e := range ex[:2] {
+		id := strings.TrimSuffix(e.ID, "+bm25")
+		if e.Target[len(e.Target)-1] != m.EOS() {
+			t.Fatalf("%s: the target does not end with EOS", e.ID)
+		}
+		text, _ := m.Detokenize(append(append([]llama.Token(nil), e.Prompt...), e.Target[:len(e.Target)-1]...), true, false)
+		if !strings.HasSuffix(text, ", "+golds[id]) && !strings.HasSuffix(text, ". "+golds[id]) && !strings.HasSuffix(text, "a "+golds[id]) {
+			t.Fatalf("%s: prompt and target read %q, gold %q", e.ID, text, golds[id])
+		}
+	}
+
+	shape, err := ShapeFor(plug, 1, ex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := NewGraph(testenv.Stories260K(t), m, plug, shape, 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	b, _ := kernels.Open("cpu", kernels.Options{Threads: 1})
+	defer b.Close()
+	c, err := m.NewContext(llama.ContextOptions{NCtx: 512, Threads: 1, KVF32: true, FlashAttn: llama.FlashAttnOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pz := &persona.Personalizer{Method: persona.MethodPPlug, LLM: m, Plug: plug, Encoder: enc, Backend: b, Cache: cache}
+	p := &eval.Predictor{LLM: m, Ctx: c, Personalizer: pz, Task: synthusers.Task, ProfileSource: qpath}
+	defer p.Close()
+	byID := map[string]Example{}
+	for _, e := range ex {
+		byID[e.ID] = e
+	}
+	var worst float64
+	for _, q := range qs {
+		for _, tc := range []struct {
+			id string
+			m  eval.Method
+		}{{q.ID, eval.PPlug}, {q.ID + "+bm25", eval.PPlugBM25}} {
+			loss, err := EvalLoss(g, []Example{byID[tc.id]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, n, err := p.GoldNLL(ctx, tc.m, q, golds[q.ID])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != len(byID[tc.id].Target) {
+				t.Fatalf("%s: inference scores %d target tokens, training %d", tc.id, n, len(byID[tc.id].Target))
+			}
+			d := math.Abs(loss - s/float64(n))
+			worst = math.Max(worst, d)
+			if d > 1e-3 {
+				t.Errorf("%s (%s): training loss %.6f, inference NLL per token %.6f", tc.id, tc.m, loss, s/float64(n))
+			}
+		}
+	}
+	t.Logf("%d examples: training loss and inference gold NLL differ by at most %.3g nats/token", len(ex), worst)
+}
