@@ -90,21 +90,61 @@ func (r NLLReport) MarshalJSON() ([]byte, error) {
 // (by question id). Questions whose profile has no usable item are skipped.
 func PersonaNLL(ctx context.Context, pz *persona.Personalizer, c *llama.Context, task lamp.Task, questions []lamp.Question, golds map[string]string, opts NLLOptions) (NLLReport, error) {
 	rep := NLLReport{Task: task}
+	pz, err := checkNLL(pz, task, questions, golds)
+	if err != nil {
+		return rep, err
+	}
+	r := &nllRun{ctx: ctx, pz: pz, c: c, questions: questions, golds: golds, source: opts.ProfileSource}
+	defer r.close()
+	if err := r.profiles(opts.Profile, task); err != nil {
+		return rep, err
+	}
+	var sum nllSums
+	for i := range questions {
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		if r.profs[i] == nil {
+			rep.Skipped++
+		} else if err := r.question(i, &rep, &sum); err != nil {
+			return rep, err
+		}
+		if opts.Progress != nil {
+			opts.Progress(i+1, len(questions))
+		}
+	}
+	if rep.Questions == 0 {
+		return rep, errors.New("eval: PersonaNLL: no question has a usable profile")
+	}
+	n := float64(rep.Tokens)
+	rep.Own, rep.None = sum.own/n, sum.none/n
+	rep.OwnBeatsNone = float64(sum.beatNone) / float64(rep.Questions)
+	// Either every scored question has another user or none has.
+	if sum.withOther > 0 {
+		rep.HasOther = true
+		rep.Other = sum.other / n
+		rep.OwnBeatsOther = float64(sum.beatOther) / float64(sum.withOther)
+		rep.OwnBeatsBoth = float64(sum.beatBoth) / float64(sum.withOther)
+	}
+	return rep, nil
+}
+
+// checkNLL checks PersonaNLL's arguments and returns its Personalizer.
+func checkNLL(pz *persona.Personalizer, task lamp.Task, questions []lamp.Question, golds map[string]string) (*persona.Personalizer, error) {
 	if !task.Valid() {
-		return rep, errors.New("eval: PersonaNLL: invalid task")
+		return nil, errors.New("eval: PersonaNLL: invalid task")
 	}
 	if pz == nil {
-		return rep, errors.New("eval: PersonaNLL needs a Personalizer with a plug")
+		return nil, errors.New("eval: PersonaNLL needs a Personalizer with a plug")
 	}
 	pz = pz.WithMethod(persona.MethodPPlug)
 	pz.Query = task.QueryPart
 	if err := pz.Check(); err != nil {
-		return rep, fmt.Errorf("eval: PersonaNLL: %w", err)
+		return nil, fmt.Errorf("eval: PersonaNLL: %w", err)
 	}
 	if len(questions) == 0 {
-		return rep, errors.New("eval: PersonaNLL: no questions")
+		return nil, errors.New("eval: PersonaNLL: no questions")
 	}
-	m := pz.LLM
 	var missing []string
 	for _, q := range questions {
 		if _, ok := golds[q.ID]; !ok {
@@ -115,165 +155,169 @@ func PersonaNLL(ctx context.Context, pz *persona.Personalizer, c *llama.Context,
 		if len(missing) > 10 {
 			missing = append(missing[:10], "...")
 		}
-		return rep, fmt.Errorf("eval: %d questions have no gold output: %v", len(missing), missing)
+		return nil, fmt.Errorf("eval: %d questions have no gold output: %v", len(missing), missing)
 	}
+	return pz, nil
+}
 
-	// Profiles first: they decide who is whose "other".
-	popts := opts.Profile
+// nllRun is one call of PersonaNLL.
+type nllRun struct {
+	ctx       context.Context
+	pz        *persona.Personalizer
+	c         *llama.Context
+	questions []lamp.Question
+	golds     map[string]string
+	source    string
+	profs     []*profile.Profile // nil: no usable item
+	hashes    [][32]byte
+	users     []nllUser // prepared users, a few at a time
+}
+
+type nllUser struct {
+	h    [32]byte
+	user *persona.Persona
+}
+
+// nllSums are PersonaNLL's running totals.
+type nllSums struct {
+	own, none, other                         float64
+	beatNone, beatOther, beatBoth, withOther int
+}
+
+func (r *nllRun) close() {
+	for _, e := range r.users {
+		e.user.Close()
+	}
+}
+
+// profiles reads every question's profile first: they decide who is
+// whose "other".
+func (r *nllRun) profiles(popts profile.Options, task lamp.Task) error {
 	popts.Task, popts.QuestionID = task, ""
-	profs := make([]*profile.Profile, len(questions))
-	hashes := make([][32]byte, len(questions))
-	for i, q := range questions {
+	r.profs = make([]*profile.Profile, len(r.questions))
+	r.hashes = make([][32]byte, len(r.questions))
+	for i, q := range r.questions {
 		p, err := profile.FromQuestion(q, popts)
 		if errors.Is(err, profile.ErrEmpty) || errors.Is(err, profile.ErrNoUsableItems) {
 			continue
 		}
 		if err != nil {
-			return rep, err
+			return err
 		}
-		profs[i] = p
-		hashes[i] = historyHash(p)
+		r.profs[i] = p
+		r.hashes[i] = historyHash(p)
 	}
-	other := func(i int) int {
-		for d := 1; d < len(questions); d++ {
-			j := (i + d) % len(questions)
-			if profs[j] != nil && hashes[j] != hashes[i] {
-				return j
-			}
-		}
-		return -1
-	}
+	return nil
+}
 
-	// Prepared users, by history, a few at a time: question i needs its own
-	// and usually the next question's, which is the next one's own.
-	type entry struct {
-		h    [32]byte
-		user *persona.Persona
+// other is the next question (cyclically) whose history differs from
+// question i's, -1 when there is none.
+func (r *nllRun) other(i int) int {
+	for d := 1; d < len(r.questions); d++ {
+		j := (i + d) % len(r.questions)
+		if r.profs[j] != nil && r.hashes[j] != r.hashes[i] {
+			return j
+		}
 	}
-	var users []entry
-	defer func() {
-		for _, e := range users {
-			e.user.Close()
-		}
-	}()
-	userFor := func(i int) (*persona.Persona, error) {
-		for _, e := range users {
-			if e.h == hashes[i] {
-				return e.user, nil
-			}
-		}
-		u, _, err := pz.Prepare(ctx, profs[i].Items, persona.ProfileKey(opts.ProfileSource, questions[i].ID), nil)
-		if err != nil {
-			return nil, fmt.Errorf("question %q: prepare the persona: %w", questions[i].ID, err)
-		}
-		if len(users) == 3 {
-			users[0].user.Close()
-			users = users[1:]
-		}
-		users = append(users, entry{hashes[i], u})
-		return u, nil
-	}
+	return -1
+}
 
-	var sumOwn, sumNone, sumOther float64
-	var beatNone, beatOther, beatBoth, withOther int
-	nRows := pz.NRows()
-	for i, q := range questions {
-		if err := ctx.Err(); err != nil {
-			return rep, err
+// user is question i's prepared persona. A few are kept by history:
+// question i needs its own and usually the next question's, which is the
+// next one's own.
+func (r *nllRun) user(i int) (*persona.Persona, error) {
+	for _, e := range r.users {
+		if e.h == r.hashes[i] {
+			return e.user, nil
 		}
-		if profs[i] == nil {
-			rep.Skipped++
-			if opts.Progress != nil {
-				opts.Progress(i+1, len(questions))
-			}
-			continue
-		}
-		prompt, target, err := persona.ExampleTokens(m, q.Input, golds[q.ID])
-		if err != nil {
-			return rep, fmt.Errorf("question %q: %w", q.ID, err)
-		}
-		// TargetNLL decodes rows, prompt and all target tokens but the last.
-		budget := c.NCtxSeq() - nRows - (len(target) - 1)
-		if budget < 1 {
-			return rep, fmt.Errorf("question %q: %w: the gold output has %d tokens, the window %d", q.ID, llama.ErrContextFull, len(target), c.NCtxSeq())
-		}
-		var cut bool
-		if prompt, cut = persona.FitPrompt(m, prompt, budget); cut {
-			rep.Truncated++
-		}
-		qv, err := pz.EncodeQuery(ctx, q.Input)
-		if err != nil {
-			return rep, fmt.Errorf("question %q: %w", q.ID, err)
-		}
-		nll := func(i int) (float64, error) {
-			var rows []float32
-			var bias map[llama.Token]float32
-			if i >= 0 {
-				bias = persona.Request{EOSBias: pz.Plug.EOSBias}.LogitBias(m)
-				u, err := userFor(i)
-				if err != nil {
-					return 0, err
-				}
-				if rows, _, err = u.RowsFor(qv); err != nil {
-					return 0, err
-				}
-			}
-			s, _, err := persona.TargetNLLBiased(ctx, c, rows, prompt, target, bias)
+	}
+	u, _, err := r.pz.Prepare(r.ctx, r.profs[i].Items, persona.ProfileKey(r.source, r.questions[i].ID), nil)
+	if err != nil {
+		return nil, fmt.Errorf("question %q: prepare the persona: %w", r.questions[i].ID, err)
+	}
+	if len(r.users) == 3 {
+		r.users[0].user.Close()
+		r.users = r.users[1:]
+	}
+	r.users = append(r.users, nllUser{r.hashes[i], u})
+	return u, nil
+}
+
+// question scores question i under its own persona, none and another
+// user's.
+func (r *nllRun) question(i int, rep *NLLReport, sum *nllSums) error {
+	q, m, c := r.questions[i], r.pz.LLM, r.c
+	prompt, target, err := persona.ExampleTokens(m, q.Input, r.golds[q.ID])
+	if err != nil {
+		return fmt.Errorf("question %q: %w", q.ID, err)
+	}
+	// TargetNLL decodes rows, prompt and all target tokens but the last.
+	budget := c.NCtxSeq() - r.pz.NRows() - (len(target) - 1)
+	if budget < 1 {
+		return fmt.Errorf("question %q: %w: the gold output has %d tokens, the window %d", q.ID, llama.ErrContextFull, len(target), c.NCtxSeq())
+	}
+	var cut bool
+	if prompt, cut = persona.FitPrompt(m, prompt, budget); cut {
+		rep.Truncated++
+	}
+	qv, err := r.pz.EncodeQuery(r.ctx, q.Input)
+	if err != nil {
+		return fmt.Errorf("question %q: %w", q.ID, err)
+	}
+	// nll is the target's NLL with user j's persona (none for j < 0), with
+	// the plug's EOS bias wherever its rows are.
+	nll := func(j int) (float64, error) {
+		var rows []float32
+		var bias map[llama.Token]float32
+		if j >= 0 {
+			bias = persona.Request{EOSBias: r.pz.Plug.EOSBias}.LogitBias(m)
+			u, err := r.user(j)
 			if err != nil {
-				return 0, fmt.Errorf("question %q: %w", q.ID, err)
+				return 0, err
 			}
-			if math.IsNaN(s) || math.IsInf(s, 0) {
-				return 0, fmt.Errorf("question %q: the negative log-likelihood is not finite", q.ID)
+			if rows, _, err = u.RowsFor(qv); err != nil {
+				return 0, err
 			}
-			return s, nil
 		}
-		own, err := nll(i)
+		s, _, err := persona.TargetNLLBiased(r.ctx, c, rows, prompt, target, bias)
 		if err != nil {
-			return rep, err
+			return 0, fmt.Errorf("question %q: %w", q.ID, err)
 		}
-		none, err := nll(-1)
+		if math.IsNaN(s) || math.IsInf(s, 0) {
+			return 0, fmt.Errorf("question %q: the negative log-likelihood is not finite", q.ID)
+		}
+		return s, nil
+	}
+	own, err := nll(i)
+	if err != nil {
+		return err
+	}
+	none, err := nll(-1)
+	if err != nil {
+		return err
+	}
+	sum.own += own
+	sum.none += none
+	if own < none {
+		sum.beatNone++
+	}
+	if j := r.other(i); j >= 0 {
+		oth, err := nll(j)
 		if err != nil {
-			return rep, err
+			return err
 		}
-		sumOwn += own
-		sumNone += none
-		if own < none {
-			beatNone++
-		}
-		if j := other(i); j >= 0 {
-			oth, err := nll(j)
-			if err != nil {
-				return rep, err
-			}
-			sumOther += oth
-			withOther++
-			if own < oth {
-				beatOther++
-				if own < none {
-					beatBoth++
-				}
+		sum.other += oth
+		sum.withOther++
+		if own < oth {
+			sum.beatOther++
+			if own < none {
+				sum.beatBoth++
 			}
 		}
-		rep.Questions++
-		rep.Tokens += len(target)
-		if opts.Progress != nil {
-			opts.Progress(i+1, len(questions))
-		}
 	}
-	if rep.Questions == 0 {
-		return rep, errors.New("eval: PersonaNLL: no question has a usable profile")
-	}
-	n := float64(rep.Tokens)
-	rep.Own, rep.None = sumOwn/n, sumNone/n
-	rep.OwnBeatsNone = float64(beatNone) / float64(rep.Questions)
-	// Either every scored question has another user or none has.
-	if withOther > 0 {
-		rep.HasOther = true
-		rep.Other = sumOther / n
-		rep.OwnBeatsOther = float64(beatOther) / float64(withOther)
-		rep.OwnBeatsBoth = float64(beatBoth) / float64(withOther)
-	}
-	return rep, nil
+	rep.Questions++
+	rep.Tokens += len(target)
+	return nil
 }
 
 // historyHash identifies a history by its item texts.

@@ -212,22 +212,8 @@ func Run(ctx context.Context, p *Predictor, o RunOptions) (Report, error) {
 		rep.PlugK = p.personalizer(PPlugBM25).RetrieveK()
 	}
 	rep.Results = nil
-	if !p.Task.Valid() {
-		return rep, errors.New("eval: no valid task")
-	}
-	if len(o.Methods) == 0 {
-		return rep, errors.New("eval: no methods")
-	}
-	for _, m := range o.Methods {
-		if !m.Valid() {
-			return rep, fmt.Errorf("eval: unknown method %q", m)
-		}
-		if m.NeedsPlug() && p.Personalizer == nil {
-			return rep, fmt.Errorf("eval: method %s needs a Persona-Plug plug-in", m)
-		}
-	}
-	if o.Limit < 0 {
-		return rep, errors.New("eval: the limit must not be negative")
+	if err := checkRun(p, o); err != nil {
+		return rep, err
 	}
 	// A first pass checks the whole (limited) file and the golds before any
 	// generation.
@@ -236,114 +222,17 @@ func Run(ctx context.Context, p *Predictor, o RunOptions) (Report, error) {
 		return rep, err
 	}
 	rep.Questions = len(ids)
-	var golds []lamp.Output
-	goldOf := map[string]string{}
-	goldLen := map[string]int{}
-	if o.Golds != nil {
-		if golds, err = GoldsFor(o.Golds, ids); err != nil {
-			if o.GoldsFile != "" {
-				err = fmt.Errorf("%s: %w", o.GoldsFile, err)
-			}
-			return rep, err
-		}
-		for _, g := range golds {
-			toks, err := p.LLM.Tokenize(g.Output, false, false)
-			if err != nil {
-				return rep, fmt.Errorf("tokenize the gold of %q: %w", g.ID, err)
-			}
-			goldOf[g.ID], goldLen[g.ID] = g.Output, len(toks)
-		}
+	g, err := runGolds(p.LLM, o, ids)
+	if err != nil {
+		return rep, err
 	}
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return rep, err
 	}
-
 	for _, m := range o.Methods {
-		res := Result{Method: m, Predictions: OutputsFile(m)}
-		preds := make([]lamp.Output, 0, len(ids))
-		var eos, within, goldTokens int
-		var nllSum float64
-		t0 := time.Now()
-		err := lamp.ScanQuestions(o.QuestionsFile, func(q lamp.Question) error {
-			if len(preds) == len(ids) {
-				return errStop
-			}
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			pr, err := p.Predict(ctx, m, q)
-			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				return fmt.Errorf("method %s, question %q: %w", m, q.ID, err)
-			}
-			preds = append(preds, lamp.Output{ID: q.ID, Output: pr.Output})
-			res.PromptPositions += pr.PromptPositions
-			res.GenTokens += pr.GenTokens
-			if pr.Truncated {
-				res.Truncated++
-			}
-			if pr.NoProfile {
-				res.NoProfile++
-			}
-			res.OutputTokens += pr.OutputTokens
-			if pr.Stop == llama.StopEOG {
-				eos++
-			}
-			if golds != nil {
-				n := goldLen[q.ID]
-				goldTokens += n
-				if pr.Stop == llama.StopEOG && pr.OutputTokens <= 2*n {
-					within++
-				}
-				if !o.NoNLL {
-					s, n, err := p.GoldNLL(ctx, m, q, goldOf[q.ID])
-					if err != nil {
-						if ctx.Err() != nil {
-							return ctx.Err()
-						}
-						return fmt.Errorf("method %s, question %q: gold likelihood: %w", m, q.ID, err)
-					}
-					nllSum += s
-					res.GoldTokens += n
-				}
-			}
-			if o.Progress != nil {
-				o.Progress(m, len(preds), len(ids), time.Since(t0))
-			}
-			return nil
-		})
-		if err != nil && err != errStop {
+		res, err := runMethod(ctx, p, o, m, ids, g)
+		if err != nil {
 			return rep, err
-		}
-		if len(preds) != len(ids) {
-			return rep, fmt.Errorf("%s changed while it was read: %d questions instead of %d", o.QuestionsFile, len(preds), len(ids))
-		}
-		res.Questions = len(preds)
-		res.Seconds = time.Since(t0).Seconds()
-		res.SecondsPerQuestion = res.Seconds / float64(len(preds))
-		nq := float64(len(preds))
-		res.MeanOutputTokens = float64(res.OutputTokens) / nq
-		res.EOSShare = float64(eos) / nq
-		if golds != nil {
-			res.MeanGoldTokens = float64(goldTokens) / nq
-			w := float64(within) / nq
-			res.EOSWithin2x = &w
-			if !o.NoNLL && res.GoldTokens > 0 {
-				v := nllSum / float64(res.GoldTokens)
-				res.GoldNLL = &v
-			}
-		}
-		if err := lamp.WriteOutputs(filepath.Join(o.OutDir, res.Predictions), lamp.Outputs{Task: p.Task.Name(), Golds: preds}); err != nil {
-			return rep, fmt.Errorf("write the predictions of %s: %w", m, err)
-		}
-		if golds != nil {
-			s, err := lamp.ScoreWith(p.Task, golds, preds, lamp.ScoreOptions{Labels: o.Labels})
-			if err != nil {
-				return rep, fmt.Errorf("score %s: %w", m, err)
-			}
-			res.Scores = &s
 		}
 		rep.Results = append(rep.Results, res)
 		if err := rep.WriteFiles(o.OutDir); err != nil {
@@ -354,6 +243,169 @@ func Run(ctx context.Context, p *Predictor, o RunOptions) (Report, error) {
 		}
 	}
 	return rep, nil
+}
+
+// checkRun checks Run's task, methods and limit.
+func checkRun(p *Predictor, o RunOptions) error {
+	if !p.Task.Valid() {
+		return errors.New("eval: no valid task")
+	}
+	if len(o.Methods) == 0 {
+		return errors.New("eval: no methods")
+	}
+	for _, m := range o.Methods {
+		if !m.Valid() {
+			return fmt.Errorf("eval: unknown method %q", m)
+		}
+		if m.NeedsPlug() && p.Personalizer == nil {
+			return fmt.Errorf("eval: method %s needs a Persona-Plug plug-in", m)
+		}
+	}
+	if o.Limit < 0 {
+		return errors.New("eval: the limit must not be negative")
+	}
+	return nil
+}
+
+// runGoldSet are the golds of the evaluated questions (nil without
+// golds), by id with their length in tokens.
+type runGoldSet struct {
+	golds []lamp.Output
+	text  map[string]string
+	len   map[string]int
+}
+
+func runGolds(m *llama.Model, o RunOptions, ids []string) (runGoldSet, error) {
+	g := runGoldSet{text: map[string]string{}, len: map[string]int{}}
+	if o.Golds == nil {
+		return g, nil
+	}
+	var err error
+	if g.golds, err = GoldsFor(o.Golds, ids); err != nil {
+		if o.GoldsFile != "" {
+			err = fmt.Errorf("%s: %w", o.GoldsFile, err)
+		}
+		return g, err
+	}
+	for _, gold := range g.golds {
+		toks, err := m.Tokenize(gold.Output, false, false)
+		if err != nil {
+			return g, fmt.Errorf("tokenize the gold of %q: %w", gold.ID, err)
+		}
+		g.text[gold.ID], g.len[gold.ID] = gold.Output, len(toks)
+	}
+	return g, nil
+}
+
+// methodTally is what runMethod counts over the questions.
+type methodTally struct {
+	eos, within, goldTokens int
+	nllSum                  float64
+}
+
+// runMethod answers every question with method m, writes its predictions
+// and scores them.
+func runMethod(ctx context.Context, p *Predictor, o RunOptions, m Method, ids []string, g runGoldSet) (Result, error) {
+	res := Result{Method: m, Predictions: OutputsFile(m)}
+	preds := make([]lamp.Output, 0, len(ids))
+	var tally methodTally
+	t0 := time.Now()
+	err := lamp.ScanQuestions(o.QuestionsFile, func(q lamp.Question) error {
+		if len(preds) == len(ids) {
+			return errStop
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		pr, err := p.Predict(ctx, m, q)
+		if err == nil {
+			err = tally.add(ctx, p, o, m, q, pr, g, &res)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("method %s, question %q: %w", m, q.ID, err)
+		}
+		preds = append(preds, lamp.Output{ID: q.ID, Output: pr.Output})
+		if o.Progress != nil {
+			o.Progress(m, len(preds), len(ids), time.Since(t0))
+		}
+		return nil
+	})
+	if err != nil && err != errStop {
+		return res, err
+	}
+	if len(preds) != len(ids) {
+		return res, fmt.Errorf("%s changed while it was read: %d questions instead of %d", o.QuestionsFile, len(preds), len(ids))
+	}
+	res.Questions = len(preds)
+	res.Seconds = time.Since(t0).Seconds()
+	res.SecondsPerQuestion = res.Seconds / float64(len(preds))
+	tally.finish(&res, g.golds != nil && !o.NoNLL, g.golds != nil)
+	if err := lamp.WriteOutputs(filepath.Join(o.OutDir, res.Predictions), lamp.Outputs{Task: p.Task.Name(), Golds: preds}); err != nil {
+		return res, fmt.Errorf("write the predictions of %s: %w", m, err)
+	}
+	if g.golds != nil {
+		s, err := lamp.ScoreWith(p.Task, g.golds, preds, lamp.ScoreOptions{Labels: o.Labels})
+		if err != nil {
+			return res, fmt.Errorf("score %s: %w", m, err)
+		}
+		res.Scores = &s
+	}
+	return res, nil
+}
+
+// add counts one prediction: positions, tokens, EOS, and with golds the
+// length check and the gold's likelihood under the method.
+func (t *methodTally) add(ctx context.Context, p *Predictor, o RunOptions, m Method, q lamp.Question, pr Prediction, g runGoldSet, res *Result) error {
+	res.PromptPositions += pr.PromptPositions
+	res.GenTokens += pr.GenTokens
+	res.OutputTokens += pr.OutputTokens
+	if pr.Truncated {
+		res.Truncated++
+	}
+	if pr.NoProfile {
+		res.NoProfile++
+	}
+	if pr.Stop == llama.StopEOG {
+		t.eos++
+	}
+	if g.golds == nil {
+		return nil
+	}
+	n := g.len[q.ID]
+	t.goldTokens += n
+	if pr.Stop == llama.StopEOG && pr.OutputTokens <= 2*n {
+		t.within++
+	}
+	if o.NoNLL {
+		return nil
+	}
+	s, nt, err := p.GoldNLL(ctx, m, q, g.text[q.ID])
+	if err != nil {
+		return fmt.Errorf("gold likelihood: %w", err)
+	}
+	t.nllSum += s
+	res.GoldTokens += nt
+	return nil
+}
+
+// finish turns the counts into the result's means and shares.
+func (t *methodTally) finish(res *Result, nll, golds bool) {
+	nq := float64(res.Questions)
+	res.MeanOutputTokens = float64(res.OutputTokens) / nq
+	res.EOSShare = float64(t.eos) / nq
+	if !golds {
+		return
+	}
+	res.MeanGoldTokens = float64(t.goldTokens) / nq
+	w := float64(t.within) / nq
+	res.EOSWithin2x = &w
+	if nll && res.GoldTokens > 0 {
+		v := t.nllSum / float64(res.GoldTokens)
+		res.GoldNLL = &v
+	}
 }
 
 // errStop ends a scan early.

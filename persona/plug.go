@@ -472,6 +472,21 @@ func readPlug(path string) (*Plug, error) {
 		return nil, fmt.Errorf("corrupt or truncated plug header: %w", err)
 	}
 	defer g.Free()
+	p, err := readPlugMeta(g)
+	if err != nil {
+		return nil, err
+	}
+	if err := readPlugTensors(g, f, fi.Size(), p); err != nil {
+		return nil, err
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// readPlugMeta reads and checks a plug file's metadata.
+func readPlugMeta(g *cgo.GGUF) (*Plug, error) {
 	kv := ggufKV{g: g}
 	if arch := kv.str("general.architecture"); arch != PlugArch {
 		return nil, fmt.Errorf("%w: general.architecture is %q (is this a model? plugs are made with `pplug plug init`)", ErrNotPlug, arch)
@@ -521,6 +536,12 @@ func readPlug(path string) (*Plug, error) {
 		return nil, err
 	}
 
+	return p, nil
+}
+
+// readPlugTensors reads the tensors of PlugParams from the file f of size
+// bytes into p, checking each one's type, shape and values.
+func readPlugTensors(g *cgo.GGUF, f *os.File, size int64, p *Plug) error {
 	// why says which metadata fields give a tensor its shape, for messages.
 	read := func(name string, want []int64, why string, required bool) ([]float32, error) {
 		i := g.FindTensor(name)
@@ -538,8 +559,8 @@ func readPlug(path string) (*Plug, error) {
 			return nil, fmt.Errorf("tensor %s has shape %v, but %s: want %v (the metadata contradicts the tensors)", name, t.Shape, why, want)
 		}
 		off := g.DataOffset() + t.Offset
-		if off+t.Size > fi.Size() {
-			return nil, fmt.Errorf("truncated: tensor %s ends at byte %d, the file has %d", name, off+t.Size, fi.Size())
+		if off+t.Size > size {
+			return nil, fmt.Errorf("truncated: tensor %s ends at byte %d, the file has %d", name, off+t.Size, size)
 		}
 		buf := make([]float32, t.Size/4)
 		if _, err := f.ReadAt(floatBytes(buf), off); err != nil {
@@ -551,7 +572,7 @@ func readPlug(path string) (*Plug, error) {
 		required := !pp.Optional
 		if pp.Name == "instruction" && p.NInstr == 0 {
 			if i := g.FindTensor("instruction"); i >= 0 {
-				return nil, fmt.Errorf("pplug.n_instruction is 0 but the file holds an instruction tensor of shape %v (the metadata contradicts the tensors)", g.Tensor(i).Shape)
+				return fmt.Errorf("pplug.n_instruction is 0 but the file holds an instruction tensor of shape %v (the metadata contradicts the tensors)", g.Tensor(i).Shape)
 			}
 			p.Instr = []float32{}
 			continue
@@ -561,24 +582,21 @@ func readPlug(path string) (*Plug, error) {
 		}
 		v, err := read(pp.Name, pp.Shape(p), pp.Why(p), required)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		*pp.Values(p) = v
 	}
 	if p.AdapterW == nil && p.AdapterB != nil {
-		return nil, errors.New("tensor query_adapter.b has no query_adapter.w beside it")
+		return errors.New("tensor query_adapter.b has no query_adapter.w beside it")
 	}
 	for _, t := range p.tensors() {
 		for _, x := range t.data {
 			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-				return nil, fmt.Errorf("tensor %s holds a non-finite value", t.name)
+				return fmt.Errorf("tensor %s holds a non-finite value", t.name)
 			}
 		}
 	}
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
-	return p, nil
+	return nil
 }
 
 // checkPlugMeta refuses metadata that contradicts itself or the file's

@@ -169,207 +169,275 @@ type Result struct {
 // weights frozen, and writes the plug to o.Output. The plug is updated in
 // place. A cancelled ctx stops after the current step and saves.
 func Train(ctx context.Context, modelPath string, m *llama.Model, plug *persona.Plug, trainEx, devEx []Example, o Options) (Result, error) {
-	var res Result
-	if err := o.Validate(); err != nil {
-		return res, err
-	}
-	o.defaults()
-	if len(trainEx) == 0 {
-		return res, errors.New("no training examples")
-	}
-	// Every file the run writes is checked before the first step, so that
-	// a bad path does not cost the training.
-	if err := CheckOutputs(o); err != nil {
-		return res, err
-	}
-	aug := Augment(trainEx, max(0, o.Augment), rand.New(rand.NewPCG(o.Seed, 0xa06)))
-	res.Examples = len(aug)
-	// A batch larger than the data holds all of it: the graph needs no more rows.
-	shape, err := ShapeFor(plug, min(o.Batch, len(aug)), aug, devEx)
+	r, err := newTrainRun(modelPath, m, plug, trainEx, devEx, o)
 	if err != nil {
-		return res, err
+		return r.res, err
 	}
-	res.Shape = shape
-	g, err := NewGraphWith(modelPath, m, plug, shape, GraphOptions{Threads: o.Threads, TrainTau: o.TrainTau, EOSBias: o.EOSBias})
+	defer r.g.Close()
+	startEpoch, startBatch, err := r.resume()
 	if err != nil {
-		return res, err
+		return r.res, err
 	}
-	defer g.Close()
-	opt := newAdamW(g)
-	stepsPerEpoch := (len(aug)-1)/o.Batch + 1
-	if o.Epochs > math.MaxInt32/stepsPerEpoch {
-		return res, fmt.Errorf("%d epochs of %d steps are more steps than can be counted (%d at most)", o.Epochs, stepsPerEpoch, math.MaxInt32)
-	}
-	total := stepsPerEpoch * o.Epochs
-	warm := int(math.Ceil(o.Warmup * float64(total)))
-	lrAt := func(step int) float64 { // step counts from 1
-		if warm > 0 && step <= warm {
-			return o.LR * float64(step) / float64(warm)
-		}
-		return o.LR * math.Max(0, float64(total-step)/float64(max(1, total-warm)))
-	}
-
-	startEpoch, startBatch := 0, 0
-	if o.Resume != "" {
-		st, err := readOptState(o.Resume+".opt", g)
-		if err != nil {
-			return res, fmt.Errorf("resume from %s: %w", o.Resume, err)
-		}
-		if err := st.matches(plug); err != nil {
-			return res, fmt.Errorf("resume from %s: %w: resume from a plug and the .opt written with it", o.Resume, err)
-		}
-		opt.load(st)
-		startEpoch, startBatch = st.Epoch, st.Batch
-		res.ResumedAtSeq = st.Step
-		if st.Seed != o.Seed {
-			return res, fmt.Errorf("resume: the checkpoint was trained with --seed %d, not %d", st.Seed, o.Seed)
-		}
-		if startEpoch > o.Epochs || startBatch >= stepsPerEpoch && startBatch > 0 {
-			return res, fmt.Errorf("resume from %s: the checkpoint stands at epoch %d batch %d, beyond %d epochs of %d steps (other data or --batch than it was trained with?)",
-				o.Resume, startEpoch, startBatch, o.Epochs, stepsPerEpoch)
-		}
-	}
-
-	save := func(path string, epoch, batch int) error {
-		g.StorePlug()
-		plug.Meta["trained"] = "true"
-		plug.Meta["steps"] = strconv.Itoa(opt.step)
-		plug.Meta["epochs_done"] = fmt.Sprintf("%.3f", float64(epoch)+float64(batch)/float64(stepsPerEpoch))
-		plug.Meta["lr"] = strconv.FormatFloat(o.LR, 'g', -1, 64)
-		plug.Meta["batch"] = strconv.Itoa(o.Batch)
-		plug.Meta["seed"] = strconv.FormatUint(o.Seed, 10)
-		plug.Meta["saved"] = time.Now().UTC().Format(time.RFC3339)
-		if n := len(res.TrainLoss); n > 0 {
-			plug.Meta["train_loss"] = fmt.Sprintf("%.5f", res.TrainLoss[n-1])
-		}
-		if n := len(res.DevLoss); n > 0 {
-			plug.Meta["dev_loss"] = fmt.Sprintf("%.5f", res.DevLoss[n-1])
-		}
-		st := opt.state(epoch, batch, o.Seed)
-		st.PlugSum = plug.Checksum()
-		return writePair(path, plug, st)
-	}
-	// saveOutput writes the plug to o.Output or, when that fails, to a
-	// rescue file beside the checkpoints or in the temporary folder, so
-	// that the trained weights are never lost to a bad path or a full disk.
-	saveOutput := func(epoch, batch int) error {
-		err := save(o.Output, epoch, batch)
-		if err == nil {
-			res.Output = o.Output
-			return nil
-		}
-		var tried []string
-		for _, dir := range rescueDirs(o) {
-			rp := filepath.Join(dir, rescueName(o.Output))
-			if rerr := save(rp, epoch, batch); rerr != nil {
-				tried = append(tried, fmt.Sprintf("%s (%v)", rp, rerr))
-				continue
-			}
-			res.Output, res.Rescued = rp, rp
-			return fmt.Errorf("write the plug to %s: %w; the trained plug was saved to %s instead (with its optimizer state %s.opt): move it where you want it, or continue with --resume %s",
-				o.Output, err, rp, rp, rp)
-		}
-		return fmt.Errorf("write the plug to %s: %w; saving it elsewhere failed too: %s", o.Output, err, strings.Join(tried, "; "))
-	}
-	logf := func(format string, a ...any) {
-		if o.Log != nil {
-			o.Log(fmt.Sprintf(format, a...))
-		} else {
-			slog.Warn(fmt.Sprintf(format, a...))
-		}
-	}
-
-	t0 := time.Now()
-	var stepTime time.Duration
-	for epoch := startEpoch; epoch < o.Epochs; epoch++ {
-		perm := rand.New(rand.NewPCG(o.Seed, uint64(epoch)+1)).Perm(len(aug))
-		var sum float64
-		var n int
+	r.t0 = time.Now()
+	for epoch := startEpoch; epoch < r.o.Epochs; epoch++ {
 		first := 0
 		if epoch == startEpoch {
 			first = startBatch
 		}
-		for bi := first; bi < stepsPerEpoch; bi++ {
-			if err := ctx.Err(); err != nil {
-				res.Interrupted = true
-				res.Duration = time.Since(t0)
-				res.Steps = opt.step
-				if serr := saveOutput(epoch, bi); serr != nil {
-					return res, fmt.Errorf("save after interrupt: %w", errors.Join(serr, err))
-				}
-				return res, err
-			}
-			ts := time.Now()
-			batch := make([]Example, 0, min(o.Batch, len(perm)))
-			for _, i := range perm[bi*o.Batch : min(len(perm), (bi+1)*o.Batch)] {
-				batch = append(batch, aug[i])
-			}
-			if _, err := g.Fill(batch); err != nil {
-				return res, err
-			}
-			loss, err := g.Backward()
-			if err != nil {
-				return res, err
-			}
-			if math.IsNaN(loss) || math.IsInf(loss, 0) {
-				return res, fmt.Errorf("step %d: the loss is %v (lower the learning rate)", opt.step+1, loss)
-			}
-			lr := lrAt(opt.step + 1)
-			opt.update(lr, o)
-			dt := time.Since(ts)
-			stepTime += dt
-			sum += loss
-			n++
-			if o.Progress != nil {
-				o.Progress(Progress{
-					Epoch: epoch + 1, Epochs: o.Epochs, Step: opt.step, Steps: total, Loss: loss, AvgLoss: sum / float64(n),
-					LR: lr, StepTime: dt, TokensPerSec: float64(shape.Batch*shape.Tokens) / dt.Seconds(),
-				})
-			}
-		}
-		res.TrainLoss = append(res.TrainLoss, sum/float64(max(1, n)))
-		line := fmt.Sprintf("epoch %d/%d: train loss %.4f", epoch+1, o.Epochs, res.TrainLoss[len(res.TrainLoss)-1])
-		if len(devEx) > 0 {
-			dl, err := EvalLoss(g, devEx)
-			if err != nil {
-				return res, err
-			}
-			res.DevLoss = append(res.DevLoss, dl)
-			line += fmt.Sprintf(", dev loss %.4f", dl)
-		}
-		if o.CheckpointDir != "" {
-			p := filepath.Join(o.CheckpointDir, fmt.Sprintf("epoch-%d.plug.gguf", epoch+1))
-			err := os.MkdirAll(o.CheckpointDir, 0o755)
-			if err == nil {
-				err = save(p, epoch+1, 0)
-			}
-			if err != nil {
-				// A checkpoint is a convenience: training goes on without it.
-				last := "none was written"
-				if n := len(res.Checkpoints); n > 0 {
-					last = "the last good one is " + res.Checkpoints[n-1]
-				}
-				res.CheckpointErrors = append(res.CheckpointErrors, fmt.Sprintf("%s: %v", p, err))
-				logf("warning: checkpoint %s not written (%v); %s; training goes on", p, err, last)
-			} else {
-				res.Checkpoints = append(res.Checkpoints, p)
-				line += ", checkpoint " + p
-			}
-		}
-		if o.Log != nil {
-			o.Log(line)
+		if err := r.epoch(ctx, epoch, first); err != nil {
+			return r.res, err
 		}
 	}
-	res.Duration = time.Since(t0)
-	res.Steps = opt.step
-	res.Epochs = o.Epochs
-	if steps := opt.step - res.ResumedAtSeq; steps > 0 {
-		res.MeanStep = stepTime / time.Duration(steps)
+	r.res.Duration = time.Since(r.t0)
+	r.res.Steps = r.opt.step
+	r.res.Epochs = r.o.Epochs
+	if steps := r.opt.step - r.res.ResumedAtSeq; steps > 0 {
+		r.res.MeanStep = r.stepTime / time.Duration(steps)
 	}
-	if err := saveOutput(o.Epochs, 0); err != nil {
-		return res, err
+	return r.res, r.saveOutput(r.o.Epochs, 0)
+}
+
+// trainRun is one call of Train.
+type trainRun struct {
+	o     Options
+	plug  *persona.Plug
+	g     *Graph
+	opt   *adamW
+	aug   []Example // the training examples, augmented
+	devEx []Example
+	shape Shape
+	res   Result
+
+	stepsPerEpoch, total, warm int // the schedule
+	t0                         time.Time
+	stepTime                   time.Duration
+}
+
+// newTrainRun checks the options and every output path, augments the
+// data, and builds the graph, the optimizer and the schedule.
+func newTrainRun(modelPath string, m *llama.Model, plug *persona.Plug, trainEx, devEx []Example, o Options) (*trainRun, error) {
+	r := &trainRun{o: o, plug: plug, devEx: devEx}
+	if err := o.Validate(); err != nil {
+		return r, err
 	}
-	return res, nil
+	r.o.defaults()
+	o = r.o
+	if len(trainEx) == 0 {
+		return r, errors.New("no training examples")
+	}
+	// Every file the run writes is checked before the first step, so that
+	// a bad path does not cost the training.
+	if err := CheckOutputs(o); err != nil {
+		return r, err
+	}
+	r.aug = Augment(trainEx, max(0, o.Augment), rand.New(rand.NewPCG(o.Seed, 0xa06)))
+	r.res.Examples = len(r.aug)
+	// A batch larger than the data holds all of it: the graph needs no more rows.
+	shape, err := ShapeFor(plug, min(o.Batch, len(r.aug)), r.aug, devEx)
+	if err != nil {
+		return r, err
+	}
+	r.shape, r.res.Shape = shape, shape
+	r.stepsPerEpoch = (len(r.aug)-1)/o.Batch + 1
+	if o.Epochs > math.MaxInt32/r.stepsPerEpoch {
+		return r, fmt.Errorf("%d epochs of %d steps are more steps than can be counted (%d at most)", o.Epochs, r.stepsPerEpoch, math.MaxInt32)
+	}
+	r.total = r.stepsPerEpoch * o.Epochs
+	r.warm = int(math.Ceil(o.Warmup * float64(r.total)))
+	if r.g, err = NewGraphWith(modelPath, m, plug, shape, GraphOptions{Threads: o.Threads, TrainTau: o.TrainTau, EOSBias: o.EOSBias}); err != nil {
+		return r, err
+	}
+	r.opt = newAdamW(r.g)
+	return r, nil
+}
+
+// lrAt is the learning rate of a step (counted from 1): a linear warm-up,
+// then a linear decay to zero.
+func (r *trainRun) lrAt(step int) float64 {
+	if r.warm > 0 && step <= r.warm {
+		return r.o.LR * float64(step) / float64(r.warm)
+	}
+	return r.o.LR * math.Max(0, float64(r.total-step)/float64(max(1, r.total-r.warm)))
+}
+
+// resume loads the optimizer state of --resume and returns where training
+// goes on.
+func (r *trainRun) resume() (epoch, batch int, err error) {
+	o := r.o
+	if o.Resume == "" {
+		return 0, 0, nil
+	}
+	st, err := readOptState(o.Resume+".opt", r.g)
+	if err != nil {
+		return 0, 0, fmt.Errorf("resume from %s: %w", o.Resume, err)
+	}
+	if err := st.matches(r.plug); err != nil {
+		return 0, 0, fmt.Errorf("resume from %s: %w: resume from a plug and the .opt written with it", o.Resume, err)
+	}
+	r.opt.load(st)
+	r.res.ResumedAtSeq = st.Step
+	if st.Seed != o.Seed {
+		return 0, 0, fmt.Errorf("resume: the checkpoint was trained with --seed %d, not %d", st.Seed, o.Seed)
+	}
+	if st.Epoch > o.Epochs || st.Batch >= r.stepsPerEpoch && st.Batch > 0 {
+		return 0, 0, fmt.Errorf("resume from %s: the checkpoint stands at epoch %d batch %d, beyond %d epochs of %d steps (other data or --batch than it was trained with?)",
+			o.Resume, st.Epoch, st.Batch, o.Epochs, r.stepsPerEpoch)
+	}
+	return st.Epoch, st.Batch, nil
+}
+
+// save writes the plug and its optimizer state as a pair to path.
+func (r *trainRun) save(path string, epoch, batch int) error {
+	o, plug := r.o, r.plug
+	r.g.StorePlug()
+	plug.Meta["trained"] = "true"
+	plug.Meta["steps"] = strconv.Itoa(r.opt.step)
+	plug.Meta["epochs_done"] = fmt.Sprintf("%.3f", float64(epoch)+float64(batch)/float64(r.stepsPerEpoch))
+	plug.Meta["lr"] = strconv.FormatFloat(o.LR, 'g', -1, 64)
+	plug.Meta["batch"] = strconv.Itoa(o.Batch)
+	plug.Meta["seed"] = strconv.FormatUint(o.Seed, 10)
+	plug.Meta["saved"] = time.Now().UTC().Format(time.RFC3339)
+	if n := len(r.res.TrainLoss); n > 0 {
+		plug.Meta["train_loss"] = fmt.Sprintf("%.5f", r.res.TrainLoss[n-1])
+	}
+	if n := len(r.res.DevLoss); n > 0 {
+		plug.Meta["dev_loss"] = fmt.Sprintf("%.5f", r.res.DevLoss[n-1])
+	}
+	st := r.opt.state(epoch, batch, o.Seed)
+	st.PlugSum = plug.Checksum()
+	return writePair(path, plug, st)
+}
+
+// saveOutput writes the plug to o.Output or, when that fails, to a rescue
+// file beside the checkpoints or in the temporary folder, so that the
+// trained weights are never lost to a bad path or a full disk.
+func (r *trainRun) saveOutput(epoch, batch int) error {
+	o := r.o
+	err := r.save(o.Output, epoch, batch)
+	if err == nil {
+		r.res.Output = o.Output
+		return nil
+	}
+	var tried []string
+	for _, dir := range rescueDirs(o) {
+		rp := filepath.Join(dir, rescueName(o.Output))
+		if rerr := r.save(rp, epoch, batch); rerr != nil {
+			tried = append(tried, fmt.Sprintf("%s (%v)", rp, rerr))
+			continue
+		}
+		r.res.Output, r.res.Rescued = rp, rp
+		return fmt.Errorf("write the plug to %s: %w; the trained plug was saved to %s instead (with its optimizer state %s.opt): move it where you want it, or continue with --resume %s",
+			o.Output, err, rp, rp, rp)
+	}
+	return fmt.Errorf("write the plug to %s: %w; saving it elsewhere failed too: %s", o.Output, err, strings.Join(tried, "; "))
+}
+
+func (r *trainRun) logf(format string, a ...any) {
+	if r.o.Log != nil {
+		r.o.Log(fmt.Sprintf(format, a...))
+	} else {
+		slog.Warn(fmt.Sprintf(format, a...))
+	}
+}
+
+// epoch trains one pass over the data from batch first on, then scores the
+// dev examples and writes the epoch's checkpoint. A cancelled ctx saves
+// the plug where training stopped.
+func (r *trainRun) epoch(ctx context.Context, epoch, first int) error {
+	o := r.o
+	perm := rand.New(rand.NewPCG(o.Seed, uint64(epoch)+1)).Perm(len(r.aug))
+	var sum float64
+	var n int
+	for bi := first; bi < r.stepsPerEpoch; bi++ {
+		if err := ctx.Err(); err != nil {
+			r.res.Interrupted = true
+			r.res.Duration = time.Since(r.t0)
+			r.res.Steps = r.opt.step
+			if serr := r.saveOutput(epoch, bi); serr != nil {
+				return fmt.Errorf("save after interrupt: %w", errors.Join(serr, err))
+			}
+			return err
+		}
+		batch := make([]Example, 0, min(o.Batch, len(perm)))
+		for _, i := range perm[bi*o.Batch : min(len(perm), (bi+1)*o.Batch)] {
+			batch = append(batch, r.aug[i])
+		}
+		loss, err := r.step(batch, epoch, sum, n)
+		if err != nil {
+			return err
+		}
+		sum += loss
+		n++
+	}
+	r.res.TrainLoss = append(r.res.TrainLoss, sum/float64(max(1, n)))
+	line := fmt.Sprintf("epoch %d/%d: train loss %.4f", epoch+1, o.Epochs, r.res.TrainLoss[len(r.res.TrainLoss)-1])
+	if len(r.devEx) > 0 {
+		dl, err := EvalLoss(r.g, r.devEx)
+		if err != nil {
+			return err
+		}
+		r.res.DevLoss = append(r.res.DevLoss, dl)
+		line += fmt.Sprintf(", dev loss %.4f", dl)
+	}
+	if p := r.checkpoint(epoch); p != "" {
+		line += ", checkpoint " + p
+	}
+	if o.Log != nil {
+		o.Log(line)
+	}
+	return nil
+}
+
+// step runs one optimizer step on a batch and reports progress (sum and n
+// are the epoch's loss so far).
+func (r *trainRun) step(batch []Example, epoch int, sum float64, n int) (float64, error) {
+	ts := time.Now()
+	if _, err := r.g.Fill(batch); err != nil {
+		return 0, err
+	}
+	loss, err := r.g.Backward()
+	if err != nil {
+		return 0, err
+	}
+	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		return 0, fmt.Errorf("step %d: the loss is %v (lower the learning rate)", r.opt.step+1, loss)
+	}
+	lr := r.lrAt(r.opt.step + 1)
+	r.opt.update(lr, r.o)
+	dt := time.Since(ts)
+	r.stepTime += dt
+	if r.o.Progress != nil {
+		r.o.Progress(Progress{
+			Epoch: epoch + 1, Epochs: r.o.Epochs, Step: r.opt.step, Steps: r.total, Loss: loss, AvgLoss: (sum + loss) / float64(n+1),
+			LR: lr, StepTime: dt, TokensPerSec: float64(r.shape.Batch*r.shape.Tokens) / dt.Seconds(),
+		})
+	}
+	return loss, nil
+}
+
+// checkpoint writes the checkpoint pair of an epoch and returns its path
+// ("" when there is none). A failed write warns and training goes on.
+func (r *trainRun) checkpoint(epoch int) string {
+	dir := r.o.CheckpointDir
+	if dir == "" {
+		return ""
+	}
+	p := filepath.Join(dir, fmt.Sprintf("epoch-%d.plug.gguf", epoch+1))
+	err := os.MkdirAll(dir, 0o755)
+	if err == nil {
+		err = r.save(p, epoch+1, 0)
+	}
+	if err != nil {
+		last := "none was written"
+		if n := len(r.res.Checkpoints); n > 0 {
+			last = "the last good one is " + r.res.Checkpoints[n-1]
+		}
+		r.res.CheckpointErrors = append(r.res.CheckpointErrors, fmt.Sprintf("%s: %v", p, err))
+		r.logf("warning: checkpoint %s not written (%v); %s; training goes on", p, err, last)
+		return ""
+	}
+	r.res.Checkpoints = append(r.res.Checkpoints, p)
+	return p
 }
 
 // CheckOutputs checks, before any work, that the files Train writes can be

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -137,37 +138,13 @@ func runEval(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	labels := labelsOf(c)
-	if len(labels) == 0 && golds != nil {
-		labels = golds.Labels
-	}
 	task, err := evalTask(c, golds)
 	if err != nil {
 		return err
 	}
-	var methods []eval.Method
-	if s := c.String("methods"); c.IsSet("methods") {
-		if methods, err = eval.ParseMethods(s); err != nil {
-			return usageError{err}
-		}
-	} else {
-		methods = []eval.Method{eval.None, eval.BM25, eval.Recent}
-		if c.String("plug") != "" {
-			methods = append(methods, eval.PPlug, eval.PPlugBM25)
-		}
-	}
-	for _, m := range methods {
-		if m.NeedsPlug() && c.String("plug") == "" {
-			return usagef("method %s needs a Persona-Plug plug-in: pass --plug FILE (pplug plug init / pplug train), or leave %s out of --methods", m, m)
-		}
-	}
-	switch {
-	case c.Int("k") <= 0:
-		return usagef("-k must be positive")
-	case c.Int("limit") < 0:
-		return usagef("--limit must not be negative")
-	case c.Int("max-new-tokens") < 0:
-		return usagef("--max-new-tokens must not be negative")
+	methods, err := evalMethods(c)
+	if err != nil {
+		return err
 	}
 	popts, err := evalProfileOptions(c)
 	if err != nil {
@@ -221,43 +198,17 @@ func runEval(c *cli.Context) error {
 		Chat: c.Bool("chat"), Profile: popts, ProfileSource: qpath,
 	}
 	defer p.Close()
-	var bar *progress.Bar
-	var barMethod eval.Method
+	pr := &evalProgress{stderr: stderr, out: out}
 	o := eval.RunOptions{
-		Methods: methods, QuestionsFile: qpath, GoldsFile: c.String("golds"), Limit: c.Int("limit"), OutDir: out, Labels: labels, NoNLL: c.Bool("no-nll"),
-		Report: eval.Report{Model: c.String("model"), Plug: c.String("plug"), Encoder: c.String("encoder")},
-		Progress: func(method eval.Method, done, total int, elapsed time.Duration) {
-			if bar == nil || barMethod != method {
-				bar, barMethod = progress.New(stderr, "eval "+string(method), float64(total)), method
-			}
-			bar.Set(float64(done), fmt.Sprintf("%d/%d questions, %.2f questions/s", done, total, float64(done)/max(elapsed.Seconds(), 1e-9)))
-		},
-		MethodDone: func(r eval.Result) {
-			if bar != nil {
-				bar.Finish(fmt.Sprintf("%d questions, %.2f questions/s", r.Questions, 1/max(r.SecondsPerQuestion, 1e-9)))
-				bar = nil
-			}
-			var scores []string
-			if r.Scores != nil {
-				for _, mt := range task.Metrics() {
-					scores = append(scores, fmt.Sprintf("%s %.4f", mt, r.Scores.Values[mt]))
-				}
-				for _, w := range r.Scores.Warnings {
-					slog.Warn("score", "method", r.Method, "warning", w)
-				}
-			}
-			fmt.Fprintf(stderr, "%s: %d questions in %.1f s (%.3f s/question) -> %s %s\n", r.Method, r.Questions, r.Seconds,
-				r.SecondsPerQuestion, filepath.Join(out, r.Predictions), strings.Join(scores, ", "))
-			if r.Truncated > 0 {
-				slog.Warn("prompts cut to fit the context window (raise -c/--ctx-size)", "method", r.Method, "questions", r.Truncated)
-			}
-			if r.NoProfile > 0 {
-				slog.Warn("questions without a usable history answered from the input alone", "method", r.Method, "questions", r.NoProfile)
-			}
-		},
+		Methods: methods, QuestionsFile: qpath, GoldsFile: c.String("golds"), Limit: c.Int("limit"), OutDir: out, NoNLL: c.Bool("no-nll"),
+		Report:   eval.Report{Model: c.String("model"), Plug: c.String("plug"), Encoder: c.String("encoder")},
+		Progress: pr.progress, MethodDone: pr.done, Labels: labelsOf(c),
 	}
 	if golds != nil {
 		o.Golds = golds.Golds
+		if len(o.Labels) == 0 {
+			o.Labels = golds.Labels
+		}
 	}
 	rep, err := eval.Run(ctx, p, o)
 	if len(rep.Results) > 0 {
@@ -268,6 +219,77 @@ func runEval(c *cli.Context) error {
 		fmt.Fprintf(stderr, "pplug: interrupted: the %d completed method(s) are kept in %s\n", len(rep.Results), out)
 	}
 	return err
+}
+
+// evalMethods reads --methods (default: none, bm25, recent, and with
+// --plug pplug and pplug+bm25) and checks eval's numeric flags.
+func evalMethods(c *cli.Context) ([]eval.Method, error) {
+	var methods []eval.Method
+	if s := c.String("methods"); c.IsSet("methods") {
+		var err error
+		if methods, err = eval.ParseMethods(s); err != nil {
+			return nil, usageError{err}
+		}
+	} else {
+		methods = []eval.Method{eval.None, eval.BM25, eval.Recent}
+		if c.String("plug") != "" {
+			methods = append(methods, eval.PPlug, eval.PPlugBM25)
+		}
+	}
+	for _, m := range methods {
+		if m.NeedsPlug() && c.String("plug") == "" {
+			return nil, usagef("method %s needs a Persona-Plug plug-in: pass --plug FILE (pplug plug init / pplug train), or leave %s out of --methods", m, m)
+		}
+	}
+	switch {
+	case c.Int("k") <= 0:
+		return nil, usagef("-k must be positive")
+	case c.Int("limit") < 0:
+		return nil, usagef("--limit must not be negative")
+	case c.Int("max-new-tokens") < 0:
+		return nil, usagef("--max-new-tokens must not be negative")
+	}
+	return methods, nil
+}
+
+// evalProgress shows eval's progress: a bar per method, a line when one is
+// done.
+type evalProgress struct {
+	stderr io.Writer
+	out    string
+	bar    *progress.Bar
+	method eval.Method
+}
+
+func (e *evalProgress) progress(method eval.Method, done, total int, elapsed time.Duration) {
+	if e.bar == nil || e.method != method {
+		e.bar, e.method = progress.New(e.stderr, "eval "+string(method), float64(total)), method
+	}
+	e.bar.Set(float64(done), fmt.Sprintf("%d/%d questions, %.2f questions/s", done, total, float64(done)/max(elapsed.Seconds(), 1e-9)))
+}
+
+func (e *evalProgress) done(r eval.Result) {
+	if e.bar != nil {
+		e.bar.Finish(fmt.Sprintf("%d questions, %.2f questions/s", r.Questions, 1/max(r.SecondsPerQuestion, 1e-9)))
+		e.bar = nil
+	}
+	var scores []string
+	if r.Scores != nil {
+		for _, mt := range r.Scores.Metrics() {
+			scores = append(scores, fmt.Sprintf("%s %.4f", mt, r.Scores.Values[mt]))
+		}
+		for _, w := range r.Scores.Warnings {
+			slog.Warn("score", "method", r.Method, "warning", w)
+		}
+	}
+	fmt.Fprintf(e.stderr, "%s: %d questions in %.1f s (%.3f s/question) -> %s %s\n", r.Method, r.Questions, r.Seconds,
+		r.SecondsPerQuestion, filepath.Join(e.out, r.Predictions), strings.Join(scores, ", "))
+	if r.Truncated > 0 {
+		slog.Warn("prompts cut to fit the context window (raise -c/--ctx-size)", "method", r.Method, "questions", r.Truncated)
+	}
+	if r.NoProfile > 0 {
+		slog.Warn("questions without a usable history answered from the input alone", "method", r.Method, "questions", r.NoProfile)
+	}
 }
 
 // ---- eval score ------------------------------------------------------------
@@ -413,36 +435,9 @@ func runEvalNLL(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var qs []lamp.Question
-	limit := c.Int("limit")
-	stop := errors.New("stop")
-	err = lamp.ScanQuestions(qpath, func(q lamp.Question) error {
-		if limit > 0 && len(qs) == limit {
-			return stop
-		}
-		qs = append(qs, q)
-		return nil
-	})
-	if err != nil && err != stop {
-		return err
-	}
-	if len(qs) == 0 {
-		return fmt.Errorf("%s holds no questions", qpath)
-	}
-	if dups := lamp.DuplicateIDs(qs); len(dups) > 0 {
-		slog.Warn(fmt.Sprintf("%s: question ids occur more than once (each is scored against the same gold): %q", qpath, dups))
-	}
-	ids := make([]string, len(qs))
-	for i, q := range qs {
-		ids[i] = q.ID
-	}
-	gl, err := eval.GoldsFor(golds.Golds, ids)
+	qs, gmap, err := nllQuestions(c, qpath, golds)
 	if err != nil {
-		return fmt.Errorf("%s: %w", c.String("golds"), err)
-	}
-	gmap := make(map[string]string, len(gl))
-	for _, g := range gl {
-		gmap[g.ID] = g.Output
+		return err
 	}
 
 	ctx := c.Context
@@ -477,7 +472,48 @@ func runEvalNLL(c *cli.Context) error {
 	if rep.Truncated > 0 {
 		slog.Warn("prompts cut to fit the context window (raise -c/--ctx-size)", "questions", rep.Truncated)
 	}
-	if c.Bool("json") {
+	return printNLL(stdout, rep, c.Bool("json"))
+}
+
+// nllQuestions reads the first --limit questions and their golds.
+func nllQuestions(c *cli.Context, qpath string, golds *lamp.Outputs) ([]lamp.Question, map[string]string, error) {
+	var qs []lamp.Question
+	limit := c.Int("limit")
+	stop := errors.New("stop")
+	err := lamp.ScanQuestions(qpath, func(q lamp.Question) error {
+		if limit > 0 && len(qs) == limit {
+			return stop
+		}
+		qs = append(qs, q)
+		return nil
+	})
+	if err != nil && err != stop {
+		return nil, nil, err
+	}
+	if len(qs) == 0 {
+		return nil, nil, fmt.Errorf("%s holds no questions", qpath)
+	}
+	if dups := lamp.DuplicateIDs(qs); len(dups) > 0 {
+		slog.Warn(fmt.Sprintf("%s: question ids occur more than once (each is scored against the same gold): %q", qpath, dups))
+	}
+	ids := make([]string, len(qs))
+	for i, q := range qs {
+		ids[i] = q.ID
+	}
+	gl, err := eval.GoldsFor(golds.Golds, ids)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", c.String("golds"), err)
+	}
+	gmap := make(map[string]string, len(gl))
+	for _, g := range gl {
+		gmap[g.ID] = g.Output
+	}
+	return qs, gmap, nil
+}
+
+// printNLL prints the persona check as JSON or a table.
+func printNLL(stdout io.Writer, rep eval.NLLReport, asJSON bool) error {
+	if asJSON {
 		b, err := json.MarshalIndent(rep, "", "  ")
 		if err != nil {
 			return err

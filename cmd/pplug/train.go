@@ -69,51 +69,11 @@ func runTrain(c *cli.Context) error {
 	}
 	ctx := c.Context
 	stderr := c.App.ErrWriter
-	for _, f := range []string{"model", "questions", "outputs", "output"} {
-		if c.String(f) == "" {
-			return usagef("--%s is required (see pplug train --help)", f)
-		}
-	}
-	if (c.String("dev-questions") == "") != (c.String("dev-outputs") == "") {
-		return usagef("give both --dev-questions and --dev-outputs, or neither")
-	}
-	topts, err := trainOptionsFromFlags(c)
+	topts, task, err := trainSetup(c)
 	if err != nil {
 		return err
 	}
-	// Check every output before the model loads and the data is encoded:
-	// a bad path must not cost a training run.
-	if err := train.CheckOutputs(topts); err != nil {
-		return usageError{err}
-	}
-	if p := c.String("report"); p != "" {
-		if err := train.CheckOutputFile(p); err != nil {
-			return usagef("--report: %w", err)
-		}
-	}
-	var task lamp.Task
-	if s := c.String("task"); s != "" {
-		t, err := lamp.ParseTask(s)
-		if err != nil {
-			return usageError{err}
-		}
-		task = t
-	} else {
-		outs, err := lamp.ReadOutputs(c.String("outputs"))
-		if err != nil {
-			return err
-		}
-		if task, err = outs.ParsedTask(); err != nil {
-			return fmt.Errorf("%s: %w (give --task)", c.String("outputs"), err)
-		}
-	}
 	threads := topts.Threads
-	if threads == 0 {
-		threads = llama.DefaultThreads()
-		topts.Threads = threads
-	}
-
-	modelPath := c.String("model")
 	m, err := loadModel(ctx, c, stderr)
 	if err != nil {
 		return err
@@ -124,51 +84,14 @@ func runTrain(c *cli.Context) error {
 		return err
 	}
 	defer enc.Close()
-
-	var plug *persona.Plug
-	switch {
-	case c.String("resume") != "":
-		plug, err = persona.ReadPlug(c.String("resume"))
-	case c.String("plug") != "":
-		plug, err = persona.ReadPlug(c.String("plug"))
-	default:
-		plug, err = freshPlug(c, m, enc)
-	}
+	plug, err := trainPlug(c, m, enc)
 	if err != nil {
 		return err
 	}
-	if err := plug.CheckModel(m.NEmbd(), enc.Dim()); err != nil {
-		return err
-	}
-	// A plug trained with retrieval keeps its layout when training goes on
-	// without --retrieve-k.
-	if c.IsSet("retrieve-k") || plug.RetrieveK == 0 {
-		plug.RetrieveK = c.Int("retrieve-k")
-	}
-	retrieveK := plug.RetrieveK
-
 	cache := cacheFromFlags(c)
-	load := func(q, o, label string, limit int) ([]train.Example, error) {
-		bar := progress.New(stderr, "encoding "+label, 1)
-		ex, err := train.LoadExamples(ctx, m, enc, cache, plug, q, o, train.DataOptions{
-			Task: task, MaxItems: c.Int("max-items"), MaxInput: c.Int("max-input"), MaxTarget: c.Int("max-target"),
-			Limit: limit, ProfileSource: q, RetrieveK: retrieveK, RetrieveOnly: c.Bool("retrieve-only"),
-			Progress: func(done, total int) {
-				bar.Set(float64(done)/float64(total), fmt.Sprintf("%d/%d questions", done, total))
-			},
-		})
-		bar.Finish("")
-		return ex, err
-	}
-	trainEx, err := load(c.String("questions"), c.String("outputs"), "training data", c.Int("limit"))
+	trainEx, devEx, err := trainData(c, m, enc, cache, plug, task)
 	if err != nil {
 		return err
-	}
-	var devEx []train.Example
-	if c.String("dev-questions") != "" {
-		if devEx, err = load(c.String("dev-questions"), c.String("dev-outputs"), "dev data", 0); err != nil {
-			return err
-		}
 	}
 	fmt.Fprintf(stderr, "training on %d examples (%d dev) of %s, encoder %s, %d threads\n", len(trainEx), len(devEx), task, shortID(enc.ID()), threads)
 
@@ -181,7 +104,7 @@ func runTrain(c *cli.Context) error {
 			p.Epoch, p.Epochs, p.Step, p.Steps, p.Loss, p.AvgLoss, p.LR, p.TokensPerSec))
 	}
 	topts.Log = func(line string) { fmt.Fprintln(stderr, line) }
-	res, err := train.Train(ctx, modelPath, m, plug, trainEx, devEx, topts)
+	res, err := train.Train(ctx, c.String("model"), m, plug, trainEx, devEx, topts)
 	if bar != nil {
 		bar.Finish("")
 	}
@@ -194,7 +117,107 @@ func runTrain(c *cli.Context) error {
 	}
 	fmt.Fprintf(stderr, "trained %d steps in %s (%s per step, graph %d x %d positions); wrote %s\n",
 		res.Steps, res.Duration.Round(time.Millisecond), res.MeanStep.Round(time.Microsecond), res.Shape.Batch, res.Shape.Tokens, res.Output)
+	return trainReport(c, m, enc, plug, task, cache, threads, res)
+}
 
+// trainSetup checks train's flags and every output path before the model
+// loads and the data is encoded (a bad path must not cost a training
+// run), and finds the task.
+func trainSetup(c *cli.Context) (train.Options, lamp.Task, error) {
+	var task lamp.Task
+	for _, f := range []string{"model", "questions", "outputs", "output"} {
+		if c.String(f) == "" {
+			return train.Options{}, task, usagef("--%s is required (see pplug train --help)", f)
+		}
+	}
+	if (c.String("dev-questions") == "") != (c.String("dev-outputs") == "") {
+		return train.Options{}, task, usagef("give both --dev-questions and --dev-outputs, or neither")
+	}
+	topts, err := trainOptionsFromFlags(c)
+	if err != nil {
+		return topts, task, err
+	}
+	if err := train.CheckOutputs(topts); err != nil {
+		return topts, task, usageError{err}
+	}
+	if p := c.String("report"); p != "" {
+		if err := train.CheckOutputFile(p); err != nil {
+			return topts, task, usagef("--report: %w", err)
+		}
+	}
+	if s := c.String("task"); s != "" {
+		if task, err = lamp.ParseTask(s); err != nil {
+			return topts, task, usageError{err}
+		}
+	} else {
+		outs, err := lamp.ReadOutputs(c.String("outputs"))
+		if err != nil {
+			return topts, task, err
+		}
+		if task, err = outs.ParsedTask(); err != nil {
+			return topts, task, fmt.Errorf("%s: %w (give --task)", c.String("outputs"), err)
+		}
+	}
+	if topts.Threads == 0 {
+		topts.Threads = llama.DefaultThreads()
+	}
+	return topts, task, nil
+}
+
+// trainPlug is the plug to train: --resume's, --plug's or a new one. A
+// plug trained with retrieval keeps its layout when training goes on
+// without --retrieve-k.
+func trainPlug(c *cli.Context, m *llama.Model, enc *persona.Encoder) (*persona.Plug, error) {
+	var plug *persona.Plug
+	var err error
+	switch {
+	case c.String("resume") != "":
+		plug, err = persona.ReadPlug(c.String("resume"))
+	case c.String("plug") != "":
+		plug, err = persona.ReadPlug(c.String("plug"))
+	default:
+		plug, err = freshPlug(c, m, enc)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := plug.CheckModel(m.NEmbd(), enc.Dim()); err != nil {
+		return nil, err
+	}
+	if c.IsSet("retrieve-k") || plug.RetrieveK == 0 {
+		plug.RetrieveK = c.Int("retrieve-k")
+	}
+	return plug, nil
+}
+
+// trainData encodes the training and dev examples (with a progress bar).
+func trainData(c *cli.Context, m *llama.Model, enc *persona.Encoder, cache *persona.Cache, plug *persona.Plug, task lamp.Task) (trainEx, devEx []train.Example, err error) {
+	load := func(q, o, label string, limit int) ([]train.Example, error) {
+		bar := progress.New(c.App.ErrWriter, "encoding "+label, 1)
+		ex, err := train.LoadExamples(c.Context, m, enc, cache, plug, q, o, train.DataOptions{
+			Task: task, MaxItems: c.Int("max-items"), MaxInput: c.Int("max-input"), MaxTarget: c.Int("max-target"),
+			Limit: limit, ProfileSource: q, RetrieveK: plug.RetrieveK, RetrieveOnly: c.Bool("retrieve-only"),
+			Progress: func(done, total int) {
+				bar.Set(float64(done)/float64(total), fmt.Sprintf("%d/%d questions", done, total))
+			},
+		})
+		bar.Finish("")
+		return ex, err
+	}
+	if trainEx, err = load(c.String("questions"), c.String("outputs"), "training data", c.Int("limit")); err != nil {
+		return nil, nil, err
+	}
+	if c.String("dev-questions") != "" {
+		if devEx, err = load(c.String("dev-questions"), c.String("dev-outputs"), "dev data", 0); err != nil {
+			return nil, nil, err
+		}
+	}
+	return trainEx, devEx, nil
+}
+
+// trainReport runs the dev persona check and writes --report.
+func trainReport(c *cli.Context, m *llama.Model, enc *persona.Encoder, plug *persona.Plug, task lamp.Task, cache *persona.Cache, threads int, res train.Result) error {
+	stderr := c.App.ErrWriter
 	report := map[string]any{"task": task.String(), "train": res, "plug": res.Output}
 	if c.String("dev-questions") != "" {
 		nll, err := devNLL(c, m, enc, plug, task, cache, threads)
