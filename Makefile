@@ -60,12 +60,13 @@ build: deps
 # The default model for a first run: the real pretrained stories260K (TinyStories).
 ASSETS ?= ../shared/assets
 DEMO   := build/demo
-DEMO_Q := 21000
+DEMO_Q := 2000
 DEMO_PLUG := $(DEMO)/stories260K.plug.gguf
-# demo: trains (once, about a minute on 2 cores) a plug for stories260K on synthetic
+# demo: trains (once, about 5 minutes on 2 cores) a plug for stories260K on synthetic
 # users, then runs a personalized generation for a held-out user (the history items
-# that weigh most are printed first), the same prompt without a persona, and the
-# personalization check on all held-out users.
+# that weigh most are printed first), the same prompt without a persona, the
+# personalization check on all held-out users and the text methods on 40 of their
+# questions.
 demo: build $(DEMO_PLUG)
 	@echo "== personalized (user $(DEMO_Q) of the held-out synthetic users)"
 	$(BIN)/pplug generate -m $(ASSETS)/stories260K.gguf -p "Once upon a time, there was a little" -n 48 --temp 0 \
@@ -76,17 +77,29 @@ demo: build $(DEMO_PLUG)
 	@echo "== gold-continuation NLL of the held-out users: own persona vs none vs another user's"
 	$(BIN)/pplug eval nll --task lamp7 --questions $(DEMO)/users/test_questions.json --golds $(DEMO)/users/test_outputs.json \
 		-m $(ASSETS)/stories260K.gguf --plug $(DEMO_PLUG) --cache-dir $(DEMO)/cache
+	@echo "== generated text of the held-out users: no persona, retrieval, PPlug (40 questions)"
+	$(BIN)/pplug eval --task lamp7 --questions $(DEMO)/users/test_questions.json --golds $(DEMO)/users/test_outputs.json \
+		-m $(ASSETS)/stories260K.gguf --plug $(DEMO_PLUG) --cache-dir $(DEMO)/cache --methods none,bm25,pplug --limit 40 \
+		-t 2 --out $(DEMO)/eval
 
-# The demo plug: pplug train for 12 epochs on the synthetic users of
-# `pplug eval synth-users --seed 1` (30 training users), stories260K as LLM and encoder.
-$(DEMO_PLUG):
-	@$(MAKE) --no-print-directory build
+# The demo plug (issue 10's recipe): pplug train for 5 epochs on the 300 training users
+# of `pplug eval synth-users --seed 1 --users 400`, stories260K as LLM and encoder,
+# 8 instruction rows, 64 persona rows and a learned EOS bias (stories260K was
+# pretrained without EOS, so without it no output ever ends).
+# A build/demo of an older recipe lacks the stamp: its plug and users are remade.
+DEMO_STAMP := $(DEMO)/.recipe-2
+$(DEMO_STAMP):
 	@mkdir -p $(DEMO)
-	$(BIN)/pplug eval synth-users -o $(DEMO)/users --seed 1
+	rm -rf $(DEMO)/users $(DEMO_PLUG) $(DEMO_PLUG).opt
+	@touch $@
+$(DEMO_PLUG): $(DEMO_STAMP)
+	@$(MAKE) --no-print-directory build
+	$(BIN)/pplug eval synth-users -o $(DEMO)/users --seed 1 --users 400
 	$(BIN)/pplug train -m $(ASSETS)/stories260K.gguf --task lamp7 \
 		--questions $(DEMO)/users/train_questions.json --outputs $(DEMO)/users/train_outputs.json \
 		--dev-questions $(DEMO)/users/dev_questions.json --dev-outputs $(DEMO)/users/dev_outputs.json \
-		--epochs 12 --batch 16 --lr 3e-3 --seed 1 -t 2 --cache-dir $(DEMO)/cache -o $(DEMO_PLUG)
+		--n-instruction 8 --n-persona 64 --eos-bias --epochs 5 --batch 16 --lr 1e-2 --augment 2 \
+		--seed 1 -t 2 --cache-dir $(DEMO)/cache -o $(DEMO_PLUG)
 
 lint: deps
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -74,6 +75,20 @@ func TestTrainingLayoutIsInferenceLayout(t *testing.T) {
 		}
 	}
 
+	// A prompt over MaxInput is cut as generation cuts it (eval.FitPrompt):
+	// BOS and the tokens right before the answer stay.
+	short, err := LoadExamples(ctx, m, enc, cache, plug, qpath, opath, DataOptions{Task: synthusers.Task, ProfileSource: qpath, RetrieveK: 2, RetrieveOnly: true, MaxInput: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(short) != len(qs) || short[0].ID != qs[0].ID+"+bm25" {
+		t.Fatalf("--retrieve-only: %d examples for %d questions, first %q", len(short), len(qs), short[0].ID)
+	}
+	full := byIDOf(ex)[short[0].ID].Prompt
+	if p := short[0].Prompt; len(p) != 6 || p[0] != m.BOS() || !slices.Equal(p[1:], full[len(full)-5:]) {
+		t.Fatalf("a prompt cut to 6 tokens is %v, the full one %v", p, full)
+	}
+
 	shape, err := ShapeFor(plug, 1, ex)
 	if err != nil {
 		t.Fatal(err)
@@ -93,10 +108,7 @@ func TestTrainingLayoutIsInferenceLayout(t *testing.T) {
 	pz := &persona.Personalizer{Method: persona.MethodPPlug, LLM: m, Plug: plug, Encoder: enc, Backend: b, Cache: cache}
 	p := &eval.Predictor{LLM: m, Ctx: c, Personalizer: pz, Task: synthusers.Task, ProfileSource: qpath}
 	defer p.Close()
-	byID := map[string]Example{}
-	for _, e := range ex {
-		byID[e.ID] = e
-	}
+	byID := byIDOf(ex)
 	var worst float64
 	for _, q := range qs {
 		for _, tc := range []struct {
@@ -122,4 +134,12 @@ func TestTrainingLayoutIsInferenceLayout(t *testing.T) {
 		}
 	}
 	t.Logf("%d examples: training loss and inference gold NLL differ by at most %.3g nats/token", len(ex), worst)
+}
+
+func byIDOf(ex []Example) map[string]Example {
+	out := map[string]Example{}
+	for _, e := range ex {
+		out[e.ID] = e
+	}
+	return out
 }

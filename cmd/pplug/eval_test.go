@@ -413,3 +413,38 @@ func TestGenericTask(t *testing.T) {
 		t.Errorf("labels: %d %s", code, out)
 	}
 }
+
+// A plug's EOS bias reaches generation: generate and eval's pplug methods
+// end at once with a huge bias, the methods without rows do not.
+func TestPlugEOSBiasEndsGeneration(t *testing.T) {
+	data, plugPath := evalData(t)
+	model := testenv.Stories260K(t)
+	p, err := persona.ReadPlug(plugPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.EOSBias = 100
+	if err := p.WriteFile(plugPath); err != nil {
+		t.Fatal(err)
+	}
+	qpath := filepath.Join(data, "dev_questions.json")
+	qs, _ := lamp.ReadQuestions(qpath)
+	cache := t.TempDir()
+	code, gen, errs := pplug(t, "", "generate", "-m", model, "-p", "Once upon a time", "-n", "8", "--temp", "0", "-t", "1",
+		"--profile", qpath, "--question-id", qs[0].ID, "--task", "lamp7", "--plug", plugPath, "--cache-dir", cache)
+	if code != 0 || strings.TrimSpace(gen) != "" {
+		t.Fatalf("generate with an EOS bias of 100: exit %d, output %q, %s", code, gen, errs)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	if code, _, errs := pplug(t, "", "eval", "--task", "LaMP_7", "--questions", qpath, "--golds", filepath.Join(data, "dev_outputs.json"),
+		"-m", model, "--plug", plugPath, "--methods", "none,pplug", "--limit", "2", "-n", "6", "-t", "1", "--out", out, "--cache-dir", cache); code != 0 {
+		t.Fatalf("eval: %s", errs)
+	}
+	rep, err := eval.ReadReport(filepath.Join(out, "results.json"))
+	if err != nil || len(rep.Results) != 2 {
+		t.Fatalf("report %+v %v", rep, err)
+	}
+	if none, pp := rep.Results[0], rep.Results[1]; none.EOSShare != 0 || none.MeanOutputTokens != 6 || pp.EOSShare != 1 || pp.MeanOutputTokens != 0 {
+		t.Fatalf("none: EOS %.2f, %.1f tokens; pplug: EOS %.2f, %.1f tokens", none.EOSShare, none.MeanOutputTokens, pp.EOSShare, pp.MeanOutputTokens)
+	}
+}
