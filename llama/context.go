@@ -440,6 +440,31 @@ func InputsLen(in []Input, nEmbd int) int {
 	return n
 }
 
+// SplitInputs splits inputs after their first n positions (token ids or
+// embedding rows of nEmbd floats), so that a long input can be decoded a
+// part at a time.
+func SplitInputs(in []Input, n, nEmbd int) (head, tail []Input) {
+	for i, x := range in {
+		l := x.Len(nEmbd)
+		if n >= l {
+			head = append(head, x)
+			n -= l
+			continue
+		}
+		if n > 0 {
+			if x.Tokens != nil {
+				head = append(head, TokenInput(x.Tokens[:n]...))
+				x = TokenInput(x.Tokens[n:]...)
+			} else {
+				head = append(head, EmbdInput(x.Embd[:n*nEmbd]))
+				x = EmbdInput(x.Embd[n*nEmbd:])
+			}
+		}
+		return head, append([]Input{x}, in[i+1:]...)
+	}
+	return head, nil
+}
+
 // OutputMode selects which rows of DecodeInputs produce outputs.
 type OutputMode int
 

@@ -699,3 +699,21 @@ func TestEOSBias(t *testing.T) {
 		t.Error("built an EOS bias without the model")
 	}
 }
+
+func TestSplitInputs(t *testing.T) {
+	const d = 2
+	in := []Input{TokenInput(1, 2, 3), EmbdInput([]float32{1, 1, 2, 2}), TokenInput(4)}
+	for n := 0; n <= 7; n++ {
+		head, tail := SplitInputs(in, n, d)
+		if InputsLen(head, d) != min(n, 6) || InputsLen(head, d)+InputsLen(tail, d) != 6 {
+			t.Fatalf("n=%d: %d + %d positions", n, InputsLen(head, d), InputsLen(tail, d))
+		}
+		if n >= 6 && tail != nil {
+			t.Fatalf("n=%d: tail %v", n, tail)
+		}
+	}
+	head, tail := SplitInputs(in, 4, d)
+	if len(head) != 2 || head[1].Embd[0] != 1 || len(head[1].Embd) != 2 || len(tail) != 2 || tail[0].Embd[0] != 2 || tail[1].Tokens[0] != 4 {
+		t.Fatalf("split inside the rows: %v | %v", head, tail)
+	}
+}

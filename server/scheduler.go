@@ -105,17 +105,24 @@ type slot struct {
 	seq     llama.SeqID
 	job     *job
 	pos     llama.Pos
-	tok     llama.Token // sampled, to decode in the next step
+	prompt  []llama.Input // the part of the prompt not decoded yet
+	tok     llama.Token   // sampled, to decode in the next step
 	gen     int
 	ts      *llama.TextStream
 	reserve int
 }
 
+// prefillChunk is the most prompt positions decoded between two generation
+// steps: a long prompt goes in a part at a time, so that the sequences
+// already generating keep going meanwhile.
+const prefillChunk = 256
+
 // scheduler owns one llama.Context with NSeqMax sequences. One goroutine
-// (run) admits queued jobs into free sequences, decodes each admitted
-// job's prompt on its own (persona rows are embedding rows, which
-// llama.cpp cannot mix with tokens in a batch), then decodes the next
-// token of every generating sequence in one batch per step.
+// (run) admits queued jobs into free sequences, decodes the admitted jobs'
+// prompts on their own (persona rows are embedding rows, which llama.cpp
+// cannot mix with tokens in a batch), prefillChunk positions at a time,
+// and between those decodes the next token of every generating sequence
+// in one batch per step.
 type scheduler struct {
 	lctx     *llama.Context
 	m        *llama.Model
@@ -133,6 +140,14 @@ type scheduler struct {
 	wake    chan struct{}
 	stop    context.CancelFunc
 	stopped chan struct{}
+
+	trace atomic.Pointer[func(event string)] // tests: what the loop decodes
+}
+
+func (s *scheduler) traced(format string, a ...any) {
+	if f := s.trace.Load(); f != nil {
+		(*f)(fmt.Sprintf(format, a...))
+	}
 }
 
 func newScheduler(lctx *llama.Context, maxQueue int, log *slog.Logger) *scheduler {
@@ -217,8 +232,9 @@ func (s *scheduler) run(ctx context.Context) {
 				s.finish(sl, "", sl.job.ctx.Err())
 			}
 		}
-		s.admit(ctx)
-		if s.step(ctx) {
+		s.admit()
+		prefilled := s.prefill()
+		if s.step(ctx) || prefilled {
 			continue
 		}
 		select {
@@ -231,10 +247,9 @@ func (s *scheduler) run(ctx context.Context) {
 }
 
 // admit moves queued jobs into free sequences (first come, first served)
-// while the KV budget allows, decoding each prompt and sampling its first
-// token.
-func (s *scheduler) admit(ctx context.Context) {
-	for ctx.Err() == nil {
+// while the KV budget allows; prefill decodes their prompts.
+func (s *scheduler) admit() {
+	for {
 		free := -1
 		for i, sl := range s.slots {
 			if sl == nil {
@@ -270,26 +285,47 @@ func (s *scheduler) admit(ctx context.Context) {
 		s.waiting = s.waiting[1:]
 		s.mu.Unlock()
 
-		sl := &slot{seq: llama.SeqID(free), job: j, ts: llama.NewTextStream(j.stops), reserve: need}
+		sl := &slot{seq: llama.SeqID(free), job: j, prompt: j.inputs, ts: llama.NewTextStream(j.stops), reserve: need}
 		s.slots[free] = sl
 		s.busy.Add(1)
 		s.reserved += need
 		j.out.mu.Lock()
 		j.out.admitted, j.out.promptN = time.Now(), j.nPos
 		j.out.mu.Unlock()
-		next, err := s.lctx.DecodeInputs(j.ctx, j.inputs, llama.DecodeOptions{Seq: sl.seq, Output: llama.OutputLast})
+	}
+}
+
+// prefill decodes the next part of the first sequence whose prompt is not
+// decoded yet; after the last part it samples the sequence's first token.
+// It reports whether it did anything.
+func (s *scheduler) prefill() bool {
+	for _, sl := range s.slots {
+		if sl == nil || sl.prompt == nil {
+			continue
+		}
+		part, rest := llama.SplitInputs(sl.prompt, prefillChunk, s.m.NEmbd())
+		out := llama.OutputNone
+		if rest == nil {
+			out = llama.OutputLast
+		}
+		next, err := s.lctx.DecodeInputs(sl.job.ctx, part, llama.DecodeOptions{Seq: sl.seq, Pos: sl.pos, Output: out})
+		s.traced("prefill seq %d: %d positions", sl.seq, int(next-sl.pos))
 		if err != nil {
 			s.finish(sl, "", fmt.Errorf("decode the prompt: %w", err))
-			continue
+			return true
 		}
-		sl.pos = next
-		t, err := j.sampler.Sample(s.lctx, -1)
-		if err != nil {
-			s.finish(sl, "", err)
-			continue
+		sl.pos, sl.prompt = next, rest
+		if rest == nil {
+			t, err := sl.job.sampler.Sample(s.lctx, -1)
+			if err != nil {
+				s.finish(sl, "", err)
+				return true
+			}
+			s.accept(sl, t)
 		}
-		s.accept(sl, t)
+		return true
 	}
+	return false
 }
 
 // step decodes the pending token of every generating sequence in one
@@ -298,8 +334,8 @@ func (s *scheduler) step(ctx context.Context) bool {
 	var b llama.Batch
 	var in []*slot
 	for _, sl := range s.slots {
-		if sl == nil {
-			continue
+		if sl == nil || sl.prompt != nil {
+			continue // free, or its prompt is not decoded yet
 		}
 		b.Tokens = append(b.Tokens, sl.tok)
 		b.Pos = append(b.Pos, sl.pos)
@@ -310,6 +346,7 @@ func (s *scheduler) step(ctx context.Context) bool {
 	if len(in) == 0 {
 		return false
 	}
+	s.traced("step: %d sequences", len(in))
 	if err := s.lctx.Decode(ctx, b); err != nil {
 		if ctx.Err() != nil {
 			return false

@@ -661,3 +661,57 @@ func TestSlowClientBlocksNoOne(t *testing.T) {
 		}
 	}
 }
+
+// TestLongPromptIsDecodedInParts: a long prompt goes in prefillChunk
+// positions at a time, with generation steps of the other sequences in
+// between, and its answer is the same as alone.
+func TestLongPromptIsDecodedInParts(t *testing.T) {
+	ts := startServer(t, 2, "")
+	long := strings.Repeat("The little dog ran to the park and played with a red ball. ", 30)
+	want := ts.complete(t, map[string]any{"prompt": long, "max_tokens": 8, "temperature": 0})
+	var mu sync.Mutex
+	var events []string
+	trace := func(e string) {
+		mu.Lock()
+		events = append(events, e)
+		mu.Unlock()
+	}
+	ts.srv.sched.trace.Store(&trace)
+	defer ts.srv.sched.trace.Store(nil)
+	// A stream that generates while the long prompt comes in.
+	done := make(chan string, 1)
+	go func() {
+		got, _ := ts.stream(t, "/v1/completions", map[string]any{"prompt": "Once upon a time", "max_tokens": 200, "temperature": 1, "seed": 3})
+		done <- got
+	}()
+	for {
+		mu.Lock()
+		n := len(events)
+		mu.Unlock()
+		if n > 3 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	got := ts.complete(t, map[string]any{"prompt": long, "max_tokens": 8, "temperature": 0})
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	parts, stepsBetween := 0, 0
+	seenPart := false
+	for _, e := range events {
+		switch {
+		case strings.HasPrefix(e, "prefill") && strings.HasSuffix(e, fmt.Sprintf(": %d positions", prefillChunk)):
+			parts++
+			seenPart = true
+		case strings.HasPrefix(e, "step") && seenPart:
+			stepsBetween++
+		}
+	}
+	if parts < 2 || stepsBetween == 0 {
+		t.Fatalf("the long prompt went in %d full parts with %d generation steps among them:\n%s", parts, stepsBetween, strings.Join(events, "\n"))
+	}
+	if got != want {
+		t.Errorf("in parts beside a stream %q, alone %q", got, want)
+	}
+}
