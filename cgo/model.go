@@ -372,5 +372,9 @@ func CCycle(path string, n int) error {
 	return nil
 }
 
+// TrimHeap hands the C heap's free memory back to the system where the C
+// library can (glibc), so that memory measurements see what is still held.
+func TrimHeap() { C.pp_trim_heap() }
+
 // TimeUs is llama.cpp's monotonic clock in microseconds.
 func TimeUs() int64 { return int64(C.llama_time_us()) }

@@ -3,6 +3,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "_cgo_export.h"
 
@@ -307,4 +310,10 @@ int32_t pp_c_cycle(const char * path, int32_t n) {
     llama_free(ctx);
     llama_model_free(model);
     return rc == 0 ? 0 : -1;
+}
+
+void pp_trim_heap(void) {
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
 }

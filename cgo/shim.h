@@ -95,4 +95,9 @@ int32_t pp_bench_c_loop(struct llama_context * ctx, const llama_token * prompt,
 // keep memory across loads. Returns 0, or -1 when a step fails.
 int32_t pp_c_cycle(const char * path, int32_t n);
 
+// pp_trim_heap returns the C heap's free memory to the system where the C
+// library can (glibc's malloc_trim; elsewhere it does nothing), so that
+// memory tests measure what is held, not what malloc keeps cached.
+void pp_trim_heap(void);
+
 #endif

@@ -4,9 +4,11 @@ package llama
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -54,6 +56,7 @@ func TestNoLeakOverLoadGenerateClose(t *testing.T) {
 	settle := func() int64 {
 		runtime.GC()
 		debug.FreeOSMemory()
+		cgo.TrimHeap()
 		return rssBytes(t)
 	}
 	// The same cycle in plain C over the same llama.cpp: llama.cpp at the
@@ -76,14 +79,29 @@ func TestNoLeakOverLoadGenerateClose(t *testing.T) {
 		}
 		return settle() - before
 	}
-	goGrowth := growth(cycle)
-	cGrowth := growth(cCycle)
-	goAgain := growth(cycle)
-	t.Logf("RSS growth over 200 load/generate/close cycles: Go API %+.2f MiB, then %+.2f MiB; plain C baseline %+.2f MiB (%.1f KiB vs %.1f KiB per cycle)",
-		mib(goGrowth), mib(goAgain), mib(cGrowth), float64(goAgain)/1024/200, float64(cGrowth)/1024/200)
-	if extra := min(goGrowth, goAgain) - cGrowth; extra > 2<<20 {
-		t.Fatalf("the Go API grows %.2f MiB more than the plain C cycle over 200 cycles", mib(extra))
+	// RSS moves in steps (malloc arenas of the threads cgo calls run on,
+	// the Go heap's spans), so one round of 200 cycles can grow by several
+	// MiB and the next by nothing. A leak grows every round: the best of
+	// three rounds is what is compared.
+	var goRounds, cRounds []int64
+	for range 3 {
+		goRounds = append(goRounds, growth(cycle))
+		cRounds = append(cRounds, growth(cCycle))
+	}
+	goBest, cBest := slices.Min(goRounds), slices.Min(cRounds)
+	t.Logf("RSS growth over 200 load/generate/close cycles, three rounds: Go API %s MiB; plain C baseline %s MiB (best: %.1f KiB vs %.1f KiB per cycle)",
+		mibs(goRounds), mibs(cRounds), float64(goBest)/1024/200, float64(cBest)/1024/200)
+	if extra := goBest - max(cBest, 0); extra > 2<<20 {
+		t.Fatalf("the Go API grows %.2f MiB more than the plain C cycle over 200 cycles in every round", mib(extra))
 	}
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func mibs(bs []int64) string {
+	var parts []string
+	for _, b := range bs {
+		parts = append(parts, fmt.Sprintf("%+.2f", mib(b)))
+	}
+	return strings.Join(parts, ", ")
+}

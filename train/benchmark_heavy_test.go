@@ -78,8 +78,8 @@ func TestPersonalisationBenchmark(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	rt := &persona.Runtime{LLM: m, Plug: plug, Encoder: enc, Backend: b, Cache: cache}
-	rep, err := eval.PersonaNLL(context.Background(), rt, c, synthusers.Task, qs, golds, eval.NLLOptions{ProfileSource: "test"})
+	pz := &persona.Personalizer{Method: persona.MethodPPlug, LLM: m, Plug: plug, Encoder: enc, Backend: b, Cache: cache}
+	rep, err := eval.PersonaNLL(context.Background(), pz, c, synthusers.Task, qs, golds, eval.NLLOptions{ProfileSource: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
