@@ -63,17 +63,18 @@ DEMO   := build/demo
 DEMO_Q := 2000
 DEMO_PLUG := $(DEMO)/stories260K.plug.gguf
 # demo: trains (once, about 5 minutes on 2 cores) a plug for stories260K on synthetic
-# users, then runs a personalized generation for a held-out user (the history items
-# that weigh most are printed first), the same prompt without a persona, the
-# personalization check on all held-out users and the text methods on 40 of their
-# questions.
+# users, then answers a held-out user's question with their persona (the history items
+# that weigh most are printed first; the question's input is the prompt), the same
+# question without a persona, the personalization check on all held-out users and the
+# text methods on 40 of their questions.
 demo: build $(DEMO_PLUG)
 	@echo "== personalized (user $(DEMO_Q) of the held-out synthetic users)"
-	$(BIN)/pplug generate -m $(ASSETS)/stories260K.gguf -p "Once upon a time, there was a little" -n 48 --temp 0 \
+	$(BIN)/pplug generate -m $(ASSETS)/stories260K.gguf -n 48 --temp 0 \
 		--profile $(DEMO)/users/test_questions.json --question-id $(DEMO_Q) --task lamp7 \
 		--plug $(DEMO_PLUG) --explain --explain-k 3 --cache-dir $(DEMO)/cache --timings
-	@echo "== without a persona"
-	$(BIN)/pplug generate -m $(ASSETS)/stories260K.gguf -p "Once upon a time, there was a little" -n 48 --temp 0
+	@echo "== the same question without a persona"
+	$(BIN)/pplug generate -m $(ASSETS)/stories260K.gguf -n 48 --temp 0 \
+		--profile $(DEMO)/users/test_questions.json --question-id $(DEMO_Q) --task lamp7 --method none
 	@echo "== gold-continuation NLL of the held-out users: own persona vs none vs another user's"
 	$(BIN)/pplug eval nll --task lamp7 --questions $(DEMO)/users/test_questions.json --golds $(DEMO)/users/test_outputs.json \
 		-m $(ASSETS)/stories260K.gguf --plug $(DEMO_PLUG) --cache-dir $(DEMO)/cache

@@ -46,6 +46,12 @@ func generateCommand() *cli.Command {
 	}
 }
 
+// promptGiven reports whether the command line names a prompt (-p, -f or
+// positional arguments).
+func promptGiven(c *cli.Context) bool {
+	return c.IsSet("prompt") || c.String("file") != "" || c.NArg() > 0
+}
+
 // readPrompt takes the prompt from -p, -p - (stdin), -f or the positional
 // arguments (joined with spaces, as `ollama run MODEL PROMPT` does).
 func readPrompt(c *cli.Context) (string, error) {
@@ -138,6 +144,11 @@ func runGenerate(c *cli.Context) error {
 		return err
 	}
 	defer ps.Close()
+	if !promptGiven(c) && ps.prof != nil && ps.prof.Query != "" {
+		// A LaMP question brings its own input: it is the prompt.
+		prompt = ps.prof.Query
+		fmt.Fprintf(stderr, "prompt: the input of question %s (-p gives another)\n", ps.prof.QuestionID)
+	}
 	req, input, err := ps.personalize(ctx, prompt)
 	if err != nil {
 		return err

@@ -141,6 +141,14 @@ func setupPersona(ctx context.Context, c *cli.Context, llm *llama.Model, stderr 
 	}
 	st := &personaState{pz: &persona.Personalizer{Method: method, LLM: llm, K: c.Int("retrieve-k")}}
 	if method == persona.MethodNone {
+		if c.String("question-id") != "" && !promptGiven(c) {
+			// No persona, but the question's input is the prompt.
+			prof, _, err := loadProfile(c)
+			if err != nil {
+				return nil, err
+			}
+			st.prof = prof
+		}
 		return st, nil
 	}
 	prof, task, err := loadProfile(c)

@@ -160,3 +160,32 @@ func TestGenerateVerbosePromptAndExplain(t *testing.T) {
 		}
 	}
 }
+
+// TestGenerateQuestionInputIsThePrompt: with a LaMP question selected by
+// --question-id and no -p, the question's input is the prompt, with or
+// without a persona; -p still overrides it.
+func TestGenerateQuestionInputIsThePrompt(t *testing.T) {
+	model := testenv.Stories260K(t)
+	qs := writeFile(t, t.TempDir(), "q.json", `[
+	  {"id": "7", "input": "Once upon a time", "profile": [{"id": "1", "text": "Tom had a red ball."}, {"id": "2", "text": "Tom went to the park."}]},
+	  {"id": "8", "input": "The dog", "profile": [{"id": "3", "text": "Sue had a cat."}]}
+	]`)
+	base := []string{"generate", "-m", model, "-n", "12", "--temp", "0", "-t", "1", "--profile", qs, "--question-id", "7"}
+	for _, method := range []string{"none", "bm25"} {
+		code, got, errs := pplug(t, "", append(base, "--method", method)...)
+		if code != 0 || !strings.Contains(errs, "prompt: the input of question 7") {
+			t.Fatalf("--method %s: exit %d (%s)", method, code, errs)
+		}
+		_, want, _ := pplug(t, "", append(base, "--method", method, "-p", "Once upon a time")...)
+		if got != want {
+			t.Errorf("--method %s: the question's input gives %q, -p with the same text %q", method, got, want)
+		}
+		_, other, errs := pplug(t, "", append(base, "--method", method, "-p", "The dog")...)
+		if other == got || strings.Contains(errs, "input of question") {
+			t.Errorf("--method %s: -p does not override the question's input: %q (%s)", method, other, errs)
+		}
+	}
+	if _, out, _ := pplug(t, "", "generate", "-m", model, "-n", "12", "--temp", "0", "-t", "1", "--method", "none", "-p", "Once upon a time"); !strings.HasPrefix(out, ", there was") {
+		t.Errorf("plain greedy: %q", out)
+	}
+}
