@@ -40,8 +40,7 @@ func TestTrainingLayoutIsInferenceLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer enc.Close()
-	scale, _ := persona.TokenEmbeddingScale(m)
-	plug, err := persona.NewPlug(enc.Dim(), m.NEmbd(), scale, persona.PlugOptions{Seed: 4, NInstr: 3, NPersona: 2, Encoder: enc.ID()})
+	plug, err := persona.NewPlugFor(m, enc, persona.PlugOptions{Seed: 4, NInstr: 3, NPersona: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -155,29 +155,18 @@ func (t *Trainer) NEmbd() int  { return int(C.pp_train_n_embd(t.c)) }
 func (t *Trainer) NVocab() int { return int(C.pp_train_n_vocab(t.c)) }
 
 // InputF32 is a view of a float input; nil when absent.
-func (t *Trainer) InputF32(which Input) []float32 {
-	if which < 0 || which >= nInputs {
-		return nil
-	}
-	var n C.int64_t
-	p := C.pp_train_input(t.c, C.int32_t(which), &n)
-	if p == nil {
-		return nil
-	}
-	return unsafe.Slice((*float32)(p), int(n))
-}
+func (t *Trainer) InputF32(which Input) []float32 { return inputView[float32](t, which) }
 
 // InputI32 is a view of an integer input.
-func (t *Trainer) InputI32(which Input) []int32 {
+func (t *Trainer) InputI32(which Input) []int32 { return inputView[int32](t, which) }
+
+func inputView[T float32 | int32](t *Trainer, which Input) []T {
 	if which < 0 || which >= nInputs {
 		return nil
 	}
 	var n C.int64_t
 	p := C.pp_train_input(t.c, C.int32_t(which), &n)
-	if p == nil {
-		return nil
-	}
-	return unsafe.Slice((*int32)(p), int(n))
+	return view[T](p, n)
 }
 
 // Param is a view of a parameter's values; nil when the config has none.
@@ -187,10 +176,7 @@ func (t *Trainer) Param(which Param) []float32 {
 	}
 	var n C.int64_t
 	p := C.pp_train_param(t.c, C.int32_t(which), &n)
-	if p == nil {
-		return nil
-	}
-	return unsafe.Slice((*float32)(p), int(n))
+	return view[float32](unsafe.Pointer(p), n)
 }
 
 // Grad is a view of a parameter's gradient after Compute(true).
@@ -200,10 +186,15 @@ func (t *Trainer) Grad(which Param) []float32 {
 	}
 	var n C.int64_t
 	p := C.pp_train_grad(t.c, C.int32_t(which), &n)
+	return view[float32](unsafe.Pointer(p), n)
+}
+
+// view is the n values of type T at p in C memory; nil when p is.
+func view[T float32 | int32](p unsafe.Pointer, n C.int64_t) []T {
 	if p == nil {
 		return nil
 	}
-	return unsafe.Slice((*float32)(p), int(n))
+	return unsafe.Slice((*T)(p), int(n))
 }
 
 // Compute runs the graph forward (and backward) and returns the loss.

@@ -77,17 +77,9 @@ func (s *Staged) Path() string { return s.path }
 // Commit renames the staged content over its file and syncs the folder.
 // On error the file is left as it was and the staged content is dropped.
 func (s *Staged) Commit() error {
-	if err := os.Rename(s.tmp, s.path); err != nil {
+	if err := s.place("replace", os.Rename); err != nil {
 		os.Remove(s.tmp)
-		var le *os.LinkError
-		if errors.As(err, &le) {
-			err = &fs.PathError{Op: "replace", Path: s.path, Err: le.Err}
-		}
 		return err
-	}
-	if d, derr := os.Open(filepath.Dir(s.path)); derr == nil {
-		d.Sync() // best effort: not every system can sync a directory
-		d.Close()
 	}
 	return nil
 }
@@ -101,14 +93,20 @@ var ErrExists = fs.ErrExist
 // name). It returns an error wrapping ErrExists when the name is taken.
 func (s *Staged) CommitNew() error {
 	defer os.Remove(s.tmp)
-	if err := os.Link(s.tmp, s.path); err != nil {
+	return s.place("create", os.Link)
+}
+
+// place moves the staged content to its file with move (rename or link),
+// naming the file in an error (op), and syncs the folder.
+func (s *Staged) place(op string, move func(from, to string) error) error {
+	if err := move(s.tmp, s.path); err != nil {
 		var le *os.LinkError
 		if errors.As(err, &le) {
-			err = &fs.PathError{Op: "create", Path: s.path, Err: le.Err}
+			err = &fs.PathError{Op: op, Path: s.path, Err: le.Err}
 		}
 		return err
 	}
-	if d, derr := os.Open(filepath.Dir(s.path)); derr == nil {
+	if d, err := os.Open(filepath.Dir(s.path)); err == nil {
 		d.Sync() // best effort: not every system can sync a directory
 		d.Close()
 	}
