@@ -312,7 +312,7 @@ func (s *Session) layout() persona.Layout {
 	if s.persona {
 		n = s.nRows
 	}
-	l, _ := persona.NewLayout(s.m, 0, n, nil)
+	l, _ := persona.NewLayout(s.m, 0, n, nil, 0)
 	return l
 }
 

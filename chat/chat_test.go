@@ -81,7 +81,7 @@ func TestLayoutMatchesGenerate(t *testing.T) {
 		t.Fatal(err)
 	}
 	req, _ := p.Personalize(context.Background(), "")
-	want, body := persona.NewLayout(m, 0, p.NRows(), toks)
+	want, body := persona.NewLayout(m, 0, p.NRows(), toks, 0)
 	if l := s.Layout(); l.RowsAt() != want.RowsAt() || l.PromptAt() != want.PromptAt() || !l.BOS || l.NPrompt < len(body) {
 		t.Fatalf("chat layout %+v, generate's %+v", l, want)
 	}

@@ -279,7 +279,7 @@ func (r *nllRun) question(i int, rep *NLLReport, sum *nllSums) error {
 				return 0, err
 			}
 		}
-		s, _, err := persona.TargetNLLBiased(r.ctx, c, rows, prompt, target, bias)
+		s, _, err := persona.TargetNLLBiased(r.ctx, c, rows, prompt, 0, target, bias)
 		if err != nil {
 			return 0, fmt.Errorf("question %q: %w", q.ID, err)
 		}

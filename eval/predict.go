@@ -129,6 +129,7 @@ func (p *Predictor) profileOf(q lamp.Question) (*profile.Profile, error) {
 type input struct {
 	req  persona.Request
 	toks []llama.Token
+	at   int // the rows go after the first at tokens after BOS (persona.NewLayout)
 	// truncated: the prompt was cut; noProfile: the question has no usable
 	// history and the method fell back to the input alone.
 	truncated, noProfile bool
@@ -161,7 +162,7 @@ func (p *Predictor) input(ctx context.Context, m Method, q lamp.Question, reserv
 			}
 		}
 	}
-	toks, err := p.tokens(in.req.Prompt)
+	toks, at, err := p.tokens(in.req)
 	if err != nil {
 		return in, err
 	}
@@ -169,7 +170,7 @@ func (p *Predictor) input(ctx context.Context, m Method, q lamp.Question, reserv
 	// Leave room for the answer; a window too small for that still gets
 	// whatever room there is.
 	budget := p.Ctx.NCtxSeq() - nRows - min(reserve, p.Ctx.NCtxSeq()/2)
-	in.toks, in.truncated = persona.FitPrompt(p.LLM, toks, budget)
+	in.toks, in.at, in.truncated = persona.FitPromptAt(p.LLM, toks, at, budget)
 	if len(in.toks) == 0 && nRows == 0 {
 		return in, errors.New("the input is empty and the model has no BOS token to start from")
 	}
@@ -197,7 +198,7 @@ func (p *Predictor) Predict(ctx context.Context, m Method, q lamp.Question) (Pre
 	if err := p.Ctx.ClearMemory(); err != nil {
 		return pred, err
 	}
-	res, err := p.Ctx.Generate(ctx, smp, persona.Inputs(p.LLM, in.req.Rows, in.toks), 0, llama.GenerateOptions{MaxTokens: maxNew})
+	res, err := p.Ctx.Generate(ctx, smp, persona.InputsAt(p.LLM, in.req.Rows, in.toks, in.at), 0, llama.GenerateOptions{MaxTokens: maxNew})
 	if err != nil && !errors.Is(err, llama.ErrContextFull) {
 		return pred, err
 	}
@@ -224,7 +225,7 @@ func (p *Predictor) GoldNLL(ctx context.Context, m Method, q lamp.Question, gold
 	if in.positions(p.LLM)+len(target) > p.Ctx.NCtxSeq() {
 		return 0, 0, fmt.Errorf("%w: the input and the gold of %d tokens do not fit a window of %d", llama.ErrContextFull, len(target), p.Ctx.NCtxSeq())
 	}
-	return persona.TargetNLLBiased(ctx, p.Ctx, in.req.Rows, in.toks, target, in.req.LogitBias(p.LLM))
+	return persona.TargetNLLBiased(ctx, p.Ctx, in.req.Rows, in.toks, in.at, target, in.req.LogitBias(p.LLM))
 }
 
 // sampler is the greedy sampler with an EOS bias (see
@@ -244,22 +245,24 @@ func (p *Predictor) sampler(eosBias float32) (*llama.Sampler, error) {
 	return s, nil
 }
 
-// tokens tokenizes the prompt text, in the chat template when asked.
-func (p *Predictor) tokens(text string) ([]llama.Token, error) {
+// tokens tokenizes the request's prompt and says where its rows go
+// (Request.Tokenize). In the chat template the whole prompt is the user's
+// message and the rows go first, as in chat.
+func (p *Predictor) tokens(req persona.Request) ([]llama.Token, int, error) {
 	if !p.Chat {
-		return p.LLM.Tokenize(text, true, true)
+		return req.Tokenize(p.LLM)
 	}
-	full, err := p.LLM.ApplyChatTemplate([]llama.ChatMessage{{Role: "user", Content: text}}, true)
+	full, err := p.LLM.ApplyChatTemplate([]llama.ChatMessage{{Role: "user", Content: req.Prompt}}, true)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	toks, err := p.LLM.Tokenize(full, false, true)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	// The template may or may not write BOS itself.
 	if bos := p.LLM.BOS(); p.LLM.AddBOS() && bos >= 0 && (len(toks) == 0 || toks[0] != bos) {
 		toks = append([]llama.Token{bos}, toks...)
 	}
-	return toks, nil
+	return toks, 0, nil
 }

@@ -35,15 +35,16 @@ func ExampleTokens(m *llama.Model, input, output string) (prompt, target []llama
 // log-likelihood (nats) of the target tokens and their count. rows may be
 // nil (no persona).
 func TargetNLL(ctx context.Context, c *llama.Context, rows []float32, prompt, target []llama.Token) (float64, int, error) {
-	return TargetNLLBiased(ctx, c, rows, prompt, target, nil)
+	return TargetNLLBiased(ctx, c, rows, prompt, 0, target, nil)
 }
 
-// TargetNLLBiased is TargetNLL with bias added to the logits first, as a
-// sampler with that LogitBias sees them (Plug.LogitBias: the likelihood
-// under the distribution the plug generates from).
-func TargetNLLBiased(ctx context.Context, c *llama.Context, rows []float32, prompt, target []llama.Token, bias map[llama.Token]float32) (float64, int, error) {
+// TargetNLLBiased is TargetNLL with the rows after the prompt's first at
+// tokens (see NewLayout) and bias added to the logits first, as a sampler
+// with that LogitBias sees them (Request.LogitBias: the likelihood under
+// the distribution the plug generates from).
+func TargetNLLBiased(ctx context.Context, c *llama.Context, rows []float32, prompt []llama.Token, at int, target []llama.Token, bias map[llama.Token]float32) (float64, int, error) {
 	m := c.Model()
-	in := Inputs(m, rows, prompt)
+	in := InputsAt(m, rows, prompt, at)
 	if err := c.ClearMemory(); err != nil {
 		return 0, 0, err
 	}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -446,6 +447,53 @@ func TestRowsOfRealTokensReproduceThePrompt(t *testing.T) {
 	without := greedy([]llama.Input{llama.TokenInput(prompt...)})
 	if without == withTokens {
 		t.Fatal("the injected words did not change the continuation; the test proves nothing")
+	}
+
+	// The rows after a context (pplug+bm25's layout, InputsAt), as rows
+	// and as tokens, also through Request.Inputs.
+	req := Request{Context: "Tom had a dog. ", Prompt: "Tom had a dog. They went to the park", Rows: rows}
+	toks, at, err := req.Tokenize(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctxToks, _ := m.Tokenize(req.Context, true, false)
+	if at != len(ctxToks)-1 {
+		t.Fatalf("rows after %d context tokens, the context has %d after BOS", at, len(ctxToks)-1)
+	}
+	in, err := req.Inputs(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withRows = greedy(in)
+	asTokens = slices.Concat(toks[:1+at], persona, toks[1+at:])
+	withTokens = greedy([]llama.Input{llama.TokenInput(asTokens...)})
+	if withRows != withTokens {
+		t.Fatalf("rows after a context gave %q, the tokens %q", withRows, withTokens)
+	}
+	if first := greedy(InputsAt(m, rows, toks, 0)); first == withRows {
+		t.Fatal("rows first and rows after the context continue alike; the test proves nothing")
+	}
+}
+
+func TestFitPromptAt(t *testing.T) {
+	m := loadModel(t, testenv.Stories260K(t))
+	toks, at, err := PromptTokens(m, "Past texts: Lily had a cat.\n\n", "Past texts: Lily had a cat.\n\nOnce upon a time")
+	if err != nil || at < 3 {
+		t.Fatalf("at %d, err %v", at, err)
+	}
+	rest := len(toks) - 1 - at
+	// Two tokens too many: the context's first two go, BOS stays.
+	out, at2, cut := FitPromptAt(m, toks, at, len(toks)-2)
+	if !cut || out[0] != m.BOS() || at2 != at-2 || !slices.Equal(out[1:], toks[3:]) {
+		t.Fatalf("cut by 2: %v at %d (from %v at %d)", out, at2, toks, at)
+	}
+	// Cut into the rest: no context is left.
+	out, at2, _ = FitPromptAt(m, toks, at, rest)
+	if at2 != 0 || len(out) != rest || out[0] != m.BOS() {
+		t.Fatalf("cut to %d: %v at %d", rest, out, at2)
+	}
+	if _, _, err := PromptTokens(m, "other", "Once upon a time"); err == nil {
+		t.Fatal("a context that does not start the prompt was accepted")
 	}
 }
 

@@ -29,9 +29,9 @@ const (
 	// MethodPPlug: the plug's instruction and persona rows before the
 	// input (Layout).
 	MethodPPlug Method = "pplug"
-	// MethodPPlugBM25: the rows and the top BM25 items in the prompt, as
-	// many as the plug was trained with (one, the paper's best row, for a
-	// plug trained without).
+	// MethodPPlugBM25: the top BM25 items in the prompt, then the rows,
+	// then the input (Request.Context), as many items as the plug was
+	// trained with (one, the paper's best row, for a plug trained without).
 	MethodPPlugBM25 Method = "pplug+bm25"
 )
 
@@ -295,10 +295,16 @@ type Retrieved struct {
 
 // Request is what personalisation makes of one input: the prompt text the
 // model reads (the input, after the retrieved items) and the rows injected
-// after BOS (see Layout and Inputs).
+// after BOS and the Context (see Layout and Tokenize).
 type Request struct {
 	Method Method
 	Prompt string
+	// Context is the start of Prompt that goes before the rows: the
+	// retrieved items of the methods that retrieve ("" for the others). With
+	// rows (pplug+bm25) the input then follows the rows as in pplug alone;
+	// without rows it changes nothing. Chat and serve, whose rows open the
+	// whole conversation, read Prompt alone.
+	Context string
 	// Rows are the instruction and persona rows [NRows][n_embd] (nil:
 	// none), the NInstr instruction rows first.
 	Rows   []float32
@@ -323,14 +329,53 @@ func (r Request) LogitBias(m *llama.Model) map[llama.Token]float32 {
 	return map[llama.Token]float32{m.EOS(): r.EOSBias}
 }
 
-// Inputs is the request laid out for the model: BOS, the rows, then the
-// prompt's tokens (tokenized from Prompt with the model's special tokens).
+// Tokenize tokenizes the prompt with the model's special tokens and says
+// after how many of its tokens (after BOS) the rows go (see NewLayout).
+// With rows and a Context, the context and the rest are tokenized apart,
+// so that the input after the rows has the tokens it has in pplug alone
+// (the way training tokenizes it: PromptTokens).
+func (r Request) Tokenize(m *llama.Model) (toks []llama.Token, at int, err error) {
+	if len(r.Rows) == 0 {
+		toks, err = m.Tokenize(r.Prompt, true, true)
+		return toks, 0, err
+	}
+	return PromptTokens(m, r.Context, r.Prompt)
+}
+
+// PromptTokens tokenizes a prompt whose first len(context) bytes (context
+// must be a prefix of prompt) go before the rows: the context with the
+// model's special tokens, the rest apart without them, and at is the
+// number of context tokens after BOS.
+func PromptTokens(m *llama.Model, context, prompt string) (toks []llama.Token, at int, err error) {
+	if context == "" {
+		toks, err = m.Tokenize(prompt, true, true)
+		return toks, 0, err
+	}
+	if !strings.HasPrefix(prompt, context) {
+		return nil, 0, errors.New("persona: the context is not the start of the prompt")
+	}
+	if toks, err = m.Tokenize(context, true, true); err != nil {
+		return nil, 0, err
+	}
+	at = len(toks)
+	if m.AddBOS() && at > 0 && toks[0] == m.BOS() {
+		at--
+	}
+	rest, err := m.Tokenize(prompt[len(context):], false, true)
+	if err != nil {
+		return nil, 0, err
+	}
+	return append(toks, rest...), at, nil
+}
+
+// Inputs is the request laid out for the model (see Layout): BOS, the
+// context, the rows, then the rest of the prompt.
 func (r Request) Inputs(m *llama.Model) ([]llama.Input, error) {
-	toks, err := m.Tokenize(r.Prompt, true, true)
+	toks, at, err := r.Tokenize(m)
 	if err != nil {
 		return nil, err
 	}
-	return Inputs(m, r.Rows, toks), nil
+	return InputsAt(m, r.Rows, toks, at), nil
 }
 
 // Personalize turns one input into its request. A nil persona (a request
@@ -359,7 +404,8 @@ func (u *Persona) Personalize(ctx context.Context, input string) (Request, error
 			}
 			req.Retrieved = append(req.Retrieved, r)
 		}
-		req.Prompt = RetrievalPrompt(u.items, chosen, input)
+		req.Context = RetrievalContext(u.items, chosen)
+		req.Prompt = req.Context + input
 	}
 	if p.Method.NeedsPlug() {
 		qv, err := p.EncodeQuery(ctx, input)

@@ -81,8 +81,15 @@ const MaxItemChars = 600
 //
 //	<prompt>
 func RetrievalPrompt(items []profile.Item, chosen []int, prompt string) string {
+	return RetrievalContext(items, chosen) + prompt
+}
+
+// RetrievalContext is the part of RetrievalPrompt before the prompt (""
+// when nothing is chosen): the context that pplug+bm25 puts before its rows
+// (Request.Context).
+func RetrievalContext(items []profile.Item, chosen []int) string {
 	if len(chosen) == 0 {
-		return prompt
+		return ""
 	}
 	var b strings.Builder
 	b.WriteString("Past texts by this user:\n")
@@ -98,6 +105,5 @@ func RetrievalPrompt(items []profile.Item, chosen []int, prompt string) string {
 		fmt.Fprintf(&b, "- %s\n", t)
 	}
 	b.WriteString("\n")
-	b.WriteString(prompt)
 	return b.String()
 }

@@ -26,7 +26,13 @@ type Example struct {
 	Keys   [][]float32   // [n][d_enc] unit vectors
 	Query  []float32     // [d_enc] unit vector
 	Prompt []llama.Token // with BOS
+	At     int           // the rows go after the prompt's first At tokens after BOS (persona.NewLayout)
 	Target []llama.Token // ending with EOS
+	// retrieve lays out the prompt again for a part of the history (the
+	// items at kept, indexes into Keys' order): the items retrieved into
+	// the prompt must come from the history the persona sees. nil for the
+	// layout without retrieval.
+	retrieve func(kept []int) (prompt []llama.Token, at int, err error)
 }
 
 // DataOptions control how LaMP data becomes examples.
@@ -120,34 +126,40 @@ func LoadExamples(ctx context.Context, m *llama.Model, enc *persona.Encoder, cac
 		if err != nil {
 			return nil, fmt.Errorf("encode the query of question %q: %w", q.ID, err)
 		}
-		type layout struct{ id, input string }
-		var layouts []layout
+		_, target, err := persona.ExampleTokens(m, "", gold)
+		if err != nil {
+			return nil, fmt.Errorf("question %q: %w", q.ID, err)
+		}
+		if len(target) > o.MaxTarget {
+			target = target[:o.MaxTarget]
+		}
+		e := Example{ID: q.ID, Keys: keys, Query: query, Target: target}
 		if o.RetrieveK <= 0 || !o.RetrieveOnly {
-			layouts = append(layouts, layout{q.ID, q.Input})
+			if e.Prompt, e.At, err = layoutPrompt(ctx, m, nil, nil, q.Input, o.MaxInput); err != nil {
+				return nil, fmt.Errorf("question %q: %w", q.ID, err)
+			}
+			out = append(out, e)
 		}
 		if o.RetrieveK > 0 {
-			u, _, err := retrieval.Prepare(ctx, prof.Items, "", nil)
-			if err != nil {
+			// The retrieved items go before the rows, as pplug+bm25 reads
+			// them (Request.Context).
+			items, input := prof.Items, q.Input
+			e.ID = q.ID + "+bm25"
+			e.retrieve = func(kept []int) ([]llama.Token, int, error) {
+				sub := make([]profile.Item, len(kept))
+				for i, k := range kept {
+					sub[i] = items[k]
+				}
+				return layoutPrompt(ctx, m, retrieval, sub, input, o.MaxInput)
+			}
+			all := make([]int, len(items))
+			for i := range all {
+				all[i] = i
+			}
+			if e.Prompt, e.At, err = e.retrieve(all); err != nil {
 				return nil, fmt.Errorf("question %q: %w", q.ID, err)
 			}
-			req, err := u.Personalize(ctx, q.Input)
-			if err != nil {
-				return nil, fmt.Errorf("question %q: %w", q.ID, err)
-			}
-			layouts = append(layouts, layout{q.ID + "+bm25", req.Prompt})
-		}
-		for _, l := range layouts {
-			prompt, target, err := persona.ExampleTokens(m, l.input, gold)
-			if err != nil {
-				return nil, fmt.Errorf("question %q: %w", q.ID, err)
-			}
-			// Cut as generation does (persona.FitPrompt): the oldest tokens go,
-			// BOS and the text right before the answer stay.
-			prompt, _ = persona.FitPrompt(m, prompt, o.MaxInput)
-			if len(target) > o.MaxTarget {
-				target = target[:o.MaxTarget]
-			}
-			out = append(out, Example{ID: l.id, Keys: keys, Query: query, Prompt: prompt, Target: target})
+			out = append(out, e)
 		}
 		if o.Progress != nil {
 			o.Progress(i+1, len(qs))
@@ -159,13 +171,39 @@ func LoadExamples(ctx context.Context, m *llama.Model, enc *persona.Encoder, cac
 	return out, nil
 }
 
+// layoutPrompt tokenizes an example's prompt as inference lays it out: the
+// input alone (retrieval nil), or with retrieval's items from items before
+// the rows (the Personalizer's own rule); cut to maxInput tokens as
+// generation cuts it (persona.FitPromptAt: the oldest tokens go, BOS and
+// the text right before the answer stay).
+func layoutPrompt(ctx context.Context, m *llama.Model, retrieval *persona.Personalizer, items []profile.Item, input string, maxInput int) ([]llama.Token, int, error) {
+	req := persona.Request{Prompt: input}
+	if retrieval != nil {
+		u, _, err := retrieval.Prepare(ctx, items, "", nil)
+		if err != nil {
+			return nil, 0, err
+		}
+		if req, err = u.Personalize(ctx, input); err != nil {
+			return nil, 0, err
+		}
+	}
+	prompt, at, err := persona.PromptTokens(m, req.Context, req.Prompt)
+	if err != nil {
+		return nil, 0, fmt.Errorf("tokenize the input: %w", err)
+	}
+	prompt, at, _ = persona.FitPromptAt(m, prompt, at, maxInput)
+	return prompt, at, nil
+}
+
 // Augment returns the examples plus, for every example with more than two
 // history items, copies extra versions with 1 % to 50 % of the items
-// dropped at random: the history dropout of the paper's reference code.
-func Augment(ex []Example, copies int, r *rand.Rand) []Example {
+// dropped at random: the history dropout of the paper's reference code. A
+// copy of an example with retrieved items retrieves them again from the
+// items it keeps.
+func Augment(ex []Example, copies int, r *rand.Rand) ([]Example, error) {
 	out := append([]Example(nil), ex...)
 	if copies <= 0 {
-		return out
+		return out, nil
 	}
 	for _, e := range ex {
 		n := len(e.Keys)
@@ -185,13 +223,21 @@ func Augment(ex []Example, copies int, r *rand.Rand) []Example {
 			}
 			c := e
 			c.Keys = make([][]float32, 0, n-drop)
+			kept := make([]int, 0, n-drop)
 			for i, k := range e.Keys {
 				if !dropped[i] {
 					c.Keys = append(c.Keys, k)
+					kept = append(kept, i)
+				}
+			}
+			if e.retrieve != nil {
+				var err error
+				if c.Prompt, c.At, err = e.retrieve(kept); err != nil {
+					return nil, fmt.Errorf("example %q: %w", e.ID, err)
 				}
 			}
 			out = append(out, c)
 		}
 	}
-	return out
+	return out, nil
 }

@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"math"
+	"math/rand/v2"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -74,6 +75,50 @@ func TestTrainingLayoutIsInferenceLayout(t *testing.T) {
 		}
 	}
 
+	// History dropout: a copy of a retrieval example retrieves its item
+	// from the items it keeps (the persona and the prompt see one history).
+	aug, err := Augment(ex, 6, rand.New(rand.NewPCG(1, 2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	texts := map[string][]string{} // question id -> item texts, in key order
+	for _, q := range qs {
+		for _, it := range q.Profile {
+			texts[q.ID] = append(texts[q.ID], it.Fields["text"])
+		}
+	}
+	orig := byIDOf(ex)
+	moved := 0
+	for _, c := range aug[len(ex):] {
+		if c.At == 0 {
+			continue
+		}
+		e := orig[c.ID]
+		id := strings.TrimSuffix(c.ID, "+bm25")
+		var kept []string
+		for _, k := range c.Keys {
+			for i, ek := range e.Keys {
+				if &k[0] == &ek[0] {
+					kept = append(kept, texts[id][i])
+				}
+			}
+		}
+		context, _ := m.Detokenize(c.Prompt[1:1+c.At], false, false)
+		found := false
+		for _, k := range kept {
+			found = found || strings.Contains(context, k)
+		}
+		if !found || len(kept) != len(c.Keys) {
+			t.Fatalf("%s: a copy with %d of %d items has the context %q, none of its items", c.ID, len(kept), len(e.Keys), context)
+		}
+		if !slices.Equal(c.Prompt, e.Prompt) {
+			moved++
+		}
+	}
+	if moved == 0 {
+		t.Fatal("no copy retrieved another item than its example; the check proves nothing")
+	}
+
 	// A prompt over MaxInput is cut as generation cuts it (eval.FitPrompt):
 	// BOS and the tokens right before the answer stay.
 	short, err := LoadExamples(ctx, m, enc, cache, plug, qpath, opath, DataOptions{Task: synthusers.Task, ProfileSource: qpath, RetrieveK: 2, RetrieveOnly: true, MaxInput: 6})
@@ -133,6 +178,34 @@ func TestTrainingLayoutIsInferenceLayout(t *testing.T) {
 		}
 	}
 	t.Logf("%d examples: training loss and inference gold NLL differ by at most %.3g nats/token", len(ex), worst)
+
+	// In a batch the examples' rows sit at their own positions (the
+	// retrieval layout's after its context): a batch of both layouts has
+	// the loss of its examples scored one by one.
+	for _, e := range ex {
+		if strings.HasSuffix(e.ID, "+bm25") != (e.At > 0) {
+			t.Fatalf("%s: rows after %d prompt tokens", e.ID, e.At)
+		}
+	}
+	one, err := EvalLoss(g, ex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shape.Batch = 4
+	g4, err := NewGraph(testenv.Stories260K(t), m, plug, shape, 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g4.Close()
+	mixed := slices.Clone(ex)
+	rand.New(rand.NewPCG(3, 3)).Shuffle(len(mixed), func(i, j int) { mixed[i], mixed[j] = mixed[j], mixed[i] })
+	batched, err := EvalLoss(g4, mixed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(batched-one) > 1e-4 {
+		t.Fatalf("loss in batches of 4 with both layouts %.6f, one by one %.6f", batched, one)
+	}
 }
 
 func byIDOf(ex []Example) map[string]Example {

@@ -230,7 +230,11 @@ func newTrainRun(modelPath string, m *llama.Model, plug *persona.Plug, trainEx, 
 	if err := CheckOutputs(o); err != nil {
 		return r, err
 	}
-	r.aug = Augment(trainEx, max(0, o.Augment), rand.New(rand.NewPCG(o.Seed, 0xa06)))
+	aug, err := Augment(trainEx, max(0, o.Augment), rand.New(rand.NewPCG(o.Seed, 0xa06)))
+	if err != nil {
+		return r, err
+	}
+	r.aug = aug
 	r.res.Examples = len(r.aug)
 	// A batch larger than the data holds all of it: the graph needs no more rows.
 	shape, err := ShapeFor(plug, min(o.Batch, len(r.aug)), r.aug, devEx)

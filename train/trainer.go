@@ -123,9 +123,10 @@ func (g *Graph) Close() { g.t.Free() }
 func (g *Graph) Shape() Shape { return g.shape }
 
 // layout is the input layout of an example's prompt (persona.Layout, the
-// one generation and chat use) and the prompt after BOS.
-func (g *Graph) layout(prompt []llama.Token) (persona.Layout, []llama.Token) {
-	return persona.NewLayout(g.m, g.plug.NInstr, g.plug.PersonaRows(), prompt)
+// one generation and chat use; the rows after the prompt's first at tokens)
+// and the prompt after BOS.
+func (g *Graph) layout(prompt []llama.Token, at int) (persona.Layout, []llama.Token) {
+	return persona.NewLayout(g.m, g.plug.NInstr, g.plug.PersonaRows(), prompt, at)
 }
 
 func (g *Graph) setConstants() {
@@ -145,24 +146,27 @@ func (g *Graph) setConstants() {
 			}
 		}
 	}
-	l, _ := g.layout(nil)
-	if sel := g.t.InputF32(traingraph.InSelI); sel != nil { // [n_instr, T, 1]
-		clear(sel)
-		for j := range g.plug.NInstr {
-			sel[l.InstrAt(j)*g.plug.NInstr+j] = 1
-		}
-	}
 	if ev := g.t.InputF32(traingraph.InEOSVec); ev != nil {
 		clear(ev)
 		ev[g.eos] = 1
 	}
-	selP := g.t.InputF32(traingraph.InSelP) // [R, T, B]
-	clear(selP)
-	R := g.plug.PersonaRows()
-	for b := range g.shape.Batch {
-		for j := range R {
-			selP[(b*T+l.PersonaAt()+j)*R+j] = 1
+}
+
+// placeRows marks where example b's rows sit in layout l: the instruction
+// rows in select_instruction [n_instr, T, B], the persona rows in
+// select_persona [R, T, B]. Examples differ when they have a context.
+func (g *Graph) placeRows(b int, l persona.Layout) {
+	T := g.shape.Tokens
+	if sel := g.t.InputF32(traingraph.InSelI); sel != nil {
+		I := g.plug.NInstr
+		for j := range I {
+			sel[(b*T+l.InstrAt(j))*I+j] = 1
 		}
+	}
+	selP := g.t.InputF32(traingraph.InSelP)
+	R := g.plug.PersonaRows()
+	for j := range R {
+		selP[(b*T+l.PersonaAt()+j)*R+j] = 1
 	}
 }
 
@@ -232,6 +236,8 @@ func (g *Graph) Fill(batch []Example) (int, error) {
 	labels := g.t.InputF32(traingraph.InLabels)
 	clear(toks)
 	clear(tmask)
+	clear(g.t.InputF32(traingraph.InSelI))
+	clear(g.t.InputF32(traingraph.InSelP))
 	clear(hist)
 	clear(query)
 	clear(tpos)
@@ -244,6 +250,8 @@ func (g *Graph) Fill(batch []Example) (int, error) {
 	for b := range B {
 		if b >= len(batch) {
 			hmask[b*N] = 0 // a padding example attends to one zero item
+			l, _ := g.layout(nil, 0)
+			g.placeRows(b, l)
 			continue
 		}
 		e := batch[b]
@@ -262,18 +270,18 @@ func (g *Graph) Fill(batch []Example) (int, error) {
 		}
 		copy(query[b*dEnc:], e.Query)
 
-		// [BOS][rows][prompt after BOS][target but its last token]
+		// [BOS][context][rows][rest of the prompt][target but its last token]
 		seq := toks[b*T : (b+1)*T]
 		msk := tmask[b*T : (b+1)*T]
-		l, prompt := g.layout(e.Prompt)
+		l, prompt := g.layout(e.Prompt, e.At)
+		g.placeRows(b, l)
 		if l.BOS {
 			seq[0], msk[0] = g.bos, 1
 		}
-		p := l.PromptAt()
-		for _, tk := range prompt {
-			seq[p], msk[p] = tk, 1
-			p++
+		for i, tk := range prompt {
+			seq[l.BodyAt(i)], msk[l.BodyAt(i)] = tk, 1
 		}
+		p := l.Len()
 		first := p - 1 // predicts target[0]
 		for _, tk := range e.Target[:len(e.Target)-1] {
 			seq[p], msk[p] = tk, 1

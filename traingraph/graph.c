@@ -364,7 +364,7 @@ static struct ggml_tensor * pp_build_input(pp_train * t, struct ggml_context * c
     e = ggml_mul(ctx, e, t->in[PP_IN_TOKMASK]);
     if (c->n_instr > 0) {
         struct ggml_tensor * it = ggml_cont(ctx, ggml_transpose(ctx, t->par[PP_P_INSTR])); // [n_instr, D]
-        e = ggml_add(ctx, e, ggml_mul_mat(ctx, it, t->in[PP_IN_SEL_I]));                  // + [D, T, 1]
+        e = ggml_add(ctx, e, ggml_mul_mat(ctx, it, t->in[PP_IN_SEL_I]));                  // + [D, T, B]
     }
     // pu [R*D, 1, B] holds R rows of D; as [R, D, B] it places them:
     // [R, D, B] x [R, T, B] -> [D, T, B], nonzero only at the persona
@@ -407,7 +407,7 @@ static bool pp_build(pp_train * t) {
     t->in[PP_IN_HIST]    = ggml_new_tensor_3d(cs, GGML_TYPE_F32, c->d_enc, N, B);
     t->in[PP_IN_HMASK]   = ggml_new_tensor_3d(cs, GGML_TYPE_F32, N, 1, B);
     t->in[PP_IN_QUERY]   = ggml_new_tensor_3d(cs, GGML_TYPE_F32, c->d_enc, 1, B);
-    t->in[PP_IN_SEL_I]   = c->n_instr > 0 ? ggml_new_tensor_3d(cs, GGML_TYPE_F32, c->n_instr, T, 1) : NULL;
+    t->in[PP_IN_SEL_I]   = c->n_instr > 0 ? ggml_new_tensor_3d(cs, GGML_TYPE_F32, c->n_instr, T, B) : NULL;
     t->in[PP_IN_SEL_P]   = ggml_new_tensor_3d(cs, GGML_TYPE_F32, pp_n_persona(c), T, B);
     t->in[PP_IN_TGT_POS] = ggml_new_tensor_1d(cs, GGML_TYPE_I32, M * B);
     t->in[PP_IN_LABELS]  = ggml_new_tensor_2d(cs, GGML_TYPE_F32, t->n_vocab, M * B);

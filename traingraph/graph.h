@@ -40,7 +40,7 @@ enum pp_train_input {
     PP_IN_HIST,        // [d_enc, N, B] history embeddings (unit vectors)
     PP_IN_HMASK,       // [N, 1, B]  0 for items, -INF for padding
     PP_IN_QUERY,       // [d_enc, 1, B] query embeddings (unit vectors)
-    PP_IN_SEL_I,       // [n_instr, T, 1] 1 where instruction row j sits
+    PP_IN_SEL_I,       // [n_instr, T, B] 1 where instruction row j sits
     PP_IN_SEL_P,       // [R, T, B]  1 where persona row j sits
     PP_IN_TGT_POS,     // I32 [M*B]  flat index b*T + t of the position predicting each target
     PP_IN_LABELS,      // [n_vocab, M*B] one-hot targets, all-zero rows for padding

@@ -220,7 +220,7 @@ func ms(sec float64) float64 { return sec * 1000 }
 // printPrompt prints the input of a request position by position, as
 // llama-cli's --verbose-prompt does, with the persona rows in their place.
 func printPrompt(w io.Writer, m *llama.Model, req persona.Request) error {
-	toks, err := m.Tokenize(req.Prompt, true, true)
+	toks, at, err := req.Tokenize(m)
 	if err != nil {
 		return err
 	}
@@ -234,11 +234,14 @@ func printPrompt(w io.Writer, m *llama.Model, req persona.Request) error {
 		}
 		return nil
 	}
-	l, body := persona.NewLayout(m, req.NInstr, nRows-req.NInstr, toks)
-	fmt.Fprintf(w, "number of positions in the input = %d (%d BOS, %d instruction rows, %d persona rows, %d prompt tokens)\n",
-		l.Len(), l.RowsAt(), l.NInstr, l.NPersona, l.NPrompt)
+	l, body := persona.NewLayout(m, req.NInstr, nRows-req.NInstr, toks, at)
+	fmt.Fprintf(w, "number of positions in the input = %d (%d BOS, %d context tokens, %d instruction rows, %d persona rows, %d prompt tokens)\n",
+		l.Len(), l.ContextAt(), l.NContext, l.NInstr, l.NPersona, l.NPrompt)
 	if l.BOS {
 		fmt.Fprintf(w, "%6d -> %6d %q\n", 0, m.BOS(), m.TokenPiece(m.BOS(), true))
+	}
+	for i, t := range body[:l.NContext] {
+		fmt.Fprintf(w, "%6d -> %6d %q\n", l.BodyAt(i), t, m.TokenPiece(t, true))
 	}
 	for j := range l.NInstr {
 		fmt.Fprintf(w, "%6d -> [instruction row %d]\n", l.InstrAt(j), j+1)
@@ -246,7 +249,7 @@ func printPrompt(w io.Writer, m *llama.Model, req persona.Request) error {
 	for j := range l.NPersona {
 		fmt.Fprintf(w, "%6d -> [persona row %d]\n", l.PersonaAt()+j, j+1)
 	}
-	for i, t := range body {
+	for i, t := range body[l.NContext:] {
 		fmt.Fprintf(w, "%6d -> %6d %q\n", l.PromptAt()+i, t, m.TokenPiece(t, true))
 	}
 	return nil

@@ -2,8 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -134,15 +137,24 @@ func TestGenerateVerbosePromptAndExplain(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	for _, want := range []string{"the 5 history items with the highest weights (of 8)", `prompt (pplug): "Lily and her dog"`,
-		"(1 BOS, 1 instruction rows, 1 persona rows, ", "     1 -> [instruction row 1]", "     2 -> [persona row 1]", "     3 -> "} {
+		"(1 BOS, 0 context tokens, 1 instruction rows, 1 persona rows, ", "     1 -> [instruction row 1]", "     2 -> [persona row 1]", "     3 -> "} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("pplug: stderr lacks %q:\n%s", want, errs)
 		}
 	}
 	// pplug+bm25: both, with one retrieved item for an untrained plug.
+	// The rows sit after the retrieved item, right before the prompt.
 	code, _, errs = pplug(t, "", append(base, "--plug", plug, "--method", "pplug+bm25")...)
-	if code != 0 || !strings.Contains(errs, "1 of 8 items") || !strings.Contains(errs, "[persona row 1]") || !strings.Contains(errs, "highest weights") {
+	if code != 0 || !strings.Contains(errs, "1 of 8 items") || !strings.Contains(errs, "highest weights") {
 		t.Errorf("pplug+bm25: exit %d\n%s", code, errs)
+	}
+	nctx := regexp.MustCompile(`\(1 BOS, (\d+) context tokens, 1 instruction rows, 1 persona rows, `).FindStringSubmatch(errs)
+	if nctx == nil || nctx[1] == "0" {
+		t.Fatalf("pplug+bm25: no context before the rows:\n%s", errs)
+	}
+	n, _ := strconv.Atoi(nctx[1])
+	if want := fmt.Sprintf("%6d -> [instruction row 1]\n%6d -> [persona row 1]\n", n+1, n+2); !strings.Contains(errs, want) {
+		t.Errorf("pplug+bm25: stderr lacks %q:\n%s", want, errs)
 	}
 	// recent, none.
 	code, _, errs = pplug(t, "", append(base, "--method", "recent")...)
