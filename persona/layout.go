@@ -1,8 +1,6 @@
 package persona
 
 import (
-	"slices"
-
 	"github.com/pplug/pplug/llama"
 )
 
@@ -139,7 +137,7 @@ func InputsAt(m *llama.Model, rows []float32, prompt []llama.Token, at int) []ll
 	}
 	head = append(head, body[:l.NContext]...)
 	tail := body[l.NContext:]
-	if emb, err := m.TokenEmbeddings(append(slices.Clone(head), tail...)); err == nil {
+	if emb, err := m.TokenEmbeddings(append(head, tail...)); err == nil {
 		all := make([]float32, 0, len(emb)+len(rows))
 		all = append(append(all, emb[:len(head)*d]...), rows...)
 		all = append(all, emb[len(head)*d:]...)

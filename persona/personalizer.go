@@ -335,11 +335,11 @@ func (r Request) LogitBias(m *llama.Model) map[llama.Token]float32 {
 // so that the input after the rows has the tokens it has in pplug alone
 // (the way training tokenizes it: PromptTokens).
 func (r Request) Tokenize(m *llama.Model) (toks []llama.Token, at int, err error) {
+	context := r.Context
 	if len(r.Rows) == 0 {
-		toks, err = m.Tokenize(r.Prompt, true, true)
-		return toks, 0, err
+		context = "" // nothing to place: the prompt as one text
 	}
-	return PromptTokens(m, r.Context, r.Prompt)
+	return PromptTokens(m, context, r.Prompt)
 }
 
 // PromptTokens tokenizes a prompt whose first len(context) bytes (context

@@ -204,24 +204,13 @@ func (p *personalizer) forQuery(ctx context.Context, user, query string) (person
 
 // inputs lays out the model input of a rendered prompt (the request's
 // prompt text already in it): BOS, the request's rows, the prompt's tokens.
-// A prompt that is the request's own (/v1/completions) is laid out as
-// generate lays it out, the rows after the retrieved items
-// (Request.Inputs); in a chat template the rows open the conversation.
 func (p *personalizer) inputs(req persona.Request, prompt string) ([]llama.Input, int, error) {
 	m := p.pz.LLM
-	var in []llama.Input
-	if prompt == req.Prompt {
-		var err error
-		if in, err = req.Inputs(m); err != nil {
-			return nil, 0, err
-		}
-	} else {
-		toks, err := m.Tokenize(prompt, true, true)
-		if err != nil {
-			return nil, 0, err
-		}
-		in = persona.Inputs(m, req.Rows, toks)
+	toks, err := m.Tokenize(prompt, true, true)
+	if err != nil {
+		return nil, 0, err
 	}
+	in := persona.Inputs(m, req.Rows, toks)
 	return in, llama.InputsLen(in, m.NEmbd()), nil
 }
 

@@ -152,11 +152,7 @@ func LoadExamples(ctx context.Context, m *llama.Model, enc *persona.Encoder, cac
 				}
 				return layoutPrompt(ctx, m, retrieval, sub, input, o.MaxInput)
 			}
-			all := make([]int, len(items))
-			for i := range all {
-				all[i] = i
-			}
-			if e.Prompt, e.At, err = e.retrieve(all); err != nil {
+			if e.Prompt, e.At, err = layoutPrompt(ctx, m, retrieval, items, input, o.MaxInput); err != nil {
 				return nil, fmt.Errorf("question %q: %w", q.ID, err)
 			}
 			out = append(out, e)
