@@ -41,7 +41,7 @@ func trainCommand() *cli.Command {
 			&cli.StringFlag{Name: "checkpoint-dir", Usage: "write a checkpoint after every epoch here"},
 			&cli.BoolFlag{Name: "train-tau", Usage: "learn the temperature too"},
 			&cli.BoolFlag{Name: "eos-bias", Usage: "learn a bias on the LLM's EOS logit (a length prior for LLMs that never end a short text by themselves)"},
-			&cli.IntFlag{Name: "retrieve-k", Usage: "also train every question with its top K BM25 history items before the rows (the pplug+bm25 layout; generate and eval use the same K)"},
+			&cli.IntFlag{Name: "retrieve-k", Usage: "also train every question with its top K BM25 history items before the rows (the pplug+bm25 layout; generate and eval use the same K; 2 measured best for pplug+bm25, see docs/text-quality.md)"},
 			&cli.BoolFlag{Name: "retrieve-only", Usage: "with --retrieve-k: train only the layout with retrieved items"},
 			&cli.IntFlag{Name: "epochs", Value: 2, Usage: fmt.Sprintf("passes over the training data (1 to %d)", maxTrainEpochs)},
 			&cli.IntFlag{Name: "batch", Value: 8, Usage: "examples per step"},
