@@ -49,8 +49,8 @@ type DataOptions struct {
 	Progress      func(done, total int)
 	ProfileOpt    profile.Options
 	// RetrieveK > 0 adds, for every question, an example whose prompt holds
-	// the top RetrieveK history items for the query by BM25
-	// (persona.RetrievalPrompt, the prompt of eval's pplug+bm25 method), so
+	// the top RetrieveK history items for the query by BM25 before the rows
+	// (persona.Request.Context, the layout of eval's pplug+bm25 method), so
 	// that PPlug with retrieval is a trained layout. The example without
 	// retrieval stays unless RetrieveOnly.
 	RetrieveK    int

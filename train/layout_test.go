@@ -119,7 +119,7 @@ func TestTrainingLayoutIsInferenceLayout(t *testing.T) {
 		t.Fatal("no copy retrieved another item than its example; the check proves nothing")
 	}
 
-	// A prompt over MaxInput is cut as generation cuts it (eval.FitPrompt):
+	// A prompt over MaxInput is cut as generation cuts it (persona.FitPromptAt):
 	// BOS and the tokens right before the answer stay.
 	short, err := LoadExamples(ctx, m, enc, cache, plug, qpath, opath, DataOptions{Task: synthusers.Task, ProfileSource: qpath, RetrieveK: 2, RetrieveOnly: true, MaxInput: 6})
 	if err != nil {
