@@ -85,14 +85,17 @@ type ContextParams struct {
 	KVUnified    bool
 	NoPerf       bool
 	KVF32        bool // keep the KV cache in F32 instead of F16
+	ThreadPool   ThreadPoolParams
 }
 
 // Context is a llama_context with its reusable batch and abort flag.
 type Context struct {
-	c     *C.struct_llama_context
-	batch *C.pp_batch
-	abort *C.pp_abort
-	nEmbd int
+	c        *C.struct_llama_context
+	batch    *C.pp_batch
+	abort    *C.pp_abort
+	nEmbd    int
+	tpParams ThreadPoolParams
+	pools    threadPools
 }
 
 // NewContext calls llama_init_from_model.
@@ -136,12 +139,16 @@ func NewContext(m *Model, p ContextParams) (*Context, error) {
 		}
 		return nil, errors.New("llama_init_from_model failed")
 	}
-	ctx := &Context{c: c, nEmbd: m.NEmbdInp()}
+	ctx := &Context{c: c, nEmbd: m.NEmbdInp(), tpParams: p.ThreadPool}
 	ctx.batch = C.pp_batch_new(C.int32_t(C.llama_n_batch(c)), C.int32_t(ctx.nEmbd))
 	ctx.abort = C.pp_abort_new()
 	if ctx.batch == nil || ctx.abort == nil {
 		ctx.Free()
 		return nil, errors.New("out of memory allocating the batch")
+	}
+	if err := ctx.attachThreadPools(int(C.llama_n_threads(c)), int(C.llama_n_threads_batch(c))); err != nil {
+		ctx.Free()
+		return nil, err
 	}
 	C.pp_abort_attach(c, ctx.abort)
 	return ctx, nil
@@ -153,6 +160,7 @@ func (c *Context) Free() {
 		C.llama_free(c.c)
 		c.c = nil
 	}
+	c.pools.free() // after the context that computes with them
 	if c.batch != nil {
 		C.pp_batch_free(c.batch)
 		c.batch = nil
@@ -172,9 +180,17 @@ func (c *Context) NThreads() int    { return int(C.llama_n_threads(c.c)) }
 func (c *Context) PoolingType() int { return int(C.llama_pooling_type(c.c)) }
 func (c *Context) NEmbd() int       { return c.nEmbd }
 
-// SetThreads changes the generation and batch thread counts.
-func (c *Context) SetThreads(n, nBatch int) {
+// SetThreads changes the generation and batch thread counts (and the
+// context's threadpools with them).
+func (c *Context) SetThreads(n, nBatch int) error {
+	if n == c.NThreads() && nBatch == int(C.llama_n_threads_batch(c.c)) {
+		return nil
+	}
+	if err := c.attachThreadPools(n, nBatch); err != nil {
+		return err
+	}
 	C.llama_set_n_threads(c.c, C.int32_t(n), C.int32_t(nBatch))
+	return nil
 }
 
 // SetEmbeddings switches embedding output on or off.

@@ -82,8 +82,14 @@ type ContextOptions struct {
 	NSeqMax      int // distinct sequences; 0: 1
 	Threads      int // generation threads; 0: DefaultThreads()
 	ThreadsBatch int // prompt threads; 0: Threads
-	Embeddings   bool
-	Pooling      Pooling
+	// Poll is how long idle CPU workers spin before they sleep, as
+	// llama-bench's --poll: 1-100, 0 for ggml's default (50), -1 for none.
+	Poll int
+	// Prio is the CPU workers' priority, as llama-bench's --prio: 0 normal,
+	// -1 low, 1 medium, 2 high, 3 realtime.
+	Prio       int
+	Embeddings bool
+	Pooling    Pooling
 	// NonCausal asks for bidirectional attention (embedding models decide
 	// this themselves; set it only to override a causal model).
 	NonCausal bool
@@ -139,6 +145,10 @@ func (m *Model) NewContext(o ContextOptions) (*Context, error) {
 	if o.Threads > maxThreads || o.ThreadsBatch > maxThreads || nctx > math.MaxUint32 {
 		m.release()
 		return nil, fmt.Errorf("create context: threads %d / %d or n_ctx %d out of range (ggml runs at most %d threads)", o.Threads, o.ThreadsBatch, nctx, maxThreads)
+	}
+	if o.Poll < -1 || o.Poll > 100 || o.Prio < -1 || o.Prio > 3 {
+		m.release()
+		return nil, fmt.Errorf("create context: poll %d (want -1 to 100) or prio %d (want -1 to 3) out of range", o.Poll, o.Prio)
 	}
 	if need, have := kvCacheBytes(m.info, nctx, o.KVF32), deviceMemory(); have > 0 && need > have {
 		m.release()
@@ -198,6 +208,7 @@ func (m *Model) NewContext(o ContextOptions) (*Context, error) {
 		OffloadKQV:   true,
 		KVUnified:    o.KVUnified,
 		KVF32:        o.KVF32,
+		ThreadPool:   threadPoolParams(o.Poll, o.Prio),
 	})
 	if err != nil {
 		m.release()
@@ -289,7 +300,9 @@ func (c *Context) SetThreads(n, nBatch int) error {
 	if n <= 0 || nBatch <= 0 {
 		return fmt.Errorf("thread counts must be positive, got %d and %d", n, nBatch)
 	}
-	c.c.SetThreads(n, nBatch)
+	if err := c.c.SetThreads(n, nBatch); err != nil {
+		return fmt.Errorf("set threads %d / %d: %w", n, nBatch, err)
+	}
 	return nil
 }
 
@@ -730,6 +743,17 @@ func (c *Context) BenchCLoop(prompt []Token, n int) (promptUs, genUs int64, err 
 		return nil
 	})
 	return promptUs, genUs, err
+}
+
+// threadPoolParams maps ContextOptions' Poll and Prio to ggml's settings.
+func threadPoolParams(poll, prio int) cgo.ThreadPoolParams {
+	switch {
+	case poll == 0:
+		poll = -1 // ggml's default
+	case poll < 0:
+		poll = 0 // no spinning
+	}
+	return cgo.ThreadPoolParams{Poll: poll, Prio: prio}
 }
 
 // maxThreads is ggml's GGML_MAX_N_THREADS.
