@@ -12,13 +12,14 @@ const SummaryExamples = 3
 // Summarize groups warnings by reason, in the order each reason first
 // occurs: one line per reason with the number of items and the first
 // SummaryExamples of them (index, id and line), so that a file of 200,000
-// faulty lines gives a few lines of explanation. Warnings about no item
-// are kept as they are.
+// faulty lines gives a few lines of explanation. A reason that only one
+// item has, and warnings about no item, are kept as they are.
 func Summarize(ws []Warning) []string {
 	type group struct {
 		reason string
 		n      int
 		first  []string
+		only   string // the warning itself, while it is the group's one
 	}
 	var groups []*group
 	byReason := map[string]*group{}
@@ -37,15 +38,21 @@ func Summarize(ws []Warning) []string {
 			byReason[reason] = g
 			groups = append(groups, g)
 		}
-		g.n++
+		if g.n++; g.n == 1 {
+			g.only = w.String()
+		}
 		if len(g.first) < SummaryExamples {
 			g.first = append(g.first, itemName(w.Index, w.ID, w.Line))
 		}
 	}
 	out := make([]string, len(groups))
 	for i, g := range groups {
-		out[i] = g.reason
-		if g.n > 0 {
+		switch {
+		case g.n == 0:
+			out[i] = g.reason
+		case g.n == 1:
+			out[i] = g.only
+		default:
 			out[i] = fmt.Sprintf("%s: %s (%s)", plural(g.n, "item"), g.reason, examples(g.first, g.n))
 		}
 	}
