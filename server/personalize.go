@@ -108,6 +108,9 @@ func (p *personalizer) acquire(ctx context.Context, id string) (*preparedUser, e
 	p.mu.Unlock()
 
 	items, err := p.st.Items(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil // deleted since it was read: no persona
+	}
 	if err != nil {
 		return nil, err
 	}

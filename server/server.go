@@ -182,12 +182,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /v1/models", s.authed(s.models))
 	mux.Handle("GET /v1/models/{id}", s.authed(s.model))
 	mux.Handle("POST /v1/embeddings", s.authed(s.embeddings))
-	mux.Handle("POST /v1/users", s.authed(s.createUser))
-	mux.Handle("GET /v1/users/{id}", s.authed(s.getUser))
-	mux.Handle("DELETE /v1/users/{id}", s.authed(s.deleteUser))
-	mux.Handle("POST /v1/users/{id}/items", s.authed(s.addItems))
-	mux.Handle("GET /v1/users/{id}/items", s.authed(s.listItems))
-	mux.Handle("DELETE /v1/users/{id}/items/{item}", s.authed(s.deleteItem))
+	s.userRoutes(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Unknown routes and methods get OpenAI's error shape too.
 		if _, pattern := mux.Handler(r); pattern == "" {
@@ -372,7 +367,7 @@ func (s *Server) prepare(ctx context.Context, c caller, p samplingParams, query 
 	user := p.User
 	if !c.admin && user != "" {
 		if user != c.user {
-			return nil, withParam(errf(http.StatusForbidden, "invalid_request_error", "permission_denied", "this API key belongs to user %q, not %q", c.user, user), "user")
+			return nil, withParam(errf(http.StatusForbidden, "invalid_request_error", "permission_denied", "this API key belongs to user %q, not %s", c.user, profile.QuoteID(user)), "user")
 		}
 	}
 	opts, maxTok, aerr := s.samplerOptions(p)
@@ -557,6 +552,9 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, c caller) *apiErro
 		}
 		return llama.ApplyChatTemplate(s.tmpl, sent, true)
 	}
+	if aerr := s.checkRemember(r.Context(), c, &req, query); aerr != nil {
+		return aerr
+	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	p, aerr := s.prepare(ctx, c, req.samplingParams, query, render, s.stops)
@@ -584,10 +582,8 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, c caller) *apiErro
 			return chatResponse{ID: id, Object: "chat.completion", Created: p.created, Model: s.cfg.ModelName,
 				Choices: []chatChoice{{Message: &outMessage{Role: "assistant", Content: text}, FinishReason: &finish}}, Usage: &u}
 		})
-	if aerr == nil && req.Remember && p.user != "" && query != "" && r.Context().Err() == nil {
-		if _, err := s.cfg.Store.AddItems(context.WithoutCancel(r.Context()), p.user, []store.NewItem{{Text: query, Date: time.Now().UTC().Format(time.RFC3339)}}); err != nil {
-			s.log.Warn("could not remember the message", "user", p.user, "err", err)
-		}
+	if aerr == nil && req.Remember && r.Context().Err() == nil {
+		s.remember(r.Context(), p.user, query)
 	}
 	return aerr
 }
@@ -665,143 +661,5 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, _ caller) *a
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data, "model": s.cfg.ModelName,
 		"usage": map[string]int{"prompt_tokens": ntok, "total_tokens": ntok}})
-	return nil
-}
-
-// ---- users and their history items ---------------------------------------------
-
-func storeError(err error) *apiError {
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return errf(http.StatusNotFound, "invalid_request_error", "not_found", "%v", err)
-	case errors.Is(err, store.ErrExists):
-		return errf(http.StatusConflict, "invalid_request_error", "conflict", "%v", err)
-	case errors.Is(err, store.ErrBadUserID):
-		return badRequest("", "%v", err)
-	}
-	return errf(http.StatusInternalServerError, "server_error", "", "profile database: %v", err)
-}
-
-// userFor checks that the caller may touch the path's user. Another
-// user's data looks absent rather than forbidden.
-func userFor(r *http.Request, c caller) (string, *apiError) {
-	id := r.PathValue("id")
-	if !c.mayAccess(id) {
-		return "", errf(http.StatusNotFound, "invalid_request_error", "not_found", "user %q: not found", id)
-	}
-	return id, nil
-}
-
-func (s *Server) createUser(w http.ResponseWriter, r *http.Request, c caller) *apiError {
-	if !c.admin {
-		return errf(http.StatusForbidden, "invalid_request_error", "permission_denied", "only the server's API key may create users")
-	}
-	var req struct {
-		ID string `json:"id"`
-	}
-	if err := decode(r, &req); err != nil {
-		return err
-	}
-	key := store.NewKey()
-	u, err := s.cfg.Store.CreateUser(r.Context(), req.ID, key)
-	if err != nil {
-		return storeError(err)
-	}
-	writeJSON(w, http.StatusCreated, map[string]any{"id": u.ID, "object": "user", "created": u.Created, "key": key})
-	return nil
-}
-
-func (s *Server) getUser(w http.ResponseWriter, r *http.Request, c caller) *apiError {
-	id, aerr := userFor(r, c)
-	if aerr != nil {
-		return aerr
-	}
-	u, err := s.cfg.Store.User(r.Context(), id)
-	if err != nil {
-		return storeError(err)
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": u.ID, "object": "user", "created": u.Created, "items": u.Items})
-	return nil
-}
-
-func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request, c caller) *apiError {
-	id, aerr := userFor(r, c)
-	if aerr != nil {
-		return aerr
-	}
-	if err := s.cfg.Store.DeleteUser(r.Context(), id); err != nil {
-		return storeError(err)
-	}
-	s.pers.forget(id)
-	writeJSON(w, http.StatusOK, map[string]any{"id": id, "object": "user", "deleted": true})
-	return nil
-}
-
-func (s *Server) addItems(w http.ResponseWriter, r *http.Request, c caller) *apiError {
-	id, aerr := userFor(r, c)
-	if aerr != nil {
-		return aerr
-	}
-	var req struct {
-		Items []store.NewItem `json:"items"`
-		store.NewItem
-	}
-	if err := decode(r, &req); err != nil {
-		return err
-	}
-	items := req.Items
-	if req.Text != "" {
-		items = append(items, req.NewItem)
-	}
-	if len(items) == 0 {
-		return withParam(badRequest("", `give {"items": [{"text": ...}, ...]} or one {"text": ...}`), "items")
-	}
-	for i, it := range items {
-		if !utf8.ValidString(it.Text) || strings.TrimSpace(it.Text) == "" {
-			return withParam(badRequest("", "items[%d]: text is empty or not valid UTF-8", i), "items")
-		}
-		if it.Date != "" {
-			if _, err := time.Parse(time.RFC3339, it.Date); err != nil {
-				if _, err := time.Parse("2006-01-02", it.Date); err != nil {
-					return withParam(badRequest("", "items[%d]: date %q is not RFC 3339 or YYYY-MM-DD", i, it.Date), "items")
-				}
-				items[i].Date += "T00:00:00Z"
-			}
-		}
-	}
-	added, err := s.cfg.Store.AddItems(r.Context(), id, items)
-	if err != nil {
-		return storeError(err)
-	}
-	writeJSON(w, http.StatusCreated, map[string]any{"object": "list", "data": added})
-	return nil
-}
-
-func (s *Server) listItems(w http.ResponseWriter, r *http.Request, c caller) *apiError {
-	id, aerr := userFor(r, c)
-	if aerr != nil {
-		return aerr
-	}
-	items, err := s.cfg.Store.Items(r.Context(), id)
-	if err != nil {
-		return storeError(err)
-	}
-	if items == nil {
-		items = []store.Item{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": items})
-	return nil
-}
-
-func (s *Server) deleteItem(w http.ResponseWriter, r *http.Request, c caller) *apiError {
-	id, aerr := userFor(r, c)
-	if aerr != nil {
-		return aerr
-	}
-	item := r.PathValue("item")
-	if err := s.cfg.Store.DeleteItem(r.Context(), id, item); err != nil {
-		return storeError(err)
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": item, "object": "item", "deleted": true})
 	return nil
 }

@@ -63,12 +63,35 @@ func loadProfile(c *cli.Context) (*profile.Profile, lamp.Task, error) {
 	}
 	prof, err := profile.LoadContext(c.Context, c.String("profile"), opts)
 	if err != nil {
-		return nil, task, fmt.Errorf("profile: %w", err)
+		return nil, task, fmt.Errorf("profile: %w", fieldsHint(c, err))
 	}
-	for _, w := range prof.Warnings {
-		slog.Warn("profile", "warning", w.String())
-	}
+	reportProfile(prof, c.Int("max-items"))
 	return prof, task, nil
+}
+
+// fieldsHint names the flag that chose the text fields when no item is
+// usable.
+func fieldsHint(c *cli.Context, err error) error {
+	switch {
+	case !errors.Is(err, profile.ErrNoUsableItems):
+		return err
+	case c.String("fields") != "":
+		return fmt.Errorf("--fields %s: %w", c.String("fields"), err)
+	case c.String("task") != "":
+		return fmt.Errorf("--task %s: %w", c.String("task"), err)
+	}
+	return err
+}
+
+// reportProfile says on stderr what loading left out and why: one line per
+// reason (counts and the first items) and the items --max-items dropped.
+func reportProfile(prof *profile.Profile, maxItems int) {
+	for _, line := range profile.Summarize(prof.Warnings) {
+		slog.Warn("profile", "warning", line)
+	}
+	if kept := prof.Kept(); kept != "" {
+		slog.Warn("profile", "warning", fmt.Sprintf("%s (--max-items %d; pass a larger --max-items to keep more)", kept, maxItems))
+	}
 }
 
 // personaState is the personalisation of one run: the Personalizer that

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pplug/pplug/persona/profile"
 	"github.com/pplug/pplug/persona/store"
 )
 
@@ -17,12 +19,13 @@ func profileImportCommand() *cli.Command {
 		profilesFlag(),
 		&cli.StringFlag{Name: "user", Usage: "the user `ID` to import into (created when missing)"},
 		&cli.BoolFlag{Name: "replace", Usage: "replace the user's items with the profile's (in one transaction; the user keeps their API key)"},
+		&cli.BoolFlag{Name: "upsert", Usage: "replace the user's items that have the ids of the profile's items, add the others (without it an id the user has is an error)"},
 	}
 	flags = append(flags, profileFlags()...)
 	return &cli.Command{
 		Name:      "import",
 		Usage:     "import a profile file (JSON array, JSON Lines, LaMP question) into a user of the profile database (pplug serve)",
-		UsageText: "pplug profile import --profiles DB --user ID --profile HISTORY.json [--task lamp5 | --fields a,b] [--question-id Q] [--replace]",
+		UsageText: "pplug profile import --profiles DB --user ID --profile HISTORY.json [--task lamp5 | --fields a,b] [--question-id Q] [--max-items N] [--replace | --upsert]",
 		Flags:     flags,
 		Action:    runProfileImport,
 	}
@@ -40,14 +43,13 @@ func runProfileImport(c *cli.Context) error {
 	case user == "":
 		return usagef("give the user with --user ID")
 	case !store.ValidUserID(user):
-		return usagef("--user %q: %v", user, store.ErrBadUserID)
+		return usagef("--user %s: %v", profile.QuoteID(user), store.ErrBadUserID)
+	case c.Bool("replace") && c.Bool("upsert"):
+		return usagef("give --replace (the whole history) or --upsert (items by id), not both")
 	}
 	prof, _, err := loadProfile(c)
 	if err != nil {
 		return err
-	}
-	if len(prof.Items) == 0 {
-		return fmt.Errorf("profile %s: no usable items to import", c.String("profile"))
 	}
 	path, err := profilesPath(c)
 	if err != nil {
@@ -58,20 +60,14 @@ func runProfileImport(c *cli.Context) error {
 		return err
 	}
 	defer st.Close()
-	key := ""
-	if _, err := st.User(ctx, user); errors.Is(err, store.ErrNotFound) {
-		key = store.NewKey()
-		if _, err := st.CreateUser(ctx, user, key); err != nil {
-			return err
-		}
-	} else if err != nil {
+	key, err := ensureUser(ctx, st, user)
+	if err != nil {
 		return err
 	}
-	write := st.AddItems
-	if c.Bool("replace") {
-		write = st.ReplaceItems // one transaction; the user keeps their key
+	added, err := importWrite(c, st)(ctx, user, store.FromProfile(prof))
+	if errors.Is(err, store.ErrItemExists) {
+		err = fmt.Errorf("%w: an id names one item; pass --upsert to replace the items with the profile's ids, or --replace to replace the whole history", err)
 	}
-	added, err := write(ctx, user, store.FromProfile(prof))
 	if err != nil {
 		return fmt.Errorf("import %s into %s: %w", c.String("profile"), path, err)
 	}
@@ -84,4 +80,30 @@ func runProfileImport(c *cli.Context) error {
 		fmt.Fprintf(c.App.Writer, "user API key (shown once): %s\n", key)
 	}
 	return nil
+}
+
+// ensureUser creates the user when missing and returns their new key
+// ("" when the user was there, also when created meanwhile by another).
+func ensureUser(ctx context.Context, st *store.Store, user string) (string, error) {
+	if _, err := st.User(ctx, user); !errors.Is(err, store.ErrNotFound) {
+		return "", err
+	}
+	key := store.NewKey()
+	if _, err := st.CreateUser(ctx, user, key); errors.Is(err, store.ErrExists) {
+		return "", nil
+	} else if err != nil {
+		return "", err
+	}
+	return key, nil
+}
+
+// importWrite is the store write --replace and --upsert ask for.
+func importWrite(c *cli.Context, st *store.Store) func(context.Context, string, []store.NewItem) ([]store.Item, error) {
+	switch {
+	case c.Bool("replace"):
+		return st.ReplaceItems // one transaction; the user keeps their key
+	case c.Bool("upsert"):
+		return st.UpsertItems
+	}
+	return st.AddItems
 }

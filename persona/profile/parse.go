@@ -116,13 +116,15 @@ type loader struct {
 	sep      string
 	p        *Profile
 	seen     int // items seen (usable or not)
-	firstIdx map[string]int
+	firstIdx map[string]itemPos
+	// fieldsSeen are the field names items have (at most maxFieldNames).
+	fieldsSeen map[string]bool
 }
 
 // newLoader prepares the state of one load: the separator and the text
 // fields that opts ask for.
 func newLoader(source string, opts Options) *loader {
-	l := &loader{opts: opts, source: source, p: &Profile{}, sep: opts.Separator, firstIdx: make(map[string]int)}
+	l := &loader{opts: opts, source: source, p: &Profile{}, sep: opts.Separator, firstIdx: make(map[string]itemPos), fieldsSeen: make(map[string]bool)}
 	if l.sep == "" {
 		l.sep = " "
 	}
@@ -436,54 +438,110 @@ func (l *loader) item(raw json.RawMessage, index, line int) error {
 		return fail("", err)
 	}
 	it := Item{Index: index, Line: line, Fields: make(map[string]string, len(m))}
-	var warnings []string
-	if idRaw, ok := m["id"]; ok {
-		s, kind, ok := jsonscan.Scalar(idRaw)
-		switch {
-		case ok && kind != jsonscan.Bool:
-			it.ID = s
-		case kind != jsonscan.Null:
-			warnings = append(warnings, fmt.Sprintf("\"id\" is %s; ignored", jsonscan.Describe(kind)))
-		}
-	}
+	notes := itemID(m, &it)
 	if err := jsonscan.CheckText(raw); err != nil {
 		return fail(it.ID, err)
 	}
+	if err := l.checkID(it, itemPos{index, line}); err != nil {
+		return err
+	}
 	keys, isString, w := scalarFields(m, it.Fields)
-	warnings = append(warnings, w...)
-	warnings = append(warnings, itemDate(&it)...)
-	var tw []string
+	l.noteFields(keys)
+	notes = append(notes, w...)
+	notes = append(notes, itemDate(&it)...)
+	var tw []note
 	it.Text, tw = l.itemText(it.Fields, keys, isString)
-	warnings = append(warnings, tw...)
-	for _, w := range warnings {
-		if err := l.warn(Warning{Index: index, ID: it.ID, Line: line, Msg: w}); err != nil {
+	notes = append(notes, tw...)
+	for _, n := range notes {
+		if err := l.warn(Warning{Index: index, ID: it.ID, Line: line, Msg: n.msg, Reason: n.reason}); err != nil {
 			return err
 		}
 	}
-	if it.ID != "" {
-		if first, dup := l.firstIdx[it.ID]; dup {
-			if err := l.warn(Warning{Index: index, ID: it.ID, Line: line, Msg: fmt.Sprintf("duplicate id (first used by item %d)", first)}); err != nil {
-				return err
-			}
-		} else {
-			l.firstIdx[it.ID] = index
-		}
-	}
 	if it.Text == "" {
-		what := "no text"
-		if l.fields != nil {
-			what = "no text in field(s) " + strings.Join(l.fields, ", ")
-		}
-		return l.warn(Warning{Index: index, ID: it.ID, Line: line, Msg: what + "; item skipped"})
+		reason := l.skipReason(m, isString) + "; item skipped"
+		return l.warn(Warning{Index: index, ID: it.ID, Line: line, Msg: reason, Reason: reason, Skipped: true})
 	}
 	l.p.Items = append(l.p.Items, it)
 	return nil
 }
 
+// itemID sets the item's id from its "id" member (a string or a number).
+func itemID(m map[string]json.RawMessage, it *Item) []note {
+	idRaw, ok := m["id"]
+	if !ok {
+		return nil
+	}
+	s, kind, ok := jsonscan.Scalar(idRaw)
+	switch {
+	case ok && kind != jsonscan.Bool:
+		it.ID = s
+	case kind != jsonscan.Null:
+		return []note{{"\"id\" ignored (not a string or number)", fmt.Sprintf("\"id\" is %s; ignored", jsonscan.Describe(kind))}}
+	}
+	return nil
+}
+
+// checkID applies the id rule: a valid id, used by one item of the input.
+func (l *loader) checkID(it Item, pos itemPos) error {
+	if it.ID == "" {
+		return nil
+	}
+	if err := CheckID(it.ID); err != nil {
+		return &itemError{index: pos.index, line: pos.line, err: err}
+	}
+	if first, dup := l.firstIdx[it.ID]; dup {
+		return duplicateError(it.ID, first, pos)
+	}
+	l.firstIdx[it.ID] = pos
+	return nil
+}
+
+// maxFieldNames bounds the field names a load remembers for messages.
+const maxFieldNames = 64
+
+// noteFields remembers the field names items have (for the message when
+// no item has the requested ones).
+func (l *loader) noteFields(keys []string) {
+	for _, k := range keys {
+		if len(l.fieldsSeen) >= maxFieldNames {
+			return
+		}
+		l.fieldsSeen[k] = true
+	}
+}
+
+// skipReason says why an item has no text.
+func (l *loader) skipReason(m map[string]json.RawMessage, isString map[string]bool) string {
+	if l.fields != nil {
+		var have []string
+		for _, f := range l.fields {
+			if _, ok := m[f]; ok {
+				have = append(have, f)
+			}
+		}
+		if len(have) == 0 {
+			return "no field " + strings.Join(l.fields, ", ")
+		}
+		return "field(s) " + strings.Join(have, ", ") + " blank or not text"
+	}
+	if raw, ok := m["text"]; ok {
+		if kind := jsonscan.KindOf(raw); kind != jsonscan.String {
+			return fmt.Sprintf("\"text\" is %s (a string is needed)", jsonscan.Describe(kind))
+		}
+		return "\"text\" is blank"
+	}
+	for k, s := range isString {
+		if s && !isMetadata(k) {
+			return "no text (its text fields are blank)"
+		}
+	}
+	return "no text (no \"text\" and no other text field)"
+}
+
 // scalarFields copies an item's scalar members but "id" into fields (as
 // text) and returns their sorted names, which of them are strings, and
 // warnings about the members that are no scalars.
-func scalarFields(m map[string]json.RawMessage, fields map[string]string) (keys []string, isString map[string]bool, warnings []string) {
+func scalarFields(m map[string]json.RawMessage, fields map[string]string) (keys []string, isString map[string]bool, warnings []note) {
 	isString = make(map[string]bool, len(m))
 	keys = make([]string, 0, len(m))
 	for k := range m {
@@ -497,7 +555,7 @@ func scalarFields(m map[string]json.RawMessage, fields map[string]string) (keys 
 		s, kind, ok := jsonscan.Scalar(m[k])
 		if !ok {
 			if kind != jsonscan.Null {
-				warnings = append(warnings, fmt.Sprintf("field %q is %s; ignored", k, jsonscan.Describe(kind)))
+				warnings = append(warnings, note{"nested field ignored", fmt.Sprintf("field %q is %s; ignored", k, jsonscan.Describe(kind))})
 			}
 			continue
 		}
@@ -508,7 +566,7 @@ func scalarFields(m map[string]json.RawMessage, fields map[string]string) (keys 
 }
 
 // itemDate sets the item's date from the first date field it has.
-func itemDate(it *Item) []string {
+func itemDate(it *Item) []note {
 	for _, k := range dateKeys {
 		v, ok := it.Fields[k]
 		if !ok {
@@ -518,15 +576,16 @@ func itemDate(it *Item) []string {
 			it.Date = d
 			return nil
 		}
-		return []string{fmt.Sprintf("unparsable date %q in field %q; date ignored", v, k)}
+		return []note{{"unparsable date ignored", fmt.Sprintf("unparsable date %q in field %q; date ignored", v, k)}}
 	}
 	return nil
 }
 
 // itemText is an item's text: the chosen fields, or "text", or the
 // other text fields in the default order, joined and cut to the limit.
-func (l *loader) itemText(fields map[string]string, keys []string, isString map[string]bool) (string, []string) {
-	var parts, warnings []string
+func (l *loader) itemText(fields map[string]string, keys []string, isString map[string]bool) (string, []note) {
+	var parts []string
+	var warnings []note
 	if l.fields != nil {
 		var missing []string
 		for _, f := range l.fields {
@@ -540,7 +599,7 @@ func (l *loader) itemText(fields map[string]string, keys []string, isString map[
 			}
 		}
 		if len(missing) > 0 && len(parts) > 0 {
-			warnings = append(warnings, fmt.Sprintf("missing field(s) %s", strings.Join(missing, ", ")))
+			warnings = append(warnings, note{"missing field(s) " + strings.Join(missing, ", "), fmt.Sprintf("missing field(s) %s", strings.Join(missing, ", "))})
 		}
 	} else if v := strings.TrimSpace(fields["text"]); v != "" && isString["text"] {
 		parts = []string{v}
@@ -562,8 +621,8 @@ func (l *loader) itemText(fields map[string]string, keys []string, isString map[
 	}
 	text := strings.Join(parts, l.sep)
 	if maxText := l.maxTextBytes(); maxText > 0 && len(text) > maxText {
-		warnings = append(warnings, fmt.Sprintf("text of %d bytes cut to its first %d (an item is at most %d bytes; the encoder reads a few hundred tokens of it)",
-			len(text), maxText, maxText))
+		warnings = append(warnings, note{fmt.Sprintf("text cut to %d bytes", maxText), fmt.Sprintf("text of %d bytes cut to its first %d (an item is at most %d bytes; the encoder reads a few hundred tokens of it)",
+			len(text), maxText, maxText)})
 		text = strings.ToValidUTF8(text[:maxText], "")
 	}
 	return text, warnings
@@ -575,7 +634,7 @@ func (l *loader) finish() error {
 		return ErrEmpty
 	}
 	if len(l.p.Items) == 0 {
-		return fmt.Errorf("%w (all %d items were skipped)", ErrNoUsableItems, l.seen)
+		return l.noUsableError()
 	}
 	l.p.Usable = len(l.p.Items)
 	max := l.opts.MaxItems
@@ -602,6 +661,7 @@ func (l *loader) finish() error {
 		return nil
 	}
 	// The most recent by date; among equal dates the later in the file.
+	l.p.ByDate = true
 	order := make([]int, len(items))
 	for i := range order {
 		order[i] = i

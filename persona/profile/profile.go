@@ -51,13 +51,17 @@
 // last ones in file order; the kept items stay in file order.
 //
 // Problems that do not prevent loading are returned as Profile.Warnings
-// (the library never logs): items without usable text, unparsable dates,
-// missing requested fields, ignored nested fields, duplicate ids, a
-// question id that was not needed. Options.Strict turns every warning into
-// an error. Errors name the item (index, id, line): invalid JSON (with line
+// (the library never logs), each with a Reason that Summarize counts by:
+// items without usable text, unparsable dates, missing requested fields,
+// ignored nested fields, a question id that was not needed. Options.Strict
+// turns every warning into an error. Profile.Kept says what MaxItems
+// dropped. Errors name the item (index, id, line): invalid JSON (with line
 // and column), an item that is not an object, invalid UTF-8 or unpaired
-// surrogate escapes, an empty profile (ErrEmpty), a profile with no
-// usable item left (ErrNoUsableItems) and a LaMP outputs file
+// surrogate escapes, an id that breaks the id rule (ErrBadID, and
+// ErrDuplicateID naming both items: an id names one item, see CheckID), an
+// empty profile (ErrEmpty), a profile with no usable item left
+// (ErrNoUsableItems, with the reasons items were skipped and, when no item
+// has the requested fields, the fields items have) and a LaMP outputs file
 // (ErrOutputsFile). Load skips an incomplete last line of a JSON Lines file
 // (an interrupted append) with a warning naming the line.
 package profile
@@ -186,7 +190,15 @@ type Warning struct {
 	ID    string // the item's id, when known
 	Line  int    // the item's line, when known
 	Msg   string
+	// Reason is the kind of problem without the item's values (such as
+	// "unparsable date ignored"): Summarize counts warnings by it.
+	Reason string
+	// Skipped is set when the item was left out.
+	Skipped bool
 }
+
+// note is a warning about the item being read: its reason and message.
+type note struct{ reason, msg string }
 
 func (w Warning) String() string {
 	if w.Index < 0 {
@@ -198,7 +210,7 @@ func (w Warning) String() string {
 func itemName(index int, id string, line int) string {
 	var extra []string
 	if id != "" {
-		extra = append(extra, "id "+strconv.Quote(id))
+		extra = append(extra, "id "+QuoteID(id))
 	}
 	if line > 0 {
 		extra = append(extra, "line "+strconv.Itoa(line))
@@ -223,6 +235,9 @@ type Profile struct {
 	Format Format
 	// Usable is the number of usable items before MaxItems was applied.
 	Usable int
+	// ByDate is set when MaxItems kept the most recent items by date
+	// rather than the last ones in file order.
+	ByDate bool
 	// Warnings are the problems that did not stop loading.
 	Warnings []Warning
 }

@@ -217,7 +217,7 @@ func TestWarnings(t *testing.T) {
 	in := `[
 {"id": "a", "text": "one", "date": "someday"},
 {"id": "b", "text": "  "},
-{"id": "a", "text": "three", "extra": {"x": 1}, "gone": null},
+{"id": "c", "text": "three", "extra": {"x": 1}, "gone": null},
 {"id": true, "text": "four"},
 {"title": "five"}
 ]`
@@ -226,9 +226,8 @@ func TestWarnings(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `item 0 (id "a", line 2): unparsable date "someday" in field "date"; date ignored
-item 1 (id "b", line 3): no text; item skipped
-item 2 (id "a", line 4): field "extra" is an object; ignored
-item 2 (id "a", line 4): duplicate id (first used by item 0)
+item 1 (id "b", line 3): "text" is blank; item skipped
+item 2 (id "c", line 4): field "extra" is an object; ignored
 item 3 (line 5): "id" is a boolean; ignored`
 	if got := warnings(p); got != want {
 		t.Errorf("warnings:\n%s\nwant:\n%s", got, want)
@@ -236,7 +235,7 @@ item 3 (line 5): "id" is a boolean; ignored`
 	if !slices.Equal(texts(p), []string{"one", "three", "four", "five"}) || p.Usable != 4 {
 		t.Errorf("texts %q usable %d", texts(p), p.Usable)
 	}
-	if !slices.Equal(ids(p), []string{"a", "a", "", ""}) {
+	if !slices.Equal(ids(p), []string{"a", "c", "", ""}) {
 		t.Errorf("ids %q", ids(p))
 	}
 	if p.Items[0].HasDate() {
@@ -258,7 +257,7 @@ item 3 (line 5): "id" is a boolean; ignored`
 	}
 	// Items in a question carry no line.
 	p, err = parseString(t, `{"id": "q", "input": "x", "profile": [{"id": "1", "text": ""}, {"id": "2", "text": "b"}]}`, Options{})
-	if err != nil || warnings(p) != `item 0 (id "1"): no text; item skipped` {
+	if err != nil || warnings(p) != `item 0 (id "1"): "text" is blank; item skipped` {
 		t.Errorf("%v, warnings %q", err, warnings(p))
 	}
 }
@@ -270,8 +269,7 @@ func TestStrict(t *testing.T) {
 		opts Options
 		want string
 	}{
-		{"no text", `[{"id": "1", "text": "a"}, {"id": "2"}]`, Options{}, `item 1 (id "2", line 1): no text; item skipped (strict mode)`},
-		{"duplicate", "[{\"id\": \"1\", \"text\": \"a\"},\n{\"id\": \"1\", \"text\": \"b\"}]", Options{}, `item 1 (id "1", line 2): duplicate id`},
+		{"no text", `[{"id": "1", "text": "a"}, {"id": "2"}]`, Options{}, `item 1 (id "2", line 1): no text (no "text" and no other text field); item skipped (strict mode)`},
 		{"date", `[{"text": "a", "date": "soon"}]`, Options{}, `unparsable date "soon"`},
 		{"missing field", `[{"title": "a"}]`, Options{Task: lamp.LaMP1}, "missing field(s) abstract"},
 		{"question id", `[{"text": "a"}]`, Options{QuestionID: "1"}, `question id "1" ignored`},

@@ -18,7 +18,7 @@ func TestFromQuestionMatchesParse(t *testing.T) {
   {"id": "2", "title": "T2", "text": "  ", "date": "2014-01-01"},
   {"id": "3", "title": "T3", "text": "Body 3", "date": "not a date"},
   {"id": "4", "title": "T4", "text": "Body 4", "date": "2012-01-01", "extra": null},
-  {"id": "1", "title": "T5", "text": "Body 5", "date": "2015-01-01"},
+  {"id": "5", "title": "T5", "text": "Body 5", "date": "2015-01-01"},
   {"id": "6", "abstract": "A6", "description": "D6", "date": "2016-01-01"}
  ]}`
 	var q lamp.Question

@@ -162,32 +162,41 @@ func hashKey(key string) string {
 }
 
 // CreateUser adds a user with the given API key (stored hashed). It
-// returns ErrExists when the id is taken.
+// returns ErrExists when the id is taken. The user it returns is the one
+// the transaction created, also when another caller deletes it at once.
 func (s *Store) CreateUser(ctx context.Context, id, key string) (User, error) {
 	if !ValidUserID(id) {
-		return User{}, fmt.Errorf("user %q: %w", id, ErrBadUserID)
+		return User{}, fmt.Errorf("user %s: %w", q(id), ErrBadUserID)
 	}
-	now := time.Now().UTC()
+	u := User{ID: id, Created: time.Now().UTC()}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return User{}, fmt.Errorf("create user %q: %w", id, err)
+		return User{}, fmt.Errorf("create user %s: %w", q(id), err)
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, "INSERT INTO users(id, key_hash, created) VALUES(?, ?, ?) ON CONFLICT(id) DO NOTHING", id, hashKey(key), now.Format(time.RFC3339Nano))
+	res, err := tx.ExecContext(ctx, "INSERT INTO users(id, key_hash, created) VALUES(?, ?, ?) ON CONFLICT(id) DO NOTHING", id, hashKey(key), u.Created.Format(time.RFC3339Nano))
 	if err != nil {
-		return User{}, fmt.Errorf("create user %q: %w", id, err)
+		return User{}, fmt.Errorf("create user %s: %w", q(id), err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return User{}, fmt.Errorf("user %q: %w", id, ErrExists)
+		return User{}, fmt.Errorf("user %s: %w", q(id), ErrExists)
 	}
 	if _, err := bumpRev(ctx, tx, id); err != nil {
-		return User{}, fmt.Errorf("create user %q: %w", id, err)
+		return User{}, fmt.Errorf("create user %s: %w", q(id), err)
+	}
+	if err := tx.QueryRowContext(ctx, "SELECT rev FROM users WHERE id = ?", id).Scan(&u.Rev); err != nil {
+		return User{}, fmt.Errorf("create user %s: %w", q(id), err)
 	}
 	if err := tx.Commit(); err != nil {
-		return User{}, fmt.Errorf("create user %q: %w", id, err)
+		return User{}, fmt.Errorf("create user %s: %w", q(id), err)
 	}
-	return s.User(ctx, id)
+	testHookCreated(s, id)
+	return u, nil
 }
+
+// testHookCreated runs after CreateUser commits (tests put a concurrent
+// delete there).
+var testHookCreated = func(*Store, string) {}
 
 // UserByKey returns the id of the user whose API key is key (ErrNotFound
 // when none).
@@ -207,10 +216,10 @@ func (s *Store) User(ctx context.Context, id string) (User, error) {
 	err := s.db.QueryRowContext(ctx, "SELECT id, created, rev, (SELECT count(*) FROM items WHERE user_id = users.id) FROM users WHERE id = ?", id).
 		Scan(&u.ID, &created, &u.Rev, &u.Items)
 	if errors.Is(err, sql.ErrNoRows) {
-		return User{}, fmt.Errorf("user %q: %w", id, ErrNotFound)
+		return User{}, fmt.Errorf("user %s: %w", q(id), ErrNotFound)
 	}
 	if err != nil {
-		return User{}, fmt.Errorf("read user %q: %w", id, err)
+		return User{}, fmt.Errorf("read user %s: %w", q(id), err)
 	}
 	u.Created, _ = time.Parse(time.RFC3339Nano, created)
 	return u, nil
@@ -220,10 +229,10 @@ func (s *Store) User(ctx context.Context, id string) (User, error) {
 func (s *Store) DeleteUser(ctx context.Context, id string) error {
 	res, err := s.db.ExecContext(ctx, "DELETE FROM users WHERE id = ?", id)
 	if err != nil {
-		return fmt.Errorf("delete user %q: %w", id, err)
+		return fmt.Errorf("delete user %s: %w", q(id), err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("user %q: %w", id, ErrNotFound)
+		return fmt.Errorf("user %s: %w", q(id), ErrNotFound)
 	}
 	return nil
 }
@@ -242,80 +251,6 @@ func bumpRev(ctx context.Context, tx *sql.Tx, userID string) (ok bool, err error
 	return n > 0, nil
 }
 
-// NewItem is an item to add.
-type NewItem struct {
-	ID     string            `json:"id,omitempty"` // "" assigns one
-	Text   string            `json:"text"`
-	Date   string            `json:"date,omitempty"`
-	Fields map[string]string `json:"fields,omitempty"`
-}
-
-// AddItems appends items to a user's history in one transaction: all or
-// none are added. An item whose id the user already has replaces the
-// old one (its embeddings are recomputed).
-func (s *Store) AddItems(ctx context.Context, userID string, items []NewItem) ([]Item, error) {
-	return s.writeItems(ctx, userID, items, false)
-}
-
-// ReplaceItems replaces a user's whole history with items in one
-// transaction: after a crash the user has either the old items or the new
-// ones. The user and their API key stay.
-func (s *Store) ReplaceItems(ctx context.Context, userID string, items []NewItem) ([]Item, error) {
-	return s.writeItems(ctx, userID, items, true)
-}
-
-func (s *Store) writeItems(ctx context.Context, userID string, items []NewItem, replace bool) ([]Item, error) {
-	for i, it := range items {
-		if strings.TrimSpace(it.Text) == "" {
-			return nil, fmt.Errorf("item %d: empty text", i)
-		}
-	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, fmt.Errorf("add items for %q: %w", userID, err)
-	}
-	defer tx.Rollback()
-	if ok, err := bumpRev(ctx, tx, userID); err != nil {
-		return nil, fmt.Errorf("add items for %q: %w", userID, err)
-	} else if !ok {
-		return nil, fmt.Errorf("user %q: %w", userID, ErrNotFound)
-	}
-	if replace {
-		if _, err := tx.ExecContext(ctx, "DELETE FROM items WHERE user_id = ?", userID); err != nil {
-			return nil, fmt.Errorf("replace the items of %q: %w", userID, err)
-		}
-	}
-	now := time.Now().UTC()
-	out := make([]Item, 0, len(items))
-	for _, it := range items {
-		id := it.ID
-		if id == "" {
-			var b [8]byte
-			_, _ = rand.Read(b[:])
-			id = hex.EncodeToString(b[:])
-		}
-		fields := it.Fields
-		if fields == nil {
-			fields = map[string]string{}
-		}
-		fj, _ := json.Marshal(fields)
-		if _, err := tx.ExecContext(ctx, "DELETE FROM items WHERE user_id = ? AND item_id = ?", userID, id); err != nil {
-			return nil, fmt.Errorf("add item %q for %q: %w", id, userID, err)
-		}
-		r, err := tx.ExecContext(ctx, "INSERT INTO items(user_id, item_id, text, date, fields, added) VALUES(?, ?, ?, ?, ?, ?)",
-			userID, id, it.Text, it.Date, string(fj), now.Format(time.RFC3339Nano))
-		if err != nil {
-			return nil, fmt.Errorf("add item %q for %q: %w", id, userID, err)
-		}
-		seq, _ := r.LastInsertId()
-		out = append(out, Item{ID: id, Text: it.Text, Date: it.Date, Fields: it.Fields, Added: now, Seq: seq})
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("add items for %q: %w", userID, err)
-	}
-	return out, nil
-}
-
 // Items returns a user's items in the order they were added.
 func (s *Store) Items(ctx context.Context, userID string) ([]Item, error) {
 	if _, err := s.User(ctx, userID); err != nil {
@@ -323,7 +258,7 @@ func (s *Store) Items(ctx context.Context, userID string) ([]Item, error) {
 	}
 	rows, err := s.db.QueryContext(ctx, "SELECT seq, item_id, text, date, fields, added FROM items WHERE user_id = ? ORDER BY seq", userID)
 	if err != nil {
-		return nil, fmt.Errorf("read items of %q: %w", userID, err)
+		return nil, fmt.Errorf("read items of %s: %w", q(userID), err)
 	}
 	defer rows.Close()
 	var out []Item
@@ -331,7 +266,7 @@ func (s *Store) Items(ctx context.Context, userID string) ([]Item, error) {
 		var it Item
 		var fj, added string
 		if err := rows.Scan(&it.Seq, &it.ID, &it.Text, &it.Date, &fj, &added); err != nil {
-			return nil, fmt.Errorf("read items of %q: %w", userID, err)
+			return nil, fmt.Errorf("read items of %s: %w", q(userID), err)
 		}
 		if fj != "{}" {
 			_ = json.Unmarshal([]byte(fj), &it.Fields)
@@ -351,10 +286,10 @@ func (s *Store) DeleteItem(ctx context.Context, userID, itemID string) error {
 	defer tx.Rollback()
 	res, err := tx.ExecContext(ctx, "DELETE FROM items WHERE user_id = ? AND item_id = ?", userID, itemID)
 	if err != nil {
-		return fmt.Errorf("delete item %q of %q: %w", itemID, userID, err)
+		return fmt.Errorf("delete item %s of %s: %w", q(itemID), q(userID), err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("item %q of user %q: %w", itemID, userID, ErrNotFound)
+		return fmt.Errorf("item %s of user %s: %w", q(itemID), q(userID), ErrNotFound)
 	}
 	if _, err := bumpRev(ctx, tx, userID); err != nil {
 		return err
@@ -368,7 +303,7 @@ func (s *Store) Embeddings(ctx context.Context, userID, encoderID string) (map[i
 	rows, err := s.db.QueryContext(ctx, `SELECT e.item_seq, e.vec FROM embeddings e JOIN items i ON i.seq = e.item_seq
 		WHERE i.user_id = ? AND e.encoder = ?`, userID, encoderID)
 	if err != nil {
-		return nil, fmt.Errorf("read embeddings of %q: %w", userID, err)
+		return nil, fmt.Errorf("read embeddings of %s: %w", q(userID), err)
 	}
 	defer rows.Close()
 	out := map[int64][]float32{}

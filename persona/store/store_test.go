@@ -66,7 +66,7 @@ func TestItemsSurviveRestart(t *testing.T) {
 		t.Fatalf("another encoder sees %d vectors", len(emb))
 	}
 	// Replacing an item by id drops its stale embedding and bumps the revision.
-	if _, err := st.AddItems(ctx, "ann", []NewItem{{ID: "1", Text: "first, edited"}}); err != nil {
+	if _, err := st.UpsertItems(ctx, "ann", []NewItem{{ID: "1", Text: "first, edited"}}); err != nil {
 		t.Fatal(err)
 	}
 	if emb, _ := st.Embeddings(ctx, "ann", "enc-a"); len(emb) != 1 {
