@@ -427,7 +427,7 @@ func (r *trainRun) checkpoint(epoch int) string {
 		return ""
 	}
 	p := filepath.Join(dir, fmt.Sprintf("epoch-%d.plug.gguf", epoch+1))
-	err := os.MkdirAll(dir, 0o755)
+	err := os.MkdirAll(dir, 0o777)
 	if err == nil {
 		err = r.save(p, epoch+1, 0)
 	}
@@ -455,7 +455,7 @@ func CheckOutputs(o Options) error {
 		return err
 	}
 	if o.CheckpointDir != "" {
-		if err := os.MkdirAll(o.CheckpointDir, 0o755); err != nil {
+		if err := os.MkdirAll(o.CheckpointDir, 0o777); err != nil {
 			return fmt.Errorf("checkpoint folder: %w", err)
 		}
 		if err := probeDir(o.CheckpointDir); err != nil {
