@@ -55,7 +55,7 @@ third_party/llama.cpp third_party/ggml &: go.mod
 	echo "third_party -> $$dir"
 
 build: deps
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/pplug ./cmd/pplug
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/pplug ./cmd/pplug
 
 # The default model for a first run: the real pretrained stories260K (TinyStories).
 ASSETS ?= ../shared/assets

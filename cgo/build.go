@@ -24,6 +24,9 @@ import (
 	// The compiled llama.cpp and ggml (CPU backend) libraries.
 	_ "github.com/ollama/ollama/llama/llama.cpp/src"
 	_ "github.com/ollama/ollama/ml/backend/ggml/ggml/src"
+
+	// ggml-cpu's AMX kernels, which the module's cgo packages leave out.
+	_ "github.com/pplug/pplug/cgo/amx"
 )
 
 // LlamaCppCommit is the llama.cpp commit vendored by the pinned ollama module.
