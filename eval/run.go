@@ -226,7 +226,7 @@ func Run(ctx context.Context, p *Predictor, o RunOptions) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
+	if err := os.MkdirAll(o.OutDir, 0o777); err != nil {
 		return rep, err
 	}
 	for _, m := range o.Methods {

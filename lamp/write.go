@@ -12,8 +12,8 @@ import (
 // the complete new one: write calls fill a temporary file in the same
 // directory, which is flushed to disk (fsync) and renamed over path. The
 // directory is synced afterwards where the system allows it. The file keeps
-// the mode of the file it replaces, or gets mode 0644 when new. On any
-// error the temporary file is removed and path is left untouched.
+// the mode of the file it replaces, or gets 0666 less the umask when new.
+// On any error the temporary file is removed and path is left untouched.
 func WriteAtomic(path string, write func(w io.Writer) error) error {
 	return atomicfile.Write(path, write)
 }

@@ -149,7 +149,7 @@ func decodeCache(b []byte, encoderID string, dim int) (map[[32]byte][]float32, e
 // Store writes the vectors of one (encoder, profile) file atomically.
 func (c *Cache) Store(encoderID, profileKey string, dim int, keys [][32]byte, vecs [][]float32) error {
 	path := c.Path(encoderID, profileKey)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o777); err != nil {
 		return err
 	}
 	// Repeated texts are stored once.

@@ -82,8 +82,10 @@ var checkpointWriter = func(dst string, w io.Writer) io.Writer { return w }
 // either write fails, nothing is left behind and an existing pair at path
 // is untouched. Should the second rename fail, the new state is removed
 // again; the pair's shared identity (the state records the plug's step and
-// checksum) keeps a mismatched pair from ever being resumed.
-func writePair(path string, plug *persona.Plug, st optState) error {
+// checksum) keeps a mismatched pair from ever being resumed. place puts
+// each staged file where it goes: (*atomicfile.Staged).Commit replaces a
+// file there, CommitNew refuses to (a rescue file never replaces one).
+func writePair(path string, plug *persona.Plug, st optState, place func(*atomicfile.Staged) error) error {
 	optPath := path + ".opt"
 	stage := func(dst string, write func(w io.Writer) error) (*atomicfile.Staged, error) {
 		st, err := atomicfile.Stage(dst, func(w io.Writer) error { return write(checkpointWriter(dst, w)) })
@@ -101,11 +103,11 @@ func writePair(path string, plug *persona.Plug, st optState) error {
 		opt.Abort()
 		return err
 	}
-	if err := opt.Commit(); err != nil {
+	if err := place(opt); err != nil {
 		pl.Abort()
 		return err
 	}
-	if err := pl.Commit(); err != nil {
+	if err := place(pl); err != nil {
 		// The new state must not stay beside an older plug.
 		os.Remove(optPath)
 		return err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/pplug/pplug/internal/atomicfile"
 	"github.com/pplug/pplug/internal/testenv"
 	"github.com/pplug/pplug/persona"
 )
@@ -264,5 +266,35 @@ func TestResumeRefusesMismatchedPair(t *testing.T) {
 	copyFile(edited+".opt", e1+".opt")
 	if err := resume(edited); err == nil || !strings.Contains(err.Error(), "checksum") {
 		t.Fatalf("resumed from a plug whose weights are not the state's: %v", err)
+	}
+}
+
+// TestRescuePairNeverReplaces: written as a rescue (CommitNew), a pair
+// never replaces a file at either of its names and leaves no half pair.
+func TestRescuePairNeverReplaces(t *testing.T) {
+	plug, err := persona.NewPlug(4, 8, 1, persona.PlugOptions{Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, taken := range []string{"", ".opt"} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "x.rescued.gguf")
+		if err := os.WriteFile(path+taken, []byte("keep"), 0o666); err != nil {
+			t.Fatal(err)
+		}
+		err := writePair(path, plug, optState{Step: 1}, (*atomicfile.Staged).CommitNew)
+		if !errors.Is(err, fs.ErrExist) {
+			t.Fatalf("a rescue over %s: %v, want an error wrapping fs.ErrExist", path+taken, err)
+		}
+		if b, _ := os.ReadFile(path + taken); string(b) != "keep" {
+			t.Fatalf("%s was replaced", path+taken)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+			t.Fatalf("the refused rescue left %v", entries)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "free.gguf")
+	if err := writePair(path, plug, optState{Step: 1}, (*atomicfile.Staged).CommitNew); err != nil {
+		t.Fatalf("a rescue to a free name: %v", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pplug/pplug/internal/atomicfile"
 	"github.com/pplug/pplug/llama"
 	"github.com/pplug/pplug/persona"
 	"github.com/pplug/pplug/traingraph"
@@ -290,8 +291,15 @@ func (r *trainRun) resume() (epoch, batch int, err error) {
 	return st.Epoch, st.Batch, nil
 }
 
-// save writes the plug and its optimizer state as a pair to path.
+// save writes the plug and its optimizer state as a pair to path,
+// replacing the pair there.
 func (r *trainRun) save(path string, epoch, batch int) error {
+	return r.saveWith(path, epoch, batch, (*atomicfile.Staged).Commit)
+}
+
+// saveWith is save with place putting each file of the pair in place (see
+// writePair).
+func (r *trainRun) saveWith(path string, epoch, batch int, place func(*atomicfile.Staged) error) error {
 	o, plug := r.o, r.plug
 	r.g.StorePlug()
 	plug.Meta["trained"] = "true"
@@ -309,7 +317,7 @@ func (r *trainRun) save(path string, epoch, batch int) error {
 	}
 	st := r.opt.state(epoch, batch, o.Seed)
 	st.PlugSum = plug.Checksum()
-	return writePair(path, plug, st)
+	return writePair(path, plug, st, place)
 }
 
 // saveOutput writes the plug to o.Output or, when that fails, to a rescue
@@ -325,7 +333,8 @@ func (r *trainRun) saveOutput(epoch, batch int) error {
 	var tried []string
 	for _, dir := range rescueDirs(o) {
 		rp := filepath.Join(dir, rescueName(o.Output))
-		if rerr := r.save(rp, epoch, batch); rerr != nil {
+		// A rescue file has a new name and never replaces a file.
+		if rerr := r.saveWith(rp, epoch, batch, (*atomicfile.Staged).CommitNew); rerr != nil {
 			tried = append(tried, fmt.Sprintf("%s (%v)", rp, rerr))
 			continue
 		}
@@ -427,7 +436,7 @@ func (r *trainRun) checkpoint(epoch int) string {
 		return ""
 	}
 	p := filepath.Join(dir, fmt.Sprintf("epoch-%d.plug.gguf", epoch+1))
-	err := os.MkdirAll(dir, 0o755)
+	err := os.MkdirAll(dir, 0o777)
 	if err == nil {
 		err = r.save(p, epoch+1, 0)
 	}
@@ -455,7 +464,7 @@ func CheckOutputs(o Options) error {
 		return err
 	}
 	if o.CheckpointDir != "" {
-		if err := os.MkdirAll(o.CheckpointDir, 0o755); err != nil {
+		if err := os.MkdirAll(o.CheckpointDir, 0o777); err != nil {
 			return fmt.Errorf("checkpoint folder: %w", err)
 		}
 		if err := probeDir(o.CheckpointDir); err != nil {

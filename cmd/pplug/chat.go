@@ -725,7 +725,7 @@ func historyFile() string {
 	if err != nil {
 		return ""
 	}
-	if err := os.MkdirAll(d+"/pplug", 0o755); err != nil {
+	if err := os.MkdirAll(d+"/pplug", 0o777); err != nil {
 		return ""
 	}
 	return d + "/pplug/chat_history"

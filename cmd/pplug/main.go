@@ -160,7 +160,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 // conventions makes cmd and its subcommands keep the CLI's rules: usage
 // errors (bad flags, missing required flags, stray arguments) exit 2 with
 // a one-line message naming the command; a command without ArgsUsage takes
-// no positional arguments; float defaults print short.
+// no positional arguments; no output flag names an input or another output
+// (files.go); float defaults print short.
 func conventions(cmd *cli.Command, path string) {
 	cmd.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
 		return cmdUsageError{cmd: path, err: err}
@@ -189,6 +190,10 @@ func conventions(cmd *cli.Command, path string) {
 		cmd.Action = func(c *cli.Context) error {
 			if !takesArgs && !hasSubs && c.NArg() > 0 {
 				return cmdUsageError{cmd: path, err: fmt.Errorf("unexpected argument %q: this command takes no arguments (quote text that holds spaces)", c.Args().First())}
+			}
+			// Before anything else reads or writes a file.
+			if err := checkFiles(c, path, cmd.Flags); err != nil {
+				return cmdUsageError{cmd: path, err: err}
 			}
 			for _, name := range required {
 				if !c.IsSet(name) {

@@ -37,6 +37,8 @@ func profilesPath(c *cli.Context) (string, error) {
 		dir = filepath.Join(home, ".local", "share")
 	}
 	dir = filepath.Join(dir, "pplug")
+	// 0700, narrower than the umask's default: the database holds the
+	// users' API keys.
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("create the profile database folder: %w (give --profiles FILE)", err)
 	}

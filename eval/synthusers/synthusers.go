@@ -353,7 +353,7 @@ func Write(dir string, ds Dataset) error {
 	if len(ds.Train.Questions) == 0 && len(ds.Dev.Questions) == 0 && len(ds.Test.Questions) == 0 {
 		return errors.New("synthusers: the dataset is empty")
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o777); err != nil {
 		return err
 	}
 	var all []User

@@ -8,14 +8,16 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 )
 
 // Write creates or replaces path with what write produces. The file keeps
-// the permissions of the file it replaces (0644 for a new one). On any
-// error the destination is left as it was. Errors name path, never the
-// hidden temporary file.
+// the permissions of the file it replaces; a new one gets 0666 less the
+// umask, as os.Create gives. On any error the destination is left as it
+// was. Errors name path, never the hidden temporary file.
 func Write(path string, write func(w io.Writer) error) error {
 	st, err := Stage(path, write)
 	if err != nil {
@@ -36,7 +38,7 @@ type Staged struct {
 // and syncs it; Commit puts it in place, Abort drops it. On error nothing
 // is left behind. Errors name path, never the temporary file.
 func Stage(path string, write func(w io.Writer) error) (_ *Staged, err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	f, err := createTemp(path)
 	if err != nil {
 		return nil, named(path, "create", err)
 	}
@@ -55,11 +57,7 @@ func Stage(path string, write func(w io.Writer) error) (_ *Staged, err error) {
 	if err = bw.Flush(); err != nil {
 		return nil, err
 	}
-	mode := os.FileMode(0o644)
-	if fi, serr := os.Stat(path); serr == nil && fi.Mode().IsRegular() {
-		mode = fi.Mode().Perm()
-	}
-	if err = f.Chmod(mode); err != nil {
+	if err = keepMode(f, path); err != nil {
 		return nil, err
 	}
 	if err = f.Sync(); err != nil {
@@ -69,6 +67,31 @@ func Stage(path string, write func(w io.Writer) error) (_ *Staged, err error) {
 		return nil, err
 	}
 	return st, nil
+}
+
+// createTemp creates a new, empty temporary file beside path with mode
+// 0666, which the umask narrows as it does for any file the user creates
+// (os.CreateTemp would give 0600 whatever the umask).
+func createTemp(path string) (*os.File, error) {
+	prefix := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	for range 100 {
+		name := prefix + strconv.FormatUint(rand.Uint64(), 36)
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+		if !errors.Is(err, fs.ErrExist) {
+			return f, err
+		}
+	}
+	return nil, &fs.PathError{Op: "create", Path: path, Err: errors.New("no free temporary name beside it")}
+}
+
+// keepMode gives the staged file f the permissions of the regular file it
+// will replace; a new file keeps the mode it was created with.
+func keepMode(f *os.File, path string) error {
+	fi, err := os.Stat(path)
+	if err != nil || !fi.Mode().IsRegular() {
+		return nil
+	}
+	return f.Chmod(fi.Mode().Perm())
 }
 
 // Path is the file the staged content is for.

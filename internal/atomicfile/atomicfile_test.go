@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -109,5 +110,60 @@ func TestWriteNewNeverReplaces(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
 		t.Fatalf("%d files left, want 2 (no temporary file)", len(ents))
+	}
+}
+
+// underUmask runs f with the process umask set to mask. The umask is
+// process-wide: tests that use it do not run in parallel.
+func underUmask(mask int, f func()) {
+	old := syscall.Umask(mask)
+	defer syscall.Umask(old)
+	f()
+}
+
+// Every way of creating a file gives it 0666 less the umask, as os.Create
+// does; replacing a file keeps its mode.
+func TestNewFilesFollowUmask(t *testing.T) {
+	ok := func(w io.Writer) error { _, err := io.WriteString(w, "x"); return err }
+	stage := func(commit func(*Staged) error) func(string) error {
+		return func(path string) error {
+			st, err := Stage(path, ok)
+			if err != nil {
+				return err
+			}
+			return commit(st)
+		}
+	}
+	ways := map[string]func(path string) error{
+		"Write":           func(path string) error { return Write(path, ok) },
+		"WriteNew":        func(path string) error { return WriteNew(path, ok) },
+		"Stage+Commit":    stage((*Staged).Commit),
+		"Stage+CommitNew": stage((*Staged).CommitNew),
+	}
+	for _, mask := range []int{0o077, 0o022, 0o027} {
+		want := fs.FileMode(0o666 &^ mask)
+		for name, write := range ways {
+			path := filepath.Join(t.TempDir(), "new.json")
+			var err error
+			underUmask(mask, func() { err = write(path) })
+			if err != nil {
+				t.Fatalf("%s under umask %03o: %v", name, mask, err)
+			}
+			if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != want {
+				t.Errorf("%s under umask %03o: mode %v (%v), want %v", name, mask, fi.Mode().Perm(), err, want)
+			}
+		}
+	}
+	path := filepath.Join(t.TempDir(), "old.json")
+	if err := os.WriteFile(path, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o604); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	underUmask(0o077, func() { err = Write(path, ok) })
+	if fi, serr := os.Stat(path); err != nil || serr != nil || fi.Mode().Perm() != 0o604 {
+		t.Fatalf("replacing a 0604 file under umask 077: %v %v, mode %v", err, serr, fi.Mode().Perm())
 	}
 }

@@ -35,7 +35,7 @@ func lockProfile(path string, shared bool) (unlock func(), err error) {
 			return func() {}, nil
 		}
 	} else {
-		f, err = os.OpenFile(lp, os.O_RDWR|os.O_CREATE, 0o644)
+		f, err = os.OpenFile(lp, os.O_RDWR|os.O_CREATE, 0o666)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("lock file %s: %w", lp, err)
