@@ -61,9 +61,11 @@ func loadProfile(c *cli.Context) (*profile.Profile, lamp.Task, error) {
 	if opts.MaxItems <= 0 {
 		return nil, task, usagef("--max-items must be positive")
 	}
+	// The profile package's errors name the profile and its file already
+	// (profile.LoadError).
 	prof, err := profile.LoadContext(c.Context, c.String("profile"), opts)
 	if err != nil {
-		return nil, task, fmt.Errorf("profile: %w", err)
+		return nil, task, err
 	}
 	for _, w := range prof.Warnings {
 		slog.Warn("profile", "warning", w.String())
@@ -78,6 +80,7 @@ type personaState struct {
 	prof    *profile.Profile // nil without --profile
 	user    *persona.Persona // nil without --profile
 	key     string           // the profile's name in the embedding cache
+	path    string           // --profile
 	closers []io.Closer
 }
 
@@ -155,7 +158,7 @@ func setupPersona(ctx context.Context, c *cli.Context, llm *llama.Model, stderr 
 	if err != nil {
 		return nil, err
 	}
-	st.prof, st.key = prof, profileKey(c)
+	st.prof, st.key, st.path = prof, profileKey(c), c.String("profile")
 	if task.Valid() {
 		st.pz.Query = task.QueryPart
 	}
@@ -218,7 +221,11 @@ func (st *personaState) prepare(ctx context.Context, stderr io.Writer) error {
 	if us.Rebuilt {
 		slog.Warn("the embedding cache file was damaged and has been rebuilt")
 	}
-	args := []any{"method", st.pz.Method, "profile", st.key, "items", user.Len()}
+	args := []any{"method", st.pz.Method, "profile", st.path}
+	if st.prof.QuestionID != "" {
+		args = append(args, "question_id", st.prof.QuestionID)
+	}
+	args = append(args, "items", user.Len())
 	if st.pz.Method.NeedsPlug() {
 		args = append(args, "encoder", st.pz.Encoder.ID(), "cached", us.Cached, "encoded", us.Encoded, "device", st.pz.Backend.Device())
 	}

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/pplug/pplug/internal/testenv"
+)
+
+// doubledPrefix returns the first error prefix said twice in a row in a
+// message's lines ("profile: profile: ...", "profile F: profile: ..."),
+// or "".
+func doubledPrefix(msg string) string {
+	for _, line := range strings.Split(msg, "\n") {
+		parts := strings.Split(line, ": ")
+		for i := 0; i+1 < len(parts); i++ {
+			a, b := parts[i], parts[i+1]
+			first, _, _ := strings.Cut(a, " ")
+			if a == b || (!strings.Contains(b, " ") && b == first && i+2 < len(parts)) {
+				return a + ": " + b
+			}
+		}
+	}
+	return ""
+}
+
+// TestErrorsNameTheirSubjectOnce: a failing command names what failed once,
+// never with the same prefix twice ("pplug: profile: profile: open ...").
+func TestErrorsNameTheirSubjectOnce(t *testing.T) {
+	model := testenv.Stories260K(t)
+	dir := t.TempDir()
+	absent := filepath.Join(dir, "absent.json")
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(bad, []byte("[1]"), 0o644)
+	notGGUF := filepath.Join(dir, "plug.gguf")
+	os.WriteFile(notGGUF, []byte("not a plug"), 0o644)
+	for _, args := range [][]string{
+		{"generate", "-m", model, "-p", "x", "--profile", absent},
+		{"generate", "-m", model, "-p", "x", "--profile", bad},
+		{"generate", "-m", model, "-p", "x", "--profile", dir},
+		{"generate", "-m", model, "-p", "x", "--profile", bad, "--plug", notGGUF},
+		{"generate", "-m", absent, "-p", "x"},
+		{"chat", "-m", model, "--profile", absent},
+		{"profile", "import", "--profiles", filepath.Join(dir, "p.db"), "--user", "u", "--profile", absent},
+		{"profile", "encode", "-m", model, "--profile", absent},
+		{"plug", "info", notGGUF},
+		{"bench", "-m", model, "-p", "0", "-n", "0", "--profile", absent},
+	} {
+		code, _, errs := pplug(t, "", args...)
+		if code == 0 {
+			t.Errorf("%q: exit 0", args)
+			continue
+		}
+		if m := doubledPrefix(errs); m != "" {
+			t.Errorf("%q: the prefix %q is doubled:\n%s", args, m, errs)
+		}
+	}
+}
+
+// TestVerboseLogsProfileFields: -v logs the profile as well-formed slog
+// fields: the file, the question id when there is one, the item count.
+func TestVerboseLogsProfileFields(t *testing.T) {
+	model := testenv.Stories260K(t)
+	root, _ := testenv.RepoRoot()
+	prof := filepath.Join(root, "examples", "profiles", "tom.jsonl")
+	code, _, errs := pplug(t, "", "-v", "generate", "-m", model, "-p", "Tom", "-n", "1", "-t", "1", "--profile", prof)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	line := regexp.MustCompile(`msg=personalisation .*`).FindString(errs)
+	if !strings.Contains(line, " profile="+prof+" items=6") || strings.Contains(line, "#") {
+		t.Errorf("the personalisation log line %q: want profile=%s items=6", line, prof)
+	}
+}
