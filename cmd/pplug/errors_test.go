@@ -75,3 +75,23 @@ func TestVerboseLogsProfileFields(t *testing.T) {
 		t.Errorf("the personalisation log line %q: want profile=%s items=6", line, prof)
 	}
 }
+
+// TestProfileDatabasePlace: a --profiles in a missing folder says so and
+// how to fix it, for serve (before it loads the model) and profile import.
+func TestProfileDatabasePlace(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "missing", "users.db")
+	prof := filepath.Join(dir, "p.json")
+	os.WriteFile(prof, []byte(`[{"text": "Lily likes red balls."}]`), 0o644)
+	absentModel := filepath.Join(dir, "absent.gguf")
+	for _, args := range [][]string{
+		{"profile", "import", "--profiles", db, "--user", "lily", "--profile", prof},
+		{"serve", "-m", absentModel, "--profiles", db},
+	} {
+		code, _, errs := pplug(t, "", args...)
+		want := "profile database " + db + ": the folder " + filepath.Dir(db) + " does not exist: create it (mkdir -p"
+		if code != 1 || !strings.Contains(errs, want) || strings.Contains(errs, "move it away") {
+			t.Errorf("%q: exit %d: %s\nwant exit 1 and %q", args[:2], code, errs, want)
+		}
+	}
+}
