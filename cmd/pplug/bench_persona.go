@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"time"
 
@@ -289,11 +288,7 @@ func (pb *personaBench) aggregation(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, f := range strings.Split(b.c.String("agg-items"), ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			return usagef("--agg-items: %q is not a positive number", f)
-		}
+	for _, n := range b.aggItems {
 		keys := make([][]float32, n)
 		for i := range keys {
 			keys[i] = pb.vecs[i%len(pb.vecs)]
