@@ -96,6 +96,12 @@ func runChat(c *cli.Context) error {
 	}
 	// Sequence 1 is scratch space for replacing the persona rows in place.
 	copts.NSeqMax, copts.KVUnified = 2, true
+	if _, err := checkPersonaFlags(c); err != nil {
+		return err
+	}
+	if c.Bool("remember") && c.String("profile") == "" {
+		return usagef("--remember needs --profile")
+	}
 
 	m, err := loadModel(ctx, c, stderr)
 	if err != nil {

@@ -95,3 +95,63 @@ func TestProfileDatabasePlace(t *testing.T) {
 		}
 	}
 }
+
+// TestFlagsCheckedBeforeLoading: a bad flag value is a usage error found
+// before the model is loaded. The model here does not exist, so a check
+// made after loading would fail with exit 1 and another message. Enum-like
+// flags are checked whether or not this run would read them (--device
+// without --plug).
+func TestFlagsCheckedBeforeLoading(t *testing.T) {
+	dir := t.TempDir()
+	m := filepath.Join(dir, "absent.gguf")
+	prof := filepath.Join(dir, "p.json")
+	os.WriteFile(prof, []byte(`[{"text": "Lily likes red balls."}]`), 0o644)
+	q := filepath.Join(dir, "q.json")
+	os.WriteFile(q, []byte(`[{"id": "1", "input": "x", "profile": [{"id": "1", "text": "a"}]}]`), 0o644)
+	enums := [][]string{
+		{"--device", "bogus", `--device: kernels: unknown device "bogus"`},
+		{"--pooling", "median", `--pooling: unknown pooling "median"`},
+	}
+	cases := []struct {
+		cmd   []string
+		flags [][]string // flag, value, message
+	}{
+		{[]string{"generate", "-m", m, "-p", "x"}, append(enums,
+			[]string{"--method", "magic", `--method: unknown method "magic"`},
+			[]string{"--task", "lamp9", "--task: lamp: no task"},
+			[]string{"--plug", prof, "--plug needs --profile"},
+			[]string{"--method", "pplug", "--method pplug needs --plug"},
+			[]string{"--top-p", "2", "top-p 2 is outside [0, 1]"},
+			[]string{"-n", "-2", "--n-predict -2"},
+			[]string{"-c", "-1", "--ctx-size -1"})},
+		{[]string{"chat", "-m", m}, append(enums,
+			[]string{"--method", "bm25", "--method bm25 needs --profile"},
+			[]string{"--remember", "", "--remember needs --profile"},
+			[]string{"-t", "9999", "--threads 9999"})},
+		{[]string{"embed", "-m", m, "-p", "x"}, [][]string{
+			{"--pooling", "median", `--pooling: unknown pooling "median"`},
+			{"--embd-normalize", "-3", "--embd-normalize -3"},
+			{"--embd-output-format", "xml", `--embd-output-format "xml"`}}},
+		{[]string{"eval", "-m", m, "--questions", q}, append(enums,
+			[]string{"--methods", "magic", "magic"},
+			[]string{"--task", "lamp9", "--task: lamp: no task"})},
+		{[]string{"serve", "-m", m, "--profiles", filepath.Join(dir, "s.db")}, append(enums,
+			[]string{"--port", "70000", "--port 70000"})},
+		{[]string{"bench", "-m", m, "-p", "4", "-n", "0"}, append(enums,
+			[]string{"--task", "lamp9", "--task: lamp: no task"})},
+	}
+	for _, tc := range cases {
+		for _, f := range tc.flags {
+			args := append([]string(nil), tc.cmd...)
+			if f[1] == "" {
+				args = append(args, f[0]) // a bool flag
+			} else {
+				args = append(args, f[0], f[1])
+			}
+			code, _, errs := pplug(t, "", args...)
+			if code != 2 || !strings.Contains(errs, f[2]) {
+				t.Errorf("%s %s %s: exit %d: %s\nwant exit 2 and %q", tc.cmd[0], f[0], f[1], code, errs, f[2])
+			}
+		}
+	}
+}

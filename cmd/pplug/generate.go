@@ -131,6 +131,9 @@ func runGenerate(c *cli.Context) error {
 	if k := c.Int("explain-k"); k < 1 {
 		return usagef("--explain-k must be 1 or more")
 	}
+	if _, err := checkPersonaFlags(c); err != nil {
+		return err
+	}
 
 	ctx := c.Context
 	m, err := loadModel(ctx, c, stderr)

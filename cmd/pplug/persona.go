@@ -133,12 +133,19 @@ func personaMethod(c *cli.Context) (persona.Method, error) {
 	return m, nil
 }
 
+// checkPersonaFlags checks that --profile, --plug and --method go
+// together, and returns the method they ask for. Commands call it before
+// they load a model; setupPersona calls it again.
+func checkPersonaFlags(c *cli.Context) (persona.Method, error) {
+	if c.String("profile") == "" && c.String("plug") != "" {
+		return "", usagef("--plug needs --profile: a plug-in turns a user's history into persona rows")
+	}
+	return personaMethod(c)
+}
+
 // setupPersona prepares what --profile, --plug and --method ask for.
 func setupPersona(ctx context.Context, c *cli.Context, llm *llama.Model, stderr io.Writer) (*personaState, error) {
-	if c.String("profile") == "" && c.String("plug") != "" {
-		return nil, usagef("--plug needs --profile: a plug-in turns a user's history into persona rows")
-	}
-	method, err := personaMethod(c)
+	method, err := checkPersonaFlags(c)
 	if err != nil {
 		return nil, err
 	}
