@@ -155,3 +155,37 @@ func TestFlagsCheckedBeforeLoading(t *testing.T) {
 		}
 	}
 }
+
+// TestGenerateRefusesEmptyPrompt: an empty or blank prompt, from any
+// source, is a usage error (exit 2), found after standard input is read;
+// a --question-id without a prompt brings the question's input.
+func TestGenerateRefusesEmptyPrompt(t *testing.T) {
+	model := testenv.Stories260K(t)
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty.txt")
+	os.WriteFile(empty, []byte("\n"), 0o644)
+	for _, tc := range []struct {
+		stdin string
+		args  []string
+		want  string
+	}{
+		{"", nil, "no prompt given"},
+		{"Once upon a time", nil, "no prompt given"}, // standard input is read with -p - only
+		{"", []string{"-p", "-"}, "standard input gave no text"},
+		{" \n", []string{"-p", "-"}, "standard input gave no text"},
+		{"", []string{"-p", ""}, "the prompt is empty"},
+		{"", []string{"-f", empty}, empty + " holds no text"},
+	} {
+		args := append([]string{"generate", "-m", model, "-n", "2", "-t", "1"}, tc.args...)
+		code, out, errs := pplug(t, tc.stdin, args...)
+		if code != 2 || out != "" || !strings.Contains(errs, tc.want) {
+			t.Errorf("%q (stdin %q): exit %d, %q%q; want exit 2 and %q", tc.args, tc.stdin, code, out, errs, tc.want)
+		}
+	}
+	q := filepath.Join(dir, "q.json")
+	os.WriteFile(q, []byte(`[{"id": "7", "input": "Once upon a time", "profile": [{"id": "1", "text": "Lily had a red ball."}]}]`), 0o644)
+	code, out, errs := pplug(t, "", "generate", "-m", model, "-n", "2", "-t", "1", "--temp", "0", "--profile", q, "--question-id", "7")
+	if code != 0 || strings.TrimSpace(out) == "" || !strings.Contains(errs, "the input of question 7") {
+		t.Errorf("--question-id without -p: exit %d, %q%q", code, out, errs)
+	}
+}
