@@ -189,3 +189,25 @@ func TestGenerateRefusesEmptyPrompt(t *testing.T) {
 		t.Errorf("--question-id without -p: exit %d, %q%q", code, out, errs)
 	}
 }
+
+// TestChatFallbackDocumented: chat --help and the README say what a model
+// without a chat template gets (chat.Session's plain User:/Assistant:
+// format and its stop string).
+func TestChatFallbackDocumented(t *testing.T) {
+	code, help, _ := pplug(t, "", "chat", "--help")
+	root, _ := testenv.RepoRoot()
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if code != 0 || err != nil {
+		t.Fatalf("chat --help: exit %d; README: %v", code, err)
+	}
+	// The README wraps its lines in a shell comment: compare words.
+	words := func(s string) string { return strings.Join(strings.Fields(strings.ReplaceAll(s, "#", "")), " ") }
+	for _, want := range []string{`then "User: MESSAGE" and "Assistant: ANSWER" lines`, `the model writes "\nUser:"`, "plain format: the system prompt and a blank line"} {
+		if !strings.Contains(words(help), want) {
+			t.Errorf("chat --help lacks %q", want)
+		}
+		if !strings.Contains(words(string(readme)), want) {
+			t.Errorf("README lacks %q", want)
+		}
+	}
+}
