@@ -70,6 +70,7 @@ func benchCommand() *cli.Command {
 			&cli.StringFlag{Name: "encoder", Usage: "history encoder GGUF (default: the LLM itself)"},
 			&cli.StringFlag{Name: "pooling", Value: "default", Usage: "encoder pooling"},
 			&cli.IntFlag{Name: "encoder-max-tokens", Value: 512, Usage: "history item truncation"},
+			&cli.StringFlag{Name: "cache-dir", Usage: "embedding cache `DIR`: adds the test of a persona prepared from it (as generate does for a profile it has seen)", EnvVars: []string{"PPLUG_CACHE_DIR"}},
 			&cli.StringFlag{Name: "device", Value: "auto", Usage: "plug-in kernels: auto, cpu, cuda or metal"},
 			&cli.IntFlag{Name: "retrieve-k", Value: 4, Usage: "history items in the retrieval baseline's prompt"},
 			&cli.StringFlag{Name: "query", Usage: "the prompt of the time-to-first-token tests (default: the profile's LaMP input, else a fixed request)"},
@@ -644,16 +645,20 @@ func runBench(c *cli.Context) error {
 	}
 	b.steps = ntests * per
 	if profile {
-		nagg := len(bp.aggItems)
-		b.ntests += len(bp.models) * (6 + nagg)
-		b.steps += len(bp.models) * (6 + nagg) * per
+		n := 6 + len(bp.aggItems)
+		if c.String("cache-dir") != "" {
+			n++ // persona prepare cached
+		}
+		b.ntests += len(bp.models) * n
+		b.steps += len(bp.models) * n * per
 	}
 	b.aggItems = bp.aggItems
 	b.started = time.Now()
 
 	llama.LoadBackends()
 	b.sys[0], b.sys[1], b.sys[2] = benchSystem()
-	b.out = benchPrinters[format](stdout, benchLayout{ngls: bp.ngls, threads: bp.threads, batches: bp.batches, ubatches: bp.ubatches, fas: bp.fas, backends: b.sys[2]})
+	b.out = benchPrinters[format](stdout, benchLayout{ngls: bp.ngls, threads: bp.threads, batches: bp.batches, ubatches: bp.ubatches, fas: bp.fas,
+		backends: b.sys[2], personaOnly: ntests == 0})
 	b.out.header()
 	err = b.runAll(c.Context, groups, bp.models, personaInst, profile)
 	b.out.footer()
@@ -990,6 +995,7 @@ type benchLayout struct {
 	ngls, threads, batches, ubatches []int
 	fas                              []llama.FlashAttn
 	backends                         string
+	personaOnly                      bool // no throughput test: no llama-bench table
 }
 
 var benchPrinters = map[string]func(io.Writer, benchLayout) benchPrinter{
@@ -1183,6 +1189,9 @@ func mdWidth(col string) int {
 
 func (p *mdPrinter) header() {
 	l := p.l
+	if l.personaOnly {
+		return
+	}
 	cpu := strings.Contains(l.backends, "CPU") || strings.Contains(l.backends, "BLAS")
 	p.cols = []string{"model", "size", "params", "backend"}
 	if !cpu || !isDefault(l.ngls, 0) {
@@ -1273,7 +1282,9 @@ func (p *mdPrinter) row(r *benchRow) {
 
 func (p *mdPrinter) footer() {
 	if len(p.persona) > 0 {
-		fmt.Fprintln(p.w)
+		if !p.l.personaOnly {
+			fmt.Fprintln(p.w)
+		}
 		fmt.Fprintln(p.w, "| model | persona test | value | unit | note |")
 		fmt.Fprintln(p.w, "| --- | --- | ---: | --- | --- |")
 		for _, r := range p.persona {

@@ -338,3 +338,28 @@ func TestBenchPersonaRows(t *testing.T) {
 		t.Fatalf("persona only: exit %d\n%s%s", code, out, errs)
 	}
 }
+
+// TestBenchPersonaOnly: --profile with -p 0 -n 0 runs the persona tests
+// alone, without an empty llama-bench table, and --cache-dir (the
+// embedding cache, as generate takes it) adds the test of a persona
+// prepared from that cache.
+func TestBenchPersonaOnly(t *testing.T) {
+	model := testenv.Stories260K(t)
+	root, _ := testenv.RepoRoot()
+	prof := filepath.Join(root, "examples", "profiles", "lily.json")
+	cache := t.TempDir()
+	code, out, errs := pplug(t, "", "bench", "-m", model, "-p", "0", "-n", "0", "-r", "1", "-t", "1", "--profile", prof,
+		"--agg-items", "4", "--cache-dir", cache)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if !strings.HasPrefix(out, "| model | persona test |") || strings.Contains(out, "|  t/s") || strings.Contains(out, "| test ") {
+		t.Errorf("persona only: want the persona table alone:\n%s", out)
+	}
+	if !regexp.MustCompile(`\| persona prepare cached \| [0-9.]+ ± [0-9.]+ \| items/s \| 8 history items, 8 from the embedding cache in ` + regexp.QuoteMeta(cache)).MatchString(out) {
+		t.Errorf("no persona prepare cached row from %s:\n%s", cache, out)
+	}
+	if ents, _ := os.ReadDir(cache); len(ents) == 0 {
+		t.Errorf("the cache folder %s is empty", cache)
+	}
+}
