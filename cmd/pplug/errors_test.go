@@ -211,3 +211,25 @@ func TestChatFallbackDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestExplainNoOverlap: when no history item shares a word with the input,
+// retrieval puts the most recent items into the prompt and --explain says
+// so, instead of listing items of score 0 as matches.
+func TestExplainNoOverlap(t *testing.T) {
+	model := testenv.Stories260K(t)
+	root, _ := testenv.RepoRoot()
+	prof := filepath.Join(root, "examples", "profiles", "tom.jsonl")
+	code, _, errs := pplug(t, "", "generate", "-m", model, "-p", "zzqx", "-n", "1", "-t", "1", "--profile", prof,
+		"--retrieve-k", "2", "--explain", "--verbose-prompt")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if !strings.Contains(errs, "no history item shares a word with the input; retrieval fell back to the 2 most recent items (of 6):\n  #5 (id a6)") ||
+		strings.Contains(errs, "0.0000") {
+		t.Errorf("--explain does not say that retrieval fell back:\n%s", errs)
+	}
+	// The prompt holds the two most recent items (a6, a5), not the first.
+	if !strings.Contains(errs, "gave him a cookie") || !strings.Contains(errs, "big red button") || strings.Contains(errs, "out of boxes") {
+		t.Errorf("the prompt does not hold the most recent items:\n%s", errs)
+	}
+}

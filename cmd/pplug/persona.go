@@ -343,18 +343,45 @@ func (st *personaState) explain(w io.Writer, req persona.Request, k int) {
 		}
 	}
 	if req.Method.Retrieves() {
-		what := "BM25 score"
-		if req.Method == persona.MethodRecent {
-			what = "most recent first"
+		st.explainRetrieved(w, req)
+	}
+}
+
+// explainRetrieved lists the items retrieval put into the prompt: those
+// that share a word with the input with their BM25 scores, then the most
+// recent items it fell back to (persona.TopOrRecent), said as such.
+func (st *personaState) explainRetrieved(w io.Writer, req persona.Request) {
+	n := st.user.Len()
+	if req.Method == persona.MethodRecent {
+		fmt.Fprintf(w, "retrieved into the prompt (most recent first), %d of %d items:\n", len(req.Retrieved), n)
+		listItems(w, req.Retrieved)
+		return
+	}
+	matched := 0
+	for matched < len(req.Retrieved) && req.Retrieved[matched].Score > 0 {
+		matched++
+	}
+	if matched > 0 {
+		fmt.Fprintf(w, "retrieved into the prompt (BM25 score), %d of %d items share a word with the input:\n", matched, n)
+		for _, r := range req.Retrieved[:matched] {
+			fmt.Fprintf(w, "  %.4f  %s\n", r.Score, itemLine(r.Index, r.Item))
 		}
-		fmt.Fprintf(w, "retrieved into the prompt (%s), %d of %d items:\n", what, len(req.Retrieved), st.user.Len())
-		for _, r := range req.Retrieved {
-			if req.Method == persona.MethodRecent {
-				fmt.Fprintf(w, "  %s\n", itemLine(r.Index, r.Item))
-			} else {
-				fmt.Fprintf(w, "  %.4f  %s\n", r.Score, itemLine(r.Index, r.Item))
-			}
-		}
+	}
+	rest := req.Retrieved[matched:]
+	switch {
+	case len(rest) == 0:
+	case matched == 0:
+		fmt.Fprintf(w, "retrieved into the prompt: no history item shares a word with the input; retrieval fell back to the %d most recent items (of %d):\n", len(rest), n)
+		listItems(w, rest)
+	default:
+		fmt.Fprintf(w, "then, as no other item shares a word with the input, the %d most recent of the rest:\n", len(rest))
+		listItems(w, rest)
+	}
+}
+
+func listItems(w io.Writer, items []persona.Retrieved) {
+	for _, r := range items {
+		fmt.Fprintf(w, "  %s\n", itemLine(r.Index, r.Item))
 	}
 }
 

@@ -135,7 +135,7 @@ func TestGenerateVerbosePromptAndExplain(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	for _, want := range []string{"retrieved into the prompt (BM25 score), 4 of 8 items:", `prompt (bm25): "Past texts by this user:\n- `, "number of positions in the input = ", `     0 ->      1 "<s>"`} {
+	for _, want := range []string{"retrieved into the prompt (BM25 score), 4 of 8 items share a word with the input:", `prompt (bm25): "Past texts by this user:\n- `, "number of positions in the input = ", `     0 ->      1 "<s>"`} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("bm25: stderr lacks %q:\n%s", want, errs)
 		}
