@@ -182,7 +182,30 @@ func Open(device string, opts Options) (Backend, error) {
 		log.Info("kernels: using cpu backend", "device", b.Device())
 		return b, nil
 	}
-	return nil, fmt.Errorf("kernels: unknown device %q (want auto, cpu, cuda or metal)", device)
+	return nil, unknownDevice(device)
+}
+
+// CheckDevice reports whether Open understands device (auto, cpu, cuda,
+// metal, cuda:N, ...), without opening anything: the check a command line
+// makes before it loads a model.
+func CheckDevice(device string) error {
+	dev := strings.ToLower(strings.TrimSpace(device))
+	if dev == "" {
+		return nil
+	}
+	name, _, err := parseDevice(dev)
+	if err != nil {
+		return err
+	}
+	switch name {
+	case "auto", "cpu", "cuda", "metal":
+		return nil
+	}
+	return unknownDevice(device)
+}
+
+func unknownDevice(device string) error {
+	return fmt.Errorf("kernels: unknown device %q (want auto, cpu, cuda or metal)", device)
 }
 
 func logChoice(log *slog.Logger, b Backend) {

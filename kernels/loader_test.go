@@ -211,3 +211,20 @@ func TestSearchDirsOrder(t *testing.T) {
 		t.Errorf("search order %v", dirs)
 	}
 }
+
+// TestCheckDevice: CheckDevice accepts what Open understands and refuses
+// the rest with Open's own message, opening nothing.
+func TestCheckDevice(t *testing.T) {
+	for _, ok := range []string{"", "auto", "cpu", "CUDA", " metal ", "cuda:1", "auto:0"} {
+		if err := CheckDevice(ok); err != nil {
+			t.Errorf("CheckDevice(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"bogus", "cpu:0", "cuda:", "cuda:x", "gpu"} {
+		err := CheckDevice(bad)
+		_, openErr := Open(bad, Options{})
+		if err == nil || openErr == nil || err.Error() != openErr.Error() {
+			t.Errorf("CheckDevice(%q) = %v, Open: %v", bad, err, openErr)
+		}
+	}
+}

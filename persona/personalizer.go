@@ -10,7 +10,6 @@ import (
 
 	"github.com/pplug/pplug/kernels"
 	"github.com/pplug/pplug/llama"
-	"github.com/pplug/pplug/persona/bm25"
 	"github.com/pplug/pplug/persona/profile"
 )
 
@@ -395,7 +394,7 @@ func (u *Persona) Personalize(ctx context.Context, input string) (Request, error
 			chosen = Recent(u.items, k)
 		} else {
 			scores = u.retr.Scores(q)
-			chosen = bm25.TopK(scores, k)
+			chosen, _ = TopOrRecent(u.items, scores, k)
 		}
 		for _, i := range chosen {
 			r := Retrieved{Index: i, Item: u.items[i]}

@@ -39,6 +39,33 @@ func (r *Retrieval) Top(query string, k int) []int {
 // Scores are the BM25 scores of every item for query.
 func (r *Retrieval) Scores(query string) []float64 { return r.index.Scores(query) }
 
+// TopOrRecent chooses the k items that retrieval puts into the prompt,
+// given their BM25 scores for the input: the items that share a word with
+// it (score > 0), best first, then, when fewer than k do, the most recent
+// of the others (in Recent's order), so that an input sharing no word
+// with the history gets the user's latest items, not the first ones of
+// the file. matched is how many of the chosen share a word.
+func TopOrRecent(items []profile.Item, scores []float64, k int) (chosen []int, matched int) {
+	for _, i := range bm25.TopK(scores, k) {
+		if scores[i] > 0 {
+			chosen = append(chosen, i)
+		}
+	}
+	matched = len(chosen)
+	if matched == k || matched == len(items) {
+		return chosen, matched
+	}
+	for _, i := range Recent(items, len(items)) {
+		if scores[i] <= 0 {
+			chosen = append(chosen, i)
+			if len(chosen) == k {
+				break
+			}
+		}
+	}
+	return chosen, matched
+}
+
 // Recent returns the indexes of the k most recent items: by date when every
 // item has one, else the last k in profile order.
 func Recent(items []profile.Item, k int) []int {

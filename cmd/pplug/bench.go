@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -69,6 +70,7 @@ func benchCommand() *cli.Command {
 			&cli.StringFlag{Name: "encoder", Usage: "history encoder GGUF (default: the LLM itself)"},
 			&cli.StringFlag{Name: "pooling", Value: "default", Usage: "encoder pooling"},
 			&cli.IntFlag{Name: "encoder-max-tokens", Value: 512, Usage: "history item truncation"},
+			&cli.StringFlag{Name: "cache-dir", Usage: "embedding cache `DIR`: adds the test of a persona prepared from it (as generate does for a profile it has seen)", EnvVars: []string{"PPLUG_CACHE_DIR"}},
 			&cli.StringFlag{Name: "device", Value: "auto", Usage: "plug-in kernels: auto, cpu, cuda or metal"},
 			&cli.IntFlag{Name: "retrieve-k", Value: 4, Usage: "history items in the retrieval baseline's prompt"},
 			&cli.StringFlag{Name: "query", Usage: "the prompt of the time-to-first-token tests (default: the profile's LaMP input, else a fixed request)"},
@@ -107,26 +109,13 @@ func listStrings(c *cli.Context, name string) []string {
 	return out
 }
 
-// parseRange reads llama-bench's "first[-last[+step|*mult]]".
-func parseRange(s string, allowNeg bool) ([]int, error) {
-	num := func(s string) (int, string, bool) {
-		i := 0
-		if allowNeg && strings.HasPrefix(s, "-") {
-			i = 1
-		}
-		j := i
-		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
-			j++
-		}
-		if j == i {
-			return 0, s, false
-		}
-		v, err := strconv.Atoi(s[:j])
-		return v, s[j:], err == nil
-	}
-	first, rest, ok := num(s)
-	if !ok {
-		return nil, errors.New("not a number")
+// parseRange reads llama-bench's "first[-last[+step|*mult]]". The first
+// value may be negative (-ngl -1); what a list accepts is checked by its
+// caller, so that -p -1 is told its range, not that it is no number.
+func parseRange(s string) ([]int, error) {
+	first, rest, err := rangeNumber(s, true)
+	if err != nil {
+		return nil, err
 	}
 	if rest == "" {
 		return []int{first}, nil
@@ -134,10 +123,9 @@ func parseRange(s string, allowNeg bool) ([]int, error) {
 	if rest[0] != '-' {
 		return nil, errors.New("not a number or a range first-last[+step|*mult]")
 	}
-	allowNeg = false
-	last, rest, ok := num(rest[1:])
-	if !ok {
-		return nil, errors.New("a range needs a last value")
+	last, rest, err := rangeNumber(rest[1:], false)
+	if err != nil {
+		return nil, fmt.Errorf("a range needs a last value: %w", err)
 	}
 	op, step := byte('+'), 1
 	if rest != "" {
@@ -145,10 +133,36 @@ func parseRange(s string, allowNeg bool) ([]int, error) {
 		if op != '+' && op != '*' {
 			return nil, errors.New("the step of a range is +N or *N")
 		}
-		if step, rest, ok = num(rest[1:]); !ok || rest != "" {
+		if step, rest, err = rangeNumber(rest[1:], false); err != nil || rest != "" {
 			return nil, errors.New("the step of a range is +N or *N")
 		}
 	}
+	return expandRange(first, last, op, step)
+}
+
+// rangeNumber reads the whole number that starts s (with a sign when
+// signed) and returns the rest of s.
+func rangeNumber(s string, signed bool) (int, string, error) {
+	i := 0
+	if signed && strings.HasPrefix(s, "-") {
+		i = 1
+	}
+	j := i
+	for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+		j++
+	}
+	if j == i {
+		return 0, s, errors.New("not a number")
+	}
+	v, err := strconv.Atoi(s[:j])
+	if err != nil {
+		return 0, s, fmt.Errorf("%s is too large", s[:j])
+	}
+	return v, s[j:], nil
+}
+
+// expandRange lists first, first op step, ... up to last.
+func expandRange(first, last int, op byte, step int) ([]int, error) {
 	var out []int
 	for i := first; i <= last; {
 		out = append(out, i)
@@ -168,17 +182,37 @@ func parseRange(s string, allowNeg bool) ([]int, error) {
 	return out, nil
 }
 
-func benchInts(c *cli.Context, name string, minVal int) ([]int, error) {
+// benchLimit is what a numeric list of bench accepts.
+type benchLimit struct {
+	min, max int
+	what     string
+}
+
+// benchLimits bound every numeric list, so that no value is found wrong
+// after models were loaded and tests ran: lengths and sizes fit a context
+// (maxCtxSize), threads ggml's limit.
+var benchLimits = map[string]benchLimit{
+	"n-prompt":     {0, maxCtxSize, fmt.Sprintf("0 (no pp test) up to %d tokens", maxCtxSize)},
+	"n-gen":        {0, maxCtxSize, fmt.Sprintf("0 (no tg test) up to %d tokens", maxCtxSize)},
+	"pg":           {0, maxCtxSize, fmt.Sprintf("0 up to %d tokens each", maxCtxSize)},
+	"n-depth":      {0, maxCtxSize, fmt.Sprintf("0 up to %d tokens", maxCtxSize)},
+	"threads":      {1, ggmlMaxThreads, fmt.Sprintf("1 up to %d (ggml's limit)", ggmlMaxThreads)},
+	"batch-size":   {1, maxCtxSize, fmt.Sprintf("1 up to %d", maxCtxSize)},
+	"ubatch-size":  {1, maxCtxSize, fmt.Sprintf("1 up to %d", maxCtxSize)},
+	"ctx-size":     {0, maxCtxSize, fmt.Sprintf("0 (what each test needs) up to %d", maxCtxSize)},
+	"n-gpu-layers": {-1, math.MaxInt32, "-1 (all), 0 (none) or a number of layers"},
+}
+
+// benchInts reads a numeric list option within its benchLimits.
+func benchInts(c *cli.Context, name string) ([]int, error) {
 	var out []int
 	for _, f := range listStrings(c, name) {
-		vs, err := parseRange(f, minVal < 0)
+		vs, err := parseRange(f)
 		if err != nil {
-			return nil, usagef("--%s: %q: %v", name, f, err)
+			return nil, usagef("--%s %s: %v", name, f, err)
 		}
-		for _, v := range vs {
-			if v < minVal {
-				return nil, usagef("--%s: %d is below the minimum %d", name, v, minVal)
-			}
+		if err := checkBenchValues(name, vs); err != nil {
+			return nil, err
 		}
 		out = append(out, vs...)
 	}
@@ -186,6 +220,17 @@ func benchInts(c *cli.Context, name string, minVal int) ([]int, error) {
 		return nil, usagef("--%s: empty list", name)
 	}
 	return out, nil
+}
+
+// checkBenchValues checks values of the list name against its limits.
+func checkBenchValues(name string, vs []int) error {
+	l := benchLimits[name]
+	for _, v := range vs {
+		if v < l.min || v > l.max {
+			return usagef("--%s %d: want %s", name, v, l.what)
+		}
+	}
+	return nil
 }
 
 // benchFA reads -fa values; llama-bench reports them as llama_flash_attn_type
@@ -231,8 +276,11 @@ func benchPG(c *cli.Context) ([]pgPair, error) {
 	for i := 0; i < len(vals); i += 2 {
 		p, err1 := strconv.Atoi(vals[i])
 		g, err2 := strconv.Atoi(vals[i+1])
-		if err1 != nil || err2 != nil || p < 0 || g < 0 {
+		if err1 != nil || err2 != nil {
 			return nil, usagef("-pg %s,%s: want two whole numbers (e.g. -pg 512,128)", vals[i], vals[i+1])
+		}
+		if err := checkBenchValues("pg", []int{p, g}); err != nil {
+			return nil, err
 		}
 		if p == 0 && g == 0 {
 			continue
@@ -484,7 +532,8 @@ type benchRun struct {
 	nrows    int
 	step     int
 	steps    int
-	idx      int // test number for --progress
+	idx      int   // test number for --progress
+	aggItems []int // --agg-items
 	ntests   int
 	started  time.Time
 	sys      [3]string
@@ -579,6 +628,11 @@ func runBench(c *cli.Context) error {
 	if ntests == 0 && !profile {
 		return usagef("nothing to run: every -p, -n and -pg is 0 (give a length, or --profile for the persona tests)")
 	}
+	for _, m := range bp.models {
+		if err := checkModelFile(m); err != nil {
+			return err
+		}
+	}
 	// The persona tests run once per model with the last thread count and
 	// GPU layers and the first batch sizes and flash attention setting.
 	personaInst := benchInst{ngl: bp.ngls[len(bp.ngls)-1], nb: bp.batches[0], nub: bp.ubatches[0], fa: bp.fas[0], threads: bp.threads[len(bp.threads)-1]}
@@ -591,15 +645,20 @@ func runBench(c *cli.Context) error {
 	}
 	b.steps = ntests * per
 	if profile {
-		nagg := len(strings.Split(c.String("agg-items"), ","))
-		b.ntests += len(bp.models) * (6 + nagg)
-		b.steps += len(bp.models) * (6 + nagg) * per
+		n := 6 + len(bp.aggItems)
+		if c.String("cache-dir") != "" {
+			n++ // persona prepare cached
+		}
+		b.ntests += len(bp.models) * n
+		b.steps += len(bp.models) * n * per
 	}
+	b.aggItems = bp.aggItems
 	b.started = time.Now()
 
 	llama.LoadBackends()
 	b.sys[0], b.sys[1], b.sys[2] = benchSystem()
-	b.out = benchPrinters[format](stdout, benchLayout{ngls: bp.ngls, threads: bp.threads, batches: bp.batches, ubatches: bp.ubatches, fas: bp.fas, backends: b.sys[2]})
+	b.out = benchPrinters[format](stdout, benchLayout{ngls: bp.ngls, threads: bp.threads, batches: bp.batches, ubatches: bp.ubatches, fas: bp.fas,
+		backends: b.sys[2], personaOnly: ntests == 0})
 	b.out.header()
 	err = b.runAll(c.Context, groups, bp.models, personaInst, profile)
 	b.out.footer()
@@ -619,6 +678,7 @@ type benchParams struct {
 	nps, ngs, depths, threads, batches, ubatches, ctxs, ngls []int
 	pgs                                                      []pgPair
 	fas                                                      []llama.FlashAttn
+	aggItems                                                 []int // history sizes of the aggregation test
 }
 
 // benchParamsFromFlags reads and checks the value lists.
@@ -629,10 +689,9 @@ func benchParamsFromFlags(c *cli.Context) (bp benchParams, err error) {
 	for _, l := range []struct {
 		dst  *[]int
 		flag string
-		min  int
-	}{{&bp.nps, "n-prompt", 0}, {&bp.ngs, "n-gen", 0}, {&bp.depths, "n-depth", 0}, {&bp.threads, "threads", 1},
-		{&bp.batches, "batch-size", 1}, {&bp.ubatches, "ubatch-size", 1}, {&bp.ctxs, "ctx-size", 0}, {&bp.ngls, "n-gpu-layers", -1}} {
-		if *l.dst, err = benchInts(c, l.flag, l.min); err != nil {
+	}{{&bp.nps, "n-prompt"}, {&bp.ngs, "n-gen"}, {&bp.depths, "n-depth"}, {&bp.threads, "threads"},
+		{&bp.batches, "batch-size"}, {&bp.ubatches, "ubatch-size"}, {&bp.ctxs, "ctx-size"}, {&bp.ngls, "n-gpu-layers"}} {
+		if *l.dst, err = benchInts(c, l.flag); err != nil {
 			return bp, err
 		}
 	}
@@ -645,7 +704,44 @@ func benchParamsFromFlags(c *cli.Context) (bp benchParams, err error) {
 	if c.Int("repetitions") < 1 {
 		return bp, usagef("--repetitions must be at least 1")
 	}
+	if bp.aggItems, err = benchAggItems(c); err != nil {
+		return bp, err
+	}
 	return bp, nil
+}
+
+// checkModelFile finds a missing or unreadable model before the tests
+// start (llama.LoadModel checks the file's content).
+func checkModelFile(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("model %s: %w", path, err)
+	}
+	if fi.IsDir() {
+		return fmt.Errorf("model %s: is a folder, not a GGUF file", path)
+	}
+	return nil
+}
+
+// maxAggItems bounds --agg-items: far more history than a profile keeps.
+const maxAggItems = 1 << 20
+
+// benchAggItems reads --agg-items, the history sizes of the aggregation
+// test.
+func benchAggItems(c *cli.Context) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(c.String("agg-items"), ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > maxAggItems {
+			return nil, usagef("--agg-items %q: want numbers of items from 1 up to %d (e.g. 32,128,512)", f, maxAggItems)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // instances are the tests in llama-bench's order (which loads each model
@@ -707,6 +803,9 @@ func (bp benchParams) tests(base benchInst, cloop bool) ([]benchInst, error) {
 		add = append(add, in)
 	}
 	for _, in := range add {
+		if in.need() > maxCtxSize {
+			return nil, usagef("test %s needs %d positions, more than %d: shorten -p, -n, -pg or -d", in.name(), in.need(), maxCtxSize)
+		}
 		if in.nctx != 0 && in.nctx < in.need() {
 			return nil, usagef("--ctx-size %d is smaller than test %s needs (%d positions)", in.nctx, in.name(), in.need())
 		}
@@ -896,6 +995,7 @@ type benchLayout struct {
 	ngls, threads, batches, ubatches []int
 	fas                              []llama.FlashAttn
 	backends                         string
+	personaOnly                      bool // no throughput test: no llama-bench table
 }
 
 var benchPrinters = map[string]func(io.Writer, benchLayout) benchPrinter{
@@ -1089,6 +1189,9 @@ func mdWidth(col string) int {
 
 func (p *mdPrinter) header() {
 	l := p.l
+	if l.personaOnly {
+		return
+	}
 	cpu := strings.Contains(l.backends, "CPU") || strings.Contains(l.backends, "BLAS")
 	p.cols = []string{"model", "size", "params", "backend"}
 	if !cpu || !isDefault(l.ngls, 0) {
@@ -1179,7 +1282,9 @@ func (p *mdPrinter) row(r *benchRow) {
 
 func (p *mdPrinter) footer() {
 	if len(p.persona) > 0 {
-		fmt.Fprintln(p.w)
+		if !p.l.personaOnly {
+			fmt.Fprintln(p.w)
+		}
 		fmt.Fprintln(p.w, "| model | persona test | value | unit | note |")
 		fmt.Fprintln(p.w, "| --- | --- | ---: | --- | --- |")
 		for _, r := range p.persona {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"time"
 
@@ -29,7 +28,7 @@ func (b *benchRun) personaTests(ctx context.Context, m *llama.Model, row benchRo
 		return err
 	}
 	defer pb.close()
-	for _, step := range []func(context.Context) error{pb.encode, pb.timeToFirstToken, pb.promptSpeed, pb.aggregation} {
+	for _, step := range []func(context.Context) error{pb.encode, pb.prepareCached, pb.timeToFirstToken, pb.promptSpeed, pb.aggregation} {
 		if err := step(ctx); err != nil {
 			return err
 		}
@@ -167,6 +166,46 @@ func (pb *personaBench) encode(ctx context.Context) error {
 	return nil
 }
 
+// prepareCached times, with --cache-dir, preparing the PPlug persona from
+// the embedding cache there (filled first, untimed): what generate and
+// chat pay for a profile they have seen.
+func (pb *personaBench) prepareCached(ctx context.Context) error {
+	dir := pb.b.c.String("cache-dir")
+	if dir == "" {
+		return nil
+	}
+	pz := *pb.pplug
+	pz.Cache = &persona.Cache{Dir: dir}
+	key := persona.ProfileKey(pb.b.c.String("profile"), pb.b.c.String("question-id"))
+	prepare := func() (persona.EncodeStats, error) {
+		u, st, err := pz.Prepare(ctx, pb.prof.Items, key, nil)
+		if err == nil {
+			u.Close()
+		}
+		return st, err
+	}
+	if _, err := prepare(); err != nil {
+		return fmt.Errorf("persona prepare cached: %w", err)
+	}
+	const name = "persona prepare cached"
+	pb.b.personaStart(name)
+	var cached int
+	ds, err := pb.b.repeat(name, nil, func() (time.Duration, error) {
+		t0 := time.Now()
+		st, err := prepare()
+		cached = st.Cached
+		return time.Since(t0), err
+	})
+	if err != nil {
+		return err
+	}
+	r := pb.row
+	r.Test, r.Unit = name, "items/s"
+	r.Note = fmt.Sprintf("%d history items, %d from the embedding cache in %s", len(pb.prof.Items), cached, dir)
+	pb.b.emit(r, ds, perSecond(len(pb.prof.Items)))
+	return nil
+}
+
 // first decodes an input and samples the first token.
 func (pb *personaBench) first(ctx context.Context, in []llama.Input) error {
 	if err := pb.lc.ClearMemory(); err != nil {
@@ -289,11 +328,7 @@ func (pb *personaBench) aggregation(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, f := range strings.Split(b.c.String("agg-items"), ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			return usagef("--agg-items: %q is not a positive number", f)
-		}
+	for _, n := range b.aggItems {
 		keys := make([][]float32, n)
 		for i := range keys {
 			keys[i] = pb.vecs[i%len(pb.vecs)]

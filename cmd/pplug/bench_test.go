@@ -244,19 +244,57 @@ func TestBenchBadOptions(t *testing.T) {
 }
 
 func TestParseRange(t *testing.T) {
-	for in, want := range map[string][]int{"7": {7}, "1-4": {1, 2, 3, 4}, "16-64*2": {16, 32, 64}, "0-10+5": {0, 5, 10}} {
-		got, err := parseRange(in, false)
+	for in, want := range map[string][]int{"7": {7}, "1-4": {1, 2, 3, 4}, "16-64*2": {16, 32, 64}, "0-10+5": {0, 5, 10}, "-1": {-1}, "-1-1": {-1, 0, 1}} {
+		got, err := parseRange(in)
 		if err != nil || !slices.Equal(got, want) {
 			t.Errorf("parseRange(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	if got, err := parseRange("-1", true); err != nil || !slices.Equal(got, []int{-1}) {
-		t.Errorf("parseRange(-1) = %v, %v", got, err)
-	}
-	for _, bad := range []string{"", "x", "-1", "4-", "1-4/2", "1-4+0", "3-9*1", "1-4+2x"} {
-		if got, err := parseRange(bad, false); err == nil {
+	for _, bad := range []string{"", "x", "--1", "4-", "1-4/2", "1-4+0", "3-9*1", "1-4+2x", "1--4", "99999999999999999999"} {
+		if got, err := parseRange(bad); err == nil {
 			t.Errorf("parseRange(%q) = %v, want an error", bad, got)
 		}
+	}
+}
+
+// TestBenchChecksEveryListFirst: every numeric list of bench is checked
+// against what it accepts, with a message saying the range, before any
+// model is loaded (the model here does not exist: a check made after
+// loading would report that instead).
+func TestBenchChecksEveryListFirst(t *testing.T) {
+	absent := filepath.Join(t.TempDir(), "absent.gguf")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-p", "-1"}, "--n-prompt -1: want 0 (no pp test) up to 16777216 tokens"},
+		{[]string{"-n", "-1"}, "--n-gen -1: want 0 (no tg test)"},
+		{[]string{"-n", "99999999999"}, "--n-gen 99999999999: want 0 (no tg test) up to 16777216"},
+		{[]string{"-n", "99999999999999999999"}, "--n-gen 99999999999999999999: 99999999999999999999 is too large"},
+		{[]string{"-pg", "-1,4"}, "--pg -1: want 0 up to 16777216 tokens each"},
+		{[]string{"-d", "-5"}, "--n-depth -5: want 0 up to"},
+		{[]string{"-t", "0"}, "--threads 0: want 1 up to 512"},
+		{[]string{"-t", "1-1024*2"}, "--threads 1024: want 1 up to 512"},
+		{[]string{"-b", "0"}, "--batch-size 0: want 1 up to"},
+		{[]string{"-ub", "-2"}, "--ubatch-size -2: want 1 up to"},
+		{[]string{"-c", "-1"}, "--ctx-size -1: want 0 (what each test needs)"},
+		{[]string{"-ngl", "-2"}, "--n-gpu-layers -2: want -1 (all)"},
+		{[]string{"-r", "0"}, "--repetitions 0: want 1 up to 1000000"},
+		{[]string{"-p", "16000000", "-d", "1000000"}, "test pp16000000 @ d1000000 needs 17000000 positions, more than 16777216"},
+		{[]string{"--agg-items", "4,0"}, `--agg-items "0": want numbers of items from 1`},
+		{[]string{"-o", "xml"}, `--output "xml"`},
+		{[]string{"-fa", "maybe"}, `--flash-attn "maybe"`},
+	} {
+		args := append([]string{"bench", "-m", absent}, tc.args...)
+		code, out, errs := pplug(t, "", args...)
+		if code != 2 || !strings.Contains(errs, tc.want) || out != "" {
+			t.Errorf("%q: exit %d, %q%q; want exit 2 and %q", tc.args, code, out, errs, tc.want)
+		}
+	}
+	// A missing model is found before any table is printed.
+	code, out, errs := pplug(t, "", "bench", "-m", absent, "-p", "4", "-n", "0")
+	if code != 1 || out != "" || !strings.Contains(errs, "model "+absent+": no such file") {
+		t.Errorf("a missing model: exit %d, %q%q", code, out, errs)
 	}
 }
 
@@ -298,5 +336,30 @@ func TestBenchPersonaRows(t *testing.T) {
 	code, out, errs = pplug(t, "", "bench", "-m", model, "-p", "0", "-n", "0", "-r", "1", "-t", "1", "--profile", prof, "--agg-items", "4")
 	if code != 0 || !strings.Contains(out, "| persona ttft pplug |") {
 		t.Fatalf("persona only: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// TestBenchPersonaOnly: --profile with -p 0 -n 0 runs the persona tests
+// alone, without an empty llama-bench table, and --cache-dir (the
+// embedding cache, as generate takes it) adds the test of a persona
+// prepared from that cache.
+func TestBenchPersonaOnly(t *testing.T) {
+	model := testenv.Stories260K(t)
+	root, _ := testenv.RepoRoot()
+	prof := filepath.Join(root, "examples", "profiles", "lily.json")
+	cache := t.TempDir()
+	code, out, errs := pplug(t, "", "bench", "-m", model, "-p", "0", "-n", "0", "-r", "1", "-t", "1", "--profile", prof,
+		"--agg-items", "4", "--cache-dir", cache)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if !strings.HasPrefix(out, "| model | persona test |") || strings.Contains(out, "|  t/s") || strings.Contains(out, "| test ") {
+		t.Errorf("persona only: want the persona table alone:\n%s", out)
+	}
+	if !regexp.MustCompile(`\| persona prepare cached \| [0-9.]+ ± [0-9.]+ \| items/s \| 8 history items, 8 from the embedding cache in ` + regexp.QuoteMeta(cache)).MatchString(out) {
+		t.Errorf("no persona prepare cached row from %s:\n%s", cache, out)
+	}
+	if ents, _ := os.ReadDir(cache); len(ents) == 0 {
+		t.Errorf("the cache folder %s is empty", cache)
 	}
 }

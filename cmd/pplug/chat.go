@@ -45,11 +45,17 @@ func chatCommand() *cli.Command {
 			"In a terminal: line editing and history; Ctrl-C stops an answer, Ctrl-D exits.\n" +
 			"Otherwise one message per input line, one output line per input line (newlines in answers become spaces;\n" +
 			"commands and blank lines get an empty line).\n" +
-			"Commands: " + strings.Join(chatCommandNames, ", "),
+			"Commands: " + strings.Join(chatCommandNames, ", ") + "\n\n" + chatFallbackHelp,
 		Flags:  flags,
 		Action: runChat,
 	}
 }
+
+// chatFallbackHelp says what chat does for a model without a chat template
+// (chat.Session's plain format).
+const chatFallbackHelp = "Template: the model's chat template, or --chat-template (a template or a llama.cpp built-in name).\n" +
+	"A model without one that llama.cpp can apply gets a plain format: the system prompt and a blank line,\n" +
+	"then \"User: MESSAGE\" and \"Assistant: ANSWER\" lines; the answer ends where the model writes \"\\nUser:\"."
 
 var chatCommandNames = []string{"/help", "/reset", "/persona [on|off]", "/profile", "/set [NAME VALUE]", "/show", "/save FILE", "/save! FILE", "/load FILE", "/exit"}
 
@@ -96,6 +102,12 @@ func runChat(c *cli.Context) error {
 	}
 	// Sequence 1 is scratch space for replacing the persona rows in place.
 	copts.NSeqMax, copts.KVUnified = 2, true
+	if _, err := checkPersonaFlags(c); err != nil {
+		return err
+	}
+	if c.Bool("remember") && c.String("profile") == "" {
+		return usagef("--remember needs --profile")
+	}
 
 	m, err := loadModel(ctx, c, stderr)
 	if err != nil {

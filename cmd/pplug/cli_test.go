@@ -222,3 +222,57 @@ func TestSigtermDuringProfileLoad(t *testing.T) {
 		t.Fatalf("took %v to stop after SIGTERM", took)
 	}
 }
+
+// helpNameWidth is the widest column before the flag descriptions start in
+// a command's help (urfave/cli aligns every flag's description to the
+// widest name), 0 when it lists no flags.
+func helpNameWidth(help string) (int, string) {
+	_, opts, ok := strings.Cut(help, "OPTIONS:\n")
+	if !ok {
+		return 0, ""
+	}
+	width, name, widest := 0, 0, ""
+	for _, line := range strings.Split(opts, "\n") {
+		if !strings.HasPrefix(line, "   -") {
+			continue
+		}
+		// The description starts after the first run of two spaces.
+		if i := strings.Index(line[3:], "  "); i >= 0 {
+			desc := strings.TrimLeft(line[3+i:], " ")
+			width = max(width, len(line)-len(desc))
+			if i > name {
+				name, widest = i, strings.TrimSpace(line[:3+i])
+			}
+		}
+	}
+	return width, widest
+}
+
+// TestHelpFitsEighty: in every command's help, flag descriptions start
+// within 80 columns, so a terminal of 80 shows where each begins.
+func TestHelpFitsEighty(t *testing.T) {
+	var paths [][]string
+	var walk func(prefix []string, cmds []*cli.Command)
+	walk = func(prefix []string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			p := append(append([]string(nil), prefix...), c.Name)
+			paths = append(paths, p)
+			walk(p, c.Subcommands)
+		}
+	}
+	walk(nil, newApp(nil, nil, nil).Commands)
+	paths = append(paths, nil) // pplug --help
+	for _, p := range paths {
+		code, out, errs := pplug(t, "", append(p, "--help")...)
+		if code != 0 {
+			t.Errorf("%q --help: exit %d: %s", p, code, errs)
+			continue
+		}
+		if w, line := helpNameWidth(out); w > 80 {
+			t.Errorf("pplug %s --help: descriptions start at column %d, want at most 80; the widest name: %s", strings.Join(p, " "), w, line)
+		}
+	}
+	if len(paths) < 15 {
+		t.Fatalf("walked only %d commands", len(paths))
+	}
+}

@@ -57,11 +57,7 @@ func embdNormalize(v []float32, norm int) {
 		}
 		sum = math.Sqrt(sum)
 	default:
-		p := float64(norm)
-		for _, x := range v {
-			sum += math.Pow(math.Abs(float64(x)), p)
-		}
-		sum = math.Pow(sum, 1/p)
+		sum = pNorm(v, float64(norm))
 	}
 	scale := 0.0
 	if sum > 0 {
@@ -70,6 +66,25 @@ func embdNormalize(v []float32, norm int) {
 	for i := range v {
 		v[i] = float32(float64(v[i]) * scale)
 	}
+}
+
+// pNorm is the p-norm of v, computed on v scaled by its largest magnitude
+// m, as m * (sum |x/m|^p)^(1/p): each term is at most 1 and the largest is
+// 1, so a large p neither overflows nor underflows to 0, and the norm tends
+// to m (the max norm) as p grows.
+func pNorm(v []float32, p float64) float64 {
+	var m float64
+	for _, x := range v {
+		m = math.Max(m, math.Abs(float64(x)))
+	}
+	if m == 0 || math.IsInf(m, 0) || math.IsNaN(m) {
+		return m
+	}
+	var sum float64
+	for _, x := range v {
+		sum += math.Pow(math.Abs(float64(x))/m, p)
+	}
+	return m * math.Pow(sum, 1/p)
 }
 
 // cosine is common_embd_similarity_cos.

@@ -208,3 +208,50 @@ func TestEmbedBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestEmbdNormalizeLargeP: a p-norm with a large p is computed on the
+// vector scaled by its largest magnitude, so it neither underflows (a
+// vector of zeros) nor overflows: as p grows the result tends to the
+// vector over its max norm, and a small p agrees with the plain formula.
+func TestEmbdNormalizeLargeP(t *testing.T) {
+	base := []float32{0.02, -0.5, 0.125, 3e-5, -0.25}
+	for _, p := range []int{3, 7, 1000, 1_000_000} {
+		v := append([]float32(nil), base...)
+		embdNormalize(v, p)
+		var plain float64
+		for _, x := range base {
+			plain += math.Pow(math.Abs(float64(x)), float64(p))
+		}
+		plain = math.Pow(plain, 1/float64(p))
+		for i, x := range v {
+			want := float64(base[i]) / 0.5 // the max norm's result
+			if p < 100 {
+				want = float64(base[i]) / plain
+			}
+			if math.Abs(float64(x)-want) > 1e-3*math.Abs(want)+1e-7 {
+				t.Errorf("p=%d: v[%d] = %v, want %v", p, i, x, want)
+			}
+		}
+	}
+	// Tiny values: their p-th powers underflow unless scaled first.
+	v := []float32{1e-20, -2e-20}
+	embdNormalize(v, 1000)
+	if math.Abs(float64(v[1])+1) > 1e-3 || math.Abs(float64(v[0])-0.5) > 1e-3 {
+		t.Errorf("tiny values, p=1000: %v, want about [0.5 -1]", v)
+	}
+	zero := []float32{0, 0}
+	embdNormalize(zero, 1000)
+	if zero[0] != 0 || zero[1] != 0 {
+		t.Errorf("a zero vector became %v", zero)
+	}
+	// Through the command: the largest magnitude comes out near 1.
+	model := testenv.Stories260K(t)
+	got := embedJSON(t, "-m", model, "--pooling", "mean", "--embd-normalize", "1000", "-p", "Once upon a time")[0]
+	var maxAbs float64
+	for _, x := range got {
+		maxAbs = math.Max(maxAbs, math.Abs(x))
+	}
+	if math.Abs(maxAbs-1) > 0.01 {
+		t.Errorf("embed --embd-normalize 1000: largest magnitude %v, want about 1 (max norm)", maxAbs)
+	}
+}

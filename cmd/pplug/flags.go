@@ -53,7 +53,10 @@ func samplingFlags() []cli.Flag {
 		&cli.Int64Flag{Name: "seed", Aliases: []string{"s"}, Value: -1, Usage: "random seed (-1: random)"},
 		&cli.Float64Flag{Name: "frequency-penalty", Value: 0, Usage: "penalty growing with how often a token appeared (0: off; -2..2)"},
 		&cli.Float64Flag{Name: "presence-penalty", Value: 0, Usage: "penalty for any token that appeared (0: off; -2..2)"},
-		&cli.StringSliceFlag{Name: "stop", Aliases: []string{"r", "reverse-prompt"}, Usage: "stop when `TEXT` appears (repeatable; the text is not printed)"},
+		&cli.StringSliceFlag{Name: "stop", Aliases: []string{"r"}, Usage: "stop when `TEXT` appears (repeatable; the text is not printed; llama.cpp's --reverse-prompt)"},
+		// llama.cpp's name, hidden: a third alias would widen every line of
+		// the help (urfave/cli repeats a list flag's names).
+		&cli.StringSliceFlag{Name: "reverse-prompt", Hidden: true},
 		&cli.StringFlag{Name: "grammar", Usage: "constrain the output to a GBNF `GRAMMAR` (llama.cpp's grammar format)"},
 		&cli.StringFlag{Name: "grammar-file", Usage: "read the GBNF grammar from `FILE`"},
 		&cli.StringFlag{Name: "json-schema", Aliases: []string{"j"}, Usage: "constrain the output to JSON matching `SCHEMA` (a JSON Schema, or @FILE)"},
@@ -95,7 +98,7 @@ func samplerOptions(c *cli.Context) (llama.SamplerOptions, error) {
 // stopStrings returns the --stop strings; an empty one is a usage error
 // (it would stop before the first token).
 func stopStrings(c *cli.Context) ([]string, error) {
-	stops := c.StringSlice("stop")
+	stops := append(c.StringSlice("stop"), c.StringSlice("reverse-prompt")...)
 	for _, s := range stops {
 		if s == "" {
 			return nil, usagef("--stop: an empty stop string would end every answer at once")

@@ -93,6 +93,25 @@ func readPrompt(c *cli.Context) (string, error) {
 	return text, nil
 }
 
+// checkPromptGiven refuses an empty (or blank) prompt, after standard
+// input was read: generating from nothing is never what was meant. A
+// --question-id without a prompt brings the question's input instead.
+func checkPromptGiven(c *cli.Context, prompt string) error {
+	if strings.TrimSpace(prompt) != "" || (c.String("question-id") != "" && !promptGiven(c)) {
+		return nil
+	}
+	what := "the prompt is empty"
+	switch {
+	case c.String("prompt") == "-":
+		what = "the prompt is empty (standard input gave no text)"
+	case c.String("file") != "":
+		what = fmt.Sprintf("the prompt is empty (%s holds no text)", c.String("file"))
+	case !promptGiven(c):
+		what = "no prompt given"
+	}
+	return usagef("%s: give it with -p TEXT, -f FILE, -p - (standard input) or as arguments, or --question-id for a LaMP question's input", what)
+}
+
 func badUTF8Offset(s string) int {
 	for i, r := range s {
 		if r == utf8.RuneError {
@@ -113,6 +132,9 @@ func runGenerate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := checkPromptGiven(c, prompt); err != nil {
+		return err
+	}
 	sopts, err := samplerOptions(c)
 	if err != nil {
 		return err
@@ -130,6 +152,9 @@ func runGenerate(c *cli.Context) error {
 	}
 	if k := c.Int("explain-k"); k < 1 {
 		return usagef("--explain-k must be 1 or more")
+	}
+	if _, err := checkPersonaFlags(c); err != nil {
+		return err
 	}
 
 	ctx := c.Context

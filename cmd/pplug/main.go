@@ -203,6 +203,9 @@ func conventions(cmd *cli.Command, path string) {
 			if err := checkIntRanges(c, cmd.Flags); err != nil {
 				return cmdUsageError{cmd: path, err: err}
 			}
+			if err := checkEnums(c, cmd.Flags); err != nil {
+				return cmdUsageError{cmd: path, err: err}
+			}
 			err := action(c)
 			var ce cmdUsageError
 			var ue usageError

@@ -61,9 +61,11 @@ func loadProfile(c *cli.Context) (*profile.Profile, lamp.Task, error) {
 	if opts.MaxItems <= 0 {
 		return nil, task, usagef("--max-items must be positive")
 	}
+	// The profile package's errors name the profile and its file already
+	// (profile.LoadError).
 	prof, err := profile.LoadContext(c.Context, c.String("profile"), opts)
 	if err != nil {
-		return nil, task, fmt.Errorf("profile: %w", fieldsHint(c, err))
+		return nil, task, fieldsHint(c, err)
 	}
 	reportProfile(prof, c.Int("max-items"))
 	return prof, task, nil
@@ -101,6 +103,7 @@ type personaState struct {
 	prof    *profile.Profile // nil without --profile
 	user    *persona.Persona // nil without --profile
 	key     string           // the profile's name in the embedding cache
+	path    string           // --profile
 	closers []io.Closer
 }
 
@@ -153,12 +156,19 @@ func personaMethod(c *cli.Context) (persona.Method, error) {
 	return m, nil
 }
 
+// checkPersonaFlags checks that --profile, --plug and --method go
+// together, and returns the method they ask for. Commands call it before
+// they load a model; setupPersona calls it again.
+func checkPersonaFlags(c *cli.Context) (persona.Method, error) {
+	if c.String("profile") == "" && c.String("plug") != "" {
+		return "", usagef("--plug needs --profile: a plug-in turns a user's history into persona rows")
+	}
+	return personaMethod(c)
+}
+
 // setupPersona prepares what --profile, --plug and --method ask for.
 func setupPersona(ctx context.Context, c *cli.Context, llm *llama.Model, stderr io.Writer) (*personaState, error) {
-	if c.String("profile") == "" && c.String("plug") != "" {
-		return nil, usagef("--plug needs --profile: a plug-in turns a user's history into persona rows")
-	}
-	method, err := personaMethod(c)
+	method, err := checkPersonaFlags(c)
 	if err != nil {
 		return nil, err
 	}
@@ -178,7 +188,7 @@ func setupPersona(ctx context.Context, c *cli.Context, llm *llama.Model, stderr 
 	if err != nil {
 		return nil, err
 	}
-	st.prof, st.key = prof, profileKey(c)
+	st.prof, st.key, st.path = prof, profileKey(c), c.String("profile")
 	if task.Valid() {
 		st.pz.Query = task.QueryPart
 	}
@@ -241,7 +251,11 @@ func (st *personaState) prepare(ctx context.Context, stderr io.Writer) error {
 	if us.Rebuilt {
 		slog.Warn("the embedding cache file was damaged and has been rebuilt")
 	}
-	args := []any{"method", st.pz.Method, "profile", st.key, "items", user.Len()}
+	args := []any{"method", st.pz.Method, "profile", st.path}
+	if st.prof.QuestionID != "" {
+		args = append(args, "question_id", st.prof.QuestionID)
+	}
+	args = append(args, "items", user.Len())
 	if st.pz.Method.NeedsPlug() {
 		args = append(args, "encoder", st.pz.Encoder.ID(), "cached", us.Cached, "encoded", us.Encoded, "device", st.pz.Backend.Device())
 	}
@@ -352,18 +366,45 @@ func (st *personaState) explain(w io.Writer, req persona.Request, k int) {
 		}
 	}
 	if req.Method.Retrieves() {
-		what := "BM25 score"
-		if req.Method == persona.MethodRecent {
-			what = "most recent first"
+		st.explainRetrieved(w, req)
+	}
+}
+
+// explainRetrieved lists the items retrieval put into the prompt: those
+// that share a word with the input with their BM25 scores, then the most
+// recent items it fell back to (persona.TopOrRecent), said as such.
+func (st *personaState) explainRetrieved(w io.Writer, req persona.Request) {
+	n := st.user.Len()
+	if req.Method == persona.MethodRecent {
+		fmt.Fprintf(w, "retrieved into the prompt (most recent first), %d of %d items:\n", len(req.Retrieved), n)
+		listItems(w, req.Retrieved)
+		return
+	}
+	matched := 0
+	for matched < len(req.Retrieved) && req.Retrieved[matched].Score > 0 {
+		matched++
+	}
+	if matched > 0 {
+		fmt.Fprintf(w, "retrieved into the prompt (BM25 score), %d of %d items share a word with the input:\n", matched, n)
+		for _, r := range req.Retrieved[:matched] {
+			fmt.Fprintf(w, "  %.4f  %s\n", r.Score, itemLine(r.Index, r.Item))
 		}
-		fmt.Fprintf(w, "retrieved into the prompt (%s), %d of %d items:\n", what, len(req.Retrieved), st.user.Len())
-		for _, r := range req.Retrieved {
-			if req.Method == persona.MethodRecent {
-				fmt.Fprintf(w, "  %s\n", itemLine(r.Index, r.Item))
-			} else {
-				fmt.Fprintf(w, "  %.4f  %s\n", r.Score, itemLine(r.Index, r.Item))
-			}
-		}
+	}
+	rest := req.Retrieved[matched:]
+	switch {
+	case len(rest) == 0:
+	case matched == 0:
+		fmt.Fprintf(w, "retrieved into the prompt: no history item shares a word with the input; retrieval fell back to the %d most recent items (of %d):\n", len(rest), n)
+		listItems(w, rest)
+	default:
+		fmt.Fprintf(w, "then, as no other item shares a word with the input, the %d most recent of the rest:\n", len(rest))
+		listItems(w, rest)
+	}
+}
+
+func listItems(w io.Writer, items []persona.Retrieved) {
+	for _, r := range items {
+		fmt.Fprintf(w, "  %s\n", itemLine(r.Index, r.Item))
 	}
 }
 

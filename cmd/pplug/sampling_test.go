@@ -28,6 +28,15 @@ func TestGenerateStopStrings(t *testing.T) {
 	if code != 0 || strings.TrimRight(out, "\n") != ", there was a little " {
 		t.Fatalf("-r park -r girl: exit %d, %q (%s)", code, out, errs)
 	}
+	// llama.cpp's --reverse-prompt (hidden from the help) mixes with -r.
+	code, out, errs = pplug(t, "", append(base, "--reverse-prompt", "park", "-r", "girl")...)
+	if code != 0 || strings.TrimRight(out, "\n") != ", there was a little " {
+		t.Fatalf("--reverse-prompt park -r girl: exit %d, %q (%s)", code, out, errs)
+	}
+	code, _, errs = pplug(t, "", append(base, "--reverse-prompt", "")...)
+	if code != 2 || !strings.Contains(errs, "empty stop string") {
+		t.Fatalf("empty --reverse-prompt: exit %d (%s)", code, errs)
+	}
 	code, _, errs = pplug(t, "", append(base, "--stop", "")...)
 	if code != 2 || !strings.Contains(errs, "empty stop string") {
 		t.Fatalf("empty --stop: exit %d (%s)", code, errs)
@@ -126,7 +135,7 @@ func TestGenerateVerbosePromptAndExplain(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	for _, want := range []string{"retrieved into the prompt (BM25 score), 4 of 8 items:", `prompt (bm25): "Past texts by this user:\n- `, "number of positions in the input = ", `     0 ->      1 "<s>"`} {
+	for _, want := range []string{"retrieved into the prompt (BM25 score), 4 of 8 items share a word with the input:", `prompt (bm25): "Past texts by this user:\n- `, "number of positions in the input = ", `     0 ->      1 "<s>"`} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("bm25: stderr lacks %q:\n%s", want, errs)
 		}

@@ -118,6 +118,12 @@ func runServe(c *cli.Context) error {
 		return err
 	}
 	ctx := c.Context
+	// The database first: a bad --profiles fails before the model loads.
+	st, err := store.Open(ctx, dbPath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
 	m, err := loadModel(ctx, c, stderr)
 	if err != nil {
 		return err
@@ -150,11 +156,6 @@ func runServe(c *cli.Context) error {
 		defer enc.Close()
 		cfg.Encoder = enc
 	}
-	st, err := store.Open(ctx, dbPath)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
 	cfg.Store = st
 	srv, err := server.New(cfg)
 	if err != nil {

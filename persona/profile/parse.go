@@ -30,7 +30,7 @@ func Load(path string, opts Options) (*Profile, error) {
 func LoadContext(ctx context.Context, path string, opts Options) (*Profile, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("profile: %w", err)
+		return nil, loadError(path, err)
 	}
 	defer f.Close()
 	// Wait for an append in progress (best effort: a reader goes on
@@ -51,7 +51,7 @@ func LoadContext(ctx context.Context, path string, opts Options) (*Profile, erro
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("profile %s: %w", path, ctx.Err())
+			return nil, loadError(path, ctx.Err())
 		}
 		return nil, loadError(path, err)
 	}

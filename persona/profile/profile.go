@@ -70,7 +70,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
+	"io/fs"
 	"strconv"
 	"strings"
 	"time"
@@ -251,12 +251,36 @@ func (p *Profile) Texts() []string {
 	return out
 }
 
-// loadError formats errors as "profile: SOURCE: WHAT".
-func loadError(source string, err error) error {
-	if source == "" {
-		return fmt.Errorf("profile: %w", err)
+// LoadError is how Load, LoadContext, Parse and FromQuestion report a
+// failure: "profile: SOURCE: WHAT". It names the profile once; callers
+// wrap it without another "profile" prefix.
+type LoadError struct {
+	Source string // the file ("" for a reader or a decoded question)
+	Err    error
+}
+
+func (e *LoadError) Error() string {
+	if e.Source == "" {
+		return "profile: " + e.Err.Error()
 	}
-	return fmt.Errorf("profile: %s: %w", source, err)
+	return "profile: " + e.Source + ": " + e.Err.Error()
+}
+
+func (e *LoadError) Unwrap() error { return e.Err }
+
+// loadError wraps err as a LoadError of source, once: an error that is
+// already one keeps its own prefix, and an error of the file system loses
+// the path it repeats ("open FILE: ...").
+func loadError(source string, err error) error {
+	var le *LoadError
+	if errors.As(err, &le) {
+		return err
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) && pe.Path == source {
+		err = pe.Err
+	}
+	return &LoadError{Source: source, Err: err}
 }
 
 // itemError is a problem with one item.

@@ -1,6 +1,7 @@
 package profile
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -475,5 +476,45 @@ func TestDuplicateQuestionIDWarns(t *testing.T) {
 	p, err := Parse(strings.NewReader("["+q("1", "a")+","+q("2", "b")+"]"), Options{QuestionID: "1"})
 	if err != nil || len(p.Warnings) != 0 {
 		t.Fatalf("unique id: %v %v", err, p.Warnings)
+	}
+}
+
+// TestLoadErrorsNameTheProfileOnce: every failure of Load names the
+// profile and its file once ("profile: FILE: WHAT"), whatever layer it
+// comes from (the file system, the context, the parser), and a LoadError
+// wrapped again keeps its single prefix.
+func TestLoadErrorsNameTheProfileOnce(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(bad, []byte("[1]"), 0o644)
+	absent := filepath.Join(dir, "absent.json")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	good := filepath.Join(dir, "good.json")
+	os.WriteFile(good, []byte(`[{"text": "a"}]`), 0o644)
+	for _, tc := range []struct {
+		name string
+		err  func() error
+		path string
+	}{
+		{"absent", func() error { _, err := Load(absent, Options{}); return err }, absent},
+		{"folder", func() error { _, err := Load(dir, Options{}); return err }, dir},
+		{"parse", func() error { _, err := Load(bad, Options{}); return err }, bad},
+		{"cancelled", func() error { _, err := LoadContext(ctx, good, Options{}); return err }, good},
+		{"wrapped twice", func() error { return loadError(bad, loadError(bad, errors.New("x"))) }, bad},
+	} {
+		err := tc.err()
+		if err == nil {
+			t.Errorf("%s: no error", tc.name)
+			continue
+		}
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "profile: "+tc.path+": ") || strings.Count(msg, "profile") != 1 || strings.Count(msg, tc.path) != 1 {
+			t.Errorf("%s: %q: want \"profile: %s: ...\" naming both once", tc.name, msg, tc.path)
+		}
+		var le *LoadError
+		if !errors.As(err, &le) {
+			t.Errorf("%s: %T is not a *LoadError", tc.name, err)
+		}
 	}
 }

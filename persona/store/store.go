@@ -15,8 +15,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"math"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -81,6 +85,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("profile database: no path given")
 	}
+	if err := checkPlace(path); err != nil {
+		return nil, fmt.Errorf("profile database %s: %w", path, err)
+	}
 	q := url.Values{}
 	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "foreign_keys(1)", "synchronous(FULL)"} {
 		q.Add("_pragma", p)
@@ -93,7 +100,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	s := &Store{db: db, path: path}
 	if _, err := db.ExecContext(ctx, schema); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("profile database %s: create tables: %w (is it a pplug profile database? move it away to start a new one)", path, err)
+		return nil, fmt.Errorf("profile database %s: %w", path, schemaError(path, err))
 	}
 	var mode string
 	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || !strings.EqualFold(mode, "wal") {
@@ -101,6 +108,85 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("profile database %s: cannot switch to WAL mode (got %q, %v): put it on a local file system", path, mode, err)
 	}
 	return s, nil
+}
+
+// checkPlace says why a database at path could not be opened or written,
+// before SQLite tries and reports every such case as "unable to open": a
+// missing folder, a folder that is not one or cannot be written (WAL mode
+// keeps PATH-wal and PATH-shm beside the file), a database file that is a
+// folder or cannot be written.
+func checkPlace(path string) error {
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("the folder %s does not exist: create it (mkdir -p %s) or put the database elsewhere", dir, dir)
+	case err != nil:
+		return fmt.Errorf("the folder %s: %w", dir, err)
+	case !fi.IsDir():
+		return fmt.Errorf("%s is not a folder: put the database in a folder", dir)
+	}
+	if err := checkFile(path); err != nil {
+		return err
+	}
+	probe, err := os.CreateTemp(dir, ".pplug-write-check-*")
+	if err != nil {
+		return fmt.Errorf("cannot create files in %s (%w): SQLite keeps its journal beside the database; make the folder writable or put the database in a writable place", dir, unwrapPath(err))
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+	return nil
+}
+
+// checkFile checks an existing database file: a file that can be opened
+// for writing. A missing one is fine (Open creates it).
+func checkFile(path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case fi.IsDir():
+		return fmt.Errorf("is a folder: give a file in it (%s)", filepath.Join(path, "profiles.db"))
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("cannot be written (%w): make it writable or copy it to a writable place", unwrapPath(err))
+	}
+	return f.Close()
+}
+
+// unwrapPath drops the operation and path that a file system error
+// repeats.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// sqliteHeader starts every SQLite database file.
+const sqliteHeader = "SQLite format 3\x00"
+
+// schemaError says why the tables could not be made: the file is not a
+// SQLite database, or a database of something else.
+func schemaError(path string, err error) error {
+	head := make([]byte, len(sqliteHeader))
+	f, ferr := os.Open(path)
+	if ferr == nil {
+		n, _ := io.ReadFull(f, head)
+		head = head[:n]
+		f.Close()
+	}
+	switch {
+	case ferr == nil && len(head) > 0 && string(head) != sqliteHeader[:len(head)]:
+		return fmt.Errorf("not a SQLite database (%w): is it the right file? give another path, or move it away to start a new database", err)
+	case ferr == nil && len(head) == len(sqliteHeader):
+		return fmt.Errorf("a SQLite database that is not a pplug profile database (create tables: %w): give another path, or move it away to start a new database", err)
+	}
+	return fmt.Errorf("create tables: %w", err)
 }
 
 // Close closes the database.

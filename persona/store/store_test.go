@@ -2,8 +2,12 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -148,5 +152,68 @@ func TestRevisionsNeverRepeatAndReplace(t *testing.T) {
 	}
 	if items, _ := st.Items(ctx, "ann"); len(items) != 1 || items[0].Text != "new" {
 		t.Fatalf("after a failed replace: %+v", items)
+	}
+}
+
+// TestOpenSaysWhy: a database that cannot be opened says the real cause and
+// the fix; only a file that is not a pplug database is told to be moved
+// away.
+func TestOpenSaysWhy(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "notes.txt")
+	os.WriteFile(file, []byte("my notes, not a database\n"), 0o644)
+	other := filepath.Join(dir, "other.db")
+	db, err := sql.Open("sqlite", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("CREATE TABLE items (x INTEGER)"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	type openCase struct {
+		name, path string
+		want       []string
+	}
+	cases := []openCase{
+		{"missing folder", filepath.Join(dir, "no", "such", "p.db"), []string{"folder " + filepath.Join(dir, "no", "such") + " does not exist", "mkdir -p"}},
+		{"folder is a file", filepath.Join(file, "p.db"), []string{file + " is not a folder"}},
+		{"database is a folder", dir, []string{"is a folder: give a file in it"}},
+		{"not a database", file, []string{"not a SQLite database", "move it away"}},
+		{"another program's database", other, []string{"not a pplug profile database", "move it away"}},
+	}
+	if runtime.GOOS == "linux" {
+		// sysfs refuses new files even to root.
+		cases = append(cases, openCase{"read-only folder (sysfs)", "/sys/pplug-profiles.db", []string{"cannot create files in /sys", "writable"}})
+	}
+	if os.Geteuid() != 0 {
+		ro := filepath.Join(dir, "ro")
+		os.Mkdir(ro, 0o755)
+		os.WriteFile(filepath.Join(ro, "p.db"), nil, 0o444)
+		os.Chmod(ro, 0o555)
+		defer os.Chmod(ro, 0o755)
+		cases = append(cases, openCase{"read-only file", filepath.Join(ro, "p.db"), []string{"cannot be written", "permission denied"}},
+			openCase{"read-only folder", filepath.Join(ro, "new.db"), []string{"cannot create files in " + ro, "permission denied"}})
+	}
+	for _, tc := range cases {
+		st, err := Open(ctx, tc.path)
+		if err == nil {
+			st.Close()
+			t.Errorf("%s: opened", tc.name)
+			continue
+		}
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "profile database "+tc.path+": ") {
+			t.Errorf("%s: %q does not name the database", tc.name, msg)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(msg, w) {
+				t.Errorf("%s: %q lacks %q", tc.name, msg, w)
+			}
+		}
+		if foreign := strings.HasPrefix(tc.name, "not a") || strings.HasPrefix(tc.name, "another"); foreign != strings.Contains(msg, "move it away") {
+			t.Errorf("%s: %q blames the file", tc.name, msg)
+		}
 	}
 }
