@@ -9,7 +9,6 @@ package server
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -74,6 +73,9 @@ type Server struct {
 func New(cfg Config) (*Server, error) {
 	if cfg.Model == nil || cfg.Store == nil {
 		return nil, errors.New("server: a model and a profile store are required")
+	}
+	if err := CheckAPIKey(cfg.APIKey); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
@@ -223,27 +225,6 @@ func (s *Server) authed(h handler) http.Handler {
 			writeError(w, aerr)
 		}
 	})
-}
-
-func (s *Server) authenticate(r *http.Request) (caller, *apiError) {
-	key, hasKey := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	key = strings.TrimSpace(key)
-	if s.cfg.APIKey != "" && hasKey && subtle.ConstantTimeCompare([]byte(key), []byte(s.cfg.APIKey)) == 1 {
-		return caller{admin: true}, nil
-	}
-	if hasKey && strings.HasPrefix(key, "pk-") {
-		id, err := s.cfg.Store.UserByKey(r.Context(), key)
-		if err == nil {
-			return caller{user: id}, nil
-		}
-		if !errors.Is(err, store.ErrNotFound) {
-			return caller{}, errf(http.StatusInternalServerError, "server_error", "", "profile database: %v", err)
-		}
-	}
-	if s.cfg.APIKey == "" {
-		return caller{admin: true}, nil // loopback without a key: the operator's machine
-	}
-	return caller{}, errf(http.StatusUnauthorized, "invalid_request_error", "invalid_api_key", "missing or invalid API key: send Authorization: Bearer KEY")
 }
 
 // decode reads a JSON body into v.
