@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"unicode"
 
 	"github.com/pplug/pplug/persona/store"
 )
@@ -21,14 +22,10 @@ func CheckAPIKey(key string) error {
 		return nil
 	case strings.TrimSpace(key) == "":
 		return errors.New("the API key is blank: give a key of visible characters, or none to serve loopback clients without one")
-	case strings.ContainsFunc(key, isSpace):
+	case strings.ContainsFunc(key, unicode.IsSpace):
 		return errors.New("the API key holds white space, which no client can send in Authorization: Bearer KEY: give a key without it")
 	}
 	return nil
-}
-
-func isSpace(r rune) bool {
-	return r == ' ' || r == '\t' || r == '\n' || r == '\r' || r == '\v' || r == '\f'
 }
 
 // bearerKey reads the Authorization header: given reports whether there

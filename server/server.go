@@ -318,12 +318,15 @@ func (s *Server) samplerOptions(p samplingParams) (llama.SamplerOptions, int, *a
 		*pen.dst = float32(*pen.v)
 	}
 	maxTok := -1
-	for _, m := range []*int{p.MaxTokens, p.MaxCompletionTokens} {
-		if m != nil {
-			if *m < 1 || *m > s.cfg.MaxTokens {
-				return opts, 0, withParam(badRequest("", "max_tokens %d is outside [1, %d] (the server's --max-tokens)", *m, s.cfg.MaxTokens), "max_tokens")
+	for _, m := range []struct {
+		v    *int
+		name string
+	}{{p.MaxTokens, "max_tokens"}, {p.MaxCompletionTokens, "max_completion_tokens"}} {
+		if m.v != nil {
+			if *m.v < 1 || *m.v > s.cfg.MaxTokens {
+				return opts, 0, withParam(badRequest("", "%s %d is outside [1, %d] (the server's limit, pplug serve -n/--n-predict)", m.name, *m.v, s.cfg.MaxTokens), m.name)
 			}
-			maxTok = *m
+			maxTok = *m.v
 		}
 	}
 	return opts, maxTok, nil
