@@ -35,6 +35,17 @@ func errorCode(body []byte) string {
 	return *e.Error.Code
 }
 
+// errorParam is the param of an OpenAI-shaped error body ("" when none).
+func errorParam(body []byte) string {
+	var e struct {
+		Error *apiError `json:"error"`
+	}
+	if json.Unmarshal(body, &e) != nil || e.Error == nil || e.Error.Param == nil {
+		return ""
+	}
+	return *e.Error.Param
+}
+
 // TestGivenKeysMustBeRight: a key that is sent is checked, with or without
 // the server's own key: a user key that names no user, or an Authorization
 // header that is not a Bearer key, is refused instead of falling back to

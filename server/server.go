@@ -9,6 +9,8 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -627,8 +629,8 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, _ caller) *a
 	if len(req.Input) == 0 || len(req.Input) > 256 {
 		return withParam(badRequest("", "input must hold 1 to 256 strings"), "input")
 	}
-	if req.EncodingFormat != "" && req.EncodingFormat != "float" {
-		return withParam(badRequest("", "encoding_format %q is not supported (float)", req.EncodingFormat), "encoding_format")
+	if req.EncodingFormat != "" && req.EncodingFormat != "float" && req.EncodingFormat != "base64" {
+		return withParam(badRequest("", "encoding_format %q is not supported: give float or base64", req.EncodingFormat), "encoding_format")
 	}
 	for i, t := range req.Input {
 		if t == "" || !utf8.ValidString(t) {
@@ -642,7 +644,7 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, _ caller) *a
 	data := make([]any, len(vecs))
 	ntok := 0
 	for i, v := range vecs {
-		data[i] = map[string]any{"object": "embedding", "index": i, "embedding": v}
+		data[i] = map[string]any{"object": "embedding", "index": i, "embedding": encodeEmbedding(v, req.EncodingFormat)}
 		if toks, err := s.cfg.Encoder.Model().Tokenize(req.Input[i], true, false); err == nil {
 			ntok += len(toks)
 		}
@@ -650,6 +652,20 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, _ caller) *a
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data, "model": s.cfg.ModelName,
 		"usage": map[string]int{"prompt_tokens": ntok, "total_tokens": ntok}})
 	return nil
+}
+
+// encodeEmbedding is a vector as OpenAI sends it: a list of numbers, or
+// for "base64" its little-endian float32 bytes in standard base64 (what
+// the openai npm and Python SDKs ask for by default).
+func encodeEmbedding(v []float32, format string) any {
+	if format != "base64" {
+		return v
+	}
+	b := make([]byte, 0, 4*len(v))
+	for _, x := range v {
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(x))
+	}
+	return base64.StdEncoding.EncodeToString(b)
 }
 
 // ---- users and their history items ---------------------------------------------
