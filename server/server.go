@@ -365,9 +365,14 @@ func (s *Server) prepare(ctx context.Context, c caller, p samplingParams, query 
 	if aerr != nil {
 		return nil, aerr
 	}
-	req, err := s.pers.forQuery(ctx, user, query)
+	req, why, err := s.pers.personalize(ctx, user, query)
 	if err != nil {
 		return nil, errf(http.StatusInternalServerError, "server_error", "", "persona: %v", err)
+	}
+	mode := string(req.Method)
+	if why != "" {
+		mode += "; reason=" + why
+		s.logNoPersona(user, why)
 	}
 	text, err := render(req)
 	if err != nil {
@@ -395,8 +400,19 @@ func (s *Server) prepare(ctx context.Context, c caller, p samplingParams, query 
 	}
 	stops := append(append([]string(nil), p.Stop...), extraStops...)
 	j := &job{ctx: ctx, inputs: inputs, nPos: n, maxTokens: maxTok, sampler: smp, stops: stops, out: newOutput()}
-	return &prepared{job: j, mode: string(req.Method), stream: p.Stream, usage: p.StreamOptions != nil && p.StreamOptions.IncludeUsage,
+	return &prepared{job: j, mode: mode, stream: p.Stream, usage: p.StreamOptions != nil && p.StreamOptions.IncludeUsage,
 		user: user, created: time.Now().Unix()}, nil
+}
+
+// logNoPersona says that a request's user gets no persona: a warning for
+// a user the store does not know (a typo, or a client sending OpenAI's
+// user field for its own ends), a debug line for a user without history.
+func (s *Server) logNoPersona(user, why string) {
+	level := slog.LevelDebug
+	if why == reasonUnknownUser {
+		level = slog.LevelWarn
+	}
+	s.log.Log(context.Background(), level, "the request's user gets no persona", "user", user, "reason", why)
 }
 
 // run submits a prepared job and writes its answer, streamed or whole.
