@@ -192,6 +192,18 @@ func TestResponseFormat(t *testing.T) {
 	if !strings.HasPrefix(text, "{") || res.Choices[0].FinishReason == "stop" && json.Unmarshal([]byte(text), &obj) != nil {
 		t.Errorf("json_object: %q (%s)", text, res.Choices[0].FinishReason)
 	}
+	// A logit_bias that bans every token beside a grammar crashes nothing:
+	// the grammar still picks among its own tokens.
+	all := map[string]any{}
+	for tok := range ts.m.NVocab() {
+		all[fmt.Sprint(tok)] = -100
+	}
+	for _, temp := range []float64{0, 1} {
+		cr := ts.completion(t, map[string]any{"prompt": "Once", "max_tokens": 12, "temperature": temp, "seed": 1, "logit_bias": all, "response_format": map[string]any{"type": "json_object"}})
+		if !strings.HasPrefix(cr.Choices[0].Text, "{") {
+			t.Errorf("every token banned, temperature %v: %q", temp, cr.Choices[0].Text)
+		}
+	}
 	// The legacy completions route takes it too; type text constrains nothing.
 	cr := ts.completion(t, map[string]any{"prompt": "Once", "max_tokens": 30, "temperature": 0, "response_format": map[string]any{"type": "json_schema", "json_schema": map[string]any{"schema": schema}}})
 	if json.Unmarshal([]byte(cr.Choices[0].Text), &got) != nil {
@@ -289,6 +301,13 @@ func TestLogprobs(t *testing.T) {
 	}
 	if strings.Join(lp.Tokens, "") != comp.Choices[0].Text {
 		t.Errorf("tokens %q, text %q", lp.Tokens, comp.Choices[0].Text)
+	}
+
+	// A stop string cuts the tokens after it; those up to it stay.
+	stopped := ts.completion(t, map[string]any{"prompt": "Once upon a time", "max_tokens": 20, "temperature": 0, "logprobs": 1, "stop": "girl"})
+	joinedStop := strings.Join(stopped.Choices[0].Logprobs.Tokens, "")
+	if *stopped.Choices[0].FinishReason != "stop" || !strings.HasPrefix(joinedStop, stopped.Choices[0].Text) || strings.Contains(joinedStop, "girl named") {
+		t.Errorf("with a stop string: tokens %q, text %q", stopped.Choices[0].Logprobs.Tokens, stopped.Choices[0].Text)
 	}
 
 	// The official client reads them.
