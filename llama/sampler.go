@@ -38,6 +38,13 @@ type SamplerOptions struct {
 	EOSBias float32
 }
 
+// TokenBias is a bias added to one token's logit (see
+// Model.NewBiasedSampler).
+type TokenBias struct {
+	Token Token
+	Bias  float32
+}
+
 // DefaultSamplerOptions are llama.cpp's defaults.
 func DefaultSamplerOptions() SamplerOptions {
 	return SamplerOptions{
@@ -70,6 +77,23 @@ func (o SamplerOptions) Validate() error {
 	return nil
 }
 
+// checkLogitBias checks biases: finite, each token once, in the vocabulary.
+func checkLogitBias(lb []TokenBias, nVocab int) error {
+	seen := make(map[Token]bool, len(lb))
+	for _, b := range lb {
+		switch {
+		case isBad(b.Bias):
+			return fmt.Errorf("logit bias %v of token %d is not a finite number", b.Bias, b.Token)
+		case b.Token < 0 || int(b.Token) >= nVocab:
+			return fmt.Errorf("logit bias for token %d: the vocabulary has tokens 0 to %d", b.Token, nVocab-1)
+		case seen[b.Token]:
+			return fmt.Errorf("logit bias for token %d is given twice", b.Token)
+		}
+		seen[b.Token] = true
+	}
+	return nil
+}
+
 // Greedy reports whether the options pick the most likely token.
 func (o SamplerOptions) Greedy() bool { return o.Temp <= 0 }
 
@@ -97,7 +121,7 @@ func NewSampler(o SamplerOptions) (*Sampler, error) {
 	if o.EOSBias != 0 {
 		return nil, errors.New("an EOS bias needs the model's vocabulary: build the sampler with Model.NewSampler")
 	}
-	return newSampler(nil, o)
+	return newSampler(nil, o, nil)
 }
 
 // NewSampler builds a sampler chain for m (see the package function); a
@@ -105,10 +129,23 @@ func NewSampler(o SamplerOptions) (*Sampler, error) {
 // tokens the grammar allows. The model stays open until the sampler is
 // closed.
 func (m *Model) NewSampler(o SamplerOptions) (*Sampler, error) {
-	return newSampler(m, o)
+	return newSampler(m, o, nil)
 }
 
-func newSampler(m *Model, o SamplerOptions) (*Sampler, error) {
+// NewBiasedSampler is NewSampler with logit biases added to their tokens'
+// logits after the grammar (llama.cpp's --logit-bias, OpenAI's
+// logit_bias). Each token must be in the vocabulary and appear once; the
+// biases must be finite, so that a grammar's -inf stays below every biased
+// token and the grammar always keeps a token it accepts. (The biases are
+// not options, so that SamplerOptions stays comparable.)
+func (m *Model) NewBiasedSampler(o SamplerOptions, lb []TokenBias) (*Sampler, error) {
+	if err := checkLogitBias(lb, m.NVocab()); err != nil {
+		return nil, err
+	}
+	return newSampler(m, o, lb)
+}
+
+func newSampler(m *Model, o SamplerOptions, lb []TokenBias) (*Sampler, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
@@ -132,12 +169,9 @@ func newSampler(m *Model, o SamplerOptions) (*Sampler, error) {
 			return nil, fmt.Errorf("%w: llama.cpp could not parse the grammar (start symbol %q; its parser printed the reason on stderr)", ErrInvalidGrammar, root)
 		}
 	}
-	if o.EOSBias != 0 {
-		if m.EOS() < 0 {
-			smp.Close()
-			return nil, errors.New("an EOS bias for a model without an EOS token")
-		}
-		s.AddLogitBias([]int32{m.EOS()}, []float32{o.EOSBias})
+	if err := addBiases(s, m, o.EOSBias, lb); err != nil {
+		smp.Close()
+		return nil, err
 	}
 	if o.RepeatPenalty != 1 || o.FrequencyPenalty != 0 || o.PresencePenalty != 0 {
 		s.AddPenalties(int32(o.RepeatLastN), o.RepeatPenalty, o.FrequencyPenalty, o.PresencePenalty)
@@ -159,6 +193,27 @@ func newSampler(m *Model, o SamplerOptions) (*Sampler, error) {
 	}
 	runtime.SetFinalizer(smp, func(s *Sampler) { _ = s.Close() })
 	return smp, nil
+}
+
+// addBiases puts the EOS bias and the logit biases in the chain, as one
+// stage (a bias for EOS in both adds up).
+func addBiases(s *cgo.Sampler, m *Model, eosBias float32, lb []TokenBias) error {
+	if eosBias == 0 && len(lb) == 0 {
+		return nil
+	}
+	toks := make([]int32, 0, len(lb)+1)
+	biases := make([]float32, 0, len(lb)+1)
+	for _, b := range lb {
+		toks, biases = append(toks, b.Token), append(biases, b.Bias)
+	}
+	if eosBias != 0 {
+		if m.EOS() < 0 {
+			return errors.New("an EOS bias for a model without an EOS token")
+		}
+		toks, biases = append(toks, m.EOS()), append(biases, eosBias)
+	}
+	s.AddLogitBias(toks, biases)
+	return nil
 }
 
 // Options returns the options the chain was built with.

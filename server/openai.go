@@ -9,7 +9,8 @@ import (
 )
 
 // The OpenAI wire types the server reads and writes (the fields it uses;
-// unknown request fields are ignored, as OpenAI clients send many).
+// unknown request fields are ignored, as OpenAI clients send many, and
+// known ones it does not implement are refused: params.go).
 
 type chatMessage struct {
 	Role    string      `json:"role"`
@@ -82,8 +83,14 @@ type samplingParams struct {
 	FrequencyPenalty    *float64   `json:"frequency_penalty"`
 	PresencePenalty     *float64   `json:"presence_penalty"`
 	Stop                stringList `json:"stop"`
-	N                   *int       `json:"n"`
 	User                string     `json:"user"`
+	// LogitBias maps token ids (as strings) to biases in [-100, 100].
+	LogitBias      map[string]float64 `json:"logit_bias"`
+	ResponseFormat *responseFormat    `json:"response_format"`
+	// IgnoreEOS (llama-server's) generates past end-of-generation tokens.
+	IgnoreEOS bool `json:"ignore_eos"`
+
+	logprobs logprobsRequest // from the route's own logprobs fields
 }
 
 type streamOpt struct {
@@ -92,7 +99,9 @@ type streamOpt struct {
 
 type chatRequest struct {
 	samplingParams
-	Messages []chatMessage `json:"messages"`
+	Messages    []chatMessage `json:"messages"`
+	Logprobs    *bool         `json:"logprobs"`
+	TopLogprobs *int          `json:"top_logprobs"`
 	// Remember (a pplug extension) appends the last user message to the
 	// user's history items after the answer, as `pplug chat --remember`.
 	Remember bool `json:"remember"`
@@ -101,6 +110,8 @@ type chatRequest struct {
 type completionRequest struct {
 	samplingParams
 	Prompt stringList `json:"prompt"`
+	// Logprobs is the number of top alternatives per token (legacy form).
+	Logprobs *int `json:"logprobs"`
 }
 
 type embeddingRequest struct {
@@ -121,11 +132,11 @@ type outMessage struct {
 }
 
 type chatChoice struct {
-	Index        int         `json:"index"`
-	Message      *outMessage `json:"message,omitempty"`
-	Delta        *outDelta   `json:"delta,omitempty"`
-	FinishReason *string     `json:"finish_reason"`
-	Logprobs     *struct{}   `json:"logprobs"`
+	Index        int           `json:"index"`
+	Message      *outMessage   `json:"message,omitempty"`
+	Delta        *outDelta     `json:"delta,omitempty"`
+	FinishReason *string       `json:"finish_reason"`
+	Logprobs     *chatLogprobs `json:"logprobs"`
 }
 
 type outDelta struct {
@@ -143,10 +154,10 @@ type chatResponse struct {
 }
 
 type completionChoice struct {
-	Index        int       `json:"index"`
-	Text         string    `json:"text"`
-	FinishReason *string   `json:"finish_reason"`
-	Logprobs     *struct{} `json:"logprobs"`
+	Index        int                 `json:"index"`
+	Text         string              `json:"text"`
+	FinishReason *string             `json:"finish_reason"`
+	Logprobs     *completionLogprobs `json:"logprobs"`
 }
 
 type completionResponse struct {

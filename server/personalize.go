@@ -88,16 +88,14 @@ func (p *personalizer) cached() int {
 	return len(p.users)
 }
 
-// acquire returns the prepared persona of a user (nil when the user is
-// unknown or has no items); release it after use. Item embeddings missing
+// acquire returns the prepared persona of a user (nil when the user has
+// no items; store.ErrNotFound when the store does not know them); release
+// it after use. Item embeddings missing
 // for this encoder are computed once and stored.
 func (p *personalizer) acquire(ctx context.Context, id string) (*preparedUser, error) {
 	u, err := p.st.User(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
-	}
 	if err != nil {
-		return nil, err
+		return nil, err // store.ErrNotFound for an unknown user
 	}
 	p.mu.Lock()
 	if c := p.users[id]; c != nil && c.rev == u.Rev {
@@ -182,27 +180,45 @@ func (p *personalizer) embeddings(ctx context.Context, user string, items []stor
 	return keys, nil
 }
 
+// Why a request that names a user gets no persona.
+const (
+	reasonUnknownUser = "unknown-user" // the store has no such user
+	reasonNoHistory   = "no-history"   // the user has no items yet
+)
+
 // forQuery personalises a query text for a user: the request's prompt
 // text (the query after the retrieved items) and rows. No user, an
 // unknown one or one without items gets the query alone.
 func (p *personalizer) forQuery(ctx context.Context, user, query string) (persona.Request, error) {
+	req, _, err := p.personalize(ctx, user, query)
+	return req, err
+}
+
+// personalize is forQuery that also says why a named user got no persona
+// (reasonUnknownUser, reasonNoHistory; "" otherwise).
+func (p *personalizer) personalize(ctx context.Context, user, query string) (persona.Request, string, error) {
 	none := persona.Request{Method: persona.MethodNone, Prompt: query}
 	if user == "" {
-		return none, nil
+		return none, "", nil
 	}
 	pu, err := p.acquire(ctx, user)
-	if err != nil || pu == nil {
-		return none, err
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return none, reasonUnknownUser, nil
+	case err != nil:
+		return none, "", err
+	case pu == nil:
+		return none, reasonNoHistory, nil
 	}
 	defer p.release(pu)
 	req, err := pu.p.Personalize(ctx, query)
 	if err != nil {
-		return none, fmt.Errorf("persona of %q: %w", user, err)
+		return none, "", fmt.Errorf("persona of %q: %w", user, err)
 	}
 	if p.seen != nil {
 		p.seen(user, req)
 	}
-	return req, nil
+	return req, "", nil
 }
 
 // inputs lays out the model input of a rendered prompt (the request's

@@ -28,6 +28,8 @@ type job struct {
 	sampler   *llama.Sampler
 	stops     []string
 	out       *output
+	logprobs  logprobsRequest // the tokens' log-probabilities, when on
+	ignoreEOS bool            // end-of-generation tokens do not end the answer
 }
 
 // output is a job's result, filled by the scheduler loop and read by the
@@ -36,6 +38,7 @@ type job struct {
 type output struct {
 	mu       sync.Mutex
 	chunks   []string
+	probs    []tokenProb // of the tokens whose text is in chunks (logprobs on)
 	done     bool
 	finish   string // "stop" or "length"
 	err      error
@@ -74,21 +77,38 @@ func (o *output) end(finish string, err error) {
 	o.signal()
 }
 
-// take returns the text produced since the last call and whether the job
+// pushProbs adds the log-probabilities of tokens whose text went out.
+func (o *output) pushProbs(p []tokenProb) {
+	if len(p) == 0 {
+		return
+	}
+	o.mu.Lock()
+	o.probs = append(o.probs, p...)
+	o.mu.Unlock()
+	o.signal()
+}
+
+// delta is what a job produced since the handler last looked.
+type delta struct {
+	chunks []string
+	probs  []tokenProb
+}
+
+// take returns what was produced since the last call and whether the job
 // has ended. It waits until there is something or ctx ends.
-func (o *output) take(ctx context.Context) (chunks []string, done bool, err error) {
+func (o *output) take(ctx context.Context) (d delta, done bool, err error) {
 	for {
 		o.mu.Lock()
-		chunks, done = o.chunks, o.done
-		o.chunks = nil
+		d, done = delta{o.chunks, o.probs}, o.done
+		o.chunks, o.probs = nil, nil
 		o.mu.Unlock()
-		if len(chunks) > 0 || done {
-			return chunks, done, nil
+		if len(d.chunks) > 0 || len(d.probs) > 0 || done {
+			return d, done, nil
 		}
 		select {
 		case <-o.notify:
 		case <-ctx.Done():
-			return nil, false, ctx.Err()
+			return delta{}, false, ctx.Err()
 		}
 	}
 }
@@ -110,6 +130,11 @@ type slot struct {
 	gen     int
 	ts      *llama.TextStream
 	reserve int
+	// With logprobs: the tokens whose text has not gone out whole yet, the
+	// bytes of the pieces pushed into ts and of the text that went out.
+	held    []tokenProb
+	raw     int
+	emitted int
 }
 
 // prefillChunk is the most prompt positions decoded between two generation
@@ -321,7 +346,7 @@ func (s *scheduler) prefill() bool {
 				s.finish(sl, "", err)
 				return true
 			}
-			s.accept(sl, t)
+			s.accept(sl, t, -1)
 		}
 		return true
 	}
@@ -364,15 +389,16 @@ func (s *scheduler) step(ctx context.Context) bool {
 			s.finish(sl, "", err)
 			continue
 		}
-		s.accept(sl, t)
+		s.accept(sl, t, i)
 	}
 	return true
 }
 
-// accept handles a sampled token the way llama.Generate does: an
-// end-of-generation token ends the answer; otherwise its text goes out,
-// and a stop string, max_tokens or a full window end it.
-func (s *scheduler) accept(sl *slot, t llama.Token) {
+// accept handles a token sampled from output idx the way llama.Generate
+// does: an end-of-generation token ends the answer (unless the job
+// ignores them); otherwise its text goes out, and a stop string,
+// max_tokens or a full window end it.
+func (s *scheduler) accept(sl *slot, t llama.Token, idx int) {
 	j := sl.job
 	sl.gen++
 	if sl.gen == 1 {
@@ -380,15 +406,20 @@ func (s *scheduler) accept(sl *slot, t llama.Token) {
 		j.out.first = time.Now()
 		j.out.mu.Unlock()
 	}
-	if s.m.IsEOG(t) {
+	if s.m.IsEOG(t) && !j.ignoreEOS {
 		s.finish(sl, "stop", nil)
 		return
 	}
 	j.out.mu.Lock()
 	j.out.genToks = sl.gen
 	j.out.mu.Unlock()
-	text, stopped := sl.ts.Push(s.m.TokenPiece(t, false))
-	j.out.push(text)
+	piece := s.m.TokenPiece(t, false)
+	if err := s.holdProb(sl, t, idx, piece); err != nil {
+		s.finish(sl, "", err)
+		return
+	}
+	text, stopped := sl.ts.Push(piece)
+	s.emit(sl, text)
 	switch {
 	case stopped:
 		s.finish(sl, "stop", nil)
@@ -399,10 +430,59 @@ func (s *scheduler) accept(sl *slot, t llama.Token) {
 	}
 }
 
+// holdProb computes a token's log-probabilities (logprobs on) and holds
+// them until its text goes out.
+func (s *scheduler) holdProb(sl *slot, t llama.Token, idx int, piece []byte) error {
+	lp := sl.job.logprobs
+	if !lp.on {
+		return nil
+	}
+	own, top, err := s.lctx.Logprobs(idx, t, lp.top)
+	if err != nil {
+		return fmt.Errorf("logprobs: %w", err)
+	}
+	p := tokenProb{piece: piece, logprob: own, offset: sl.raw, top: make([]altProb, len(top))}
+	for i, a := range top {
+		p.top[i] = altProb{piece: s.m.TokenPiece(a.Token, false), logprob: a.Logprob}
+	}
+	sl.held = append(sl.held, p)
+	sl.raw += len(piece)
+	return nil
+}
+
+// emit sends text that became final, with the log-probabilities of the
+// tokens whose text it completes.
+func (s *scheduler) emit(sl *slot, text string) {
+	sl.job.out.push(text)
+	sl.emitted += len(text)
+	n := 0
+	for n < len(sl.held) && sl.held[n].offset+len(sl.held[n].piece) <= sl.emitted {
+		n++
+	}
+	s.release(sl, n)
+}
+
+// release sends the first n held log-probabilities.
+func (s *scheduler) release(sl *slot, n int) {
+	if n == 0 {
+		return
+	}
+	sl.job.out.pushProbs(sl.held[:n:n])
+	sl.held = sl.held[n:]
+}
+
 // finish ends a slot's job and frees its sequence.
 func (s *scheduler) finish(sl *slot, reason string, err error) {
 	if err == nil && !sl.ts.Stopped() {
-		sl.job.out.push(sl.ts.Flush())
+		s.emit(sl, sl.ts.Flush())
+	}
+	if err == nil {
+		// Tokens with text in the answer: all of them, or up to a stop string.
+		n := 0
+		for n < len(sl.held) && (!sl.ts.Stopped() || sl.held[n].offset < sl.emitted) {
+			n++
+		}
+		s.release(sl, n)
 	}
 	if _, rerr := s.lctx.RemoveSeq(sl.seq, -1, -1); rerr != nil {
 		s.log.Error("free sequence", "seq", sl.seq, "err", rerr)

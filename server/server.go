@@ -9,7 +9,8 @@ package server
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -66,6 +67,7 @@ type Server struct {
 	pers    *personalizer
 	tmpl    string // chat template (model's own or llama.cpp's chatml)
 	stops   []string
+	eog     []llama.Token // the vocabulary's end-of-generation tokens (ignore_eos)
 	log     *slog.Logger
 	created int64
 }
@@ -74,6 +76,9 @@ type Server struct {
 func New(cfg Config) (*Server, error) {
 	if cfg.Model == nil || cfg.Store == nil {
 		return nil, errors.New("server: a model and a profile store are required")
+	}
+	if err := CheckAPIKey(cfg.APIKey); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
@@ -118,7 +123,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, lctx: lctx, log: cfg.Logger, created: time.Now().Unix()}
+	s := &Server{cfg: cfg, lctx: lctx, log: cfg.Logger, created: time.Now().Unix(), eog: eogTokens(cfg.Model)}
 	s.tmpl = cfg.Model.Info().ChatTemplate
 	if s.tmpl != "" {
 		if _, err := llama.ApplyChatTemplate(s.tmpl, []llama.ChatMessage{{Role: "user", Content: "hi"}}, true); err != nil {
@@ -133,6 +138,17 @@ func New(cfg Config) (*Server, error) {
 	s.pers = &personalizer{pz: pz, enc: cfg.Encoder, st: cfg.Store, maxItems: cfg.MaxItems, users: map[string]*preparedUser{}}
 	s.sched = newScheduler(lctx, cfg.MaxQueue, cfg.Logger)
 	return s, nil
+}
+
+// eogTokens lists the tokens that end generation.
+func eogTokens(m *llama.Model) []llama.Token {
+	var eog []llama.Token
+	for t := range llama.Token(m.NVocab()) {
+		if m.IsEOG(t) {
+			eog = append(eog, t)
+		}
+	}
+	return eog
 }
 
 // Close stops the scheduler (ending requests in flight) and frees the context.
@@ -220,37 +236,41 @@ func (s *Server) authed(h handler) http.Handler {
 	})
 }
 
-func (s *Server) authenticate(r *http.Request) (caller, *apiError) {
-	key, hasKey := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	key = strings.TrimSpace(key)
-	if s.cfg.APIKey != "" && hasKey && subtle.ConstantTimeCompare([]byte(key), []byte(s.cfg.APIKey)) == 1 {
-		return caller{admin: true}, nil
-	}
-	if hasKey && strings.HasPrefix(key, "pk-") {
-		id, err := s.cfg.Store.UserByKey(r.Context(), key)
-		if err == nil {
-			return caller{user: id}, nil
-		}
-		if !errors.Is(err, store.ErrNotFound) {
-			return caller{}, errf(http.StatusInternalServerError, "server_error", "", "profile database: %v", err)
-		}
-	}
-	if s.cfg.APIKey == "" {
-		return caller{admin: true}, nil // loopback without a key: the operator's machine
-	}
-	return caller{}, errf(http.StatusUnauthorized, "invalid_request_error", "invalid_api_key", "missing or invalid API key: send Authorization: Bearer KEY")
-}
-
 // decode reads a JSON body into v.
 func decode(r *http.Request, v any) *apiError {
+	body, aerr := readBody(r)
+	if aerr != nil {
+		return aerr
+	}
+	return unmarshalBody(body, v)
+}
+
+// decodeCompletion reads a completion request's body into v and refuses
+// the OpenAI fields the server does not implement.
+func decodeCompletion(r *http.Request, v any) *apiError {
+	body, aerr := readBody(r)
+	if aerr != nil {
+		return aerr
+	}
+	if aerr := unmarshalBody(body, v); aerr != nil {
+		return aerr
+	}
+	return checkUnsupported(body)
+}
+
+func readBody(r *http.Request) ([]byte, *apiError) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return errf(http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large", "the request body exceeds %d bytes", mbe.Limit)
+			return nil, errf(http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large", "the request body exceeds %d bytes", mbe.Limit)
 		}
-		return badRequest("", "read the request body: %v", err)
+		return nil, badRequest("", "read the request body: %v", err)
 	}
+	return body, nil
+}
+
+func unmarshalBody(body []byte, v any) *apiError {
 	if err := json.Unmarshal(body, v); err != nil {
 		return badRequest("invalid_json", "the request body is not valid JSON for this route: %v", err)
 	}
@@ -332,12 +352,15 @@ func (s *Server) samplerOptions(p samplingParams) (llama.SamplerOptions, int, *a
 		*pen.dst = float32(*pen.v)
 	}
 	maxTok := -1
-	for _, m := range []*int{p.MaxTokens, p.MaxCompletionTokens} {
-		if m != nil {
-			if *m < 1 || *m > s.cfg.MaxTokens {
-				return opts, 0, withParam(badRequest("", "max_tokens %d is outside [1, %d] (the server's --max-tokens)", *m, s.cfg.MaxTokens), "max_tokens")
+	for _, m := range []struct {
+		v    *int
+		name string
+	}{{p.MaxTokens, "max_tokens"}, {p.MaxCompletionTokens, "max_completion_tokens"}} {
+		if m.v != nil {
+			if *m.v < 1 || *m.v > s.cfg.MaxTokens {
+				return opts, 0, withParam(badRequest("", "%s %d is outside [1, %d] (the server's limit, pplug serve -n/--n-predict)", m.name, *m.v, s.cfg.MaxTokens), m.name)
 			}
-			maxTok = *m
+			maxTok = *m.v
 		}
 	}
 	return opts, maxTok, nil
@@ -359,9 +382,6 @@ func (s *Server) prepare(ctx context.Context, c caller, p samplingParams, query 
 	if err := s.checkModel(p.Model); err != nil {
 		return nil, err
 	}
-	if p.N != nil && *p.N != 1 {
-		return nil, withParam(badRequest("", "n must be 1"), "n")
-	}
 	// The user field alone selects a persona (none without it); a user's
 	// own key may select only that user.
 	user := p.User
@@ -374,9 +394,18 @@ func (s *Server) prepare(ctx context.Context, c caller, p samplingParams, query 
 	if aerr != nil {
 		return nil, aerr
 	}
-	req, err := s.pers.forQuery(ctx, user, query)
+	bias, aerr := s.constrain(&opts, p)
+	if aerr != nil {
+		return nil, aerr
+	}
+	req, why, err := s.pers.personalize(ctx, user, query)
 	if err != nil {
 		return nil, errf(http.StatusInternalServerError, "server_error", "", "persona: %v", err)
+	}
+	mode := string(req.Method)
+	if why != "" {
+		mode += "; reason=" + why
+		s.logNoPersona(user, why)
 	}
 	text, err := render(req)
 	if err != nil {
@@ -398,21 +427,38 @@ func (s *Server) prepare(ctx context.Context, c caller, p samplingParams, query 
 			n, maxTok, min(s.lctx.NCtxSeq(), s.lctx.NCtx()))
 	}
 	opts.EOSBias = req.EOSBias // the plug's length prior where its rows go
-	smp, err := s.cfg.Model.NewSampler(opts)
+	smp, err := s.cfg.Model.NewBiasedSampler(opts, bias)
 	if err != nil {
-		return nil, badRequest("", "%v", err)
+		return nil, samplerError(err)
 	}
 	stops := append(append([]string(nil), p.Stop...), extraStops...)
-	j := &job{ctx: ctx, inputs: inputs, nPos: n, maxTokens: maxTok, sampler: smp, stops: stops, out: newOutput()}
-	return &prepared{job: j, mode: string(req.Method), stream: p.Stream, usage: p.StreamOptions != nil && p.StreamOptions.IncludeUsage,
+	j := &job{ctx: ctx, inputs: inputs, nPos: n, maxTokens: maxTok, sampler: smp, stops: stops, out: newOutput(),
+		logprobs: p.logprobs, ignoreEOS: p.IgnoreEOS}
+	return &prepared{job: j, mode: mode, stream: p.Stream, usage: p.StreamOptions != nil && p.StreamOptions.IncludeUsage,
 		user: user, created: time.Now().Unix()}, nil
 }
 
+// logNoPersona says that a request's user gets no persona: a warning for
+// a user the store does not know (a typo, or a client sending OpenAI's
+// user field for its own ends), a debug line for a user without history.
+func (s *Server) logNoPersona(user, why string) {
+	level := slog.LevelDebug
+	if why == reasonUnknownUser {
+		level = slog.LevelWarn
+	}
+	s.log.Log(context.Background(), level, "the request's user gets no persona", "user", user, "reason", why)
+}
+
+// answer builds a route's responses: chunk one streamed event (text nil
+// and no finish or usage: the opening event; probs are the log-
+// probabilities of the text's tokens), whole the complete response.
+type answer struct {
+	chunk func(text *string, probs []tokenProb, finish *string, u *usage) any
+	whole func(text string, probs []tokenProb, finish string, u usage) any
+}
+
 // run submits a prepared job and writes its answer, streamed or whole.
-// chunk builds one streamed event from a text delta (and a finish reason
-// for the last); whole builds the final response.
-func (s *Server) run(w http.ResponseWriter, r *http.Request, p *prepared, cancel context.CancelFunc,
-	chunk func(delta *string, finish *string, u *usage) any, whole func(text, finish string, u usage) any) *apiError {
+func (s *Server) run(w http.ResponseWriter, r *http.Request, p *prepared, cancel context.CancelFunc, a answer) *apiError {
 	j := p.job
 	if err := s.sched.submit(j); err != nil {
 		j.sampler.Close()
@@ -425,28 +471,44 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, p *prepared, cancel
 		return errf(http.StatusServiceUnavailable, "server_error", "unavailable", "%v", err)
 	}
 	w.Header().Set("X-PPlug-Persona", p.mode)
-	rc := http.NewResponseController(w)
 	if !p.stream {
-		var text strings.Builder
-		for {
-			chunks, done, err := j.out.take(r.Context())
-			if err != nil {
-				return nil // the client left; the job is cancelled with the request
-			}
-			for _, c := range chunks {
-				text.WriteString(c)
-			}
-			if done {
-				break
-			}
-		}
-		finish, gen, err := j.out.result()
-		if err != nil {
-			return s.jobError(err)
-		}
-		writeJSON(w, http.StatusOK, whole(text.String(), finish, usage{j.nPos, gen, j.nPos + gen}))
-		return nil
+		return s.runWhole(w, r, p, a)
 	}
+	s.runStream(w, r, p, cancel, a)
+	return nil
+}
+
+// runWhole waits for the whole answer and writes it.
+func (s *Server) runWhole(w http.ResponseWriter, r *http.Request, p *prepared, a answer) *apiError {
+	j := p.job
+	var text strings.Builder
+	var probs []tokenProb
+	for {
+		d, done, err := j.out.take(r.Context())
+		if err != nil {
+			return nil // the client left; the job is cancelled with the request
+		}
+		for _, c := range d.chunks {
+			text.WriteString(c)
+		}
+		probs = append(probs, d.probs...)
+		if done {
+			break
+		}
+	}
+	finish, gen, err := j.out.result()
+	if err != nil {
+		return s.jobError(err)
+	}
+	writeJSON(w, http.StatusOK, a.whole(text.String(), probs, finish, usage{j.nPos, gen, j.nPos + gen}))
+	return nil
+}
+
+// runStream writes the answer as server-sent events while it is made; a
+// client that cannot take them is dropped (cancel frees its sequence).
+func (s *Server) runStream(w http.ResponseWriter, r *http.Request, p *prepared, cancel context.CancelFunc, a answer) {
+	j := p.job
+	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
@@ -459,22 +521,21 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, p *prepared, cancel
 		}
 		return rc.Flush() == nil
 	}
-	fail := func() *apiError {
-		cancel() // frees the sequence
-		return nil
-	}
-	if !send(chunk(nil, nil, nil)) {
-		return fail()
+	if !send(a.chunk(nil, nil, nil, nil)) {
+		cancel()
+		return
 	}
 	for {
-		chunks, done, err := j.out.take(r.Context())
+		d, done, err := j.out.take(r.Context())
 		if err != nil {
-			return fail()
+			cancel()
+			return
 		}
-		if len(chunks) > 0 {
-			t := strings.Join(chunks, "")
-			if !send(chunk(&t, nil, nil)) {
-				return fail()
+		if len(d.chunks) > 0 || len(d.probs) > 0 {
+			t := strings.Join(d.chunks, "")
+			if !send(a.chunk(&t, d.probs, nil, nil)) {
+				cancel()
+				return
 			}
 		}
 		if done {
@@ -484,23 +545,17 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, p *prepared, cancel
 	finish, gen, err := j.out.result()
 	if err != nil {
 		// Headers are gone: report the error as an event, as OpenAI does.
-		ae := s.jobError(err)
-		send(map[string]any{"error": ae})
-		return nil
+		send(map[string]any{"error": s.jobError(err)})
+		return
 	}
-	if !send(chunk(nil, &finish, nil)) {
-		return fail()
-	}
-	if p.usage {
-		u := usage{j.nPos, gen, j.nPos + gen}
-		if !send(chunk(nil, nil, &u)) {
-			return fail()
-		}
+	u := usage{j.nPos, gen, j.nPos + gen}
+	if !send(a.chunk(nil, nil, &finish, nil)) || p.usage && !send(a.chunk(nil, nil, nil, &u)) {
+		cancel()
+		return
 	}
 	_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 	fmt.Fprint(w, "data: [DONE]\n\n")
 	_ = rc.Flush()
-	return nil
 }
 
 func (s *Server) jobError(err error) *apiError {
@@ -515,9 +570,14 @@ func (s *Server) jobError(err error) *apiError {
 
 func (s *Server) chat(w http.ResponseWriter, r *http.Request, c caller) *apiError {
 	var req chatRequest
-	if err := decode(r, &req); err != nil {
+	if err := decodeCompletion(r, &req); err != nil {
 		return err
 	}
+	lp, aerr := chatLogprobsRequest(req.Logprobs, req.TopLogprobs)
+	if aerr != nil {
+		return aerr
+	}
+	req.logprobs = lp
 	if len(req.Messages) == 0 {
 		return withParam(badRequest("", "messages must not be empty"), "messages")
 	}
@@ -561,27 +621,7 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, c caller) *apiErro
 	if aerr != nil {
 		return aerr
 	}
-	id := newID("chatcmpl-")
-	aerr = s.run(w, r, p, cancel,
-		func(delta, finish *string, u *usage) any {
-			resp := chatResponse{ID: id, Object: "chat.completion.chunk", Created: p.created, Model: s.cfg.ModelName, Choices: []chatChoice{}, Usage: u}
-			if u == nil {
-				d := &outDelta{Content: delta}
-				if delta == nil && finish == nil {
-					empty := ""
-					d = &outDelta{Role: "assistant", Content: &empty}
-				}
-				if finish != nil {
-					d = &outDelta{}
-				}
-				resp.Choices = []chatChoice{{Delta: d, FinishReason: finish}}
-			}
-			return resp
-		},
-		func(text, finish string, u usage) any {
-			return chatResponse{ID: id, Object: "chat.completion", Created: p.created, Model: s.cfg.ModelName,
-				Choices: []chatChoice{{Message: &outMessage{Role: "assistant", Content: text}, FinishReason: &finish}}, Usage: &u}
-		})
+	aerr = s.run(w, r, p, cancel, s.chatAnswer(p, req.samplingParams.logprobs))
 	if aerr == nil && req.Remember && r.Context().Err() == nil {
 		s.remember(r.Context(), p.user, query)
 	}
@@ -590,9 +630,14 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, c caller) *apiErro
 
 func (s *Server) completions(w http.ResponseWriter, r *http.Request, c caller) *apiError {
 	var req completionRequest
-	if err := decode(r, &req); err != nil {
+	if err := decodeCompletion(r, &req); err != nil {
 		return err
 	}
+	lp, aerr := completionLogprobsRequest(req.Logprobs)
+	if aerr != nil {
+		return aerr
+	}
+	req.logprobs = lp
 	if len(req.Prompt) != 1 {
 		return withParam(badRequest("", "prompt must be one string (got %d)", len(req.Prompt)), "prompt")
 	}
@@ -606,23 +651,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, c caller) *
 	if aerr != nil {
 		return aerr
 	}
-	id := newID("cmpl-")
-	return s.run(w, r, p, cancel,
-		func(delta, finish *string, u *usage) any {
-			resp := completionResponse{ID: id, Object: "text_completion", Created: p.created, Model: s.cfg.ModelName, Choices: []completionChoice{}, Usage: u}
-			if u == nil {
-				t := ""
-				if delta != nil {
-					t = *delta
-				}
-				resp.Choices = []completionChoice{{Text: t, FinishReason: finish}}
-			}
-			return resp
-		},
-		func(text, finish string, u usage) any {
-			return completionResponse{ID: id, Object: "text_completion", Created: p.created, Model: s.cfg.ModelName,
-				Choices: []completionChoice{{Text: text, FinishReason: &finish}}, Usage: &u}
-		})
+	return s.run(w, r, p, cancel, s.completionAnswer(p, req.samplingParams.logprobs))
 }
 
 func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, _ caller) *apiError {
@@ -639,8 +668,8 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, _ caller) *a
 	if len(req.Input) == 0 || len(req.Input) > 256 {
 		return withParam(badRequest("", "input must hold 1 to 256 strings"), "input")
 	}
-	if req.EncodingFormat != "" && req.EncodingFormat != "float" {
-		return withParam(badRequest("", "encoding_format %q is not supported (float)", req.EncodingFormat), "encoding_format")
+	if req.EncodingFormat != "" && req.EncodingFormat != "float" && req.EncodingFormat != "base64" {
+		return withParam(badRequest("", "encoding_format %q is not supported: give float or base64", req.EncodingFormat), "encoding_format")
 	}
 	for i, t := range req.Input {
 		if t == "" || !utf8.ValidString(t) {
@@ -654,7 +683,7 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, _ caller) *a
 	data := make([]any, len(vecs))
 	ntok := 0
 	for i, v := range vecs {
-		data[i] = map[string]any{"object": "embedding", "index": i, "embedding": v}
+		data[i] = map[string]any{"object": "embedding", "index": i, "embedding": encodeEmbedding(v, req.EncodingFormat)}
 		if toks, err := s.cfg.Encoder.Model().Tokenize(req.Input[i], true, false); err == nil {
 			ntok += len(toks)
 		}
@@ -662,4 +691,18 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, _ caller) *a
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data, "model": s.cfg.ModelName,
 		"usage": map[string]int{"prompt_tokens": ntok, "total_tokens": ntok}})
 	return nil
+}
+
+// encodeEmbedding is a vector as OpenAI sends it: a list of numbers, or
+// for "base64" its little-endian float32 bytes in standard base64 (what
+// the openai npm and Python SDKs ask for by default).
+func encodeEmbedding(v []float32, format string) any {
+	if format != "base64" {
+		return v
+	}
+	b := make([]byte, 0, 4*len(v))
+	for _, x := range v {
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(x))
+	}
+	return base64.StdEncoding.EncodeToString(b)
 }

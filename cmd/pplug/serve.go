@@ -86,12 +86,29 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// checkAPIKeyFlag refuses a --api-key (or PPLUG_API_KEY) that is set but
+// empty, blank or holds white space: no client could send it, and an empty
+// one would silently leave the server without a key.
+func checkAPIKeyFlag(c *cli.Context) error {
+	key := c.String("api-key")
+	if c.IsSet("api-key") && key == "" {
+		return usagef("--api-key (or PPLUG_API_KEY) is empty: give a key, or leave both out to serve loopback clients without one")
+	}
+	if err := server.CheckAPIKey(key); err != nil {
+		return usagef("--api-key (or PPLUG_API_KEY): %v", err)
+	}
+	return nil
+}
+
 func runServe(c *cli.Context) error {
 	if c.Bool("verbose") {
 		setupLogging(true, c.App.ErrWriter)
 	}
 	stderr := c.App.ErrWriter
 	host, port := c.String("host"), c.Int("port")
+	if err := checkAPIKeyFlag(c); err != nil {
+		return err
+	}
 	switch {
 	case !isLoopback(host) && c.String("api-key") == "":
 		return usagef("--host %s is reachable from other machines: give --api-key KEY (or bind to 127.0.0.1)", host)

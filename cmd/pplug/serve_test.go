@@ -165,3 +165,20 @@ func TestServeRefusesOpenBindWithoutKey(t *testing.T) {
 		t.Fatalf("import without a profile: exit %d: %s", code, errs)
 	}
 }
+
+// A --api-key that is given must be usable: blank, empty or with white
+// space it is a usage error, from the flag or from PPLUG_API_KEY.
+func TestServeRefusesBlankAPIKey(t *testing.T) {
+	model := testenv.Stories260K(t)
+	for _, key := range []string{"  ", "", "\t", "two words"} {
+		code, _, errs := pplug(t, "", "serve", "-m", model, "--port", "0", "--api-key", key)
+		if code != 2 || !strings.Contains(errs, "--api-key") {
+			t.Errorf("--api-key %q: exit %d: %s", key, code, errs)
+		}
+	}
+	t.Setenv("PPLUG_API_KEY", " ")
+	code, _, errs := pplug(t, "", "serve", "-m", model, "--port", "0")
+	if code != 2 || !strings.Contains(errs, "PPLUG_API_KEY") {
+		t.Errorf("PPLUG_API_KEY blank: exit %d: %s", code, errs)
+	}
+}
