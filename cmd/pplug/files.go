@@ -67,7 +67,7 @@ var flagFiles = map[string]fileFlag{
 	"prompt": textFlag, "system": textFlag, "chat-template": textFlag, "task": textFlag,
 	"fields": textFlag, "question-id": textFlag, "pooling": textFlag, "device": textFlag,
 	"method": textFlag, "methods": textFlag, "labels": textFlag, "flash-attn": textFlag,
-	"stop": textFlag, "grammar": textFlag, "host": textFlag, "api-key": textFlag,
+	"stop": textFlag, "reverse-prompt": textFlag, "grammar": textFlag, "host": textFlag, "api-key": textFlag,
 	"alias": textFlag, "user": textFlag, "query": textFlag, "agg-items": textFlag,
 	"embd-output-format": textFlag, "embd-separator": textFlag, "preset": textFlag,
 	"arch": textFlag, "type": textFlag, "templates": textFlag, "query-prefix": textFlag,
