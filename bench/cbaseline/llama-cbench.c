@@ -372,9 +372,14 @@ static int run_test(struct llama_model * model, const struct options * o, struct
     }
     int n_batch = (int) llama_n_batch(ctx);
     uint64_t * ns = calloc((size_t) o->reps, sizeof(uint64_t));
+    if (ns == NULL) {
+        fprintf(stderr, "llama-cbench: out of memory for %d repetitions\n", o->reps);
+        llama_free(ctx);
+        return 1;
+    }
     struct test warm = { t.n_prompt < n_batch ? t.n_prompt : n_batch, t.n_gen > 0 ? 1 : 0 };
     uint64_t ignored;
-    int rc = ns == NULL ? -1 : run_once(ctx, warm, n_batch, &ignored);
+    int rc = run_once(ctx, warm, n_batch, &ignored);
     for (int i = 0; i < o->reps && rc == 0; i++) {
         rc = run_once(ctx, t, n_batch, &ns[i]);
     }
