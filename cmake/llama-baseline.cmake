@@ -72,6 +72,10 @@ function(pplug_baseline_cbench)
     set_target_properties(llama-cbench PROPERTIES C_STANDARD 11 C_STANDARD_REQUIRED ON)
     target_compile_definitions(llama-cbench PRIVATE CBENCH_COMMIT="${PPLUG_LLAMA_COMMIT}")
     target_link_libraries(llama-cbench PRIVATE llama ggml)
+    find_library(PPLUG_MATH_LIBRARY m)
+    if (PPLUG_MATH_LIBRARY)
+        target_link_libraries(llama-cbench PRIVATE ${PPLUG_MATH_LIBRARY})  # sqrt
+    endif()
 endfunction()
 
 pplug_baseline_ggml()
