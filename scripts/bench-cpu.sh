@@ -119,7 +119,7 @@ table() {
       if (!((cond, test) in seen)) { seen[cond, test] = 1; order[cond, ++cnt[cond]] = test; basis[cond, test] = base }
     }
     END {
-      printf "%-10s %-16s %22s %22s %10s\n", "condition", "test", "baseline t/s", "pplug t/s", "pplug/base"
+      printf "%-10s %-16s %24s %24s %10s\n", "condition", "test", "baseline t/s", "pplug t/s", "pplug/base"
       nc = split(conds, cl, " ")
       for (c = 1; c <= nc; c++) {
         cond = cl[c]
@@ -127,7 +127,7 @@ table() {
           test = order[cond, i]; b = basis[cond, test]
           if (!((cond, "pplug", test) in avg) || !((cond, "baseline", b) in avg)) continue
           bv = avg[cond, "baseline", b]; pv = avg[cond, "pplug", test]
-          printf "%-10s %-16s %12.2f ± %7.2f %12.2f ± %7.2f %10s\n", cond, test, bv, sd[cond, "baseline", b], pv, sd[cond, "pplug", test], (bv > 0 ? sprintf("%.2fx", pv / bv) : "-")
+          printf "%-10s %-16s %12.2f +/- %7.2f %12.2f +/- %7.2f %10s\n", cond, test, bv, sd[cond, "baseline", b], pv, sd[cond, "pplug", test], (bv > 0 ? sprintf("%.2fx", pv / bv) : "-")
         }
       }
     }' $(for c in "$@"; do echo "$OUT/$c-baseline.jsonl" "$OUT/$c-pplug.jsonl"; done)
