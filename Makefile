@@ -125,3 +125,4 @@ clean:
 
 # GPU kernels and ggml GPU backends (CMake; needs nvcc or macOS).
 include gpu.mk
+include cpubase.mk

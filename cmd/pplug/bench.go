@@ -37,7 +37,7 @@ func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "bench",
 		Usage: "measure tokens/s like llama-bench, plus the persona's costs (time to first token with PPlug vs retrieval, encoding, aggregation)",
-		UsageText: "pplug bench -m MODEL [-m MODEL2] [-p 512] [-n 128] [-pg 512,128] [-d 0] [-r 5] [-t 1,2] [-b 2048] [-ub 512] [-fa auto] [-ngl 0] [-o md|csv|json|jsonl|sql] [--progress]\n" +
+		UsageText: "pplug bench -m MODEL [-m MODEL2] [-p 512] [-n 128] [-pg 512,128] [-d 0] [-r 5] [-t 1,2] [-b 2048] [-ub 512] [-fa auto] [--poll 50] [--prio 0] [-ngl 0] [-o md|csv|json|jsonl|sql] [--progress]\n" +
 			"   pplug bench -m MODEL --profile HISTORY.json [--plug PLUG.gguf] [--encoder BGE.gguf]   (adds the persona tests)\n\n" +
 			"Numeric options take several values as a comma list, by repeating the option, or as ranges\n" +
 			"first-last, first-last+step, first-last*mult (llama-bench's syntax); every combination runs.",
@@ -50,6 +50,8 @@ func benchCommand() *cli.Command {
 			listFlag("n-depth", "d", "0", "tokens already in the KV cache before each test", ""),
 			&cli.IntFlag{Name: "repetitions", Aliases: []string{"r"}, Value: 5, Usage: "repetitions of each test (after one warm-up run)"},
 			listFlag("threads", "t", strconv.Itoa(llama.DefaultThreads()), "thread counts", ""),
+			listFlag("poll", "", "50", "how long idle CPU workers spin before they sleep: 0 (at once) to 100", ""),
+			&cli.IntFlag{Name: "prio", Value: 0, Usage: "CPU workers' priority: -1 low, 0 normal, 1 medium, 2 high, 3 realtime"},
 			listFlag("batch-size", "b", "2048", "logical batch sizes", ""),
 			listFlag("ubatch-size", "ub", "512", "physical batch sizes", ""),
 			listFlag("flash-attn", "fa", "auto", "flash attention: on, off or auto (1, 0, -1)", ""),
@@ -201,6 +203,7 @@ var benchLimits = map[string]benchLimit{
 	"ubatch-size":  {1, maxCtxSize, fmt.Sprintf("1 up to %d", maxCtxSize)},
 	"ctx-size":     {0, maxCtxSize, fmt.Sprintf("0 (what each test needs) up to %d", maxCtxSize)},
 	"n-gpu-layers": {-1, math.MaxInt32, "-1 (all), 0 (none) or a number of layers"},
+	"poll":         {0, 100, "0 (workers sleep at once) to 100"},
 }
 
 // benchInts reads a numeric list option within its benchLimits.
@@ -297,6 +300,7 @@ type benchRow struct {
 	Model, ModelType           string
 	ModelSize, ModelParams     uint64
 	Batch, UBatch, Threads     int
+	Poll                       int
 	GPULayers                  int
 	FlashAttn                  int
 	NPrompt, NGen, NDepth      int
@@ -404,7 +408,7 @@ var llamaBenchFields = []benchField{
 	{"n_threads", kInt, func(r *benchRow) string { return itoa(r.Threads) }},
 	{"cpu_mask", kString, constant("0x0")},
 	{"cpu_strict", kBool, constant("0")},
-	{"poll", kInt, constant("50")},
+	{"poll", kInt, func(r *benchRow) string { return itoa(r.Poll) }},
 	{"type_k", kString, constant("f16")},
 	{"type_v", kString, constant("f16")},
 	{"n_gpu_layers", kInt, func(r *benchRow) string { return itoa(r.GPULayers) }},
@@ -486,6 +490,7 @@ func benchSystem() (cpu, gpu, backends string) {
 type benchInst struct {
 	model                              string
 	ngl, nb, nub, threads, depth, nctx int
+	poll                               int // llama-bench's --poll
 	fa                                 llama.FlashAttn
 	np, ng                             int
 	cloop                              bool // the tg test through the plain C loop
@@ -525,6 +530,7 @@ type benchRun struct {
 	stderr   io.Writer
 	bar      *progress.Bar
 	showProg bool
+	prio     int // llama-bench's --prio, for every test's context
 	reps     int
 	warmup   bool
 	rng      *rand.Rand
@@ -635,10 +641,11 @@ func runBench(c *cli.Context) error {
 	}
 	// The persona tests run once per model with the last thread count and
 	// GPU layers and the first batch sizes and flash attention setting.
-	personaInst := benchInst{ngl: bp.ngls[len(bp.ngls)-1], nb: bp.batches[0], nub: bp.ubatches[0], fa: bp.fas[0], threads: bp.threads[len(bp.threads)-1]}
+	personaInst := benchInst{ngl: bp.ngls[len(bp.ngls)-1], nb: bp.batches[0], nub: bp.ubatches[0], fa: bp.fas[0], threads: bp.threads[len(bp.threads)-1],
+		poll: 50} // the persona's contexts keep ggml's default polling
 
 	b := &benchRun{c: c, stderr: stderr, reps: c.Int("repetitions"), warmup: !c.Bool("no-warmup"),
-		showProg: c.Bool("progress"), rng: rand.New(rand.NewPCG(c.Uint64("seed"), 7)), ntests: ntests}
+		showProg: c.Bool("progress"), prio: bp.prio, rng: rand.New(rand.NewPCG(c.Uint64("seed"), 7)), ntests: ntests}
 	per := b.reps
 	if b.warmup {
 		per++
@@ -657,7 +664,7 @@ func runBench(c *cli.Context) error {
 
 	llama.LoadBackends()
 	b.sys[0], b.sys[1], b.sys[2] = benchSystem()
-	b.out = benchPrinters[format](stdout, benchLayout{ngls: bp.ngls, threads: bp.threads, batches: bp.batches, ubatches: bp.ubatches, fas: bp.fas,
+	b.out = benchPrinters[format](stdout, benchLayout{ngls: bp.ngls, threads: bp.threads, polls: bp.polls, batches: bp.batches, ubatches: bp.ubatches, fas: bp.fas,
 		backends: b.sys[2], personaOnly: ntests == 0})
 	b.out.header()
 	err = b.runAll(c.Context, groups, bp.models, personaInst, profile)
@@ -676,6 +683,8 @@ func runBench(c *cli.Context) error {
 type benchParams struct {
 	models                                                   []string
 	nps, ngs, depths, threads, batches, ubatches, ctxs, ngls []int
+	polls                                                    []int
+	prio                                                     int
 	pgs                                                      []pgPair
 	fas                                                      []llama.FlashAttn
 	aggItems                                                 []int // history sizes of the aggregation test
@@ -707,7 +716,28 @@ func benchParamsFromFlags(c *cli.Context) (bp benchParams, err error) {
 	if bp.aggItems, err = benchAggItems(c); err != nil {
 		return bp, err
 	}
-	return bp, nil
+	return bp, benchPollPrio(c, &bp)
+}
+
+// benchPollPrio reads --poll (a list, 0-100) and --prio (-1 to 3), as
+// llama-bench takes them.
+func benchPollPrio(c *cli.Context, bp *benchParams) (err error) {
+	if bp.polls, err = benchInts(c, "poll"); err != nil {
+		return err
+	}
+	if bp.prio = c.Int("prio"); bp.prio < -1 || bp.prio > 3 {
+		return usagef("--prio %d: want -1 (low), 0 (normal), 1 (medium), 2 (high) or 3 (realtime)", bp.prio)
+	}
+	return nil
+}
+
+// pollOption maps llama-bench's --poll to ContextOptions.Poll, where 0
+// means ggml's default and -1 no spinning.
+func pollOption(poll int) int {
+	if poll == 0 {
+		return -1
+	}
+	return poll
 }
 
 // checkModelFile finds a missing or unreadable model before the tests
@@ -756,15 +786,17 @@ func (bp benchParams) instances(cloop bool) (groups [][]benchInst, ntests int, e
 				for _, nub := range bp.ubatches {
 					for _, fa := range bp.fas {
 						for _, t := range bp.threads {
-							for _, d := range bp.depths {
-								for _, nctx := range bp.ctxs {
-									base := benchInst{model: m, ngl: ngl, nb: nb, nub: nub, fa: fa, threads: t, depth: d, nctx: nctx}
-									add, err := bp.tests(base, cloop)
-									if err != nil {
-										return nil, 0, err
+							for _, poll := range bp.polls {
+								for _, d := range bp.depths {
+									for _, nctx := range bp.ctxs {
+										base := benchInst{model: m, ngl: ngl, nb: nb, nub: nub, fa: fa, threads: t, poll: poll, depth: d, nctx: nctx}
+										add, err := bp.tests(base, cloop)
+										if err != nil {
+											return nil, 0, err
+										}
+										groups[i] = append(groups[i], add...)
+										ntests += len(add)
 									}
-									groups[i] = append(groups[i], add...)
-									ntests += len(add)
 								}
 							}
 						}
@@ -867,7 +899,7 @@ func (b *benchRun) baseRow(m *llama.Model, in benchInst) benchRow {
 	return benchRow{
 		CPUInfo: b.sys[0], GPUInfo: b.sys[1], Backends: b.sys[2],
 		Model: in.model, ModelType: info.Description, ModelSize: info.Size, ModelParams: info.Params,
-		Batch: in.nb, UBatch: in.nub, Threads: in.threads, GPULayers: in.ngl, FlashAttn: faInt(in.fa),
+		Batch: in.nb, UBatch: in.nub, Threads: in.threads, Poll: in.poll, GPULayers: in.ngl, FlashAttn: faInt(in.fa),
 		NDepth: in.depth, Time: time.Now().UTC().Format("2006-01-02T15:04:05Z"),
 	}
 }
@@ -884,7 +916,8 @@ func (b *benchRun) throughput(ctx context.Context, m *llama.Model, in benchInst)
 	}
 	// n_batch and n_ubatch are reported as asked (llama.cpp caps them to the
 	// context internally, as in llama-bench).
-	lc, err := m.NewContext(llama.ContextOptions{NCtx: nctx, NBatch: in.nb, NUBatch: in.nub, Threads: in.threads, ThreadsBatch: in.threads, FlashAttn: in.fa})
+	lc, err := m.NewContext(llama.ContextOptions{NCtx: nctx, NBatch: in.nb, NUBatch: in.nub, Threads: in.threads, ThreadsBatch: in.threads,
+		Poll: pollOption(in.poll), Prio: b.prio, FlashAttn: in.fa})
 	if err != nil {
 		return fmt.Errorf("bench %s: %w", in.name(), err)
 	}
@@ -992,10 +1025,10 @@ type benchPrinter interface {
 
 // benchLayout is what the markdown table needs to pick its columns.
 type benchLayout struct {
-	ngls, threads, batches, ubatches []int
-	fas                              []llama.FlashAttn
-	backends                         string
-	personaOnly                      bool // no throughput test: no llama-bench table
+	ngls, threads, polls, batches, ubatches []int
+	fas                                     []llama.FlashAttn
+	backends                                string
+	personaOnly                             bool // no throughput test: no llama-bench table
 }
 
 var benchPrinters = map[string]func(io.Writer, benchLayout) benchPrinter{
@@ -1200,6 +1233,9 @@ func (p *mdPrinter) header() {
 	if cpu || !isDefault(l.threads, llama.DefaultThreads()) {
 		p.cols = append(p.cols, "threads")
 	}
+	if !isDefault(l.polls, 50) {
+		p.cols = append(p.cols, "poll")
+	}
 	if !isDefault(l.batches, 2048) {
 		p.cols = append(p.cols, "n_batch")
 	}
@@ -1262,6 +1298,8 @@ func (p *mdPrinter) row(r *benchRow) {
 			v = itoa(r.GPULayers)
 		case "threads":
 			v = itoa(r.Threads)
+		case "poll":
+			v = itoa(r.Poll)
 		case "n_batch":
 			v = itoa(r.Batch)
 		case "n_ubatch":

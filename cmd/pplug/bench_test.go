@@ -363,3 +363,42 @@ func TestBenchPersonaOnly(t *testing.T) {
 		t.Errorf("the cache folder %s is empty", cache)
 	}
 }
+
+// TestBenchPollPrio: --poll is a list (one test per value, reported in the
+// poll field and the md column), --prio one value; both in llama-bench's
+// ranges.
+func TestBenchPollPrio(t *testing.T) {
+	model := testenv.Stories260K(t)
+	code, out, errs := pplug(t, "", "bench", "-m", model, "-p", "8", "-n", "0", "-r", "1", "-t", "1", "--poll", "0,100", "--prio", "-1", "-o", "jsonl")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var polls []float64
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var r map[string]any
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		polls = append(polls, r["poll"].(float64))
+	}
+	if !slices.Equal(polls, []float64{0, 100}) {
+		t.Errorf("poll fields %v, want [0 100] (one pp8 test per --poll value)", polls)
+	}
+	code, out, errs = pplug(t, "", "bench", "-m", model, "-p", "8", "-n", "0", "-r", "1", "-t", "1", "--poll", "0")
+	if code != 0 || !strings.Contains(out, "|       poll |") || !strings.Contains(out, "|          0 |") {
+		t.Errorf("md with --poll 0: exit %d, want a poll column\n%s%s", code, out, errs)
+	}
+	for _, bad := range [][]string{{"--poll", "101"}, {"--poll", "-1"}, {"--poll", "x"}, {"--prio", "4"}, {"--prio", "-2"}} {
+		args := append([]string{"bench", "-m", model, "-p", "8", "-n", "0", "-r", "1", "-t", "1"}, bad...)
+		code, _, errs := pplug(t, "", args...)
+		if code != 2 || !strings.Contains(errs, bad[0]) {
+			t.Errorf("%v: exit %d, want 2 and an error naming %s: %s", bad, code, bad[0], errs)
+		}
+	}
+	// llama-bench's poll 0 (no spinning) is ContextOptions' -1; 1-100 stay.
+	for in, want := range map[int]int{0: -1, 1: 1, 50: 50, 100: 100} {
+		if got := pollOption(in); got != want {
+			t.Errorf("pollOption(%d) = %d, want %d", in, got, want)
+		}
+	}
+}
