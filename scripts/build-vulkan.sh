@@ -31,7 +31,7 @@ FLAGS=(-DCMAKE_BUILD_TYPE=Release -DPPLUG_GGML_VULKAN=ON)
 START=$(date +%s)
 
 log() { printf '[vulkan +%ss] %s\n' "$(($(date +%s) - START))" "$*" >&2; }
-die() { printf 'build-vulkan: %s\n' "$*" >&2; exit "${2:-1}"; }
+die() { printf 'build-vulkan: %s\n' "$1" >&2; exit "${2:-1}"; }
 
 # need_tools stops with the package to install when a build tool is missing.
 need_tools() {
