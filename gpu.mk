@@ -8,9 +8,17 @@
 #   make gpu-install    copy the libraries to $(GPU_PREFIX)/lib/pplug
 #   make gpu-test       the kernels package's GPU parity tests against the built library
 #   make gpu-check-prep the Go test binary that scripts/gpu-check.sh runs on a GPU machine
+#   make vulkan         ggml's Vulkan backend: libggml-vulkan.so (+ libggml-base.so) next to
+#                       bin/pplug, built by scripts/build-vulkan.sh from a patched copy of the
+#                       pinned sources and cached in ~/.cache/pplug/vulkan-<key>/ (packages:
+#                       scripts/install-deps.sh --vulkan)
+#   make test-vulkan    TestVulkanParity: CPU vs the first Vulkan device (lavapipe on a
+#                       machine without a GPU), PPLUG_REQUIRE_VULKAN=1 so nothing skips
 #
 # Variables: CUDA_ARCH (default: the visible GPU's compute capability, else 90),
-# GPU_GGML=0 (skip ggml's backends), GPU_BUILD, GPU_PREFIX, GPU_JOBS, CMAKE, NVCC.
+# GPU_GGML=0 (skip ggml's backends), GPU_BUILD, GPU_PREFIX, GPU_JOBS, CMAKE, NVCC,
+# VULKAN_JOBS, VULKAN_NICE (e.g. 19 on a shared machine), VK_DEVICES (the
+# GGML_VK_VISIBLE_DEVICES of test-vulkan when the environment sets none; default 0).
 
 GPU_BUILD  ?= build/gpu
 GPU_PREFIX ?= dist
@@ -52,7 +60,7 @@ ifeq ($(GPU_OS),Darwin)
   endif
 endif
 
-.PHONY: gpu gpu-configure gpu-kernels gpu-install gpu-test gpu-check-prep
+.PHONY: gpu gpu-configure gpu-kernels gpu-install gpu-test gpu-check-prep vulkan test-vulkan
 
 gpu-configure: $(if $(filter 1,$(GPU_GGML)),deps)
 	@if [ -z "$(GPU_TARGETS)" ]; then echo "gpu: no GPU toolkit found (nvcc, or macOS for Metal); nothing to build"; exit 0; fi; \
@@ -76,3 +84,15 @@ gpu-test: gpu-kernels
 # dlopen is imported, so it runs on older distributions too).
 gpu-check-prep:
 	CGO_ENABLED=0 $(GO) test -c -o build/kernels.test ./kernels/
+
+VULKAN_JOBS ?= $(GPU_JOBS)
+VULKAN_NICE ?=
+VK_DEVICES  ?= 0
+
+vulkan: build
+	VULKAN_JOBS=$(VULKAN_JOBS) VULKAN_NICE=$(VULKAN_NICE) CMAKE=$(CMAKE) scripts/build-vulkan.sh $(BIN)
+
+# ggml skips CPU-type Vulkan devices (lavapipe) unless GGML_VK_VISIBLE_DEVICES names them.
+test-vulkan: vulkan
+	GGML_VK_VISIBLE_DEVICES=$${GGML_VK_VISIBLE_DEVICES:-$(VK_DEVICES)} PPLUG_BACKENDS_DIR=$(abspath $(BIN)) \
+		PPLUG_REQUIRE_VULKAN=1 $(GO) test -count=1 -timeout 15m -v -run '^TestVulkanParity$$' ./llama/

@@ -1,0 +1,382 @@
+package llama
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/pplug/pplug/internal/testenv"
+)
+
+// vulkanRequireEnv turns the skips of TestVulkanParity (no libggml-vulkan.so,
+// no Vulkan device) into failures; `make test-vulkan` sets it.
+const vulkanRequireEnv = "PPLUG_REQUIRE_VULKAN"
+
+// vulkanLogitTol bounds max|logit(Vulkan) - logit(CPU)| over every position
+// of every scenario (F16 KV cache, flash attention auto, as pplug runs).
+// Measured on lavapipe (llvmpipe, LLVM 15.0.6): 0.020 plain, 0.038 with
+// persona rows, 0.059 for three sequences in one batch; 0.017 / 0.034 / 0.042
+// with GGML_VK_DISABLE_F16=1, so most of it is not F16 arithmetic.
+const vulkanLogitTol = 0.1
+
+// Prompts of the parity test: each alone, with persona rows, and the three
+// together in one batch of several sequences.
+var vulkanPrompts = []string{"Once upon a time", "Tom had a big red ball", "The sun was hot and"}
+
+const (
+	vulkanGenTokens   = 24 // greedy tokens per prompt
+	vulkanPersonaRows = 6  // rows injected after BOS
+)
+
+// skipOrFailVulkan skips, or fails when PPLUG_REQUIRE_VULKAN=1.
+func skipOrFailVulkan(t *testing.T, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv(vulkanRequireEnv) == "1" {
+		t.Fatalf("%s (%s=1)", msg, vulkanRequireEnv)
+	}
+	t.Skipf("%s (%s=1 makes this a failure)", msg, vulkanRequireEnv)
+}
+
+// vulkanBackendDir is $PPLUG_BACKENDS_DIR, else the repository's bin/
+// (where `make vulkan` puts the library), when it holds libggml-vulkan.so.
+func vulkanBackendDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv(BackendsDirEnv)
+	if dir == "" {
+		if root, ok := testenv.RepoRoot(); ok {
+			dir = filepath.Join(root, "bin")
+		}
+	}
+	lib := filepath.Join(dir, "libggml-vulkan.so")
+	if _, err := os.Stat(lib); err != nil {
+		skipOrFailVulkan(t, "no Vulkan backend at %s: build it with `make vulkan` (packages: scripts/install-deps.sh --vulkan) or set %s", lib, BackendsDirEnv)
+	}
+	return dir
+}
+
+// TestVulkanParity runs stories260K on the CPU and then fully offloaded
+// (GPULayers 99) to the first Vulkan device, and compares greedy text and
+// logits: plain prompts, prompts with persona rows after BOS, and the
+// prompts as several sequences of one batch made of embedding rows.
+//
+// The CPU reference runs before the Vulkan backend is loaded: once it is,
+// llama.cpp offloads large CPU batches to it. Run the test on its own
+// (make test-vulkan). GGML_VK_VISIBLE_DEVICES defaults to 0 here, which
+// makes ggml use lavapipe (a CPU-type device that it skips otherwise).
+func TestVulkanParity(t *testing.T) {
+	dir := vulkanBackendDir(t)
+	for _, d := range Devices() {
+		if d.Backend != "CPU" {
+			t.Fatalf("backend %s was loaded before the CPU reference: run this test alone (-run Vulkan)", d.Backend)
+		}
+	}
+	ref := runParityScenarios(t, 0)
+
+	t.Setenv(BackendsDirEnv, dir)
+	if os.Getenv("GGML_VK_VISIBLE_DEVICES") == "" {
+		t.Setenv("GGML_VK_VISIBLE_DEVICES", "0")
+	}
+	loaded := LoadBackends()
+	dev, ok := vulkanDevice()
+	if !ok {
+		skipOrFailVulkan(t, "%s loaded no Vulkan device (backends %v): install mesa-vulkan-drivers for lavapipe and set GGML_VK_VISIBLE_DEVICES", dir, loaded)
+	}
+	t.Logf("Vulkan device: %s", dev)
+	logs := captureLlamaLog(t)
+	got := runParityScenarios(t, 99)
+	checkOffloaded(t, logs.text())
+	compareParity(t, ref, got)
+}
+
+// vulkanDevice finds the first device of the Vulkan backend.
+func vulkanDevice() (Device, bool) {
+	for _, d := range Devices() {
+		if d.Backend == "Vulkan" {
+			return d, true
+		}
+	}
+	return Device{}, false
+}
+
+// parityRun holds, per scenario, the greedy texts and the logits of every
+// position of the teacher-forced sequences.
+type parityRun struct {
+	names  []string
+	texts  map[string][]string
+	logits map[string][][]float32
+}
+
+func (r *parityRun) add(name string, texts []string, logits [][]float32) {
+	if r.texts == nil {
+		r.texts, r.logits = map[string][]string{}, map[string][][]float32{}
+	}
+	r.names = append(r.names, name)
+	r.texts[name], r.logits[name] = texts, logits
+}
+
+func runParityScenarios(t *testing.T, gpuLayers int) *parityRun {
+	t.Helper()
+	m, err := LoadModel(context.Background(), testenv.Stories260K(t), ModelOptions{GPULayers: gpuLayers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	r := &parityRun{}
+	for _, rows := range []int{0, vulkanPersonaRows} {
+		texts, logits := singleSequences(t, m, rows)
+		r.add(fmt.Sprintf("one sequence, %d persona rows", rows), texts, logits)
+	}
+	texts, logits := batchedSequences(t, m, vulkanPersonaRows)
+	r.add(fmt.Sprintf("%d sequences in one batch, %d persona rows", len(vulkanPrompts), vulkanPersonaRows), texts, logits)
+	return r
+}
+
+// promptInputs lays out [BOS][rows][prompt] for prompt i; the rows are
+// fixed pseudo-random vectors at the scale of the token embeddings, as a
+// plug's persona rows would be.
+func promptInputs(t *testing.T, m *Model, i, rows int) []Input {
+	t.Helper()
+	toks, err := m.Tokenize(vulkanPrompts[i], true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := []Input{TokenInput(toks[0])}
+	if rows > 0 {
+		in = append(in, EmbdInput(personaRows(t, m, toks, rows, uint64(i))))
+	}
+	return append(in, TokenInput(toks[1:]...))
+}
+
+func personaRows(t *testing.T, m *Model, toks []Token, n int, seed uint64) []float32 {
+	t.Helper()
+	emb, err := m.TokenEmbeddings(toks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ss float64
+	for _, v := range emb {
+		ss += float64(v) * float64(v)
+	}
+	scale := math.Sqrt(ss / float64(len(emb)))
+	rng := rand.New(rand.NewPCG(seed, 7))
+	rows := make([]float32, n*m.NEmbd())
+	for j := range rows {
+		rows[j] = float32(rng.NormFloat64() * scale)
+	}
+	return rows
+}
+
+// singleSequences generates greedily from each prompt alone, then decodes
+// the prompt and its continuation with every position as output.
+func singleSequences(t *testing.T, m *Model, rows int) ([]string, [][]float32) {
+	t.Helper()
+	c := newCtx(t, m, ContextOptions{NCtx: 256, Threads: 1})
+	var texts []string
+	var logits [][]float32
+	for i := range vulkanPrompts {
+		in := promptInputs(t, m, i, rows)
+		if err := c.ClearMemory(); err != nil {
+			t.Fatal(err)
+		}
+		res, err := c.Generate(context.Background(), greedy(t), in, 0, GenerateOptions{MaxTokens: vulkanGenTokens})
+		if err != nil {
+			t.Fatal(err)
+		}
+		texts = append(texts, res.Text)
+		logits = append(logits, allLogits(t, c, append(in, TokenInput(res.Tokens...)))...)
+	}
+	return texts, logits
+}
+
+// batchedSequences decodes every prompt's [BOS][rows][prompt] as embedding
+// rows of one batch, one sequence per prompt, then generates greedily with
+// one batch of a token per sequence per step. It returns each sequence's
+// text and the logits of every output row.
+func batchedSequences(t *testing.T, m *Model, rows int) ([]string, [][]float32) {
+	t.Helper()
+	n := len(vulkanPrompts)
+	c := newCtx(t, m, ContextOptions{NCtx: 256 * n, NSeqMax: n, Threads: 1})
+	b, next := prefillBatch(t, m, rows)
+	var logits [][]float32
+	outs := decodeOutputs(t, c, b, &logits)
+	toks := make([][]Token, n)
+	for range vulkanGenTokens {
+		step := Batch{Tokens: make([]Token, n), Pos: next, Seq: seqIDs(n), Output: trues(n)}
+		for s := range n {
+			step.Tokens[s] = argmax(outs[s])
+			toks[s] = append(toks[s], step.Tokens[s])
+		}
+		outs = decodeOutputs(t, c, step, &logits)
+		next = advance(next)
+	}
+	texts := make([]string, n)
+	for s := range n {
+		text, err := m.Detokenize(toks[s], false, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		texts[s] = text
+	}
+	return texts, logits
+}
+
+// prefillBatch turns every prompt's inputs into embedding rows of one batch
+// (tokens through TokenEmbeddings), sequence s for prompt s, all rows output.
+// It returns the batch and each sequence's next position.
+func prefillBatch(t *testing.T, m *Model, rows int) (Batch, []Pos) {
+	t.Helper()
+	var b Batch
+	var next []Pos
+	for s := range vulkanPrompts {
+		var pos Pos
+		for _, in := range promptInputs(t, m, s, rows) {
+			e := in.Embd
+			if in.Tokens != nil {
+				var err error
+				if e, err = m.TokenEmbeddings(in.Tokens); err != nil {
+					t.Fatal(err)
+				}
+			}
+			b.Embd = append(b.Embd, e...)
+			for range len(e) / m.NEmbd() {
+				b.Pos, b.Seq, b.Output = append(b.Pos, pos), append(b.Seq, SeqID(s)), append(b.Output, true)
+				pos++
+			}
+		}
+		next = append(next, pos)
+	}
+	return b, next
+}
+
+// decodeOutputs decodes b, appends the logits of each row to all and returns
+// each sequence's last logits.
+func decodeOutputs(t *testing.T, c *Context, b Batch, all *[][]float32) [][]float32 {
+	t.Helper()
+	if err := c.Decode(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	last := make([][]float32, c.NSeqMax())
+	for i := range b.Pos {
+		l, err := c.Logits(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		*all = append(*all, l)
+		last[b.Seq[i]] = l
+	}
+	return last
+}
+
+func seqIDs(n int) []SeqID {
+	s := make([]SeqID, n)
+	for i := range s {
+		s[i] = SeqID(i)
+	}
+	return s
+}
+
+func trues(n int) []bool {
+	o := make([]bool, n)
+	for i := range o {
+		o[i] = true
+	}
+	return o
+}
+
+func advance(p []Pos) []Pos {
+	out := make([]Pos, len(p))
+	for i, v := range p {
+		out[i] = v + 1
+	}
+	return out
+}
+
+func argmax(l []float32) Token {
+	best := 0
+	for i, v := range l {
+		if v > l[best] {
+			best = i
+		}
+	}
+	return Token(best)
+}
+
+// compareParity fails when a scenario's texts differ or its logits differ
+// by vulkanLogitTol or more, and logs the measured maximum of each.
+func compareParity(t *testing.T, ref, got *parityRun) {
+	t.Helper()
+	for _, name := range ref.names {
+		same := true
+		for i, want := range ref.texts[name] {
+			if g := got.texts[name][i]; g != want {
+				same = false
+				t.Errorf("%s, prompt %q: Vulkan text %q, CPU %q", name, vulkanPrompts[i], g, want)
+			}
+		}
+		a, b := ref.logits[name], got.logits[name]
+		if len(a) != len(b) {
+			t.Errorf("%s: %d logit rows on Vulkan, %d on the CPU", name, len(b), len(a))
+			continue
+		}
+		d := maxAbsDiff(a, b)
+		t.Logf("%-40s text equal: %t, positions %d, max|Δlogit| = %.3g", name, same, len(a), d)
+		if d >= vulkanLogitTol {
+			t.Errorf("%s: max abs logit difference %.3g >= %g", name, d, vulkanLogitTol)
+		}
+	}
+}
+
+// logCapture collects llama.cpp's log lines while a test runs.
+type logCapture struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logCapture) text() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
+func (l *logCapture) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logCapture) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logCapture) WithGroup(string) slog.Handler            { return l }
+func (l *logCapture) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, r.Message)
+	return nil
+}
+
+func captureLlamaLog(t *testing.T) *logCapture {
+	l := &logCapture{}
+	SetLogger(slog.New(l), slog.LevelInfo)
+	t.Cleanup(func() { SetLogger(nil, slog.LevelInfo) })
+	return l
+}
+
+var offloadedRe = regexp.MustCompile(`offloaded (\d+)/(\d+) layers to GPU`)
+
+// checkOffloaded fails unless llama.cpp put every layer on the GPU, and logs
+// the graph splits (a split beyond the input one is an op left to the CPU).
+func checkOffloaded(t *testing.T, log string) {
+	t.Helper()
+	m := offloadedRe.FindStringSubmatch(log)
+	if m == nil || m[1] != m[2] {
+		t.Fatalf("the model was not fully offloaded (want \"offloaded N/N layers to GPU\" in llama.cpp's log):\n%s", log)
+	}
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "graph splits") || strings.Contains(line, "offloaded") || strings.Contains(line, "Vulkan0") {
+			t.Logf("llama.cpp: %s", strings.TrimSpace(line))
+		}
+	}
+}
