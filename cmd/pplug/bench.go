@@ -830,7 +830,7 @@ func (b *benchRun) throughput(ctx context.Context, m *llama.Model, in benchInst)
 		row.Note = "plain C loop over the same llama.cpp: the binding's baseline"
 		cprompt := append(append([]llama.Token(nil), depth...), start...)
 		cl := func(n int) (time.Duration, error) {
-			_, us, err := lc.BenchCLoop(cprompt, n)
+			_, us, err := lc.BenchCLoop(ctx, cprompt, n)
 			return time.Duration(us) * time.Microsecond, err
 		}
 		run, warm = func() (time.Duration, error) { return cl(in.ng) }, func() (time.Duration, error) { return cl(1) }

@@ -389,6 +389,9 @@ func (r *chatREPL) answer(ctx context.Context, msg string) error {
 		r.notice("stopped")
 	case errors.Is(err, chat.ErrTooLong):
 		r.notice(err.Error())
+	case errors.Is(err, llama.ErrGrammarDeadEnd):
+		// The answer ends where the chat's grammar can go no further.
+		r.notice("the answer stopped: " + err.Error())
 	case err != nil:
 		return err
 	}

@@ -489,3 +489,18 @@ func TestChatLongLine(t *testing.T) {
 		t.Fatalf("lines %q\n%s", lines, errs[:min(len(errs), 500)])
 	}
 }
+
+// TestChatBadGrammar: a grammar llama.cpp cannot use is a usage error
+// naming the rule and position; one that leads to a dead end stops that
+// answer, not the chat (it used to abort the process).
+func TestChatBadGrammar(t *testing.T) {
+	model := testenv.Stories260K(t)
+	code, _, errs := pplug(t, "hi\n", "chat", "-m", model, "-n", "4", "-t", "1", "--grammar", "root ::= [z-a]+")
+	if code != 2 || !strings.Contains(errs, `--grammar: invalid grammar at line 1, column 11, rule "root": character range z-a is reversed`) {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	code, out, errs := pplug(t, "hi\nagain\n", "chat", "-m", model, "-n", "4", "-t", "1", "--temp", "0", "--grammar", `root ::= "O" "\x00"`)
+	if code != 0 || out != "O\nO\n" || strings.Count(errs, "the grammar allows no token here") != 2 {
+		t.Fatalf("exit %d, %q: %s", code, out, errs)
+	}
+}
