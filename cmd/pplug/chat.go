@@ -220,9 +220,10 @@ func (r *chatREPL) run(ctx context.Context) error {
 		return err
 	}
 	defer closeInput()
+	next = untilDone(ctx, next)
 	for {
-		if ctx.Err() != nil {
-			return nil
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 		line, err := next()
 		if errors.Is(err, io.EOF) {
@@ -241,6 +242,34 @@ func (r *chatREPL) run(ctx context.Context) error {
 		}
 		if quit, err := r.line(ctx, &ml, line); quit || err != nil {
 			return err
+		}
+	}
+}
+
+// untilDone makes a blocking line source give up when ctx is done: the
+// read goes on in a goroutine (one at a time, so no line is read before it
+// is asked for) and a signal while the chat waits for input ends the wait
+// with ctx's error.
+func untilDone(ctx context.Context, next func() (string, error)) func() (string, error) {
+	type result struct {
+		line string
+		err  error
+	}
+	var pending chan result
+	return func() (string, error) {
+		if pending == nil {
+			pending = make(chan result, 1)
+			go func(ch chan<- result) {
+				line, err := next()
+				ch <- result{line, err}
+			}(pending)
+		}
+		select {
+		case r := <-pending:
+			pending = nil
+			return r.line, r.err
+		case <-ctx.Done():
+			return "", ctx.Err()
 		}
 	}
 }
