@@ -740,8 +740,10 @@ func (c *Context) BenchCLoop(ctx context.Context, prompt []Token, n int) (prompt
 			var reason string
 			promptUs, genUs, rc, reason = c.c.BenchCLoop(prompt, n)
 			switch {
+			case rc == cgo.DecodeAborted && ctx.Err() != nil:
+				return fmt.Errorf("the plain C loop: %w: %w", ErrAborted, ctx.Err())
 			case rc == cgo.DecodeAborted:
-				return fmt.Errorf("the plain C loop: %w: %w", ErrAborted, context.Cause(ctx))
+				return fmt.Errorf("the plain C loop: %w", ErrAborted)
 			case reason != "":
 				return fmt.Errorf("the plain C loop: %s", reason)
 			case rc != 0:

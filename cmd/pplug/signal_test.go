@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,18 +20,37 @@ import (
 // proc is pplug running in its own process (the test binary, TestMain)
 // with its standard input on a pipe that the test keeps open.
 type proc struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	lines  chan string // standard output, line by line
-	stderr bytes.Buffer
-	done   chan error
+	cmd      *exec.Cmd
+	stdin    io.WriteCloser
+	lines    chan string // standard output, line by line
+	errLines chan string // standard error, line by line
+	stderr   lockedBuffer
+	done     chan error
+}
+
+// lockedBuffer is standard error as read so far.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) add(line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.WriteString(line + "\n")
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func startPplug(t *testing.T, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(os.Args[0], args...), lines: make(chan string, 1024), done: make(chan error, 1)}
+	p := &proc{cmd: exec.Command(os.Args[0], args...), lines: make(chan string, 1<<16),
+		errLines: make(chan string, 1<<16), done: make(chan error, 1)}
 	p.cmd.Env = append(os.Environ(), "PPLUG_RUN_MAIN=1")
-	p.cmd.Stderr = &p.stderr
 	var err error
 	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
@@ -40,15 +59,26 @@ func startPplug(t *testing.T, args ...string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
+	errOut, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	var wg sync.WaitGroup
+	wg.Add(2)
 	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			p.lines <- sc.Text()
-		}
+		defer wg.Done()
+		scanLines(errOut, func(l string) { p.stderr.add(l); p.errLines <- l })
+	}()
+	go func() {
+		defer wg.Done()
+		scanLines(out, func(l string) { p.lines <- l })
 		close(p.lines)
+	}()
+	go func() {
+		wg.Wait() // Wait closes the pipes: read them to the end first
 		p.done <- p.cmd.Wait()
 	}()
 	t.Cleanup(func() {
@@ -56,6 +86,36 @@ func startPplug(t *testing.T, args ...string) *proc {
 		p.stdin.Close()
 	})
 	return p
+}
+
+// scanLines calls f with each line of r, however long.
+func scanLines(r io.Reader, f func(string)) {
+	br := bufio.NewReader(r)
+	for {
+		l, err := br.ReadString('\n')
+		if l != "" {
+			f(strings.TrimSuffix(l, "\n"))
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// waitErr waits for a line of standard error that contains s.
+func (p *proc) waitErr(t *testing.T, s string, within time.Duration) {
+	t.Helper()
+	deadline := time.After(within)
+	for {
+		select {
+		case l := <-p.errLines:
+			if strings.Contains(l, s) {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no %q on stderr within %s:\n%s", s, within, p.stderr.String())
+		}
+	}
 }
 
 // line waits for the next line of standard output.
@@ -161,5 +221,36 @@ func TestChatLoadSIGTERM(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if code, took := p.stop(t, 5*time.Second); code != 143 || took > 3*time.Second {
 		t.Fatalf("exit %d after %s:\n%s", code, took, p.stderr.String())
+	}
+}
+
+// TestBenchSIGTERM: SIGTERM in the middle of each kind of bench test ends
+// the run within 2 s with status 143 (it took 27 s: the C loop and the
+// repetitions did not look at the signal).
+func TestBenchSIGTERM(t *testing.T) {
+	model := testenv.Stories260K(t)
+	prof := filepath.Join(t.TempDir(), "me.jsonl")
+	os.WriteFile(prof, []byte(`{"id":"1","text":"I like cats."}`+"\n"+`{"id":"2","text":"Tom has a red ball."}`+"\n"), 0o644)
+	long := []string{"--progress", "-t", "1"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		wait string // the progress line to interrupt
+	}{
+		{"C loop", []string{"-p", "0", "-n", "1500", "-r", "2"}, "tg1500 (C loop): run 1/"},
+		{"tg", []string{"-p", "0", "-n", "1500", "-r", "2", "--no-c-loop"}, "tg1500: run 1/"},
+		{"pp", []string{"-p", "2000", "-n", "0", "-b", "2000", "-r", "5"}, "pp2000: run 1/"},
+		{"pg at depth", []string{"-p", "0", "-n", "0", "-pg", "100,1500", "-d", "500", "-r", "2"}, "pp100+tg1500 @ d500: run 1/"},
+		{"persona", []string{"-p", "0", "-n", "0", "-r", "3", "--profile", prof, "--agg-items", "100000"}, "persona aggregate N=100000: warmup"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startPplug(t, append(append([]string{"bench", "-m", model}, long...), tc.args...)...)
+			p.waitErr(t, tc.wait, 60*time.Second)
+			time.Sleep(50 * time.Millisecond) // into the run
+			code, took := p.stop(t, 10*time.Second)
+			if code != 143 || took > 2*time.Second {
+				t.Fatalf("exit %d after %s:\n%s", code, took, p.stderr.String())
+			}
+		})
 	}
 }
