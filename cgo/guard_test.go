@@ -88,3 +88,15 @@ func TestGuardGrammarDeadEnd(t *testing.T) {
 		t.Fatalf("the grammar allowed %q", p)
 	}
 }
+
+// TestTokenGettersOutsideVocab: llama.cpp's getters by id throw
+// std::out_of_range for an id outside the vocabulary (which terminated
+// the process); the binding answers the zero value.
+func TestTokenGettersOutsideVocab(t *testing.T) {
+	m, _ := guardModel(t)
+	for _, tok := range []int32{-1, int32(m.NVocab()), 1 << 30} {
+		if m.TokenText(tok) != "" || m.TokenAttr(tok) != 0 || m.TokenScore(tok) != 0 || m.IsControl(tok) || m.TokenPiece(tok, true) != nil {
+			t.Errorf("token %d: not the zero values", tok)
+		}
+	}
+}

@@ -193,28 +193,47 @@ func (a TokenAttr) String() string {
 
 const TokenNull = int32(C.LLAMA_TOKEN_NULL)
 
-func (m *Model) NVocab() int            { return int(C.llama_vocab_n_tokens(m.v)) }
-func (m *Model) VocabType() int         { return int(C.llama_vocab_type(m.v)) }
-func (m *Model) BOS() int32             { return int32(C.llama_vocab_bos(m.v)) }
-func (m *Model) EOS() int32             { return int32(C.llama_vocab_eos(m.v)) }
-func (m *Model) EOT() int32             { return int32(C.llama_vocab_eot(m.v)) }
-func (m *Model) SEP() int32             { return int32(C.llama_vocab_sep(m.v)) }
-func (m *Model) NL() int32              { return int32(C.llama_vocab_nl(m.v)) }
-func (m *Model) PAD() int32             { return int32(C.llama_vocab_pad(m.v)) }
-func (m *Model) AddBOS() bool           { return bool(C.llama_vocab_get_add_bos(m.v)) }
-func (m *Model) AddEOS() bool           { return bool(C.llama_vocab_get_add_eos(m.v)) }
-func (m *Model) AddSEP() bool           { return bool(C.llama_vocab_get_add_sep(m.v)) }
-func (m *Model) IsEOG(t int32) bool     { return bool(C.llama_vocab_is_eog(m.v, C.llama_token(t))) }
-func (m *Model) IsControl(t int32) bool { return bool(C.llama_vocab_is_control(m.v, C.llama_token(t))) }
+func (m *Model) NVocab() int        { return int(C.llama_vocab_n_tokens(m.v)) }
+func (m *Model) VocabType() int     { return int(C.llama_vocab_type(m.v)) }
+func (m *Model) BOS() int32         { return int32(C.llama_vocab_bos(m.v)) }
+func (m *Model) EOS() int32         { return int32(C.llama_vocab_eos(m.v)) }
+func (m *Model) EOT() int32         { return int32(C.llama_vocab_eot(m.v)) }
+func (m *Model) SEP() int32         { return int32(C.llama_vocab_sep(m.v)) }
+func (m *Model) NL() int32          { return int32(C.llama_vocab_nl(m.v)) }
+func (m *Model) PAD() int32         { return int32(C.llama_vocab_pad(m.v)) }
+func (m *Model) AddBOS() bool       { return bool(C.llama_vocab_get_add_bos(m.v)) }
+func (m *Model) AddEOS() bool       { return bool(C.llama_vocab_get_add_eos(m.v)) }
+func (m *Model) AddSEP() bool       { return bool(C.llama_vocab_get_add_sep(m.v)) }
+func (m *Model) IsEOG(t int32) bool { return bool(C.llama_vocab_is_eog(m.v, C.llama_token(t))) }
+
+// The getters by token id below answer the zero value for an id outside
+// the vocabulary: llama.cpp looks them up with std::vector::at, which
+// throws.
+
+// inVocab reports whether t is a token id of the vocabulary.
+func (m *Model) inVocab(t int32) bool { return t >= 0 && int(t) < m.NVocab() }
+
+func (m *Model) IsControl(t int32) bool {
+	return m.inVocab(t) && bool(C.llama_vocab_is_control(m.v, C.llama_token(t)))
+}
 func (m *Model) TokenAttr(t int32) TokenAttr {
+	if !m.inVocab(t) {
+		return 0
+	}
 	return TokenAttr(C.llama_vocab_get_attr(m.v, C.llama_token(t)))
 }
 func (m *Model) TokenScore(t int32) float32 {
+	if !m.inVocab(t) {
+		return 0
+	}
 	return float32(C.llama_vocab_get_score(m.v, C.llama_token(t)))
 }
 
 // TokenText is the token's text as stored in the vocabulary.
 func (m *Model) TokenText(t int32) string {
+	if !m.inVocab(t) {
+		return ""
+	}
 	return C.GoString(C.llama_vocab_get_text(m.v, C.llama_token(t)))
 }
 
@@ -259,6 +278,9 @@ func (m *Model) Tokenize(text string, addSpecial, parseSpecial bool) ([]int32, e
 // llama.cpp cannot render (it threw) has no bytes: the caller checks that
 // t is in the vocabulary.
 func (m *Model) TokenPiece(t int32, special bool) []byte {
+	if !m.inVocab(t) {
+		return nil
+	}
 	var stack [128]byte
 	buf := stack[:]
 	var e C.pp_error
