@@ -8,11 +8,18 @@
 // github.com/ollama/ollama vendors; see third_party/README.md. Their public
 // headers are reached through third_party/llama.cpp and third_party/ggml,
 // links that `make deps` creates into the module cache.
+//
+// llama.cpp is C++ and throws exceptions; a C++ exception that unwinds into
+// a cgo frame terminates the process. Every call that can throw goes
+// through guard.cpp, which catches it and returns its message (see
+// ErrCPPException); the C helpers are compiled with -fexceptions so that an
+// exception may pass through them on its way to the guard.
 package cgo
 
 /*
 #cgo CPPFLAGS: -I${SRCDIR}/../third_party/llama.cpp/include -I${SRCDIR}/../third_party/ggml/include
-#cgo CFLAGS: -std=c11
+#cgo CFLAGS: -std=c11 -fexceptions
+#cgo CXXFLAGS: -std=c++17
 #cgo linux LDFLAGS: -lm
 #if !__has_include("llama.h")
 #error "llama.h not found: run 'make deps' (it links third_party/llama.cpp and third_party/ggml into the Go module cache)"

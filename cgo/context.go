@@ -132,7 +132,11 @@ func NewContext(m *Model, p ContextParams) (*Context, error) {
 	}
 
 	var c *C.struct_llama_context
-	reason := captureReason(func() { c = C.llama_init_from_model(m.c, cp) })
+	var e C.pp_error
+	reason := captureReason(func() { c = C.pp_guard_init_from_model(m.c, cp, &e) })
+	if err := caught(&e, "llama_init_from_model"); err != nil {
+		return nil, err
+	}
 	if c == nil {
 		if reason != "" {
 			return nil, errors.New(reason)
@@ -221,11 +225,12 @@ type Batch struct {
 
 // Decode codes returned by llama_decode and the shim.
 const (
-	DecodeOK       = 0
-	DecodeNoSlot   = 1 // no KV slot for the batch: the context is full
-	DecodeAborted  = 2
-	DecodeBadBatch = -100
-	DecodeNoMemory = -101
+	DecodeOK        = 0
+	DecodeNoSlot    = 1 // no KV slot for the batch: the context is full
+	DecodeAborted   = 2
+	DecodeBadBatch  = -100
+	DecodeNoMemory  = -101
+	DecodeException = C.PP_RC_EXCEPTION // a C++ exception, caught (the reason is its message)
 )
 
 // Decode fills the context's batch and calls llama_decode; it returns
@@ -263,15 +268,15 @@ func (c *Context) run(b *Batch, encode bool) (int, string) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	C.pp_log_capture_begin()
-	var rc int
-	if encode {
-		rc = int(C.pp_encode(c.c, c.batch, tok, embd, pos, seq, out, C.int32_t(n)))
-	} else {
-		rc = int(C.pp_decode(c.c, c.batch, tok, embd, pos, seq, out, C.int32_t(n)))
-	}
+	var e C.pp_error
+	rc := int(C.pp_guard_decode(c.c, c.batch, tok, embd, pos, seq, out, C.int32_t(n), C.bool(encode), &e))
 	if rc == DecodeOK || rc == DecodeNoSlot || rc == DecodeAborted {
 		C.pp_log_capture_end(nil, 0)
 		return rc, ""
+	}
+	if rc == DecodeException {
+		C.pp_log_capture_end(nil, 0)
+		return rc, caught(&e, "llama_decode").Error()
 	}
 	var buf [2048]C.char
 	m := C.pp_log_capture_end(&buf[0], C.size_t(len(buf)))
@@ -368,21 +373,30 @@ func (c *Context) Perf() Perf {
 func (c *Context) PerfReset() { C.llama_perf_context_reset(c.c) }
 
 // BenchCLoop runs the plain C generation loop (see shim.h) and returns the
-// prompt and generation times in microseconds.
-func (c *Context) BenchCLoop(prompt []int32, nGen int) (promptUs, genUs int64, rc int) {
+// prompt and generation times in microseconds. The loop stops with
+// DecodeAborted once SetAbort raises the context's abort flag; a caught
+// C++ exception is DecodeException.
+func (c *Context) BenchCLoop(prompt []int32, nGen int) (promptUs, genUs int64, rc int, reason string) {
 	if len(prompt) == 0 {
-		return 0, 0, DecodeBadBatch
+		return 0, 0, DecodeBadBatch, ""
 	}
 	var tp, tg C.int64_t
-	r := C.pp_bench_c_loop(c.c, (*C.llama_token)(unsafe.Pointer(&prompt[0])), C.int32_t(len(prompt)),
-		C.int32_t(nGen), &tp, &tg)
-	return int64(tp), int64(tg), int(r)
+	var e C.pp_error
+	r := C.pp_guard_bench_c_loop(c.c, c.abort, (*C.llama_token)(unsafe.Pointer(&prompt[0])), C.int32_t(len(prompt)),
+		C.int32_t(nGen), &tp, &tg, &e)
+	if err := caught(&e, "the C loop"); err != nil {
+		reason = err.Error()
+	}
+	return int64(tp), int64(tg), int(r), reason
 }
 
 // ---- sampling ------------------------------------------------------------------
 
 // Sampler is a llama_sampler chain.
-type Sampler struct{ c *C.struct_llama_sampler }
+type Sampler struct {
+	c       *C.struct_llama_sampler
+	grammar *C.struct_llama_sampler // the chain's grammar sampler (owned by the chain), or nil
+}
 
 // NewSamplerChain returns an empty chain.
 func NewSamplerChain() *Sampler {
@@ -422,15 +436,33 @@ func (s *Sampler) AddPenalties(lastN int32, repeat, freq, present float32) {
 }
 
 // Sample samples from output idx of the last decode and accepts the token.
-func (s *Sampler) Sample(c *Context, idx int) int32 {
-	return int32(C.llama_sampler_sample(s.c, c.c, C.int32_t(idx)))
+// A grammar that allows no token here gives ErrGrammarDeadEnd; after an
+// exception the chain is reset.
+func (s *Sampler) Sample(c *Context, idx int) (int32, error) {
+	var e C.pp_error
+	var tok C.llama_token
+	rc := C.pp_guard_sample(s.c, c.c, C.int32_t(idx), &tok, &e)
+	if err := sampleError(rc, &e, "llama_sampler_sample"); err != nil {
+		return 0, err
+	}
+	return int32(tok), nil
 }
 
-// Accept tells the chain a token was chosen (for penalties) without sampling.
-func (s *Sampler) Accept(t int32) { C.llama_sampler_accept(s.c, C.llama_token(t)) }
+// Accept tells the chain a token was chosen (for penalties) without
+// sampling. A token the chain's grammar forbids is refused with
+// ErrGrammarDeadEnd.
+func (s *Sampler) Accept(t int32) error {
+	var e C.pp_error
+	rc := C.pp_guard_accept(s.c, s.grammar, C.llama_token(t), &e)
+	return sampleError(rc, &e, "llama_sampler_accept")
+}
 
 // Reset clears the chain's state (penalty history, RNG stays seeded).
-func (s *Sampler) Reset() { C.llama_sampler_reset(s.c) }
+func (s *Sampler) Reset() error {
+	var e C.pp_error
+	C.pp_guard_reset(s.c, &e)
+	return caught(&e, "llama_sampler_reset")
+}
 
 // Seed returns the seed the chain's dist sampler uses.
 func (s *Sampler) Seed() uint32 { return uint32(C.llama_sampler_get_seed(s.c)) }
@@ -439,6 +471,6 @@ func (s *Sampler) Seed() uint32 { return uint32(C.llama_sampler_get_seed(s.c)) }
 func (s *Sampler) Free() {
 	if s.c != nil {
 		C.llama_sampler_free(s.c)
-		s.c = nil
+		s.c, s.grammar = nil, nil
 	}
 }

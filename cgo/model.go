@@ -53,7 +53,11 @@ func LoadModel(path string, p ModelParams) (*Model, error) {
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
 	var m *C.struct_llama_model
-	lines := CaptureErrors(func() { m = C.llama_model_load_from_file(cpath, mp) })
+	var e C.pp_error
+	lines := CaptureErrors(func() { m = C.pp_guard_model_load(cpath, mp, &e) })
+	if err := caught(&e, "llama_model_load_from_file"); err != nil {
+		return nil, err
+	}
 	if m == nil {
 		if msg := LoadReason(lines); msg != "" {
 			return nil, errors.New(msg)
@@ -189,28 +193,47 @@ func (a TokenAttr) String() string {
 
 const TokenNull = int32(C.LLAMA_TOKEN_NULL)
 
-func (m *Model) NVocab() int            { return int(C.llama_vocab_n_tokens(m.v)) }
-func (m *Model) VocabType() int         { return int(C.llama_vocab_type(m.v)) }
-func (m *Model) BOS() int32             { return int32(C.llama_vocab_bos(m.v)) }
-func (m *Model) EOS() int32             { return int32(C.llama_vocab_eos(m.v)) }
-func (m *Model) EOT() int32             { return int32(C.llama_vocab_eot(m.v)) }
-func (m *Model) SEP() int32             { return int32(C.llama_vocab_sep(m.v)) }
-func (m *Model) NL() int32              { return int32(C.llama_vocab_nl(m.v)) }
-func (m *Model) PAD() int32             { return int32(C.llama_vocab_pad(m.v)) }
-func (m *Model) AddBOS() bool           { return bool(C.llama_vocab_get_add_bos(m.v)) }
-func (m *Model) AddEOS() bool           { return bool(C.llama_vocab_get_add_eos(m.v)) }
-func (m *Model) AddSEP() bool           { return bool(C.llama_vocab_get_add_sep(m.v)) }
-func (m *Model) IsEOG(t int32) bool     { return bool(C.llama_vocab_is_eog(m.v, C.llama_token(t))) }
-func (m *Model) IsControl(t int32) bool { return bool(C.llama_vocab_is_control(m.v, C.llama_token(t))) }
+func (m *Model) NVocab() int        { return int(C.llama_vocab_n_tokens(m.v)) }
+func (m *Model) VocabType() int     { return int(C.llama_vocab_type(m.v)) }
+func (m *Model) BOS() int32         { return int32(C.llama_vocab_bos(m.v)) }
+func (m *Model) EOS() int32         { return int32(C.llama_vocab_eos(m.v)) }
+func (m *Model) EOT() int32         { return int32(C.llama_vocab_eot(m.v)) }
+func (m *Model) SEP() int32         { return int32(C.llama_vocab_sep(m.v)) }
+func (m *Model) NL() int32          { return int32(C.llama_vocab_nl(m.v)) }
+func (m *Model) PAD() int32         { return int32(C.llama_vocab_pad(m.v)) }
+func (m *Model) AddBOS() bool       { return bool(C.llama_vocab_get_add_bos(m.v)) }
+func (m *Model) AddEOS() bool       { return bool(C.llama_vocab_get_add_eos(m.v)) }
+func (m *Model) AddSEP() bool       { return bool(C.llama_vocab_get_add_sep(m.v)) }
+func (m *Model) IsEOG(t int32) bool { return bool(C.llama_vocab_is_eog(m.v, C.llama_token(t))) }
+
+// The getters by token id below answer the zero value for an id outside
+// the vocabulary: llama.cpp looks them up with std::vector::at, which
+// throws.
+
+// inVocab reports whether t is a token id of the vocabulary.
+func (m *Model) inVocab(t int32) bool { return t >= 0 && int(t) < m.NVocab() }
+
+func (m *Model) IsControl(t int32) bool {
+	return m.inVocab(t) && bool(C.llama_vocab_is_control(m.v, C.llama_token(t)))
+}
 func (m *Model) TokenAttr(t int32) TokenAttr {
+	if !m.inVocab(t) {
+		return 0
+	}
 	return TokenAttr(C.llama_vocab_get_attr(m.v, C.llama_token(t)))
 }
 func (m *Model) TokenScore(t int32) float32 {
+	if !m.inVocab(t) {
+		return 0
+	}
 	return float32(C.llama_vocab_get_score(m.v, C.llama_token(t)))
 }
 
 // TokenText is the token's text as stored in the vocabulary.
 func (m *Model) TokenText(t int32) string {
+	if !m.inVocab(t) {
+		return ""
+	}
 	return C.GoString(C.llama_vocab_get_text(m.v, C.llama_token(t)))
 }
 
@@ -224,17 +247,25 @@ func (m *Model) Tokenize(text string, addSpecial, parseSpecial bool) ([]int32, e
 	defer C.free(unsafe.Pointer(ctext))
 	// A token covers at least one byte, plus BOS/EOS/SEP.
 	capacity := len(text) + 4
-	out := make([]int32, capacity)
-	n := C.llama_tokenize(m.v, ctext, C.int32_t(len(text)), (*C.llama_token)(unsafe.Pointer(&out[0])),
-		C.int32_t(capacity), C.bool(addSpecial), C.bool(parseSpecial))
+	var e C.pp_error
+	tokenize := func() ([]int32, C.int32_t, error) {
+		out := make([]int32, capacity)
+		n := C.pp_guard_tokenize(m.v, ctext, C.int32_t(len(text)), (*C.llama_token)(unsafe.Pointer(&out[0])),
+			C.int32_t(capacity), C.bool(addSpecial), C.bool(parseSpecial), &e)
+		return out, n, caught(&e, "llama_tokenize")
+	}
+	out, n, err := tokenize()
+	if err != nil {
+		return nil, err
+	}
 	if n < 0 {
 		if n == C.INT32_MIN {
 			return nil, errors.New("tokenization overflow")
 		}
 		capacity = int(-n)
-		out = make([]int32, capacity)
-		n = C.llama_tokenize(m.v, ctext, C.int32_t(len(text)), (*C.llama_token)(unsafe.Pointer(&out[0])),
-			C.int32_t(capacity), C.bool(addSpecial), C.bool(parseSpecial))
+		if out, n, err = tokenize(); err != nil {
+			return nil, err
+		}
 		if n < 0 {
 			return nil, fmt.Errorf("llama_tokenize failed (%d)", int(n))
 		}
@@ -243,13 +274,22 @@ func (m *Model) Tokenize(text string, addSpecial, parseSpecial bool) ([]int32, e
 }
 
 // TokenPiece returns the bytes of one token (special tokens rendered when
-// special is true). The bytes may be a partial UTF-8 sequence.
+// special is true). The bytes may be a partial UTF-8 sequence. A token
+// llama.cpp cannot render (it threw) has no bytes: the caller checks that
+// t is in the vocabulary.
 func (m *Model) TokenPiece(t int32, special bool) []byte {
+	if !m.inVocab(t) {
+		return nil
+	}
 	var stack [128]byte
 	buf := stack[:]
+	var e C.pp_error
 	for range 2 {
-		n := C.llama_token_to_piece(m.v, C.llama_token(t), (*C.char)(unsafe.Pointer(&buf[0])),
-			C.int32_t(len(buf)), 0, C.bool(special))
+		n := C.pp_guard_token_to_piece(m.v, C.llama_token(t), (*C.char)(unsafe.Pointer(&buf[0])),
+			C.int32_t(len(buf)), C.bool(special), &e)
+		if e.caught != 0 {
+			return nil
+		}
 		if n >= 0 {
 			out := make([]byte, n)
 			copy(out, buf[:n])
@@ -266,10 +306,14 @@ func (m *Model) Detokenize(tokens []int32, removeSpecial, unparseSpecial bool) (
 		return "", nil
 	}
 	size := len(tokens)*8 + 16
+	var e C.pp_error
 	for range 2 {
 		buf := make([]byte, size)
-		n := C.llama_detokenize(m.v, (*C.llama_token)(unsafe.Pointer(&tokens[0])), C.int32_t(len(tokens)),
-			(*C.char)(unsafe.Pointer(&buf[0])), C.int32_t(size), C.bool(removeSpecial), C.bool(unparseSpecial))
+		n := C.pp_guard_detokenize(m.v, (*C.llama_token)(unsafe.Pointer(&tokens[0])), C.int32_t(len(tokens)),
+			(*C.char)(unsafe.Pointer(&buf[0])), C.int32_t(size), C.bool(removeSpecial), C.bool(unparseSpecial), &e)
+		if err := caught(&e, "llama_detokenize"); err != nil {
+			return "", err
+		}
 		if n >= 0 {
 			return string(buf[:n]), nil
 		}
@@ -310,9 +354,14 @@ func ChatApply(tmpl string, roles, contents []string, addAssistant bool) (string
 	}()
 
 	size := 2*total + 256
+	var e C.pp_error
 	for range 2 {
 		buf := (*C.char)(C.malloc(C.size_t(size)))
-		r := int(C.llama_chat_apply_template(ctmpl, msgs, C.size_t(n), C.bool(addAssistant), buf, C.int32_t(size)))
+		r := int(C.pp_guard_chat_apply(ctmpl, msgs, C.size_t(n), C.bool(addAssistant), buf, C.int32_t(size), &e))
+		if err := caught(&e, "llama_chat_apply_template"); err != nil {
+			C.free(unsafe.Pointer(buf))
+			return "", err
+		}
 		if r < 0 {
 			C.free(unsafe.Pointer(buf))
 			return "", errors.New("chat template not supported by llama.cpp")
@@ -366,7 +415,12 @@ func CCycle(path string, n int) error {
 	Init()
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
-	if C.pp_c_cycle(cpath, C.int32_t(n)) != 0 {
+	var e C.pp_error
+	rc := C.pp_guard_c_cycle(cpath, C.int32_t(n), &e)
+	if err := caught(&e, "the C cycle"); err != nil {
+		return err
+	}
+	if rc != 0 {
 		return errors.New("the C cycle failed")
 	}
 	return nil

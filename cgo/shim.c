@@ -245,7 +245,7 @@ int pp_to_float(int type, const void * src, float * dst, int64_t n) {
 
 // ---- the C baseline for benchmarks -----------------------------------------
 
-int32_t pp_bench_c_loop(struct llama_context * ctx, const llama_token * prompt,
+int32_t pp_bench_c_loop(struct llama_context * ctx, pp_abort * a, const llama_token * prompt,
                         int32_t n_prompt, int32_t n_gen,
                         int64_t * t_prompt_us, int64_t * t_gen_us) {
     const struct llama_model * model = llama_get_model(ctx);
@@ -260,6 +260,10 @@ int32_t pp_bench_c_loop(struct llama_context * ctx, const llama_token * prompt,
     int32_t rc = 0;
     int64_t t0 = llama_time_us();
     for (int32_t i = 0; i < n_prompt && rc == 0; i += n_batch) {
+        if (pp_abort_get(a)) {
+            rc = PP_RC_ABORTED;
+            break;
+        }
         int32_t n = n_prompt - i < n_batch ? n_prompt - i : n_batch;
         rc = llama_decode(ctx, llama_batch_get_one((llama_token *) prompt + i, n));
     }
@@ -267,6 +271,10 @@ int32_t pp_bench_c_loop(struct llama_context * ctx, const llama_token * prompt,
 
     char piece[256];
     for (int32_t i = 0; i < n_gen && rc == 0; i++) {
+        if (pp_abort_get(a)) {
+            rc = PP_RC_ABORTED;
+            break;
+        }
         llama_token tok = llama_sampler_sample(smpl, ctx, -1);
         (void) llama_token_to_piece(vocab, tok, piece, sizeof(piece), 0, true);
         rc = llama_decode(ctx, llama_batch_get_one(&tok, 1));

@@ -1,5 +1,6 @@
 // C helpers for package cgo. Plain C, no globals beyond the log filter, every
-// allocation paired with a free function.
+// allocation paired with a free function. guard.cpp (C++) is the boundary
+// that keeps llama.cpp's C++ exceptions from reaching Go.
 #ifndef PPLUG_SHIM_H
 #define PPLUG_SHIM_H
 
@@ -9,6 +10,10 @@
 #include "ggml.h"
 #include "gguf.h"
 #include "llama.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 // ---- logging ---------------------------------------------------------------
 
@@ -85,7 +90,9 @@ int pp_to_float(int type, const void * src, float * dst, int64_t n);
 // chunks, then n_gen steps of greedy sampling, token_to_piece and a one-token
 // decode. It is the baseline against which the Go path's overhead is
 // measured. Returns 0 or the first failing llama_decode code.
-int32_t pp_bench_c_loop(struct llama_context * ctx, const llama_token * prompt,
+// It polls the abort flag a (which llama_decode polls too) between tokens
+// and returns 2, as an aborted llama_decode does, once it is raised.
+int32_t pp_bench_c_loop(struct llama_context * ctx, pp_abort * a, const llama_token * prompt,
                         int32_t n_prompt, int32_t n_gen,
                         int64_t * t_prompt_us, int64_t * t_gen_us);
 
@@ -99,5 +106,60 @@ int32_t pp_c_cycle(const char * path, int32_t n);
 // library can (glibc's malloc_trim; elsewhere it does nothing), so that
 // memory tests measure what is held, not what malloc keeps cached.
 void pp_trim_heap(void);
+
+// ---- the C++ boundary (guard.cpp) -----------------------------------------
+
+// pp_error receives the message of a C++ exception that a pp_guard_*
+// function caught before it could cross into Go (caught is 1 then).
+typedef struct pp_error {
+    int  caught;
+    char msg[512];
+} pp_error;
+
+// Codes of the guarded calls besides llama.cpp's own.
+#define PP_RC_ABORTED        2   // as llama_decode: stopped by the abort flag
+#define PP_RC_EXCEPTION     -102 // a C++ exception was caught (see pp_error)
+#define PP_SAMPLE_OK         0
+#define PP_SAMPLE_NO_LOGITS  1   // the row has no logits
+#define PP_SAMPLE_NONE       2   // the chain selected no candidate
+#define PP_SAMPLE_DEAD_END   3   // the grammar allows no token (or not this one)
+
+// Each pp_guard_* function is the llama.cpp (or shim) call of its name,
+// run inside try/catch.
+struct llama_model *   pp_guard_model_load(const char * path, struct llama_model_params p, pp_error * e);
+struct llama_context * pp_guard_init_from_model(struct llama_model * m, struct llama_context_params p, pp_error * e);
+int32_t pp_guard_decode(struct llama_context * ctx, pp_batch * pb,
+                        const llama_token * tok, const float * embd,
+                        const llama_pos * pos, const llama_seq_id * seq,
+                        const int8_t * out, int32_t n, bool encode, pp_error * e);
+int32_t pp_guard_tokenize(const struct llama_vocab * v, const char * text, int32_t len,
+                          llama_token * out, int32_t cap, bool add_special, bool parse_special, pp_error * e);
+int32_t pp_guard_token_to_piece(const struct llama_vocab * v, llama_token t, char * buf, int32_t n,
+                                bool special, pp_error * e);
+int32_t pp_guard_detokenize(const struct llama_vocab * v, const llama_token * toks, int32_t n_toks,
+                            char * buf, int32_t n, bool remove_special, bool unparse_special, pp_error * e);
+int32_t pp_guard_chat_apply(const char * tmpl, const struct llama_chat_message * msgs, size_t n,
+                            bool add_ass, char * buf, int32_t len, pp_error * e);
+struct llama_sampler * pp_guard_grammar_init(const struct llama_vocab * v, const char * grammar,
+                                             const char * root, pp_error * e);
+// pp_guard_sample samples output idx of the last decode into tok and
+// accepts it; PP_SAMPLE_* or PP_RC_EXCEPTION. It refuses, instead of
+// aborting, a row without logits and a grammar that allows no token.
+int32_t pp_guard_sample(struct llama_sampler * chain, struct llama_context * ctx, int32_t idx,
+                        llama_token * tok, pp_error * e);
+// pp_guard_accept accepts tok into the chain; grammar (the chain's grammar
+// sampler, or NULL) is asked first, so a token it forbids is refused
+// (PP_SAMPLE_DEAD_END) rather than accepted into an abort.
+int32_t pp_guard_accept(struct llama_sampler * chain, struct llama_sampler * grammar, llama_token tok, pp_error * e);
+// pp_guard_reset resets the chain; e may be NULL.
+void    pp_guard_reset(struct llama_sampler * chain, pp_error * e);
+int32_t pp_guard_bench_c_loop(struct llama_context * ctx, pp_abort * a, const llama_token * prompt,
+                              int32_t n_prompt, int32_t n_gen,
+                              int64_t * t_prompt_us, int64_t * t_gen_us, pp_error * e);
+int32_t pp_guard_c_cycle(const char * path, int32_t n, pp_error * e);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

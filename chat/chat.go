@@ -405,42 +405,111 @@ func userMessage(msg string, req persona.Request) Message {
 // oldest turns until it fits in the context with room for the answer
 // (reserve positions) after body positions of BOS and rows. It returns the
 // tokens and how many of them the cache already holds.
-func (s *Session) fit(body, reserve int) (toks []llama.Token, lcp int, err error) {
-	dropped := 0
-	for {
-		sent := make([]llama.ChatMessage, 0, len(s.log)-s.window)
-		for _, m := range s.log[s.window:] {
-			sent = append(sent, m.sent())
-		}
-		full, err := s.format(sent, true)
-		if err != nil {
-			return nil, 0, err
-		}
-		if toks, err = s.m.Tokenize(full, false, true); err != nil {
-			return nil, 0, err
-		}
-		lcp = commonPrefix(s.kvTokens, toks)
-		if lcp == len(toks) && lcp > 0 {
-			lcp-- // decode at least one token, for the logits
-		}
-		if body+len(toks)+reserve <= s.c.NCtxSeq() {
-			break
-		}
-		if len(sent) <= 1 {
-			return nil, 0, fmt.Errorf("%w (%d positions with room for the answer, the window has %d): raise -c/--ctx-size",
-				ErrTooLong, body+len(toks)+reserve, s.c.NCtxSeq())
-		}
-		n := 1 // drop the oldest message and its answer
-		if sent[1].Role == "assistant" {
-			n = 2
-		}
-		s.window += n
-		dropped += n
+func (s *Session) fit(ctx context.Context, body, reserve int) (toks []llama.Token, lcp int, err error) {
+	room := s.c.NCtxSeq() - body - reserve
+	start, toks, err := s.windowStart(ctx, room)
+	if err != nil {
+		return nil, 0, err
 	}
-	if dropped > 0 {
+	if dropped := start - s.window; dropped > 0 {
+		s.window = start
 		s.notices = append(s.notices, fmt.Sprintf("context window full: dropped the %d oldest message(s) from the window (the transcript keeps them)", dropped))
 	}
+	lcp = commonPrefix(s.kvTokens, toks)
+	if lcp == len(toks) && lcp > 0 {
+		lcp-- // decode at least one token, for the logits
+	}
 	return toks, lcp, nil
+}
+
+// windowStart finds where the window must start so that the conversation
+// from there fits in room positions, and renders it. Windows start at the
+// current start or at a user message (a dropped message takes its answer
+// along). The whole window is tried first (the usual case); otherwise
+// windows grow from the newest message in doubling steps and a binary
+// search settles between the last that fits and the first that does not,
+// so a long transcript (a /load) costs a few renders of about the window's
+// size instead of one render of the whole transcript per dropped message.
+func (s *Session) windowStart(ctx context.Context, room int) (int, []llama.Token, error) {
+	starts := s.windowStarts()
+	// Each message takes a token at least: a window of more messages than
+	// room is not rendered to learn that it does not fit.
+	if len(s.log)-starts[0] <= room {
+		toks, ok, err := s.fits(ctx, starts[0], room)
+		if err != nil || ok {
+			return starts[0], toks, err
+		}
+	}
+	// fits(starts[lo]) is false and fits(starts[hi]) true, with hi's tokens.
+	lo, hi := 0, len(starts)-1
+	toks, ok, err := s.fits(ctx, starts[hi], room)
+	if err != nil {
+		return 0, nil, err
+	} else if !ok {
+		return 0, nil, fmt.Errorf("%w (%d positions with room for the answer, the window has %d): raise -c/--ctx-size",
+			ErrTooLong, s.c.NCtxSeq()-room+len(toks), s.c.NCtxSeq())
+	}
+	for step := 1; hi-step > lo; step *= 2 {
+		if len(s.log)-starts[hi-step] > room {
+			lo = hi - step
+			break
+		}
+		t, ok, err := s.fits(ctx, starts[hi-step], room)
+		if err != nil {
+			return 0, nil, err
+		}
+		if !ok {
+			lo = hi - step
+			break
+		}
+		hi, toks = hi-step, t
+	}
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		t, ok, err := s.fits(ctx, starts[mid], room)
+		if err != nil {
+			return 0, nil, err
+		}
+		if ok {
+			hi, toks = mid, t
+		} else {
+			lo = mid
+		}
+	}
+	return starts[hi], toks, nil
+}
+
+// windowStarts lists the places a window may start, oldest first: the
+// current start, then every later user message (the new one is last).
+func (s *Session) windowStarts() []int {
+	starts := []int{s.window}
+	for i := s.window + 1; i < len(s.log); i++ {
+		if s.log[i].Role != "assistant" {
+			starts = append(starts, i)
+		}
+	}
+	return starts
+}
+
+// fits renders the conversation from log[start] and reports whether its
+// tokens fit in room positions. A cancelled ctx stops it.
+func (s *Session) fits(ctx context.Context, start, room int) ([]llama.Token, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	sent := make([]llama.ChatMessage, 0, len(s.log)-start)
+	for _, m := range s.log[start:] {
+		sent = append(sent, m.sent())
+	}
+	full, err := s.format(sent, true)
+	if err != nil {
+		return nil, false, err
+	}
+	toks, err := s.m.Tokenize(full, false, true)
+	if err != nil {
+		return nil, false, err
+	}
+	return toks, len(toks) <= room, nil
 }
 
 // Send adds a user message, generates the answer (streamed through emit)
@@ -481,7 +550,7 @@ func (s *Session) Send(ctx context.Context, msg string, emit func(string) error)
 	if !s.primed {
 		body = llama.Pos(s.layout().PromptAt())
 	}
-	toks, lcp, err := s.fit(int(body), reserve)
+	toks, lcp, err := s.fit(ctx, int(body), reserve)
 	if err != nil {
 		return fail(err)
 	}

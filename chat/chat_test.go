@@ -3,6 +3,7 @@ package chat
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -284,4 +285,63 @@ func TestFullWindowWithPersona(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// transcript is n messages, user and assistant in turn, of varied length.
+func transcript(n int) []Message {
+	msgs := make([]Message, n)
+	for i := range msgs {
+		words := strings.Repeat(" and the ball", i%7)
+		if i%2 == 0 {
+			msgs[i] = Message{Role: "user", Content: fmt.Sprintf("Tell me about dog %d%s.", i, words)}
+		} else {
+			msgs[i] = Message{Role: "assistant", Content: fmt.Sprintf("Dog %d ran in the park%s.", i, words)}
+		}
+	}
+	return msgs
+}
+
+// TestLongTranscriptWindow: after /load of a long transcript the window
+// is the longest tail of whole turns that fits, the one dropping message
+// by message finds (which rendered the whole conversation per dropped
+// message: 1,000 messages took 15 s, 100,000 hours), and a cancelled
+// context stops the search.
+func TestLongTranscriptWindow(t *testing.T) {
+	_, c, smp := setup(t, 512)
+	s, err := New(c, smp, Options{MaxTokens: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{3, 301, 5000} {
+		if err := s.Load(transcript(n)); err != nil {
+			t.Fatal(err)
+		}
+		s.log = append(s.log, Message{Role: "user", Content: "hello"})
+		const room = 400
+		want := -1 // the first start that fits, found one by one
+		for _, start := range s.windowStarts() {
+			if n > 301 {
+				break
+			}
+			if _, ok, _ := s.fits(context.Background(), start, room); ok {
+				want = start
+				break
+			}
+		}
+		start, toks, err := s.windowStart(context.Background(), room)
+		if err != nil || len(toks) > room || (want >= 0 && start != want) || s.log[start].Role != "user" {
+			t.Fatalf("%d messages: window from %d (%d tokens, %v), want %d", n, start, len(toks), err, want)
+		}
+		if start > 0 {
+			if _, ok, _ := s.fits(context.Background(), start-2, room); ok {
+				t.Fatalf("%d messages: a longer window fits too", n)
+			}
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.Send(ctx, "hello", nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled send: %v", err)
+	}
+	send(t, s, "hello")
 }

@@ -61,7 +61,7 @@ func BenchmarkGoVsC(b *testing.B) {
 					}
 					goPP += res.Stats.PromptTime
 					goTG += res.Stats.GenTime
-					pp, tg, err := c.BenchCLoop(prompt, nGen)
+					pp, tg, err := c.BenchCLoop(context.Background(), prompt, nGen)
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -375,9 +375,9 @@ func (c *Context) Decode(ctx context.Context, b Batch) error {
 	return c.run(ctx, &cgo.Batch{Tokens: b.Tokens, Embd: b.Embd, Pos: b.Pos, Seq: b.Seq, Output: out})
 }
 
-// run calls llama_decode (or llama_encode) with c.mu held, turning the abort
-// flag on when ctx is cancelled meanwhile.
-func (c *Context) run(ctx context.Context, b *cgo.Batch) error {
+// abortable runs f (a call into C with c.mu held) with the context's abort
+// flag raised once ctx is cancelled, and lowered again after f.
+func (c *Context) abortable(ctx context.Context, f func() error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -388,18 +388,30 @@ func (c *Context) run(ctx context.Context, b *cgo.Batch) error {
 		fired = make(chan struct{})
 		stop = context.AfterFunc(ctx, func() { cc.SetAbort(true); close(fired) })
 	}
-	var rc int
-	var reason string
-	if c.encode {
-		rc, reason = c.c.Encode(b)
-	} else {
-		rc, reason = c.c.Decode(b)
-	}
+	err := f()
 	if stop != nil && !stop() {
 		// The abort fired (or is firing); wait for it, then lower the flag.
 		<-fired
 	}
 	c.c.SetAbort(false)
+	return err
+}
+
+// run calls llama_decode (or llama_encode) with c.mu held, turning the abort
+// flag on when ctx is cancelled meanwhile.
+func (c *Context) run(ctx context.Context, b *cgo.Batch) error {
+	var rc int
+	var reason string
+	if err := c.abortable(ctx, func() error {
+		if c.encode {
+			rc, reason = c.c.Encode(b)
+		} else {
+			rc, reason = c.c.Decode(b)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
 	c.lastOut = c.lastOut[:0]
 	switch rc {
 	case cgo.DecodeOK:
@@ -726,8 +738,9 @@ func (c *Context) Perf() (cgo.Perf, error) {
 // BenchCLoop runs the plain C generation loop of the shim over this context
 // (greedy, n tokens after the prompt) and returns its prompt and generation
 // durations in microseconds. It exists for benchmarks that measure the
-// binding's overhead.
-func (c *Context) BenchCLoop(prompt []Token, n int) (promptUs, genUs int64, err error) {
+// binding's overhead. A cancelled ctx stops it between tokens (and inside
+// a decode) with ErrAborted.
+func (c *Context) BenchCLoop(ctx context.Context, prompt []Token, n int) (promptUs, genUs int64, err error) {
 	err = c.locked(func() error {
 		if err := checkTokens(prompt, c.nVocab); err != nil {
 			return err
@@ -735,12 +748,22 @@ func (c *Context) BenchCLoop(prompt []Token, n int) (promptUs, genUs int64, err 
 		if len(prompt)+n > c.nCtx {
 			return fmt.Errorf("%w: %d + %d tokens", ErrContextFull, len(prompt), n)
 		}
-		var rc int
-		promptUs, genUs, rc = c.c.BenchCLoop(prompt, n)
-		if rc != 0 {
-			return fmt.Errorf("the plain C loop: llama_decode returned %d", rc)
-		}
-		return nil
+		return c.abortable(ctx, func() error {
+			var rc int
+			var reason string
+			promptUs, genUs, rc, reason = c.c.BenchCLoop(prompt, n)
+			switch {
+			case rc == cgo.DecodeAborted && ctx.Err() != nil:
+				return fmt.Errorf("the plain C loop: %w: %w", ErrAborted, ctx.Err())
+			case rc == cgo.DecodeAborted:
+				return fmt.Errorf("the plain C loop: %w", ErrAborted)
+			case reason != "":
+				return fmt.Errorf("the plain C loop: %s", reason)
+			case rc != 0:
+				return fmt.Errorf("the plain C loop: llama_decode returned %d", rc)
+			}
+			return nil
+		})
 	})
 	return promptUs, genUs, err
 }

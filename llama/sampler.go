@@ -74,6 +74,9 @@ func (o SamplerOptions) Validate() error {
 	if isBad(o.EOSBias) {
 		return fmt.Errorf("EOS bias %v is not a number", o.EOSBias)
 	}
+	if o.Grammar != "" {
+		return ValidateGrammar(o.Grammar, o.GrammarRoot)
+	}
 	return nil
 }
 
@@ -97,8 +100,15 @@ func checkLogitBias(lb []TokenBias, nVocab int) error {
 // Greedy reports whether the options pick the most likely token.
 func (o SamplerOptions) Greedy() bool { return o.Temp <= 0 }
 
-// ErrInvalidGrammar is returned for a grammar llama.cpp cannot parse.
+// ErrInvalidGrammar is returned for a grammar llama.cpp cannot parse or
+// use (see ValidateGrammar and GrammarError), and, wrapped with
+// ErrGrammarDeadEnd, for one that allows no token while generating.
 var ErrInvalidGrammar = errors.New("invalid grammar")
+
+// ErrGrammarDeadEnd means the grammar allows no token at a point of the
+// generation (say [^\x00-\U0010FFFF], or a character no token spells):
+// sampling stops there instead of aborting in llama.cpp.
+var ErrGrammarDeadEnd = fmt.Errorf("%w: %w", ErrInvalidGrammar, cgo.ErrGrammarDeadEnd)
 
 func isBad(f float32) bool { return math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) }
 
@@ -163,10 +173,16 @@ func newSampler(m *Model, o SamplerOptions, lb []TokenBias) (*Sampler, error) {
 		if root == "" {
 			root = "root"
 		}
-		if !s.AddGrammar(cm, o.Grammar, root) {
+		err = validateGrammar(o.Grammar, root, cm.NVocab())
+		if err == nil {
+			if err = s.AddGrammar(cm, o.Grammar, root); err != nil {
+				err = fmt.Errorf("%w: %w (start symbol %q)", ErrInvalidGrammar, err, root)
+			}
+		}
+		if err != nil {
 			s.Free()
 			m.release()
-			return nil, fmt.Errorf("%w: llama.cpp could not parse the grammar (start symbol %q; its parser printed the reason on stderr)", ErrInvalidGrammar, root)
+			return nil, err
 		}
 	}
 	if err := addBiases(s, m, o.EOSBias, lb); err != nil {
@@ -235,24 +251,39 @@ func (s *Sampler) Sample(c *Context, idx int) (Token, error) {
 	if err := c.checkOutput(idx); err != nil {
 		return 0, fmt.Errorf("sample: %w", err)
 	}
-	return s.s.Sample(c.c, idx), nil
+	t, err := s.s.Sample(c.c, idx)
+	return t, samplerError("sample", err)
 }
 
-// Accept records a token chosen elsewhere (for the penalties).
-func (s *Sampler) Accept(t Token) {
+// samplerError wraps a grammar's dead end in ErrGrammarDeadEnd.
+func samplerError(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, cgo.ErrGrammarDeadEnd):
+		return fmt.Errorf("%s: %w", op, ErrGrammarDeadEnd)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// Accept records a token chosen elsewhere (for the penalties); a token the
+// grammar does not allow here is refused with ErrGrammarDeadEnd.
+func (s *Sampler) Accept(t Token) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.s != nil {
-		s.s.Accept(t)
+	if s.s == nil {
+		return ErrClosed
 	}
+	return samplerError("accept", s.s.Accept(t))
 }
 
-// Reset forgets the token history.
+// Reset forgets the token history (and restarts the grammar).
 func (s *Sampler) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.s != nil {
-		s.s.Reset()
+		// A grammar is parsed again; it parsed when the chain was built.
+		_ = s.s.Reset()
 	}
 }
 

@@ -578,12 +578,17 @@ func (b *benchRun) emit(r benchRow, ds []time.Duration, value func(time.Duration
 	b.out.row(&r)
 }
 
-// repeat runs a warm-up (unless disabled) and reps timed runs of f.
-func (b *benchRun) repeat(label string, warm, f func() (time.Duration, error)) ([]time.Duration, error) {
+// repeat runs a warm-up (unless disabled) and reps timed runs of f; a
+// cancelled ctx stops it before the next run (f itself checks ctx between
+// tokens and batches).
+func (b *benchRun) repeat(ctx context.Context, label string, warm, f func() (time.Duration, error)) ([]time.Duration, error) {
 	if b.warmup {
 		b.note(label + ": warmup run")
 		if warm == nil {
 			warm = f
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
 		if _, err := warm(); err != nil {
 			return nil, err
@@ -592,6 +597,9 @@ func (b *benchRun) repeat(label string, warm, f func() (time.Duration, error)) (
 	var ds []time.Duration
 	for i := range b.reps {
 		b.note(fmt.Sprintf("%s: run %d/%d", label, i+1, b.reps))
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		d, err := f()
 		if err != nil {
 			return nil, err
@@ -962,7 +970,7 @@ func (b *benchRun) throughput(ctx context.Context, m *llama.Model, in benchInst)
 		row.Note = "plain C loop over the same llama.cpp: the binding's baseline"
 		cprompt := append(append([]llama.Token(nil), depth...), start...)
 		cl := func(n int) (time.Duration, error) {
-			_, us, err := lc.BenchCLoop(cprompt, n)
+			_, us, err := lc.BenchCLoop(ctx, cprompt, n)
 			return time.Duration(us) * time.Microsecond, err
 		}
 		run, warm = func() (time.Duration, error) { return cl(in.ng) }, func() (time.Duration, error) { return cl(1) }
@@ -998,7 +1006,7 @@ func (b *benchRun) throughput(ctx context.Context, m *llama.Model, in benchInst)
 		}
 		run, warm = func() (time.Duration, error) { return pg(in.ng) }, func() (time.Duration, error) { return pg(1) }
 	}
-	ds, err := b.repeat(in.name(), warm, run)
+	ds, err := b.repeat(ctx, in.name(), warm, run)
 	if err != nil {
 		return fmt.Errorf("bench %s: %w", in.name(), err)
 	}

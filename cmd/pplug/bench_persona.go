@@ -143,7 +143,7 @@ func (pb *personaBench) encode(ctx context.Context) error {
 	b, enc := pb.b, pb.pplug.Encoder
 	texts := pb.prof.Texts()
 	b.personaStart("persona encode")
-	ds, err := b.repeat("persona encode", nil, func() (time.Duration, error) {
+	ds, err := b.repeat(ctx, "persona encode", nil, func() (time.Duration, error) {
 		t0 := time.Now()
 		v, err := enc.Encode(ctx, texts, "", nil)
 		if err != nil {
@@ -190,7 +190,7 @@ func (pb *personaBench) prepareCached(ctx context.Context) error {
 	const name = "persona prepare cached"
 	pb.b.personaStart(name)
 	var cached int
-	ds, err := pb.b.repeat(name, nil, func() (time.Duration, error) {
+	ds, err := pb.b.repeat(ctx, name, nil, func() (time.Duration, error) {
 		t0 := time.Now()
 		st, err := prepare()
 		cached = st.Cached
@@ -254,7 +254,7 @@ func (pb *personaBench) timeToFirstToken(ctx context.Context) error {
 			note = fmt.Sprintf("retrieval: BM25 top-%d of %d items in the prompt, %d prompt tokens", pb.rag.RetrieveK(), len(pb.prof.Items), n)
 		}
 		b.personaStart(t.name)
-		ds, err := b.repeat(t.name, nil, func() (time.Duration, error) {
+		ds, err := b.repeat(ctx, t.name, nil, func() (time.Duration, error) {
 			t0 := time.Now()
 			req, err := t.user.Personalize(ctx, pb.query)
 			if err != nil {
@@ -300,7 +300,7 @@ func (pb *personaBench) promptSpeed(ctx context.Context) error {
 		}
 		n := llama.InputsLen(inputs, m.NEmbd())
 		b.personaStart(name)
-		ds, err := b.repeat(name, nil, func() (time.Duration, error) {
+		ds, err := b.repeat(ctx, name, nil, func() (time.Duration, error) {
 			if err := pb.lc.ClearMemory(); err != nil {
 				return 0, err
 			}
@@ -340,9 +340,12 @@ func (pb *personaBench) aggregation(ctx context.Context) error {
 		const iters = 200
 		name := fmt.Sprintf("persona aggregate N=%d", n)
 		b.personaStart(name)
-		ds, err := b.repeat(name, nil, func() (time.Duration, error) {
+		ds, err := b.repeat(ctx, name, nil, func() (time.Duration, error) {
 			t0 := time.Now()
 			for range iters {
+				if err := ctx.Err(); err != nil {
+					return 0, err
+				}
 				if _, _, err := u.Rows(q); err != nil {
 					return 0, err
 				}

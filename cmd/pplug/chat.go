@@ -153,7 +153,14 @@ func runChat(c *cli.Context) error {
 	for _, n := range sess.Notices() {
 		r.notice(n)
 	}
-	return r.run(ctx)
+	err = r.run(ctx)
+	if lost := r.unsaved(); lost != nil {
+		if err == nil {
+			return lost // the final line, and exit status 1
+		}
+		fmt.Fprintf(stderr, "pplug: %v\n", lost)
+	}
+	return err
 }
 
 type chatREPL struct {
@@ -170,6 +177,19 @@ type chatREPL struct {
 
 	mu     sync.Mutex
 	cancel context.CancelFunc // of the answer being generated
+
+	remembered, lost int   // --remember: messages saved to the profile, and not
+	lostWhy          error // the first reason a message was not saved
+}
+
+// unsaved is the error of a --remember session that could not save some
+// of its messages, nil when every one reached the profile.
+func (r *chatREPL) unsaved() error {
+	if r.lost == 0 {
+		return nil
+	}
+	return fmt.Errorf("--remember: %d of %d messages were not saved to %s (%v)",
+		r.lost, r.lost+r.remembered, r.c.String("profile"), r.lostWhy)
 }
 
 func (r *chatREPL) notice(s string) { fmt.Fprintf(r.stderr, "[%s]\n", s) }
@@ -232,9 +252,10 @@ func (r *chatREPL) run(ctx context.Context) error {
 		return err
 	}
 	defer closeInput()
+	next = untilDone(ctx, next)
 	for {
-		if ctx.Err() != nil {
-			return nil
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 		line, err := next()
 		if errors.Is(err, io.EOF) {
@@ -253,6 +274,34 @@ func (r *chatREPL) run(ctx context.Context) error {
 		}
 		if quit, err := r.line(ctx, &ml, line); quit || err != nil {
 			return err
+		}
+	}
+}
+
+// untilDone makes a blocking line source give up when ctx is done: the
+// read goes on in a goroutine (one at a time, so no line is read before it
+// is asked for) and a signal while the chat waits for input ends the wait
+// with ctx's error.
+func untilDone(ctx context.Context, next func() (string, error)) func() (string, error) {
+	type result struct {
+		line string
+		err  error
+	}
+	var pending chan result
+	return func() (string, error) {
+		if pending == nil {
+			pending = make(chan result, 1)
+			go func(ch chan<- result) {
+				line, err := next()
+				ch <- result{line, err}
+			}(pending)
+		}
+		select {
+		case r := <-pending:
+			pending = nil
+			return r.line, r.err
+		case <-ctx.Done():
+			return "", ctx.Err()
 		}
 	}
 }
@@ -401,6 +450,9 @@ func (r *chatREPL) answer(ctx context.Context, msg string) error {
 		r.notice("stopped")
 	case errors.Is(err, chat.ErrTooLong):
 		r.notice(err.Error())
+	case errors.Is(err, llama.ErrGrammarDeadEnd):
+		// The answer ends where the chat's grammar can go no further.
+		r.notice("the answer stopped: " + err.Error())
 	case err != nil:
 		return err
 	}
@@ -408,22 +460,34 @@ func (r *chatREPL) answer(ctx context.Context, msg string) error {
 		printTimings(r.stderr, res.Stats)
 	}
 	if r.c.Bool("remember") {
-		if err := r.remember(ctx, msg); err != nil {
-			r.notice("could not remember the message: " + err.Error())
-		}
+		r.remember(ctx, msg)
 	}
 	return nil
 }
 
 // remember appends the user's message to the profile and refreshes the
 // persona (only the new item is encoded; the rest comes from the cache).
-func (r *chatREPL) remember(ctx context.Context, msg string) error {
-	ps := r.ps
+// A message that could not be saved is counted (see unsaved); the chat
+// goes on either way.
+func (r *chatREPL) remember(ctx context.Context, msg string) {
 	now := time.Now().UTC()
 	id := fmt.Sprintf("chat-%d", now.UnixNano())
-	if err := profile.Append(r.c.String("profile"), ps.prof.Format, map[string]string{"id": id, "date": now.Format(time.RFC3339), "text": msg}); err != nil {
-		return err
+	if err := profile.Append(r.c.String("profile"), r.ps.prof.Format, map[string]string{"id": id, "date": now.Format(time.RFC3339), "text": msg}); err != nil {
+		r.notice("could not remember the message: " + err.Error())
+		if r.lost++; r.lostWhy == nil {
+			r.lostWhy = err
+		}
+		return
 	}
+	r.remembered++
+	if err := r.refreshPersona(ctx); err != nil {
+		r.notice("the message was saved, but the persona could not follow it: " + err.Error())
+	}
+}
+
+// refreshPersona loads the grown profile and prepares the persona again.
+func (r *chatREPL) refreshPersona(ctx context.Context) error {
+	ps := r.ps
 	prof, _, err := loadProfile(r.c)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -298,7 +299,9 @@ func TestChatRememberConcurrent(t *testing.T) {
 }
 
 // TestChatRememberDiskFull: a chat whose profile cannot grow (a file size
-// limit stands for a full disk) keeps the profile as it was and loadable.
+// limit stands for a full disk) keeps the profile as it was and loadable,
+// says so for each message, goes on, and ends with status 1 and a last
+// line that says what was not saved (it used to end with 0).
 func TestChatRememberDiskFull(t *testing.T) {
 	model := testenv.Stories260K(t)
 	prlimit, err := exec.LookPath("prlimit")
@@ -313,10 +316,14 @@ func TestChatRememberDiskFull(t *testing.T) {
 	cmd.Env = append(os.Environ(), "PPLUG_RUN_MAIN=1")
 	cmd.Stdin = strings.NewReader("I have a dog named Max and a cat named Tom.\nAnd a bird.\n")
 	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%v\n%s", err, out)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("want exit status 1, got %v\n%s", err, out)
 	}
-	if strings.Count(string(out), "could not remember") != 2 || !strings.Contains(string(out), "file too large") {
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	last := lines[len(lines)-1]
+	if strings.Count(string(out), "could not remember") != 2 || !strings.Contains(string(out), "file too large") ||
+		!strings.HasPrefix(last, "pplug: --remember: 2 of 2 messages were not saved to "+prof) {
 		t.Errorf("output:\n%s", out)
 	}
 	if b, _ := os.ReadFile(prof); string(b) != content {
@@ -487,5 +494,38 @@ func TestChatLongLine(t *testing.T) {
 	lines, errs := chatLines(t, []string{strings.Repeat("a", maxLine+10), "Once upon a time"}, "-n", "4")
 	if lines[0] != "" || lines[1] == "" || !strings.Contains(errs, "longer than 16 MiB") {
 		t.Fatalf("lines %q\n%s", lines, errs[:min(len(errs), 500)])
+	}
+}
+
+// TestChatBadGrammar: a grammar llama.cpp cannot use is a usage error
+// naming the rule and position; one that leads to a dead end stops that
+// answer, not the chat (it used to abort the process).
+func TestChatBadGrammar(t *testing.T) {
+	model := testenv.Stories260K(t)
+	code, _, errs := pplug(t, "hi\n", "chat", "-m", model, "-n", "4", "-t", "1", "--grammar", "root ::= [z-a]+")
+	if code != 2 || !strings.Contains(errs, `--grammar: invalid grammar at line 1, column 11, rule "root": character range z-a is reversed`) {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	code, out, errs := pplug(t, "hi\nagain\n", "chat", "-m", model, "-n", "4", "-t", "1", "--temp", "0", "--grammar", `root ::= "O" "\x00"`)
+	if code != 0 || out != "O\nO\n" || strings.Count(errs, "the grammar allows no token here") != 2 {
+		t.Fatalf("exit %d, %q: %s", code, out, errs)
+	}
+}
+
+// TestChatRememberBOM: a profile saved with a UTF-8 byte order mark grows
+// with --remember (the append used to fail on the mark).
+func TestChatRememberBOM(t *testing.T) {
+	model := testenv.Stories260K(t)
+	for _, name := range []string{"me.json", "me.jsonl"} {
+		prof := filepath.Join(t.TempDir(), name)
+		content := "\xef\xbb\xbf" + `{"id":"1","text":"I like cats."}` + "\n"
+		if name == "me.json" {
+			content = "\xef\xbb\xbf" + `[{"id":"1","text":"I like cats."}]`
+		}
+		os.WriteFile(prof, []byte(content), 0o644)
+		code, _, errs := pplug(t, "I have a dog named Max.\n", "chat", "-m", model, "-n", "2", "-t", "1", "--profile", prof, "--remember")
+		if b, _ := os.ReadFile(prof); code != 0 || !strings.Contains(string(b), "Max") || strings.Contains(errs, "could not remember") {
+			t.Fatalf("%s: exit %d, profile %q:\n%s", name, code, b, errs)
+		}
 	}
 }

@@ -108,8 +108,35 @@ func stopStrings(c *cli.Context) ([]string, error) {
 }
 
 // grammarOption reads --grammar, --grammar-file or --json-schema (at most
-// one) into a GBNF grammar.
+// one) into a GBNF grammar; a grammar llama.cpp cannot use is a usage
+// error that names the flag, the rule and the position.
 func grammarOption(c *cli.Context) (string, error) {
+	g, flag, err := readGrammarOption(c)
+	if err != nil || g == "" {
+		return g, err
+	}
+	if err := llama.ValidateGrammar(g, ""); err != nil {
+		return "", usagef("%s: %w", flag, err)
+	}
+	return g, nil
+}
+
+// readGrammarOption is grammarOption before the check; flag names the
+// option the grammar came from.
+func readGrammarOption(c *cli.Context) (g, flag string, err error) {
+	g, err = readGrammarFlag(c)
+	for _, f := range []string{"grammar", "grammar-file", "json-schema"} {
+		if c.IsSet(f) {
+			flag = "--" + f
+			if f == "grammar-file" {
+				flag += " " + c.String(f)
+			}
+		}
+	}
+	return g, flag, err
+}
+
+func readGrammarFlag(c *cli.Context) (string, error) {
 	n := 0
 	for _, f := range []string{"grammar", "grammar-file", "json-schema"} {
 		if c.IsSet(f) {

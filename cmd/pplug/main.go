@@ -71,7 +71,9 @@ func runContext(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		return 2
 	}
 	var ue usageError
-	if errors.As(err, &ue) {
+	// A grammar llama.cpp cannot use is a mistake in the command line,
+	// also when it shows only at the sampler or while generating.
+	if errors.As(err, &ue) || errors.Is(err, llama.ErrInvalidGrammar) {
 		fmt.Fprintf(stderr, "pplug: %v\nRun 'pplug --help' for usage.\n", err)
 		return 2
 	}

@@ -99,12 +99,18 @@ func TestGenerateGrammarAndJSONSchema(t *testing.T) {
 		}
 	}
 
+	badGF := filepath.Join(dir, "bad.gbnf")
+	os.WriteFile(badGF, []byte("root ::= digit+\ndigit ::= [9-0]\n"), 0o644)
 	for _, c := range []struct {
 		args []string
 		code int
 		want string
 	}{
-		{[]string{"--grammar", `root ::= "a`}, 1, "invalid grammar"},
+		{[]string{"--grammar", `root ::= "a`}, 2, `--grammar: invalid grammar at line 1, column 10, rule "root": unterminated string`},
+		{[]string{"--grammar", `root ::= [z-a]+`}, 2, `--grammar: invalid grammar at line 1, column 11, rule "root": character range z-a is reversed`},
+		{[]string{"--grammar-file", badGF}, 2, "--grammar-file " + badGF + `: invalid grammar at line 2, column 12, rule "digit": character range 9-0 is reversed`},
+		{[]string{"--grammar", `root ::= a` + "\na ::= a \"x\""}, 2, "left recursion"},
+		{[]string{"--grammar", `root ::= "O" "\x00"`}, 2, "the grammar allows no token here"},
 		{[]string{"--grammar", " "}, 2, "--grammar is empty"},
 		{[]string{"--grammar-file", filepath.Join(dir, "missing.gbnf")}, 1, "missing.gbnf"},
 		{[]string{"--json-schema", `{"type": "string", "pattern": "a+"}`}, 2, "pattern"},

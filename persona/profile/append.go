@@ -103,6 +103,9 @@ func appendLine(path string, item []byte) (err error) {
 			if _, err := f.ReadAt(last, start); err != nil {
 				return err
 			}
+			if start == 0 {
+				last = bytes.TrimPrefix(last, utf8BOM) // as Load reads it
+			}
 			if !json.Valid(last) {
 				line, _ := lineOf(f, start)
 				return fmt.Errorf("line %d: %w; complete or delete that line, then try again", line, ErrDamagedLastLine)
@@ -188,6 +191,10 @@ func lineOf(r io.ReaderAt, off int64) (int, error) {
 	return line, nil
 }
 
+// utf8BOM is the byte order mark some editors put at the start of a UTF-8
+// file; Load skips it, and Append keeps it.
+var utf8BOM = []byte("\xef\xbb\xbf")
+
 // appendElement rewrites a JSON array file (atomically) with one more
 // element.
 func appendElement(path string, item []byte) error {
@@ -195,13 +202,17 @@ func appendElement(path string, item []byte) error {
 	if err != nil {
 		return err
 	}
+	body, hadBOM := bytes.CutPrefix(b, utf8BOM)
 	var items []json.RawMessage
-	if err := json.Unmarshal(b, &items); err != nil {
+	if err := json.Unmarshal(body, &items); err != nil {
 		return err
 	}
 	items = append(items, item)
 	return atomicfile.Write(path, func(w io.Writer) error {
 		var buf bytes.Buffer
+		if hadBOM {
+			buf.Write(utf8BOM)
+		}
 		buf.WriteString("[\n")
 		for i, it := range items {
 			buf.WriteString("  ")

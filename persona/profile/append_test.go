@@ -212,3 +212,35 @@ func TestOutputsFileIsNoProfile(t *testing.T) {
 		t.Fatalf("%v %v", p, err)
 	}
 }
+
+// TestAppendBOM: a profile an editor saved with a UTF-8 byte order mark
+// loads, and grows (the append used to fail on the mark: "invalid
+// character 'ï'" for an array, "incomplete record" for JSON Lines).
+func TestAppendBOM(t *testing.T) {
+	for _, tc := range []struct {
+		name, content string
+		format        Format
+	}{
+		{"p.json", "\xef\xbb\xbf[{\"id\":\"1\",\"text\":\"first\"}]\n", FormatArray},
+		{"p.jsonl", "\xef\xbb\xbf{\"id\":\"1\",\"text\":\"first\"}\n", FormatJSONL},
+		{"one.jsonl", "\xef\xbb\xbf{\"id\":\"1\",\"text\":\"first\"}", FormatJSONL},
+	} {
+		path := filepath.Join(t.TempDir(), tc.name)
+		if err := os.WriteFile(path, []byte(tc.content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if p, err := Load(path, Options{Strict: true}); err != nil || p.Format != tc.format || len(p.Items) != 1 {
+			t.Fatalf("%s: load: %v", tc.name, err)
+		}
+		if err := Append(path, tc.format, map[string]string{"id": "2", "text": "second"}); err != nil {
+			t.Fatalf("%s: append: %v", tc.name, err)
+		}
+		p, err := Load(path, Options{Strict: true})
+		if err != nil || len(p.Items) != 2 || p.Items[1].Text != "second" {
+			t.Fatalf("%s: after the append: %v", tc.name, err)
+		}
+		if b, _ := os.ReadFile(path); !strings.HasPrefix(string(b), "\xef\xbb\xbf") {
+			t.Errorf("%s: the byte order mark is gone:\n%q", tc.name, b)
+		}
+	}
+}
