@@ -3,11 +3,15 @@ package cgo
 /*
 #include <stdlib.h>
 #include "ggml-backend.h"
+#include "shim.h"
 */
 import "C"
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
+	"runtime"
 	"unsafe"
 )
 
@@ -40,6 +44,7 @@ type Device struct {
 // GGML_BACKEND_DL (for example libggml-cuda.so) and registers its devices.
 func LoadBackend(path string) (string, error) {
 	Init()
+	routeBaseLog(filepath.Dir(path))
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
 	var reg C.ggml_backend_reg_t
@@ -51,6 +56,24 @@ func LoadBackend(path string) (string, error) {
 		return "", errors.New("ggml_backend_load failed")
 	}
 	return C.GoString(C.ggml_backend_reg_name(reg)), nil
+}
+
+// routeBaseLog sends the log of the libggml-base in dir, which a backend
+// module built by CMake links (a second copy of ggml's base, whose logger
+// would print to stderr), through the same callback and level filter as
+// the Go build's, before the backend loads and logs.
+func routeBaseLog(dir string) {
+	name := "libggml-base.so"
+	if runtime.GOOS == "darwin" {
+		name = "libggml-base.dylib"
+	}
+	base := filepath.Join(dir, name)
+	if _, err := os.Stat(base); err != nil {
+		return
+	}
+	cbase := C.CString(base)
+	defer C.free(unsafe.Pointer(cbase))
+	C.pp_log_route_library(cbase)
 }
 
 // Devices lists the registered devices.

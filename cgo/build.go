@@ -20,7 +20,7 @@ package cgo
 #cgo CPPFLAGS: -I${SRCDIR}/../third_party/llama.cpp/include -I${SRCDIR}/../third_party/ggml/include
 #cgo CFLAGS: -std=c11 -fexceptions
 #cgo CXXFLAGS: -std=c++17
-#cgo linux LDFLAGS: -lm
+#cgo linux LDFLAGS: -lm -ldl
 #if !__has_include("llama.h")
 #error "llama.h not found: run 'make deps' (it links third_party/llama.cpp and third_party/ggml into the Go module cache)"
 #endif

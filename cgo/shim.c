@@ -1,5 +1,6 @@
 #include "shim.h"
 
+#include <dlfcn.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +85,21 @@ static void pp_log_cb(enum ggml_log_level level, const char * text, void * user_
 void pp_log_install(int min_level) {
     atomic_store(&pp_log_min, min_level);
     llama_log_set(pp_log_cb, NULL);
+}
+
+int pp_log_route_library(const char * path) {
+    void * h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (h == NULL) {
+        return 0;
+    }
+    void (*set)(ggml_log_callback, void *);
+    *(void **) &set = dlsym(h, "ggml_log_set");
+    if (set == NULL) {
+        dlclose(h);
+        return 0;
+    }
+    set(pp_log_cb, NULL);
+    return 1;
 }
 
 void pp_log_set_min_level(int min_level) {

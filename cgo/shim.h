@@ -20,6 +20,12 @@ extern "C" {
 // pp_log_install routes llama.cpp's and ggml's log output to Go (ppGoLog),
 // dropping messages below min_level before they cross into Go.
 void pp_log_install(int min_level);
+
+// pp_log_route_library gives the ggml of another shared library (the
+// libggml-base that a loadable backend links: a copy of its own, with its
+// own logger) the same callback. It loads the library at path and keeps it
+// loaded; it returns 0 when the library or its ggml_log_set is missing.
+int pp_log_route_library(const char * path);
 void pp_log_set_min_level(int min_level);
 // pp_log_capture_begin starts keeping, for the calling thread only, the
 // error-level lines that llama.cpp and ggml log; pp_log_capture_end stops

@@ -85,8 +85,16 @@ func TestVulkanParity(t *testing.T) {
 	if os.Getenv("GGML_VK_VISIBLE_DEVICES") == "" {
 		t.Setenv("GGML_VK_VISIBLE_DEVICES", "0")
 	}
+	// The module links a libggml-base of its own; its log (here a debug
+	// line of the device memory query) must reach pplug's logger, not stderr.
+	moduleLog := &logCapture{}
+	SetLogger(slog.New(moduleLog), slog.LevelDebug)
 	loaded := LoadBackends()
 	dev, ok := vulkanDevice()
+	SetLogger(nil, slog.LevelInfo)
+	if ok && !strings.Contains(moduleLog.text(), "ggml_backend_vk_get_device_memory") {
+		t.Errorf("the Vulkan module's ggml log did not reach pplug's logger (routeBaseLog); got:\n%s", moduleLog.text())
+	}
 	if !ok {
 		skipOrFailVulkan(t, "%s loaded no Vulkan device (backends %v): install mesa-vulkan-drivers for lavapipe and set GGML_VK_VISIBLE_DEVICES", dir, loaded)
 	}
