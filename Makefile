@@ -40,7 +40,7 @@ export CGO_CXXFLAGS := -O3 $(ARCH_FLAGS)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/pplug/pplug/internal/buildinfo.Version=$(VERSION)
 
-.PHONY: all build deps test test-short lint bench clean gpu demo
+.PHONY: all build deps ci test test-short lint bench clean gpu demo
 
 all: build
 
@@ -111,7 +111,15 @@ lint: deps
 test-short: deps
 	$(GO) test ./...
 
-# Everything CI runs: lint, the fast suite, the heavy suite and the race detector.
+# What CI runs (.ci/run): the Debian packages the tests and the Vulkan backend need
+# (scripts/install-deps.sh --vulkan, only those missing), make test, then the
+# CPU-vs-Vulkan parity test on lavapipe (its backend build is cached per machine).
+ci: deps
+	scripts/install-deps.sh --vulkan
+	$(MAKE) --no-print-directory test
+	$(MAKE) --no-print-directory test-vulkan
+
+# Lint, the fast suite, the heavy suite and the race detector.
 test: lint
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -tags heavy ./...
