@@ -45,7 +45,7 @@ func TestPersonalisationBenchmark(t *testing.T) {
 	cache := &persona.Cache{Dir: filepath.Join(dir, "cache")}
 	load := func(split string) []Example {
 		ex, err := LoadExamples(context.Background(), m, enc, cache, plug, filepath.Join(dir, split+"_questions.json"),
-			filepath.Join(dir, split+"_outputs.json"), DataOptions{Task: synthusers.Task, ProfileSource: split})
+			filepath.Join(dir, split+"_outputs.json"), DataOptions{Task: synthusers.Task})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,7 +79,7 @@ func TestPersonalisationBenchmark(t *testing.T) {
 	}
 	defer c.Close()
 	pz := &persona.Personalizer{Method: persona.MethodPPlug, LLM: m, Plug: plug, Encoder: enc, Backend: b, Cache: cache}
-	rep, err := eval.PersonaNLL(context.Background(), pz, c, synthusers.Task, qs, golds, eval.NLLOptions{ProfileSource: "test"})
+	rep, err := eval.PersonaNLL(context.Background(), pz, c, synthusers.Task, qs, golds, eval.NLLOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -112,7 +112,7 @@ func (b *benchRun) newPersonaBench(ctx context.Context, m *llama.Model, row benc
 		pb.query = defaultBenchQuery
 	}
 	// The longest input: the retrieval prompt.
-	ragUser, _, err := pb.rag.Prepare(ctx, prof.Items, "", nil)
+	ragUser, _, err := pb.rag.Prepare(ctx, prof.Items, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +184,7 @@ func (pb *personaBench) first(ctx context.Context, in []llama.Input) error {
 // retrieval (BM25 ranking and the longer prompt included).
 func (pb *personaBench) timeToFirstToken(ctx context.Context) error {
 	b, m := pb.b, pb.m
-	ragUser, _, err := pb.rag.Prepare(ctx, pb.prof.Items, "", nil)
+	ragUser, _, err := pb.rag.Prepare(ctx, pb.prof.Items, nil)
 	if err != nil {
 		return err
 	}

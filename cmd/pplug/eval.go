@@ -195,7 +195,7 @@ func runEval(c *cli.Context) error {
 
 	p := &eval.Predictor{
 		LLM: m, Ctx: lctx, Personalizer: pz, Task: task, K: c.Int("k"), MaxNew: c.Int("max-new-tokens"),
-		Chat: c.Bool("chat"), Profile: popts, ProfileSource: qpath,
+		Chat: c.Bool("chat"), Profile: popts,
 	}
 	defer p.Close()
 	pr := &evalProgress{stderr: stderr, out: out}
@@ -460,7 +460,7 @@ func runEvalNLL(c *cli.Context) error {
 	bar := progress.New(stderr, "persona nll", float64(len(qs)))
 	t0 := time.Now()
 	rep, err := eval.PersonaNLL(ctx, pz, lctx, task, qs, gmap, eval.NLLOptions{
-		Profile: popts, ProfileSource: qpath,
+		Profile: popts,
 		Progress: func(done, total int) {
 			bar.Set(float64(done), fmt.Sprintf("%d/%d questions, %.2f questions/s", done, total, float64(done)/max(time.Since(t0).Seconds(), 1e-9)))
 		},
