@@ -112,10 +112,14 @@ test-short: deps
 	$(GO) test ./...
 
 # Everything CI runs: lint, the fast suite, the heavy suite and the race detector.
+# Each suite sets its own -timeout: go test's default of 10 minutes per package
+# is too short for the heavy suite (and the race build) on a slow or loaded machine.
+TEST_TIMEOUT  ?= 15m
+HEAVY_TIMEOUT ?= 30m
 test: lint
-	$(GO) test -count=1 ./...
-	$(GO) test -count=1 -tags heavy ./...
-	$(GO) test -count=1 -race -run 'Concurrent|Race' ./llama/ ./persona/... ./kernels/
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -count=1 -timeout $(HEAVY_TIMEOUT) -tags heavy ./...
+	$(GO) test -count=1 -timeout $(HEAVY_TIMEOUT) -race -run 'Concurrent|Race' ./llama/ ./persona/... ./kernels/
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./llama/
