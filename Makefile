@@ -75,6 +75,11 @@ else
   DEMO_TRAIN_K := --retrieve-k $(DEMO_RETRIEVE_K)
 endif
 DEMO_USERS := 3
+# The demo's answers and checks run at one thread: with stories260K's tiny
+# matrices ggml's second thread gains little on a quiet machine, and on a busy
+# one its spinning at every barrier made eval nll 60 times slower (45 s against
+# 0.7 s for 12 questions beside other jobs).
+DEMO_THREADS ?= 1
 DEMO_EVAL  := --task lamp7 --questions $(DEMO)/users/test_questions.json --golds $(DEMO)/users/test_outputs.json \
 	-m $(ASSETS)/stories260K.gguf --plug $(DEMO_PLUG) --cache-dir $(DEMO)/cache
 # demo: trains (once, about 5 minutes on 2 cores) a plug for stories260K on synthetic
@@ -85,15 +90,15 @@ DEMO_EVAL  := --task lamp7 --questions $(DEMO)/users/test_questions.json --golds
 # held-out users and the text methods on 40 of their questions.
 demo: build $(DEMO_PLUG)
 	@echo "== $(DEMO_USERS) held-out users: with their persona, without it (none), and the gold answer"
-	$(BIN)/pplug eval show $(DEMO_EVAL) --users $(DEMO_USERS) -n 48 -t 2
+	$(BIN)/pplug eval show $(DEMO_EVAL) --users $(DEMO_USERS) -n 48 -t $(DEMO_THREADS)
 	@echo "== user $(DEMO_Q) again: the history items its persona weighs most"
 	$(BIN)/pplug generate -m $(ASSETS)/stories260K.gguf -n 48 --temp 0 \
 		--profile $(DEMO)/users/test_questions.json --question-id $(DEMO_Q) --task lamp7 \
-		--plug $(DEMO_PLUG) --explain --explain-k 3 --cache-dir $(DEMO)/cache --timings
+		--plug $(DEMO_PLUG) --explain --explain-k 3 --cache-dir $(DEMO)/cache --timings -t $(DEMO_THREADS)
 	@echo "== gold-continuation NLL of the held-out users: own persona vs none vs another user's"
-	$(BIN)/pplug eval nll $(DEMO_EVAL)
+	$(BIN)/pplug eval nll $(DEMO_EVAL) -t $(DEMO_THREADS)
 	@echo "== generated text of the held-out users: $(DEMO_METHODS) (40 questions)"
-	$(BIN)/pplug eval $(DEMO_EVAL) --methods $(DEMO_METHODS) --limit 40 -t 2 --out $(DEMO)/eval
+	$(BIN)/pplug eval $(DEMO_EVAL) --methods $(DEMO_METHODS) --limit 40 -t $(DEMO_THREADS) --out $(DEMO)/eval
 
 # The demo plug (issue 10's recipe): pplug train for 5 epochs on the 300 training users
 # of `pplug eval synth-users --seed 1 --users 400`, stories260K as LLM and encoder,
