@@ -61,46 +61,65 @@ build: deps
 ASSETS ?= ../shared/assets
 DEMO   := build/demo
 DEMO_Q := 2000
-DEMO_PLUG := $(DEMO)/stories260K.plug.gguf
+# DEMO_RETRIEVE_K=2 also trains PPlug + retrieval (the top 2 BM25 history items
+# before the rows: pplug+bm25, the best method measured, docs/text-quality.md) at
+# twice the training time, into its own plug; the showcase then answers with it.
+DEMO_RETRIEVE_K ?= 0
+ifeq ($(DEMO_RETRIEVE_K),0)
+  DEMO_PLUG    := $(DEMO)/stories260K.plug.gguf
+  DEMO_METHODS := none,bm25,pplug
+  DEMO_TRAIN_K :=
+else
+  DEMO_PLUG    := $(DEMO)/stories260K-k$(DEMO_RETRIEVE_K).plug.gguf
+  DEMO_METHODS := none,bm25,pplug,pplug+bm25
+  DEMO_TRAIN_K := --retrieve-k $(DEMO_RETRIEVE_K)
+endif
+DEMO_USERS := 3
+# The demo's answers and checks run at one thread: with stories260K's tiny
+# matrices ggml's second thread gains little on a quiet machine, and on a busy
+# one its spinning at every barrier made eval nll 60 times slower (45 s against
+# 0.7 s for 12 questions beside other jobs).
+DEMO_THREADS ?= 1
+DEMO_EVAL  := --task lamp7 --questions $(DEMO)/users/test_questions.json --golds $(DEMO)/users/test_outputs.json \
+	-m $(ASSETS)/stories260K.gguf --plug $(DEMO_PLUG) --cache-dir $(DEMO)/cache
 # demo: trains (once, about 5 minutes on 2 cores) a plug for stories260K on synthetic
-# users, then answers a held-out user's question with their persona (the history items
-# that weigh most are printed first; the question's input is the prompt), the same
-# question without a persona, the personalization check on all held-out users and the
-# text methods on 40 of their questions.
+# users, then shows what it does: three held-out users (never seen in training), each
+# answered with their persona (the plug's method: pplug, or pplug+bm25 with
+# DEMO_RETRIEVE_K) and without it, next to the gold answer; why for the first of them
+# (the history items its persona weighs most); the personalization check on all
+# held-out users and the text methods on 40 of their questions.
 demo: build $(DEMO_PLUG)
-	@echo "== personalized (user $(DEMO_Q) of the held-out synthetic users)"
+	@echo "== $(DEMO_USERS) held-out users: with their persona, without it (none), and the gold answer"
+	$(BIN)/pplug eval show $(DEMO_EVAL) --users $(DEMO_USERS) -n 48 -t $(DEMO_THREADS)
+	@echo "== user $(DEMO_Q) again: the history items its persona weighs most"
 	$(BIN)/pplug generate -m $(ASSETS)/stories260K.gguf -n 48 --temp 0 \
 		--profile $(DEMO)/users/test_questions.json --question-id $(DEMO_Q) --task lamp7 \
-		--plug $(DEMO_PLUG) --explain --explain-k 3 --cache-dir $(DEMO)/cache --timings
-	@echo "== the same question without a persona"
-	$(BIN)/pplug generate -m $(ASSETS)/stories260K.gguf -n 48 --temp 0 \
-		--profile $(DEMO)/users/test_questions.json --question-id $(DEMO_Q) --task lamp7 --method none
+		--plug $(DEMO_PLUG) --explain --explain-k 3 --cache-dir $(DEMO)/cache --timings -t $(DEMO_THREADS)
 	@echo "== gold-continuation NLL of the held-out users: own persona vs none vs another user's"
-	$(BIN)/pplug eval nll --task lamp7 --questions $(DEMO)/users/test_questions.json --golds $(DEMO)/users/test_outputs.json \
-		-m $(ASSETS)/stories260K.gguf --plug $(DEMO_PLUG) --cache-dir $(DEMO)/cache
-	@echo "== generated text of the held-out users: no persona, retrieval, PPlug (40 questions)"
-	$(BIN)/pplug eval --task lamp7 --questions $(DEMO)/users/test_questions.json --golds $(DEMO)/users/test_outputs.json \
-		-m $(ASSETS)/stories260K.gguf --plug $(DEMO_PLUG) --cache-dir $(DEMO)/cache --methods none,bm25,pplug --limit 40 \
-		-t 2 --out $(DEMO)/eval
+	$(BIN)/pplug eval nll $(DEMO_EVAL) -t $(DEMO_THREADS)
+	@echo "== generated text of the held-out users: $(DEMO_METHODS) (40 questions)"
+	$(BIN)/pplug eval $(DEMO_EVAL) --methods $(DEMO_METHODS) --limit 40 -t $(DEMO_THREADS) --out $(DEMO)/eval
 
 # The demo plug (issue 10's recipe): pplug train for 5 epochs on the 300 training users
 # of `pplug eval synth-users --seed 1 --users 400`, stories260K as LLM and encoder,
 # 8 instruction rows, 64 persona rows and a learned EOS bias (stories260K was
 # pretrained without EOS, so without it no output ever ends).
-# A build/demo of an older recipe lacks the stamp: its plug and users are remade.
+# A build/demo of an older recipe lacks the stamp: its plugs and users are remade.
 DEMO_STAMP := $(DEMO)/.recipe-2
 $(DEMO_STAMP):
 	@mkdir -p $(DEMO)
-	rm -rf $(DEMO)/users $(DEMO_PLUG) $(DEMO_PLUG).opt
+	rm -rf $(DEMO)/users $(DEMO)/*.plug.gguf $(DEMO)/*.plug.gguf.opt
 	@touch $@
-$(DEMO_PLUG): $(DEMO_STAMP)
+$(DEMO)/users/test_questions.json: $(DEMO_STAMP)
 	@$(MAKE) --no-print-directory build
 	$(BIN)/pplug eval synth-users -o $(DEMO)/users --seed 1 --users 400
+$(DEMO_PLUG): $(DEMO_STAMP) $(DEMO)/users/test_questions.json
+	@$(MAKE) --no-print-directory build
 	$(BIN)/pplug train -m $(ASSETS)/stories260K.gguf --task lamp7 \
 		--questions $(DEMO)/users/train_questions.json --outputs $(DEMO)/users/train_outputs.json \
 		--dev-questions $(DEMO)/users/dev_questions.json --dev-outputs $(DEMO)/users/dev_outputs.json \
-		--n-instruction 8 --n-persona 64 --eos-bias --epochs 5 --batch 16 --lr 1e-2 --augment 2 \
-		--seed 1 -t 2 --cache-dir $(DEMO)/cache -o $(DEMO_PLUG)
+		--n-instruction 8 --n-persona 64 --eos-bias --epochs 5 --batch 16 --lr 1e-2 --augment 2 $(DEMO_TRAIN_K) \
+		--seed 1 -t 2 --cache-dir $(DEMO)/cache -o $@
 
 lint: deps
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -120,10 +139,14 @@ ci: deps
 	$(MAKE) --no-print-directory test-vulkan
 
 # Lint, the fast suite, the heavy suite and the race detector.
+# Each suite sets its own -timeout: go test's default of 10 minutes per package
+# is too short for the heavy suite (and the race build) on a slow or loaded machine.
+TEST_TIMEOUT  ?= 15m
+HEAVY_TIMEOUT ?= 30m
 test: lint
-	$(GO) test -count=1 ./...
-	$(GO) test -count=1 -tags heavy ./...
-	$(GO) test -count=1 -race -run 'Concurrent|Race' ./llama/ ./persona/... ./kernels/
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -count=1 -timeout $(HEAVY_TIMEOUT) -tags heavy ./...
+	$(GO) test -count=1 -timeout $(HEAVY_TIMEOUT) -race -run 'Concurrent|Race' ./llama/ ./persona/... ./kernels/
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./llama/

@@ -120,7 +120,7 @@ func TestFitPrompt(t *testing.T) {
 func TestRunEveryMethod(t *testing.T) {
 	f := setup(t)
 	qpath := filepath.Join(f.dir, "dev_questions.json")
-	p := &Predictor{LLM: f.m, Ctx: f.c, Personalizer: f.pz, Task: lamp.LaMP7, MaxNew: 12, ProfileSource: qpath}
+	p := &Predictor{LLM: f.m, Ctx: f.c, Personalizer: f.pz, Task: lamp.LaMP7, MaxNew: 12}
 	defer p.Close()
 	out := filepath.Join(t.TempDir(), "out")
 	var progressed int
@@ -181,7 +181,7 @@ func TestRunEveryMethod(t *testing.T) {
 		}
 		none, tokens = none+s, tokens+n
 	}
-	nllRep, err := PersonaNLL(context.Background(), f.pz, f.c, lamp.LaMP7, qs[:3], golds, NLLOptions{ProfileSource: qpath})
+	nllRep, err := PersonaNLL(context.Background(), f.pz, f.c, lamp.LaMP7, qs[:3], golds, NLLOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +303,7 @@ func TestPersonaNLL(t *testing.T) {
 		golds[g.ID] = g.Output
 	}
 	var calls int
-	rep, err := PersonaNLL(context.Background(), f.pz, f.c, lamp.LaMP7, qs, golds, NLLOptions{ProfileSource: "dev", Progress: func(done, total int) { calls++ }})
+	rep, err := PersonaNLL(context.Background(), f.pz, f.c, lamp.LaMP7, qs, golds, NLLOptions{Progress: func(done, total int) { calls++ }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,9 +19,6 @@ type NLLOptions struct {
 	// Profile are the options of profile.FromQuestion; its Task is set to
 	// the task.
 	Profile profile.Options
-	// ProfileSource names the questions file in embedding cache keys (see
-	// Predictor.ProfileSource).
-	ProfileSource string
 	// Progress is called after each question.
 	Progress func(done, total int)
 }
@@ -94,7 +91,7 @@ func PersonaNLL(ctx context.Context, pz *persona.Personalizer, c *llama.Context,
 	if err != nil {
 		return rep, err
 	}
-	r := &nllRun{ctx: ctx, pz: pz, c: c, questions: questions, golds: golds, source: opts.ProfileSource}
+	r := &nllRun{ctx: ctx, pz: pz, c: c, questions: questions, golds: golds}
 	defer r.close()
 	if err := r.profiles(opts.Profile, task); err != nil {
 		return rep, err
@@ -167,7 +164,6 @@ type nllRun struct {
 	c         *llama.Context
 	questions []lamp.Question
 	golds     map[string]string
-	source    string
 	profs     []*profile.Profile // nil: no usable item
 	hashes    [][32]byte
 	users     []nllUser // prepared users, a few at a time
@@ -231,7 +227,7 @@ func (r *nllRun) user(i int) (*persona.Persona, error) {
 			return e.user, nil
 		}
 	}
-	u, _, err := r.pz.Prepare(r.ctx, r.profs[i].Items, persona.ProfileKey(r.source, r.questions[i].ID), nil)
+	u, _, err := r.pz.Prepare(r.ctx, r.profs[i].Items, nil)
 	if err != nil {
 		return nil, fmt.Errorf("question %q: prepare the persona: %w", r.questions[i].ID, err)
 	}

@@ -44,10 +44,6 @@ type Predictor struct {
 	// Profile are the options of profile.FromQuestion; its Task is set to
 	// Task.
 	Profile profile.Options
-	// ProfileSource names the questions file in embedding cache keys (see
-	// persona.ProfileKey): a question's profile is cached under the key
-	// pplug generate uses for --profile FILE --question-id ID.
-	ProfileSource string
 
 	smps map[float32]*llama.Sampler // greedy samplers by EOS bias
 }
@@ -151,7 +147,7 @@ func (p *Predictor) input(ctx context.Context, m Method, q lamp.Question, reserv
 		if prof == nil {
 			in.noProfile = true
 		} else {
-			user, _, err := pz.Prepare(ctx, prof.Items, persona.ProfileKey(p.ProfileSource, q.ID), nil)
+			user, _, err := pz.Prepare(ctx, prof.Items, nil)
 			if err != nil {
 				return in, fmt.Errorf("prepare the persona: %w", err)
 			}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/pplug/pplug/internal/missing"
 	"github.com/pplug/pplug/lamp/jsonscan"
 )
 
@@ -78,7 +79,7 @@ func (qr *QuestionReader) next() (Question, error) {
 func ScanQuestions(path string, fn func(q Question) error) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return missing.File(err, missing.LaMP)
 	}
 	defer f.Close()
 	qr := NewQuestionReader(f, path)
@@ -158,7 +159,7 @@ func FindQuestion(path, id string) (Question, error) {
 func ReadOutputs(path string) (Outputs, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return Outputs{}, err
+		return Outputs{}, missing.File(err, missing.LaMP)
 	}
 	return decodeOutputs(data, path)
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/pplug/pplug/cgo"
+	"github.com/pplug/pplug/internal/missing"
 )
 
 // ggufSummary is what validation learns about a file on the way.
@@ -30,7 +31,7 @@ func validateGGUF(path string) (ggufSummary, error) {
 	fi, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return s, errors.New("file does not exist")
+		return s, missing.File(fmt.Errorf("file does not exist: %w", fs.ErrNotExist), missing.Model)
 	case err != nil:
 		return s, err
 	case fi.IsDir():

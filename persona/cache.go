@@ -18,11 +18,19 @@ import (
 	"github.com/pplug/pplug/internal/atomicfile"
 )
 
-// Cache keeps history embeddings on disk, one file per (encoder, profile),
-// each vector under the SHA-256 of its text. A profile is encoded once; a
-// changed or added item re-encodes only itself. Files are written
-// atomically and end with a checksum: a damaged file is detected, reported
-// and rebuilt, never trusted.
+// Cache keeps text embeddings on disk, addressed by content: one file per
+// (encoder, text), named by the SHA-256 of the exact text encoded, in a
+// folder per encoder identity (Encoder.ID). A text is encoded once per
+// encoder, whichever profile, user, command or process it comes from: the
+// histories of users who share items, the training, dev and test splits,
+// generate, chat, eval, train and serve all read one another's vectors.
+//
+// Files are written atomically and carry the encoder identity, the text's
+// key and a checksum: a damaged file is detected, reported and rewritten,
+// never trusted. Writers of the same text write the same name and rename
+// over one another, so concurrent writers (goroutines or processes) are
+// safe. The files are not synced: a file lost or torn by a crash fails its
+// checks and is encoded again.
 //
 // A cache is used through a pointer and may be shared by goroutines.
 type Cache struct {
@@ -31,7 +39,7 @@ type Cache struct {
 	// read or written (no permission, a full disk, a file where the folder
 	// should be), EncodeCached goes on without it, tells Warn (when set)
 	// about the first failure and leaves the cache alone from then on.
-	// Training keeps it required; generation and chat need not.
+	// Training keeps it required; generation, chat and serve need not.
 	Optional bool
 	Warn     func(err error)
 
@@ -65,14 +73,17 @@ func DefaultCacheDir() string {
 }
 
 const (
-	cacheMagic   = "PPLUGEMB"
-	cacheVersion = 1
+	cacheMagic   = "PPLUGVEC"
+	cacheVersion = 2
+	// cacheFolder holds the vectors (version 1 kept one file per profile
+	// under "embeddings"; those files are no longer read).
+	cacheFolder = "vectors"
 )
 
 // ErrCacheCorrupt marks a cache file that failed its checks.
 var ErrCacheCorrupt = errors.New("embedding cache file is corrupt")
 
-// TextKey is the cache key of a text.
+// TextKey is the cache key of a text: the SHA-256 of its bytes.
 func TextKey(text string) [32]byte { return sha256.Sum256([]byte(text)) }
 
 func hashName(s string) string {
@@ -80,109 +91,90 @@ func hashName(s string) string {
 	return hex.EncodeToString(h[:12])
 }
 
-// Path is the file that holds a profile's vectors for an encoder.
-func (c *Cache) Path(encoderID, profileKey string) string {
-	return filepath.Join(c.Dir, "embeddings", hashName(encoderID), hashName(profileKey)+".emb")
+// EncoderDir is the folder of an encoder's vectors.
+func (c *Cache) EncoderDir(encoderID string) string {
+	return filepath.Join(c.Dir, cacheFolder, hashName(encoderID))
 }
 
-// Load reads the vectors of one (encoder, profile) file. A missing file
-// gives an empty map; a damaged one gives ErrCacheCorrupt.
-func (c *Cache) Load(encoderID, profileKey string, dim int) (map[[32]byte][]float32, error) {
-	b, err := os.ReadFile(c.Path(encoderID, profileKey))
+// Path is the file that holds the vector of the text with key for an
+// encoder (256 subfolders by the key's first byte).
+func (c *Cache) Path(encoderID string, key [32]byte) string {
+	h := hex.EncodeToString(key[:])
+	return filepath.Join(c.EncoderDir(encoderID), h[:2], h[2:]+".vec")
+}
+
+// vecHeader is the fixed part of a vector file after the magic.
+type vecHeader struct{ Version, Dim, IDLen uint32 }
+
+// Get reads the vector of the text with key. A missing file gives nil and
+// no error; a damaged one (or one of another encoder, text or width) an
+// error wrapping ErrCacheCorrupt.
+func (c *Cache) Get(encoderID string, key [32]byte, dim int) ([]float32, error) {
+	b, err := os.ReadFile(c.Path(encoderID, key))
 	if errors.Is(err, fs.ErrNotExist) {
-		return map[[32]byte][]float32{}, nil
+		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	return decodeCache(b, encoderID, dim)
+	return decodeVector(b, encoderID, key, dim)
 }
 
-func decodeCache(b []byte, encoderID string, dim int) (map[[32]byte][]float32, error) {
+func decodeVector(b []byte, encoderID string, key [32]byte, dim int) ([]float32, error) {
 	bad := func(why string) error { return fmt.Errorf("%w: %s", ErrCacheCorrupt, why) }
-	if len(b) < len(cacheMagic)+16+32 {
+	head := len(cacheMagic) + binary.Size(vecHeader{})
+	if len(b) < head+32+32 {
 		return nil, bad("too short")
 	}
 	body, sum := b[:len(b)-32], b[len(b)-32:]
 	if h := sha256.Sum256(body); !bytes.Equal(h[:], sum) {
 		return nil, bad("checksum mismatch")
 	}
-	r := bytes.NewReader(body)
-	magic := make([]byte, len(cacheMagic))
-	io.ReadFull(r, magic)
-	if string(magic) != cacheMagic {
+	if string(body[:len(cacheMagic)]) != cacheMagic {
 		return nil, bad("wrong magic")
 	}
-	var hdr struct{ Version, Dim, Count, IDLen uint32 }
-	if err := binary.Read(r, binary.LittleEndian, &hdr); err != nil {
-		return nil, bad("short header")
-	}
-	if hdr.Version != cacheVersion {
+	var hdr vecHeader
+	binary.Read(bytes.NewReader(body[len(cacheMagic):head]), binary.LittleEndian, &hdr)
+	switch {
+	case hdr.Version != cacheVersion:
 		return nil, bad(fmt.Sprintf("version %d", hdr.Version))
-	}
-	if int(hdr.Dim) != dim {
-		return nil, bad(fmt.Sprintf("vectors of %d values, want %d", hdr.Dim, dim))
-	}
-	id := make([]byte, hdr.IDLen)
-	if _, err := io.ReadFull(r, id); err != nil || string(id) != encoderID {
+	case int(hdr.Dim) != dim:
+		return nil, bad(fmt.Sprintf("a vector of %d values, want %d", hdr.Dim, dim))
+	case len(body) != head+int(hdr.IDLen)+32+4*dim:
+		return nil, bad("size does not match the header")
+	case string(body[head:head+int(hdr.IDLen)]) != encoderID:
 		return nil, bad("made by another encoder")
 	}
-	entry := 32 + 4*int(hdr.Dim)
-	if r.Len() != int(hdr.Count)*entry {
-		return nil, bad("size does not match the entry count")
+	rest := body[head+int(hdr.IDLen):]
+	if !bytes.Equal(rest[:32], key[:]) {
+		return nil, bad("the vector of another text")
 	}
-	out := make(map[[32]byte][]float32, hdr.Count)
-	raw := make([]byte, 4*hdr.Dim)
-	for range hdr.Count {
-		var k [32]byte
-		io.ReadFull(r, k[:])
-		io.ReadFull(r, raw)
-		v := make([]float32, hdr.Dim)
-		for j := range v {
-			v[j] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*j:]))
-		}
-		out[k] = v
+	v := make([]float32, dim)
+	for j := range v {
+		v[j] = math.Float32frombits(binary.LittleEndian.Uint32(rest[32+4*j:]))
 	}
-	return out, nil
+	return v, nil
 }
 
-// Store writes the vectors of one (encoder, profile) file atomically.
-func (c *Cache) Store(encoderID, profileKey string, dim int, keys [][32]byte, vecs [][]float32) error {
-	path := c.Path(encoderID, profileKey)
+// Put writes the vector of the text with key, atomically.
+func (c *Cache) Put(encoderID string, key [32]byte, vec []float32) error {
+	path := c.Path(encoderID, key)
 	if err := os.MkdirAll(filepath.Dir(path), 0o777); err != nil {
 		return err
 	}
-	// Repeated texts are stored once.
-	seen := make(map[[32]byte]bool, len(keys))
-	var uk [][32]byte
-	var uv [][]float32
-	for i, k := range keys {
-		if !seen[k] {
-			seen[k] = true
-			uk, uv = append(uk, k), append(uv, vecs[i])
-		}
-	}
-	keys, vecs = uk, uv
 	var buf bytes.Buffer
 	buf.WriteString(cacheMagic)
-	binary.Write(&buf, binary.LittleEndian, struct{ Version, Dim, Count, IDLen uint32 }{
-		cacheVersion, uint32(dim), uint32(len(keys)), uint32(len(encoderID)),
-	})
+	binary.Write(&buf, binary.LittleEndian, vecHeader{cacheVersion, uint32(len(vec)), uint32(len(encoderID))})
 	buf.WriteString(encoderID)
+	buf.Write(key[:])
 	var f [4]byte
-	for i, k := range keys {
-		if len(vecs[i]) != dim {
-			return fmt.Errorf("cache: vector %d has %d values, want %d", i, len(vecs[i]), dim)
-		}
-		buf.Write(k[:])
-		for _, x := range vecs[i] {
-			binary.LittleEndian.PutUint32(f[:], math.Float32bits(x))
-			buf.Write(f[:])
-		}
+	for _, x := range vec {
+		binary.LittleEndian.PutUint32(f[:], math.Float32bits(x))
+		buf.Write(f[:])
 	}
 	sum := sha256.Sum256(buf.Bytes())
 	buf.Write(sum[:])
-	return atomicfile.Write(path, func(w io.Writer) error {
+	return atomicfile.WriteUnsynced(path, func(w io.Writer) error {
 		_, err := w.Write(buf.Bytes())
 		return err
 	})
@@ -190,57 +182,35 @@ func (c *Cache) Store(encoderID, profileKey string, dim int, keys [][32]byte, ve
 
 // EncodeStats says what EncodeCached did.
 type EncodeStats struct {
-	Items   int  // texts asked for
-	Cached  int  // found in the cache
-	Encoded int  // encoded now
-	Rebuilt bool // the cache file was damaged and was rebuilt
+	Items    int // texts asked for
+	Distinct int // distinct texts among them
+	Cached   int // distinct texts found in the cache
+	Encoded  int // distinct texts encoded now
+	// Rebuilt counts damaged cache files, encoded again and rewritten.
+	Rebuilt int
 }
 
-// EncodeCached returns the vectors of texts, reading them from the cache
-// where it has them and encoding (in batches) only the rest; the file is
-// then rewritten with exactly these texts' vectors. A nil cache encodes
-// everything. progress receives the number of texts encoded so far.
-func EncodeCached(ctx context.Context, enc *Encoder, cache *Cache, profileKey string, texts []string, progress func(done, total int)) ([][]float32, EncodeStats, error) {
+// EncodeCached returns the vectors of texts (encoded exactly as given, no
+// prefix), reading them from the cache where it has them and encoding (in
+// batches) each distinct missing text once, then storing it. A nil cache
+// encodes each distinct text once. progress receives the number of texts
+// encoded so far and the number to encode.
+func EncodeCached(ctx context.Context, enc *Encoder, cache *Cache, texts []string, progress func(done, total int)) ([][]float32, EncodeStats, error) {
 	st := EncodeStats{Items: len(texts)}
-	keys := make([][32]byte, len(texts))
-	for i, s := range texts {
-		keys[i] = TextKey(s)
+	keys, first := distinctTexts(texts)
+	st.Distinct = len(first)
+	have, err := cache.lookup(ctx, enc, keys, first, &st)
+	if err != nil {
+		return nil, st, err
 	}
-	have := map[[32]byte][]float32{}
-	useCache := cache.usable()
-	if useCache {
-		var err error
-		have, err = cache.Load(enc.ID(), profileKey, enc.Dim())
-		if errors.Is(err, ErrCacheCorrupt) {
-			st.Rebuilt = true
-			have = map[[32]byte][]float32{}
-		} else if err != nil {
-			if err := cache.fail(fmt.Errorf("read embedding cache in %s: %w", cache.Dir, err)); err != nil {
-				return nil, st, err
-			}
-			useCache = false
-			have = map[[32]byte][]float32{}
+	var todo []string
+	var todoKeys [][32]byte
+	for _, i := range first {
+		if have[keys[i]] == nil {
+			todo, todoKeys = append(todo, texts[i]), append(todoKeys, keys[i])
 		}
 	}
-	out := make([][]float32, len(texts))
-	unique := map[[32]byte]bool{}
-	for _, k := range keys {
-		unique[k] = true
-	}
-	var missing []int
-	for i, k := range keys {
-		if v, ok := have[k]; ok {
-			out[i] = v
-			st.Cached++
-		} else {
-			missing = append(missing, i)
-		}
-	}
-	if len(missing) > 0 {
-		todo := make([]string, len(missing))
-		for j, i := range missing {
-			todo[j] = texts[i]
-		}
+	if len(todo) > 0 {
 		var pf func(int)
 		if progress != nil {
 			pf = func(done int) { progress(done, len(todo)) }
@@ -249,17 +219,72 @@ func EncodeCached(ctx context.Context, enc *Encoder, cache *Cache, profileKey st
 		if err != nil {
 			return nil, st, err
 		}
-		for j, i := range missing {
-			out[i] = vecs[j]
+		st.Encoded = len(todo)
+		for j, k := range todoKeys {
+			have[k] = vecs[j]
 		}
-		st.Encoded = len(missing)
+		if err := cache.store(enc, todoKeys, vecs); err != nil {
+			return nil, st, err
+		}
 	}
-	if useCache && (st.Encoded > 0 || st.Rebuilt || len(have) != len(unique)) {
-		if err := cache.Store(enc.ID(), profileKey, enc.Dim(), keys, out); err != nil {
-			if err := cache.fail(fmt.Errorf("write embedding cache in %s: %w", cache.Dir, err)); err != nil {
-				return nil, st, err
-			}
-		}
+	out := make([][]float32, len(texts))
+	for i, k := range keys {
+		out[i] = have[k]
 	}
 	return out, st, nil
+}
+
+// distinctTexts returns the key of every text and the index of the first
+// text of each distinct key, in order.
+func distinctTexts(texts []string) (keys [][32]byte, first []int) {
+	keys = make([][32]byte, len(texts))
+	seen := make(map[[32]byte]bool, len(texts))
+	for i, s := range texts {
+		keys[i] = TextKey(s)
+		if !seen[keys[i]] {
+			seen[keys[i]] = true
+			first = append(first, i)
+		}
+	}
+	return keys, first
+}
+
+// lookup reads the cached vectors of the distinct keys (keys[i] for i in
+// first). Damaged files count in st.Rebuilt and are left to be rewritten;
+// an unreadable cache fails, or is turned off when Optional.
+func (c *Cache) lookup(ctx context.Context, enc *Encoder, keys [][32]byte, first []int, st *EncodeStats) (map[[32]byte][]float32, error) {
+	have := make(map[[32]byte][]float32, len(first))
+	if !c.usable() {
+		return have, nil
+	}
+	for _, i := range first {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		v, err := c.Get(enc.ID(), keys[i], enc.Dim())
+		switch {
+		case errors.Is(err, ErrCacheCorrupt):
+			st.Rebuilt++
+		case err != nil:
+			return have, c.fail(fmt.Errorf("read embedding cache in %s: %w", c.Dir, err))
+		case v != nil:
+			have[keys[i]] = v
+			st.Cached++
+		}
+	}
+	return have, nil
+}
+
+// store writes freshly encoded vectors; a write error fails, or turns an
+// Optional cache off.
+func (c *Cache) store(enc *Encoder, keys [][32]byte, vecs [][]float32) error {
+	for j, k := range keys {
+		if !c.usable() {
+			return nil
+		}
+		if err := c.Put(enc.ID(), k, vecs[j]); err != nil {
+			return c.fail(fmt.Errorf("write embedding cache in %s: %w", c.Dir, err))
+		}
+	}
+	return nil
 }

@@ -56,6 +56,7 @@ type Encoder struct {
 	pieceOnce sync.Once
 	maxPiece  int // longest token piece in bytes (maxPieceBytes)
 	decodes   atomic.Int64
+	texts     atomic.Int64
 }
 
 // OpenEncoder loads an embedding model from path and wraps it.
@@ -181,6 +182,9 @@ func (e *Encoder) Model() *llama.Model { return e.model }
 
 // Decodes is the number of llama_decode calls made so far.
 func (e *Encoder) Decodes() int64 { return e.decodes.Load() }
+
+// Texts is the number of texts encoded so far.
+func (e *Encoder) Texts() int64 { return e.texts.Load() }
 
 // PoolingName is the pooling in use: cls, mean or last.
 func (e *Encoder) PoolingName() string { return e.poolName }
@@ -316,6 +320,7 @@ func (e *Encoder) Encode(ctx context.Context, texts []string, prefix string, pro
 			normalize(v)
 			out[i] = v
 		}
+		e.texts.Add(int64(end - start))
 		if progress != nil {
 			progress(end)
 		}

@@ -557,7 +557,7 @@ func TestProfilesChangeTheNextToken(t *testing.T) {
 	ctx := context.Background()
 	prompt := "Once upon a time"
 	dist := func(prof *profile.Profile) ([]float64, string) {
-		u, _, err := pz.Prepare(ctx, prof.Items, fmt.Sprint(prof.Items[0].ID), nil)
+		u, _, err := pz.Prepare(ctx, prof.Items, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -607,79 +607,6 @@ func maxDiff64(a, b []float64) float64 {
 		d = math.Max(d, math.Abs(a[i]-b[i]))
 	}
 	return d
-}
-
-func TestCacheEncodesOnceAndRebuildsDamage(t *testing.T) {
-	m := loadModel(t, testenv.Stories260K(t))
-	enc, err := NewEncoder(m, EncoderOptions{Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer enc.Close()
-	cache := &Cache{Dir: t.TempDir()}
-	ctx := context.Background()
-	texts := append([]string(nil), historyTexts...)
-
-	first, st, err := EncodeCached(ctx, enc, cache, "user-1", texts, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Encoded != len(texts) || st.Cached != 0 {
-		t.Fatalf("first pass: %+v", st)
-	}
-	// Unchanged profile: no decode at all.
-	d0 := enc.Decodes()
-	second, st, err := EncodeCached(ctx, enc, cache, "user-1", texts, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if enc.Decodes() != d0 || st.Encoded != 0 || st.Cached != len(texts) {
-		t.Fatalf("second pass decoded %d times: %+v", enc.Decodes()-d0, st)
-	}
-	for i := range first {
-		if maxDiff(first[i], second[i]) != 0 {
-			t.Fatalf("cached vector %d differs", i)
-		}
-	}
-	// One changed and one added item: only those are encoded.
-	texts[3] = "A changed item about a robot and a moon rock."
-	texts = append(texts, "A new item about a cat.")
-	_, st, err = EncodeCached(ctx, enc, cache, "user-1", texts, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Encoded != 2 || st.Cached != len(texts)-2 {
-		t.Fatalf("after a change and an addition: %+v", st)
-	}
-	// Damage the file: it is detected and rebuilt, never trusted.
-	path := cache.Path(enc.ID(), "user-1")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 0x40
-	os.WriteFile(path, b, 0o644)
-	_, st, err = EncodeCached(ctx, enc, cache, "user-1", texts, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !st.Rebuilt || st.Encoded != len(texts) {
-		t.Fatalf("damaged cache: %+v", st)
-	}
-	// Truncated file too.
-	b, _ = os.ReadFile(path)
-	os.WriteFile(path, b[:len(b)-7], 0o644)
-	if _, err := cache.Load(enc.ID(), "user-1", enc.Dim()); !errors.Is(err, ErrCacheCorrupt) {
-		t.Fatalf("truncated cache: %v", err)
-	}
-	_, st, _ = EncodeCached(ctx, enc, cache, "user-1", texts, nil)
-	if !st.Rebuilt {
-		t.Fatal("the truncated cache was trusted")
-	}
-	// The cache of another encoder identity is separate.
-	if _, err := cache.Load("other-encoder", "user-1", enc.Dim()); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func TestRetrievalPrompt(t *testing.T) {

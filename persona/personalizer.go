@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 
@@ -107,17 +106,6 @@ func ParseMethods(s string) ([]Method, error) {
 	return out, nil
 }
 
-// ProfileKey names a profile in the embedding cache: the absolute path of
-// its file and, for a LaMP questions file, the question (user) id. Every
-// command that encodes a profile names it this way, so that generate,
-// chat, eval and train share one another's cached embeddings.
-func ProfileKey(path, questionID string) string {
-	if abs, err := filepath.Abs(path); err == nil {
-		path = abs
-	}
-	return path + "#" + questionID
-}
-
 // Personalizer decides how a request is personalised: the one place that
 // turns (user, input) into the prompt text the model reads and the rows
 // injected before it, for generate, chat, eval, bench, train and the
@@ -217,9 +205,9 @@ type Persona struct {
 }
 
 // Prepare makes a user's persona from their history items, encoding (or
-// reading from the cache under key; see ProfileKey) what the method needs.
-// progress, when set, receives the items encoded so far.
-func (p *Personalizer) Prepare(ctx context.Context, items []profile.Item, key string, progress func(done, total int)) (*Persona, EncodeStats, error) {
+// reading from the cache) what the method needs. progress, when set,
+// receives the items encoded so far.
+func (p *Personalizer) Prepare(ctx context.Context, items []profile.Item, progress func(done, total int)) (*Persona, EncodeStats, error) {
 	if len(items) == 0 {
 		return nil, EncodeStats{}, errors.New("the profile has no items to build a persona from")
 	}
@@ -231,7 +219,7 @@ func (p *Personalizer) Prepare(ctx context.Context, items []profile.Item, key st
 	for i, it := range items {
 		texts[i] = it.Text
 	}
-	keys, st, err := EncodeCached(ctx, p.Encoder, p.Cache, key, texts, progress)
+	keys, st, err := EncodeCached(ctx, p.Encoder, p.Cache, texts, progress)
 	if err != nil {
 		return nil, st, err
 	}

@@ -42,7 +42,7 @@ func TestPersonalizerMethods(t *testing.T) {
 		if err := pz.Check(); err != nil {
 			t.Fatal(err)
 		}
-		u, _, err := pz.Prepare(ctx, items, "test", nil)
+		u, _, err := pz.Prepare(ctx, items, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -117,7 +117,7 @@ func TestPersonalizerMethods(t *testing.T) {
 			t.Errorf("%+v passed Check", bad)
 		}
 	}
-	if _, _, err := base.WithMethod(MethodBM25).Prepare(ctx, nil, "", nil); err == nil || !strings.Contains(err.Error(), "no items") {
+	if _, _, err := base.WithMethod(MethodBM25).Prepare(ctx, nil, nil); err == nil || !strings.Contains(err.Error(), "no items") {
 		t.Errorf("empty history: %v", err)
 	}
 }
@@ -134,14 +134,5 @@ func TestParseMethods(t *testing.T) {
 		if _, err := ParseMethods(bad); err == nil {
 			t.Errorf("%q parsed", bad)
 		}
-	}
-}
-
-// TestProfileKey: the cache names a profile by its absolute path and
-// question id, however the path was written.
-func TestProfileKey(t *testing.T) {
-	t.Chdir(t.TempDir())
-	if a, b := ProfileKey("q.json", "7"), ProfileKey("./sub/../q.json", "7"); a != b || !strings.HasPrefix(a, "/") || !strings.HasSuffix(a, "q.json#7") {
-		t.Fatalf("%q vs %q", a, b)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pplug/pplug/cgo"
 	"github.com/pplug/pplug/internal/atomicfile"
+	"github.com/pplug/pplug/internal/missing"
 	"github.com/pplug/pplug/kernels"
 	"github.com/pplug/pplug/llama"
 )
@@ -443,7 +444,7 @@ func (p *Plug) encode(w io.Writer, ts []plugTensor, edit func(g *cgo.GGUF)) erro
 func ReadPlug(path string) (*Plug, error) {
 	p, err := readPlug(path)
 	if err != nil {
-		return nil, fmt.Errorf("read plug %q: %w", path, err)
+		return nil, fmt.Errorf("read plug %q: %w", path, missing.File(err, missing.Plug))
 	}
 	return p, nil
 }

@@ -90,8 +90,8 @@ func (p *personalizer) cached() int {
 
 // acquire returns the prepared persona of a user (nil when the user has
 // no items; store.ErrNotFound when the store does not know them); release
-// it after use. Item embeddings missing
-// for this encoder are computed once and stored.
+// it after use. Item embeddings missing from the Personalizer's cache are
+// computed once and stored there.
 func (p *personalizer) acquire(ctx context.Context, id string) (*preparedUser, error) {
 	u, err := p.st.User(ctx, id)
 	if err != nil {
@@ -118,13 +118,9 @@ func (p *personalizer) acquire(ctx context.Context, id string) (*preparedUser, e
 	if len(items) == 0 {
 		return nil, nil
 	}
-	var keys [][]float32
-	if p.pz.Method.NeedsPlug() {
-		if keys, err = p.embeddings(ctx, id, items); err != nil {
-			return nil, err
-		}
-	}
-	pers, err := p.pz.PrepareEncoded(store.ProfileItems(items), keys)
+	// The item embeddings come from the Personalizer's cache (one per
+	// encoder and text, shared with every other command), made once.
+	pers, _, err := p.pz.Prepare(ctx, store.ProfileItems(items), nil)
 	if err != nil {
 		return nil, fmt.Errorf("user %q: %w", id, err)
 	}
@@ -141,43 +137,6 @@ func (p *personalizer) acquire(ctx context.Context, id string) (*preparedUser, e
 	}
 	p.users[id] = pu
 	return pu, nil
-}
-
-// embeddings reads the items' vectors for the encoder, encoding (in one
-// call, like persona.EncodeCached) and storing those that are missing.
-func (p *personalizer) embeddings(ctx context.Context, user string, items []store.Item) ([][]float32, error) {
-	have, err := p.st.Embeddings(ctx, user, p.enc.ID())
-	if err != nil {
-		return nil, err
-	}
-	keys := make([][]float32, len(items))
-	var missing []int
-	for i, it := range items {
-		if v := have[it.Seq]; len(v) == p.enc.Dim() {
-			keys[i] = v
-		} else {
-			missing = append(missing, i)
-		}
-	}
-	if len(missing) == 0 {
-		return keys, nil
-	}
-	texts := make([]string, len(missing))
-	seqs := make([]int64, len(missing))
-	for k, i := range missing {
-		texts[k], seqs[k] = items[i].Text, items[i].Seq
-	}
-	vecs, err := p.enc.Encode(ctx, texts, "", nil)
-	if err != nil {
-		return nil, fmt.Errorf("encode the history of %q: %w", user, err)
-	}
-	for k, i := range missing {
-		keys[i] = vecs[k]
-	}
-	if err := p.st.PutEmbeddings(ctx, p.enc.ID(), seqs, vecs); err != nil {
-		return nil, err
-	}
-	return keys, nil
 }
 
 // Why a request that names a user gets no persona.

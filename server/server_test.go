@@ -68,7 +68,8 @@ func startServer(t testing.TB, np int, apiKey string) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{pz: &persona.Personalizer{Method: persona.MethodPPlug, LLM: m, Plug: plug, Encoder: enc, Backend: be}, m: m, st: st, keys: map[string]string{}}
+	cache := &persona.Cache{Dir: filepath.Join(t.TempDir(), "cache")}
+	ts := &testServer{pz: &persona.Personalizer{Method: persona.MethodPPlug, LLM: m, Plug: plug, Encoder: enc, Backend: be, Cache: cache}, m: m, st: st, keys: map[string]string{}}
 	for u, texts := range testUsers {
 		key := store.NewKey()
 		if _, err := st.CreateUser(ctx, u, key); err != nil {
@@ -619,6 +620,41 @@ func TestRecreatedUserGetsTheNewHistory(t *testing.T) {
 	}
 	if n := ts.openPersonas(); n != cachedBefore {
 		t.Fatalf("%d personas hold backend memory, %d are cached: replaced ones leak", n, cachedBefore)
+	}
+}
+
+// TestUsersSharingItemsEncodeThemOnce: the server's personas take their
+// item embeddings from the Personalizer's cache, one per encoder and text,
+// so an item that several users have is encoded once, and so is a user's
+// history after the prepared persona was dropped.
+func TestUsersSharingItemsEncodeThemOnce(t *testing.T) {
+	ts := startServer(t, 2, "")
+	ctx := context.Background()
+	enc := ts.pz.Encoder
+	persona := func(user string) {
+		t.Helper()
+		if r, err := ts.srv.pers.forQuery(ctx, user, "Once upon a time"); err != nil || r.Rows == nil {
+			t.Fatalf("persona of %s: %v", user, err)
+		}
+	}
+	n0 := enc.Texts()
+	persona("lily") // 3 items and the query
+	shared := append(append([]string(nil), testUsers["lily"][:2]...), "Amy had a blue kite.")
+	if _, err := ts.st.CreateUser(ctx, "amy", store.NewKey()); err != nil {
+		t.Fatal(err)
+	}
+	var items []store.NewItem
+	for _, x := range shared {
+		items = append(items, store.NewItem{Text: x})
+	}
+	if _, err := ts.st.AddItems(ctx, "amy", items); err != nil {
+		t.Fatal(err)
+	}
+	persona("amy") // only her own item, and the query
+	ts.srv.pers.forget("lily")
+	persona("lily") // the query alone
+	if n := enc.Texts() - n0; n != 3+1+1+1+1 {
+		t.Fatalf("encoded %d texts, want 7: lily's 3 items and amy's own once, and 3 queries", n)
 	}
 }
 

@@ -38,16 +38,17 @@ type Example struct {
 // DataOptions control how LaMP data becomes examples.
 type DataOptions struct {
 	Task      lamp.Task
-	MaxItems  int // history items kept per user (default 512)
-	MaxInput  int // prompt tokens kept (default 256, the paper's LLM input limit)
-	MaxTarget int // target tokens kept (default 128)
-	Limit     int // use only the first N questions (0: all)
-	// ProfileSource names the questions file in embedding cache keys (see
-	// persona.ProfileKey).
-	ProfileSource string
-	QueryFn       func(input string) string // the text the query encoder sees (default: Task.QueryPart)
-	Progress      func(done, total int)
-	ProfileOpt    profile.Options
+	MaxItems  int                       // history items kept per user (default 512)
+	MaxInput  int                       // prompt tokens kept (default 256, the paper's LLM input limit)
+	MaxTarget int                       // target tokens kept (default 128)
+	Limit     int                       // use only the first N questions (0: all)
+	QueryFn   func(input string) string // the text the query encoder sees (default: Task.QueryPart)
+	// Progress receives the questions made into examples so far;
+	// EncodeProgress the history texts encoded so far (of those the cache
+	// lacks), before that.
+	Progress       func(done, total int)
+	EncodeProgress func(done, total int)
+	ProfileOpt     profile.Options
 	// RetrieveK > 0 adds, for every question, an example whose prompt holds
 	// the top RetrieveK history items for the query by BM25 before the rows
 	// (persona.Request.Context, the layout of eval's pplug+bm25 method), so
@@ -79,28 +80,27 @@ func (o *DataOptions) defaults() {
 }
 
 // LoadExamples reads a LaMP split (questions and their gold outputs),
-// encodes every user's history (through the cache) and query, and tokenizes
-// prompts and targets for the model.
+// encodes the users' histories and the queries (each distinct text once,
+// through the cache) and tokenizes prompts and targets for the model.
 func LoadExamples(ctx context.Context, m *llama.Model, enc *persona.Encoder, cache *persona.Cache, plug *persona.Plug,
 	questionsPath, outputsPath string, o DataOptions) ([]Example, error) {
 	o.defaults()
-	outs, err := lamp.ReadOutputs(outputsPath)
+	qs, golds, err := readSplit(questionsPath, outputsPath, o.Limit)
 	if err != nil {
 		return nil, err
-	}
-	golds := make(map[string]string, len(outs.Golds))
-	for _, g := range outs.Golds {
-		golds[g.ID] = g.Output
-	}
-	qs, err := lamp.ReadQuestions(questionsPath)
-	if err != nil {
-		return nil, err
-	}
-	if o.Limit > 0 && len(qs) > o.Limit {
-		qs = qs[:o.Limit]
 	}
 	popts := o.ProfileOpt
 	popts.Task, popts.MaxItems = o.Task, o.MaxItems
+	profs := make([]*profile.Profile, len(qs))
+	for i, q := range qs {
+		if profs[i], err = profile.FromQuestion(q, popts); err != nil {
+			return nil, fmt.Errorf("%s: %w", questionsPath, err)
+		}
+	}
+	keys, queries, err := encodeSplit(ctx, enc, cache, plug, qs, profs, o)
+	if err != nil {
+		return nil, err
+	}
 	// The retrieval layout's prompt is what inference's pplug+bm25 method
 	// reads: the same Personalizer rule, with the plug's retrieve_k.
 	retrieval := &persona.Personalizer{Method: persona.MethodBM25, LLM: m, K: o.RetrieveK, Query: o.QueryFn}
@@ -109,53 +109,16 @@ func LoadExamples(ctx context.Context, m *llama.Model, enc *persona.Encoder, cac
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		gold, ok := golds[q.ID]
-		if !ok {
-			return nil, fmt.Errorf("%s: question %q has no gold output in %s", questionsPath, q.ID, outputsPath)
-		}
-		prof, err := profile.FromQuestion(q, popts)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", questionsPath, err)
-		}
-		keys, _, err := persona.EncodeCached(ctx, enc, cache, persona.ProfileKey(o.ProfileSource, q.ID), prof.Texts(), nil)
-		if err != nil {
-			return nil, fmt.Errorf("encode the history of question %q: %w", q.ID, err)
-		}
-		qtext := o.QueryFn(q.Input)
-		query, err := enc.EncodeOne(ctx, qtext, plug.QueryPrefix)
-		if err != nil {
-			return nil, fmt.Errorf("encode the query of question %q: %w", q.ID, err)
-		}
-		_, target, err := persona.ExampleTokens(m, "", gold)
+		_, target, err := persona.ExampleTokens(m, "", golds[q.ID])
 		if err != nil {
 			return nil, fmt.Errorf("question %q: %w", q.ID, err)
 		}
 		if len(target) > o.MaxTarget {
 			target = target[:o.MaxTarget]
 		}
-		e := Example{ID: q.ID, Keys: keys, Query: query, Target: target}
-		if o.RetrieveK <= 0 || !o.RetrieveOnly {
-			if e.Prompt, e.At, err = layoutPrompt(ctx, m, nil, nil, q.Input, o.MaxInput); err != nil {
-				return nil, fmt.Errorf("question %q: %w", q.ID, err)
-			}
-			out = append(out, e)
-		}
-		if o.RetrieveK > 0 {
-			// The retrieved items go before the rows, as pplug+bm25 reads
-			// them (Request.Context).
-			items, input := prof.Items, q.Input
-			e.ID = q.ID + "+bm25"
-			e.retrieve = func(kept []int) ([]llama.Token, int, error) {
-				sub := make([]profile.Item, len(kept))
-				for i, k := range kept {
-					sub[i] = items[k]
-				}
-				return layoutPrompt(ctx, m, retrieval, sub, input, o.MaxInput)
-			}
-			if e.Prompt, e.At, err = layoutPrompt(ctx, m, retrieval, items, input, o.MaxInput); err != nil {
-				return nil, fmt.Errorf("question %q: %w", q.ID, err)
-			}
-			out = append(out, e)
+		e := Example{ID: q.ID, Keys: keys[i], Query: queries[i], Target: target}
+		if out, err = appendLayouts(ctx, out, e, m, retrieval, profs[i].Items, q.Input, o); err != nil {
+			return nil, fmt.Errorf("question %q: %w", q.ID, err)
 		}
 		if o.Progress != nil {
 			o.Progress(i+1, len(qs))
@@ -163,6 +126,93 @@ func LoadExamples(ctx context.Context, m *llama.Model, enc *persona.Encoder, cac
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%s: no questions", questionsPath)
+	}
+	return out, nil
+}
+
+// readSplit reads the questions (the first limit, 0: all) and the gold
+// output of each; a question without one is an error.
+func readSplit(questionsPath, outputsPath string, limit int) ([]lamp.Question, map[string]string, error) {
+	outs, err := lamp.ReadOutputs(outputsPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	golds := make(map[string]string, len(outs.Golds))
+	for _, g := range outs.Golds {
+		golds[g.ID] = g.Output
+	}
+	qs, err := lamp.ReadQuestions(questionsPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	if limit > 0 && len(qs) > limit {
+		qs = qs[:limit]
+	}
+	for _, q := range qs {
+		if _, ok := golds[q.ID]; !ok {
+			return nil, nil, fmt.Errorf("%s: question %q has no gold output in %s", questionsPath, q.ID, outputsPath)
+		}
+	}
+	return qs, golds, nil
+}
+
+// encodeSplit encodes every question's history items and query, each
+// distinct text once (users share items, and a user's questions share the
+// whole history), reading and filling the cache. It returns each
+// question's keys (in its profile's item order) and query vector.
+func encodeSplit(ctx context.Context, enc *persona.Encoder, cache *persona.Cache, plug *persona.Plug,
+	qs []lamp.Question, profs []*profile.Profile, o DataOptions) (keys [][][]float32, queries [][]float32, err error) {
+	var texts []string
+	for _, p := range profs {
+		texts = append(texts, p.Texts()...)
+	}
+	vecs, _, err := persona.EncodeCached(ctx, enc, cache, texts, o.EncodeProgress)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode the histories: %w", err)
+	}
+	keys = make([][][]float32, len(profs))
+	for i, p := range profs {
+		n := len(p.Items)
+		keys[i], vecs = vecs[:n:n], vecs[n:]
+	}
+	// The query as inference encodes it: the plug's query prefix, then
+	// the query part of the input.
+	qtexts := make([]string, len(qs))
+	for i, q := range qs {
+		qtexts[i] = plug.QueryPrefix + o.QueryFn(q.Input)
+	}
+	if queries, _, err = persona.EncodeCached(ctx, enc, cache, qtexts, nil); err != nil {
+		return nil, nil, fmt.Errorf("encode the queries: %w", err)
+	}
+	return keys, queries, nil
+}
+
+// appendLayouts appends the example e of a question in the layouts the
+// options ask for: the input alone, and with the retrieved items before
+// the rows (persona.Request.Context, as pplug+bm25 reads them) when
+// RetrieveK > 0.
+func appendLayouts(ctx context.Context, out []Example, e Example, m *llama.Model, retrieval *persona.Personalizer,
+	items []profile.Item, input string, o DataOptions) ([]Example, error) {
+	var err error
+	if o.RetrieveK <= 0 || !o.RetrieveOnly {
+		if e.Prompt, e.At, err = layoutPrompt(ctx, m, nil, nil, input, o.MaxInput); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	if o.RetrieveK > 0 {
+		e.ID += "+bm25"
+		e.retrieve = func(kept []int) ([]llama.Token, int, error) {
+			sub := make([]profile.Item, len(kept))
+			for i, k := range kept {
+				sub[i] = items[k]
+			}
+			return layoutPrompt(ctx, m, retrieval, sub, input, o.MaxInput)
+		}
+		if e.Prompt, e.At, err = layoutPrompt(ctx, m, retrieval, items, input, o.MaxInput); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
 	}
 	return out, nil
 }
@@ -175,7 +225,7 @@ func LoadExamples(ctx context.Context, m *llama.Model, enc *persona.Encoder, cac
 func layoutPrompt(ctx context.Context, m *llama.Model, retrieval *persona.Personalizer, items []profile.Item, input string, maxInput int) ([]llama.Token, int, error) {
 	req := persona.Request{Prompt: input}
 	if retrieval != nil {
-		u, _, err := retrieval.Prepare(ctx, items, "", nil)
+		u, _, err := retrieval.Prepare(ctx, items, nil)
 		if err != nil {
 			return nil, 0, err
 		}

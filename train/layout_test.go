@@ -51,7 +51,7 @@ func TestTrainingLayoutIsInferenceLayout(t *testing.T) {
 	plug.EOSBias, plug.RetrieveK = 2.5, 2
 	cache := &persona.Cache{Dir: filepath.Join(dir, "cache")}
 	qpath, opath := filepath.Join(dir, "dev_questions.json"), filepath.Join(dir, "dev_outputs.json")
-	ex, err := LoadExamples(ctx, m, enc, cache, plug, qpath, opath, DataOptions{Task: synthusers.Task, ProfileSource: qpath, RetrieveK: plug.RetrieveK})
+	ex, err := LoadExamples(ctx, m, enc, cache, plug, qpath, opath, DataOptions{Task: synthusers.Task, RetrieveK: plug.RetrieveK})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestTrainingLayoutIsInferenceLayout(t *testing.T) {
 
 	// A prompt over MaxInput is cut as generation cuts it (persona.FitPromptAt):
 	// BOS and the tokens right before the answer stay.
-	short, err := LoadExamples(ctx, m, enc, cache, plug, qpath, opath, DataOptions{Task: synthusers.Task, ProfileSource: qpath, RetrieveK: 2, RetrieveOnly: true, MaxInput: 6})
+	short, err := LoadExamples(ctx, m, enc, cache, plug, qpath, opath, DataOptions{Task: synthusers.Task, RetrieveK: 2, RetrieveOnly: true, MaxInput: 6})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestTrainingLayoutIsInferenceLayout(t *testing.T) {
 	}
 	defer c.Close()
 	pz := &persona.Personalizer{Method: persona.MethodPPlug, LLM: m, Plug: plug, Encoder: enc, Backend: b, Cache: cache}
-	p := &eval.Predictor{LLM: m, Ctx: c, Personalizer: pz, Task: synthusers.Task, ProfileSource: qpath}
+	p := &eval.Predictor{LLM: m, Ctx: c, Personalizer: pz, Task: synthusers.Task}
 	defer p.Close()
 	byID := byIDOf(ex)
 	var worst float64

@@ -40,7 +40,7 @@ func synthData(t testing.TB, m *llama.Model, users int) (train, dev []Example, p
 	load := func(split string) []Example {
 		ex, err := LoadExamples(context.Background(), m, enc, cache, plug,
 			filepath.Join(dir, split+"_questions.json"), filepath.Join(dir, split+"_outputs.json"),
-			DataOptions{Task: synthusers.Task, ProfileSource: split})
+			DataOptions{Task: synthusers.Task})
 		if err != nil {
 			t.Fatal(err)
 		}

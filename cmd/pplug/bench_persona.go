@@ -111,7 +111,7 @@ func (b *benchRun) newPersonaBench(ctx context.Context, m *llama.Model, row benc
 		pb.query = defaultBenchQuery
 	}
 	// The longest input: the retrieval prompt.
-	ragUser, _, err := pb.rag.Prepare(ctx, prof.Items, "", nil)
+	ragUser, _, err := pb.rag.Prepare(ctx, prof.Items, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -176,9 +176,8 @@ func (pb *personaBench) prepareCached(ctx context.Context) error {
 	}
 	pz := *pb.pplug
 	pz.Cache = &persona.Cache{Dir: dir}
-	key := persona.ProfileKey(pb.b.c.String("profile"), pb.b.c.String("question-id"))
 	prepare := func() (persona.EncodeStats, error) {
-		u, st, err := pz.Prepare(ctx, pb.prof.Items, key, nil)
+		u, st, err := pz.Prepare(ctx, pb.prof.Items, nil)
 		if err == nil {
 			u.Close()
 		}
@@ -223,7 +222,7 @@ func (pb *personaBench) first(ctx context.Context, in []llama.Input) error {
 // retrieval (BM25 ranking and the longer prompt included).
 func (pb *personaBench) timeToFirstToken(ctx context.Context) error {
 	b, m := pb.b, pb.m
-	ragUser, _, err := pb.rag.Prepare(ctx, pb.prof.Items, "", nil)
+	ragUser, _, err := pb.rag.Prepare(ctx, pb.prof.Items, nil)
 	if err != nil {
 		return err
 	}

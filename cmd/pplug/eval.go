@@ -61,12 +61,14 @@ func evalCommand() *cli.Command {
 		UsageText: "pplug eval --task LaMP_N|generic --questions Q.json [--golds O.json] -m MODEL [--plug P] [--methods none,bm25,recent,pplug,pplug+bm25] [-k 4] [--limit N] [-n MAX_NEW] [--out DIR]\n" +
 			"   pplug eval score --task LaMP_N --golds OUTPUTS.json --preds PREDS.json [--only-predicted] [--json]\n" +
 			"   pplug eval nll --task LaMP_N --questions Q.json --golds O.json -m MODEL --plug P [--limit N] [--json]\n" +
+			"   pplug eval show --task LaMP_N --questions Q.json [--golds O.json] -m MODEL [--plug P] [--users 3 | --ids A,B]\n" +
 			"   pplug eval synth-users -o DIR [--users 40] [--items 12] [--seed 1] [--split 0.75] [--templates default|alt]",
 		Flags:  flags,
 		Action: runEval,
 		Subcommands: []*cli.Command{
 			evalScoreCommand(),
 			evalNLLCommand(),
+			evalShowCommand(),
 			evalSynthUsersCommand(),
 		},
 	}
@@ -124,7 +126,7 @@ func evalProfileOptions(c *cli.Context) (profile.Options, error) {
 
 func runEval(c *cli.Context) error {
 	if c.NArg() > 0 {
-		return usagef("unexpected argument %q (subcommands: score, nll, synth-users)", c.Args().First())
+		return usagef("unexpected argument %q (subcommands: score, nll, show, synth-users)", c.Args().First())
 	}
 	if c.Bool("verbose") {
 		setupLogging(true, c.App.ErrWriter)
@@ -195,7 +197,7 @@ func runEval(c *cli.Context) error {
 
 	p := &eval.Predictor{
 		LLM: m, Ctx: lctx, Personalizer: pz, Task: task, K: c.Int("k"), MaxNew: c.Int("max-new-tokens"),
-		Chat: c.Bool("chat"), Profile: popts, ProfileSource: qpath,
+		Chat: c.Bool("chat"), Profile: popts,
 	}
 	defer p.Close()
 	pr := &evalProgress{stderr: stderr, out: out}
@@ -460,7 +462,7 @@ func runEvalNLL(c *cli.Context) error {
 	bar := progress.New(stderr, "persona nll", float64(len(qs)))
 	t0 := time.Now()
 	rep, err := eval.PersonaNLL(ctx, pz, lctx, task, qs, gmap, eval.NLLOptions{
-		Profile: popts, ProfileSource: qpath,
+		Profile: popts,
 		Progress: func(done, total int) {
 			bar.Set(float64(done), fmt.Sprintf("%d/%d questions, %.2f questions/s", done, total, float64(done)/max(time.Since(t0).Seconds(), 1e-9)))
 		},

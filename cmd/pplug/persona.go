@@ -218,14 +218,20 @@ func (st *personaState) openPlug(ctx context.Context, c *cli.Context, llm *llama
 	}
 	st.closers = append(st.closers, closerFunc(closeRT))
 	st.pz.Plug, st.pz.Encoder, st.pz.Backend, st.pz.Cache = rt.Plug, rt.Encoder, rt.Backend, rt.Cache
-	if rt.Cache != nil {
-		// generate and chat run without the cache when it cannot be used.
-		rt.Cache.Optional = true
-		rt.Cache.Warn = func(err error) {
-			slog.Warn("the embedding cache cannot be used; running without it (--no-cache skips it)", "err", err)
-		}
-	}
+	optionalCache(rt.Cache)
 	return nil
+}
+
+// optionalCache lets generate, chat and serve run without the embedding
+// cache when it cannot be used, with a warning.
+func optionalCache(cache *persona.Cache) {
+	if cache == nil {
+		return
+	}
+	cache.Optional = true
+	cache.Warn = func(err error) {
+		slog.Warn("the embedding cache cannot be used; running without it (--no-cache skips it)", "err", err)
+	}
 }
 
 // prepare (re)builds the user's persona from st.prof.
@@ -238,7 +244,7 @@ func (st *personaState) prepare(ctx context.Context, stderr io.Writer) error {
 			bar.Set(float64(done)*float64(len(st.prof.Items))/float64(max(total, 1)), "")
 		}
 	}
-	user, us, err := st.pz.Prepare(ctx, st.prof.Items, st.key, pf)
+	user, us, err := st.pz.Prepare(ctx, st.prof.Items, pf)
 	if err != nil {
 		return err
 	}
@@ -248,8 +254,8 @@ func (st *personaState) prepare(ctx context.Context, stderr io.Writer) error {
 	old := st.user
 	st.user = user
 	_ = old.Close()
-	if us.Rebuilt {
-		slog.Warn("the embedding cache file was damaged and has been rebuilt")
+	if us.Rebuilt > 0 {
+		slog.Warn("damaged embedding cache files were rebuilt", "files", us.Rebuilt)
 	}
 	args := []any{"method", st.pz.Method, "profile", st.path}
 	if st.prof.QuestionID != "" {
@@ -432,7 +438,7 @@ func truncateUTF8(s string, n int) string {
 	return s[:n]
 }
 
-// profileKey names --profile (and --question-id) in the embedding cache.
+// profileKey names --profile (and --question-id) in logs.
 func profileKey(c *cli.Context) string {
-	return persona.ProfileKey(c.String("profile"), c.String("question-id"))
+	return c.String("profile") + "#" + c.String("question-id")
 }

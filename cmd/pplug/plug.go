@@ -228,7 +228,7 @@ func runProfileEncode(c *cli.Context) error {
 	}
 	bar := progress.New(c.App.ErrWriter, "encoding profile", float64(len(prof.Items)))
 	start := time.Now()
-	_, st, err := persona.EncodeCached(ctx, enc, cache, profileKey(c), prof.Texts(), func(done, total int) {
+	_, st, err := persona.EncodeCached(ctx, enc, cache, prof.Texts(), func(done, total int) {
 		bar.Set(float64(st0(done, total, len(prof.Items))), fmt.Sprintf("%d/%d new items", done, total))
 	})
 	if err != nil {
@@ -240,9 +240,9 @@ func runProfileEncode(c *cli.Context) error {
 	if st.Encoded > 0 {
 		rate = float64(st.Encoded) / el.Seconds()
 	}
-	fmt.Fprintf(c.App.ErrWriter, "profile: %d items, %d from the cache, %d encoded in %s (%.1f items/s)%s\n  cache: %s\n",
-		st.Items, st.Cached, st.Encoded, el.Round(time.Millisecond), rate, map[bool]string{true: ", damaged cache rebuilt"}[st.Rebuilt],
-		cache.Path(enc.ID(), profileKey(c)))
+	fmt.Fprintf(c.App.ErrWriter, "profile: %d items (%d distinct texts), %d from the cache, %d encoded in %s (%.1f items/s)%s\n  cache: %s\n",
+		st.Items, st.Distinct, st.Cached, st.Encoded, el.Round(time.Millisecond), rate, map[bool]string{true: ", damaged cache files rebuilt"}[st.Rebuilt > 0],
+		cache.EncoderDir(enc.ID()))
 	return nil
 }
 

@@ -64,6 +64,8 @@ func serveCommand() *cli.Command {
 		&cli.StringFlag{Name: "device", Value: "auto", Usage: "where the plug-in's pooling runs: auto, cpu, cuda or metal"},
 		&cli.IntFlag{Name: "retrieve-k", Value: persona.DefaultTopK, Usage: "history items put into the prompt in retrieval mode (no --plug)"},
 		&cli.IntFlag{Name: "max-items", Value: profile.DefaultMaxItems, Usage: "use a user's N most recent history items"},
+		&cli.StringFlag{Name: "cache-dir", Usage: "embedding cache folder (default $PPLUG_CACHE_DIR or the user cache dir)", EnvVars: []string{"PPLUG_CACHE_DIR"}},
+		&cli.BoolFlag{Name: "no-cache", Usage: "do not read or write the embedding cache"},
 	}
 	flags = append(flags, modelFlags()...)
 	flags = append(flags, contextFlags()...)
@@ -163,7 +165,7 @@ func runServe(c *cli.Context) error {
 			return err
 		}
 		defer closeRT()
-		pz.Cache = nil // the profile database keeps the embeddings
+		optionalCache(pz.Cache) // users' item embeddings, shared with the other commands
 		cfg.Personalizer = pz
 	} else {
 		enc, err := openEncoder(ctx, c, m, c.Int("threads"))

@@ -35,7 +35,7 @@ func TestServeKill9KeepsItems(t *testing.T) {
 			t.Fatal(err)
 		}
 		sc := bufio.NewScanner(errs)
-		deadline := time.Now().Add(30 * time.Second)
+		deadline := time.Now().Add(heavyWait)
 		for sc.Scan() && time.Now().Before(deadline) {
 			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
 				go func() {
@@ -57,6 +57,7 @@ func TestServeKill9KeepsItems(t *testing.T) {
 	for round := range 3 {
 		var mu sync.Mutex
 		stop := make(chan struct{})
+		before := len(acked)
 		var wg sync.WaitGroup
 		for w := range 4 {
 			wg.Add(1)
@@ -81,6 +82,13 @@ func TestServeKill9KeepsItems(t *testing.T) {
 				}
 			}()
 		}
+		// Kill while writes go on: after the round's first acknowledged
+		// item (a loaded machine may take long for it), then a while more.
+		waitUntil(heavyWait, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(acked) > before
+		})
 		time.Sleep(time.Duration(300+200*round) * time.Millisecond)
 		kill()
 		close(stop)
@@ -108,12 +116,28 @@ func TestServeKill9KeepsItems(t *testing.T) {
 			}
 		}
 		t.Logf("round %d: %d items acknowledged in all, %d stored", round, len(acked), len(items))
-		if len(acked) == 0 {
-			t.Fatal("no item was acknowledged: the test tested nothing")
+		if len(acked) == before {
+			t.Fatalf("round %d: no item was acknowledged in %s: the round tested nothing", round, heavyWait)
 		}
 		url, kill = start()
 	}
 	kill()
+}
+
+// heavyWait bounds every wait of the heavy tests for something that
+// normally takes a second or two (a server to listen, a chat to answer): on
+// a loaded machine it takes many times longer, and a wait ends as soon as
+// what it waits for happens.
+const heavyWait = 5 * time.Minute
+
+// waitUntil polls ok every 10 ms until it holds or d has passed.
+func waitUntil(d time.Duration, ok func() bool) bool {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if ok() {
+			return true
+		}
+	}
+	return ok()
 }
 
 // tryPost posts JSON and returns the status, or the error of a server that

@@ -196,7 +196,10 @@ func trainData(c *cli.Context, m *llama.Model, enc *persona.Encoder, cache *pers
 		bar := progress.New(c.App.ErrWriter, "encoding "+label, 1)
 		ex, err := train.LoadExamples(c.Context, m, enc, cache, plug, q, o, train.DataOptions{
 			Task: task, MaxItems: c.Int("max-items"), MaxInput: c.Int("max-input"), MaxTarget: c.Int("max-target"),
-			Limit: limit, ProfileSource: q, RetrieveK: plug.RetrieveK, RetrieveOnly: c.Bool("retrieve-only"),
+			Limit: limit, RetrieveK: plug.RetrieveK, RetrieveOnly: c.Bool("retrieve-only"),
+			EncodeProgress: func(done, total int) {
+				bar.Set(float64(done)/float64(total), fmt.Sprintf("%d/%d new texts", done, total))
+			},
 			Progress: func(done, total int) {
 				bar.Set(float64(done)/float64(total), fmt.Sprintf("%d/%d questions", done, total))
 			},
@@ -359,5 +362,5 @@ func devNLL(c *cli.Context, m *llama.Model, enc *persona.Encoder, plug *persona.
 	}
 	defer lc.Close()
 	pz := &persona.Personalizer{Method: persona.MethodPPlug, LLM: m, Plug: plug, Encoder: enc, Backend: backend, Cache: cache}
-	return eval.PersonaNLL(ctx, pz, lc, task, qs, golds, eval.NLLOptions{ProfileSource: c.String("dev-questions")})
+	return eval.PersonaNLL(ctx, pz, lc, task, qs, golds, eval.NLLOptions{})
 }

@@ -53,7 +53,7 @@ func TestChatInTerminal(t *testing.T) {
 	defer exec.Command("tmux", "kill-session", "-t", session).Run()
 	screen := func() string { return tmux("capture-pane", "-p", "-t", session, "-S", "-200") }
 	waitFor := func(what string, ok func(string) bool) string {
-		deadline := time.Now().Add(60 * time.Second)
+		deadline := time.Now().Add(heavyWait)
 		for time.Now().Before(deadline) {
 			if s := screen(); ok(s) {
 				return s

@@ -32,12 +32,31 @@ func Write(path string, write func(w io.Writer) error) error {
 // (see train's checkpoint pairs).
 type Staged struct {
 	path, tmp string
+	nosync    bool // WriteUnsynced: the folder is not synced either
 }
 
 // Stage writes what write produces to a temporary file in path's folder
 // and syncs it; Commit puts it in place, Abort drops it. On error nothing
 // is left behind. Errors name path, never the temporary file.
-func Stage(path string, write func(w io.Writer) error) (_ *Staged, err error) {
+func Stage(path string, write func(w io.Writer) error) (*Staged, error) {
+	return stage(path, write, true)
+}
+
+// WriteUnsynced is Write without syncing the file or its folder: readers
+// still never see a partial file, but a crash may leave an empty or torn
+// one. Only for files whose content carries its own checksum and can be
+// made again (caches): syncing each of thousands of small files costs far
+// more than writing them.
+func WriteUnsynced(path string, write func(w io.Writer) error) error {
+	st, err := stage(path, write, false)
+	if err != nil {
+		return err
+	}
+	st.nosync = true
+	return st.Commit()
+}
+
+func stage(path string, write func(w io.Writer) error, sync bool) (_ *Staged, err error) {
 	f, err := createTemp(path)
 	if err != nil {
 		return nil, named(path, "create", err)
@@ -60,8 +79,10 @@ func Stage(path string, write func(w io.Writer) error) (_ *Staged, err error) {
 	if err = keepMode(f, path); err != nil {
 		return nil, err
 	}
-	if err = f.Sync(); err != nil {
-		return nil, err
+	if sync {
+		if err = f.Sync(); err != nil {
+			return nil, err
+		}
 	}
 	if err = f.Close(); err != nil {
 		return nil, err
@@ -128,6 +149,9 @@ func (s *Staged) place(op string, move func(from, to string) error) error {
 			err = &fs.PathError{Op: op, Path: s.path, Err: le.Err}
 		}
 		return err
+	}
+	if s.nosync {
+		return nil
 	}
 	if d, err := os.Open(filepath.Dir(s.path)); err == nil {
 		d.Sync() // best effort: not every system can sync a directory

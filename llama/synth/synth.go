@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/pplug/pplug/cgo"
 	"github.com/pplug/pplug/internal/atomicfile"
+	"github.com/pplug/pplug/internal/missing"
 )
 
 // Spec is the shape and encoding of a model to write.
@@ -280,6 +282,9 @@ func WriteWith(path, vocabPath string, s Spec, opts Options) error {
 	progress := opts.Progress
 	if err := s.fill(); err != nil {
 		return err
+	}
+	if _, err := os.Stat(vocabPath); err != nil {
+		return fmt.Errorf("read vocabulary %q: %w", vocabPath, missing.File(err, missing.Vocab))
 	}
 	vocab, err := cgo.GGUFOpen(vocabPath)
 	if err != nil {

@@ -61,8 +61,8 @@ func (s *Store) AddItems(ctx context.Context, userID string, items []NewItem) ([
 }
 
 // UpsertItems is AddItems that replaces the user's items with the same
-// ids (a replaced item becomes the most recent; its embeddings are
-// recomputed).
+// ids (a replaced item becomes the most recent; a changed text is encoded
+// anew, the embedding cache being keyed by text).
 func (s *Store) UpsertItems(ctx context.Context, userID string, items []NewItem) ([]Item, error) {
 	return s.writeItems(ctx, userID, items, modeUpsert)
 }

@@ -1,7 +1,7 @@
 // Package store keeps user profiles in one SQLite file (WAL mode, through
-// the pure-Go modernc.org/sqlite driver): users, their history items and
-// the items' embeddings, keyed by encoder identity so that each item is
-// encoded once per encoder. Every change runs in a transaction; a process
+// the pure-Go modernc.org/sqlite driver): users and their history items
+// (the items' embeddings live in persona's embedding cache, one per encoder
+// and text, shared with every command). Every change runs in a transaction; a process
 // killed during writes leaves the file consistent (SQLite's WAL recovery).
 package store
 
@@ -10,14 +10,12 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"database/sql"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -72,12 +70,6 @@ CREATE TABLE IF NOT EXISTS revision (
 	last INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO revision(one, last) SELECT 1, coalesce(max(rev), 0) FROM users;
-CREATE TABLE IF NOT EXISTS embeddings (
-	item_seq INTEGER NOT NULL REFERENCES items(seq) ON DELETE CASCADE,
-	encoder  TEXT NOT NULL,
-	vec      BLOB NOT NULL,
-	PRIMARY KEY (item_seq, encoder)
-);
 `
 
 // Open opens (creating when missing) the database at path in WAL mode.
@@ -311,7 +303,7 @@ func (s *Store) User(ctx context.Context, id string) (User, error) {
 	return u, nil
 }
 
-// DeleteUser removes a user, its items and their embeddings.
+// DeleteUser removes a user and its items.
 func (s *Store) DeleteUser(ctx context.Context, id string) error {
 	res, err := s.db.ExecContext(ctx, "DELETE FROM users WHERE id = ?", id)
 	if err != nil {
@@ -379,58 +371,6 @@ func (s *Store) DeleteItem(ctx context.Context, userID, itemID string) error {
 	}
 	if _, err := bumpRev(ctx, tx, userID); err != nil {
 		return err
-	}
-	return tx.Commit()
-}
-
-// Embeddings returns the stored vectors of items (by Seq) for an encoder;
-// items without one are missing from the map.
-func (s *Store) Embeddings(ctx context.Context, userID, encoderID string) (map[int64][]float32, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT e.item_seq, e.vec FROM embeddings e JOIN items i ON i.seq = e.item_seq
-		WHERE i.user_id = ? AND e.encoder = ?`, userID, encoderID)
-	if err != nil {
-		return nil, fmt.Errorf("read embeddings of %s: %w", q(userID), err)
-	}
-	defer rows.Close()
-	out := map[int64][]float32{}
-	for rows.Next() {
-		var seq int64
-		var b []byte
-		if err := rows.Scan(&seq, &b); err != nil {
-			return nil, err
-		}
-		if len(b)%4 != 0 {
-			continue // damaged: recomputed by the caller
-		}
-		v := make([]float32, len(b)/4)
-		for i := range v {
-			v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[i*4:]))
-		}
-		out[seq] = v
-	}
-	return out, rows.Err()
-}
-
-// PutEmbeddings stores vectors for items (by Seq) under an encoder, in one
-// transaction. Items deleted meanwhile are skipped.
-func (s *Store) PutEmbeddings(ctx context.Context, encoderID string, seqs []int64, vecs [][]float32) error {
-	if len(seqs) != len(vecs) {
-		return fmt.Errorf("%d items but %d embeddings", len(seqs), len(vecs))
-	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	for i, seq := range seqs {
-		b := make([]byte, 4*len(vecs[i]))
-		for j, x := range vecs[i] {
-			binary.LittleEndian.PutUint32(b[j*4:], math.Float32bits(x))
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO embeddings(item_seq, encoder, vec) SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM items WHERE seq = ?)
-			ON CONFLICT(item_seq, encoder) DO UPDATE SET vec = excluded.vec`, seq, encoderID, b, seq); err != nil {
-			return fmt.Errorf("store embeddings: %w", err)
-		}
 	}
 	return tx.Commit()
 }

@@ -39,9 +39,6 @@ func TestItemsSurviveRestart(t *testing.T) {
 	if _, err := st.AddItems(ctx, "nobody", []NewItem{{Text: "x"}}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("items for a missing user: %v", err)
 	}
-	if err := st.PutEmbeddings(ctx, "enc-a", []int64{added[0].Seq, added[1].Seq}, [][]float32{{1, 2}, {3, 4}}); err != nil {
-		t.Fatal(err)
-	}
 	u0, _ := st.User(ctx, "ann")
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
@@ -62,19 +59,9 @@ func TestItemsSurviveRestart(t *testing.T) {
 	if id, err := st.UserByKey(ctx, key); err != nil || id != "ann" {
 		t.Fatalf("key: %q %v", id, err)
 	}
-	emb, err := st.Embeddings(ctx, "ann", "enc-a")
-	if err != nil || len(emb) != 2 || emb[items[1].Seq][1] != 4 {
-		t.Fatalf("embeddings: %v %v", emb, err)
-	}
-	if emb, _ := st.Embeddings(ctx, "ann", "enc-b"); len(emb) != 0 {
-		t.Fatalf("another encoder sees %d vectors", len(emb))
-	}
-	// Replacing an item by id drops its stale embedding and bumps the revision.
+	// Replacing an item by id bumps the revision.
 	if _, err := st.UpsertItems(ctx, "ann", []NewItem{{ID: "1", Text: "first, edited"}}); err != nil {
 		t.Fatal(err)
-	}
-	if emb, _ := st.Embeddings(ctx, "ann", "enc-a"); len(emb) != 1 {
-		t.Fatalf("after replacing: %d vectors, want 1", len(emb))
 	}
 	if u, _ := st.User(ctx, "ann"); u.Rev == u0.Rev || u.Items != 2 {
 		t.Fatalf("user after replace: %+v (before %+v)", u, u0)
