@@ -73,7 +73,7 @@ var flagFiles = map[string]fileFlag{
 	"arch": textFlag, "type": textFlag, "templates": textFlag, "query-prefix": textFlag,
 	"n-prompt": textFlag, "n-gen": textFlag, "pg": textFlag, "n-depth": textFlag,
 	"threads": textFlag, "batch-size": textFlag, "ubatch-size": textFlag, "ctx-size": textFlag,
-	"n-gpu-layers": textFlag, "poll": textFlag,
+	"n-gpu-layers": textFlag, "poll": textFlag, "ids": textFlag,
 }
 
 // commandFiles are the flags whose meaning depends on the command (the
