@@ -8,7 +8,10 @@ package cgo
 */
 import "C"
 
-import "errors"
+import (
+	"errors"
+	"sync"
+)
 
 // ThreadPoolParams are the settings of the persistent CPU threadpools a
 // context owns (ggml_threadpool_params; llama-bench's --poll and --prio).
@@ -28,11 +31,13 @@ type ThreadPoolParams struct {
 // than the computation (llama.cpp's tools attach pools, or use OpenMP).
 type threadPools struct {
 	gen, batch *C.struct_ggml_threadpool
+	n, nBatch  int
+	params     ThreadPoolParams
 }
 
 // newThreadPools creates the pools for n generation and nBatch prompt threads.
 func newThreadPools(n, nBatch int, p ThreadPoolParams) (threadPools, error) {
-	var tp threadPools
+	tp := threadPools{n: n, nBatch: nBatch, params: p}
 	tp.gen = newThreadPool(n, p)
 	if tp.gen == nil {
 		return tp, errors.New("ggml_threadpool_new failed")
@@ -48,7 +53,34 @@ func newThreadPools(n, nBatch int, p ThreadPoolParams) (threadPools, error) {
 	return tp, nil
 }
 
+// idlePools keeps the pools of freed contexts for the next context of the
+// same settings: a program that opens and closes contexts (a test loop, an
+// encoder per request) then reuses worker threads instead of starting and
+// joining new ones each time, which left the C heap a little larger after
+// every cycle. A pool serves one context at a time.
+var idlePools = struct {
+	sync.Mutex
+	m map[poolKey][]*C.struct_ggml_threadpool
+}{m: map[poolKey][]*C.struct_ggml_threadpool{}}
+
+// maxIdlePools bounds the pools kept per setting.
+const maxIdlePools = 4
+
+type poolKey struct {
+	n int
+	p ThreadPoolParams
+}
+
 func newThreadPool(n int, p ThreadPoolParams) *C.struct_ggml_threadpool {
+	k := poolKey{n, p}
+	idlePools.Lock()
+	if l := idlePools.m[k]; len(l) > 0 {
+		tp := l[len(l)-1]
+		idlePools.m[k] = l[:len(l)-1]
+		idlePools.Unlock()
+		return tp
+	}
+	idlePools.Unlock()
 	params := C.ggml_threadpool_params_default(C.int(n))
 	if p.Poll >= 0 {
 		params.poll = C.uint32_t(min(p.Poll, 100))
@@ -57,15 +89,27 @@ func newThreadPool(n int, p ThreadPoolParams) *C.struct_ggml_threadpool {
 	return C.ggml_threadpool_new(&params)
 }
 
-// free releases the pools; the context must no longer use them.
+// free gives the pools back (kept for the next context, or freed); the
+// context must no longer use them.
 func (tp *threadPools) free() {
 	if tp.batch != nil && tp.batch != tp.gen {
-		C.ggml_threadpool_free(tp.batch)
+		releasePool(tp.batch, tp.nBatch, tp.params)
 	}
 	if tp.gen != nil {
-		C.ggml_threadpool_free(tp.gen)
+		releasePool(tp.gen, tp.n, tp.params)
 	}
 	*tp = threadPools{}
+}
+
+func releasePool(pool *C.struct_ggml_threadpool, n int, p ThreadPoolParams) {
+	k := poolKey{n, p}
+	idlePools.Lock()
+	defer idlePools.Unlock()
+	if len(idlePools.m[k]) < maxIdlePools {
+		idlePools.m[k] = append(idlePools.m[k], pool)
+		return
+	}
+	C.ggml_threadpool_free(pool)
 }
 
 // attachThreadPools gives c pools of n and nBatch threads, replacing (and
