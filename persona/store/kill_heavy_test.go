@@ -24,8 +24,11 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// writer appends items forever, printing each committed item's id.
+// writer appends items forever, printing each committed item's id. Ids
+// carry the round ($PPLUG_STORE_WRITER_ROUND): an id the user already has
+// is refused, and every round starts a new writer.
 func writer(path string) int {
+	prefix := "r" + os.Getenv("PPLUG_STORE_WRITER_ROUND") + "-it-"
 	ctx := context.Background()
 	st, err := Open(ctx, path)
 	if err != nil {
@@ -33,7 +36,7 @@ func writer(path string) int {
 		return 1
 	}
 	for i := 0; ; i++ {
-		id := "it-" + strconv.Itoa(i)
+		id := prefix + strconv.Itoa(i)
 		if _, err := st.AddItems(ctx, "w", []NewItem{{ID: id, Text: strings.Repeat("text ", 50) + id}, {ID: id + "b", Text: "pair " + id}}); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -56,7 +59,7 @@ func TestKill9DuringWrites(t *testing.T) {
 	st.Close()
 	for round := range 3 {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "PPLUG_STORE_WRITER="+path)
+		cmd.Env = append(os.Environ(), "PPLUG_STORE_WRITER="+path, "PPLUG_STORE_WRITER_ROUND="+strconv.Itoa(round))
 		out, _ := cmd.StdoutPipe()
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
