@@ -29,19 +29,7 @@ import (
 func TestPersonalisationBenchmark(t *testing.T) {
 	path := testenv.Stories260K(t)
 	m := loadModel(t, path)
-	dir := t.TempDir()
-	ds, err := synthusers.Generate(synthusers.Options{Seed: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := synthusers.Write(dir, ds); err != nil {
-		t.Fatal(err)
-	}
-	enc, err := persona.NewEncoder(m, persona.EncoderOptions{Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer enc.Close()
+	dir, _, enc := synthUsersFor(t, m, synthusers.Options{Seed: 1})
 	scale, _ := persona.TokenEmbeddingScale(m)
 	plug, err := persona.NewPlug(enc.Dim(), m.NEmbd(), scale, persona.PlugOptions{Seed: 1, NPersona: 4})
 	if err != nil {

@@ -49,21 +49,8 @@ func splitTexts(t *testing.T, qpath string, plug *persona.Plug) (all, distinct i
 // rounding of another batch packing.
 func TestLoadExamplesEncodesEachTextOnce(t *testing.T) {
 	m := loadModel(t, testenv.Stories260K(t))
-	dir := t.TempDir()
-	ds, err := synthusers.Generate(synthusers.Options{Users: 12, Items: 8, QuestionsPerUser: 4, Seed: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := synthusers.Write(dir, ds); err != nil {
-		t.Fatal(err)
-	}
-	enc, err := persona.NewEncoder(m, persona.EncoderOptions{Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer enc.Close()
-	scale, _ := persona.TokenEmbeddingScale(m)
-	plug, err := persona.NewPlug(enc.Dim(), m.NEmbd(), scale, persona.PlugOptions{Seed: 1, DefaultPrefix: true})
+	dir, _, enc := synthUsersFor(t, m, synthusers.Options{Users: 12, Items: 8, QuestionsPerUser: 4, Seed: 3})
+	plug, err := persona.NewPlugFor(m, enc, persona.PlugOptions{Seed: 1, DefaultPrefix: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/pplug/pplug/cgo"
+	"github.com/pplug/pplug/eval/synthusers"
 	"github.com/pplug/pplug/internal/testenv"
 	"github.com/pplug/pplug/kernels"
 	"github.com/pplug/pplug/llama"
@@ -86,6 +87,27 @@ func loadModel(t testing.TB, path string) *llama.Model {
 	}
 	t.Cleanup(func() { m.Close() })
 	return m
+}
+
+// synthUsersFor writes the synthetic LaMP users of o to a temporary folder
+// (returned with the data set) and opens an encoder over m (one thread),
+// closed with the test.
+func synthUsersFor(t testing.TB, m *llama.Model, o synthusers.Options) (string, synthusers.Dataset, *persona.Encoder) {
+	t.Helper()
+	dir := t.TempDir()
+	ds, err := synthusers.Generate(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := synthusers.Write(dir, ds); err != nil {
+		t.Fatal(err)
+	}
+	enc, err := persona.NewEncoder(m, persona.EncoderOptions{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { enc.Close() })
+	return dir, ds, enc
 }
 
 // models: the real stories260K (llama, F32) and a random-weight qwen2

@@ -28,19 +28,7 @@ import (
 func TestTrainingLayoutIsInferenceLayout(t *testing.T) {
 	ctx := context.Background()
 	m := loadModel(t, testenv.Stories260K(t))
-	dir := t.TempDir()
-	ds, err := synthusers.Generate(synthusers.Options{Users: 8, Items: 5, QuestionsPerUser: 2, Seed: 5, Split: 0.5})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := synthusers.Write(dir, ds); err != nil {
-		t.Fatal(err)
-	}
-	enc, err := persona.NewEncoder(m, persona.EncoderOptions{Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer enc.Close()
+	dir, ds, enc := synthUsersFor(t, m, synthusers.Options{Users: 8, Items: 5, QuestionsPerUser: 2, Seed: 5, Split: 0.5})
 	plug, err := persona.NewPlugFor(m, enc, persona.PlugOptions{Seed: 4, NInstr: 3, NPersona: 2})
 	if err != nil {
 		t.Fatal(err)
