@@ -8,6 +8,7 @@ import (
 	"math"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/pplug/pplug/cgo"
 )
@@ -728,12 +729,28 @@ func (c *Context) SeqPosRange(seq SeqID) (lo, hi Pos, err error) {
 	return lo, hi, err
 }
 
+// Perf are llama.cpp's own timing counters of a context
+// (llama_perf_context): prompt positions are those decoded in batches of
+// more than one, eval tokens those decoded one at a time.
+type Perf struct {
+	Load         time.Duration
+	Prompt       time.Duration
+	Eval         time.Duration
+	PromptTokens int
+	EvalTokens   int
+}
+
 // Perf returns llama.cpp's own timing counters.
-func (c *Context) Perf() (cgo.Perf, error) {
+func (c *Context) Perf() (Perf, error) {
 	var p cgo.Perf
 	err := c.locked(func() error { p = c.c.Perf(); return nil })
-	return p, err
+	return Perf{
+		Load: msDuration(p.LoadMs), Prompt: msDuration(p.PromptMs), Eval: msDuration(p.EvalMs),
+		PromptTokens: p.PromptTokens, EvalTokens: p.EvalTokens,
+	}, err
 }
+
+func msDuration(ms float64) time.Duration { return time.Duration(ms * float64(time.Millisecond)) }
 
 // BenchCLoop runs the plain C generation loop of the shim over this context
 // (greedy, n tokens after the prompt) and returns its prompt and generation

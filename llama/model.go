@@ -419,3 +419,7 @@ func SupportsGPUOffload() bool { return cgo.SupportsGPUOffload() }
 
 // LlamaCppCommit is the pinned llama.cpp commit.
 const LlamaCppCommit = cgo.LlamaCppCommit
+
+// LlamaCppSource is the Go module (and version) that provides llama.cpp
+// and ggml.
+const LlamaCppSource = cgo.OllamaModule

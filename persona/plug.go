@@ -14,7 +14,6 @@ import (
 	"strings"
 	"unsafe"
 
-	"github.com/pplug/pplug/cgo"
 	"github.com/pplug/pplug/internal/atomicfile"
 	"github.com/pplug/pplug/internal/missing"
 	"github.com/pplug/pplug/kernels"
@@ -399,9 +398,9 @@ func (p *Plug) Encode(w io.Writer) error {
 
 // encode writes the metadata and the tensors ts; edit, when set, may change
 // the metadata before it is written (tests make inconsistent files with it).
-func (p *Plug) encode(w io.Writer, ts []plugTensor, edit func(g *cgo.GGUF)) error {
-	g := cgo.NewGGUF()
-	defer g.Free()
+func (p *Plug) encode(w io.Writer, ts []plugTensor, edit func(g *llama.GGUFWriter)) error {
+	g := llama.NewGGUFWriter()
+	defer g.Close()
 	g.SetString("general.architecture", PlugArch)
 	g.SetString("general.name", "pplug plug-in")
 	g.SetUint32("pplug.format_version", PlugFormatVersion)
@@ -430,7 +429,7 @@ func (p *Plug) encode(w io.Writer, ts []plugTensor, edit func(g *cgo.GGUF)) erro
 		edit(g)
 	}
 	for _, t := range ts {
-		if err := g.AddTensorInfo(t.name, cgo.TypeF32, t.shape); err != nil {
+		if err := g.AddTensor(t.name, llama.TensorF32, t.shape); err != nil {
 			return fmt.Errorf("write plug: %w", err)
 		}
 	}
@@ -468,11 +467,11 @@ func readPlug(path string) (*Plug, error) {
 	if _, err := io.ReadFull(f, magic); err != nil || !bytes.Equal(magic, []byte("GGUF")) {
 		return nil, fmt.Errorf("%w: not a GGUF file", ErrNotPlug)
 	}
-	g, err := cgo.GGUFOpen(path)
+	g, err := llama.OpenGGUF(path)
 	if err != nil {
 		return nil, fmt.Errorf("corrupt or truncated plug header: %w", err)
 	}
-	defer g.Free()
+	defer g.Close()
 	p, err := readPlugMeta(g)
 	if err != nil {
 		return nil, err
@@ -487,7 +486,7 @@ func readPlug(path string) (*Plug, error) {
 }
 
 // readPlugMeta reads and checks a plug file's metadata.
-func readPlugMeta(g *cgo.GGUF) (*Plug, error) {
+func readPlugMeta(g *llama.GGUFFile) (*Plug, error) {
 	kv := ggufKV{g: g}
 	if arch := kv.str("general.architecture"); arch != PlugArch {
 		return nil, fmt.Errorf("%w: general.architecture is %q (is this a model? plugs are made with `pplug plug init`)", ErrNotPlug, arch)
@@ -542,7 +541,7 @@ func readPlugMeta(g *cgo.GGUF) (*Plug, error) {
 
 // readPlugTensors reads the tensors of PlugParams from the file f of size
 // bytes into p, checking each one's type, shape and values.
-func readPlugTensors(g *cgo.GGUF, f *os.File, size int64, p *Plug) error {
+func readPlugTensors(g *llama.GGUFFile, f *os.File, size int64, p *Plug) error {
 	// why says which metadata fields give a tensor its shape, for messages.
 	read := func(name string, want []int64, why string, required bool) ([]float32, error) {
 		i := g.FindTensor(name)
@@ -553,7 +552,7 @@ func readPlugTensors(g *cgo.GGUF, f *os.File, size int64, p *Plug) error {
 			return nil, nil
 		}
 		t := g.Tensor(i)
-		if t.Type != cgo.TypeF32 {
+		if t.Type != llama.TensorF32 {
 			return nil, fmt.Errorf("tensor %s is %s, want f32", name, t.Type)
 		}
 		if !equalShape(t.Shape, want) {
@@ -603,7 +602,7 @@ func readPlugTensors(g *cgo.GGUF, f *os.File, size int64, p *Plug) error {
 // checkPlugMeta refuses metadata that contradicts itself or the file's
 // tensor list: pplug.llm_n_embd against pplug.d_llm, the widths recorded in
 // the LLM and encoder identities, the pooling, unknown tensors.
-func checkPlugMeta(g *cgo.GGUF, p *Plug) error {
+func checkPlugMeta(g *llama.GGUFFile, p *Plug) error {
 	kv := ggufKV{g: g}
 	if n := int(kv.u32("pplug.llm_n_embd")); kv.err == nil && n != p.DLLM {
 		return fmt.Errorf("pplug.llm_n_embd is %d but pplug.d_llm is %d (the metadata contradicts itself)", n, p.DLLM)
@@ -661,7 +660,7 @@ func equalShape(a, b []int64) bool {
 
 // ggufKV reads typed keys, remembering the first error.
 type ggufKV struct {
-	g   *cgo.GGUF
+	g   *llama.GGUFFile
 	err error
 }
 

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pplug/pplug/cgo"
 	"github.com/pplug/pplug/internal/atomicfile"
 	"github.com/pplug/pplug/internal/testenv"
+	"github.com/pplug/pplug/llama"
 )
 
 // TestPlugMetadataContradictingTensorsIsRefused writes plugs whose metadata
@@ -23,7 +23,7 @@ func TestPlugMetadataContradictingTensorsIsRefused(t *testing.T) {
 	p.Pooling = "cls"
 	p.LLM = "stories|llama|n_embd=" + strconv.Itoa(p.DLLM) + "|0123456789abcdef"
 	dir := t.TempDir()
-	write := func(name string, ts []plugTensor, edit func(g *cgo.GGUF)) string {
+	write := func(name string, ts []plugTensor, edit func(g *llama.GGUFWriter)) string {
 		t.Helper()
 		path := filepath.Join(dir, name+".gguf")
 		if err := atomicfile.Write(path, func(w io.Writer) error { return p.encode(w, ts, edit) }); err != nil {
@@ -44,21 +44,21 @@ func TestPlugMetadataContradictingTensorsIsRefused(t *testing.T) {
 		}
 		return ts
 	}
-	setU32 := func(key string, v uint32) func(g *cgo.GGUF) {
-		return func(g *cgo.GGUF) { g.SetUint32(key, v) }
+	setU32 := func(key string, v uint32) func(g *llama.GGUFWriter) {
+		return func(g *llama.GGUFWriter) { g.SetUint32(key, v) }
 	}
-	setStr := func(key, v string) func(g *cgo.GGUF) {
-		return func(g *cgo.GGUF) { g.SetString(key, v) }
+	setStr := func(key, v string) func(g *llama.GGUFWriter) {
+		return func(g *llama.GGUFWriter) { g.SetString(key, v) }
 	}
 	l := uint32(p.DLLM)
 	for _, c := range []struct {
 		name string
 		ts   []plugTensor
-		edit func(g *cgo.GGUF)
+		edit func(g *llama.GGUFWriter)
 		want string
 	}{
 		{"llm_n_embd", p.tensors(), setU32("pplug.llm_n_embd", l+8), "pplug.llm_n_embd"},
-		{"d_llm", p.tensors(), func(g *cgo.GGUF) { g.SetUint32("pplug.d_llm", l+8); g.SetUint32("pplug.llm_n_embd", l+8) }, "pplug.d_llm"},
+		{"d_llm", p.tensors(), func(g *llama.GGUFWriter) { g.SetUint32("pplug.d_llm", l+8); g.SetUint32("pplug.llm_n_embd", l+8) }, "pplug.d_llm"},
 		{"d_enc", p.tensors(), setU32("pplug.d_enc", 40), "pplug.d_enc"},
 		{"n_instruction 0", p.tensors(), setU32("pplug.n_instruction", 0), "pplug.n_instruction"},
 		{"n_instruction 2", p.tensors(), setU32("pplug.n_instruction", 2), "pplug.n_instruction"},

@@ -4,17 +4,17 @@ package buildinfo
 import (
 	"runtime/debug"
 
-	"github.com/pplug/pplug/cgo"
+	"github.com/pplug/pplug/llama"
 )
 
 // Version is set by the Makefile (-ldflags -X); "dev" otherwise.
 var Version = "dev"
 
 // LlamaCppCommit is the pinned llama.cpp commit.
-const LlamaCppCommit = cgo.LlamaCppCommit
+const LlamaCppCommit = llama.LlamaCppCommit
 
 // LlamaCppSource is the Go module that provides llama.cpp and ggml.
-const LlamaCppSource = cgo.OllamaModule
+const LlamaCppSource = llama.LlamaCppSource
 
 // GoVersion is the Go toolchain of the build.
 func GoVersion() string {
