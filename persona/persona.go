@@ -11,11 +11,12 @@ import (
 	"github.com/pplug/pplug/persona/profile"
 )
 
-// User is one user's history, prepared for queries: the item embeddings
+// History is one user's history prepared for queries: the item embeddings
 // (the aggregator's keys) and their projections (its values) resident in a
 // kernels backend. Projection runs once per profile; each query runs only
-// the attention. A User is safe for concurrent use if its backend is.
-type User struct {
+// the attention. A History is safe for concurrent use if its backend is.
+// (The user is a person with a profile; see "Names" in DEVELOPERS.md.)
+type History struct {
 	plug  *Plug
 	b     kernels.Backend
 	res   kernels.Resident
@@ -23,9 +24,9 @@ type User struct {
 	Keys  [][]float32 // item embeddings h_i (unit vectors)
 }
 
-// NewUser projects the item embeddings keys ([n][DEnc], unit vectors) and
+// NewHistory projects the item embeddings keys ([n][DEnc], unit vectors) and
 // uploads keys and projections to b.
-func (p *Plug) NewUser(b kernels.Backend, items []profile.Item, keys [][]float32) (*User, error) {
+func (p *Plug) NewHistory(b kernels.Backend, items []profile.Item, keys [][]float32) (*History, error) {
 	n := len(keys)
 	if n == 0 {
 		return nil, errors.New("the profile has no items to build a persona from")
@@ -63,19 +64,25 @@ func (p *Plug) NewUser(b kernels.Backend, items []profile.Item, keys [][]float32
 	if err != nil {
 		return nil, fmt.Errorf("upload history: %w", err)
 	}
-	return &User{plug: p, b: b, res: res, Items: items, Keys: keys}, nil
+	return &History{plug: p, b: b, res: res, Items: items, Keys: keys}, nil
+}
+
+// NewUser is NewHistory under its old name, kept only until server's tests
+// (server is being split in parallel) call NewHistory; remove it then.
+func (p *Plug) NewUser(b kernels.Backend, items []profile.Item, keys [][]float32) (*History, error) {
+	return p.NewHistory(b, items, keys)
 }
 
 // Close frees the resident buffers.
-func (u *User) Close() error { return u.res.Close() }
+func (u *History) Close() error { return u.res.Close() }
 
 // Len is the number of history items.
-func (u *User) Len() int { return u.res.Len() }
+func (u *History) Len() int { return u.res.Len() }
 
 // Rows returns the rows to inject for a query embedding q (unit vector,
 // DEnc): the instruction rows, then the persona rows P_u^j = sum_i w_i
 // Proj_j(h_i) with w = softmax(q . h / tau). It also returns the weights.
-func (u *User) Rows(q []float32) (rows, weights []float32, err error) {
+func (u *History) Rows(q []float32) (rows, weights []float32, err error) {
 	p := u.plug
 	if len(q) != p.DEnc {
 		return nil, nil, fmt.Errorf("query embedding has %d values, the plug expects %d", len(q), p.DEnc)
@@ -100,7 +107,7 @@ type Weighted struct {
 
 // Top returns the k items with the highest weights, highest first: none
 // for k <= 0, all of them when k exceeds their number.
-func (u *User) Top(weights []float32, k int) []Weighted {
+func (u *History) Top(weights []float32, k int) []Weighted {
 	if k <= 0 {
 		return nil
 	}

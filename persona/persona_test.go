@@ -331,7 +331,7 @@ func TestPersonaRowsMatchReference(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	u, err := p.NewUser(b, nil, keys)
+	u, err := p.NewHistory(b, nil, keys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -656,12 +656,12 @@ func TestConcurrentUsers(t *testing.T) {
 	}
 	k1, q1 := mk(1)
 	k2, q2 := mk(2)
-	u1, err := p.NewUser(b, nil, k1)
+	u1, err := p.NewHistory(b, nil, k1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer u1.Close()
-	u2, err := p.NewUser(b, nil, k2)
+	u2, err := p.NewHistory(b, nil, k2)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -198,7 +198,7 @@ type Persona struct {
 	p     *Personalizer
 	items []profile.Item
 	retr  *Retrieval // the BM25 methods
-	user  *User      // the PPlug methods
+	user  *History   // the PPlug methods
 
 	closeOnce sync.Once
 	closeErr  error
@@ -239,7 +239,7 @@ func (p *Personalizer) PrepareEncoded(items []profile.Item, keys [][]float32) (*
 		u.retr = NewRetrieval(items)
 	}
 	if p.Method.NeedsPlug() {
-		user, err := p.Plug.NewUser(p.Backend, items, keys)
+		user, err := p.Plug.NewHistory(p.Backend, items, keys)
 		if err != nil {
 			return nil, err
 		}
@@ -431,7 +431,7 @@ func (u *Persona) RowsFor(q []float32) (rows, weights []float32, err error) {
 }
 
 // Top returns the k items with the highest weights, highest first (see
-// User.Top).
+// History.Top).
 func (u *Persona) Top(weights []float32, k int) []Weighted {
 	if u.user == nil {
 		return nil

@@ -7,7 +7,7 @@ import (
 )
 
 func TestTopAnyK(t *testing.T) {
-	u := &User{Items: []profile.Item{{ID: "a"}, {ID: "b"}, {ID: "c"}}}
+	u := &History{Items: []profile.Item{{ID: "a"}, {ID: "b"}, {ID: "c"}}}
 	w := []float32{0.2, 0.5, 0.3}
 	for _, tc := range []struct{ k, want int }{{-1, 0}, {0, 0}, {1, 1}, {3, 3}, {4, 3}, {1 << 40, 3}} {
 		top := u.Top(w, tc.k)

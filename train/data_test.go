@@ -87,7 +87,7 @@ func maxRowDiff(t *testing.T, enc *persona.Encoder, plug *persona.Plug, ex []Exa
 	b, _ := kernels.Open("cpu", kernels.Options{Threads: 1})
 	defer b.Close()
 	rows := func(items []profile.Item, keys [][]float32, q []float32) []float32 {
-		u, err := plug.NewUser(b, items, keys)
+		u, err := plug.NewHistory(b, items, keys)
 		if err != nil {
 			t.Fatal(err)
 		}

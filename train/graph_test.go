@@ -162,7 +162,7 @@ func TestGraphMatchesLlamaCpp(t *testing.T) {
 			d, nv, T := m.NEmbd(), m.NVocab(), shape.Tokens
 			var rowErr float64
 			for i, e := range ex {
-				u, err := plug.NewUser(b, nil, e.Keys)
+				u, err := plug.NewHistory(b, nil, e.Keys)
 				if err != nil {
 					t.Fatal(err)
 				}

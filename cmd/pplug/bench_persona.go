@@ -332,7 +332,7 @@ func (pb *personaBench) aggregation(ctx context.Context) error {
 		for i := range keys {
 			keys[i] = pb.vecs[i%len(pb.vecs)]
 		}
-		u, err := plug.NewUser(pb.pplug.Backend, nil, keys)
+		u, err := plug.NewHistory(pb.pplug.Backend, nil, keys)
 		if err != nil {
 			return err
 		}
