@@ -164,6 +164,9 @@ func (m *Model) NewSequence(o SequenceOptions) (*Sequence, error) {
 }
 
 func (o SequenceOptions) check() error {
+	if o.Sampler != nil && (o.Sampling != (SamplerOptions{}) || len(o.LogitBias) > 0) {
+		return errors.New("a sequence with the caller's Sampler takes no Sampling or LogitBias: put them in the sampler, or leave Sampler unset")
+	}
 	if o.Logprobs && (o.TopLogprobs < 0 || o.TopLogprobs > MaxTopLogprobs) {
 		return fmt.Errorf("top logprobs %d is outside [0, %d]", o.TopLogprobs, MaxTopLogprobs)
 	}

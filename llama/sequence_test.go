@@ -2,6 +2,7 @@ package llama
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -222,6 +223,16 @@ func TestSequenceLogprobs(t *testing.T) {
 	if _, err := NewSequence(SequenceOptions{}); err == nil {
 		t.Error("NewSequence without a sampler")
 	}
+	eos := SamplerOptions{Temp: 0, RepeatPenalty: 1, EOSBias: 5}
+	if _, err := m.NewSequence(SequenceOptions{Sampler: greedy(t), Sampling: eos}); err == nil {
+		t.Error("a borrowed sampler with sampling options (the EOS bias would be lost)")
+	}
+	if _, err := NewSequence(SequenceOptions{Sampler: greedy(t), LogitBias: []TokenBias{{Token: 1, Bias: 1}}}); err == nil {
+		t.Error("a borrowed sampler with logit biases (they would be lost)")
+	}
+	if _, err := m.NewSequence(SequenceOptions{Sampling: SamplerOptions{Temp: 0, RepeatPenalty: 1}, LogitBias: []TokenBias{{Token: -1, Bias: 1}}}); err == nil {
+		t.Error("a logit bias outside the vocabulary")
+	}
 }
 
 // replayProbs runs a greedy sequence of 10 tokens with logprobs step by
@@ -280,5 +291,26 @@ func TestSequenceSamplerOwnership(t *testing.T) {
 	borrowed.Close()
 	if err := mine.Accept(0); err != nil {
 		t.Errorf("Close closed the caller's sampler: %v", err)
+	}
+}
+
+// An error from Emit ends Generate with that error and StopError; the text
+// up to it is in the result.
+func TestGenerateEmitErrorEndsTheSequence(t *testing.T) {
+	m := loadStories(t)
+	c := newCtx(t, m, ContextOptions{NCtx: 128, Threads: 1})
+	boom := errors.New("client gone")
+	n := 0
+	res, err := c.Generate(context.Background(), greedy(t), []Input{TokenInput(storiesPrompt(t, m)...)}, 0, GenerateOptions{
+		MaxTokens: 20,
+		Emit: func(string) error {
+			if n++; n == 3 {
+				return boom
+			}
+			return nil
+		},
+	})
+	if !errors.Is(err, boom) || res.Stop != StopError || res.Stats.GenTokens >= 20 || !strings.HasPrefix(storiesGolden, res.Text) {
+		t.Fatalf("err %v, stop %s after %d tokens, text %q", err, res.Stop.Detail(), res.Stats.GenTokens, res.Text)
 	}
 }
