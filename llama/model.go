@@ -276,6 +276,25 @@ func (m *Model) Meta(key string) (string, bool) {
 	return v, ok
 }
 
+// OwnPooling is the pooling the model's metadata asks for
+// (<arch>.pooling_type): "mean", "cls", "last", "rank" (a reranker: it gives
+// scores, not embeddings) or "none" when it names none. It is what llama.cpp
+// applies to a context created with PoolingDefault.
+func (m *Model) OwnPooling() string {
+	v, _ := m.Meta(m.info.Architecture + ".pooling_type")
+	switch v {
+	case "1":
+		return "mean"
+	case "2":
+		return "cls"
+	case "3":
+		return "last"
+	case "4":
+		return "rank"
+	}
+	return "none"
+}
+
 // ---- tokenizer ------------------------------------------------------------------
 
 // Tokenize converts text to tokens. addSpecial adds BOS/EOS as the model

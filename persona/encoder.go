@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"os"
 	"slices"
@@ -86,10 +87,12 @@ func NewEncoder(m *llama.Model, o EncoderOptions) (*Encoder, error) {
 	}
 	poolName := o.Pooling.String()
 	if o.Pooling == llama.PoolingDefault {
-		o.Pooling, poolName = llama.PoolingMean, "mean"
-		v, _ := m.Meta(info.Architecture + ".pooling_type")
-		if name, ok := map[string]string{"1": "mean", "2": "cls", "3": "last"}[v]; ok {
-			o.Pooling, poolName = llama.PoolingDefault, name // the model's own
+		switch poolName = m.OwnPooling(); poolName {
+		case "rank":
+			return nil, fmt.Errorf("encoder %s: the model pools with rank (a reranker): it gives scores, not text vectors; use an embedding model or the LLM, or choose --pooling mean, cls or last", info.Path)
+		case "none":
+			// No pooling of its own (an LLM used as its own encoder): mean.
+			o.Pooling, poolName = llama.PoolingMean, "mean"
 		}
 	}
 	if o.MaxTokens <= 0 {
@@ -136,6 +139,7 @@ func NewEncoder(m *llama.Model, o EncoderOptions) (*Encoder, error) {
 		return nil, err
 	}
 	e.id = fmt.Sprintf("%s|pool=%s|max=%d", id, e.PoolingName(), e.maxTokens)
+	slog.Debug("history encoder", "model", info.Path, "arch", info.Architecture, "pooling", e.poolName, "dim", e.dim, "max_tokens", e.maxTokens)
 	return e, nil
 }
 

@@ -114,24 +114,6 @@ func splitTexts(s, sep string) []string {
 	return strings.Split(s, sep)
 }
 
-// modelPooling is the pooling llama.cpp applies when none is asked: the
-// model's <arch>.pooling_type, else none.
-func modelPooling(m *llama.Model) (llama.Pooling, string) {
-	arch := m.Info().Architecture
-	v, _ := m.Meta(arch + ".pooling_type")
-	switch v {
-	case "1":
-		return llama.PoolingMean, "mean"
-	case "2":
-		return llama.PoolingCLS, "cls"
-	case "3":
-		return llama.PoolingLast, "last"
-	case "4":
-		return llama.PoolingDefault, "rank"
-	}
-	return llama.PoolingNone, "none"
-}
-
 func runEmbed(c *cli.Context) error {
 	if c.Bool("verbose") {
 		setupLogging(true, c.App.ErrWriter)
@@ -173,7 +155,7 @@ func runEmbed(c *cli.Context) error {
 	}
 	poolName := pool.String()
 	if pool == llama.PoolingDefault {
-		if _, poolName = modelPooling(m); poolName == "rank" {
+		if poolName = m.OwnPooling(); poolName == "rank" {
 			return fmt.Errorf("%s pools with rank (a reranker): it gives scores, not embeddings; choose --pooling mean, cls or last", info.Path)
 		}
 		if poolName == "none" {

@@ -25,7 +25,8 @@ func synthCommand() *cli.Command {
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Required: true, Usage: "output `FILE`"},
 			&cli.StringFlag{Name: "vocab", Required: true, Usage: "vocabulary GGUF `FILE`"},
 			&cli.StringFlag{Name: "preset", Usage: "shape preset"},
-			&cli.StringFlag{Name: "arch", Usage: "llama, qwen2 or bert (default: the preset's, else llama)"},
+			&cli.StringFlag{Name: "arch", Usage: "llama, qwen2, bert or nomic-bert (default: the preset's, else llama)"},
+			&cli.StringFlag{Name: "pooling", Usage: "pooling_type to write: mean, cls, last or none (encoders' default: the preset's; on a decoder it makes a decoder embedder)"},
 			&cli.StringFlag{Name: "type", Value: "f16", Usage: "weight type: f32, f16, q8_0 or q4_0"},
 			&cli.IntFlag{Name: "n-embd"}, &cli.IntFlag{Name: "n-layer"}, &cli.IntFlag{Name: "n-head"},
 			&cli.IntFlag{Name: "n-head-kv"}, &cli.IntFlag{Name: "n-ff"}, &cli.IntFlag{Name: "n-ctx"},
@@ -51,6 +52,13 @@ func runSynth(c *cli.Context) error {
 	}
 	if a := c.String("arch"); a != "" {
 		s.Arch = a
+	}
+	if p := c.String("pooling"); p != "" {
+		pool, err := synth.ParsePooling(p)
+		if err != nil {
+			return usagef("--pooling: %v", err)
+		}
+		s.Pooling = pool
 	}
 	t, err := synth.ParseType(c.String("type"))
 	if err != nil {

@@ -23,7 +23,7 @@ import (
 
 // Spec is the shape and encoding of a model to write.
 type Spec struct {
-	Arch      string // "llama", "qwen2" or "bert"
+	Arch      string // "llama", "qwen2", "bert" or "nomic-bert"
 	Name      string
 	NEmbd     int
 	NLayer    int
@@ -37,7 +37,10 @@ type Spec struct {
 	Tied      bool // no output.weight: the output layer reuses token_embd
 	// Type of the 2-D weight matrices: cgo.TypeF32, TypeF16, TypeQ8_0, TypeQ4_0.
 	Type cgo.GGMLType
-	// Pooling written for bert models (cgo.PoolingCLS, PoolingMean, ...).
+	// Pooling written for bert-family models (cgo.PoolingCLS, PoolingMean,
+	// ...). For a decoder, a positive value (mean, cls, last) is written as
+	// its pooling_type, which makes it a decoder-based embedder such as
+	// gte-Qwen2 or Qwen3-Embedding (last-token pooling).
 	Pooling cgo.PoolingType
 	// Std is the standard deviation of the random weights (0: 0.02).
 	Std  float32
@@ -45,7 +48,7 @@ type Spec struct {
 }
 
 // Presets are shapes of real models (Llama-3.2-1B, Qwen2.5-0.5B/1.5B,
-// BGE-small/base). Their vocabularies are padded to the real size so that
+// BGE-small/base, nomic-embed-text-v1.5, gte-Qwen2-1.5B). Their vocabularies are padded to the real size so that
 // the output layer costs what it costs in the real model.
 var Presets = map[string]Spec{
 	"llama-1b":   {Arch: "llama", NEmbd: 2048, NLayer: 16, NHead: 32, NHeadKV: 8, NFF: 8192, NCtx: 8192, NVocab: 128256, RopeTheta: 500000, NormEps: 1e-5, Tied: true},
@@ -53,6 +56,10 @@ var Presets = map[string]Spec{
 	"qwen2-1.5b": {Arch: "qwen2", NEmbd: 1536, NLayer: 28, NHead: 12, NHeadKV: 2, NFF: 8960, NCtx: 32768, NVocab: 151936, RopeTheta: 1e6, NormEps: 1e-6, Tied: true},
 	"bge-small":  {Arch: "bert", NEmbd: 384, NLayer: 12, NHead: 12, NFF: 1536, NCtx: 512, NormEps: 1e-12, Pooling: cgo.PoolingCLS},
 	"bge-base":   {Arch: "bert", NEmbd: 768, NLayer: 12, NHead: 12, NFF: 3072, NCtx: 512, NormEps: 1e-12, Pooling: cgo.PoolingCLS},
+	// nomic-embed-text-v1.5: nomic-bert, rotary positions, SwiGLU, mean pooling.
+	"nomic-embed-v1.5": {Arch: "nomic-bert", NEmbd: 768, NLayer: 12, NHead: 12, NFF: 3072, NCtx: 2048, RopeTheta: 1000, NormEps: 1e-12, Pooling: cgo.PoolingMean},
+	// gte-Qwen2-1.5B-instruct: a decoder embedder with last-token pooling.
+	"gte-qwen2-1.5b": {Arch: "qwen2", NEmbd: 1536, NLayer: 28, NHead: 12, NHeadKV: 2, NFF: 8960, NCtx: 32768, NVocab: 151646, RopeTheta: 1e6, NormEps: 1e-6, Tied: true, Pooling: cgo.PoolingLast},
 }
 
 // PresetNames lists the presets in a stable order.
@@ -78,6 +85,22 @@ func ParseType(s string) (cgo.GGMLType, error) {
 		return cgo.TypeQ4_0, nil
 	}
 	return 0, fmt.Errorf("unknown weight type %q (want f32, f16, q8_0 or q4_0)", s)
+}
+
+// ParsePooling reads the pooling type to write: "mean", "cls", "last" or
+// "none" (bert-family only: no pooling of its own).
+func ParsePooling(s string) (cgo.PoolingType, error) {
+	switch strings.ToLower(s) {
+	case "none":
+		return cgo.PoolingNone, nil
+	case "mean":
+		return cgo.PoolingMean, nil
+	case "cls":
+		return cgo.PoolingCLS, nil
+	case "last":
+		return cgo.PoolingLast, nil
+	}
+	return 0, fmt.Errorf("unknown pooling %q (want mean, cls, last or none)", s)
 }
 
 // fileType is general.file_type (llama_ftype) for a weight type.
@@ -110,8 +133,8 @@ func (s *Spec) fill() error {
 		s.Std = 0.02
 	}
 	switch {
-	case s.Arch != "llama" && s.Arch != "qwen2" && s.Arch != "bert":
-		return fmt.Errorf("unsupported architecture %q (want llama, qwen2 or bert)", s.Arch)
+	case s.Arch != "llama" && s.Arch != "qwen2" && !s.bertFamily():
+		return fmt.Errorf("unsupported architecture %q (want llama, qwen2, bert or nomic-bert)", s.Arch)
 	case s.NEmbd <= 0 || s.NLayer <= 0 || s.NHead <= 0 || s.NFF <= 0:
 		return errors.New("n_embd, n_layer, n_head and n_ff must be positive")
 	case s.NHeadKV < 0 || s.NCtx < 0 || s.NVocab < 0:
@@ -128,8 +151,10 @@ func (s *Spec) fill() error {
 		return fmt.Errorf("n_embd %d is not a multiple of n_head %d", s.NEmbd, s.NHead)
 	case s.NHead%s.NHeadKV != 0:
 		return fmt.Errorf("n_head %d is not a multiple of n_head_kv %d", s.NHead, s.NHeadKV)
-	case s.Arch == "bert" && s.NHeadKV != s.NHead:
-		return errors.New("bert models have n_head_kv = n_head")
+	case s.bertFamily() && s.NHeadKV != s.NHead:
+		return fmt.Errorf("%s models have n_head_kv = n_head", s.Arch)
+	case !s.bertFamily() && (s.Pooling < 0 || s.Pooling == cgo.PoolingRank):
+		return fmt.Errorf("pooling %s cannot be written for a decoder (want mean, cls or last)", s.Pooling)
 	}
 	bs := s.Type.BlockSize()
 	if !s.Type.Valid() || bs <= 0 {
@@ -205,6 +230,9 @@ func (s *Spec) tensors(nVocab int) []tensor {
 
 	var ts []tensor
 	ts = append(ts, w("token_embd.weight", e, v))
+	if s.Arch == "nomic-bert" {
+		return append(ts, s.nomicTensors(w, vec, random)...)
+	}
 	if s.Arch == "bert" {
 		ts = append(ts,
 			tensor{name: "token_types.weight", typ: cgo.TypeF32, shape: []int64{e, 2}, init: random},
@@ -257,6 +285,42 @@ func (s *Spec) tensors(nVocab int) []tensor {
 	return ts
 }
 
+// bertFamily reports a non-causal BERT-style encoder: LayerNorm with biases,
+// post-norm residuals, a pooling type of its own and a vocabulary that
+// cannot be padded.
+func (s *Spec) bertFamily() bool { return s.Arch == "bert" || s.Arch == "nomic-bert" }
+
+// nomicTensors are the tensors of a nomic-bert encoder after token_embd:
+// BERT's post-norm layers with a fused QKV projection and no biases, rotary
+// positions instead of a position table, and a SwiGLU feed-forward.
+func (s *Spec) nomicTensors(w func(string, ...int64) tensor, vec func(string, int64, func(*rng, []float32)) tensor, random func(*rng, []float32)) []tensor {
+	e, f := int64(s.NEmbd), int64(s.NFF)
+	ones := func(_ *rng, row []float32) {
+		for i := range row {
+			row[i] = 1
+		}
+	}
+	zeros := func(_ *rng, row []float32) { clear(row) }
+	ts := []tensor{
+		{name: "token_types.weight", typ: cgo.TypeF32, shape: []int64{e, 2}, init: random},
+		vec("token_embd_norm.weight", e, ones),
+		vec("token_embd_norm.bias", e, zeros),
+	}
+	for i := range s.NLayer {
+		p := fmt.Sprintf("blk.%d.", i)
+		ts = append(ts,
+			w(p+"attn_qkv.weight", e, 3*e),
+			w(p+"attn_output.weight", e, e),
+			vec(p+"attn_output_norm.weight", e, ones), vec(p+"attn_output_norm.bias", e, zeros),
+			w(p+"ffn_up.weight", e, f),
+			w(p+"ffn_gate.weight", e, f),
+			w(p+"ffn_down.weight", f, e),
+			vec(p+"layer_output_norm.weight", e, ones), vec(p+"layer_output_norm.bias", e, zeros),
+		)
+	}
+	return ts
+}
+
 // Params is the number of weights the spec writes.
 func (s Spec) Params(nVocab int) int64 {
 	if err := s.fill(); err != nil {
@@ -298,8 +362,8 @@ func WriteWith(path, vocabPath string, s Spec, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("vocabulary %q: %w", vocabPath, err)
 	}
-	if s.Arch == "bert" && nVocab != vocabSize(vocab) {
-		return errors.New("bert vocabularies cannot be padded")
+	if s.bertFamily() && nVocab != vocabSize(vocab) {
+		return fmt.Errorf("%s vocabularies cannot be padded", s.Arch)
 	}
 	a := s.Arch + "."
 	g.SetString("general.architecture", s.Arch)
@@ -315,11 +379,17 @@ func WriteWith(path, vocabPath string, s Spec, opts Options) error {
 	g.SetUint32(a+"block_count", uint32(s.NLayer))
 	g.SetUint32(a+"feed_forward_length", uint32(s.NFF))
 	g.SetUint32(a+"attention.head_count", uint32(s.NHead))
-	if s.Arch == "bert" {
+	if s.bertFamily() {
 		g.SetFloat32(a+"attention.layer_norm_epsilon", s.NormEps)
 		g.SetBool(a+"attention.causal", false)
 		g.SetUint32(a+"pooling_type", uint32(s.Pooling))
+		if s.Arch == "nomic-bert" {
+			g.SetFloat32(a+"rope.freq_base", s.RopeTheta)
+		}
 	} else {
+		if s.Pooling > 0 {
+			g.SetUint32(a+"pooling_type", uint32(s.Pooling))
+		}
 		g.SetUint32(a+"attention.head_count_kv", uint32(s.NHeadKV))
 		g.SetFloat32(a+"rope.freq_base", s.RopeTheta)
 		g.SetFloat32(a+"attention.layer_norm_rms_epsilon", s.NormEps)
