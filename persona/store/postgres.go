@@ -51,6 +51,12 @@ var pgSchema = []string{
 	`CREATE SEQUENCE IF NOT EXISTS pplug_revision`,
 }
 
+// pgShapeChecks fail when tables of these names are another program's.
+var pgShapeChecks = []string{
+	"SELECT id, key_hash, created, rev FROM users LIMIT 0",
+	"SELECT seq, user_id, item_id, text, date, fields, added FROM items LIMIT 0",
+}
+
 // pgSchemaLock serialises the schema statements of replicas that start
 // together (CREATE ... IF NOT EXISTS is not safe against a concurrent one).
 const pgSchemaLock = 0x70706c7567 // "pplug"
@@ -101,17 +107,9 @@ func (s *Store) pgMigrate(ctx context.Context) error {
 	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", pgSchemaLock); err != nil {
 		return fmt.Errorf("lock the schema: %w", err)
 	}
-	for _, stmt := range pgSchema {
+	for _, stmt := range append(pgSchema, pgShapeChecks...) {
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
-			return fmt.Errorf("create tables: %w", err)
-		}
-	}
-	for _, check := range []string{
-		"SELECT id, key_hash, created, rev FROM users LIMIT 0",
-		"SELECT seq, user_id, item_id, text, date, fields, added FROM items LIMIT 0",
-	} {
-		if _, err := tx.ExecContext(ctx, check); err != nil {
-			return fmt.Errorf("its users or items table is not a pplug profile table (%w): give another database, or a schema of pplug's own (?search_path=NAME)", err)
+			return fmt.Errorf("create tables (%w): its users or items table is not a pplug profile table; give another database, or a schema of pplug's own (?search_path=NAME)", err)
 		}
 	}
 	return tx.Commit()
