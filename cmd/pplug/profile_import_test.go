@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pplug/pplug/internal/pgtest"
 	"github.com/pplug/pplug/internal/testenv"
 )
 
@@ -18,8 +19,13 @@ func importProfile(t *testing.T, db, prof string, extra ...string) (int, string,
 
 // An id names one item: importing an id the user has is an error naming
 // it and the flags that replace; --upsert and --replace replace.
+// Both stores: a SQLite file and a PostgreSQL URL.
 func TestImportRefusesExistingIDs(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "p.db")
+	t.Run("sqlite", func(t *testing.T) { testImportRefusesExistingIDs(t, filepath.Join(t.TempDir(), "p.db")) })
+	t.Run("postgres", func(t *testing.T) { testImportRefusesExistingIDs(t, pgtest.Shared(t).NewDatabase()) })
+}
+
+func testImportRefusesExistingIDs(t *testing.T, db string) {
 	prof := filepath.Join("..", "..", "examples", "profiles", "lily.json")
 	if code, out, errs := importProfile(t, db, prof); code != 0 || !strings.Contains(out, "imported 8 items") {
 		t.Fatalf("first import: %d %s %s", code, out, errs)
