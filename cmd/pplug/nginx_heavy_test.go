@@ -61,7 +61,10 @@ func startNginx(t *testing.T, replicaA, replicaB string) string {
 	}
 	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGQUIT); cmd.Wait() })
 	base := "http://" + listen
-	if !waitUntil(heavyWait, func() bool { r, err := http.Get(base + "/health"); return err == nil && r.Body.Close() == nil && r.StatusCode == 200 }) {
+	if !waitUntil(heavyWait, func() bool {
+		r, err := http.Get(base + "/health")
+		return err == nil && r.Body.Close() == nil && r.StatusCode == 200
+	}) {
 		log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
 		t.Fatalf("nginx does not answer on %s: %s %s", listen, out.String(), log)
 	}
