@@ -98,3 +98,29 @@ func TestPostgresOutageAndRecovery(t *testing.T) {
 		t.Fatalf("integrity: %q %v", v, err)
 	}
 }
+
+// Acknowledged writes are durable whatever the server's default: every
+// session of the store commits synchronously, also on a database whose
+// default is synchronous_commit=off.
+func TestPostgresCommitsSynchronously(t *testing.T) {
+	ctx := context.Background()
+	srv := pgtest.Shared(t)
+	where := srv.NewDatabase()
+	conn, err := pgx.Connect(ctx, where)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "ALTER DATABASE "+conn.Config().Database+" SET synchronous_commit = off"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	st, err := Open(ctx, where)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var v string
+	if err := st.db.QueryRowContext(ctx, "SHOW synchronous_commit").Scan(&v); err != nil || v != "on" {
+		t.Fatalf("synchronous_commit of the store's session: %q %v", v, err)
+	}
+}
