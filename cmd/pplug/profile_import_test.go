@@ -106,3 +106,29 @@ func TestImportSaysWhatWasDropped(t *testing.T) {
 		t.Errorf("--fields title: exit %d %s", code, errs)
 	}
 }
+
+// A PostgreSQL URL that does not parse is a usage error (exit 2); one that
+// names no reachable server fails before any work (exit 1, in serve
+// before the model loads); neither shows the password.
+func TestProfilesURLErrors(t *testing.T) {
+	prof := filepath.Join("..", "..", "examples", "profiles", "lily.json")
+	model := testenv.Stories260K(t)
+	for _, tc := range []struct {
+		url  string
+		code int
+		want string
+	}{
+		{"postgres://ann:s3cret@127.0.0.1:port/db", 2, "--profiles: profile database postgres://"},
+		{"postgresql://ann:s3cret@127.0.0.1:1/db?connect_timeout=2", 1, "profile database postgresql://ann:xxxxx@127.0.0.1:1/db"},
+	} {
+		for _, args := range [][]string{
+			{"profile", "import", "--profiles", tc.url, "--user", "lily", "--profile", prof},
+			{"serve", "-m", model, "--profiles", tc.url, "--port", "0"},
+		} {
+			code, _, errs := pplug(t, "", args...)
+			if code != tc.code || !strings.Contains(errs, tc.want) || strings.Contains(errs, "s3cret") {
+				t.Errorf("%s %s: exit %d, %s", args[0], tc.url, code, errs)
+			}
+		}
+	}
+}

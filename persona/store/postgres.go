@@ -69,13 +69,28 @@ type pgBackend struct {
 	pool *pgxpool.Pool
 }
 
+// CheckURL says why a postgres:// URL cannot name a database (nil when
+// it can), before any connection is tried.
+func CheckURL(rawURL string) error {
+	_, err := parseURL(rawURL)
+	return err
+}
+
+func parseURL(rawURL string) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("profile database %s: %w: give a URL like postgres://USER:PASSWORD@HOST:5432/DATABASE", redactURL(rawURL), err)
+	}
+	return cfg, nil
+}
+
 // openPostgres connects to the database at a postgres:// URL and makes
 // the tables when missing.
 func openPostgres(ctx context.Context, rawURL string) (*Store, error) {
 	where := redactURL(rawURL)
-	cfg, err := pgxpool.ParseConfig(rawURL)
+	cfg, err := parseURL(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("profile database %s: %w: give a URL like postgres://USER:PASSWORD@HOST:5432/DATABASE", where, err)
+		return nil, err
 	}
 	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
 	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
