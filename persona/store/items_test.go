@@ -61,6 +61,9 @@ func testItemIDRule(t *testing.T, where string) {
 		"control":   {[]NewItem{{Text: "x"}, {ID: "a\tb", Text: "x"}}, profile.ErrBadID, "item 1"},
 		"too large": {[]NewItem{{Text: strings.Repeat("w", MaxItemBytes+1)}}, ErrItemTooLarge, "65536 bytes"},
 		"blank":     {[]NewItem{{Text: " "}}, ErrEmptyText, "item 0"},
+		// PostgreSQL's text holds no NUL: both stores refuse it alike.
+		"nul text": {[]NewItem{{Text: "a\x00b"}}, ErrEmptyText, "item 0"},
+		"nul date": {[]NewItem{{Text: "x"}, {Text: "y", Date: "2024\x00"}}, ErrBadDate, "item 1"},
 	}
 	for name, tc := range bad {
 		for mode, write := range map[string]func(context.Context, string, []NewItem) ([]Item, error){
