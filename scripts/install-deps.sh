@@ -2,7 +2,9 @@
 # scripts/install-deps.sh - install the Debian/Ubuntu packages pplug's build and
 # tests need, only those missing (apt-get, no recommends; sudo when not root).
 #
-#   scripts/install-deps.sh            g++, make, tmux (the tests drive chat in tmux)
+#   scripts/install-deps.sh            g++, make, tmux (the tests drive chat in tmux),
+#                                      postgresql and nginx-light (the PostgreSQL store's tests
+#                                      start a server; a replica test puts nginx in front)
 #   scripts/install-deps.sh --vulkan   and what `make vulkan` / `make test-vulkan` need:
 #                                      cmake, glslc, libvulkan-dev, mesa-vulkan-drivers
 #                                      (lavapipe, a software Vulkan 1.3 device), patch
@@ -12,7 +14,7 @@
 
 set -euo pipefail
 
-BASE=(g++ make tmux)
+BASE=(g++ make tmux postgresql nginx-light)
 VULKAN=(cmake glslc libvulkan-dev mesa-vulkan-drivers patch)
 
 usage() { printf 'usage: %s [--vulkan]\n' "$0" >&2; exit 2; }

@@ -79,7 +79,7 @@ func (s *Server) userByKey(r *http.Request, key string) (caller, *apiError) {
 	case errors.Is(err, store.ErrNotFound):
 		return caller{}, unauthorized("this user key belongs to no user (mistyped, or the user was deleted): send the key POST /v1/users returned")
 	case err != nil:
-		return caller{}, errf(http.StatusInternalServerError, "server_error", "", "profile database: %v", err)
+		return caller{}, databaseError("profile database", err)
 	}
 	return caller{user: id}, nil
 }

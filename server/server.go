@@ -400,7 +400,7 @@ func (s *Server) prepare(ctx context.Context, c caller, p samplingParams, query 
 	}
 	req, why, err := s.pers.personalize(ctx, user, query)
 	if err != nil {
-		return nil, errf(http.StatusInternalServerError, "server_error", "", "persona: %v", err)
+		return nil, databaseError("persona", err)
 	}
 	mode := string(req.Method)
 	if why != "" {

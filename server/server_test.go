@@ -43,6 +43,13 @@ var testUsers = map[string][]string{
 
 func startServer(t testing.TB, np int, apiKey string) *testServer {
 	t.Helper()
+	return startServerOn(t, np, apiKey, filepath.Join(t.TempDir(), "profiles.db"))
+}
+
+// startServerOn is startServer on the profile database where (a SQLite
+// file or a PostgreSQL URL).
+func startServerOn(t testing.TB, np int, apiKey, where string) *testServer {
+	t.Helper()
 	ctx := context.Background()
 	m, err := llama.LoadModel(ctx, testenv.Stories260K(t), llama.ModelOptions{})
 	if err != nil {
@@ -64,7 +71,7 @@ func startServer(t testing.TB, np int, apiKey string) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "profiles.db"))
+	st, err := store.Open(ctx, where)
 	if err != nil {
 		t.Fatal(err)
 	}

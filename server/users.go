@@ -39,10 +39,10 @@ func storeError(err error) *apiError {
 	case errors.Is(err, store.ErrItemTooLarge):
 		return errf(http.StatusRequestEntityTooLarge, "invalid_request_error", "item_too_large", "%v", err)
 	case errors.Is(err, store.ErrBadUserID), errors.Is(err, profile.ErrBadID),
-		errors.Is(err, profile.ErrDuplicateID), errors.Is(err, store.ErrEmptyText):
+		errors.Is(err, profile.ErrDuplicateID), errors.Is(err, store.ErrEmptyText), errors.Is(err, store.ErrBadDate):
 		return badRequest("", "%v", err)
 	}
-	return errf(http.StatusInternalServerError, "server_error", "", "profile database: %v", err)
+	return databaseError("profile database", err)
 }
 
 // userFor checks the path's user id and that the caller may touch that

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pplug/pplug/eval"
+	"github.com/pplug/pplug/persona/store"
 )
 
 // Every flag whose value is a file or a folder is declared here as what
@@ -41,6 +42,8 @@ type fileFlag struct {
 	// writes are, for an outputDir, patterns (filepath.Match) of the
 	// names the command writes into the folder.
 	writes []string
+	// urls: a database URL (postgres://...) names no file.
+	urls bool
 }
 
 var (
@@ -49,7 +52,7 @@ var (
 	outFile   = fileFlag{role: outputFile}
 	plugFile  = fileFlag{role: outputFile, beside: []string{".opt"}}
 	cacheDir  = fileFlag{role: outputDir} // its files are named by content hashes
-	databases = fileFlag{role: outputFile, beside: []string{"-wal", "-shm", "-journal"}}
+	databases = fileFlag{role: outputFile, beside: []string{"-wal", "-shm", "-journal"}, urls: true}
 )
 
 // flagFiles are the flags that mean the same in every command.
@@ -201,7 +204,7 @@ func commandFilesOf(c *cli.Context, cmd string, flags []cli.Flag) (ins, outs []n
 		}
 		for _, v := range flagValues(c, fl) {
 			path, ok := strings.CutPrefix(v, spec.prefix)
-			if !ok || path == "" || path == "-" && spec.role == inputFile {
+			if !ok || path == "" || path == "-" && spec.role == inputFile || spec.urls && store.IsURL(path) {
 				continue
 			}
 			files := spec.expand(name, path)

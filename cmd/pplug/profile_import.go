@@ -69,13 +69,13 @@ func runProfileImport(c *cli.Context) error {
 		err = fmt.Errorf("%w: an id names one item; pass --upsert to replace the items with the profile's ids, or --replace to replace the whole history", err)
 	}
 	if err != nil {
-		return fmt.Errorf("import %s into %s: %w", c.String("profile"), path, err)
+		return fmt.Errorf("import %s into %s: %w", c.String("profile"), st.Path(), err)
 	}
 	u, err := st.User(ctx, user)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.Writer, "imported %d items into user %q (%d items in all) in %s\n", len(added), user, u.Items, path)
+	fmt.Fprintf(c.App.Writer, "imported %d items into user %q (%d items in all) in %s\n", len(added), user, u.Items, st.Path())
 	if key != "" {
 		fmt.Fprintf(c.App.Writer, "user API key (shown once): %s\n", key)
 	}

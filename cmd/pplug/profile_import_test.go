@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pplug/pplug/internal/pgtest"
 	"github.com/pplug/pplug/internal/testenv"
 )
 
@@ -18,8 +19,13 @@ func importProfile(t *testing.T, db, prof string, extra ...string) (int, string,
 
 // An id names one item: importing an id the user has is an error naming
 // it and the flags that replace; --upsert and --replace replace.
+// Both stores: a SQLite file and a PostgreSQL URL.
 func TestImportRefusesExistingIDs(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "p.db")
+	t.Run("sqlite", func(t *testing.T) { testImportRefusesExistingIDs(t, filepath.Join(t.TempDir(), "p.db")) })
+	t.Run("postgres", func(t *testing.T) { testImportRefusesExistingIDs(t, pgtest.Shared(t).NewDatabase()) })
+}
+
+func testImportRefusesExistingIDs(t *testing.T, db string) {
 	prof := filepath.Join("..", "..", "examples", "profiles", "lily.json")
 	if code, out, errs := importProfile(t, db, prof); code != 0 || !strings.Contains(out, "imported 8 items") {
 		t.Fatalf("first import: %d %s %s", code, out, errs)
@@ -98,5 +104,31 @@ func TestImportSaysWhatWasDropped(t *testing.T) {
 	plain := writeFile(t, dir, "plain.jsonl", "{\"text\": \"a\", \"date\": \"2020-01-01\"}\n")
 	if code, _, errs := importProfile(t, db, plain, "--fields", "title"); code != 1 || !strings.Contains(errs, `--fields title: `) || !strings.Contains(errs, `no item has a field title; fields seen: "date", "text"`) {
 		t.Errorf("--fields title: exit %d %s", code, errs)
+	}
+}
+
+// A PostgreSQL URL that does not parse is a usage error (exit 2); one that
+// names no reachable server fails before any work (exit 1, in serve
+// before the model loads); neither shows the password.
+func TestProfilesURLErrors(t *testing.T) {
+	prof := filepath.Join("..", "..", "examples", "profiles", "lily.json")
+	model := testenv.Stories260K(t)
+	for _, tc := range []struct {
+		url  string
+		code int
+		want string
+	}{
+		{"postgres://ann:s3cret@127.0.0.1:port/db", 2, "--profiles: profile database postgres://"},
+		{"postgresql://ann:s3cret@127.0.0.1:1/db?connect_timeout=2", 1, "profile database postgresql://ann:xxxxx@127.0.0.1:1/db"},
+	} {
+		for _, args := range [][]string{
+			{"profile", "import", "--profiles", tc.url, "--user", "lily", "--profile", prof},
+			{"serve", "-m", model, "--profiles", tc.url, "--port", "0"},
+		} {
+			code, _, errs := pplug(t, "", args...)
+			if code != tc.code || !strings.Contains(errs, tc.want) || strings.Contains(errs, "s3cret") {
+				t.Errorf("%s %s: exit %d, %s", args[0], tc.url, code, errs)
+			}
+		}
 	}
 }

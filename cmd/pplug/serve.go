@@ -20,12 +20,18 @@ import (
 
 // profilesFlag is the profile database flag of serve and profile import.
 func profilesFlag() cli.Flag {
-	return &cli.StringFlag{Name: "profiles", Usage: "profile database `FILE` (SQLite, WAL mode; default $PPLUG_PROFILES or <user data dir>/pplug/profiles.db)", EnvVars: []string{"PPLUG_PROFILES"}}
+	return &cli.StringFlag{Name: "profiles", Usage: "profile database: a SQLite `FILE` (WAL mode; default $PPLUG_PROFILES or <user data dir>/pplug/profiles.db) or a PostgreSQL URL postgres://USER:PASSWORD@HOST:5432/DB, which several servers share (docs/serving.md)", EnvVars: []string{"PPLUG_PROFILES"}}
 }
 
-// profilesPath is --profiles or the default database, whose folder it creates.
+// profilesPath is --profiles or the default database, whose folder it
+// creates. A PostgreSQL URL that does not parse is a usage error.
 func profilesPath(c *cli.Context) (string, error) {
-	if p := c.String("profiles"); p != "" {
+	if p := c.String("profiles"); store.IsURL(p) {
+		if err := store.CheckURL(p); err != nil {
+			return "", usagef("--profiles: %v", err)
+		}
+		return p, nil
+	} else if p != "" {
 		return p, nil
 	}
 	dir := os.Getenv("XDG_DATA_HOME")
@@ -191,7 +197,7 @@ func runServe(c *cli.Context) error {
 		mode = "PPlug " + c.String("plug")
 	}
 	fmt.Fprintf(stderr, "pplug serve: %s on http://%s (model %q, %d sequences over %d KV positions, personas: %s, profiles: %s)\n",
-		"listening", ln.Addr(), cfg.ModelName, srv.NSeq(), srv.NCtx(), mode, dbPath)
+		"listening", ln.Addr(), cfg.ModelName, srv.NSeq(), srv.NCtx(), mode, st.Path())
 	if err := srv.Serve(ctx, ln); err != nil && !errors.Is(err, net.ErrClosed) {
 		return err
 	}

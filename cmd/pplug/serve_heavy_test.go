@@ -26,28 +26,9 @@ import (
 func TestServeKill9KeepsItems(t *testing.T) {
 	model := testenv.Stories260K(t)
 	db := filepath.Join(t.TempDir(), "profiles.db")
-	listening := regexp.MustCompile(`listening on (http://[0-9.:]+)`)
 	start := func() (string, func()) {
 		t.Helper()
-		cmd := runPplug(context.Background(), "", "serve", "-m", model, "--profiles", db, "--port", "0", "-np", "2", "-t", "1")
-		errs, _ := cmd.StderrPipe()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(errs)
-		deadline := time.Now().Add(heavyWait)
-		for sc.Scan() && time.Now().Before(deadline) {
-			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
-				go func() {
-					for sc.Scan() {
-					}
-				}()
-				return m[1], func() { cmd.Process.Signal(syscall.SIGKILL); cmd.Wait() }
-			}
-		}
-		cmd.Process.Kill()
-		t.Fatal("serve did not start")
-		return "", nil
+		return startServeProcess(t, "-m", model, "--profiles", db, "-np", "2", "-t", "1")
 	}
 	url, kill := start()
 	if status, body := httpJSON(t, "POST", url+"/v1/users", map[string]any{"id": "w"}); status != 201 {
@@ -122,6 +103,36 @@ func TestServeKill9KeepsItems(t *testing.T) {
 		url, kill = start()
 	}
 	kill()
+}
+
+// startServeProcess runs `pplug serve ARGS` as a process on a free
+// loopback port and returns its URL and a function that kills it with
+// SIGKILL.
+func startServeProcess(t *testing.T, args ...string) (string, func()) {
+	t.Helper()
+	listening := regexp.MustCompile(`listening on (http://[0-9.:]+)`)
+	cmd := runPplug(context.Background(), "", append([]string{"serve", "--port", "0"}, args...)...)
+	errs, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(errs)
+	deadline := time.Now().Add(heavyWait)
+	var said []string
+	for sc.Scan() && time.Now().Before(deadline) {
+		said = append(said, sc.Text())
+		if m := listening.FindStringSubmatch(sc.Text()); m != nil {
+			go func() {
+				for sc.Scan() {
+				}
+			}()
+			return m[1], func() { cmd.Process.Signal(syscall.SIGKILL); cmd.Wait() }
+		}
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	t.Fatalf("serve did not start:\n%s", strings.Join(said, "\n"))
+	return "", nil
 }
 
 // heavyWait bounds every wait of the heavy tests for something that

@@ -3,6 +3,8 @@ package main
 import (
 	"os"
 	"testing"
+
+	"github.com/pplug/pplug/internal/pgtest"
 )
 
 // TestMain lets the test binary stand in for pplug when PPLUG_RUN_MAIN=1,
@@ -11,5 +13,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("PPLUG_RUN_MAIN") == "1" {
 		os.Exit(run(append([]string{"pplug"}, os.Args[1:]...), os.Stdin, os.Stdout, os.Stderr))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	pgtest.StopShared()
+	os.Exit(code)
 }

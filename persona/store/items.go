@@ -33,7 +33,9 @@ var (
 	// ErrItemTooLarge: an item's text is over MaxItemBytes.
 	ErrItemTooLarge = fmt.Errorf("an item's text is at most %d bytes", MaxItemBytes)
 	// ErrEmptyText: an item's text is blank or not UTF-8.
-	ErrEmptyText = errors.New("an item needs a text: a non-blank UTF-8 string")
+	ErrEmptyText = errors.New("an item needs a text: a non-blank UTF-8 string without NUL characters")
+	// ErrBadDate: an item's date is not UTF-8 or holds a NUL character.
+	ErrBadDate = errors.New("an item's date is a UTF-8 string without NUL characters (RFC 3339 is best)")
 )
 
 // NewItem is an item to add.
@@ -95,8 +97,10 @@ func CheckItems(items []NewItem) error {
 
 func checkItem(it NewItem) error {
 	switch {
-	case !utf8.ValidString(it.Text) || strings.TrimSpace(it.Text) == "":
+	case !utf8.ValidString(it.Text) || strings.TrimSpace(it.Text) == "" || strings.ContainsRune(it.Text, 0):
 		return ErrEmptyText
+	case strings.ContainsRune(it.Date, 0) || !utf8.ValidString(it.Date):
+		return ErrBadDate
 	case len(it.Text) > MaxItemBytes:
 		return fmt.Errorf("%w: this one has %d", ErrItemTooLarge, len(it.Text))
 	case it.ID != "":
@@ -109,25 +113,31 @@ func (s *Store) writeItems(ctx context.Context, userID string, items []NewItem, 
 	if err := CheckItems(items); err != nil {
 		return nil, err
 	}
+	out, err := s.writeTx(ctx, userID, items, mode)
+	return out, s.classify(err)
+}
+
+// writeTx writes a checked batch in one transaction.
+func (s *Store) writeTx(ctx context.Context, userID string, items []NewItem, mode writeMode) ([]Item, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("add items for %s: %w", q(userID), err)
 	}
 	defer tx.Rollback()
-	if ok, err := bumpRev(ctx, tx, userID); err != nil {
+	if ok, err := s.b.bumpRev(ctx, tx, userID); err != nil {
 		return nil, fmt.Errorf("add items for %s: %w", q(userID), err)
 	} else if !ok {
 		return nil, fmt.Errorf("user %s: %w", q(userID), ErrNotFound)
 	}
 	if mode == modeReplace {
-		if _, err := tx.ExecContext(ctx, "DELETE FROM items WHERE user_id = ?", userID); err != nil {
+		if _, err := s.exec(ctx, tx, "DELETE FROM items WHERE user_id = ?", userID); err != nil {
 			return nil, fmt.Errorf("replace the items of %s: %w", q(userID), err)
 		}
 	}
 	now := time.Now().UTC()
 	out := make([]Item, 0, len(items))
 	for _, it := range items {
-		added, err := insertItem(ctx, tx, userID, it, now, mode == modeUpsert)
+		added, err := s.insertItem(ctx, tx, userID, it, now, mode == modeUpsert)
 		if err != nil {
 			return nil, err
 		}
@@ -141,7 +151,7 @@ func (s *Store) writeItems(ctx context.Context, userID string, items []NewItem, 
 
 // insertItem adds one item in tx; with upsert, an item with its id is
 // replaced, else such an item is ErrItemExists.
-func insertItem(ctx context.Context, tx *sql.Tx, userID string, it NewItem, now time.Time, upsert bool) (Item, error) {
+func (s *Store) insertItem(ctx context.Context, tx *sql.Tx, userID string, it NewItem, now time.Time, upsert bool) (Item, error) {
 	id := it.ID
 	if id == "" {
 		var b [8]byte
@@ -149,7 +159,7 @@ func insertItem(ctx context.Context, tx *sql.Tx, userID string, it NewItem, now 
 		id = hex.EncodeToString(b[:])
 	}
 	if upsert {
-		if _, err := tx.ExecContext(ctx, "DELETE FROM items WHERE user_id = ? AND item_id = ?", userID, id); err != nil {
+		if _, err := s.exec(ctx, tx, "DELETE FROM items WHERE user_id = ? AND item_id = ?", userID, id); err != nil {
 			return Item{}, fmt.Errorf("replace item %s of %s: %w", q(id), q(userID), err)
 		}
 	}
@@ -158,15 +168,15 @@ func insertItem(ctx context.Context, tx *sql.Tx, userID string, it NewItem, now 
 		fields = map[string]string{}
 	}
 	fj, _ := json.Marshal(fields)
-	r, err := tx.ExecContext(ctx, `INSERT INTO items(user_id, item_id, text, date, fields, added) VALUES(?, ?, ?, ?, ?, ?)
-		ON CONFLICT(user_id, item_id) DO NOTHING`, userID, id, it.Text, it.Date, string(fj), now.Format(time.RFC3339Nano))
+	var seq int64
+	err := tx.QueryRowContext(ctx, s.b.bind(`INSERT INTO items(user_id, item_id, text, date, fields, added) VALUES(?, ?, ?, ?, ?, ?)
+		ON CONFLICT(user_id, item_id) DO NOTHING RETURNING seq`), userID, id, it.Text, it.Date, string(fj), now.Format(time.RFC3339Nano)).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Item{}, fmt.Errorf("user %s: item %s: %w", q(userID), q(id), ErrItemExists)
+	}
 	if err != nil {
 		return Item{}, fmt.Errorf("add item %s for %s: %w", q(id), q(userID), err)
 	}
-	if n, _ := r.RowsAffected(); n == 0 {
-		return Item{}, fmt.Errorf("user %s: item %s: %w", q(userID), q(id), ErrItemExists)
-	}
-	seq, _ := r.LastInsertId()
 	return Item{ID: id, Text: it.Text, Date: it.Date, Fields: it.Fields, Added: now, Seq: seq}, nil
 }
 

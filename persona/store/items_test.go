@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -11,9 +10,9 @@ import (
 	"github.com/pplug/pplug/persona/profile"
 )
 
-func openTest(t *testing.T) *Store {
+func openTest(t *testing.T, where string) *Store {
 	t.Helper()
-	st, err := Open(context.Background(), filepath.Join(t.TempDir(), "p.db"))
+	st, err := Open(context.Background(), where)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,9 +36,11 @@ func texts(t *testing.T, st *Store, user string) string {
 // An id names one item of a user: adding an id the user has is refused
 // (the old text stays), a batch never holds an id twice, a bad id or an
 // oversized text refuses the batch; only UpsertItems replaces by id.
-func TestItemIDRule(t *testing.T) {
+func TestItemIDRule(t *testing.T) { forEachStore(t, testItemIDRule) }
+
+func testItemIDRule(t *testing.T, where string) {
 	ctx := context.Background()
-	st := openTest(t)
+	st := openTest(t, where)
 	if _, err := st.CreateUser(ctx, "ann", NewKey()); err != nil {
 		t.Fatal(err)
 	}
@@ -60,6 +61,9 @@ func TestItemIDRule(t *testing.T) {
 		"control":   {[]NewItem{{Text: "x"}, {ID: "a\tb", Text: "x"}}, profile.ErrBadID, "item 1"},
 		"too large": {[]NewItem{{Text: strings.Repeat("w", MaxItemBytes+1)}}, ErrItemTooLarge, "65536 bytes"},
 		"blank":     {[]NewItem{{Text: " "}}, ErrEmptyText, "item 0"},
+		// PostgreSQL's text holds no NUL: both stores refuse it alike.
+		"nul text": {[]NewItem{{Text: "a\x00b"}}, ErrEmptyText, "item 0"},
+		"nul date": {[]NewItem{{Text: "x"}, {Text: "y", Date: "2024\x00"}}, ErrBadDate, "item 1"},
 	}
 	for name, tc := range bad {
 		for mode, write := range map[string]func(context.Context, string, []NewItem) ([]Item, error){
@@ -89,9 +93,11 @@ func TestItemIDRule(t *testing.T) {
 // makes the user or finds it there (ErrExists), a delete either removes it
 // or finds none; never another answer (a create once said "not found"
 // when a delete came between its insert and its read).
-func TestConcurrentCreateDelete(t *testing.T) {
+func TestConcurrentCreateDelete(t *testing.T) { forEachStore(t, testConcurrentCreateDelete) }
+
+func testConcurrentCreateDelete(t *testing.T, where string) {
 	ctx := context.Background()
-	st := openTest(t)
+	st := openTest(t, where)
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for g := range 8 {
@@ -121,9 +127,11 @@ func TestConcurrentCreateDelete(t *testing.T) {
 
 // A delete right after a create commits does not turn the create's answer
 // into "not found": the created user comes from the create's transaction.
-func TestCreateAnswersWhatItCreated(t *testing.T) {
+func TestCreateAnswersWhatItCreated(t *testing.T) { forEachStore(t, testCreateAnswersWhatItCreated) }
+
+func testCreateAnswersWhatItCreated(t *testing.T, where string) {
 	ctx := context.Background()
-	st := openTest(t)
+	st := openTest(t, where)
 	testHookCreated = func(s *Store, id string) {
 		if err := s.DeleteUser(ctx, id); err != nil {
 			t.Errorf("delete: %v", err)

@@ -5,50 +5,19 @@ package store
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// TestMain lets the test binary act as a writer process for the kill test.
-func TestMain(m *testing.M) {
-	if path := os.Getenv("PPLUG_STORE_WRITER"); path != "" {
-		os.Exit(writer(path))
-	}
-	os.Exit(m.Run())
-}
-
-// writer appends items forever, printing each committed item's id. Ids
-// carry the round ($PPLUG_STORE_WRITER_ROUND): an id the user already has
-// is refused, and every round starts a new writer.
-func writer(path string) int {
-	prefix := "r" + os.Getenv("PPLUG_STORE_WRITER_ROUND") + "-it-"
-	ctx := context.Background()
-	st, err := Open(ctx, path)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	for i := 0; ; i++ {
-		id := prefix + strconv.Itoa(i)
-		if _, err := st.AddItems(ctx, "w", []NewItem{{ID: id, Text: strings.Repeat("text ", 50) + id}, {ID: id + "b", Text: "pair " + id}}); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		fmt.Println(id)
-	}
-}
-
 // kill -9 during writes: every acknowledged item is there and the file is intact.
-func TestKill9DuringWrites(t *testing.T) {
+func TestKill9DuringWrites(t *testing.T) { forEachStore(t, testKill9DuringWrites) }
+
+func testKill9DuringWrites(t *testing.T, path string) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "p.db")
 	st, err := Open(ctx, path)
 	if err != nil {
 		t.Fatal(err)

@@ -1,8 +1,20 @@
-// Package store keeps user profiles in one SQLite file (WAL mode, through
-// the pure-Go modernc.org/sqlite driver): users and their history items
-// (the items' embeddings live in persona's embedding cache, one per encoder
-// and text, shared with every command). Every change runs in a transaction; a process
-// killed during writes leaves the file consistent (SQLite's WAL recovery).
+// Package store keeps user profiles: users and their history items (the
+// items' embeddings live in persona's embedding cache, one per encoder and
+// text, shared with every command). Two databases hold them with one
+// schema and one set of rules, written once in this package above a small
+// backend interface (sqlite.go, postgres.go):
+//
+//   - a SQLite file (the default; WAL mode, through the pure-Go
+//     modernc.org/sqlite driver), for one host;
+//   - PostgreSQL (a postgres:// or postgresql:// URL, through pgx), which
+//     several servers share as replicas.
+//
+// Every change runs in a transaction and is durable once acknowledged
+// (SQLite synchronous=FULL, PostgreSQL synchronous_commit=on); a process
+// killed during writes leaves the database consistent. Revisions come from
+// one counter of the database and are never given out twice, so a
+// revision read from the database tells any process whether what it
+// cached of a user is current.
 package store
 
 import (
@@ -14,16 +26,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"net/url"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
-
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/pplug/pplug/persona/profile"
 )
@@ -33,6 +38,9 @@ var (
 	ErrNotFound  = errors.New("not found")
 	ErrExists    = errors.New("already exists")
 	ErrBadUserID = errors.New("a user id is 1 to 128 letters, digits or the characters .-_@: (no spaces)")
+	// ErrUnavailable: the database could not be reached (a PostgreSQL
+	// server that is down or restarting); the same call may succeed later.
+	ErrUnavailable = errors.New("the profile database is unavailable")
 )
 
 var userIDPattern = regexp.MustCompile(`^[A-Za-z0-9._\-@:]{1,128}$`)
@@ -42,168 +50,78 @@ func ValidUserID(id string) bool { return userIDPattern.MatchString(id) }
 
 // Store is an open profile database. It is safe for concurrent use.
 type Store struct {
-	db   *sql.DB
-	path string
+	db    *sql.DB
+	where string // the file, or the URL without its password
+	b     backend
 }
 
-const schema = `
-CREATE TABLE IF NOT EXISTS users (
-	id       TEXT PRIMARY KEY,
-	key_hash TEXT NOT NULL,
-	created  TEXT NOT NULL,
-	rev      INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS items (
-	seq     INTEGER PRIMARY KEY AUTOINCREMENT,
-	user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-	item_id TEXT NOT NULL,
-	text    TEXT NOT NULL,
-	date    TEXT NOT NULL DEFAULT '',
-	fields  TEXT NOT NULL DEFAULT '{}',
-	added   TEXT NOT NULL,
-	UNIQUE (user_id, item_id)
-);
-CREATE INDEX IF NOT EXISTS items_user ON items(user_id, seq);
-CREATE INDEX IF NOT EXISTS users_key ON users(key_hash);
-CREATE TABLE IF NOT EXISTS revision (
-	one INTEGER PRIMARY KEY CHECK (one = 1),
-	last INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO revision(one, last) SELECT 1, coalesce(max(rev), 0) FROM users;
-`
-
-// Open opens (creating when missing) the database at path in WAL mode.
-func Open(ctx context.Context, path string) (*Store, error) {
-	if path == "" {
-		return nil, errors.New("profile database: no path given")
-	}
-	if err := checkPlace(path); err != nil {
-		return nil, fmt.Errorf("profile database %s: %w", path, err)
-	}
-	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "foreign_keys(1)", "synchronous(FULL)"} {
-		q.Add("_pragma", p)
-	}
-	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
-	if err != nil {
-		return nil, fmt.Errorf("profile database %s: %w", path, err)
-	}
-	s := &Store{db: db, path: path}
-	if _, err := db.ExecContext(ctx, schema); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("profile database %s: %w", path, schemaError(path, err))
-	}
-	var mode string
-	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || !strings.EqualFold(mode, "wal") {
-		db.Close()
-		return nil, fmt.Errorf("profile database %s: cannot switch to WAL mode (got %q, %v): put it on a local file system", path, mode, err)
-	}
-	return s, nil
+// backend is what differs between the databases a Store runs on.
+type backend interface {
+	// bind turns a query's ? placeholders into the database's own.
+	bind(query string) string
+	// bumpRev gives a user the next revision of the database's one
+	// counter in tx; false when there is no such user.
+	bumpRev(ctx context.Context, tx *sql.Tx, userID string) (bool, error)
+	// unavailable reports whether err means the database could not be
+	// reached (as opposed to a refused or failed statement).
+	unavailable(err error) bool
+	// integrity checks the stored data and says "ok" when it is sound.
+	integrity(ctx context.Context, db *sql.DB) (string, error)
+	close() error
 }
 
-// checkPlace says why a database at path could not be opened or written,
-// before SQLite tries and reports every such case as "unable to open": a
-// missing folder, a folder that is not one or cannot be written (WAL mode
-// keeps PATH-wal and PATH-shm beside the file), a database file that is a
-// folder or cannot be written.
-func checkPlace(path string) error {
-	dir := filepath.Dir(path)
-	fi, err := os.Stat(dir)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("the folder %s does not exist: create it (mkdir -p %s) or put the database elsewhere", dir, dir)
-	case err != nil:
-		return fmt.Errorf("the folder %s: %w", dir, err)
-	case !fi.IsDir():
-		return fmt.Errorf("%s is not a folder: put the database in a folder", dir)
+// Open opens (creating the tables when missing) the profile database
+// where names: a postgres:// or postgresql:// URL, or else a SQLite file.
+func Open(ctx context.Context, where string) (*Store, error) {
+	if IsURL(where) {
+		return openPostgres(ctx, where)
 	}
-	if err := checkFile(path); err != nil {
-		return err
-	}
-	probe, err := os.CreateTemp(dir, ".pplug-write-check-*")
-	if err != nil {
-		return fmt.Errorf("cannot create files in %s (%w): SQLite keeps its journal beside the database; make the folder writable or put the database in a writable place", dir, unwrapPath(err))
-	}
-	probe.Close()
-	os.Remove(probe.Name())
-	return nil
+	return openSQLite(ctx, where)
 }
 
-// checkFile checks an existing database file: a file that can be opened
-// for writing. A missing one is fine (Open creates it).
-func checkFile(path string) error {
-	fi, err := os.Stat(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return nil
-	case err != nil:
-		return err
-	case fi.IsDir():
-		return fmt.Errorf("is a folder: give a file in it (%s)", filepath.Join(path, "profiles.db"))
-	}
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return fmt.Errorf("cannot be written (%w): make it writable or copy it to a writable place", unwrapPath(err))
-	}
-	return f.Close()
+// IsURL reports whether a --profiles value names a PostgreSQL database
+// rather than a SQLite file.
+func IsURL(where string) bool {
+	return strings.HasPrefix(where, "postgres://") || strings.HasPrefix(where, "postgresql://")
 }
 
-// unwrapPath drops the operation and path that a file system error
-// repeats.
-func unwrapPath(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
+// Close closes the database.
+func (s *Store) Close() error {
+	err := s.db.Close()
+	if cerr := s.b.close(); err == nil {
+		err = cerr
 	}
 	return err
 }
 
-// sqliteHeader starts every SQLite database file.
-const sqliteHeader = "SQLite format 3\x00"
+// Path is the database: the SQLite file, or the PostgreSQL URL with its
+// password hidden.
+func (s *Store) Path() string { return s.where }
 
-// schemaError says why the tables could not be made: the file is not a
-// SQLite database, or a database of something else.
-func schemaError(path string, err error) error {
-	head := make([]byte, len(sqliteHeader))
-	f, ferr := os.Open(path)
-	if ferr == nil {
-		n, _ := io.ReadFull(f, head)
-		head = head[:n]
-		f.Close()
-	}
-	switch {
-	case ferr == nil && len(head) > 0 && string(head) != sqliteHeader[:len(head)]:
-		return fmt.Errorf("not a SQLite database (%w): is it the right file? give another path, or move it away to start a new database", err)
-	case ferr == nil && len(head) == len(sqliteHeader):
-		return fmt.Errorf("a SQLite database that is not a pplug profile database (create tables: %w): give another path, or move it away to start a new database", err)
-	}
-	return fmt.Errorf("create tables: %w", err)
+// IntegrityCheck checks the stored data and returns its verdict ("ok"
+// when sound): SQLite's PRAGMA integrity_check; on PostgreSQL, that no
+// item lacks its user and no revision was given out twice.
+func (s *Store) IntegrityCheck(ctx context.Context) (string, error) {
+	v, err := s.b.integrity(ctx, s.db)
+	return v, s.classify(err)
 }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
-
-// Path is the database file.
-func (s *Store) Path() string { return s.path }
-
-// IntegrityCheck runs PRAGMA integrity_check and returns its verdict ("ok"
-// when the file is sound).
-func (s *Store) IntegrityCheck(ctx context.Context) (string, error) {
-	rows, err := s.db.QueryContext(ctx, "PRAGMA integrity_check")
-	if err != nil {
-		return "", err
+// classify marks an error that means the database could not be reached
+// as ErrUnavailable (keeping the cause).
+func (s *Store) classify(err error) error {
+	if err != nil && !errors.Is(err, ErrUnavailable) && s.b.unavailable(err) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var r string
-		if err := rows.Scan(&r); err != nil {
-			return "", err
-		}
-		out = append(out, r)
-	}
-	return strings.Join(out, "; "), rows.Err()
+	return err
+}
+
+// exec, query and queryRow run a query written with ? placeholders.
+func (s *Store) exec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	return tx.ExecContext(ctx, s.b.bind(query), args...)
+}
+
+func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return s.db.QueryRowContext(ctx, s.b.bind(query), args...)
 }
 
 // User is a stored user.
@@ -246,29 +164,37 @@ func (s *Store) CreateUser(ctx context.Context, id, key string) (User, error) {
 	if !ValidUserID(id) {
 		return User{}, fmt.Errorf("user %s: %w", q(id), ErrBadUserID)
 	}
+	u, err := s.createUser(ctx, id, key)
+	if err != nil {
+		return User{}, s.classify(err)
+	}
+	testHookCreated(s, id)
+	return u, nil
+}
+
+func (s *Store) createUser(ctx context.Context, id, key string) (User, error) {
 	u := User{ID: id, Created: time.Now().UTC()}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return User{}, fmt.Errorf("create user %s: %w", q(id), err)
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, "INSERT INTO users(id, key_hash, created) VALUES(?, ?, ?) ON CONFLICT(id) DO NOTHING", id, hashKey(key), u.Created.Format(time.RFC3339Nano))
+	res, err := s.exec(ctx, tx, "INSERT INTO users(id, key_hash, created) VALUES(?, ?, ?) ON CONFLICT(id) DO NOTHING", id, hashKey(key), u.Created.Format(time.RFC3339Nano))
 	if err != nil {
 		return User{}, fmt.Errorf("create user %s: %w", q(id), err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return User{}, fmt.Errorf("user %s: %w", q(id), ErrExists)
 	}
-	if _, err := bumpRev(ctx, tx, id); err != nil {
+	if _, err := s.b.bumpRev(ctx, tx, id); err != nil {
 		return User{}, fmt.Errorf("create user %s: %w", q(id), err)
 	}
-	if err := tx.QueryRowContext(ctx, "SELECT rev FROM users WHERE id = ?", id).Scan(&u.Rev); err != nil {
+	if err := tx.QueryRowContext(ctx, s.b.bind("SELECT rev FROM users WHERE id = ?"), id).Scan(&u.Rev); err != nil {
 		return User{}, fmt.Errorf("create user %s: %w", q(id), err)
 	}
 	if err := tx.Commit(); err != nil {
 		return User{}, fmt.Errorf("create user %s: %w", q(id), err)
 	}
-	testHookCreated(s, id)
 	return u, nil
 }
 
@@ -280,24 +206,24 @@ var testHookCreated = func(*Store, string) {}
 // when none).
 func (s *Store) UserByKey(ctx context.Context, key string) (string, error) {
 	var id string
-	err := s.db.QueryRowContext(ctx, "SELECT id FROM users WHERE key_hash = ?", hashKey(key)).Scan(&id)
+	err := s.queryRow(ctx, "SELECT id FROM users WHERE key_hash = ?", hashKey(key)).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", ErrNotFound
 	}
-	return id, err
+	return id, s.classify(err)
 }
 
 // User returns a user with its item count.
 func (s *Store) User(ctx context.Context, id string) (User, error) {
 	var u User
 	var created string
-	err := s.db.QueryRowContext(ctx, "SELECT id, created, rev, (SELECT count(*) FROM items WHERE user_id = users.id) FROM users WHERE id = ?", id).
+	err := s.queryRow(ctx, "SELECT id, created, rev, (SELECT count(*) FROM items WHERE user_id = users.id) FROM users WHERE id = ?", id).
 		Scan(&u.ID, &created, &u.Rev, &u.Items)
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, fmt.Errorf("user %s: %w", q(id), ErrNotFound)
 	}
 	if err != nil {
-		return User{}, fmt.Errorf("read user %s: %w", q(id), err)
+		return User{}, s.classify(fmt.Errorf("read user %s: %w", q(id), err))
 	}
 	u.Created, _ = time.Parse(time.RFC3339Nano, created)
 	return u, nil
@@ -305,9 +231,9 @@ func (s *Store) User(ctx context.Context, id string) (User, error) {
 
 // DeleteUser removes a user and its items.
 func (s *Store) DeleteUser(ctx context.Context, id string) error {
-	res, err := s.db.ExecContext(ctx, "DELETE FROM users WHERE id = ?", id)
+	res, err := s.db.ExecContext(ctx, s.b.bind("DELETE FROM users WHERE id = ?"), id)
 	if err != nil {
-		return fmt.Errorf("delete user %s: %w", q(id), err)
+		return s.classify(fmt.Errorf("delete user %s: %w", q(id), err))
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("user %s: %w", q(id), ErrNotFound)
@@ -315,26 +241,17 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 	return nil
 }
 
-// bumpRev gives a user the next revision of the database's counter; ok is
-// false when there is no such user.
-func bumpRev(ctx context.Context, tx *sql.Tx, userID string) (ok bool, err error) {
-	if _, err := tx.ExecContext(ctx, "UPDATE revision SET last = last + 1 WHERE one = 1"); err != nil {
-		return false, err
-	}
-	res, err := tx.ExecContext(ctx, "UPDATE users SET rev = (SELECT last FROM revision WHERE one = 1) WHERE id = ?", userID)
-	if err != nil {
-		return false, err
-	}
-	n, _ := res.RowsAffected()
-	return n > 0, nil
-}
-
 // Items returns a user's items in the order they were added.
 func (s *Store) Items(ctx context.Context, userID string) ([]Item, error) {
 	if _, err := s.User(ctx, userID); err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT seq, item_id, text, date, fields, added FROM items WHERE user_id = ? ORDER BY seq", userID)
+	items, err := s.items(ctx, userID)
+	return items, s.classify(err)
+}
+
+func (s *Store) items(ctx context.Context, userID string) ([]Item, error) {
+	rows, err := s.db.QueryContext(ctx, s.b.bind("SELECT seq, item_id, text, date, fields, added FROM items WHERE user_id = ? ORDER BY seq"), userID)
 	if err != nil {
 		return nil, fmt.Errorf("read items of %s: %w", q(userID), err)
 	}
@@ -352,27 +269,37 @@ func (s *Store) Items(ctx context.Context, userID string) ([]Item, error) {
 		it.Added, _ = time.Parse(time.RFC3339Nano, added)
 		out = append(out, it)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read items of %s: %w", q(userID), err)
+	}
+	return out, nil
 }
 
 // DeleteItem removes one of a user's items.
 func (s *Store) DeleteItem(ctx context.Context, userID, itemID string) error {
+	return s.classify(s.deleteItem(ctx, userID, itemID))
+}
+
+func (s *Store) deleteItem(ctx context.Context, userID, itemID string) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return fmt.Errorf("delete item %s of %s: %w", q(itemID), q(userID), err)
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, "DELETE FROM items WHERE user_id = ? AND item_id = ?", userID, itemID)
+	res, err := s.exec(ctx, tx, "DELETE FROM items WHERE user_id = ? AND item_id = ?", userID, itemID)
 	if err != nil {
 		return fmt.Errorf("delete item %s of %s: %w", q(itemID), q(userID), err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("item %s of user %s: %w", q(itemID), q(userID), ErrNotFound)
 	}
-	if _, err := bumpRev(ctx, tx, userID); err != nil {
-		return err
+	if _, err := s.b.bumpRev(ctx, tx, userID); err != nil {
+		return fmt.Errorf("delete item %s of %s: %w", q(itemID), q(userID), err)
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("delete item %s of %s: %w", q(itemID), q(userID), err)
+	}
+	return nil
 }
 
 // FromProfile turns a loaded profile's items into items to add (id, text,

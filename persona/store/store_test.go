@@ -11,9 +11,10 @@ import (
 	"testing"
 )
 
-func TestItemsSurviveRestart(t *testing.T) {
+func TestItemsSurviveRestart(t *testing.T) { forEachStore(t, testItemsSurviveRestart) }
+
+func testItemsSurviveRestart(t *testing.T, path string) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "p.db")
 	st, err := Open(ctx, path)
 	if err != nil {
 		t.Fatal(err)
@@ -84,8 +85,12 @@ func TestItemsSurviveRestart(t *testing.T) {
 // never has a revision seen before, and a replaced history keeps the
 // user's key.
 func TestRevisionsNeverRepeatAndReplace(t *testing.T) {
+	forEachStore(t, testRevisionsNeverRepeatAndReplace)
+}
+
+func testRevisionsNeverRepeatAndReplace(t *testing.T, where string) {
 	ctx := context.Background()
-	st, err := Open(ctx, filepath.Join(t.TempDir(), "p.db"))
+	st, err := Open(ctx, where)
 	if err != nil {
 		t.Fatal(err)
 	}
