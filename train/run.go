@@ -52,6 +52,12 @@ type Options struct {
 	Progress func(p Progress)
 	// Log, when set, receives one line per epoch.
 	Log func(line string)
+	// Devices and GPULayers are the device list and the offloaded layers
+	// the model was loaded with (llama.ModelOptions, llama.cpp's -dev and
+	// -ngl), for the training graph's placement; the graph runs on the
+	// CPU backend until it schedules work on them.
+	Devices   []string
+	GPULayers int
 }
 
 // MaxAugment bounds Options.Augment: every copy is one more example per

@@ -37,7 +37,7 @@ func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "bench",
 		Usage: "measure tokens/s like llama-bench, plus the persona's costs (time to first token with PPlug vs retrieval, encoding, aggregation)",
-		UsageText: "pplug bench -m MODEL [-m MODEL2] [-p 512] [-n 128] [-pg 512,128] [-d 0] [-r 5] [-t 1,2] [-b 2048] [-ub 512] [-fa auto] [--poll 50] [--prio 0] [-ngl 0] [-o md|csv|json|jsonl|sql] [--progress]\n" +
+		UsageText: "pplug bench -m MODEL [-m MODEL2] [-p 512] [-n 128] [-pg 512,128] [-d 0] [-r 5] [-t 1,2] [-b 2048] [-ub 512] [-fa auto] [--poll 50] [--prio 0] [-ngl 99] [-dev auto] [-sm layer] [-o md|csv|json|jsonl|sql] [--progress]\n" +
 			"   pplug bench -m MODEL --profile HISTORY.json [--plug PLUG.gguf] [--encoder BGE.gguf]   (adds the persona tests)\n\n" +
 			"Numeric options take several values as a comma list, by repeating the option, or as ranges\n" +
 			"first-last, first-last+step, first-last*mult (llama-bench's syntax); every combination runs.",
@@ -56,7 +56,11 @@ func benchCommand() *cli.Command {
 			listFlag("ubatch-size", "ub", "512", "physical batch sizes", ""),
 			listFlag("flash-attn", "fa", "auto", "flash attention: on, off or auto (1, 0, -1)", ""),
 			listFlag("ctx-size", "c", "0", "context sizes (0: what each test needs, n_prompt + n_gen + n_depth + 1)", ""),
-			listFlag("n-gpu-layers", "ngl", "0", "GPU layers (-1: all)", ""),
+			listFlag("n-gpu-layers", "ngl", "99", "most layers to store in VRAM: numbers, auto or all", ""),
+			listFlag("device", "dev", "auto", "device lists to offload to, `DEV0/DEV1` (auto: every GPU; none), one test per list", ""),
+			listFlag("split-mode", "sm", "layer", "split modes: none, layer or row", ""),
+			&cli.IntFlag{Name: "main-gpu", Aliases: []string{"mg"}, Value: 0, Usage: "the GPU that holds the model with -sm none"},
+			&cli.BoolFlag{Name: "list-devices", Usage: "print the available devices and exit"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "md", Usage: "output format: md, csv, json, jsonl or sql"},
 			&cli.BoolFlag{Name: "progress", Usage: "print each test's progress on stderr (llama-bench's --progress)"},
 			&cli.BoolFlag{Name: "no-c-loop", Usage: "skip the plain C loop baseline rows of the tg tests"},
@@ -73,7 +77,7 @@ func benchCommand() *cli.Command {
 			&cli.StringFlag{Name: "pooling", Value: "default", Usage: "encoder pooling"},
 			&cli.IntFlag{Name: "encoder-max-tokens", Value: 512, Usage: "history item truncation"},
 			&cli.StringFlag{Name: "cache-dir", Usage: "embedding cache `DIR`: adds the test of a persona prepared from it (as generate does for a profile it has seen)", EnvVars: []string{"PPLUG_CACHE_DIR"}},
-			&cli.StringFlag{Name: "device", Value: "auto", Usage: "plug-in kernels: auto, cpu, cuda or metal"},
+			pluginDeviceFlag(),
 			&cli.IntFlag{Name: "retrieve-k", Value: 4, Usage: "history items in the retrieval baseline's prompt"},
 			&cli.StringFlag{Name: "query", Usage: "the prompt of the time-to-first-token tests (default: the profile's LaMP input, else a fixed request)"},
 			&cli.StringFlag{Name: "agg-items", Value: "32,128,512", Usage: "history sizes of the aggregation latency test"},
@@ -202,7 +206,7 @@ var benchLimits = map[string]benchLimit{
 	"batch-size":   {1, maxCtxSize, fmt.Sprintf("1 up to %d", maxCtxSize)},
 	"ubatch-size":  {1, maxCtxSize, fmt.Sprintf("1 up to %d", maxCtxSize)},
 	"ctx-size":     {0, maxCtxSize, fmt.Sprintf("0 (what each test needs) up to %d", maxCtxSize)},
-	"n-gpu-layers": {-1, math.MaxInt32, "-1 (all), 0 (none) or a number of layers"},
+	"n-gpu-layers": {-1, math.MaxInt32, "a number of layers (0: none), auto or all"},
 	"poll":         {0, 100, "0 (workers sleep at once) to 100"},
 }
 
@@ -210,7 +214,13 @@ var benchLimits = map[string]benchLimit{
 func benchInts(c *cli.Context, name string) ([]int, error) {
 	var out []int
 	for _, f := range listStrings(c, name) {
+		if name == "n-gpu-layers" && (f == "auto" || f == "all") {
+			f = "-1"
+		}
 		vs, err := parseRange(f)
+		if err != nil && name == "n-gpu-layers" {
+			return nil, usagef("--%s: %q: want %s", name, f, benchLimits[name].what)
+		}
 		if err != nil {
 			return nil, usagef("--%s %s: %v", name, f, err)
 		}
@@ -230,6 +240,9 @@ func checkBenchValues(name string, vs []int) error {
 	l := benchLimits[name]
 	for _, v := range vs {
 		if v < l.min || v > l.max {
+			if name == "n-gpu-layers" {
+				return usagef("--%s: \"%d\": want %s", name, v, l.what)
+			}
 			return usagef("--%s %d: want %s", name, v, l.what)
 		}
 	}
@@ -302,6 +315,8 @@ type benchRow struct {
 	Batch, UBatch, Threads     int
 	Poll                       int
 	GPULayers                  int
+	SplitMode, Devices         string
+	MainGPU                    int
 	FlashAttn                  int
 	NPrompt, NGen, NDepth      int
 	Time                       string
@@ -413,11 +428,11 @@ var llamaBenchFields = []benchField{
 	{"type_v", kString, constant("f16")},
 	{"n_gpu_layers", kInt, func(r *benchRow) string { return itoa(r.GPULayers) }},
 	{"n_cpu_moe", kInt, constant("0")},
-	{"split_mode", kString, constant("layer")},
-	{"main_gpu", kInt, constant("0")},
+	{"split_mode", kString, func(r *benchRow) string { return r.SplitMode }},
+	{"main_gpu", kInt, func(r *benchRow) string { return itoa(r.MainGPU) }},
 	{"no_kv_offload", kBool, constant("0")},
 	{"flash_attn", kInt, func(r *benchRow) string { return itoa(r.FlashAttn) }},
-	{"devices", kString, constant("auto")},
+	{"devices", kString, func(r *benchRow) string { return r.Devices }},
 	{"tensor_split", kString, constant("0.00")},
 	{"tensor_buft_overrides", kString, constant("none")},
 	{"use_mmap", kBool, constant("1")},
@@ -492,6 +507,8 @@ type benchInst struct {
 	ngl, nb, nub, threads, depth, nctx int
 	poll                               int // llama-bench's --poll
 	fa                                 llama.FlashAttn
+	dev                                string // -dev: auto, none or DEV0/DEV1
+	sm                                 llama.SplitMode
 	np, ng                             int
 	cloop                              bool // the tg test through the plain C loop
 }
@@ -540,6 +557,7 @@ type benchRun struct {
 	steps    int
 	idx      int   // test number for --progress
 	aggItems []int // --agg-items
+	mainGPU  int   // -mg
 	ntests   int
 	started  time.Time
 	sys      [3]string
@@ -649,10 +667,10 @@ func runBench(c *cli.Context) error {
 	}
 	// The persona tests run once per model with the last thread count and
 	// GPU layers and the first batch sizes and flash attention setting.
-	personaInst := benchInst{ngl: bp.ngls[len(bp.ngls)-1], nb: bp.batches[0], nub: bp.ubatches[0], fa: bp.fas[0], threads: bp.threads[len(bp.threads)-1],
+	personaInst := benchInst{ngl: bp.ngls[len(bp.ngls)-1], dev: bp.devs[len(bp.devs)-1], sm: bp.sms[len(bp.sms)-1], nb: bp.batches[0], nub: bp.ubatches[0], fa: bp.fas[0], threads: bp.threads[len(bp.threads)-1],
 		poll: 50} // the persona's contexts keep ggml's default polling
 
-	b := &benchRun{c: c, stderr: stderr, reps: c.Int("repetitions"), warmup: !c.Bool("no-warmup"),
+	b := &benchRun{c: c, stderr: stderr, mainGPU: bp.mainGPU, reps: c.Int("repetitions"), warmup: !c.Bool("no-warmup"),
 		showProg: c.Bool("progress"), prio: bp.prio, rng: rand.New(rand.NewPCG(c.Uint64("seed"), 7)), ntests: ntests}
 	per := b.reps
 	if b.warmup {
@@ -672,7 +690,7 @@ func runBench(c *cli.Context) error {
 
 	llama.LoadBackends()
 	b.sys[0], b.sys[1], b.sys[2] = benchSystem()
-	b.out = benchPrinters[format](stdout, benchLayout{ngls: bp.ngls, threads: bp.threads, polls: bp.polls, batches: bp.batches, ubatches: bp.ubatches, fas: bp.fas,
+	b.out = benchPrinters[format](stdout, benchLayout{ngls: bp.ngls, devs: bp.devs, sms: bp.sms, threads: bp.threads, polls: bp.polls, batches: bp.batches, ubatches: bp.ubatches, fas: bp.fas,
 		backends: b.sys[2], personaOnly: ntests == 0})
 	b.out.header()
 	err = b.runAll(c.Context, groups, bp.models, personaInst, profile)
@@ -695,6 +713,9 @@ type benchParams struct {
 	prio                                                     int
 	pgs                                                      []pgPair
 	fas                                                      []llama.FlashAttn
+	devs                                                     []string // -dev lists
+	sms                                                      []llama.SplitMode
+	mainGPU                                                  int
 	aggItems                                                 []int // history sizes of the aggregation test
 }
 
@@ -716,6 +737,9 @@ func benchParamsFromFlags(c *cli.Context) (bp benchParams, err error) {
 		return bp, err
 	}
 	if bp.fas, err = benchFA(c); err != nil {
+		return bp, err
+	}
+	if err := benchDevices(c, &bp); err != nil {
 		return bp, err
 	}
 	if c.Int("repetitions") < 1 {
@@ -789,21 +813,25 @@ func benchAggItems(c *cli.Context) ([]int, error) {
 func (bp benchParams) instances(cloop bool) (groups [][]benchInst, ntests int, err error) {
 	groups = make([][]benchInst, len(bp.models))
 	for i, m := range bp.models {
-		for _, ngl := range bp.ngls {
-			for _, nb := range bp.batches {
-				for _, nub := range bp.ubatches {
-					for _, fa := range bp.fas {
-						for _, t := range bp.threads {
-							for _, poll := range bp.polls {
-								for _, d := range bp.depths {
-									for _, nctx := range bp.ctxs {
-										base := benchInst{model: m, ngl: ngl, nb: nb, nub: nub, fa: fa, threads: t, poll: poll, depth: d, nctx: nctx}
-										add, err := bp.tests(base, cloop)
-										if err != nil {
-											return nil, 0, err
+		for _, dev := range bp.devs {
+			for _, sm := range bp.sms {
+				for _, ngl := range bp.ngls {
+					for _, nb := range bp.batches {
+						for _, nub := range bp.ubatches {
+							for _, fa := range bp.fas {
+								for _, t := range bp.threads {
+									for _, poll := range bp.polls {
+										for _, d := range bp.depths {
+											for _, nctx := range bp.ctxs {
+												base := benchInst{model: m, ngl: ngl, dev: dev, sm: sm, nb: nb, nub: nub, fa: fa, threads: t, poll: poll, depth: d, nctx: nctx}
+												add, err := bp.tests(base, cloop)
+												if err != nil {
+													return nil, 0, err
+												}
+												groups[i] = append(groups[i], add...)
+												ntests += len(add)
+											}
 										}
-										groups[i] = append(groups[i], add...)
-										ntests += len(add)
 									}
 								}
 							}
@@ -861,8 +889,8 @@ func (b *benchRun) runAll(ctx context.Context, groups [][]benchInst, models []st
 			m.Close()
 		}
 	}()
-	load := func(path string, ngl int) error {
-		if m != nil && cur.model == path && cur.ngl == ngl {
+	load := func(in benchInst) error {
+		if m != nil && cur.model == in.model && cur.ngl == in.ngl && cur.dev == in.dev && cur.sm == in.sm {
 			return nil
 		}
 		if m != nil {
@@ -870,16 +898,16 @@ func (b *benchRun) runAll(ctx context.Context, groups [][]benchInst, models []st
 			m = nil
 		}
 		var err error
-		m, err = llama.LoadModel(ctx, path, llama.ModelOptions{GPULayers: ngl})
+		m, err = llama.LoadModel(ctx, in.model, b.modelOptions(in))
 		if err != nil {
 			return fmt.Errorf("bench: %w", err)
 		}
-		cur.model, cur.ngl = path, ngl
+		cur = in
 		return nil
 	}
 	for i, path := range models {
 		for _, in := range groups[i] {
-			if err := load(in.model, in.ngl); err != nil {
+			if err := load(in); err != nil {
 				return err
 			}
 			b.idx++
@@ -890,7 +918,7 @@ func (b *benchRun) runAll(ctx context.Context, groups [][]benchInst, models []st
 		if profile {
 			in := personaInst
 			in.model = path
-			if err := load(in.model, in.ngl); err != nil {
+			if err := load(in); err != nil {
 				return err
 			}
 			if err := b.personaTests(ctx, m, b.baseRow(m, in), in); err != nil {
@@ -908,6 +936,7 @@ func (b *benchRun) baseRow(m *llama.Model, in benchInst) benchRow {
 		CPUInfo: b.sys[0], GPUInfo: b.sys[1], Backends: b.sys[2],
 		Model: in.model, ModelType: info.Description, ModelSize: info.Size, ModelParams: info.Params,
 		Batch: in.nb, UBatch: in.nub, Threads: in.threads, Poll: in.poll, GPULayers: in.ngl, FlashAttn: faInt(in.fa),
+		Devices: in.dev, SplitMode: in.sm.String(), MainGPU: b.mainGPU,
 		NDepth: in.depth, Time: time.Now().UTC().Format("2006-01-02T15:04:05Z"),
 	}
 }
@@ -1034,6 +1063,8 @@ type benchPrinter interface {
 // benchLayout is what the markdown table needs to pick its columns.
 type benchLayout struct {
 	ngls, threads, polls, batches, ubatches []int
+	devs                                    []string
+	sms                                     []llama.SplitMode
 	fas                                     []llama.FlashAttn
 	backends                                string
 	personaOnly                             bool // no throughput test: no llama-bench table
@@ -1235,8 +1266,14 @@ func (p *mdPrinter) header() {
 	}
 	cpu := strings.Contains(l.backends, "CPU") || strings.Contains(l.backends, "BLAS")
 	p.cols = []string{"model", "size", "params", "backend"}
-	if !cpu || !isDefault(l.ngls, 0) {
+	if !cpu || !isDefault(l.ngls, 99) {
 		p.cols = append(p.cols, "ngl")
+	}
+	if !isDefault(l.sms, llama.SplitLayer) {
+		p.cols = append(p.cols, "sm")
+	}
+	if !isDefault(l.devs, "auto") {
+		p.cols = append(p.cols, "dev")
 	}
 	if cpu || !isDefault(l.threads, llama.DefaultThreads()) {
 		p.cols = append(p.cols, "threads")
@@ -1304,6 +1341,10 @@ func (p *mdPrinter) row(r *benchRow) {
 			v = r.Backends
 		case "ngl":
 			v = itoa(r.GPULayers)
+		case "sm":
+			v = r.SplitMode
+		case "dev":
+			v = r.Devices
 		case "threads":
 			v = itoa(r.Threads)
 		case "poll":
@@ -1339,4 +1380,57 @@ func (p *mdPrinter) footer() {
 		}
 	}
 	fmt.Fprintf(p.w, "\nbuild: %s (%d), pplug %s\n", buildinfo.LlamaCppCommit, llamaCppBuildNumber, buildinfo.Version)
+}
+
+// benchDevices reads -dev (lists of devices joined by "/", as llama-bench
+// takes them; auto: every GPU), -sm and -mg.
+func benchDevices(c *cli.Context, bp *benchParams) error {
+	llama.LoadBackends()
+	for _, v := range listStrings(c, "device") {
+		if v != "auto" {
+			if _, err := llama.ParseDeviceList(strings.ReplaceAll(v, "/", ",")); err != nil {
+				return usagef("--device: %w", err)
+			}
+		}
+		bp.devs = append(bp.devs, v)
+	}
+	if len(bp.devs) == 0 {
+		return usagef("--device: empty device list: give device names joined by /, auto or none (several lists: comma-separated)")
+	}
+	for _, v := range listStrings(c, "split-mode") {
+		sm, err := llama.ParseSplitMode(v)
+		if err != nil {
+			return usagef("--split-mode: %w", err)
+		}
+		bp.sms = append(bp.sms, sm)
+	}
+	if len(bp.sms) == 0 {
+		return usagef("--split-mode: empty list: give none, layer or row")
+	}
+	if bp.mainGPU = c.Int("main-gpu"); bp.mainGPU < 0 {
+		return usagef("--main-gpu %d: want 0 or more (an index among the model's devices)", bp.mainGPU)
+	}
+	return nil
+}
+
+// modelOptions are the load options of a test.
+func (b *benchRun) modelOptions(in benchInst) llama.ModelOptions {
+	o := llama.ModelOptions{GPULayers: in.ngl, SplitMode: in.sm, MainGPU: b.mainGPU}
+	if in.dev != "auto" {
+		o.Devices = strings.Split(in.dev, "/")
+	}
+	return o
+}
+
+// pluginDevice is where the persona tests' plug-in runs: --plugin-device,
+// else the device of the test's model.
+func (b *benchRun) pluginDevice(in benchInst) string {
+	if s := b.c.String("plugin-device"); s != "" && s != "auto" {
+		return s
+	}
+	o := b.modelOptions(in)
+	if o.GPULayers != 0 {
+		o.GPULayers = llama.GPULayersAll
+	}
+	return followModel(o, modelDevices(o))
 }

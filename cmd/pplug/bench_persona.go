@@ -90,7 +90,7 @@ func (b *benchRun) newPersonaBench(ctx context.Context, m *llama.Model, row benc
 	} else if plug, err = persona.NewPlugFor(m, enc, persona.PlugOptions{DefaultPrefix: true}); err != nil {
 		return nil, err
 	}
-	backend, err := kernels.Open(c.String("device"), kernels.Options{Threads: in.threads, Logger: slog.Default()})
+	backend, err := kernels.Open(b.pluginDevice(in), kernels.Options{Threads: in.threads, Logger: slog.Default()})
 	if err != nil {
 		return nil, err
 	}

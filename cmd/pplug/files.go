@@ -65,7 +65,8 @@ var flagFiles = map[string]fileFlag{
 	"checkpoint-dir": {role: outputDir, writes: []string{"epoch-*.plug.gguf", "epoch-*.plug.gguf.opt"}},
 
 	"prompt": textFlag, "system": textFlag, "chat-template": textFlag, "task": textFlag,
-	"fields": textFlag, "question-id": textFlag, "pooling": textFlag, "device": textFlag,
+	"fields": textFlag, "question-id": textFlag, "pooling": textFlag, "device": textFlag, "plugin-device": textFlag,
+	"split-mode": textFlag, "main-gpu": textFlag,
 	"method": textFlag, "methods": textFlag, "labels": textFlag, "flash-attn": textFlag,
 	"stop": textFlag, "reverse-prompt": textFlag, "grammar": textFlag, "host": textFlag, "api-key": textFlag,
 	"alias": textFlag, "user": textFlag, "query": textFlag, "agg-items": textFlag,

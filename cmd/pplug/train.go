@@ -58,7 +58,7 @@ func trainCommand() *cli.Command {
 			&cli.StringFlag{Name: "cache-dir", Usage: "embedding cache folder", EnvVars: []string{"PPLUG_CACHE_DIR"}},
 			&cli.BoolFlag{Name: "no-cache", Usage: "do not use the embedding cache"},
 			&cli.StringFlag{Name: "report", Usage: "write a JSON report of the run to `FILE`"},
-		}, freshPlugFlags()...),
+		}, append(deviceFlags(), freshPlugFlags()...)...),
 		Action: runTrain,
 	}
 }
@@ -267,6 +267,11 @@ func trainOptionsFromFlags(c *cli.Context) (train.Options, error) {
 		Seed: c.Uint64("seed"), Threads: c.Int("threads"), TrainTau: c.Bool("train-tau"), EOSBias: c.Bool("eos-bias"),
 		Output: c.String("output"), CheckpointDir: c.String("checkpoint-dir"), Resume: c.String("resume"),
 	}
+	dev, err := deviceOptions(c)
+	if err != nil {
+		return o, err
+	}
+	o.Devices, o.GPULayers = dev.Devices, dev.GPULayers
 	switch {
 	case o.Epochs < 1 || o.Epochs > maxTrainEpochs:
 		return o, usagef("--epochs %d: give 1 to %d passes", o.Epochs, maxTrainEpochs)
