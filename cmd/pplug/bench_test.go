@@ -395,10 +395,4 @@ func TestBenchPollPrio(t *testing.T) {
 			t.Errorf("%v: exit %d, want 2 and an error naming %s: %s", bad, code, bad[0], errs)
 		}
 	}
-	// llama-bench's poll 0 (no spinning) is ContextOptions' -1; 1-100 stay.
-	for in, want := range map[int]int{0: -1, 1: 1, 50: 50, 100: 100} {
-		if got := pollOption(in); got != want {
-			t.Errorf("pollOption(%d) = %d, want %d", in, got, want)
-		}
-	}
 }

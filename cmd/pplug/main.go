@@ -409,3 +409,11 @@ func setupLogging(verbose bool, stderr io.Writer) {
 		llama.SetLogger(nil, slog.LevelError)
 	}
 }
+
+// shortID is an encoder id without its details (the part before "|").
+func shortID(id string) string {
+	if i := strings.Index(id, "|"); i > 0 {
+		return id[:i]
+	}
+	return id
+}

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -62,28 +62,22 @@ func (pb *personaBench) close() {
 // or a new one for the model as pplug plug init makes it) and the kernels
 // backend, and makes a context that holds the longest prompt.
 func (b *benchRun) newPersonaBench(ctx context.Context, m *llama.Model, row benchRow, in benchInst) (_ *personaBench, err error) {
-	c := b.c
+	pp := b.p.Persona
 	pb := &personaBench{b: b, row: row, m: m}
 	defer func() {
 		if err != nil {
 			pb.close()
 		}
 	}()
-	prof, task, err := loadProfile(c)
-	if err != nil {
-		return nil, err
-	}
-	if len(prof.Items) == 0 {
-		return nil, errNoItems
-	}
+	prof, task := pp.Profile, pp.Task
 	pb.prof = prof
-	enc, err := openEncoder(ctx, c, m, in.threads)
+	enc, err := pp.Encoder(ctx, m, in.threads)
 	if err != nil {
 		return nil, err
 	}
 	pb.closers = append(pb.closers, enc.Close)
 	var plug *persona.Plug
-	if p := c.String("plug"); p != "" {
+	if p := pp.PlugPath; p != "" {
 		if plug, err = persona.ReadPlug(p); err != nil {
 			return nil, err
 		}
@@ -96,14 +90,14 @@ func (b *benchRun) newPersonaBench(ctx context.Context, m *llama.Model, row benc
 	}
 	pb.closers = append(pb.closers, backend.Close)
 	pb.pplug = &persona.Personalizer{Method: persona.MethodPPlug, LLM: m, Plug: plug, Encoder: enc, Backend: backend}
-	pb.rag = &persona.Personalizer{Method: persona.MethodBM25, LLM: m, K: c.Int("retrieve-k")}
+	pb.rag = &persona.Personalizer{Method: persona.MethodBM25, LLM: m, K: pp.RetrieveK}
 	if task.Valid() {
 		pb.pplug.Query, pb.rag.Query = task.QueryPart, task.QueryPart
 	}
 	if err := pb.pplug.Check(); err != nil {
 		return nil, err
 	}
-	pb.query = c.String("query")
+	pb.query = pp.Query
 	if pb.query == "" {
 		pb.query = prof.Query
 	}
@@ -170,7 +164,7 @@ func (pb *personaBench) encode(ctx context.Context) error {
 // the embedding cache there (filled first, untimed): what generate and
 // chat pay for a profile they have seen.
 func (pb *personaBench) prepareCached(ctx context.Context) error {
-	dir := pb.b.c.String("cache-dir")
+	dir := pb.b.p.Persona.CacheDir
 	if dir == "" {
 		return nil
 	}
