@@ -2,9 +2,7 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +17,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/pplug/pplug/chat"
-	"github.com/pplug/pplug/internal/atomicfile"
 	"github.com/pplug/pplug/llama"
 	"github.com/pplug/pplug/persona"
 	"github.com/pplug/pplug/persona/profile"
@@ -703,49 +700,18 @@ func (r *chatREPL) checkSave(path string, force bool) error {
 	return nil
 }
 
-// transcriptVersion is the format of the files /save writes.
-const transcriptVersion = 1
-
-// transcript is what /save writes and /load reads.
-type transcript struct {
-	Version   int            `json:"pplug_transcript"`
-	Model     string         `json:"model"`
-	ModelName string         `json:"model_name,omitempty"`
-	Profile   string         `json:"profile,omitempty"`
-	Plug      string         `json:"plug,omitempty"`
-	Method    persona.Method `json:"method"`
-	PersonaOn bool           `json:"persona_on"`
-	System    string         `json:"system,omitempty"`
-	Settings  string         `json:"settings"`
-	Saved     string         `json:"saved"`
-	Messages  []chat.Message `json:"messages"`
-}
-
 func (r *chatREPL) save(path string, force bool) error {
 	if err := r.checkSave(path, force); err != nil {
 		return err
 	}
-	t := transcript{
-		Version: transcriptVersion, Model: r.c.String("model"), ModelName: r.modelName(),
-		Profile: r.c.String("profile"), Plug: r.c.String("plug"), Method: r.ps.pz.Method,
-		PersonaOn: r.sess.PersonaOn(), System: r.sess.System(), Settings: r.set.describe(),
-		Saved: time.Now().UTC().Format(time.RFC3339), Messages: r.sess.Messages(),
-	}
-	if t.Messages == nil {
-		t.Messages = []chat.Message{}
-	}
-	write := func(w io.Writer) error {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(t)
-	}
-	if force {
-		return atomicfile.Write(path, write)
-	}
-	// Never replace a file, also one made since checkSave looked.
-	if err := atomicfile.WriteNew(path, write); errors.Is(err, atomicfile.ErrExists) {
+	t := r.sess.Transcript()
+	t.Model, t.ModelName, t.Profile, t.Plug = r.c.String("model"), r.modelName(), r.c.String("profile"), r.c.String("plug")
+	t.Method, t.Settings = r.ps.pz.Method, r.set.describe()
+	err := chat.WriteTranscript(path, t, force)
+	if errors.Is(err, chat.ErrTranscriptExists) {
 		return fmt.Errorf("save: %s exists; /save! %s (or /save %s --force) replaces it", path, path, path)
-	} else if err != nil {
+	}
+	if err != nil {
 		return fmt.Errorf("save: %w", err)
 	}
 	return nil
@@ -753,27 +719,11 @@ func (r *chatREPL) save(path string, force bool) error {
 
 // load is /load: the conversation of a transcript continues here.
 func (r *chatREPL) load(path string) error {
-	b, err := os.ReadFile(path)
+	t, err := chat.ReadTranscript(path)
 	if err != nil {
 		return fmt.Errorf("load: %w", err)
 	}
-	var t transcript
-	d := json.NewDecoder(bytes.NewReader(b))
-	if err := d.Decode(&t); err != nil {
-		return fmt.Errorf("load %s: not a transcript: %w", path, err)
-	}
-	if t.Version > transcriptVersion {
-		return fmt.Errorf("load %s: transcript format %d is newer than this pplug's (%d)", path, t.Version, transcriptVersion)
-	}
-	for i, m := range t.Messages {
-		if !utf8.ValidString(m.Content) || !utf8.ValidString(m.Seen) {
-			return fmt.Errorf("load %s: message %d is not valid UTF-8", path, i+1)
-		}
-	}
-	if err := r.sess.SetSystem(t.System); err != nil {
-		return err
-	}
-	if err := r.sess.Load(t.Messages); err != nil {
+	if err := r.sess.Restore(t); err != nil {
 		return fmt.Errorf("load %s: %w", path, err)
 	}
 	r.set.System = t.System
