@@ -64,6 +64,10 @@ type Builder struct {
 	// MaxPrompt bounds the prompt's tokens, BOS included (0: no bound):
 	// training's input limit, cut the way Cut cuts.
 	MaxPrompt int
+	// Plug, when set, is the plug whose rows the caller injects itself
+	// (training, whose graph computes them): a request without rows is
+	// laid out with the place of the plug's rows (Turn.Layout).
+	Plug *Plug
 }
 
 // Turn is one decode-ready turn: the personalisation (the embedded
@@ -120,7 +124,7 @@ func (b *Builder) Lay(req Request, conv Conversation) (*Turn, error) {
 		return nil, errors.New("persona: a conversation of messages needs a chat template")
 	} else {
 		t.Text = req.Prompt
-		t.Tokens, t.At, err = req.Tokenize(b.LLM)
+		t.Tokens, t.At, err = b.tokenize(req)
 	}
 	if err != nil {
 		return nil, err
@@ -129,7 +133,20 @@ func (b *Builder) Lay(req Request, conv Conversation) (*Turn, error) {
 		return nil, err
 	}
 	t.relayout()
+	if b.Plug != nil && len(t.Rows) == 0 {
+		t.Layout, _ = NewLayout(b.LLM, b.Plug.NInstr, b.Plug.PersonaRows(), t.Tokens, t.At)
+	}
 	return t, nil
+}
+
+// tokenize tokenizes a request without a template (Request.Tokenize),
+// splitting its context from the rest when the caller injects the plug's
+// rows.
+func (b *Builder) tokenize(req Request) ([]llama.Token, int, error) {
+	if b.Plug != nil && len(req.Rows) == 0 {
+		return PromptTokens(b.LLM, req.Context, req.Prompt)
+	}
+	return req.Tokenize(b.LLM)
 }
 
 // render renders the conversation in the template with the request's text
