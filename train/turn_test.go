@@ -2,8 +2,10 @@ package train
 
 import (
 	"context"
+	"math"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/pplug/pplug/chat"
@@ -143,5 +145,88 @@ func checkChatTurn(t *testing.T, m *llama.Model, pz *persona.Personalizer, items
 	}
 	if s.LastRequest().Prompt != turn.Prompt || turn.At != 0 {
 		t.Fatalf("chat read %q, the builder %q (rows after %d)", s.LastRequest().Prompt, turn.Prompt, turn.At)
+	}
+}
+
+// TestChatLayoutIsEvalChatLayout: with --layout chat, training's examples
+// are conversations in the template (the plain fallback for stories260K),
+// the rows opening them; a user's later question carries their earlier
+// questions and gold answers (multi-turn); and the training loss of a
+// single-turn example equals eval --chat's gold NLL of the question.
+func TestChatLayoutIsEvalChatLayout(t *testing.T) {
+	ctx := context.Background()
+	m := loadModel(t, testenv.Stories260K(t))
+	dir, ds, enc := synthUsersFor(t, m, synthusers.Options{Users: 8, Items: 5, QuestionsPerUser: 2, Seed: 5, Split: 0.5})
+	plug, err := persona.NewPlugFor(m, enc, persona.PlugOptions{Seed: 4, NInstr: 2, NPersona: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plug.EOSBias, plug.Layout = 1.5, persona.LayoutChat
+	cache := &persona.Cache{Dir: filepath.Join(dir, "cache")}
+	qpath, opath := filepath.Join(dir, "dev_questions.json"), filepath.Join(dir, "dev_outputs.json")
+	load := func(turns int) []Example {
+		ex, err := LoadExamples(ctx, m, enc, cache, plug, qpath, opath, DataOptions{Task: synthusers.Task, Layout: persona.LayoutChat, ChatTurns: turns})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ex
+	}
+	single, multi := load(0), load(2)
+	qs, _ := lamp.ReadQuestions(qpath)
+	golds := map[string]string{}
+	for _, g := range ds.Dev.Outputs.Golds {
+		golds[g.ID] = g.Output
+	}
+	text := func(e Example) string {
+		s, _ := m.Detokenize(e.Prompt, false, false)
+		return s
+	}
+	multiTurns := 0
+	for i, e := range single {
+		if e.At != 0 || !strings.HasPrefix(strings.TrimSpace(text(e)), "User: ") || !strings.HasSuffix(text(e), "\nAssistant:") || strings.Count(text(e), "User:") != 1 {
+			t.Fatalf("%s: single-turn chat example %q (rows after %d)", e.ID, text(e), e.At)
+		}
+		if i > 0 && qs[i].Profile[0].Fields["text"] == qs[i-1].Profile[0].Fields["text"] {
+			// The same user's second question: its conversation holds the first.
+			if s := text(multi[i]); strings.Count(s, "User:") != 2 || !strings.Contains(s, golds[qs[i-1].ID]) {
+				t.Fatalf("%s: multi-turn example %q", e.ID, s)
+			}
+			multiTurns++
+		}
+	}
+	if multiTurns == 0 {
+		t.Fatal("no user has two questions: the multi-turn check proves nothing")
+	}
+	b, _ := kernels.Open("cpu", kernels.Options{Threads: 1})
+	defer b.Close()
+	c, err := m.NewContext(llama.ContextOptions{NCtx: 512, Threads: 1, KVF32: true, FlashAttn: llama.FlashAttnOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pz := &persona.Personalizer{Method: persona.MethodPPlug, LLM: m, Plug: plug, Encoder: enc, Backend: b, Cache: cache}
+	p := &eval.Predictor{LLM: m, Ctx: c, Personalizer: pz, Task: synthusers.Task, Chat: true}
+	defer p.Close()
+	shape, err := ShapeFor(plug, 1, single)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := NewGraph(testenv.Stories260K(t), m, plug, shape, 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	for i, e := range single[:4] {
+		loss, err := EvalLoss(g, []Example{e})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, n, err := p.GoldNLL(ctx, eval.PPlug, qs[i], golds[qs[i].ID])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := math.Abs(loss - s/float64(n)); d > 1e-3 || n != len(e.Target) {
+			t.Fatalf("%s: training loss %.6f, eval --chat gold NLL %.6f per token (%d tokens, training %d)", e.ID, loss, s/float64(n), n, len(e.Target))
+		}
 	}
 }

@@ -79,6 +79,7 @@ func runEvalShow(c *cli.Context) error {
 		}
 		defer closeRT()
 		p.Personalizer = pz
+		p.Chat = pz.Plug.Chat() // the layout the plug was trained on
 	}
 	if methods == nil {
 		methods = defaultShowMethods(p.Personalizer)
