@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -116,6 +117,9 @@ func runChat(c *cli.Context) error {
 		return err
 	}
 	defer ps.Close()
+	if plug := ps.pz.Plug; plug != nil && !plug.Chat() {
+		slog.Info("the plug was trained on the prompt layout; chat lays each turn out as a conversation (pplug train --layout chat trains for it)")
+	}
 	if c.Bool("remember") {
 		if ps.prof == nil {
 			return usagef("--remember needs --profile")

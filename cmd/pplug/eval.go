@@ -48,7 +48,7 @@ func evalCommand() *cli.Command {
 		&cli.IntFlag{Name: "limit", Usage: "evaluate only the first N questions (0: all)"},
 		&cli.IntFlag{Name: "max-new-tokens", Aliases: []string{"n"}, Usage: "tokens to generate per answer (0: 128, 10 for LaMP-3, as the paper)"},
 		&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "output `DIR` for <method>_outputs.json and results.json/md (default: eval-<task>)"},
-		&cli.BoolFlag{Name: "chat", Usage: "wrap each prompt in the model's chat template (one user message)"},
+		&cli.BoolFlag{Name: "chat", Usage: "wrap each prompt in the model's chat template, or its plain User:/Assistant: fallback (one user message, the rows opening it); default: the layout the plug was trained on"},
 		labelsFlag(),
 		&cli.BoolFlag{Name: "no-nll", Usage: "do not score the golds' likelihood under each method (with --golds)"},
 	}
@@ -177,9 +177,6 @@ func runEval(c *cli.Context) error {
 		return err
 	}
 	defer m.Close()
-	if c.Bool("chat") && m.Info().ChatTemplate == "" {
-		return usagef("--chat: the model has no chat template")
-	}
 	var pz *persona.Personalizer
 	if c.String("plug") != "" {
 		var closeRT func() error
@@ -197,7 +194,7 @@ func runEval(c *cli.Context) error {
 
 	p := &eval.Predictor{
 		LLM: m, Ctx: lctx, Personalizer: pz, Task: task, K: c.Int("k"), MaxNew: c.Int("max-new-tokens"),
-		Chat: c.Bool("chat"), Profile: popts,
+		Chat: evalChat(c, pz), Profile: popts,
 	}
 	defer p.Close()
 	pr := &evalProgress{stderr: stderr, out: out}
@@ -223,6 +220,16 @@ func runEval(c *cli.Context) error {
 	return err
 }
 
+// evalChat is --chat, by default the layout the plug was trained on
+// (pplug train --layout chat): a turn in the model's chat template, or its
+// plain fallback (persona.ChooseTemplate).
+func evalChat(c *cli.Context, pz *persona.Personalizer) bool {
+	if c.IsSet("chat") || pz == nil {
+		return c.Bool("chat")
+	}
+	return pz.Plug.Chat()
+}
+
 // evalMethods reads --methods (default: none, bm25, recent, and with
 // --plug pplug and pplug+bm25) and checks eval's numeric flags.
 func evalMethods(c *cli.Context) ([]eval.Method, error) {
@@ -233,10 +240,7 @@ func evalMethods(c *cli.Context) ([]eval.Method, error) {
 			return nil, usageError{err}
 		}
 	} else {
-		methods = []eval.Method{eval.None, eval.BM25, eval.Recent}
-		if c.String("plug") != "" {
-			methods = append(methods, eval.PPlug, eval.PPlugBM25)
-		}
+		methods = persona.EvalMethods(c.String("plug") != "")
 	}
 	for _, m := range methods {
 		if m.NeedsPlug() && c.String("plug") == "" {

@@ -71,7 +71,7 @@ var flagFiles = map[string]fileFlag{
 	"stop": textFlag, "reverse-prompt": textFlag, "grammar": textFlag, "host": textFlag, "api-key": textFlag,
 	"alias": textFlag, "user": textFlag, "query": textFlag, "agg-items": textFlag,
 	"embd-output-format": textFlag, "embd-separator": textFlag, "preset": textFlag,
-	"arch": textFlag, "type": textFlag, "templates": textFlag, "query-prefix": textFlag,
+	"arch": textFlag, "type": textFlag, "templates": textFlag, "query-prefix": textFlag, "layout": textFlag, "chat-turns": textFlag,
 	"n-prompt": textFlag, "n-gen": textFlag, "pg": textFlag, "n-depth": textFlag,
 	"threads": textFlag, "batch-size": textFlag, "ubatch-size": textFlag, "ctx-size": textFlag,
 	"n-gpu-layers": textFlag, "poll": textFlag, "ids": textFlag,

@@ -43,6 +43,8 @@ func trainCommand() *cli.Command {
 			&cli.BoolFlag{Name: "eos-bias", Usage: "learn a bias on the LLM's EOS logit (a length prior for LLMs that never end a short text by themselves)"},
 			&cli.IntFlag{Name: "retrieve-k", Usage: "also train every question with its top K BM25 history items before the rows (the pplug+bm25 layout; generate and eval use the same K; 2 measured best for pplug+bm25, see docs/text-quality.md)"},
 			&cli.BoolFlag{Name: "retrieve-only", Usage: "with --retrieve-k: train only the layout with retrieved items"},
+			&cli.StringFlag{Name: "layout", Value: persona.LayoutPrompt, Usage: "input layout to train: prompt (the input alone, as generate and eval read it) or chat (a conversation in the model's chat template, the rows opening it, with up to --chat-turns earlier questions of the same user: as chat and serve read it); recorded in the plug"},
+			&cli.IntFlag{Name: "chat-turns", Value: train.DefaultChatTurns, Usage: "with --layout chat: earlier questions of the same user (with their gold answers) before each question"},
 			&cli.IntFlag{Name: "epochs", Value: 2, Usage: fmt.Sprintf("passes over the training data (1 to %d)", maxTrainEpochs)},
 			&cli.IntFlag{Name: "batch", Value: 8, Usage: "examples per step"},
 			&cli.Float64Flag{Name: "lr", Value: 1e-4, Usage: "peak learning rate (AdamW)"},
@@ -187,6 +189,9 @@ func trainPlug(c *cli.Context, m *llama.Model, enc *persona.Encoder) (*persona.P
 	if c.IsSet("retrieve-k") || plug.RetrieveK == 0 {
 		plug.RetrieveK = c.Int("retrieve-k")
 	}
+	if c.IsSet("layout") || plug.Layout == "" {
+		plug.Layout, _ = persona.ParseLayout(c.String("layout")) // checked in trainOptionsFromFlags
+	}
 	return plug, nil
 }
 
@@ -197,6 +202,7 @@ func trainData(c *cli.Context, m *llama.Model, enc *persona.Encoder, cache *pers
 		ex, err := train.LoadExamples(c.Context, m, enc, cache, plug, q, o, train.DataOptions{
 			Task: task, MaxItems: c.Int("max-items"), MaxInput: c.Int("max-input"), MaxTarget: c.Int("max-target"),
 			Limit: limit, RetrieveK: plug.RetrieveK, RetrieveOnly: c.Bool("retrieve-only"),
+			Layout: plug.Layout, ChatTurns: c.Int("chat-turns"),
 			EncodeProgress: func(done, total int) {
 				bar.Set(float64(done)/float64(total), fmt.Sprintf("%d/%d new texts", done, total))
 			},
@@ -304,6 +310,12 @@ func trainOptionsFromFlags(c *cli.Context) (train.Options, error) {
 	}
 	if c.Bool("retrieve-only") && c.Int("retrieve-k") == 0 {
 		return o, usagef("--retrieve-only needs --retrieve-k K")
+	}
+	if _, err := persona.ParseLayout(c.String("layout")); err != nil {
+		return o, usagef("--layout: %v", err)
+	}
+	if n := c.Int("chat-turns"); n < 0 || n > 16 {
+		return o, usagef("--chat-turns %d: give 0 to 16 earlier questions", n)
 	}
 	if n := c.Int("limit"); n < 0 {
 		return o, usagef("--limit %d: give the number of questions to use (0: all)", n)
