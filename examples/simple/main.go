@@ -70,27 +70,26 @@ func run(ctx context.Context, w io.Writer, modelPath, plugPath, profilePath, pro
 		return err
 	}
 	defer user.Close()
-	req, err := user.Personalize(ctx, prompt)
-	if err != nil {
-		return err
-	}
-	in, err := req.Inputs(llm) // [BOS][persona rows][prompt tokens]
-	if err != nil {
-		return err
-	}
 	lc, err := llm.NewContext(llama.ContextOptions{})
 	if err != nil {
 		return err
 	}
 	defer lc.Close()
+	// One decode-ready turn: [BOS][persona rows][prompt tokens], cut to the
+	// window, with the plug's EOS bias.
+	b := persona.Builder{LLM: llm, Window: lc.NCtx(), Reserve: n}
+	turn, err := b.Build(ctx, user, persona.Conversation{Prompt: prompt})
+	if err != nil {
+		return err
+	}
 	so := llama.DefaultSamplerOptions()
-	so.Temp, so.EOSBias = 0, req.EOSBias // greedy; the plug's length prior
-	smp, err := llm.NewSampler(so)
+	so.Temp = 0 // greedy
+	smp, err := llm.NewSampler(turn.SamplerOptions(so))
 	if err != nil {
 		return err
 	}
 	defer smp.Close()
 	emit := func(text string) error { _, err := io.WriteString(w, text); return err }
-	_, err = lc.Generate(ctx, smp, in, 0, llama.GenerateOptions{MaxTokens: n, Emit: emit})
+	_, err = lc.Generate(ctx, smp, turn.Inputs(), 0, llama.GenerateOptions{MaxTokens: n, Stop: turn.Stops, Emit: emit})
 	return err
 }
