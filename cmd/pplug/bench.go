@@ -322,14 +322,18 @@ func benchUsage(err error) error {
 // benchPersona reads the persona tests' flags: the profile is loaded here,
 // once, before any model.
 func benchPersona(c *cli.Context) (*bench.PersonaParams, error) {
-	prof, task, err := loadProfile(c)
+	po, err := personaOptionsFrom(c)
+	if err != nil {
+		return nil, err
+	}
+	prof, task, err := po.Profile.load(c.Context)
 	if err != nil {
 		return nil, err
 	}
 	pp := &bench.PersonaParams{Profile: prof, Task: task, PlugPath: c.String("plug"), RetrieveK: c.Int("retrieve-k"),
 		Query: c.String("query"), CacheDir: c.String("cache-dir")}
 	pp.Encoder = func(ctx context.Context, m *llama.Model, threads int) (*persona.Encoder, error) {
-		return openEncoder(ctx, c, m, threads)
+		return po.Encoder.open(ctx, m, threads)
 	}
 	pp.PluginDevice = func(o llama.ModelOptions) string {
 		if s := c.String("plugin-device"); s != "" && s != "auto" {

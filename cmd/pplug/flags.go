@@ -232,7 +232,12 @@ const tinyModelBytes = 16 << 20
 // applyThreadDefault picks the generation threads when -t was not given:
 // physical cores, or one for a tiny model.
 func applyThreadDefault(c *cli.Context, m *llama.Model, o *llama.ContextOptions) {
-	if c.IsSet("threads") || o.Threads > 0 {
+	threadDefault(c.IsSet("threads"), m, o)
+}
+
+// threadDefault is applyThreadDefault with -t given or not.
+func threadDefault(threadsSet bool, m *llama.Model, o *llama.ContextOptions) {
+	if threadsSet || o.Threads > 0 {
 		return
 	}
 	if m.Info().Size < tinyModelBytes {

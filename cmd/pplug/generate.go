@@ -153,7 +153,11 @@ func runGenerate(c *cli.Context) error {
 	if k := c.Int("explain-k"); k < 1 {
 		return usagef("--explain-k must be 1 or more")
 	}
-	if _, err := checkPersonaFlags(c); err != nil {
+	po, err := personaOptionsFrom(c)
+	if err != nil {
+		return err
+	}
+	if _, err := po.method(); err != nil {
 		return err
 	}
 
@@ -164,7 +168,7 @@ func runGenerate(c *cli.Context) error {
 	}
 	defer m.Close()
 
-	ps, err := setupPersona(ctx, c, m, stderr)
+	ps, err := setupPersona(ctx, po, m, stderr)
 	if err != nil {
 		return err
 	}

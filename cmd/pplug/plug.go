@@ -68,7 +68,11 @@ func runPlugInit(c *cli.Context) error {
 		return err
 	}
 	defer m.Close()
-	enc, err := openEncoder(ctx, c, m, c.Int("threads"))
+	eo, err := encoderOptionsFrom(c)
+	if err != nil {
+		return err
+	}
+	enc, err := eo.open(ctx, m, c.Int("threads"))
 	if err != nil {
 		return err
 	}
@@ -206,7 +210,11 @@ func runProfileEncode(c *cli.Context) error {
 	if c.String("profile") == "" {
 		return usagef("give the profile with --profile FILE")
 	}
-	prof, _, err := loadProfile(c)
+	po, err := personaOptionsFrom(c)
+	if err != nil {
+		return err
+	}
+	prof, _, err := po.Profile.load(ctx)
 	if err != nil {
 		return err
 	}
@@ -217,12 +225,12 @@ func runProfileEncode(c *cli.Context) error {
 		}
 		defer m.Close()
 	}
-	enc, err := openEncoder(ctx, c, m, c.Int("threads"))
+	enc, err := po.Encoder.open(ctx, m, po.Threads)
 	if err != nil {
 		return err
 	}
 	defer enc.Close()
-	cache := cacheFromFlags(c)
+	cache := po.Cache.cache()
 	if cache == nil {
 		return usagef("profile encode fills the embedding cache: drop --no-cache")
 	}

@@ -160,7 +160,7 @@ func runServe(c *cli.Context) error {
 		cfg.ModelName = strings.TrimSuffix(filepath.Base(c.String("model")), ".gguf")
 	}
 	if c.String("plug") != "" {
-		pz, closeRT, err := openRuntime(ctx, c, m)
+		pz, closeRT, err := openRuntimeFlags(ctx, c, m)
 		if err != nil {
 			return err
 		}
@@ -168,7 +168,11 @@ func runServe(c *cli.Context) error {
 		optionalCache(pz.Cache) // users' item embeddings, shared with the other commands
 		cfg.Personalizer = pz
 	} else {
-		enc, err := openEncoder(ctx, c, m, c.Int("threads"))
+		eo, err := encoderOptionsFrom(c)
+		if err != nil {
+			return err
+		}
+		enc, err := eo.open(ctx, m, c.Int("threads"))
 		if err != nil {
 			return err
 		}

@@ -81,7 +81,11 @@ func runTrain(c *cli.Context) error {
 		return err
 	}
 	defer m.Close()
-	enc, err := openEncoder(ctx, c, m, threads)
+	eo, err := encoderOptionsFrom(c)
+	if err != nil {
+		return err
+	}
+	enc, err := eo.open(ctx, m, threads)
 	if err != nil {
 		return err
 	}
@@ -90,7 +94,7 @@ func runTrain(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cache := cacheFromFlags(c)
+	cache := cacheOptionsFrom(c).cache()
 	trainEx, devEx, err := trainData(c, m, enc, cache, plug, task)
 	if err != nil {
 		return err
