@@ -108,11 +108,22 @@ func freshPlugFlags() []cli.Flag {
 
 // freshPlug initialises a plug for the model and encoder, as plug init does.
 func freshPlug(c *cli.Context, m *llama.Model, enc *persona.Encoder) (*persona.Plug, error) {
-	p, err := persona.NewPlugFor(m, enc, persona.PlugOptions{
+	return newPlug(freshPlugOptionsFrom(c), m, enc)
+}
+
+// freshPlugOptionsFrom reads the flags of a new plug (freshPlugFlags).
+func freshPlugOptionsFrom(c *cli.Context) persona.PlugOptions {
+	return persona.PlugOptions{
 		NInstr: c.Int("n-instruction"), NPersona: c.Int("n-persona"), Tau: float32(c.Float64("tau")), Seed: c.Uint64("seed"),
 		QueryPrefix: c.String("query-prefix"), DefaultPrefix: !c.IsSet("query-prefix"),
 		Task: c.String("task"), Adapter: c.Bool("adapter"),
-	})
+	}
+}
+
+// newPlug is a new plug for the model and encoder, stamped with its
+// creation time.
+func newPlug(o persona.PlugOptions, m *llama.Model, enc *persona.Encoder) (*persona.Plug, error) {
+	p, err := persona.NewPlugFor(m, enc, o)
 	if err != nil {
 		return nil, usageError{err}
 	}
