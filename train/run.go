@@ -52,10 +52,11 @@ type Options struct {
 	Progress func(p Progress)
 	// Log, when set, receives one line per epoch.
 	Log func(line string)
-	// Devices and GPULayers are the device list and the offloaded layers
-	// the model was loaded with (llama.ModelOptions, llama.cpp's -dev and
-	// -ngl), for the training graph's placement; the graph runs on the
-	// CPU backend until it schedules work on them.
+	// Devices names the ggml devices the model's layers were offloaded to
+	// (empty: the CPU alone) and GPULayers how many layers (< 0: all), as
+	// the model was loaded (llama.cpp's -dev and -ngl resolved), for the
+	// training graph's placement; the graph runs on the CPU backend until
+	// it schedules work on them.
 	Devices   []string
 	GPULayers int
 }

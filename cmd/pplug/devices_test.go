@@ -1,8 +1,11 @@
 package main
 
 import (
+	"io"
 	"strings"
 	"testing"
+
+	"github.com/urfave/cli/v2"
 
 	"github.com/pplug/pplug/internal/testenv"
 	"github.com/pplug/pplug/llama"
@@ -115,5 +118,45 @@ func TestPluginFollowsModel(t *testing.T) {
 		if got := followModel(tc.o, tc.devs); got != tc.want {
 			t.Errorf("%+v on %v: %s, want %s", tc.o, tc.devs, got, tc.want)
 		}
+	}
+}
+
+// TestTrainGetsDevices: train passes the devices its model uses, by name
+// (none on the CPU), and the resolved layer count into train.Options.
+func TestTrainGetsDevices(t *testing.T) {
+	var got []string
+	var ngl int
+	app := newApp(strings.NewReader(""), io.Discard, io.Discard)
+	for _, cmd := range app.Commands {
+		if cmd.Name != "train" {
+			continue
+		}
+		cmd.Action = func(c *cli.Context) error {
+			o, err := trainOptionsFromFlags(c)
+			got, ngl = o.Devices, o.GPULayers
+			return err
+		}
+	}
+	if err := app.Run([]string{"pplug", "train", "-dev", "none", "-ngl", "all"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 0 || ngl != llama.GPULayersAll {
+		t.Errorf("-dev none -ngl all: devices %v, layers %d; want none, all", got, ngl)
+	}
+	if err := app.Run([]string{"pplug", "train", "-ngl", "0"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 0 || ngl != 0 {
+		t.Errorf("-ngl 0: devices %v, layers %d", got, ngl)
+	}
+	want := []string{}
+	for _, d := range llama.OffloadDevices() {
+		want = append(want, d.Name)
+	}
+	if err := app.Run([]string{"pplug", "train"}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("default: devices %v, want the model's %v", got, want)
 	}
 }

@@ -318,7 +318,14 @@ func trainOptionsFromFlags(c *cli.Context) (train.Options, error) {
 	if err != nil {
 		return o, err
 	}
-	o.Devices, o.GPULayers = dev.Devices, dev.GPULayers
+	// The devices the model's layers go to, by name (none: the CPU alone),
+	// as the training graph takes them.
+	o.GPULayers = dev.GPULayers
+	if o.GPULayers != 0 {
+		for _, d := range modelDevices(dev) {
+			o.Devices = append(o.Devices, d.Name)
+		}
+	}
 	switch {
 	case o.Epochs < 1 || o.Epochs > maxTrainEpochs:
 		return o, usagef("--epochs %d: give 1 to %d passes", o.Epochs, maxTrainEpochs)
