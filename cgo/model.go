@@ -34,18 +34,30 @@ type ModelParams struct {
 	Progress func(float32) bool
 }
 
-// SplitMode is enum llama_split_mode: how layers spread over several GPUs.
+// SplitMode is how layers spread over several GPUs (enum
+// llama_split_mode). Its zero value is llama.cpp's default, SplitLayer, so
+// that a zero ModelParams loads as llama_model_default_params does.
 type SplitMode int32
 
 // Split modes.
 const (
-	SplitNone  SplitMode = C.LLAMA_SPLIT_MODE_NONE
-	SplitLayer SplitMode = C.LLAMA_SPLIT_MODE_LAYER
-	SplitRow   SplitMode = C.LLAMA_SPLIT_MODE_ROW
+	SplitLayer SplitMode = iota
+	SplitNone
+	SplitRow
 )
 
 func (m SplitMode) String() string {
 	return enumName(int(m), "SplitMode", []string{SplitNone: "none", SplitLayer: "layer", SplitRow: "row"})
+}
+
+func (m SplitMode) c() C.enum_llama_split_mode {
+	switch m {
+	case SplitNone:
+		return C.LLAMA_SPLIT_MODE_NONE
+	case SplitRow:
+		return C.LLAMA_SPLIT_MODE_ROW
+	}
+	return C.LLAMA_SPLIT_MODE_LAYER
 }
 
 // deviceList builds the NULL-terminated device array of llama_model_params
@@ -90,7 +102,7 @@ func LoadModel(path string, p ModelParams) (*Model, error) {
 	mp := C.llama_model_default_params()
 	mp.n_gpu_layers = C.int32_t(p.GPULayers)
 	mp.main_gpu = C.int32_t(p.MainGPU)
-	mp.split_mode = C.enum_llama_split_mode(p.SplitMode)
+	mp.split_mode = p.SplitMode.c()
 	devs, err := deviceList(p.Devices, p.NoDevices)
 	if err != nil {
 		return nil, err
