@@ -214,7 +214,7 @@ func runGenerate(c *cli.Context) error {
 	res, err := lctx.Generate(ctx, smp, turn.Inputs(), 0, llama.GenerateOptions{
 		MaxTokens: c.Int("n-predict"),
 		IgnoreEOG: c.Bool("ignore-eos"),
-		Stop:      stops,
+		Stop:      append(stops, turn.Stops...),
 		Emit: func(s string) error {
 			_, err := io.WriteString(stdout, s)
 			return err

@@ -234,9 +234,15 @@ func openRuntime(ctx context.Context, o personaOptions, llm *llama.Model) (*pers
 }
 
 // turn builds the prompt's decode-ready turn (persona.Builder) for a
-// context window of window positions.
+// context window of window positions: in the layout the plug was trained
+// on (a plug trained with --layout chat reads the prompt as one user
+// message in the chat template).
 func (st *personaState) turn(ctx context.Context, prompt string, window int) (*persona.Turn, error) {
 	b := persona.Builder{LLM: st.pz.LLM, Window: window}
+	if st.pz.Plug.Chat() && st.pz.Method.NeedsPlug() {
+		t, _ := persona.ChooseTemplate(st.pz.LLM, "") // no override: no error
+		b.Template = &t
+	}
 	return b.Build(ctx, st.user, persona.Conversation{Prompt: prompt})
 }
 
