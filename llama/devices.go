@@ -104,7 +104,7 @@ func availableDevices() string {
 		names = append(names, d.Name)
 	}
 	if len(names) == 0 {
-		return "none (no GPU backend is loaded; build one with `make gpu` or `make vulkan`)"
+		return "none (no GPU device: build a backend with `make gpu` or `make vulkan`; Mesa's software Vulkan device needs GGML_VK_VISIBLE_DEVICES=0)"
 	}
 	return strings.Join(names, ", ") + " or none"
 }

@@ -282,7 +282,7 @@ func loadModel(ctx context.Context, c *cli.Context, stderr io.Writer) (*llama.Mo
 func (mc modelConfig) load(ctx context.Context, stderr io.Writer) (*llama.Model, error) {
 	opts := mc.Options
 	if opts.GPULayers != 0 && len(modelDevices(opts)) == 0 && !(len(opts.Devices) == 1 && opts.Devices[0] == llama.DeviceNone) {
-		slog.Warn("-ngl asks for GPU layers but no GPU backend is loaded (build one with `make gpu` or `make vulkan`; searched " + strings.Join(llama.BackendDirs(), ", ") + "): running on the CPU")
+		slog.Warn("-ngl asks for GPU layers but no GPU device is available (build a backend with `make gpu` or `make vulkan`; searched " + strings.Join(llama.BackendDirs(), ", ") + "): running on the CPU")
 	}
 	bar := progress.New(stderr, "loading model", 1)
 	if bar.IsTerminal() {
