@@ -100,3 +100,16 @@ func TestTokenGettersOutsideVocab(t *testing.T) {
 		}
 	}
 }
+
+// TestZeroModelParams: the zero ModelParams loads as llama.cpp's defaults
+// do (split mode layer), also without any GPU device.
+func TestZeroModelParams(t *testing.T) {
+	m, err := cgo.LoadModel(testenv.Stories260K(t), cgo.ModelParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Free()
+	if cgo.SplitMode(0) != cgo.SplitLayer {
+		t.Fatalf("the zero split mode is %v, want layer", cgo.SplitMode(0))
+	}
+}

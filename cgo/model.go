@@ -2,6 +2,7 @@ package cgo
 
 /*
 #include <stdlib.h>
+#include "ggml-backend.h"
 #include "shim.h"
 */
 import "C"
@@ -16,8 +17,14 @@ import (
 
 // ModelParams are the load-time options of llama_model_params that pplug uses.
 type ModelParams struct {
-	GPULayers    int32 // layers to offload; -1 means all
-	MainGPU      int32
+	GPULayers int32 // layers to offload; -1 means all
+	MainGPU   int32
+	SplitMode SplitMode
+	// Devices names the devices to offload to, in order (ggml device
+	// names, as Devices lists them). Nil leaves llama.cpp's default (every
+	// GPU device); NoDevices offloads to none.
+	Devices      []string
+	NoDevices    bool
 	UseMmap      bool
 	UseMlock     bool
 	VocabOnly    bool
@@ -25,6 +32,61 @@ type ModelParams struct {
 	// Progress, when set, is called with values in [0, 1]; returning false
 	// aborts the load.
 	Progress func(float32) bool
+}
+
+// SplitMode is how layers spread over several GPUs (enum
+// llama_split_mode). Its zero value is llama.cpp's default, SplitLayer, so
+// that a zero ModelParams loads as llama_model_default_params does.
+type SplitMode int32
+
+// Split modes.
+const (
+	SplitLayer SplitMode = iota
+	SplitNone
+	SplitRow
+)
+
+func (m SplitMode) String() string {
+	return enumName(int(m), "SplitMode", []string{SplitNone: "none", SplitLayer: "layer", SplitRow: "row"})
+}
+
+func (m SplitMode) c() C.enum_llama_split_mode {
+	switch m {
+	case SplitNone:
+		return C.LLAMA_SPLIT_MODE_NONE
+	case SplitRow:
+		return C.LLAMA_SPLIT_MODE_ROW
+	}
+	return C.LLAMA_SPLIT_MODE_LAYER
+}
+
+// deviceList builds the NULL-terminated device array of llama_model_params
+// in C memory (the caller frees it), or nil for llama.cpp's default.
+func deviceList(names []string, none bool) (*C.ggml_backend_dev_t, error) {
+	if names == nil && !none {
+		return nil, nil
+	}
+	if none {
+		names = nil
+	}
+	size := C.size_t(unsafe.Sizeof(C.ggml_backend_dev_t(nil)))
+	arr := (*C.ggml_backend_dev_t)(C.calloc(C.size_t(len(names)+1), size))
+	slots := unsafe.Slice(arr, len(names)+1)
+	for i, n := range names {
+		d := deviceByName(n)
+		if d == nil {
+			C.free(unsafe.Pointer(arr))
+			return nil, fmt.Errorf("no ggml device named %q", n)
+		}
+		slots[i] = d
+	}
+	return arr, nil
+}
+
+func deviceByName(name string) C.ggml_backend_dev_t {
+	cname := C.CString(name)
+	defer C.free(unsafe.Pointer(cname))
+	return C.ggml_backend_dev_by_name(cname)
 }
 
 // Model is a loaded llama_model. It is freed with Free, exactly once.
@@ -40,6 +102,15 @@ func LoadModel(path string, p ModelParams) (*Model, error) {
 	mp := C.llama_model_default_params()
 	mp.n_gpu_layers = C.int32_t(p.GPULayers)
 	mp.main_gpu = C.int32_t(p.MainGPU)
+	mp.split_mode = p.SplitMode.c()
+	devs, err := deviceList(p.Devices, p.NoDevices)
+	if err != nil {
+		return nil, err
+	}
+	if devs != nil {
+		defer C.free(unsafe.Pointer(devs))
+		mp.devices = devs
+	}
 	mp.use_mmap = C.bool(p.UseMmap)
 	mp.use_mlock = C.bool(p.UseMlock)
 	mp.vocab_only = C.bool(p.VocabOnly)

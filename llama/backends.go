@@ -99,6 +99,7 @@ type Device struct {
 	Name, Description, Backend string
 	MemFree, MemTotal          uint64
 	GPU                        bool
+	host                       bool // the CPU or an accelerator (BLAS, AMX): never an offload device
 }
 
 // Devices lists the devices of the loaded backends.
@@ -108,7 +109,8 @@ func Devices() []Device {
 		out = append(out, Device{
 			Name: d.Name, Description: d.Description, Backend: d.Backend,
 			MemFree: d.MemFree, MemTotal: d.MemTotal,
-			GPU: d.Type == cgo.DeviceGPU || d.Type == cgo.DeviceIGPU,
+			GPU:  d.Type == cgo.DeviceGPU || d.Type == cgo.DeviceIGPU,
+			host: d.Type == cgo.DeviceAccel || d.Type == cgo.DeviceCPU,
 		})
 	}
 	return out

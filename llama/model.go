@@ -18,8 +18,18 @@ type Token = int32
 // ModelOptions configure LoadModel. The zero value loads on the CPU with mmap.
 type ModelOptions struct {
 	// GPULayers is the number of layers to offload to a GPU backend
-	// (llama.cpp's -ngl); -1 offloads all of them. Ignored without a GPU backend.
+	// (llama.cpp's -ngl); GPULayersAll (-1) offloads all of them. Ignored
+	// without a GPU backend.
 	GPULayers int
+	// Devices names the devices to offload to (llama.cpp's -dev; see
+	// OffloadDevices and ParseDeviceList): nil means every GPU device,
+	// {DeviceNone} none.
+	Devices []string
+	// SplitMode spreads the layers over several devices (llama.cpp's -sm).
+	SplitMode SplitMode
+	// MainGPU is the index, among the model's devices, of the device that
+	// holds the model with SplitNone (llama.cpp's -mg).
+	MainGPU int
 	// NoMmap reads the file into memory instead of mapping it.
 	NoMmap bool
 	// Mlock keeps the model resident.
@@ -66,6 +76,9 @@ func LoadModel(ctx context.Context, path string, opts ModelOptions) (*Model, err
 	}
 	if p.GPULayers < 0 {
 		p.GPULayers = math.MaxInt32
+	}
+	if err := deviceParams(opts, &p); err != nil {
+		return nil, fmt.Errorf("load model %q: %w", path, err)
 	}
 	if opts.Progress != nil || ctx.Done() != nil {
 		progress := opts.Progress

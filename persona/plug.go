@@ -79,7 +79,33 @@ type Plug struct {
 	// PPlug + retrieval method then uses; 0: trained without retrieval.
 	// Stored as pplug.retrieve_k.
 	RetrieveK int
+	// Layout is the input layout the plug was trained on: LayoutPrompt
+	// ("": the prompt alone, rows after BOS or after the retrieved items)
+	// or LayoutChat (a conversation in the model's chat template, the rows
+	// opening it; pplug train --layout chat). Stored as pplug.layout.
+	Layout string
 }
+
+// The layouts a plug is trained on (Plug.Layout).
+const (
+	LayoutPrompt = "prompt"
+	LayoutChat   = "chat"
+)
+
+// ParseLayout checks a layout name ("" reads as LayoutPrompt).
+func ParseLayout(s string) (string, error) {
+	switch s {
+	case "", LayoutPrompt:
+		return LayoutPrompt, nil
+	case LayoutChat:
+		return LayoutChat, nil
+	}
+	return "", fmt.Errorf("unknown layout %q (layouts: prompt, chat)", s)
+}
+
+// Chat reports whether the plug was trained on conversations in the chat
+// template (Layout).
+func (p *Plug) Chat() bool { return p != nil && p.Layout == LayoutChat }
 
 // PlugOptions configure NewPlug.
 type PlugOptions struct {
@@ -233,6 +259,8 @@ func (p *Plug) Validate() error {
 		return fmt.Errorf("eos_bias %v is not a number", p.EOSBias)
 	case p.RetrieveK < 0 || p.RetrieveK > maxRetrieveK:
 		return fmt.Errorf("retrieve_k %d is outside 0 to %d", p.RetrieveK, maxRetrieveK)
+	case p.Layout != "" && p.Layout != LayoutPrompt && p.Layout != LayoutChat:
+		return fmt.Errorf("layout %q is not prompt or chat; this version reads those", p.Layout)
 	}
 	for _, pp := range PlugParams {
 		v := *pp.Values(p)
@@ -379,6 +407,9 @@ func (p *Plug) Checksum() [32]byte {
 	if p.EOSBias != 0 || p.RetrieveK != 0 {
 		fmt.Fprintf(h, "eos_bias|%08x|retrieve_k|%d|", math.Float32bits(p.EOSBias), p.RetrieveK)
 	}
+	if p.Chat() {
+		fmt.Fprintf(h, "layout|%s|", p.Layout)
+	}
 	for _, t := range p.tensors() {
 		fmt.Fprintf(h, "%s|%d|", t.name, len(t.data))
 		h.Write(floatBytes(t.data))
@@ -421,6 +452,9 @@ func (p *Plug) encode(w io.Writer, ts []plugTensor, edit func(g *llama.GGUFWrite
 	}
 	if p.RetrieveK != 0 {
 		g.SetUint32("pplug.retrieve_k", uint32(p.RetrieveK))
+	}
+	if p.Chat() {
+		g.SetString("pplug.layout", p.Layout)
 	}
 	for _, k := range slices.Sorted(maps.Keys(p.Meta)) {
 		g.SetString("pplug.meta."+k, p.Meta[k])
@@ -520,6 +554,9 @@ func readPlugMeta(g *llama.GGUFFile) (*Plug, error) {
 	}
 	if g.FindKey("pplug.retrieve_k") >= 0 {
 		p.RetrieveK = int(kv.u32("pplug.retrieve_k"))
+	}
+	if g.FindKey("pplug.layout") >= 0 {
+		p.Layout = kv.str("pplug.layout")
 	}
 	if kv.err != nil {
 		return nil, kv.err

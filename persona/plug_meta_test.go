@@ -81,3 +81,36 @@ func TestPlugMetadataContradictingTensorsIsRefused(t *testing.T) {
 		os.Remove(path)
 	}
 }
+
+// TestPlugLayoutRoundTrip: the layout a plug was trained on reads back,
+// an old plug reads as the prompt layout and an unknown layout is refused.
+func TestPlugLayoutRoundTrip(t *testing.T) {
+	m := loadModel(t, testenv.Stories260K(t))
+	p := newTestPlug(t, m, 48, 3)
+	dir := t.TempDir()
+	plain := p.Checksum()
+	for _, layout := range []string{"", LayoutChat} {
+		p.Layout = layout
+		path := filepath.Join(dir, "p"+layout+".gguf")
+		if err := p.WriteFile(path); err != nil {
+			t.Fatal(err)
+		}
+		r, err := ReadPlug(path)
+		if err != nil || r.Layout != layout || r.Chat() != (layout == LayoutChat) {
+			t.Fatalf("layout %q read back as %q (%v)", layout, r.Layout, err)
+		}
+	}
+	if p.Checksum() == plain {
+		t.Fatal("the layout does not enter the checksum")
+	}
+	p.Layout = "sideways"
+	path := filepath.Join(dir, "bad.gguf")
+	if err := atomicfile.Write(path, func(w io.Writer) error {
+		return p.encode(w, p.tensors(), func(g *llama.GGUFWriter) { g.SetString("pplug.layout", "sideways") })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadPlug(path); err == nil || !strings.Contains(err.Error(), "layout") {
+		t.Fatalf("an unknown layout: %v", err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 
 	"github.com/pplug/pplug/lamp"
 	"github.com/pplug/pplug/llama"
@@ -56,7 +57,20 @@ type DataOptions struct {
 	// retrieval stays unless RetrieveOnly.
 	RetrieveK    int
 	RetrieveOnly bool
+	// Layout is persona.LayoutPrompt ("": the input alone) or
+	// persona.LayoutChat: every example is a conversation in the model's
+	// chat template (persona.ChooseTemplate, the plain fallback without
+	// one), the rows opening it, as chat and serve lay out a turn. A
+	// user's question comes after up to ChatTurns (0: none, every example
+	// single-turn) of the same user's earlier questions of the split with
+	// their gold answers (multi-turn; the user's first question is
+	// single-turn).
+	Layout    string
+	ChatTurns int
 }
+
+// DefaultChatTurns is the number of earlier turns of a chat example.
+const DefaultChatTurns = 2
 
 func (o *DataOptions) defaults() {
 	if o.MaxItems <= 0 {
@@ -68,6 +82,7 @@ func (o *DataOptions) defaults() {
 	if o.MaxTarget <= 0 {
 		o.MaxTarget = 128
 	}
+
 	if o.QueryFn == nil {
 		task := o.Task
 		o.QueryFn = func(s string) string {
@@ -103,7 +118,16 @@ func LoadExamples(ctx context.Context, m *llama.Model, enc *persona.Encoder, cac
 	}
 	// The retrieval layout's prompt is what inference's pplug+bm25 method
 	// reads: the same Personalizer rule, with the plug's retrieve_k.
-	retrieval := &persona.Personalizer{Method: persona.MethodBM25, LLM: m, K: o.RetrieveK, Query: o.QueryFn}
+	lay := &layouter{ctx: ctx, b: persona.Builder{LLM: m, MaxPrompt: o.MaxInput, Plug: plug},
+		retrieval: &persona.Personalizer{Method: persona.MethodBM25, LLM: m, K: o.RetrieveK, Query: o.QueryFn}}
+	if o.Layout == persona.LayoutChat {
+		tmpl, err := persona.ChooseTemplate(m, "")
+		if err != nil {
+			return nil, err
+		}
+		lay.b.Template = &tmpl
+	}
+	convs := conversations(qs, golds, profs, lay.b.Template, o.ChatTurns)
 	var out []Example
 	for i, q := range qs {
 		if err := ctx.Err(); err != nil {
@@ -117,7 +141,7 @@ func LoadExamples(ctx context.Context, m *llama.Model, enc *persona.Encoder, cac
 			target = target[:o.MaxTarget]
 		}
 		e := Example{ID: q.ID, Keys: keys[i], Query: queries[i], Target: target}
-		if out, err = appendLayouts(ctx, out, e, m, retrieval, profs[i].Items, q.Input, o); err != nil {
+		if out, err = lay.appendLayouts(out, e, profs[i].Items, convs[i], o); err != nil {
 			return nil, fmt.Errorf("question %q: %w", q.ID, err)
 		}
 		if o.Progress != nil {
@@ -187,15 +211,25 @@ func encodeSplit(ctx context.Context, enc *persona.Encoder, cache *persona.Cache
 	return keys, queries, nil
 }
 
+// layouter lays out examples' prompts as inference lays them out
+// (persona.Builder, with the place of the plug's rows that the graph
+// injects), cut to the input limit as generation cuts them
+// (persona.FitPromptAt: the oldest tokens go, BOS and the text right
+// before the answer stay).
+type layouter struct {
+	ctx       context.Context
+	b         persona.Builder
+	retrieval *persona.Personalizer
+}
+
 // appendLayouts appends the example e of a question in the layouts the
 // options ask for: the input alone, and with the retrieved items before
 // the rows (persona.Request.Context, as pplug+bm25 reads them) when
 // RetrieveK > 0.
-func appendLayouts(ctx context.Context, out []Example, e Example, m *llama.Model, retrieval *persona.Personalizer,
-	items []profile.Item, input string, o DataOptions) ([]Example, error) {
+func (l *layouter) appendLayouts(out []Example, e Example, items []profile.Item, conv persona.Conversation, o DataOptions) ([]Example, error) {
 	var err error
 	if o.RetrieveK <= 0 || !o.RetrieveOnly {
-		if e.Prompt, e.At, err = layoutPrompt(ctx, m, nil, nil, input, o.MaxInput); err != nil {
+		if e.Prompt, e.At, err = l.prompt(nil, conv); err != nil {
 			return nil, err
 		}
 		out = append(out, e)
@@ -207,9 +241,9 @@ func appendLayouts(ctx context.Context, out []Example, e Example, m *llama.Model
 			for i, k := range kept {
 				sub[i] = items[k]
 			}
-			return layoutPrompt(ctx, m, retrieval, sub, input, o.MaxInput)
+			return l.prompt(sub, conv)
 		}
-		if e.Prompt, e.At, err = layoutPrompt(ctx, m, retrieval, items, input, o.MaxInput); err != nil {
+		if e.Prompt, e.At, err = l.prompt(items, conv); err != nil {
 			return nil, err
 		}
 		out = append(out, e)
@@ -217,28 +251,52 @@ func appendLayouts(ctx context.Context, out []Example, e Example, m *llama.Model
 	return out, nil
 }
 
-// layoutPrompt tokenizes an example's prompt as inference lays it out: the
-// input alone (retrieval nil), or with retrieval's items from items before
-// the rows (the Personalizer's own rule); cut to maxInput tokens as
-// generation cuts it (persona.FitPromptAt: the oldest tokens go, BOS and
-// the text right before the answer stay).
-func layoutPrompt(ctx context.Context, m *llama.Model, retrieval *persona.Personalizer, items []profile.Item, input string, maxInput int) ([]llama.Token, int, error) {
-	req := persona.Request{Prompt: input}
-	if retrieval != nil {
-		u, _, err := retrieval.Prepare(ctx, items, nil)
+// prompt is the tokens of an example's turn and the number of them before
+// the rows: the conversation alone (items nil), or with retrieval's items
+// from items before the input (the Personalizer's own rule).
+func (l *layouter) prompt(items []profile.Item, conv persona.Conversation) ([]llama.Token, int, error) {
+	var user *persona.Persona
+	if items != nil {
+		u, _, err := l.retrieval.Prepare(l.ctx, items, nil)
 		if err != nil {
 			return nil, 0, err
 		}
-		if req, err = u.Personalize(ctx, input); err != nil {
-			return nil, 0, err
-		}
+		defer u.Close()
+		user = u
 	}
-	prompt, at, err := persona.PromptTokens(m, req.Context, req.Prompt)
+	t, err := l.b.Build(l.ctx, user, conv)
 	if err != nil {
 		return nil, 0, fmt.Errorf("tokenize the input: %w", err)
 	}
-	prompt, at, _ = persona.FitPromptAt(m, prompt, at, maxInput)
-	return prompt, at, nil
+	return t.Tokens, t.At, nil
+}
+
+// conversations are the questions' conversations: the input alone
+// without a template; in one, the same user's (the same history's)
+// earlier questions of the split, up to turns of them with their gold
+// answers, then the question.
+func conversations(qs []lamp.Question, golds map[string]string, profs []*profile.Profile, tmpl *persona.Template, turns int) []persona.Conversation {
+	out := make([]persona.Conversation, len(qs))
+	seen := map[string][]int{} // history -> its questions so far
+	for i, q := range qs {
+		if tmpl == nil {
+			out[i] = persona.Conversation{Prompt: q.Input}
+			continue
+		}
+		key := strings.Join(profs[i].Texts(), "\x00")
+		prev := seen[key]
+		seen[key] = append(prev, i)
+		var msgs []llama.ChatMessage
+		for _, j := range prev[max(0, len(prev)-turns):] {
+			answer := golds[qs[j].ID]
+			if tmpl.Plain() {
+				answer = " " + answer // as generated after "Assistant:"
+			}
+			msgs = append(msgs, llama.ChatMessage{Role: "user", Content: qs[j].Input}, llama.ChatMessage{Role: "assistant", Content: answer})
+		}
+		out[i] = persona.Conversation{Messages: append(msgs, llama.ChatMessage{Role: "user", Content: q.Input})}
+	}
+	return out
 }
 
 // Augment returns the examples plus, for every example with more than two

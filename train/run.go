@@ -52,6 +52,13 @@ type Options struct {
 	Progress func(p Progress)
 	// Log, when set, receives one line per epoch.
 	Log func(line string)
+	// Devices names the ggml devices the model's layers were offloaded to
+	// (empty: the CPU alone) and GPULayers how many layers (< 0: all), as
+	// the model was loaded (llama.cpp's -dev and -ngl resolved), for the
+	// training graph's placement; the graph runs on the CPU backend until
+	// it schedules work on them.
+	Devices   []string
+	GPULayers int
 }
 
 // MaxAugment bounds Options.Augment: every copy is one more example per

@@ -2,12 +2,11 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -19,7 +18,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/pplug/pplug/chat"
-	"github.com/pplug/pplug/internal/atomicfile"
 	"github.com/pplug/pplug/llama"
 	"github.com/pplug/pplug/persona"
 	"github.com/pplug/pplug/persona/profile"
@@ -102,10 +100,14 @@ func runChat(c *cli.Context) error {
 	}
 	// Sequence 1 is scratch space for replacing the persona rows in place.
 	copts.NSeqMax, copts.KVUnified = 2, true
-	if _, err := checkPersonaFlags(c); err != nil {
+	po, err := personaOptionsFrom(c)
+	if err != nil {
 		return err
 	}
-	if c.Bool("remember") && c.String("profile") == "" {
+	if _, err := po.method(); err != nil {
+		return err
+	}
+	if c.Bool("remember") && po.Profile.Path == "" {
 		return usagef("--remember needs --profile")
 	}
 
@@ -114,11 +116,14 @@ func runChat(c *cli.Context) error {
 		return err
 	}
 	defer m.Close()
-	ps, err := setupPersona(ctx, c, m, stderr)
+	ps, err := setupPersona(ctx, po, m, stderr)
 	if err != nil {
 		return err
 	}
 	defer ps.Close()
+	if plug := ps.pz.Plug; plug != nil && !plug.Chat() {
+		slog.Info("the plug was trained on the prompt layout; chat lays each turn out as a conversation (pplug train --layout chat trains for it)")
+	}
 	if c.Bool("remember") {
 		if ps.prof == nil {
 			return usagef("--remember needs --profile")
@@ -147,7 +152,8 @@ func runChat(c *cli.Context) error {
 		return err
 	}
 	defer sess.Close()
-	r := &chatREPL{c: c, sess: sess, ps: ps, m: m, lctx: lctx, smp: smp, stdout: stdout, stderr: stderr,
+	r := &chatREPL{po: po, model: c.String("model"), files: chatInputFiles(c), stdin: c.App.Reader,
+		timings: c.Bool("timings"), remembers: c.Bool("remember"), sess: sess, ps: ps, m: m, lctx: lctx, smp: smp, stdout: stdout, stderr: stderr,
 		set: chatSettings{Sampler: sopts, NPredict: c.Int("n-predict"), System: c.String("system")}}
 	defer func() { r.smp.Close() }()
 	for _, n := range sess.Notices() {
@@ -164,16 +170,21 @@ func runChat(c *cli.Context) error {
 }
 
 type chatREPL struct {
-	c      *cli.Context
-	sess   *chat.Session
-	ps     *personaState
-	m      *llama.Model
-	lctx   *llama.Context
-	smp    *llama.Sampler // the session's sampler, replaced by /set
-	set    chatSettings
-	stdout io.Writer
-	stderr io.Writer
-	tty    bool
+	po        personaOptions
+	model     string            // -m
+	files     map[string]string // the chat's input files by flag: /save never replaces them
+	stdin     io.Reader
+	timings   bool // --timings
+	remembers bool // --remember
+	sess      *chat.Session
+	ps        *personaState
+	m         *llama.Model
+	lctx      *llama.Context
+	smp       *llama.Sampler // the session's sampler, replaced by /set
+	set       chatSettings
+	stdout    io.Writer
+	stderr    io.Writer
+	tty       bool
 
 	mu     sync.Mutex
 	cancel context.CancelFunc // of the answer being generated
@@ -189,7 +200,7 @@ func (r *chatREPL) unsaved() error {
 		return nil
 	}
 	return fmt.Errorf("--remember: %d of %d messages were not saved to %s (%v)",
-		r.lost, r.lost+r.remembered, r.c.String("profile"), r.lostWhy)
+		r.lost, r.lost+r.remembered, r.po.Profile.Path, r.lostWhy)
 }
 
 func (r *chatREPL) notice(s string) { fmt.Fprintf(r.stderr, "[%s]\n", s) }
@@ -310,7 +321,7 @@ func untilDone(ctx context.Context, next func() (string, error)) func() (string,
 // "... " prompt inside a message of several lines, Ctrl-C dropping a
 // half-typed one), lines of any length otherwise.
 func (r *chatREPL) input(ml *multiline) (next func() (string, error), closeInput func(), err error) {
-	in := r.c.App.Reader
+	in := r.stdin
 	f, isFile := in.(*os.File)
 	r.tty = isFile && term.IsTerminal(int(f.Fd())) && isTerminalWriter(r.stdout)
 	if !r.tty {
@@ -405,11 +416,11 @@ func (r *chatREPL) modeNote() string {
 	}
 	switch m := r.ps.pz.Method; {
 	case m.NeedsPlug() && m.Retrieves():
-		return fmt.Sprintf(" with the persona of %s (%d items) and %d retrieved items per message", r.c.String("profile"), r.ps.user.Len(), r.ps.pz.RetrieveK())
+		return fmt.Sprintf(" with the persona of %s (%d items) and %d retrieved items per message", r.po.Profile.Path, r.ps.user.Len(), r.ps.pz.RetrieveK())
 	case m.NeedsPlug():
-		return fmt.Sprintf(" with the persona of %s (%d items)", r.c.String("profile"), r.ps.user.Len())
+		return fmt.Sprintf(" with the persona of %s (%d items)", r.po.Profile.Path, r.ps.user.Len())
 	case m.Retrieves():
-		return fmt.Sprintf(" with %d retrieved items of %s per message (%s)", r.ps.pz.RetrieveK(), r.c.String("profile"), m)
+		return fmt.Sprintf(" with %d retrieved items of %s per message (%s)", r.ps.pz.RetrieveK(), r.po.Profile.Path, m)
 	}
 	return ""
 }
@@ -456,10 +467,10 @@ func (r *chatREPL) answer(ctx context.Context, msg string) error {
 	case err != nil:
 		return err
 	}
-	if r.c.Bool("timings") {
+	if r.timings {
 		printTimings(r.stderr, res.Stats)
 	}
-	if r.c.Bool("remember") {
+	if r.remembers {
 		r.remember(ctx, msg)
 	}
 	return nil
@@ -472,7 +483,7 @@ func (r *chatREPL) answer(ctx context.Context, msg string) error {
 func (r *chatREPL) remember(ctx context.Context, msg string) {
 	now := time.Now().UTC()
 	id := fmt.Sprintf("chat-%d", now.UnixNano())
-	if err := profile.Append(r.c.String("profile"), r.ps.prof.Format, map[string]string{"id": id, "date": now.Format(time.RFC3339), "text": msg}); err != nil {
+	if err := profile.Append(r.po.Profile.Path, r.ps.prof.Format, map[string]string{"id": id, "date": now.Format(time.RFC3339), "text": msg}); err != nil {
 		r.notice("could not remember the message: " + err.Error())
 		if r.lost++; r.lostWhy == nil {
 			r.lostWhy = err
@@ -488,7 +499,7 @@ func (r *chatREPL) remember(ctx context.Context, msg string) {
 // refreshPersona loads the grown profile and prepares the persona again.
 func (r *chatREPL) refreshPersona(ctx context.Context) error {
 	ps := r.ps
-	prof, _, err := loadProfile(r.c)
+	prof, _, err := r.po.Profile.load(ctx)
 	if err != nil {
 		return err
 	}
@@ -570,9 +581,9 @@ func (r *chatREPL) personaState() string {
 	if r.sess.PersonaOn() {
 		state = "on"
 	}
-	s := fmt.Sprintf("persona: %s, method %s, %d history items of %s", state, r.ps.pz.Method, r.ps.user.Len(), r.c.String("profile"))
+	s := fmt.Sprintf("persona: %s, method %s, %d history items of %s", state, r.ps.pz.Method, r.ps.user.Len(), r.po.Profile.Path)
 	if r.ps.pz.Method.NeedsPlug() {
-		s += fmt.Sprintf(", plug %s (%d rows), encoder %s", r.c.String("plug"), r.ps.pz.NRows(), shortID(r.ps.pz.Encoder.ID()))
+		s += fmt.Sprintf(", plug %s (%d rows), encoder %s", r.po.Plug, r.ps.pz.NRows(), shortID(r.ps.pz.Encoder.ID()))
 	}
 	if k := r.ps.pz.RetrieveK(); k > 0 {
 		s += fmt.Sprintf(", %d retrieved items per message", k)
@@ -632,7 +643,7 @@ func (r *chatREPL) show() {
 	if info.FileType != "" {
 		facts = append(facts, info.FileType)
 	}
-	fmt.Fprintf(r.stderr, "model:    %s (%s) %s\n", r.modelName(), strings.Join(facts, ", "), r.c.String("model"))
+	fmt.Fprintf(r.stderr, "model:    %s (%s) %s\n", r.modelName(), strings.Join(facts, ", "), r.model)
 	fmt.Fprintf(r.stderr, "context:  %d positions, %d in use; %d threads\n", r.lctx.NCtxSeq(), used, r.lctx.Threads())
 	fmt.Fprintf(r.stderr, "template: %s\n", tmpl)
 	fmt.Fprintf(r.stderr, "%s\n", r.personaState())
@@ -658,15 +669,16 @@ func (r *chatREPL) showProfile() error {
 	return nil
 }
 
-// openFiles are the files the session reads: /save never replaces them.
-func (r *chatREPL) openFiles() map[string]string {
+// chatInputFiles are the files a chat reads, by flag: /save never
+// replaces them.
+func chatInputFiles(c *cli.Context) map[string]string {
 	files := map[string]string{}
 	for _, flag := range []string{"profile", "plug", "model", "encoder", "grammar-file"} {
-		if p := r.c.String(flag); p != "" {
+		if p := c.String(flag); p != "" {
 			files[flag] = p
 		}
 	}
-	if js := r.c.String("json-schema"); strings.HasPrefix(js, "@") {
+	if js := c.String("json-schema"); strings.HasPrefix(js, "@") {
 		files["json-schema"] = js[1:]
 	}
 	return files
@@ -692,7 +704,7 @@ func (r *chatREPL) checkSave(path string, force bool) error {
 	if st.IsDir() {
 		return fmt.Errorf("save: %s is a folder; give a file name", path)
 	}
-	for flag, p := range r.openFiles() {
+	for flag, p := range r.files {
 		if ost, err := os.Stat(p); err == nil && os.SameFile(st, ost) {
 			return fmt.Errorf("save: %s is the --%s file of this chat (%s); choose another name", path, flag, p)
 		}
@@ -703,49 +715,18 @@ func (r *chatREPL) checkSave(path string, force bool) error {
 	return nil
 }
 
-// transcriptVersion is the format of the files /save writes.
-const transcriptVersion = 1
-
-// transcript is what /save writes and /load reads.
-type transcript struct {
-	Version   int            `json:"pplug_transcript"`
-	Model     string         `json:"model"`
-	ModelName string         `json:"model_name,omitempty"`
-	Profile   string         `json:"profile,omitempty"`
-	Plug      string         `json:"plug,omitempty"`
-	Method    persona.Method `json:"method"`
-	PersonaOn bool           `json:"persona_on"`
-	System    string         `json:"system,omitempty"`
-	Settings  string         `json:"settings"`
-	Saved     string         `json:"saved"`
-	Messages  []chat.Message `json:"messages"`
-}
-
 func (r *chatREPL) save(path string, force bool) error {
 	if err := r.checkSave(path, force); err != nil {
 		return err
 	}
-	t := transcript{
-		Version: transcriptVersion, Model: r.c.String("model"), ModelName: r.modelName(),
-		Profile: r.c.String("profile"), Plug: r.c.String("plug"), Method: r.ps.pz.Method,
-		PersonaOn: r.sess.PersonaOn(), System: r.sess.System(), Settings: r.set.describe(),
-		Saved: time.Now().UTC().Format(time.RFC3339), Messages: r.sess.Messages(),
-	}
-	if t.Messages == nil {
-		t.Messages = []chat.Message{}
-	}
-	write := func(w io.Writer) error {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(t)
-	}
-	if force {
-		return atomicfile.Write(path, write)
-	}
-	// Never replace a file, also one made since checkSave looked.
-	if err := atomicfile.WriteNew(path, write); errors.Is(err, atomicfile.ErrExists) {
+	t := r.sess.Transcript()
+	t.Model, t.ModelName, t.Profile, t.Plug = r.model, r.modelName(), r.po.Profile.Path, r.po.Plug
+	t.Method, t.Settings = r.ps.pz.Method, r.set.describe()
+	err := chat.WriteTranscript(path, t, force)
+	if errors.Is(err, chat.ErrTranscriptExists) {
 		return fmt.Errorf("save: %s exists; /save! %s (or /save %s --force) replaces it", path, path, path)
-	} else if err != nil {
+	}
+	if err != nil {
 		return fmt.Errorf("save: %w", err)
 	}
 	return nil
@@ -753,27 +734,11 @@ func (r *chatREPL) save(path string, force bool) error {
 
 // load is /load: the conversation of a transcript continues here.
 func (r *chatREPL) load(path string) error {
-	b, err := os.ReadFile(path)
+	t, err := chat.ReadTranscript(path)
 	if err != nil {
 		return fmt.Errorf("load: %w", err)
 	}
-	var t transcript
-	d := json.NewDecoder(bytes.NewReader(b))
-	if err := d.Decode(&t); err != nil {
-		return fmt.Errorf("load %s: not a transcript: %w", path, err)
-	}
-	if t.Version > transcriptVersion {
-		return fmt.Errorf("load %s: transcript format %d is newer than this pplug's (%d)", path, t.Version, transcriptVersion)
-	}
-	for i, m := range t.Messages {
-		if !utf8.ValidString(m.Content) || !utf8.ValidString(m.Seen) {
-			return fmt.Errorf("load %s: message %d is not valid UTF-8", path, i+1)
-		}
-	}
-	if err := r.sess.SetSystem(t.System); err != nil {
-		return err
-	}
-	if err := r.sess.Load(t.Messages); err != nil {
+	if err := r.sess.Restore(t); err != nil {
 		return fmt.Errorf("load %s: %w", path, err)
 	}
 	r.set.System = t.System

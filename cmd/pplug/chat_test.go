@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pplug/pplug/chat"
 	"github.com/pplug/pplug/internal/testenv"
 	"github.com/pplug/pplug/llama"
 	"github.com/pplug/pplug/persona"
@@ -404,12 +405,12 @@ func TestChatLoadContinues(t *testing.T) {
 	if resumed[7] != direct[4] {
 		t.Fatalf("after /load: %q, in the conversation itself: %q", resumed[7], direct[4])
 	}
-	var tr transcript
+	var tr chat.Transcript
 	b, _ := os.ReadFile(file)
 	if err := json.Unmarshal(b, &tr); err != nil {
 		t.Fatal(err)
 	}
-	if tr.Version != transcriptVersion || tr.Method != persona.MethodPPlug || len(tr.Messages) != 4 || tr.ModelName == "" {
+	if tr.Version != chat.TranscriptVersion || tr.Method != persona.MethodPPlug || len(tr.Messages) != 4 || tr.ModelName == "" {
 		t.Fatalf("transcript %+v", tr)
 	}
 	if tr.Messages[0].Persona != persona.MethodPPlug || tr.Messages[2].Persona != persona.MethodNone || tr.Messages[1].Role != "assistant" {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -118,75 +119,130 @@ func runEmbed(c *cli.Context) error {
 	if c.Bool("verbose") {
 		setupLogging(true, c.App.ErrWriter)
 	}
-	format := c.String("embd-output-format")
-	switch format {
-	case "", "json", "json+", "array", "raw":
-	default:
-		return usagef("--embd-output-format %q: want json, json+, array, raw or nothing (text)", format)
-	}
-	norm := c.Int("embd-normalize")
-	if norm < -1 {
-		return usagef("--embd-normalize %d: want -1 (none), 0 (int16), 1 (taxicab), 2 (euclidean) or more (p-norm)", norm)
-	}
-	pool, err := llama.ParsePooling(c.String("pooling"))
-	if err != nil {
-		return usageError{err}
-	}
-	if c.Int("threads") < 0 {
-		return usagef("--threads must not be negative")
-	}
-	if !c.IsSet("prompt") && c.String("file") == "" {
-		return usagef("no text given: pass -p TEXT, -p - (standard input) or -f FILE")
-	}
-	text, err := readPrompt(c)
+	o, err := embedOptionsFrom(c)
 	if err != nil {
 		return err
 	}
-	texts := splitTexts(text, c.String("embd-separator"))
+	return o.run(c.Context, c.App.Writer, c.App.ErrWriter)
+}
 
-	m, err := loadModel(c.Context, c, c.App.ErrWriter)
+// embedOptions are embed's flags, read and checked once.
+type embedOptions struct {
+	Model   modelConfig
+	Texts   []string
+	Format  string
+	Norm    int
+	Pooling llama.Pooling
+	Threads int
+}
+
+func embedOptionsFrom(c *cli.Context) (*embedOptions, error) {
+	o := &embedOptions{Format: c.String("embd-output-format"), Norm: c.Int("embd-normalize"), Threads: c.Int("threads")}
+	switch o.Format {
+	case "", "json", "json+", "array", "raw":
+	default:
+		return nil, usagef("--embd-output-format %q: want json, json+, array, raw or nothing (text)", o.Format)
+	}
+	if o.Norm < -1 {
+		return nil, usagef("--embd-normalize %d: want -1 (none), 0 (int16), 1 (taxicab), 2 (euclidean) or more (p-norm)", o.Norm)
+	}
+	var err error
+	if o.Pooling, err = llama.ParsePooling(c.String("pooling")); err != nil {
+		return nil, usageError{err}
+	}
+	if o.Threads < 0 {
+		return nil, usagef("--threads must not be negative")
+	}
+	if !c.IsSet("prompt") && c.String("file") == "" {
+		return nil, usagef("no text given: pass -p TEXT, -p - (standard input) or -f FILE")
+	}
+	text, err := readPrompt(c)
+	if err != nil {
+		return nil, err
+	}
+	o.Texts = splitTexts(text, c.String("embd-separator"))
+	if o.Model, err = modelConfigFrom(c); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// run embeds the texts, one per decode, and prints them.
+func (o *embedOptions) run(ctx context.Context, stdout, stderr io.Writer) error {
+	m, err := o.Model.load(ctx, stderr)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
+	pool, poolName, err := o.pooling(m)
+	if err != nil {
+		return err
+	}
+	toks, longest, err := embedTokens(m, o.Texts)
+	if err != nil {
+		return err
+	}
+	// One text per decode, in one ubatch (non-causal encoders need it).
+	lc, err := m.NewContext(llama.ContextOptions{NCtx: longest, NBatch: longest, NUBatch: longest,
+		Threads: o.Threads, Embeddings: true, Pooling: pool})
+	if err != nil {
+		return err
+	}
+	defer lc.Close()
+	vecs, err := embedAll(ctx, lc, toks, pool)
+	if err != nil {
+		return err
+	}
+	for _, v := range vecs {
+		embdNormalize(v, o.Norm)
+	}
+	return writeEmbeddings(stdout, o.Format, o.Norm, vecs, poolName != "none")
+}
+
+// pooling is the pooling to run with and its name: --pooling, else the
+// model's own; a model that cannot give embeddings is an error.
+func (o *embedOptions) pooling(m *llama.Model) (llama.Pooling, string, error) {
 	info := m.Info()
 	if info.HasEncoder && info.HasDecoder {
-		return fmt.Errorf("%s: embeddings of encoder-decoder models are not supported (as in llama-embedding)", info.Path)
+		return 0, "", fmt.Errorf("%s: embeddings of encoder-decoder models are not supported (as in llama-embedding)", info.Path)
 	}
-	poolName := pool.String()
+	pool, poolName := o.Pooling, o.Pooling.String()
 	if pool == llama.PoolingDefault {
 		if poolName = m.OwnPooling(); poolName == "rank" {
-			return fmt.Errorf("%s pools with rank (a reranker): it gives scores, not embeddings; choose --pooling mean, cls or last", info.Path)
+			return 0, "", fmt.Errorf("%s pools with rank (a reranker): it gives scores, not embeddings; choose --pooling mean, cls or last", info.Path)
 		}
 		if poolName == "none" {
 			pool = llama.PoolingNone
 		}
 	}
+	return pool, poolName, nil
+}
 
-	toks := make([][]llama.Token, len(texts))
-	longest := 1
+// embedTokens tokenizes the texts; an empty one or one longer than the
+// model's context is an error naming it.
+func embedTokens(m *llama.Model, texts []string) (toks [][]llama.Token, longest int, err error) {
+	toks = make([][]llama.Token, len(texts))
+	longest = 1
 	for i, s := range texts {
 		t, err := m.Tokenize(s, true, true)
 		if err != nil {
-			return fmt.Errorf("text %d: %w", i+1, err)
+			return nil, 0, fmt.Errorf("text %d: %w", i+1, err)
 		}
 		if len(t) == 0 {
-			return fmt.Errorf("text %d (%q) gives no tokens: remove empty texts or choose another --embd-separator", i+1, s)
+			return nil, 0, fmt.Errorf("text %d (%q) gives no tokens: remove empty texts or choose another --embd-separator", i+1, s)
 		}
-		if n := info.NCtxTrain; n > 0 && len(t) > n {
-			return fmt.Errorf("text %d has %d tokens, more than the model's context of %d: split it", i+1, len(t), n)
+		if n := m.Info().NCtxTrain; n > 0 && len(t) > n {
+			return nil, 0, fmt.Errorf("text %d has %d tokens, more than the model's context of %d: split it", i+1, len(t), n)
 		}
 		toks[i] = t
 		longest = max(longest, len(t))
 	}
-	// One text per decode, in one ubatch (non-causal encoders need it).
-	lc, err := m.NewContext(llama.ContextOptions{NCtx: longest, NBatch: longest, NUBatch: longest,
-		Threads: c.Int("threads"), Embeddings: true, Pooling: pool})
-	if err != nil {
-		return err
-	}
-	defer lc.Close()
+	return toks, longest, nil
+}
 
+// embedAll decodes each text alone and returns its pooled vector, or one
+// vector per token without pooling.
+func embedAll(ctx context.Context, lc *llama.Context, toks [][]llama.Token, pool llama.Pooling) ([][]float32, error) {
 	var vecs [][]float32
 	for i, t := range toks {
 		b := llama.Batch{Tokens: t, Pos: make([]llama.Pos, len(t)), Seq: make([]llama.SeqID, len(t)), Output: make([]bool, len(t))}
@@ -194,16 +250,16 @@ func runEmbed(c *cli.Context) error {
 			b.Pos[j], b.Output[j] = llama.Pos(j), true
 		}
 		if err := lc.ClearMemory(); err != nil {
-			return err
+			return nil, err
 		}
-		if err := lc.Decode(c.Context, b); err != nil {
-			return fmt.Errorf("embed text %d: %w", i+1, err)
+		if err := lc.Decode(ctx, b); err != nil {
+			return nil, fmt.Errorf("embed text %d: %w", i+1, err)
 		}
 		if pool == llama.PoolingNone {
 			for j := range t {
 				v, err := lc.Embeddings(j)
 				if err != nil {
-					return fmt.Errorf("embed text %d, token %d: %w", i+1, j, err)
+					return nil, fmt.Errorf("embed text %d, token %d: %w", i+1, j, err)
 				}
 				vecs = append(vecs, v)
 			}
@@ -211,14 +267,11 @@ func runEmbed(c *cli.Context) error {
 		}
 		v, err := lc.SeqEmbeddings(0)
 		if err != nil {
-			return fmt.Errorf("embed text %d: %w", i+1, err)
+			return nil, fmt.Errorf("embed text %d: %w", i+1, err)
 		}
 		vecs = append(vecs, v)
 	}
-	for _, v := range vecs {
-		embdNormalize(v, norm)
-	}
-	return writeEmbeddings(c.App.Writer, format, norm, vecs, poolName != "none")
+	return vecs, nil
 }
 
 // writeEmbeddings prints the vectors in llama-embedding's formats: values

@@ -99,7 +99,7 @@ func TestProfileDatabasePlace(t *testing.T) {
 // TestFlagsCheckedBeforeLoading: a bad flag value is a usage error found
 // before the model is loaded. The model here does not exist, so a check
 // made after loading would fail with exit 1 and another message. Enum-like
-// flags are checked whether or not this run would read them (--device
+// flags are checked whether or not this run would read them (--plugin-device
 // without --plug).
 func TestFlagsCheckedBeforeLoading(t *testing.T) {
 	dir := t.TempDir()
@@ -109,7 +109,10 @@ func TestFlagsCheckedBeforeLoading(t *testing.T) {
 	q := filepath.Join(dir, "q.json")
 	os.WriteFile(q, []byte(`[{"id": "1", "input": "x", "profile": [{"id": "1", "text": "a"}]}]`), 0o644)
 	enums := [][]string{
-		{"--device", "bogus", `--device: kernels: unknown device "bogus"`},
+		{"--plugin-device", "bogus", `--plugin-device: kernels: unknown device "bogus"`},
+		{"--device", "bogus", `--device: unknown device "bogus": available: `},
+		{"-ngl", "-5", `--n-gpu-layers: "-5": want a number of layers (0: none), auto or all`},
+		{"-sm", "tensor", `--split-mode: split mode "tensor": want none, layer or row`},
 		{"--pooling", "median", `--pooling: unknown pooling "median"`},
 	}
 	cases := []struct {

@@ -48,7 +48,7 @@ func evalCommand() *cli.Command {
 		&cli.IntFlag{Name: "limit", Usage: "evaluate only the first N questions (0: all)"},
 		&cli.IntFlag{Name: "max-new-tokens", Aliases: []string{"n"}, Usage: "tokens to generate per answer (0: 128, 10 for LaMP-3, as the paper)"},
 		&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "output `DIR` for <method>_outputs.json and results.json/md (default: eval-<task>)"},
-		&cli.BoolFlag{Name: "chat", Usage: "wrap each prompt in the model's chat template (one user message)"},
+		&cli.BoolFlag{Name: "chat", Usage: "wrap each prompt in the model's chat template, or its plain User:/Assistant: fallback (one user message, the rows opening it); default: the layout the plug was trained on"},
 		labelsFlag(),
 		&cli.BoolFlag{Name: "no-nll", Usage: "do not score the golds' likelihood under each method (with --golds)"},
 	}
@@ -132,15 +132,7 @@ func runEval(c *cli.Context) error {
 		setupLogging(true, c.App.ErrWriter)
 	}
 	stdout, stderr := c.App.Writer, c.App.ErrWriter
-	qpath := c.String("questions")
-	if qpath == "" {
-		return usagef("no questions given: pass --questions FILE (a LaMP {split}_questions.json)")
-	}
-	golds, err := readGolds(c)
-	if err != nil {
-		return err
-	}
-	task, err := evalTask(c, golds)
+	e, err := evalCommonFrom(c)
 	if err != nil {
 		return err
 	}
@@ -152,64 +144,38 @@ func runEval(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	copts, err := contextOptions(c)
-	if err != nil {
-		return err
-	}
 	// Check the questions (and golds) before loading anything.
-	ids, err := eval.QuestionIDs(qpath, c.Int("limit"))
+	ids, err := eval.QuestionIDs(e.questions, c.Int("limit"))
 	if err != nil {
 		return err
 	}
-	if golds != nil {
-		if _, err := eval.GoldsFor(golds.Golds, ids); err != nil {
+	if e.golds != nil {
+		if _, err := eval.GoldsFor(e.golds.Golds, ids); err != nil {
 			return fmt.Errorf("%s: %w", c.String("golds"), err)
 		}
 	}
 	out := c.String("out")
 	if out == "" {
-		out = "eval-" + task.Name()
+		out = "eval-" + e.task.Name()
 	}
 
 	ctx := c.Context
-	m, err := loadModel(ctx, c, stderr)
+	p, closeAll, err := e.predictor(ctx, stderr)
 	if err != nil {
 		return err
 	}
-	defer m.Close()
-	if c.Bool("chat") && m.Info().ChatTemplate == "" {
-		return usagef("--chat: the model has no chat template")
-	}
-	var pz *persona.Personalizer
-	if c.String("plug") != "" {
-		var closeRT func() error
-		if pz, closeRT, err = openRuntime(ctx, c, m); err != nil {
-			return err
-		}
-		defer closeRT()
-	}
-	applyThreadDefault(c, m, &copts)
-	lctx, err := m.NewContext(copts)
-	if err != nil {
-		return err
-	}
-	defer lctx.Close()
-
-	p := &eval.Predictor{
-		LLM: m, Ctx: lctx, Personalizer: pz, Task: task, K: c.Int("k"), MaxNew: c.Int("max-new-tokens"),
-		Chat: c.Bool("chat"), Profile: popts,
-	}
-	defer p.Close()
+	defer closeAll()
+	p.Chat, p.Profile = evalChat(c, p.Personalizer), popts
 	pr := &evalProgress{stderr: stderr, out: out}
 	o := eval.RunOptions{
-		Methods: methods, QuestionsFile: qpath, GoldsFile: c.String("golds"), Limit: c.Int("limit"), OutDir: out, NoNLL: c.Bool("no-nll"),
-		Report:   eval.Report{Model: c.String("model"), Plug: c.String("plug"), Encoder: c.String("encoder")},
+		Methods: methods, QuestionsFile: e.questions, GoldsFile: c.String("golds"), Limit: c.Int("limit"), OutDir: out, NoNLL: c.Bool("no-nll"),
+		Report:   eval.Report{Model: e.model.Path, Plug: e.persona.Plug, Encoder: e.persona.Encoder.Path},
 		Progress: pr.progress, MethodDone: pr.done, Labels: labelsOf(c),
 	}
-	if golds != nil {
-		o.Golds = golds.Golds
+	if e.golds != nil {
+		o.Golds = e.golds.Golds
 		if len(o.Labels) == 0 {
-			o.Labels = golds.Labels
+			o.Labels = e.golds.Labels
 		}
 	}
 	rep, err := eval.Run(ctx, p, o)
@@ -223,6 +189,16 @@ func runEval(c *cli.Context) error {
 	return err
 }
 
+// evalChat is --chat, by default the layout the plug was trained on
+// (pplug train --layout chat): a turn in the model's chat template, or its
+// plain fallback (persona.ChooseTemplate).
+func evalChat(c *cli.Context, pz *persona.Personalizer) bool {
+	if c.IsSet("chat") || pz == nil {
+		return c.Bool("chat")
+	}
+	return pz.Plug.Chat()
+}
+
 // evalMethods reads --methods (default: none, bm25, recent, and with
 // --plug pplug and pplug+bm25) and checks eval's numeric flags.
 func evalMethods(c *cli.Context) ([]eval.Method, error) {
@@ -233,10 +209,7 @@ func evalMethods(c *cli.Context) ([]eval.Method, error) {
 			return nil, usageError{err}
 		}
 	} else {
-		methods = []eval.Method{eval.None, eval.BM25, eval.Recent}
-		if c.String("plug") != "" {
-			methods = append(methods, eval.PPlug, eval.PPlugBM25)
-		}
+		methods = persona.EvalMethods(c.String("plug") != "")
 	}
 	for _, m := range methods {
 		if m.NeedsPlug() && c.String("plug") == "" {
@@ -448,7 +421,7 @@ func runEvalNLL(c *cli.Context) error {
 		return err
 	}
 	defer m.Close()
-	pz, closeRT, err := openRuntime(ctx, c, m)
+	pz, closeRT, err := openRuntimeFlags(ctx, c, m)
 	if err != nil {
 		return err
 	}

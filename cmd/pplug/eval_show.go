@@ -39,21 +39,14 @@ func runEvalShow(c *cli.Context) error {
 	if c.Bool("verbose") {
 		setupLogging(true, c.App.ErrWriter)
 	}
-	if c.String("questions") == "" {
-		return usagef("no questions given: pass --questions FILE (a LaMP {split}_questions.json)")
-	}
 	if c.Int("users") < 1 || c.Int("k") < 1 || c.Int("max-new-tokens") < 0 {
 		return usagef("--users and -k must be positive, -n not negative")
 	}
-	golds, err := readGolds(c)
+	e, err := evalCommonFrom(c)
 	if err != nil {
 		return err
 	}
-	task, err := evalTask(c, golds)
-	if err != nil {
-		return err
-	}
-	qs, err := showQuestions(c, task)
+	qs, err := showQuestions(c, e.task)
 	if err != nil {
 		return err
 	}
@@ -61,35 +54,19 @@ func runEvalShow(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	copts, err := contextOptions(c)
-	if err != nil {
-		return err
-	}
 	ctx := c.Context
-	m, err := loadModel(ctx, c, c.App.ErrWriter)
+	p, closeAll, err := e.predictor(ctx, c.App.ErrWriter)
 	if err != nil {
 		return err
 	}
-	defer m.Close()
-	p := &eval.Predictor{LLM: m, Task: task, K: c.Int("k"), MaxNew: c.Int("max-new-tokens")}
-	if c.String("plug") != "" {
-		pz, closeRT, err := openRuntime(ctx, c, m)
-		if err != nil {
-			return err
-		}
-		defer closeRT()
-		p.Personalizer = pz
+	defer closeAll()
+	if pz := p.Personalizer; pz != nil {
+		p.Chat = pz.Plug.Chat() // the layout the plug was trained on
 	}
 	if methods == nil {
 		methods = defaultShowMethods(p.Personalizer)
 	}
-	applyThreadDefault(c, m, &copts)
-	if p.Ctx, err = m.NewContext(copts); err != nil {
-		return err
-	}
-	defer p.Ctx.Close()
-	defer p.Close()
-	return eval.Show(ctx, c.App.Writer, p, qs, methods, goldMap(golds))
+	return eval.Show(ctx, c.App.Writer, p, qs, methods, goldMap(e.golds))
 }
 
 // showQuestions are the questions --ids names, or the first of each of
@@ -141,13 +118,10 @@ func showMethods(c *cli.Context) ([]eval.Method, error) {
 // defaultShowMethods are none and the plug's own method (bm25 without a
 // plug).
 func defaultShowMethods(pz *persona.Personalizer) []eval.Method {
-	switch {
-	case pz == nil:
+	if pz == nil {
 		return []eval.Method{eval.None, eval.BM25}
-	case pz.Plug.RetrieveK > 0:
-		return []eval.Method{eval.None, eval.PPlugBM25}
 	}
-	return []eval.Method{eval.None, eval.PPlug}
+	return []eval.Method{eval.None, pz.Plug.Method()}
 }
 
 // goldMap is the golds by question id (nil without --golds).

@@ -14,13 +14,16 @@ import (
 // enumFlags are the string flags that take one of a set of values, with
 // the same meaning in every command that has them. conventions checks them
 // before a command runs, given or not, so that a value no code path reads
-// in this run (--device without --plug) is refused all the same, and
+// in this run (--plugin-device without --plug) is refused all the same, and
 // before any model is loaded.
 var enumFlags = map[string]func(string) error{
-	"device":  kernels.CheckDevice,
-	"pooling": func(s string) error { _, err := llama.ParsePooling(s); return err },
-	"method":  checkMethodName,
-	"task":    checkTaskName,
+	"plugin-device": kernels.CheckDevice,
+	"device":        checkDeviceFlag,
+	"n-gpu-layers":  checkGPULayers,
+	"split-mode":    checkSplitMode,
+	"pooling":       func(s string) error { _, err := llama.ParsePooling(s); return err },
+	"method":        checkMethodName,
+	"task":          checkTaskName,
 }
 
 func checkMethodName(s string) error {
@@ -46,6 +49,9 @@ func checkEnums(c *cli.Context, flags []cli.Flag) error {
 			continue
 		}
 		name := f.Names()[0]
+		if name == "device" && !c.IsSet(name) {
+			continue // every GPU; an empty -dev "" is an error
+		}
 		if check, ok := enumFlags[name]; ok {
 			if err := check(c.String(name)); err != nil {
 				return fmt.Errorf("--%s: %w", name, err)
@@ -53,4 +59,15 @@ func checkEnums(c *cli.Context, flags []cli.Flag) error {
 		}
 	}
 	return nil
+}
+
+// listsDevices reports whether --list-devices was given to a command that
+// has it: it prints the devices instead of running.
+func listsDevices(c *cli.Context, flags []cli.Flag) bool {
+	for _, f := range flags {
+		if f.Names()[0] == "list-devices" {
+			return c.Bool("list-devices")
+		}
+	}
+	return false
 }

@@ -23,11 +23,10 @@ func verboseFlag() cli.Flag {
 }
 
 func modelFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "GGUF model `FILE`", EnvVars: []string{"PPLUG_MODEL"}},
-		&cli.IntFlag{Name: "n-gpu-layers", Aliases: []string{"ngl"}, Value: 0, Usage: "layers to offload to the GPU (-1: all)"},
 		&cli.BoolFlag{Name: "no-mmap", Usage: "read the model into memory instead of mapping it"},
-	}
+	}, deviceFlags()...)
 }
 
 func contextFlags() []cli.Flag {
@@ -233,7 +232,12 @@ const tinyModelBytes = 16 << 20
 // applyThreadDefault picks the generation threads when -t was not given:
 // physical cores, or one for a tiny model.
 func applyThreadDefault(c *cli.Context, m *llama.Model, o *llama.ContextOptions) {
-	if c.IsSet("threads") || o.Threads > 0 {
+	threadDefault(c.IsSet("threads"), m, o)
+}
+
+// threadDefault is applyThreadDefault with -t given or not.
+func threadDefault(threadsSet bool, m *llama.Model, o *llama.ContextOptions) {
+	if threadsSet || o.Threads > 0 {
 		return
 	}
 	if m.Info().Size < tinyModelBytes {
@@ -245,25 +249,46 @@ func applyThreadDefault(c *cli.Context, m *llama.Model, o *llama.ContextOptions)
 	}
 }
 
+// modelConfig is what the model flags ask for, parsed once.
+type modelConfig struct {
+	Path    string
+	Options llama.ModelOptions
+}
+
+// modelConfigFrom reads -m, --no-mmap and the device flags.
+func modelConfigFrom(c *cli.Context) (modelConfig, error) {
+	mc := modelConfig{Path: c.String("model")}
+	if mc.Path == "" {
+		return mc, usagef("no model given: pass -m FILE (a GGUF model)")
+	}
+	o, err := deviceOptions(c)
+	if err != nil {
+		return mc, err
+	}
+	o.NoMmap = c.Bool("no-mmap")
+	mc.Options = o
+	return mc, nil
+}
+
 // loadModel loads -m with a progress bar on a terminal.
 func loadModel(ctx context.Context, c *cli.Context, stderr io.Writer) (*llama.Model, error) {
-	path := c.String("model")
-	if path == "" {
-		return nil, usagef("no model given: pass -m FILE (a GGUF model)")
+	mc, err := modelConfigFrom(c)
+	if err != nil {
+		return nil, err
 	}
-	if n := c.Int("n-gpu-layers"); n < -1 {
-		return nil, usagef("--n-gpu-layers %d: want -1 (all), 0 (none) or a number of layers", n)
-	}
-	loaded := llama.LoadBackends()
-	opts := llama.ModelOptions{GPULayers: c.Int("n-gpu-layers"), NoMmap: c.Bool("no-mmap")}
-	if opts.GPULayers != 0 && len(loaded) == 0 {
-		slog.Warn("-ngl asks for GPU layers but no GPU backend is loaded (build one with `make gpu`; searched " + strings.Join(llama.BackendDirs(), ", ") + "): running on the CPU")
+	return mc.load(ctx, stderr)
+}
+
+func (mc modelConfig) load(ctx context.Context, stderr io.Writer) (*llama.Model, error) {
+	opts := mc.Options
+	if opts.GPULayers != 0 && len(modelDevices(opts)) == 0 && !(len(opts.Devices) == 1 && opts.Devices[0] == llama.DeviceNone) {
+		slog.Warn("-ngl asks for GPU layers but no GPU device is available (build a backend with `make gpu` or `make vulkan`; searched " + strings.Join(llama.BackendDirs(), ", ") + "): running on the CPU")
 	}
 	bar := progress.New(stderr, "loading model", 1)
 	if bar.IsTerminal() {
 		opts.Progress = func(f float32) { bar.Set(float64(f), "") }
 	}
-	m, err := llama.LoadModel(ctx, path, opts)
+	m, err := llama.LoadModel(ctx, mc.Path, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -271,6 +296,19 @@ func loadModel(ctx context.Context, c *cli.Context, stderr io.Writer) (*llama.Mo
 		bar.Finish("")
 	}
 	info := m.Info()
-	slog.Debug("model loaded", "path", path, "desc", info.Description, "params", info.Params, "n_embd", info.NEmbd, "n_ctx_train", info.NCtxTrain)
+	slog.Debug("model loaded", "path", mc.Path, "desc", info.Description, "params", info.Params, "n_embd", info.NEmbd, "n_ctx_train", info.NCtxTrain,
+		"n_gpu_layers", opts.GPULayers, "devices", deviceNames(modelDevices(opts), opts.GPULayers))
 	return m, nil
+}
+
+// deviceNames names the devices holding layers, for logs.
+func deviceNames(devs []llama.Device, ngl int) string {
+	if ngl == 0 || len(devs) == 0 {
+		return "CPU"
+	}
+	var names []string
+	for _, d := range devs {
+		names = append(names, d.Name)
+	}
+	return strings.Join(names, ",")
 }

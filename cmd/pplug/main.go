@@ -193,6 +193,10 @@ func conventions(cmd *cli.Command, path string) {
 			if !takesArgs && !hasSubs && c.NArg() > 0 {
 				return cmdUsageError{cmd: path, err: fmt.Errorf("unexpected argument %q: this command takes no arguments (quote text that holds spaces)", c.Args().First())}
 			}
+			if listsDevices(c, cmd.Flags) {
+				listDevices(c.App.Writer)
+				return nil
+			}
 			// Before anything else reads or writes a file.
 			if err := checkFiles(c, path, cmd.Flags); err != nil {
 				return cmdUsageError{cmd: path, err: err}
@@ -234,7 +238,7 @@ var intRanges = map[string]struct {
 	"ctx-size":           {0, maxCtxSize, fmt.Sprintf("0 (the default) up to %d", maxCtxSize)},
 	"batch-size":         {1, math.MaxInt, "1 or more"},
 	"ubatch-size":        {1, math.MaxInt, "1 or more"},
-	"n-gpu-layers":       {-1, math.MaxInt, "-1 (all), 0 (none) or a number of layers"},
+	"main-gpu":           {0, math.MaxInt, "0 or more (an index among the model's devices)"},
 	"n-predict":          {-1, math.MaxInt, "-1 (no limit) or a number of tokens"},
 	"max-items":          {1, math.MaxInt, "1 or more"},
 	"encoder-max-tokens": {1, math.MaxInt, "1 or more"},
@@ -404,4 +408,12 @@ func setupLogging(verbose bool, stderr io.Writer) {
 	} else {
 		llama.SetLogger(nil, slog.LevelError)
 	}
+}
+
+// shortID is an encoder id without its details (the part before "|").
+func shortID(id string) string {
+	if i := strings.Index(id, "|"); i > 0 {
+		return id[:i]
+	}
+	return id
 }

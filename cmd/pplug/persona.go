@@ -13,7 +13,6 @@ import (
 
 	"github.com/pplug/pplug/internal/progress"
 	"github.com/pplug/pplug/kernels"
-	"github.com/pplug/pplug/lamp"
 	"github.com/pplug/pplug/llama"
 	"github.com/pplug/pplug/persona"
 	"github.com/pplug/pplug/persona/profile"
@@ -36,53 +35,12 @@ func personaFlags() []cli.Flag {
 		&cli.StringFlag{Name: "encoder", Usage: "history encoder GGUF `FILE` (BERT/BGE family); default: the LLM itself, mean-pooled"},
 		&cli.StringFlag{Name: "pooling", Value: "default", Usage: "encoder pooling: default (the model's own, else mean), cls, mean or last"},
 		&cli.IntFlag{Name: "encoder-max-tokens", Value: 512, Usage: "truncate each history item to this many tokens"},
-		&cli.StringFlag{Name: "device", Value: "auto", Usage: "where the plug-in's pooling runs: auto, cpu, cuda or metal"},
+		pluginDeviceFlag(),
 		&cli.StringFlag{Name: "cache-dir", Usage: "embedding cache folder (default $PPLUG_CACHE_DIR or the user cache dir)", EnvVars: []string{"PPLUG_CACHE_DIR"}},
 		&cli.BoolFlag{Name: "no-cache", Usage: "do not read or write the embedding cache"},
 		&cli.IntFlag{Name: "retrieve-k", Value: persona.DefaultTopK, Usage: "history items put into the prompt by --method bm25 and recent (pplug+bm25 takes the plug's trained number)"},
 		methodFlag(),
 	)
-}
-
-// loadProfile reads --profile with the task and field options.
-func loadProfile(c *cli.Context) (*profile.Profile, lamp.Task, error) {
-	var task lamp.Task
-	if s := c.String("task"); s != "" {
-		t, err := lamp.ParseTask(s)
-		if err != nil {
-			return nil, task, usageError{err}
-		}
-		task = t
-	}
-	opts := profile.Options{Task: task, MaxItems: c.Int("max-items"), QuestionID: c.String("question-id")}
-	if f := c.String("fields"); f != "" {
-		opts.Fields = profile.SplitFields(f)
-	}
-	if opts.MaxItems <= 0 {
-		return nil, task, usagef("--max-items must be positive")
-	}
-	// The profile package's errors name the profile and its file already
-	// (profile.LoadError).
-	prof, err := profile.LoadContext(c.Context, c.String("profile"), opts)
-	if err != nil {
-		return nil, task, fieldsHint(c, err)
-	}
-	reportProfile(prof, c.Int("max-items"))
-	return prof, task, nil
-}
-
-// fieldsHint names the flag that chose the text fields when no item is
-// usable.
-func fieldsHint(c *cli.Context, err error) error {
-	switch {
-	case !errors.Is(err, profile.ErrNoUsableItems):
-		return err
-	case c.String("fields") != "":
-		return fmt.Errorf("--fields %s: %w", c.String("fields"), err)
-	case c.String("task") != "":
-		return fmt.Errorf("--task %s: %w", c.String("task"), err)
-	}
-	return err
 }
 
 // reportProfile says on stderr what loading left out and why: one line per
@@ -125,58 +83,17 @@ func methodFlag() cli.Flag {
 	return &cli.StringFlag{Name: "method", Value: "auto", Usage: "personalisation: auto (pplug with --plug, bm25 with a profile alone), none, bm25, recent, pplug or pplug+bm25"}
 }
 
-// personaMethod is the method the flags ask for.
-func personaMethod(c *cli.Context) (persona.Method, error) {
-	s := "auto"
-	if c.IsSet("method") {
-		s = c.String("method")
-	}
-	profile, plug := c.String("profile") != "", c.String("plug") != ""
-	if s == "auto" || s == "" {
-		switch {
-		case plug:
-			return persona.MethodPPlug, nil
-		case profile:
-			return persona.MethodBM25, nil
-		}
-		return persona.MethodNone, nil
-	}
-	m, err := persona.ParseMethod(s)
-	if err != nil {
-		return "", usageError{fmt.Errorf("--method: %w", err)}
-	}
-	switch {
-	case m.NeedsPlug() && !plug:
-		return "", usagef("--method %s needs --plug", m)
-	case m.NeedsProfile() && !profile:
-		return "", usagef("--method %s needs --profile", m)
-	case !m.NeedsPlug() && plug:
-		return "", usagef("--method %s uses no plug; leave out --plug", m)
-	}
-	return m, nil
-}
-
-// checkPersonaFlags checks that --profile, --plug and --method go
-// together, and returns the method they ask for. Commands call it before
-// they load a model; setupPersona calls it again.
-func checkPersonaFlags(c *cli.Context) (persona.Method, error) {
-	if c.String("profile") == "" && c.String("plug") != "" {
-		return "", usagef("--plug needs --profile: a plug-in turns a user's history into persona rows")
-	}
-	return personaMethod(c)
-}
-
-// setupPersona prepares what --profile, --plug and --method ask for.
-func setupPersona(ctx context.Context, c *cli.Context, llm *llama.Model, stderr io.Writer) (*personaState, error) {
-	method, err := checkPersonaFlags(c)
+// setupPersona prepares what the persona options ask for.
+func setupPersona(ctx context.Context, o personaOptions, llm *llama.Model, stderr io.Writer) (*personaState, error) {
+	method, err := o.method()
 	if err != nil {
 		return nil, err
 	}
-	st := &personaState{pz: &persona.Personalizer{Method: method, LLM: llm, K: c.Int("retrieve-k")}}
+	st := &personaState{pz: &persona.Personalizer{Method: method, LLM: llm, K: o.RetrieveK}}
 	if method == persona.MethodNone {
-		if c.String("question-id") != "" && !promptGiven(c) {
+		if o.QuestionPrompt {
 			// No persona, but the question's input is the prompt.
-			prof, _, err := loadProfile(c)
+			prof, _, err := o.Profile.load(ctx)
 			if err != nil {
 				return nil, err
 			}
@@ -184,16 +101,16 @@ func setupPersona(ctx context.Context, c *cli.Context, llm *llama.Model, stderr 
 		}
 		return st, nil
 	}
-	prof, task, err := loadProfile(c)
+	prof, task, err := o.Profile.load(ctx)
 	if err != nil {
 		return nil, err
 	}
-	st.prof, st.key, st.path = prof, profileKey(c), c.String("profile")
+	st.prof, st.key, st.path = prof, o.Profile.key(), o.Profile.Path
 	if task.Valid() {
 		st.pz.Query = task.QueryPart
 	}
 	if method.NeedsPlug() {
-		if err := st.openPlug(ctx, c, llm); err != nil {
+		if err := st.openPlug(ctx, o, llm); err != nil {
 			st.Close()
 			return nil, err
 		}
@@ -209,10 +126,10 @@ func setupPersona(ctx context.Context, c *cli.Context, llm *llama.Model, stderr 
 	return st, nil
 }
 
-// openPlug opens --plug, the encoder and the kernels backend into the
+// openPlug opens the plug, the encoder and the kernels backend into the
 // Personalizer.
-func (st *personaState) openPlug(ctx context.Context, c *cli.Context, llm *llama.Model) error {
-	rt, closeRT, err := openRuntime(ctx, c, llm)
+func (st *personaState) openPlug(ctx context.Context, o personaOptions, llm *llama.Model) error {
+	rt, closeRT, err := openRuntime(ctx, o, llm)
 	if err != nil {
 		return err
 	}
@@ -272,40 +189,11 @@ func (st *personaState) prepare(ctx context.Context, stderr io.Writer) error {
 	return nil
 }
 
-// openEncoder opens --encoder, or wraps the LLM itself, with the --pooling
-// and --encoder-max-tokens flags.
-func openEncoder(ctx context.Context, c *cli.Context, llm *llama.Model, threads int) (*persona.Encoder, error) {
-	pool, err := llama.ParsePooling(c.String("pooling"))
-	if err != nil {
-		return nil, usageError{err}
-	}
-	eo := persona.EncoderOptions{Pooling: pool, MaxTokens: c.Int("encoder-max-tokens"), Threads: threads}
-	if path := c.String("encoder"); path != "" {
-		return persona.OpenEncoder(ctx, path, eo)
-	}
-	if llm == nil {
-		return nil, usagef("give the encoder with --encoder FILE, or the LLM with -m FILE to encode with the LLM itself")
-	}
-	return persona.NewEncoder(llm, eo)
-}
-
-// cacheFromFlags is the embedding cache --cache-dir and --no-cache ask for.
-func cacheFromFlags(c *cli.Context) *persona.Cache {
-	if c.Bool("no-cache") {
-		return nil
-	}
-	dir := c.String("cache-dir")
-	if dir == "" {
-		dir = persona.DefaultCacheDir()
-	}
-	return &persona.Cache{Dir: dir}
-}
-
 // openRuntime opens what PPlug needs for any number of users: --plug, the
 // encoder and the kernels backend, checked against the LLM, in a
 // Personalizer of method pplug. The returned function closes them in
 // reverse order.
-func openRuntime(ctx context.Context, c *cli.Context, llm *llama.Model) (*persona.Personalizer, func() error, error) {
+func openRuntime(ctx context.Context, o personaOptions, llm *llama.Model) (*persona.Personalizer, func() error, error) {
 	var closers []io.Closer
 	closeAll := func() error {
 		var errs []error
@@ -318,17 +206,17 @@ func openRuntime(ctx context.Context, c *cli.Context, llm *llama.Model) (*person
 		closeAll()
 		return nil, nil, err
 	}
-	plug, err := persona.ReadPlug(c.String("plug"))
+	plug, err := persona.ReadPlug(o.Plug)
 	if err != nil {
 		return fail(err)
 	}
-	enc, err := openEncoder(ctx, c, llm, c.Int("threads"))
+	enc, err := o.Encoder.open(ctx, llm, o.Threads)
 	if err != nil {
 		return fail(err)
 	}
 	closers = append(closers, enc)
 	if err := plug.CheckModel(llm.NEmbd(), enc.Dim()); err != nil {
-		return fail(fmt.Errorf("plug %s: %w", c.String("plug"), err))
+		return fail(fmt.Errorf("plug %s: %w", o.Plug, err))
 	}
 	if plug.Encoder != "" && plug.Encoder != enc.ID() {
 		slog.Warn("the plug was made with another encoder", "plug_encoder", plug.Encoder, "encoder", enc.ID())
@@ -336,43 +224,45 @@ func openRuntime(ctx context.Context, c *cli.Context, llm *llama.Model) (*person
 	if id, err := persona.ModelID(llm); err == nil && plug.LLM != "" && plug.LLM != id {
 		slog.Warn("the plug was made for another LLM", "plug_llm", plug.LLM, "llm", id)
 	}
-	backend, err := kernels.Open(c.String("device"), kernels.Options{Threads: c.Int("threads"), Logger: slog.Default()})
+	backend, err := kernels.Open(o.PluginDevice, kernels.Options{Threads: o.Threads, Logger: slog.Default()})
 	if err != nil {
 		return fail(err)
 	}
 	closers = append(closers, backend)
-	pz := &persona.Personalizer{Method: persona.MethodPPlug, LLM: llm, Plug: plug, Encoder: enc, Backend: backend, Cache: cacheFromFlags(c)}
+	pz := &persona.Personalizer{Method: persona.MethodPPlug, LLM: llm, Plug: plug, Encoder: enc, Backend: backend, Cache: o.Cache.cache()}
 	return pz, closeAll, nil
 }
 
-// personalize turns the prompt into the model's input: the request's
-// prompt text and rows, laid out by persona.Inputs.
-func (st *personaState) personalize(ctx context.Context, prompt string) (persona.Request, []llama.Input, error) {
-	req, err := st.user.Personalize(ctx, prompt)
-	if err != nil {
-		return req, nil, err
+// turn builds the prompt's decode-ready turn (persona.Builder) for a
+// context window of window positions: in the layout the plug was trained
+// on (a plug trained with --layout chat reads the prompt as one user
+// message in the chat template).
+func (st *personaState) turn(ctx context.Context, prompt string, window int) (*persona.Turn, error) {
+	b := persona.Builder{LLM: st.pz.LLM, Window: window}
+	if st.pz.Plug.Chat() && st.pz.Method.NeedsPlug() {
+		t, _ := persona.ChooseTemplate(st.pz.LLM, "") // no override: no error
+		b.Template = &t
 	}
-	in, err := req.Inputs(st.pz.LLM)
-	return req, in, err
+	return b.Build(ctx, st.user, persona.Conversation{Prompt: prompt})
 }
 
-// explain prints what personalised a request: the k history items that
-// weigh most (PPlug) and the items retrieved into the prompt with their
-// BM25 scores (retrieval).
-func (st *personaState) explain(w io.Writer, req persona.Request, k int) {
+// explain prints what personalised a request (a turn's): the k history
+// items that weigh most (PPlug) and the items retrieved into the prompt
+// with their BM25 scores (retrieval).
+func (st *personaState) explain(w io.Writer, t persona.Request, k int) {
 	if st.user == nil {
 		fmt.Fprintln(w, "persona: none (no --profile)")
 		return
 	}
-	if req.Weights != nil {
-		top := st.user.Top(req.Weights, k)
+	if t.Weights != nil {
+		top := st.user.Top(t.Weights, k)
 		fmt.Fprintf(w, "persona: the %d history items with the highest weights (of %d):\n", len(top), st.user.Len())
 		for _, x := range top {
 			fmt.Fprintf(w, "  %.4f  %s\n", x.Weight, itemLine(x.Index, x.Item))
 		}
 	}
-	if req.Method.Retrieves() {
-		st.explainRetrieved(w, req)
+	if t.Method.Retrieves() {
+		st.explainRetrieved(w, t)
 	}
 }
 
@@ -436,9 +326,4 @@ func truncateUTF8(s string, n int) string {
 		n--
 	}
 	return s[:n]
-}
-
-// profileKey names --profile (and --question-id) in logs.
-func profileKey(c *cli.Context) string {
-	return c.String("profile") + "#" + c.String("question-id")
 }

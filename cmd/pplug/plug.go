@@ -68,7 +68,11 @@ func runPlugInit(c *cli.Context) error {
 		return err
 	}
 	defer m.Close()
-	enc, err := openEncoder(ctx, c, m, c.Int("threads"))
+	eo, err := encoderOptionsFrom(c)
+	if err != nil {
+		return err
+	}
+	enc, err := eo.open(ctx, m, c.Int("threads"))
 	if err != nil {
 		return err
 	}
@@ -104,11 +108,22 @@ func freshPlugFlags() []cli.Flag {
 
 // freshPlug initialises a plug for the model and encoder, as plug init does.
 func freshPlug(c *cli.Context, m *llama.Model, enc *persona.Encoder) (*persona.Plug, error) {
-	p, err := persona.NewPlugFor(m, enc, persona.PlugOptions{
+	return newPlug(freshPlugOptionsFrom(c), m, enc)
+}
+
+// freshPlugOptionsFrom reads the flags of a new plug (freshPlugFlags).
+func freshPlugOptionsFrom(c *cli.Context) persona.PlugOptions {
+	return persona.PlugOptions{
 		NInstr: c.Int("n-instruction"), NPersona: c.Int("n-persona"), Tau: float32(c.Float64("tau")), Seed: c.Uint64("seed"),
 		QueryPrefix: c.String("query-prefix"), DefaultPrefix: !c.IsSet("query-prefix"),
 		Task: c.String("task"), Adapter: c.Bool("adapter"),
-	})
+	}
+}
+
+// newPlug is a new plug for the model and encoder, stamped with its
+// creation time.
+func newPlug(o persona.PlugOptions, m *llama.Model, enc *persona.Encoder) (*persona.Plug, error) {
+	p, err := persona.NewPlugFor(m, enc, o)
 	if err != nil {
 		return nil, usageError{err}
 	}
@@ -206,7 +221,11 @@ func runProfileEncode(c *cli.Context) error {
 	if c.String("profile") == "" {
 		return usagef("give the profile with --profile FILE")
 	}
-	prof, _, err := loadProfile(c)
+	po, err := personaOptionsFrom(c)
+	if err != nil {
+		return err
+	}
+	prof, _, err := po.Profile.load(ctx)
 	if err != nil {
 		return err
 	}
@@ -217,12 +236,12 @@ func runProfileEncode(c *cli.Context) error {
 		}
 		defer m.Close()
 	}
-	enc, err := openEncoder(ctx, c, m, c.Int("threads"))
+	enc, err := po.Encoder.open(ctx, m, po.Threads)
 	if err != nil {
 		return err
 	}
 	defer enc.Close()
-	cache := cacheFromFlags(c)
+	cache := po.Cache.cache()
 	if cache == nil {
 		return usagef("profile encode fills the embedding cache: drop --no-cache")
 	}

@@ -47,7 +47,11 @@ func runProfileImport(c *cli.Context) error {
 	case c.Bool("replace") && c.Bool("upsert"):
 		return usagef("give --replace (the whole history) or --upsert (items by id), not both")
 	}
-	prof, _, err := loadProfile(c)
+	popts, err := profileOptionsFrom(c)
+	if err != nil {
+		return err
+	}
+	prof, _, err := popts.load(ctx)
 	if err != nil {
 		return err
 	}

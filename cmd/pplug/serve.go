@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -67,7 +69,7 @@ func serveCommand() *cli.Command {
 		&cli.StringFlag{Name: "encoder", Usage: "history encoder GGUF `FILE` (BERT/BGE family); default: the LLM itself, mean-pooled"},
 		&cli.StringFlag{Name: "pooling", Value: "default", Usage: "encoder pooling: default, cls, mean or last"},
 		&cli.IntFlag{Name: "encoder-max-tokens", Value: 512, Usage: "truncate each history item to this many tokens"},
-		&cli.StringFlag{Name: "device", Value: "auto", Usage: "where the plug-in's pooling runs: auto, cpu, cuda or metal"},
+		pluginDeviceFlag(),
 		&cli.IntFlag{Name: "retrieve-k", Value: persona.DefaultTopK, Usage: "history items put into the prompt in retrieval mode (no --plug)"},
 		&cli.IntFlag{Name: "max-items", Value: profile.DefaultMaxItems, Usage: "use a user's N most recent history items"},
 		&cli.StringFlag{Name: "cache-dir", Usage: "embedding cache folder (default $PPLUG_CACHE_DIR or the user cache dir)", EnvVars: []string{"PPLUG_CACHE_DIR"}},
@@ -108,65 +110,94 @@ func checkAPIKeyFlag(c *cli.Context) error {
 	return nil
 }
 
+// serveConfig is what serve's flags say, read and checked once.
+type serveConfig struct {
+	Host    string
+	Port    int
+	DB      string // the profile database
+	Model   modelConfig
+	Persona personaOptions // the plug (or the encoder of retrieval) and its cache
+	Server  server.Config  // without the model, store and personalisation
+	// threadsSet: -t was given (no tiny-model default).
+	threadsSet bool
+}
+
+func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
+	sc := &serveConfig{Host: c.String("host"), Port: c.Int("port"), threadsSet: c.IsSet("threads")}
+	if err := checkAPIKeyFlag(c); err != nil {
+		return nil, err
+	}
+	switch {
+	case !isLoopback(sc.Host) && c.String("api-key") == "":
+		return nil, usagef("--host %s is reachable from other machines: give --api-key KEY (or bind to 127.0.0.1)", sc.Host)
+	case sc.Port < 0 || sc.Port > 65535:
+		return nil, usagef("--port %d is outside 0..65535", sc.Port)
+	case c.Int("parallel") < 1 || c.Int("parallel") > 256:
+		return nil, usagef("-np must be 1 to 256")
+	case c.Int("n-predict") < 1:
+		return nil, usagef("-n must be positive (the most tokens one request may generate)")
+	case c.Int64("max-body") < 1024:
+		return nil, usagef("--max-body must be at least 1024 bytes")
+	case c.Int("queue") < 1:
+		return nil, usagef("--queue must be positive")
+	case c.Int("retrieve-k") < 1 || c.Int("max-items") < 1:
+		return nil, usagef("--retrieve-k and --max-items must be positive")
+	}
+	copts, err := contextOptions(c)
+	if err != nil {
+		return nil, err
+	}
+	copts.NSeqMax = c.Int("parallel")
+	sc.Server = server.Config{
+		Context: copts, APIKey: c.String("api-key"), ModelName: c.String("alias"),
+		MaxBodyBytes: c.Int64("max-body"), MaxTokens: c.Int("n-predict"), MaxQueue: c.Int("queue"),
+		RetrieveK: c.Int("retrieve-k"), MaxItems: c.Int("max-items"), Logger: slog.Default(),
+	}
+	if sc.DB, err = profilesPath(c); err != nil {
+		return nil, err
+	}
+	if sc.Model, err = modelConfigFrom(c); err != nil {
+		return nil, err
+	}
+	if sc.Server.ModelName == "" {
+		sc.Server.ModelName = strings.TrimSuffix(filepath.Base(sc.Model.Path), ".gguf")
+	}
+	if sc.Persona, err = personaOptionsFrom(c); err != nil {
+		return nil, err
+	}
+	return sc, nil
+}
+
 func runServe(c *cli.Context) error {
 	if c.Bool("verbose") {
 		setupLogging(true, c.App.ErrWriter)
 	}
-	stderr := c.App.ErrWriter
-	host, port := c.String("host"), c.Int("port")
-	if err := checkAPIKeyFlag(c); err != nil {
-		return err
-	}
-	switch {
-	case !isLoopback(host) && c.String("api-key") == "":
-		return usagef("--host %s is reachable from other machines: give --api-key KEY (or bind to 127.0.0.1)", host)
-	case port < 0 || port > 65535:
-		return usagef("--port %d is outside 0..65535", port)
-	case c.Int("parallel") < 1 || c.Int("parallel") > 256:
-		return usagef("-np must be 1 to 256")
-	case c.Int("n-predict") < 1:
-		return usagef("-n must be positive (the most tokens one request may generate)")
-	case c.Int64("max-body") < 1024:
-		return usagef("--max-body must be at least 1024 bytes")
-	case c.Int("queue") < 1:
-		return usagef("--queue must be positive")
-	case c.Int("retrieve-k") < 1 || c.Int("max-items") < 1:
-		return usagef("--retrieve-k and --max-items must be positive")
-	}
-	copts, err := contextOptions(c)
+	sc, err := serveConfigFrom(c)
 	if err != nil {
 		return err
 	}
-	copts.NSeqMax = c.Int("parallel")
-	dbPath, err := profilesPath(c)
-	if err != nil {
-		return err
-	}
-	ctx := c.Context
+	return sc.run(c.Context, c.App.ErrWriter)
+}
+
+// run opens the database, the model and the personalisation, and serves
+// until ctx ends.
+func (sc *serveConfig) run(ctx context.Context, stderr io.Writer) error {
 	// The database first: a bad --profiles fails before the model loads.
-	st, err := store.Open(ctx, dbPath)
+	st, err := store.Open(ctx, sc.DB)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	m, err := loadModel(ctx, c, stderr)
+	m, err := sc.Model.load(ctx, stderr)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	applyThreadDefault(c, m, &copts)
-
-	cfg := server.Config{
-		Model: m, Context: copts, APIKey: c.String("api-key"),
-		MaxBodyBytes: c.Int64("max-body"), MaxTokens: c.Int("n-predict"), MaxQueue: c.Int("queue"),
-		RetrieveK: c.Int("retrieve-k"), MaxItems: c.Int("max-items"), Logger: slog.Default(),
-	}
-	cfg.ModelName = c.String("alias")
-	if cfg.ModelName == "" {
-		cfg.ModelName = strings.TrimSuffix(filepath.Base(c.String("model")), ".gguf")
-	}
-	if c.String("plug") != "" {
-		pz, closeRT, err := openRuntime(ctx, c, m)
+	cfg := sc.Server
+	cfg.Model, cfg.Store = m, st
+	threadDefault(sc.threadsSet, m, &cfg.Context)
+	if sc.Persona.Plug != "" {
+		pz, closeRT, err := openRuntime(ctx, sc.Persona, m)
 		if err != nil {
 			return err
 		}
@@ -174,27 +205,26 @@ func runServe(c *cli.Context) error {
 		optionalCache(pz.Cache) // users' item embeddings, shared with the other commands
 		cfg.Personalizer = pz
 	} else {
-		enc, err := openEncoder(ctx, c, m, c.Int("threads"))
+		enc, err := sc.Persona.Encoder.open(ctx, m, sc.Persona.Threads)
 		if err != nil {
 			return err
 		}
 		defer enc.Close()
 		cfg.Encoder = enc
 	}
-	cfg.Store = st
 	srv, err := server.New(cfg)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
 
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	ln, err := net.Listen("tcp", net.JoinHostPort(sc.Host, strconv.Itoa(sc.Port)))
 	if err != nil {
-		return fmt.Errorf("listen on %s:%d: %w (is another server using the port? pick one with --port)", host, port, err)
+		return fmt.Errorf("listen on %s:%d: %w (is another server using the port? pick one with --port)", sc.Host, sc.Port, err)
 	}
 	mode := "retrieval (no --plug)"
 	if cfg.Personalizer != nil {
-		mode = "PPlug " + c.String("plug")
+		mode = "PPlug " + sc.Persona.Plug
 	}
 	fmt.Fprintf(stderr, "pplug serve: %s on http://%s (model %q, %d sequences over %d KV positions, personas: %s, profiles: %s)\n",
 		"listening", ln.Addr(), cfg.ModelName, srv.NSeq(), srv.NCtx(), mode, st.Path())

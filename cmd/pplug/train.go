@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,6 +44,8 @@ func trainCommand() *cli.Command {
 			&cli.BoolFlag{Name: "eos-bias", Usage: "learn a bias on the LLM's EOS logit (a length prior for LLMs that never end a short text by themselves)"},
 			&cli.IntFlag{Name: "retrieve-k", Usage: "also train every question with its top K BM25 history items before the rows (the pplug+bm25 layout; generate and eval use the same K; 2 measured best for pplug+bm25, see docs/text-quality.md)"},
 			&cli.BoolFlag{Name: "retrieve-only", Usage: "with --retrieve-k: train only the layout with retrieved items"},
+			&cli.StringFlag{Name: "layout", Value: persona.LayoutPrompt, Usage: "input layout to train: prompt (the input alone, as generate and eval read it) or chat (a conversation in the model's chat template, the rows opening it, with up to --chat-turns earlier questions of the same user: as chat and serve read it); recorded in the plug"},
+			&cli.IntFlag{Name: "chat-turns", Value: train.DefaultChatTurns, Usage: "with --layout chat: earlier questions of the same user (with their gold answers) before each question"},
 			&cli.IntFlag{Name: "epochs", Value: 2, Usage: fmt.Sprintf("passes over the training data (1 to %d)", maxTrainEpochs)},
 			&cli.IntFlag{Name: "batch", Value: 8, Usage: "examples per step"},
 			&cli.Float64Flag{Name: "lr", Value: 1e-4, Usage: "peak learning rate (AdamW)"},
@@ -58,7 +61,7 @@ func trainCommand() *cli.Command {
 			&cli.StringFlag{Name: "cache-dir", Usage: "embedding cache folder", EnvVars: []string{"PPLUG_CACHE_DIR"}},
 			&cli.BoolFlag{Name: "no-cache", Usage: "do not use the embedding cache"},
 			&cli.StringFlag{Name: "report", Usage: "write a JSON report of the run to `FILE`"},
-		}, freshPlugFlags()...),
+		}, append(deviceFlags(), freshPlugFlags()...)...),
 		Action: runTrain,
 	}
 }
@@ -69,27 +72,27 @@ func runTrain(c *cli.Context) error {
 	}
 	ctx := c.Context
 	stderr := c.App.ErrWriter
-	topts, task, err := trainSetup(c)
+	tc, err := trainConfigFrom(c)
 	if err != nil {
 		return err
 	}
-	threads := topts.Threads
-	m, err := loadModel(ctx, c, stderr)
+	topts, task, threads := tc.Options, tc.Task, tc.Options.Threads
+	m, err := tc.Model.load(ctx, stderr)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	enc, err := openEncoder(ctx, c, m, threads)
+	enc, err := tc.Encoder.open(ctx, m, threads)
 	if err != nil {
 		return err
 	}
 	defer enc.Close()
-	plug, err := trainPlug(c, m, enc)
+	plug, err := tc.plug(m, enc)
 	if err != nil {
 		return err
 	}
-	cache := cacheFromFlags(c)
-	trainEx, devEx, err := trainData(c, m, enc, cache, plug, task)
+	cache := tc.Cache.cache()
+	trainEx, devEx, err := tc.data(ctx, stderr, m, enc, cache, plug)
 	if err != nil {
 		return err
 	}
@@ -104,7 +107,7 @@ func runTrain(c *cli.Context) error {
 			p.Epoch, p.Epochs, p.Step, p.Steps, p.Loss, p.AvgLoss, p.LR, p.TokensPerSec))
 	}
 	topts.Log = func(line string) { fmt.Fprintln(stderr, line) }
-	res, err := train.Train(ctx, c.String("model"), m, plug, trainEx, devEx, topts)
+	res, err := train.Train(ctx, tc.Model.Path, m, plug, trainEx, devEx, topts)
 	if bar != nil {
 		bar.Finish("")
 	}
@@ -117,7 +120,50 @@ func runTrain(c *cli.Context) error {
 	}
 	fmt.Fprintf(stderr, "trained %d steps in %s (%s per step, graph %d x %d positions); wrote %s\n",
 		res.Steps, res.Duration.Round(time.Millisecond), res.MeanStep.Round(time.Microsecond), res.Shape.Batch, res.Shape.Tokens, res.Output)
-	return trainReport(c, m, enc, plug, task, cache, threads, res)
+	return tc.report(ctx, stderr, m, enc, plug, cache, res)
+}
+
+// trainConfig is everything train's flags say, read and checked once.
+type trainConfig struct {
+	Options train.Options
+	Task    lamp.Task
+	Model   modelConfig
+	Encoder encoderOptions
+	Cache   cacheOptions
+	// The data: training and dev questions and golds, and how examples
+	// are built from them (Task, Layout and RetrieveK come from the plug).
+	Questions, Outputs, DevQuestions, DevOutputs string
+	Data                                         train.DataOptions
+	Report                                       string
+	// The plug: --resume's, --plug's or a new one (Fresh).
+	Resume, Plug string
+	Fresh        persona.PlugOptions
+	// RetrieveK and Layout, when set (or the plug has none), override the
+	// plug's.
+	RetrieveK               int
+	Layout                  string
+	retrieveKSet, layoutSet bool
+}
+
+func trainConfigFrom(c *cli.Context) (*trainConfig, error) {
+	topts, task, err := trainSetup(c)
+	if err != nil {
+		return nil, err
+	}
+	tc := &trainConfig{Options: topts, Task: task, Cache: cacheOptionsFrom(c),
+		Questions: c.String("questions"), Outputs: c.String("outputs"), DevQuestions: c.String("dev-questions"), DevOutputs: c.String("dev-outputs"),
+		Report: c.String("report"), Resume: c.String("resume"), Plug: c.String("plug"), Fresh: freshPlugOptionsFrom(c),
+		RetrieveK: c.Int("retrieve-k"), retrieveKSet: c.IsSet("retrieve-k"), layoutSet: c.IsSet("layout")}
+	tc.Layout, _ = persona.ParseLayout(c.String("layout")) // checked in trainOptionsFromFlags
+	tc.Data = train.DataOptions{Task: task, MaxItems: c.Int("max-items"), MaxInput: c.Int("max-input"), MaxTarget: c.Int("max-target"),
+		Limit: c.Int("limit"), RetrieveOnly: c.Bool("retrieve-only"), ChatTurns: c.Int("chat-turns")}
+	if tc.Model, err = modelConfigFrom(c); err != nil {
+		return nil, err
+	}
+	if tc.Encoder, err = encoderOptionsFrom(c); err != nil {
+		return nil, err
+	}
+	return tc, nil
 }
 
 // trainSetup checks train's flags and every output path before the model
@@ -164,19 +210,19 @@ func trainSetup(c *cli.Context) (train.Options, lamp.Task, error) {
 	return topts, task, nil
 }
 
-// trainPlug is the plug to train: --resume's, --plug's or a new one. A
-// plug trained with retrieval keeps its layout when training goes on
-// without --retrieve-k.
-func trainPlug(c *cli.Context, m *llama.Model, enc *persona.Encoder) (*persona.Plug, error) {
+// plug is the plug to train: --resume's, --plug's or a new one. A plug
+// trained with retrieval keeps its layout when training goes on without
+// --retrieve-k.
+func (tc *trainConfig) plug(m *llama.Model, enc *persona.Encoder) (*persona.Plug, error) {
 	var plug *persona.Plug
 	var err error
 	switch {
-	case c.String("resume") != "":
-		plug, err = persona.ReadPlug(c.String("resume"))
-	case c.String("plug") != "":
-		plug, err = persona.ReadPlug(c.String("plug"))
+	case tc.Resume != "":
+		plug, err = persona.ReadPlug(tc.Resume)
+	case tc.Plug != "":
+		plug, err = persona.ReadPlug(tc.Plug)
 	default:
-		plug, err = freshPlug(c, m, enc)
+		plug, err = newPlug(tc.Fresh, m, enc)
 	}
 	if err != nil {
 		return nil, err
@@ -184,46 +230,47 @@ func trainPlug(c *cli.Context, m *llama.Model, enc *persona.Encoder) (*persona.P
 	if err := plug.CheckModel(m.NEmbd(), enc.Dim()); err != nil {
 		return nil, err
 	}
-	if c.IsSet("retrieve-k") || plug.RetrieveK == 0 {
-		plug.RetrieveK = c.Int("retrieve-k")
+	if tc.retrieveKSet || plug.RetrieveK == 0 {
+		plug.RetrieveK = tc.RetrieveK
+	}
+	if tc.layoutSet || plug.Layout == "" {
+		plug.Layout = tc.Layout
 	}
 	return plug, nil
 }
 
-// trainData encodes the training and dev examples (with a progress bar).
-func trainData(c *cli.Context, m *llama.Model, enc *persona.Encoder, cache *persona.Cache, plug *persona.Plug, task lamp.Task) (trainEx, devEx []train.Example, err error) {
+// data encodes the training and dev examples (with a progress bar).
+func (tc *trainConfig) data(ctx context.Context, stderr io.Writer, m *llama.Model, enc *persona.Encoder, cache *persona.Cache, plug *persona.Plug) (trainEx, devEx []train.Example, err error) {
 	load := func(q, o, label string, limit int) ([]train.Example, error) {
-		bar := progress.New(c.App.ErrWriter, "encoding "+label, 1)
-		ex, err := train.LoadExamples(c.Context, m, enc, cache, plug, q, o, train.DataOptions{
-			Task: task, MaxItems: c.Int("max-items"), MaxInput: c.Int("max-input"), MaxTarget: c.Int("max-target"),
-			Limit: limit, RetrieveK: plug.RetrieveK, RetrieveOnly: c.Bool("retrieve-only"),
-			EncodeProgress: func(done, total int) {
-				bar.Set(float64(done)/float64(total), fmt.Sprintf("%d/%d new texts", done, total))
-			},
-			Progress: func(done, total int) {
-				bar.Set(float64(done)/float64(total), fmt.Sprintf("%d/%d questions", done, total))
-			},
-		})
+		bar := progress.New(stderr, "encoding "+label, 1)
+		do := tc.Data
+		do.Limit, do.RetrieveK, do.Layout = limit, plug.RetrieveK, plug.Layout
+		do.EncodeProgress = func(done, total int) {
+			bar.Set(float64(done)/float64(total), fmt.Sprintf("%d/%d new texts", done, total))
+		}
+		do.Progress = func(done, total int) {
+			bar.Set(float64(done)/float64(total), fmt.Sprintf("%d/%d questions", done, total))
+		}
+		ex, err := train.LoadExamples(ctx, m, enc, cache, plug, q, o, do)
 		bar.Finish("")
 		return ex, err
 	}
-	if trainEx, err = load(c.String("questions"), c.String("outputs"), "training data", c.Int("limit")); err != nil {
+	if trainEx, err = load(tc.Questions, tc.Outputs, "training data", tc.Data.Limit); err != nil {
 		return nil, nil, err
 	}
-	if c.String("dev-questions") != "" {
-		if devEx, err = load(c.String("dev-questions"), c.String("dev-outputs"), "dev data", 0); err != nil {
+	if tc.DevQuestions != "" {
+		if devEx, err = load(tc.DevQuestions, tc.DevOutputs, "dev data", 0); err != nil {
 			return nil, nil, err
 		}
 	}
 	return trainEx, devEx, nil
 }
 
-// trainReport runs the dev persona check and writes --report.
-func trainReport(c *cli.Context, m *llama.Model, enc *persona.Encoder, plug *persona.Plug, task lamp.Task, cache *persona.Cache, threads int, res train.Result) error {
-	stderr := c.App.ErrWriter
-	report := map[string]any{"task": task.String(), "train": res, "plug": res.Output}
-	if c.String("dev-questions") != "" {
-		nll, err := devNLL(c, m, enc, plug, task, cache, threads)
+// report runs the dev persona check and writes --report.
+func (tc *trainConfig) report(ctx context.Context, stderr io.Writer, m *llama.Model, enc *persona.Encoder, plug *persona.Plug, cache *persona.Cache, res train.Result) error {
+	report := map[string]any{"task": tc.Task.String(), "train": res, "plug": res.Output}
+	if tc.DevQuestions != "" {
+		nll, err := tc.devNLL(ctx, m, enc, plug, cache)
 		if err != nil {
 			return err
 		}
@@ -234,7 +281,7 @@ func trainReport(c *cli.Context, m *llama.Model, enc *persona.Encoder, plug *per
 		}
 		fmt.Fprintln(stderr)
 	}
-	if p := c.String("report"); p != "" {
+	if p := tc.Report; p != "" {
 		b, _ := json.MarshalIndent(report, "", "  ")
 		if err := atomicfile.Write(p, func(w io.Writer) error { _, err := w.Write(append(b, '\n')); return err }); err != nil {
 			return fmt.Errorf("write the report %s: %w (the plug %s is saved)", p, err, res.Output)
@@ -266,6 +313,18 @@ func trainOptionsFromFlags(c *cli.Context) (train.Options, error) {
 		Warmup: c.Float64("warmup"), MaxGradNorm: c.Float64("max-grad-norm"), Augment: c.Int("augment"),
 		Seed: c.Uint64("seed"), Threads: c.Int("threads"), TrainTau: c.Bool("train-tau"), EOSBias: c.Bool("eos-bias"),
 		Output: c.String("output"), CheckpointDir: c.String("checkpoint-dir"), Resume: c.String("resume"),
+	}
+	dev, err := deviceOptions(c)
+	if err != nil {
+		return o, err
+	}
+	// The devices the model's layers go to, by name (none: the CPU alone),
+	// as the training graph takes them.
+	o.GPULayers = dev.GPULayers
+	if o.GPULayers != 0 {
+		for _, d := range modelDevices(dev) {
+			o.Devices = append(o.Devices, d.Name)
+		}
 	}
 	switch {
 	case o.Epochs < 1 || o.Epochs > maxTrainEpochs:
@@ -300,6 +359,12 @@ func trainOptionsFromFlags(c *cli.Context) (train.Options, error) {
 	if c.Bool("retrieve-only") && c.Int("retrieve-k") == 0 {
 		return o, usagef("--retrieve-only needs --retrieve-k K")
 	}
+	if _, err := persona.ParseLayout(c.String("layout")); err != nil {
+		return o, usagef("--layout: %v", err)
+	}
+	if n := c.Int("chat-turns"); n < 0 || n > 16 {
+		return o, usagef("--chat-turns %d: give 0 to 16 earlier questions", n)
+	}
 	if n := c.Int("limit"); n < 0 {
 		return o, usagef("--limit %d: give the number of questions to use (0: all)", n)
 	}
@@ -330,13 +395,13 @@ func trainOptionsFromFlags(c *cli.Context) (train.Options, error) {
 }
 
 // devNLL runs the inference-path persona check on the dev split.
-func devNLL(c *cli.Context, m *llama.Model, enc *persona.Encoder, plug *persona.Plug, task lamp.Task, cache *persona.Cache, threads int) (eval.NLLReport, error) {
-	ctx := c.Context
-	qs, err := lamp.ReadQuestions(c.String("dev-questions"))
+func (tc *trainConfig) devNLL(ctx context.Context, m *llama.Model, enc *persona.Encoder, plug *persona.Plug, cache *persona.Cache) (eval.NLLReport, error) {
+	threads := tc.Options.Threads
+	qs, err := lamp.ReadQuestions(tc.DevQuestions)
 	if err != nil {
 		return eval.NLLReport{}, err
 	}
-	outs, err := lamp.ReadOutputs(c.String("dev-outputs"))
+	outs, err := lamp.ReadOutputs(tc.DevOutputs)
 	if err != nil {
 		return eval.NLLReport{}, err
 	}
@@ -355,12 +420,12 @@ func devNLL(c *cli.Context, m *llama.Model, enc *persona.Encoder, plug *persona.
 	if limit <= 0 {
 		limit = 4096
 	}
-	window := min(limit, min(c.Int("max-input"), limit)+min(c.Int("max-target"), limit))
+	window := min(limit, min(tc.Data.MaxInput, limit)+min(tc.Data.MaxTarget, limit))
 	lc, err := m.NewContext(llama.ContextOptions{NCtx: window + plug.NRows() + 8, Threads: threads})
 	if err != nil {
 		return eval.NLLReport{}, err
 	}
 	defer lc.Close()
 	pz := &persona.Personalizer{Method: persona.MethodPPlug, LLM: m, Plug: plug, Encoder: enc, Backend: backend, Cache: cache}
-	return eval.PersonaNLL(ctx, pz, lc, task, qs, golds, eval.NLLOptions{})
+	return eval.PersonaNLL(ctx, pz, lc, tc.Task, qs, golds, eval.NLLOptions{})
 }

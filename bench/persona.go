@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -62,48 +62,42 @@ func (pb *personaBench) close() {
 // or a new one for the model as pplug plug init makes it) and the kernels
 // backend, and makes a context that holds the longest prompt.
 func (b *benchRun) newPersonaBench(ctx context.Context, m *llama.Model, row benchRow, in benchInst) (_ *personaBench, err error) {
-	c := b.c
+	pp := b.p.Persona
 	pb := &personaBench{b: b, row: row, m: m}
 	defer func() {
 		if err != nil {
 			pb.close()
 		}
 	}()
-	prof, task, err := loadProfile(c)
-	if err != nil {
-		return nil, err
-	}
-	if len(prof.Items) == 0 {
-		return nil, errNoItems
-	}
+	prof, task := pp.Profile, pp.Task
 	pb.prof = prof
-	enc, err := openEncoder(ctx, c, m, in.threads)
+	enc, err := pp.Encoder(ctx, m, in.threads)
 	if err != nil {
 		return nil, err
 	}
 	pb.closers = append(pb.closers, enc.Close)
 	var plug *persona.Plug
-	if p := c.String("plug"); p != "" {
+	if p := pp.PlugPath; p != "" {
 		if plug, err = persona.ReadPlug(p); err != nil {
 			return nil, err
 		}
 	} else if plug, err = persona.NewPlugFor(m, enc, persona.PlugOptions{DefaultPrefix: true}); err != nil {
 		return nil, err
 	}
-	backend, err := kernels.Open(c.String("device"), kernels.Options{Threads: in.threads, Logger: slog.Default()})
+	backend, err := kernels.Open(b.pluginDevice(in), kernels.Options{Threads: in.threads, Logger: slog.Default()})
 	if err != nil {
 		return nil, err
 	}
 	pb.closers = append(pb.closers, backend.Close)
 	pb.pplug = &persona.Personalizer{Method: persona.MethodPPlug, LLM: m, Plug: plug, Encoder: enc, Backend: backend}
-	pb.rag = &persona.Personalizer{Method: persona.MethodBM25, LLM: m, K: c.Int("retrieve-k")}
+	pb.rag = &persona.Personalizer{Method: persona.MethodBM25, LLM: m, K: pp.RetrieveK}
 	if task.Valid() {
 		pb.pplug.Query, pb.rag.Query = task.QueryPart, task.QueryPart
 	}
 	if err := pb.pplug.Check(); err != nil {
 		return nil, err
 	}
-	pb.query = c.String("query")
+	pb.query = pp.Query
 	if pb.query == "" {
 		pb.query = prof.Query
 	}
@@ -115,15 +109,11 @@ func (b *benchRun) newPersonaBench(ctx context.Context, m *llama.Model, row benc
 	if err != nil {
 		return nil, err
 	}
-	req, err := ragUser.Personalize(ctx, pb.query)
+	rag, err := (&persona.Builder{LLM: m}).Build(ctx, ragUser, persona.Conversation{Prompt: pb.query})
 	if err != nil {
 		return nil, err
 	}
-	ragToks, err := m.Tokenize(req.Prompt, true, true)
-	if err != nil {
-		return nil, err
-	}
-	nctx := len(ragToks) + plug.NRows() + 64
+	nctx := len(rag.Tokens) + plug.NRows() + 64
 	pb.lc, err = m.NewContext(llama.ContextOptions{NCtx: nctx, NBatch: row.Batch, NUBatch: row.UBatch, Threads: in.threads, ThreadsBatch: in.threads, FlashAttn: in.fa})
 	if err != nil {
 		return nil, err
@@ -170,7 +160,7 @@ func (pb *personaBench) encode(ctx context.Context) error {
 // the embedding cache there (filled first, untimed): what generate and
 // chat pay for a profile they have seen.
 func (pb *personaBench) prepareCached(ctx context.Context) error {
-	dir := pb.b.c.String("cache-dir")
+	dir := pb.b.p.Persona.CacheDir
 	if dir == "" {
 		return nil
 	}
@@ -221,7 +211,7 @@ func (pb *personaBench) first(ctx context.Context, in []llama.Input) error {
 // no personalisation, PPlug (query encoding and aggregation included) and
 // retrieval (BM25 ranking and the longer prompt included).
 func (pb *personaBench) timeToFirstToken(ctx context.Context) error {
-	b, m := pb.b, pb.m
+	b := pb.b
 	ragUser, _, err := pb.rag.Prepare(ctx, pb.prof.Items, nil)
 	if err != nil {
 		return err
@@ -234,15 +224,11 @@ func (pb *personaBench) timeToFirstToken(ctx context.Context) error {
 		// The request once, for the note and n_prompt: the positions
 		// decoded, so avg_ts is the prompt rate including the
 		// personalisation's own work.
-		req, err := t.user.Personalize(ctx, pb.query)
+		turn, err := pb.turn(ctx, t.user)
 		if err != nil {
 			return err
 		}
-		in, err := req.Inputs(m)
-		if err != nil {
-			return err
-		}
-		n := llama.InputsLen(in, m.NEmbd())
+		n := turn.Positions()
 		var note string
 		switch t.user {
 		case nil:
@@ -255,15 +241,11 @@ func (pb *personaBench) timeToFirstToken(ctx context.Context) error {
 		b.personaStart(t.name)
 		ds, err := b.repeat(ctx, t.name, nil, func() (time.Duration, error) {
 			t0 := time.Now()
-			req, err := t.user.Personalize(ctx, pb.query)
+			turn, err := pb.turn(ctx, t.user)
 			if err != nil {
 				return 0, err
 			}
-			in, err := req.Inputs(m)
-			if err != nil {
-				return 0, err
-			}
-			if err := pb.first(ctx, in); err != nil {
+			if err := pb.first(ctx, turn.Inputs()); err != nil {
 				return 0, err
 			}
 			return time.Since(t0), nil
@@ -278,26 +260,26 @@ func (pb *personaBench) timeToFirstToken(ctx context.Context) error {
 	return nil
 }
 
+// turn is the bench query's turn for user (nil: none), as generate builds
+// it.
+func (pb *personaBench) turn(ctx context.Context, user *persona.Persona) (*persona.Turn, error) {
+	return (&persona.Builder{LLM: pb.m}).Build(ctx, user, persona.Conversation{Prompt: pb.query})
+}
+
 // promptSpeed times prompt processing of the same prompt with and without
 // the persona rows.
 func (pb *personaBench) promptSpeed(ctx context.Context) error {
-	b, m := pb.b, pb.m
-	req, err := pb.user.Personalize(ctx, pb.query)
+	b := pb.b
+	withRows, err := pb.turn(ctx, pb.user)
 	if err != nil {
 		return err
 	}
-	plainToks, err := m.Tokenize(pb.query, true, true)
-	if err != nil {
-		return err
-	}
-	for _, withRows := range []bool{false, true} {
+	for _, t := range []*persona.Turn{withRows.WithRows(nil, 0), withRows} {
 		name := "persona pp plain"
-		inputs := []llama.Input{llama.TokenInput(plainToks...)}
-		if withRows {
+		if len(t.Rows) > 0 {
 			name = "persona pp +rows"
-			inputs = persona.Inputs(m, req.Rows, plainToks)
 		}
-		n := llama.InputsLen(inputs, m.NEmbd())
+		inputs, n := t.Inputs(), t.Positions()
 		b.personaStart(name)
 		ds, err := b.repeat(ctx, name, nil, func() (time.Duration, error) {
 			if err := pb.lc.ClearMemory(); err != nil {
