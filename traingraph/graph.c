@@ -390,6 +390,18 @@ static struct ggml_tensor * mm(struct ggml_context * ctx, struct ggml_tensor * w
     return ggml_reshape_3d(ctx, y, w->ne[1], T, B);
 }
 
+// pp_rope rotates x [hd, heads, T, B] (contiguous) by the position of each
+// token (PP_IN_POS [T*B]) as a 3-D [hd, heads, T*B] tensor: the shape
+// llama.cpp ropes, and the one every backend agrees on (the CPU reads one
+// position per ne2 index for any ne3, Vulkan one per row of ne2*ne3).
+static struct ggml_tensor * pp_rope(pp_train * t, struct ggml_context * ctx, struct ggml_tensor * x) {
+    const int64_t hd = x->ne[0], nh = x->ne[1], T = x->ne[2], B = x->ne[3];
+    struct ggml_tensor * y = ggml_reshape_3d(ctx, x, hd, nh, T * B);
+    y = ggml_rope_ext(ctx, y, t->in[PP_IN_POS], t->rope_freqs, t->n_rot, t->rope_mode, t->n_ctx_orig,
+                      t->freq_base, t->freq_scale, 0.0f, 1.0f, 32.0f, 1.0f);
+    return ggml_reshape_4d(ctx, y, hd, nh, T, B);
+}
+
 // pp_build_decoder runs the frozen decoder over x [n_embd, T, B] and returns
 // the final normed hidden states [n_embd, T, B].
 static struct ggml_tensor * pp_build_decoder(pp_train * t, struct ggml_context * ctx, struct ggml_tensor * x) {
@@ -409,10 +421,8 @@ static struct ggml_tensor * pp_build_decoder(pp_train * t, struct ggml_context *
         q = ggml_reshape_4d(ctx, q, hd, t->n_head, T, B);
         k = ggml_reshape_4d(ctx, k, hd, t->n_head_kv, T, B);
         v = ggml_reshape_4d(ctx, v, hd, t->n_head_kv, T, B);
-        q = ggml_rope_ext(ctx, q, t->in[PP_IN_POS], t->rope_freqs, t->n_rot, t->rope_mode, t->n_ctx_orig,
-                          t->freq_base, t->freq_scale, 0.0f, 1.0f, 32.0f, 1.0f);
-        k = ggml_rope_ext(ctx, k, t->in[PP_IN_POS], t->rope_freqs, t->n_rot, t->rope_mode, t->n_ctx_orig,
-                          t->freq_base, t->freq_scale, 0.0f, 1.0f, 32.0f, 1.0f);
+        q = pp_rope(t, ctx, q);
+        k = pp_rope(t, ctx, k);
         q = ggml_permute(ctx, q, 0, 2, 1, 3);                                          // [hd, T, nh, B]
         k = repeat_heads(ctx, ggml_cont(ctx, ggml_permute(ctx, k, 0, 2, 1, 3)), r);    // [hd, T, nh, B]
         struct ggml_tensor * vt = repeat_heads(ctx, ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3)), r); // [T, hd, nh, B]
@@ -535,7 +545,7 @@ static bool pp_new_inputs(pp_train * t) {
     struct ggml_context * cs = t->ctx_in;
     t->in[PP_IN_TOKENS]  = ggml_new_tensor_1d(cs, GGML_TYPE_I32, T * B);
     t->in[PP_IN_TOKMASK] = ggml_new_tensor_3d(cs, GGML_TYPE_F32, 1, T, B);
-    t->in[PP_IN_POS]     = ggml_new_tensor_1d(cs, GGML_TYPE_I32, T);
+    t->in[PP_IN_POS]     = ggml_new_tensor_1d(cs, GGML_TYPE_I32, T * B);
     t->in[PP_IN_KQMASK]  = ggml_new_tensor_2d(cs, GGML_TYPE_F32, T, T);
     t->in[PP_IN_HIST]    = ggml_new_tensor_3d(cs, GGML_TYPE_F32, c->d_enc, N, B);
     t->in[PP_IN_HMASK]   = ggml_new_tensor_3d(cs, GGML_TYPE_F32, N, 1, B);
@@ -659,6 +669,11 @@ static int pp_backend_of(const pp_train * t, ggml_backend_buffer_t buf, struct g
 static bool pp_sched_alloc(pp_train * t, ggml_backend_sched_t * sched, struct ggml_cgraph * g, const char * what) {
     for (int i = 0; i < ggml_graph_n_nodes(g); i++) {
         struct ggml_tensor * node = ggml_graph_node(g, i);
+        if (node->op == GGML_OP_MUL_MAT) {
+            // F32 accumulation, also in the products of the backward pass
+            // (a device may otherwise accumulate in F16: Vulkan's default)
+            ggml_mul_mat_set_prec(node, GGML_PREC_F32);
+        }
         ggml_backend_buffer_t buf = node->view_src ? node->view_src->buffer : node->buffer;
         if (buf && pp_backend_of(t, buf, node) < 0) {
             pp_errf(t, "%s cannot run %s on %s, which lives in its memory: train on the CPU (device none)",

@@ -45,7 +45,7 @@ typedef struct pp_train_cfg {
 enum pp_train_input {
     PP_IN_TOKENS = 0,  // I32 [T*B]  token ids (any valid id at row positions)
     PP_IN_TOKMASK,     // [1, T, B]  1 at token positions, 0 at row positions
-    PP_IN_POS,         // I32 [T]    positions 0..T-1
+    PP_IN_POS,         // I32 [T*B]  positions 0..T-1 of each example
     PP_IN_KQMASK,      // [T, T]     causal mask: 0 allowed, -INF masked (key, query)
     PP_IN_HIST,        // [d_enc, N, B] history embeddings (unit vectors)
     PP_IN_HMASK,       // [N, 1, B]  0 for items, -INF for padding
