@@ -423,7 +423,8 @@ static struct ggml_tensor * pp_build_decoder(pp_train * t, struct ggml_context *
         v = ggml_reshape_4d(ctx, v, hd, t->n_head_kv, T, B);
         q = pp_rope(t, ctx, q);
         k = pp_rope(t, ctx, k);
-        q = ggml_permute(ctx, q, 0, 2, 1, 3);                                          // [hd, T, nh, B]
+        // contiguous: ggml's Vulkan MUL_MAT converts a non-contiguous operand to F16
+        q = ggml_cont(ctx, ggml_permute(ctx, q, 0, 2, 1, 3));                          // [hd, T, nh, B]
         k = repeat_heads(ctx, ggml_cont(ctx, ggml_permute(ctx, k, 0, 2, 1, 3)), r);    // [hd, T, nh, B]
         struct ggml_tensor * vt = repeat_heads(ctx, ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3)), r); // [T, hd, nh, B]
         struct ggml_tensor * kq = ggml_mul_mat(ctx, k, q);                             // [T_k, T_q, nh, B]
