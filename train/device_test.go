@@ -26,6 +26,9 @@ func TestTrainRefusesUnknownDevices(t *testing.T) {
 			t.Errorf("devices %q: err %v after %d steps, want an error naming Nope0 and none before any step", devs, err, steps)
 		}
 	}
+	if _, err := trainDevices([]string{"Nope0", "Nope0"}); err == nil || !strings.Contains(err.Error(), "twice") {
+		t.Errorf("a device listed twice: err %v, want one saying so", err)
+	}
 	for _, devs := range [][]string{nil, {"none"}} {
 		got, err := trainDevices(devs)
 		if err != nil || got != nil {

@@ -637,10 +637,15 @@ func trainDevices(names []string) ([]string, error) {
 	if len(names) == 0 || len(names) == 1 && (names[0] == "none" || names[0] == "") {
 		return nil, nil
 	}
+	seen := map[string]bool{}
 	for _, n := range names {
 		if n == "none" {
 			return nil, fmt.Errorf("devices %s: none (the CPU alone) cannot be combined with other devices", strings.Join(names, ","))
 		}
+		if seen[n] {
+			return nil, fmt.Errorf("devices %s: %s is listed twice; give each device once", strings.Join(names, ","), n)
+		}
+		seen[n] = true
 	}
 	llama.LoadBackends() // once per process: the GPU backends beside the binary
 	have := map[string]bool{}
