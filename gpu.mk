@@ -12,8 +12,9 @@
 #                       bin/pplug, built by scripts/build-vulkan.sh from a patched copy of the
 #                       pinned sources and cached in ~/.cache/pplug/vulkan-<key>/ (packages:
 #                       scripts/install-deps.sh --vulkan)
-#   make test-vulkan    TestVulkanParity: CPU vs the first Vulkan device (lavapipe on a
-#                       machine without a GPU), PPLUG_REQUIRE_VULKAN=1 so nothing skips
+#   make test-vulkan    TestVulkanParity and TestVulkanTraining (-tags vulkan): CPU vs the
+#                       first Vulkan device (lavapipe on a machine without a GPU),
+#                       PPLUG_REQUIRE_VULKAN=1 so nothing skips
 #
 # Variables: CUDA_ARCH (default: the visible GPU's compute capability, else 90),
 # GPU_GGML=0 (skip ggml's backends), GPU_BUILD, GPU_PREFIX, GPU_JOBS, CMAKE, NVCC,
@@ -98,3 +99,5 @@ test-vulkan: vulkan
 		PPLUG_REQUIRE_VULKAN=1 $(GO) test -count=1 -timeout 15m -v -run '^TestVulkanParity$$' ./llama/
 	GGML_VK_VISIBLE_DEVICES=$${GGML_VK_VISIBLE_DEVICES:-$(VK_DEVICES)} PPLUG_BACKENDS_DIR=$(abspath $(BIN)) \
 		PPLUG_REQUIRE_VULKAN=1 $(GO) test -count=1 -timeout 15m -v -run '^TestVulkanDeviceFlags$$' ./cmd/pplug/
+	GGML_VK_VISIBLE_DEVICES=$${GGML_VK_VISIBLE_DEVICES:-$(VK_DEVICES)} PPLUG_BACKENDS_DIR=$(abspath $(BIN)) \
+		PPLUG_REQUIRE_VULKAN=1 $(GO) test -count=1 -timeout 15m -v -tags vulkan -run '^TestVulkanTraining$$' ./train/

@@ -40,6 +40,14 @@ type Options struct {
 	// EOSBias learns a bias on the LLM's EOS logit (persona.Plug.EOSBias);
 	// a plug that has one keeps learning it.
 	EOSBias bool
+	// Devices names the ggml devices the training graph runs on (llama.cpp's
+	// -dev: llama.Devices after llama.LoadBackends; empty or "none": the CPU
+	// alone), with the CPU last for the ops they lack. GPULayers is how many
+	// of the frozen decoder's layers go to them (llama.cpp's -ngl; < 0: all);
+	// the plug's parameters go with the first offloaded layer. A checkpoint
+	// resumes on any device: the optimizer state is kept in host memory.
+	Devices   []string
+	GPULayers int
 	// Output is the plug file written at the end (and after Ctrl-C).
 	Output string
 	// CheckpointDir, when set, receives a plug and optimizer state after
@@ -52,13 +60,6 @@ type Options struct {
 	Progress func(p Progress)
 	// Log, when set, receives one line per epoch.
 	Log func(line string)
-	// Devices names the ggml devices the model's layers were offloaded to
-	// (empty: the CPU alone) and GPULayers how many layers (< 0: all), as
-	// the model was loaded (llama.cpp's -dev and -ngl resolved), for the
-	// training graph's placement; the graph runs on the CPU backend until
-	// it schedules work on them.
-	Devices   []string
-	GPULayers int
 }
 
 // MaxAugment bounds Options.Augment: every copy is one more example per
@@ -256,8 +257,16 @@ func newTrainRun(modelPath string, m *llama.Model, plug *persona.Plug, trainEx, 
 	}
 	r.total = r.stepsPerEpoch * o.Epochs
 	r.warm = int(math.Ceil(o.Warmup * float64(r.total)))
-	if r.g, err = NewGraphWith(modelPath, m, plug, shape, GraphOptions{Threads: o.Threads, TrainTau: o.TrainTau, EOSBias: o.EOSBias}); err != nil {
+	devs, err := trainDevices(o.Devices)
+	if err != nil {
 		return r, err
+	}
+	if r.g, err = NewGraphWith(modelPath, m, plug, shape, GraphOptions{Threads: o.Threads, TrainTau: o.TrainTau, EOSBias: o.EOSBias,
+		Devices: devs, GPULayers: o.GPULayers}); err != nil {
+		return r, err
+	}
+	if len(devs) > 0 {
+		logPlacement(r.g, devs)
 	}
 	r.opt = newAdamW(r.g)
 	return r, nil
@@ -620,4 +629,53 @@ func (a *adamW) load(st optState) {
 		copy(a.m[id], st.M[id])
 		copy(a.v[id], st.V[id])
 	}
+}
+
+// trainDevices checks a device list against the devices of the loaded
+// backends: "none" or nothing is the CPU alone.
+func trainDevices(names []string) ([]string, error) {
+	if len(names) == 0 || len(names) == 1 && (names[0] == "none" || names[0] == "") {
+		return nil, nil
+	}
+	seen := map[string]bool{}
+	for _, n := range names {
+		if n == "none" {
+			return nil, fmt.Errorf("devices %s: none (the CPU alone) cannot be combined with other devices", strings.Join(names, ","))
+		}
+		if seen[n] {
+			return nil, fmt.Errorf("devices %s: %s is listed twice; give each device once", strings.Join(names, ","), n)
+		}
+		seen[n] = true
+	}
+	llama.LoadBackends() // once per process: the GPU backends beside the binary
+	have := map[string]bool{}
+	var avail []string
+	for _, d := range llama.Devices() {
+		if d.Backend != "CPU" {
+			have[d.Name] = true
+			avail = append(avail, d.Name)
+		}
+	}
+	for _, n := range names {
+		if !have[n] {
+			if len(avail) == 0 {
+				return nil, fmt.Errorf("device %s: no GPU backend is loaded (build one, e.g. make vulkan); train with device none", n)
+			}
+			return nil, fmt.Errorf("device %s: not one of the devices %s (or none)", n, strings.Join(avail, ", "))
+		}
+	}
+	return names, nil
+}
+
+// logPlacement logs where the scheduler put the training graph: its
+// splits and the ops that no device can run (they run on the CPU).
+func logPlacement(g *Graph, devs []string) {
+	var fallback []string
+	for _, p := range g.Placement() {
+		if p.Unsupported > 0 {
+			fallback = append(fallback, fmt.Sprintf("%s x%d", p.Op, p.Unsupported))
+		}
+	}
+	slog.Info("training graph scheduled", "devices", strings.Join(devs, ","), "splits", g.Splits(),
+		"cpu_fallback_ops", strings.Join(fallback, ", "))
 }

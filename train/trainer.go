@@ -60,6 +60,10 @@ type GraphOptions struct {
 	// EOSBias learns the plug's EOS logit bias (persona.Plug.EOSBias); a
 	// plug that has one always keeps learning it.
 	EOSBias bool
+	// Devices and GPULayers place the graph as llama.cpp's -dev and -ngl
+	// (see Options.Devices); none: the CPU alone.
+	Devices   []string
+	GPULayers int
 }
 
 // EOSBiasScale is the factor between the graph's EOS bias parameter and
@@ -95,7 +99,7 @@ func NewGraphWith(modelPath string, m *llama.Model, plug *persona.Plug, shape Sh
 		Batch: shape.Batch, Tokens: shape.Tokens, Items: shape.Items, Targets: shape.Targets,
 		DEnc: plug.DEnc, NInstr: plug.NInstr, NPersona: plug.PersonaRows(), Threads: max(1, threads),
 		Scale: plug.Scale, Tau: plug.Tau, Adapter: plug.AdapterW != nil, TrainTau: trainTau,
-		EOSBias: eosBias, EOSBiasScale: EOSBiasScale,
+		EOSBias: eosBias, EOSBiasScale: EOSBiasScale, Devices: o.Devices, GPULayers: o.GPULayers,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("training graph: %w", err)
@@ -116,6 +120,12 @@ func NewGraphWith(modelPath string, m *llama.Model, plug *persona.Plug, shape Sh
 	return g, nil
 }
 
+// Placement is where the scheduler put the training graph's ops.
+func (g *Graph) Placement() []traingraph.OpPlacement { return g.t.Placement() }
+
+// Splits is the number of the training graph's splits between backends.
+func (g *Graph) Splits() int { return g.t.Splits() }
+
 // Close frees the graph.
 func (g *Graph) Close() { g.t.Free() }
 
@@ -131,9 +141,9 @@ func (g *Graph) layout(prompt []llama.Token, at int) (persona.Layout, []llama.To
 
 func (g *Graph) setConstants() {
 	T := g.shape.Tokens
-	pos := g.t.InputI32(traingraph.InPos)
+	pos := g.t.InputI32(traingraph.InPos) // [T*B]
 	for i := range pos {
-		pos[i] = int32(i)
+		pos[i] = int32(i % T)
 	}
 	mask := g.t.InputF32(traingraph.InKQMask) // [T_k, T_q]
 	ninf := float32(math.Inf(-1))

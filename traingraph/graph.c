@@ -16,6 +16,8 @@
 
 #define PP_GRAPH_SIZE 32768
 #define PP_MAX_LAYERS 256
+#define PP_MAX_DEVICES 8
+#define PP_MAX_OPS 96
 
 typedef struct pp_layer {
     struct ggml_tensor * attn_norm;
@@ -24,6 +26,12 @@ typedef struct pp_layer {
     struct ggml_tensor * ffn_norm;
     struct ggml_tensor * ffn_gate, * ffn_up, * ffn_down;
 } pp_layer;
+
+// pp_op_place counts where the scheduler put one op of the training graph.
+typedef struct pp_op_place {
+    char op[32];
+    int32_t nodes, on_cpu, unsupported;
+} pp_op_place;
 
 struct pp_train {
     pp_train_cfg cfg;
@@ -36,15 +44,33 @@ struct pp_train {
     struct ggml_tensor * tok_embd, * output_norm, * output, * rope_freqs;
     pp_layer layers[PP_MAX_LAYERS];
 
-    ggml_backend_t backend;
-    struct ggml_context * ctx_w;       // frozen weights
-    ggml_backend_buffer_t buf_w;
-    struct ggml_context * ctx_static;  // inputs and parameters
+    // backends: the devices of cfg.devices in order, then the CPU (last,
+    // as ggml's scheduler wants it); weights, one context per backend
+    int n_dev;
+    ggml_backend_t backends[PP_MAX_DEVICES + 1];
+    ggml_backend_t backend;            // the CPU backend, backends[n_dev]
+    int home_par;                      // backend of the parameters and gradients
+    struct ggml_context * ctx_w[PP_MAX_DEVICES + 1]; // frozen weights
+    ggml_backend_buffer_t buf_w[PP_MAX_DEVICES + 1];
+    struct ggml_context * ctx_out;     // a tied output weight copied to a device
+    ggml_backend_buffer_t buf_out;
+    struct ggml_context * ctx_in;      // inputs (host memory)
+    ggml_backend_buffer_t buf_in;
+    struct ggml_context * ctx_static;  // parameters
     ggml_backend_buffer_t buf_static;
     struct ggml_context * ctx_grads;   // gradient accumulators
     ggml_backend_buffer_t buf_grads;
-    struct ggml_context * ctx_compute; // graph tensors (allocated by galloc)
-    ggml_gallocr_t galloc;
+    struct ggml_context * ctx_compute; // training graph tensors (allocated by the scheduler)
+    ggml_backend_sched_t sched;
+
+    // host copies of parameters and gradients that live on a device (else
+    // the tensors' own memory), and of the persona rows of the last compute
+    bool par_mirrored;
+    float * par_host[PP_P_COUNT];
+    float * grad_host[PP_P_COUNT];
+    float * rows_host;
+    pp_op_place place[PP_MAX_OPS];
+    int n_place, n_splits;
 
     struct ggml_tensor * in[PP_IN_COUNT];
     struct ggml_tensor * par[PP_P_COUNT];
@@ -52,12 +78,17 @@ struct pp_train {
     struct ggml_tensor * loss;
     struct ggml_tensor * rows;
 
-    struct ggml_cgraph * gf; // forward
     struct ggml_cgraph * gb; // forward + backward
+
+    // the forward-only graph (Compute without backward), built on first use
+    struct ggml_context * ctx_eval;
+    ggml_backend_sched_t sched_eval;
+    struct ggml_cgraph * gf;
+    struct ggml_tensor * loss_eval, * rows_eval;
 
     // the all-positions logits graph (tests), built on first use
     struct ggml_context * ctx_logits;
-    ggml_gallocr_t galloc_logits;
+    ggml_backend_sched_t sched_logits;
     struct ggml_cgraph * g_logits;
     struct ggml_tensor * logits_all;
 };
@@ -133,13 +164,69 @@ static enum ggml_type pp_train_type(enum ggml_type src, int n_dims) {
     }
 }
 
+// pp_layer_home is the backend of block il (il = n_layer: the output
+// layer) as llama.cpp places layers with -ngl: the last n_gpu_layers blocks
+// on the devices, the output layer too when n_gpu_layers exceeds the block
+// count, the offloaded layers split evenly over the devices in order
+// (llama.cpp splits by free memory by default).
+static int pp_layer_home(const pp_train * t, int il) {
+    if (t->n_dev == 0) {
+        return 0;
+    }
+    const int n_layer = t->n_layer;
+    const int ngl = t->cfg.n_gpu_layers < 0 ? n_layer + 1 : t->cfg.n_gpu_layers;
+    const int start = ngl > n_layer ? 0 : n_layer - ngl;
+    const int act = ngl < n_layer + 1 ? ngl : n_layer + 1;
+    if (il < start || il - start >= act) {
+        return t->n_dev;
+    }
+    return (int) ((int64_t) (il - start) * t->n_dev / act);
+}
+
+// pp_weight_home is the backend of a weight: blocks by their index,
+// rope_freqs with the last block, the token embeddings on the CPU (as
+// llama.cpp keeps its input layer), everything else with the output layer.
+static int pp_weight_home(const pp_train * t, const char * name) {
+    int il;
+    if (sscanf(name, "blk.%d.", &il) == 1) {
+        return pp_layer_home(t, il);
+    }
+    if (strncmp(name, "token_embd.", 11) == 0) {
+        return t->n_dev;
+    }
+    if (strncmp(name, "rope_freqs.", 11) == 0) {
+        return pp_layer_home(t, t->n_layer - 1);
+    }
+    return pp_layer_home(t, t->n_layer);
+}
+
+// pp_alloc_weights allocates each backend's weight context in that
+// backend's memory, marked as weights for the scheduler.
+static bool pp_alloc_weights(pp_train * t) {
+    for (int b = 0; b <= t->n_dev; b++) {
+        if (!t->ctx_w[b] || !ggml_get_first_tensor(t->ctx_w[b])) {
+            continue;
+        }
+        t->buf_w[b] = ggml_backend_alloc_ctx_tensors(t->ctx_w[b], t->backends[b]);
+        if (!t->buf_w[b]) {
+            pp_errf(t, "cannot allocate the weights in the memory of %s: offload fewer layers (-ngl)",
+                    ggml_backend_name(t->backends[b]));
+            return false;
+        }
+        ggml_backend_buffer_set_usage(t->buf_w[b], GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+    }
+    return true;
+}
+
 static bool pp_load_weights(pp_train * t, const char * path, struct gguf_context * g, struct ggml_context * meta,
                             pp_wref * refs, int n_refs) {
     struct ggml_init_params ip = { (size_t) (n_refs + 8) * ggml_tensor_overhead(), NULL, true };
-    t->ctx_w = ggml_init(ip);
-    if (!t->ctx_w) {
-        pp_errf(t, "ggml_init failed");
-        return false;
+    for (int b = 0; b <= t->n_dev; b++) {
+        t->ctx_w[b] = ggml_init(ip);
+        if (!t->ctx_w[b]) {
+            pp_errf(t, "ggml_init failed");
+            return false;
+        }
     }
     struct ggml_tensor ** src = calloc((size_t) n_refs, sizeof(*src));
     for (int i = 0; i < n_refs; i++) {
@@ -154,13 +241,12 @@ static bool pp_load_weights(pp_train * t, const char * path, struct gguf_context
             continue;
         }
         src[i] = m;
-        struct ggml_tensor * w = ggml_new_tensor(t->ctx_w, pp_train_type(m->type, ggml_n_dims(m)), GGML_MAX_DIMS, m->ne);
+        struct ggml_context * ctx = t->ctx_w[pp_weight_home(t, refs[i].name)];
+        struct ggml_tensor * w = ggml_new_tensor(ctx, pp_train_type(m->type, ggml_n_dims(m)), GGML_MAX_DIMS, m->ne);
         ggml_set_name(w, refs[i].name);
         *refs[i].dst = w;
     }
-    t->buf_w = ggml_backend_alloc_ctx_tensors(t->ctx_w, t->backend);
-    if (!t->buf_w) {
-        pp_errf(t, "cannot allocate %s of weights", "memory");
+    if (!pp_alloc_weights(t)) {
         free(src);
         return false;
     }
@@ -196,7 +282,7 @@ static bool pp_load_weights(pp_train * t, const char * path, struct gguf_context
             break;
         }
         if (w->type == m->type) {
-            memcpy(w->data, raw, nbytes);
+            ggml_backend_tensor_set(w, raw, 0, nbytes);
             continue;
         }
         const int64_t n = ggml_nelements(m);
@@ -212,13 +298,41 @@ static bool pp_load_weights(pp_train * t, const char * path, struct gguf_context
             break;
         }
         tt->to_float(raw, tmp, n);
-        memcpy(w->data, tmp, (size_t) n * sizeof(float)); // conversions only go to F32
+        ggml_backend_tensor_set(w, tmp, 0, (size_t) n * sizeof(float)); // conversions only go to F32
     }
     free(tmp);
     free(raw);
     free(src);
     fclose(f);
     return ok;
+}
+
+// pp_tie_output gives a model without output.weight (tied embeddings) a
+// copy of token_embd on the output layer's device, as llama.cpp does, so
+// that the logits are not computed next to the input layer on the CPU.
+static bool pp_tie_output(pp_train * t) {
+    const int home = pp_layer_home(t, t->n_layer);
+    if (t->output || home == t->n_dev) {
+        return true;
+    }
+    struct ggml_init_params ip = { 2 * ggml_tensor_overhead(), NULL, true };
+    t->ctx_out = ggml_init(ip);
+    if (!t->ctx_out) {
+        pp_errf(t, "ggml_init failed");
+        return false;
+    }
+    struct ggml_tensor * o = ggml_dup_tensor(t->ctx_out, t->tok_embd);
+    ggml_set_name(o, "output.weight (token_embd)");
+    t->buf_out = ggml_backend_alloc_ctx_tensors(t->ctx_out, t->backends[home]);
+    if (!t->buf_out) {
+        pp_errf(t, "cannot allocate the output weight in the memory of %s: offload fewer layers (-ngl)",
+                ggml_backend_name(t->backends[home]));
+        return false;
+    }
+    ggml_backend_buffer_set_usage(t->buf_out, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+    ggml_backend_tensor_set(o, t->tok_embd->data, 0, ggml_nbytes(o)); // token_embd is in host memory
+    t->output = o;
+    return true;
 }
 
 // ---- graph -----------------------------------------------------------------
@@ -276,6 +390,18 @@ static struct ggml_tensor * mm(struct ggml_context * ctx, struct ggml_tensor * w
     return ggml_reshape_3d(ctx, y, w->ne[1], T, B);
 }
 
+// pp_rope rotates x [hd, heads, T, B] (contiguous) by the position of each
+// token (PP_IN_POS [T*B]) as a 3-D [hd, heads, T*B] tensor: the shape
+// llama.cpp ropes, and the one every backend agrees on (the CPU reads one
+// position per ne2 index for any ne3, Vulkan one per row of ne2*ne3).
+static struct ggml_tensor * pp_rope(pp_train * t, struct ggml_context * ctx, struct ggml_tensor * x) {
+    const int64_t hd = x->ne[0], nh = x->ne[1], T = x->ne[2], B = x->ne[3];
+    struct ggml_tensor * y = ggml_reshape_3d(ctx, x, hd, nh, T * B);
+    y = ggml_rope_ext(ctx, y, t->in[PP_IN_POS], t->rope_freqs, t->n_rot, t->rope_mode, t->n_ctx_orig,
+                      t->freq_base, t->freq_scale, 0.0f, 1.0f, 32.0f, 1.0f);
+    return ggml_reshape_4d(ctx, y, hd, nh, T, B);
+}
+
 // pp_build_decoder runs the frozen decoder over x [n_embd, T, B] and returns
 // the final normed hidden states [n_embd, T, B].
 static struct ggml_tensor * pp_build_decoder(pp_train * t, struct ggml_context * ctx, struct ggml_tensor * x) {
@@ -295,11 +421,10 @@ static struct ggml_tensor * pp_build_decoder(pp_train * t, struct ggml_context *
         q = ggml_reshape_4d(ctx, q, hd, t->n_head, T, B);
         k = ggml_reshape_4d(ctx, k, hd, t->n_head_kv, T, B);
         v = ggml_reshape_4d(ctx, v, hd, t->n_head_kv, T, B);
-        q = ggml_rope_ext(ctx, q, t->in[PP_IN_POS], t->rope_freqs, t->n_rot, t->rope_mode, t->n_ctx_orig,
-                          t->freq_base, t->freq_scale, 0.0f, 1.0f, 32.0f, 1.0f);
-        k = ggml_rope_ext(ctx, k, t->in[PP_IN_POS], t->rope_freqs, t->n_rot, t->rope_mode, t->n_ctx_orig,
-                          t->freq_base, t->freq_scale, 0.0f, 1.0f, 32.0f, 1.0f);
-        q = ggml_permute(ctx, q, 0, 2, 1, 3);                                          // [hd, T, nh, B]
+        q = pp_rope(t, ctx, q);
+        k = pp_rope(t, ctx, k);
+        // contiguous: ggml's Vulkan MUL_MAT converts a non-contiguous operand to F16
+        q = ggml_cont(ctx, ggml_permute(ctx, q, 0, 2, 1, 3));                          // [hd, T, nh, B]
         k = repeat_heads(ctx, ggml_cont(ctx, ggml_permute(ctx, k, 0, 2, 1, 3)), r);    // [hd, T, nh, B]
         struct ggml_tensor * vt = repeat_heads(ctx, ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3)), r); // [T, hd, nh, B]
         struct ggml_tensor * kq = ggml_mul_mat(ctx, k, q);                             // [T_k, T_q, nh, B]
@@ -392,17 +517,36 @@ static struct ggml_tensor * pp_logits(pp_train * t, struct ggml_context * ctx, s
     return logits;
 }
 
-static bool pp_build(pp_train * t) {
+// pp_forward builds the forward pass in ctx: the plug-in, the frozen
+// decoder and the batch's loss. It returns the loss and the persona rows.
+static struct ggml_tensor * pp_forward(pp_train * t, struct ggml_context * ctx, struct ggml_tensor ** rows) {
     const pp_train_cfg * c = &t->cfg;
-    const int64_t T = c->n_tokens, B = c->n_batch, N = c->n_items, M = c->n_targets, D = t->n_embd;
+    const int64_t T = c->n_tokens, B = c->n_batch, D = t->n_embd;
+    struct ggml_tensor * x = pp_build_input(t, ctx, rows);
+    ggml_set_output(*rows);
+    x = pp_build_decoder(t, ctx, x);
+    struct ggml_tensor * xf = ggml_reshape_2d(ctx, x, D, T * B);
+    struct ggml_tensor * xt = ggml_get_rows(ctx, xf, t->in[PP_IN_TGT_POS]);   // [D, M*B]
+    struct ggml_tensor * logits = pp_logits(t, ctx, xt); // [V, M*B]
+    struct ggml_tensor * ce = ggml_cross_entropy_loss(ctx, logits, t->in[PP_IN_LABELS]);
+    struct ggml_tensor * loss = ggml_mul(ctx, ce, t->in[PP_IN_LSCALE]);
+    ggml_set_name(loss, "loss");
+    ggml_set_loss(loss);
+    ggml_set_output(loss);
+    return loss;
+}
 
-    // inputs and parameters
-    struct ggml_init_params sp = { (PP_IN_COUNT + PP_P_COUNT + 4) * ggml_tensor_overhead(), NULL, true };
-    t->ctx_static = ggml_init(sp);
-    struct ggml_context * cs = t->ctx_static;
+// pp_new_inputs creates the graph's inputs in host memory (the scheduler
+// copies them to the devices that read them).
+static bool pp_new_inputs(pp_train * t) {
+    const pp_train_cfg * c = &t->cfg;
+    const int64_t T = c->n_tokens, B = c->n_batch, N = c->n_items, M = c->n_targets;
+    struct ggml_init_params sp = { (PP_IN_COUNT + 4) * ggml_tensor_overhead(), NULL, true };
+    t->ctx_in = ggml_init(sp);
+    struct ggml_context * cs = t->ctx_in;
     t->in[PP_IN_TOKENS]  = ggml_new_tensor_1d(cs, GGML_TYPE_I32, T * B);
     t->in[PP_IN_TOKMASK] = ggml_new_tensor_3d(cs, GGML_TYPE_F32, 1, T, B);
-    t->in[PP_IN_POS]     = ggml_new_tensor_1d(cs, GGML_TYPE_I32, T);
+    t->in[PP_IN_POS]     = ggml_new_tensor_1d(cs, GGML_TYPE_I32, T * B);
     t->in[PP_IN_KQMASK]  = ggml_new_tensor_2d(cs, GGML_TYPE_F32, T, T);
     t->in[PP_IN_HIST]    = ggml_new_tensor_3d(cs, GGML_TYPE_F32, c->d_enc, N, B);
     t->in[PP_IN_HMASK]   = ggml_new_tensor_3d(cs, GGML_TYPE_F32, N, 1, B);
@@ -418,6 +562,22 @@ static bool pp_build(pp_train * t) {
             ggml_set_input(t->in[i]);
         }
     }
+    t->buf_in = ggml_backend_alloc_ctx_tensors(cs, t->backend);
+    if (!t->buf_in) {
+        pp_errf(t, "cannot allocate the inputs");
+        return false;
+    }
+    ggml_backend_buffer_clear(t->buf_in, 0);
+    return true;
+}
+
+// pp_new_params creates the plug's parameters on their backend, zeroed.
+static bool pp_new_params(pp_train * t) {
+    const pp_train_cfg * c = &t->cfg;
+    const int64_t D = t->n_embd;
+    struct ggml_init_params sp = { (PP_P_COUNT + 4) * ggml_tensor_overhead(), NULL, true };
+    t->ctx_static = ggml_init(sp);
+    struct ggml_context * cs = t->ctx_static;
     t->par[PP_P_W1] = ggml_new_tensor_2d(cs, GGML_TYPE_F32, c->d_enc, D);
     t->par[PP_P_B1] = ggml_new_tensor_1d(cs, GGML_TYPE_F32, D);
     t->par[PP_P_W2] = ggml_new_tensor_2d(cs, GGML_TYPE_F32, D, pp_n_persona(c) * D);
@@ -438,39 +598,33 @@ static bool pp_build(pp_train * t) {
             ggml_set_param(t->par[i]);
         }
     }
-    t->buf_static = ggml_backend_alloc_ctx_tensors(cs, t->backend);
+    t->buf_static = ggml_backend_alloc_ctx_tensors(cs, t->backends[t->home_par]);
     if (!t->buf_static) {
-        pp_errf(t, "cannot allocate the inputs and parameters");
+        pp_errf(t, "cannot allocate the plug's parameters on %s", ggml_backend_name(t->backends[t->home_par]));
         return false;
     }
     ggml_backend_buffer_clear(t->buf_static, 0);
+    t->par_mirrored = !ggml_backend_buffer_is_host(t->buf_static);
+    for (int i = 0; i < PP_P_COUNT; i++) {
+        if (t->par[i]) {
+            t->par_host[i] = t->par_mirrored ? calloc((size_t) ggml_nelements(t->par[i]), sizeof(float)) : t->par[i]->data;
+            if (!t->par_host[i]) {
+                pp_errf(t, "out of memory");
+                return false;
+            }
+        }
+    }
+    return true;
+}
 
-    // forward graph
-    struct ggml_init_params cp = { PP_GRAPH_SIZE * ggml_tensor_overhead() + 3 * ggml_graph_overhead_custom(PP_GRAPH_SIZE, true), NULL, true };
-    t->ctx_compute = ggml_init(cp);
-    struct ggml_context * ctx = t->ctx_compute;
-    struct ggml_tensor * x = pp_build_input(t, ctx, &t->rows);
-    ggml_set_output(t->rows);
-    x = pp_build_decoder(t, ctx, x);
-    struct ggml_tensor * xf = ggml_reshape_2d(ctx, x, D, T * B);
-    struct ggml_tensor * xt = ggml_get_rows(ctx, xf, t->in[PP_IN_TGT_POS]);   // [D, M*B]
-    struct ggml_tensor * logits = pp_logits(t, ctx, xt); // [V, M*B]
-    struct ggml_tensor * ce = ggml_cross_entropy_loss(ctx, logits, t->in[PP_IN_LABELS]);
-    t->loss = ggml_mul(ctx, ce, t->in[PP_IN_LSCALE]);
-    ggml_set_name(t->loss, "loss");
-    ggml_set_loss(t->loss);
-    ggml_set_output(t->loss);
-
-    t->gf = ggml_new_graph_custom(ctx, PP_GRAPH_SIZE, true);
-    ggml_build_forward_expand(t->gf, t->loss);
-
-    // gradient accumulators for the parameters and the loss
-    const int n_nodes = ggml_graph_n_nodes(t->gf);
-    struct ggml_tensor ** accs = calloc((size_t) n_nodes, sizeof(*accs));
+// pp_new_grads creates the gradient accumulators of the parameters and the
+// loss (accs, indexed by gf's nodes) next to the parameters.
+static bool pp_new_grads(pp_train * t, struct ggml_cgraph * gf, struct ggml_tensor ** accs) {
+    const int n_nodes = ggml_graph_n_nodes(gf);
     struct ggml_init_params gp = { (size_t) (PP_P_COUNT + 2) * ggml_tensor_overhead(), NULL, true };
     t->ctx_grads = ggml_init(gp);
     for (int i = 0; i < n_nodes; i++) {
-        struct ggml_tensor * node = ggml_graph_node(t->gf, i);
+        struct ggml_tensor * node = ggml_graph_node(gf, i);
         if (node->flags & (GGML_TENSOR_FLAG_PARAM | GGML_TENSOR_FLAG_LOSS)) {
             accs[i] = ggml_new_tensor(t->ctx_grads, GGML_TYPE_F32, GGML_MAX_DIMS, node->ne);
             for (int p = 0; p < PP_P_COUNT; p++) {
@@ -480,26 +634,209 @@ static bool pp_build(pp_train * t) {
             }
         }
     }
-    t->buf_grads = ggml_backend_alloc_ctx_tensors(t->ctx_grads, t->backend);
+    t->buf_grads = ggml_backend_alloc_ctx_tensors(t->ctx_grads, t->backends[t->home_par]);
     if (!t->buf_grads) {
-        free(accs);
         pp_errf(t, "cannot allocate the gradients");
         return false;
     }
-    t->gb = ggml_graph_dup(ctx, t->gf, true);
-    ggml_build_backward_expand(ctx, t->gb, accs);
-    free(accs);
+    for (int p = 0; p < PP_P_COUNT; p++) {
+        if (t->gradacc[p]) {
+            t->grad_host[p] = t->par_mirrored ? calloc((size_t) ggml_nelements(t->gradacc[p]), sizeof(float)) : t->gradacc[p]->data;
+            if (!t->grad_host[p]) {
+                pp_errf(t, "out of memory");
+                return false;
+            }
+        }
+    }
+    return true;
+}
 
-    t->galloc = ggml_gallocr_new(ggml_backend_cpu_buffer_type());
-    if (!ggml_gallocr_alloc_graph(t->galloc, t->gb)) {
-        pp_errf(t, "cannot allocate the training graph (T=%lld, B=%lld): lower the batch size or lengths",
-                (long long) T, (long long) B);
+// pp_backend_of is the first backend that can run node in the memory of
+// buf (the scheduler's rule for a pre-allocated tensor), or -1.
+static int pp_backend_of(const pp_train * t, ggml_backend_buffer_t buf, struct ggml_tensor * node) {
+    for (int b = 0; b <= t->n_dev; b++) {
+        if (ggml_backend_supports_buft(t->backends[b], ggml_backend_buffer_get_type(buf)) &&
+            ggml_backend_supports_op(t->backends[b], node)) {
+            return b;
+        }
+    }
+    return -1;
+}
+
+// pp_sched_alloc creates a scheduler over the backends and allocates g.
+// ggml aborts on a node that writes into pre-allocated memory (a parameter,
+// a gradient accumulator) of a backend that cannot run its op: such a graph
+// is refused here first.
+static bool pp_sched_alloc(pp_train * t, ggml_backend_sched_t * sched, struct ggml_cgraph * g, const char * what) {
+    for (int i = 0; i < ggml_graph_n_nodes(g); i++) {
+        struct ggml_tensor * node = ggml_graph_node(g, i);
+        if (node->op == GGML_OP_MUL_MAT) {
+            // F32 accumulation, also in the products of the backward pass
+            // (a device may otherwise accumulate in F16: Vulkan's default)
+            ggml_mul_mat_set_prec(node, GGML_PREC_F32);
+        }
+        ggml_backend_buffer_t buf = node->view_src ? node->view_src->buffer : node->buffer;
+        if (buf && pp_backend_of(t, buf, node) < 0) {
+            pp_errf(t, "%s cannot run %s on %s, which lives in its memory: train on the CPU (device none)",
+                    ggml_backend_buffer_name(buf), ggml_op_desc(node), node->name);
+            return false;
+        }
+    }
+    *sched = ggml_backend_sched_new(t->backends, NULL, t->n_dev + 1, 2 * PP_GRAPH_SIZE, false, true);
+    if (!*sched) {
+        pp_errf(t, "cannot create the backend scheduler");
+        return false;
+    }
+    if (!ggml_backend_sched_alloc_graph(*sched, g)) {
+        pp_errf(t, "cannot allocate the %s (T=%d, B=%d): lower the batch size or lengths", what,
+                (int) t->cfg.n_tokens, (int) t->cfg.n_batch);
         return false;
     }
     return true;
 }
 
+static bool pp_is_view(const struct ggml_tensor * node) {
+    switch (node->op) {
+        case GGML_OP_NONE: case GGML_OP_VIEW: case GGML_OP_RESHAPE: case GGML_OP_PERMUTE: case GGML_OP_TRANSPOSE:
+            return true;
+        default:
+            return false;
+    }
+}
+
+static bool pp_devices_support(const pp_train * t, const struct ggml_tensor * node) {
+    for (int d = 0; d < t->n_dev; d++) {
+        if (ggml_backend_supports_op(t->backends[d], node)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+// pp_count_placement records, per op of the training graph, where the
+// scheduler put its nodes and how many of them no device supports.
+static void pp_count_placement(pp_train * t) {
+    t->n_splits = ggml_backend_sched_get_n_splits(t->sched);
+    for (int i = 0; i < ggml_graph_n_nodes(t->gb); i++) {
+        struct ggml_tensor * node = ggml_graph_node(t->gb, i);
+        if (pp_is_view(node)) {
+            continue;
+        }
+        const char * desc = ggml_op_desc(node);
+        int k = 0;
+        while (k < t->n_place && strcmp(t->place[k].op, desc) != 0) {
+            k++;
+        }
+        if (k == t->n_place) {
+            if (k == PP_MAX_OPS) {
+                continue;
+            }
+            snprintf(t->place[k].op, sizeof(t->place[k].op), "%s", desc);
+            t->n_place++;
+        }
+        t->place[k].nodes++;
+        if (ggml_backend_sched_get_tensor_backend(t->sched, node) == t->backend) {
+            t->place[k].on_cpu++;
+        }
+        if (t->n_dev > 0 && !pp_devices_support(t, node)) {
+            t->place[k].unsupported++;
+        }
+    }
+}
+
+static bool pp_build(pp_train * t) {
+    if (!pp_new_inputs(t) || !pp_new_params(t)) {
+        return false;
+    }
+    t->rows_host = calloc((size_t) (t->n_embd * pp_n_persona(&t->cfg) * t->cfg.n_batch), sizeof(float));
+    if (!t->rows_host) {
+        pp_errf(t, "out of memory");
+        return false;
+    }
+
+    // forward graph
+    struct ggml_init_params cp = { PP_GRAPH_SIZE * ggml_tensor_overhead() + 3 * ggml_graph_overhead_custom(PP_GRAPH_SIZE, true), NULL, true };
+    t->ctx_compute = ggml_init(cp);
+    struct ggml_context * ctx = t->ctx_compute;
+    t->loss = pp_forward(t, ctx, &t->rows);
+    struct ggml_cgraph * gf = ggml_new_graph_custom(ctx, PP_GRAPH_SIZE, true);
+    ggml_build_forward_expand(gf, t->loss);
+
+    // gradient accumulators for the parameters and the loss
+    struct ggml_tensor ** accs = calloc((size_t) ggml_graph_n_nodes(gf), sizeof(*accs));
+    if (!accs || !pp_new_grads(t, gf, accs)) {
+        free(accs);
+        if (!t->err[0]) {
+            pp_errf(t, "out of memory");
+        }
+        return false;
+    }
+    t->gb = ggml_graph_dup(ctx, gf, true);
+    ggml_build_backward_expand(ctx, t->gb, accs);
+    free(accs);
+
+    if (!pp_sched_alloc(t, &t->sched, t->gb, "training graph")) {
+        return false;
+    }
+    pp_count_placement(t);
+    return true;
+}
+
 // ---- lifecycle ---------------------------------------------------------------
+
+// pp_open_device starts the backend of the ggml device called name.
+static bool pp_open_device(pp_train * t, const char * name) {
+    ggml_backend_dev_t dev = ggml_backend_dev_by_name(name);
+    if (!dev) {
+        pp_errf(t, "no device %s: list the devices with --list-devices (its backend library must be loaded)", name);
+        return false;
+    }
+    if (ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU) {
+        pp_errf(t, "device %s is the CPU, which always takes part: leave it out of the device list", name);
+        return false;
+    }
+    if (t->n_dev == PP_MAX_DEVICES) {
+        pp_errf(t, "more than %d devices", PP_MAX_DEVICES);
+        return false;
+    }
+    ggml_backend_t b = ggml_backend_dev_init(dev, NULL);
+    if (!b) {
+        pp_errf(t, "cannot start device %s (%s)", name, ggml_backend_dev_description(dev));
+        return false;
+    }
+    t->backends[t->n_dev++] = b;
+    return true;
+}
+
+// pp_open_backends starts the devices of cfg.devices, then the CPU.
+static bool pp_open_backends(pp_train * t) {
+    const char * list = t->cfg.devices ? t->cfg.devices : "";
+    char name[128];
+    while (*list) {
+        size_t n = strcspn(list, ",");
+        if (n >= sizeof(name)) {
+            pp_errf(t, "device name %.*s... is too long", 32, list);
+            return false;
+        }
+        memcpy(name, list, n);
+        name[n] = 0;
+        list += n + (list[n] == ',');
+        if (n > 0 && !pp_open_device(t, name)) {
+            return false;
+        }
+    }
+    t->backend = ggml_backend_cpu_init();
+    if (!t->backend) {
+        pp_errf(t, "cannot start the CPU backend");
+        return false;
+    }
+    ggml_backend_cpu_set_n_threads(t->backend, t->cfg.n_threads > 0 ? t->cfg.n_threads : 1);
+    t->backends[t->n_dev] = t->backend;
+    // the parameters sit with the first offloaded block (the CPU when none is)
+    const int ngl = t->cfg.n_gpu_layers;
+    t->home_par = pp_layer_home(t, ngl < 0 || ngl >= t->n_layer ? 0 : t->n_layer - ngl);
+    return true;
+}
 
 pp_train * pp_train_new(const char * model_path, const pp_train_cfg * cfg, char * err, int32_t err_len) {
     pp_train * t = calloc(1, sizeof(*t));
@@ -576,12 +913,9 @@ pp_train * pp_train_new(const char * model_path, const pp_train_cfg * cfg, char 
         }
     }
 
-    t->backend = ggml_backend_cpu_init();
-    if (!t->backend) {
-        pp_errf(t, "cannot start the CPU backend");
+    if (!pp_open_backends(t)) {
         goto done;
     }
-    ggml_backend_cpu_set_n_threads(t->backend, c->n_threads > 0 ? c->n_threads : 1);
 
     {
         int n = 4 + 12 * t->n_layer;
@@ -610,7 +944,7 @@ pp_train * pp_train_new(const char * model_path, const pp_train_cfg * cfg, char 
 #undef REF
         bool loaded = pp_load_weights(t, model_path, g, meta, refs, k);
         free(refs);
-        if (!loaded) {
+        if (!loaded || !pp_tie_output(t)) {
             goto done;
         }
     }
@@ -641,17 +975,34 @@ void pp_train_free(pp_train * t) {
     if (!t) {
         return;
     }
-    if (t->galloc_logits) ggml_gallocr_free(t->galloc_logits);
+    if (t->sched_logits) ggml_backend_sched_free(t->sched_logits);
     if (t->ctx_logits) ggml_free(t->ctx_logits);
-    if (t->galloc) ggml_gallocr_free(t->galloc);
+    if (t->sched_eval) ggml_backend_sched_free(t->sched_eval);
+    if (t->ctx_eval) ggml_free(t->ctx_eval);
+    if (t->sched) ggml_backend_sched_free(t->sched);
     if (t->ctx_compute) ggml_free(t->ctx_compute);
+    for (int i = 0; i < PP_P_COUNT; i++) {
+        if (t->par_mirrored) {
+            free(t->par_host[i]);
+            free(t->grad_host[i]);
+        }
+    }
+    free(t->rows_host);
     if (t->buf_grads) ggml_backend_buffer_free(t->buf_grads);
     if (t->ctx_grads) ggml_free(t->ctx_grads);
     if (t->buf_static) ggml_backend_buffer_free(t->buf_static);
     if (t->ctx_static) ggml_free(t->ctx_static);
-    if (t->buf_w) ggml_backend_buffer_free(t->buf_w);
-    if (t->ctx_w) ggml_free(t->ctx_w);
-    if (t->backend) ggml_backend_free(t->backend);
+    if (t->buf_in) ggml_backend_buffer_free(t->buf_in);
+    if (t->ctx_in) ggml_free(t->ctx_in);
+    if (t->buf_out) ggml_backend_buffer_free(t->buf_out);
+    if (t->ctx_out) ggml_free(t->ctx_out);
+    for (int b = 0; b <= PP_MAX_DEVICES; b++) {
+        if (t->buf_w[b]) ggml_backend_buffer_free(t->buf_w[b]);
+        if (t->ctx_w[b]) ggml_free(t->ctx_w[b]);
+    }
+    for (int b = 0; b <= PP_MAX_DEVICES; b++) {
+        if (t->backends[b]) ggml_backend_free(t->backends[b]);
+    }
     free(t);
 }
 
@@ -663,7 +1014,7 @@ void * pp_train_input(pp_train * t, int32_t which, int64_t * n) {
         return NULL;
     }
     *n = ggml_nelements(t->in[which]);
-    return t->in[which]->data;
+    return t->in[which]->data; // host memory
 }
 
 float * pp_train_param(pp_train * t, int32_t which, int64_t * n) {
@@ -672,7 +1023,7 @@ float * pp_train_param(pp_train * t, int32_t which, int64_t * n) {
         return NULL;
     }
     *n = ggml_nelements(t->par[which]);
-    return (float *) t->par[which]->data;
+    return t->par_host[which];
 }
 
 float * pp_train_grad(pp_train * t, int32_t which, int64_t * n) {
@@ -681,25 +1032,125 @@ float * pp_train_grad(pp_train * t, int32_t which, int64_t * n) {
         return NULL;
     }
     *n = ggml_nelements(t->gradacc[which]);
-    return (float *) t->gradacc[which]->data;
+    return t->grad_host[which];
 }
 
-float * pp_train_rows(pp_train * t) { return (float *) t->rows->data; }
+float * pp_train_rows(pp_train * t) { return t->rows_host; }
+
+int32_t pp_train_placement(const pp_train * t, int32_t i, char * op, int32_t op_len,
+                           int32_t * nodes, int32_t * on_cpu, int32_t * unsupported) {
+    if (i < 0 || i >= t->n_place) {
+        return -1;
+    }
+    snprintf(op, (size_t) op_len, "%s", t->place[i].op);
+    *nodes = t->place[i].nodes;
+    *on_cpu = t->place[i].on_cpu;
+    *unsupported = t->place[i].unsupported;
+    return 0;
+}
+
+int32_t pp_train_n_splits(const pp_train * t) { return t->n_splits; }
+
+// ---- compute -----------------------------------------------------------------
+
+// pp_upload_params copies the host copies of the parameters (the optimizer
+// updates them there) to the device that holds them.
+static void pp_upload_params(pp_train * t) {
+    if (!t->par_mirrored) {
+        return;
+    }
+    for (int i = 0; i < PP_P_COUNT; i++) {
+        if (t->par[i]) {
+            ggml_backend_tensor_set(t->par[i], t->par_host[i], 0, ggml_nbytes(t->par[i]));
+        }
+    }
+}
+
+static void pp_download_grads(pp_train * t) {
+    if (!t->par_mirrored) {
+        return;
+    }
+    for (int i = 0; i < PP_P_COUNT; i++) {
+        if (t->gradacc[i]) {
+            ggml_backend_tensor_get(t->gradacc[i], t->grad_host[i], 0, ggml_nbytes(t->gradacc[i]));
+        }
+    }
+}
+
+// pp_eval_graph builds and allocates, on first use, the forward-only graph.
+static bool pp_eval_graph(pp_train * t) {
+    if (t->gf) {
+        return true;
+    }
+    struct ggml_init_params cp = { PP_GRAPH_SIZE * ggml_tensor_overhead() + ggml_graph_overhead_custom(PP_GRAPH_SIZE, false), NULL, true };
+    t->ctx_eval = ggml_init(cp);
+    if (!t->ctx_eval) {
+        pp_errf(t, "ggml_init failed");
+        return false;
+    }
+    t->loss_eval = pp_forward(t, t->ctx_eval, &t->rows_eval);
+    struct ggml_cgraph * gf = ggml_new_graph_custom(t->ctx_eval, PP_GRAPH_SIZE, false);
+    ggml_build_forward_expand(gf, t->loss_eval);
+    if (!pp_sched_alloc(t, &t->sched_eval, gf, "forward graph")) {
+        return false;
+    }
+    t->gf = gf;
+    return true;
+}
 
 int32_t pp_train_compute(pp_train * t, bool backward, float * loss) {
+    if (!backward && !pp_eval_graph(t)) {
+        return -1;
+    }
+    pp_upload_params(t);
     enum ggml_status st;
+    struct ggml_tensor * l = t->loss, * rows = t->rows;
     if (backward) {
         ggml_graph_reset(t->gb);
-        st = ggml_backend_graph_compute(t->backend, t->gb);
+        st = ggml_backend_sched_graph_compute(t->sched, t->gb);
     } else {
-        st = ggml_backend_graph_compute(t->backend, t->gf);
+        st = ggml_backend_sched_graph_compute(t->sched_eval, t->gf);
+        l = t->loss_eval;
+        rows = t->rows_eval;
     }
     if (st != GGML_STATUS_SUCCESS) {
         pp_errf(t, "graph compute failed (%d)", (int) st);
         return -1;
     }
-    *loss = *(float *) t->loss->data;
+    ggml_backend_tensor_get(l, loss, 0, sizeof(float));
+    ggml_backend_tensor_get(rows, t->rows_host, 0, ggml_nbytes(rows));
+    if (backward) {
+        pp_download_grads(t);
+    }
     return 0;
+}
+
+// pp_logits_graph builds and allocates, on first use, the graph of every
+// position's logits.
+static bool pp_logits_graph(pp_train * t) {
+    if (t->g_logits) {
+        return true;
+    }
+    const int64_t T = t->cfg.n_tokens, B = t->cfg.n_batch;
+    struct ggml_init_params cp = { PP_GRAPH_SIZE * ggml_tensor_overhead() + ggml_graph_overhead_custom(PP_GRAPH_SIZE, false), NULL, true };
+    t->ctx_logits = ggml_init(cp);
+    if (!t->ctx_logits) {
+        pp_errf(t, "ggml_init failed");
+        return false;
+    }
+    struct ggml_tensor * rows = NULL;
+    struct ggml_tensor * x = pp_build_input(t, t->ctx_logits, &rows);
+    x = pp_build_decoder(t, t->ctx_logits, x);
+    struct ggml_tensor * xf = ggml_reshape_2d(t->ctx_logits, x, t->n_embd, T * B);
+    t->logits_all = pp_logits(t, t->ctx_logits, xf);
+    ggml_set_output(t->logits_all);
+    struct ggml_cgraph * g = ggml_new_graph_custom(t->ctx_logits, PP_GRAPH_SIZE, false);
+    ggml_build_forward_expand(g, t->logits_all);
+    if (!pp_sched_alloc(t, &t->sched_logits, g, "logits graph")) {
+        return false;
+    }
+    t->g_logits = g;
+    return true;
 }
 
 int32_t pp_train_logits(pp_train * t, float * out, int64_t n) {
@@ -709,27 +1160,14 @@ int32_t pp_train_logits(pp_train * t, float * out, int64_t n) {
         pp_errf(t, "logits buffer of %lld floats, need %lld", (long long) n, (long long) t->n_vocab * T * B);
         return -1;
     }
-    if (!t->g_logits) {
-        struct ggml_init_params cp = { PP_GRAPH_SIZE * ggml_tensor_overhead() + ggml_graph_overhead_custom(PP_GRAPH_SIZE, false), NULL, true };
-        t->ctx_logits = ggml_init(cp);
-        struct ggml_tensor * rows = NULL;
-        struct ggml_tensor * x = pp_build_input(t, t->ctx_logits, &rows);
-        x = pp_build_decoder(t, t->ctx_logits, x);
-        struct ggml_tensor * xf = ggml_reshape_2d(t->ctx_logits, x, t->n_embd, T * B);
-        t->logits_all = pp_logits(t, t->ctx_logits, xf);
-        ggml_set_output(t->logits_all);
-        t->g_logits = ggml_new_graph_custom(t->ctx_logits, PP_GRAPH_SIZE, false);
-        ggml_build_forward_expand(t->g_logits, t->logits_all);
-        t->galloc_logits = ggml_gallocr_new(ggml_backend_cpu_buffer_type());
-        if (!ggml_gallocr_alloc_graph(t->galloc_logits, t->g_logits)) {
-            pp_errf(t, "cannot allocate the logits graph");
-            return -1;
-        }
+    if (!pp_logits_graph(t)) {
+        return -1;
     }
-    if (ggml_backend_graph_compute(t->backend, t->g_logits) != GGML_STATUS_SUCCESS) {
+    pp_upload_params(t);
+    if (ggml_backend_sched_graph_compute(t->sched_logits, t->g_logits) != GGML_STATUS_SUCCESS) {
         pp_errf(t, "logits graph compute failed");
         return -1;
     }
-    memcpy(out, t->logits_all->data, (size_t) n * sizeof(float));
+    ggml_backend_tensor_get(t->logits_all, out, 0, (size_t) n * sizeof(float));
     return 0;
 }

@@ -29,13 +29,23 @@ typedef struct pp_train_cfg {
     bool    train_tau;  // learn log(tau)
     bool    eos_bias;   // learn a bias on the EOS logit: eos_bias_scale * theta
     float   eos_bias_scale;
+    // Devices, the llama.cpp way: a comma-separated list of ggml device
+    // names (e.g. "Vulkan0"), NULL or "" for the CPU only, and the number
+    // of layers whose frozen weights go to them (the last n_gpu_layers
+    // blocks, the output layer too when it exceeds the block count; < 0:
+    // all). The graph runs on ggml's backend scheduler over the devices and
+    // the CPU (last), so ops a device lacks run on the CPU. The plug's
+    // parameters and gradients live on the device of the first offloaded
+    // layer; the inputs in host memory.
+    const char * devices;
+    int32_t n_gpu_layers;
 } pp_train_cfg;
 
 // Inputs, filled by the caller before each compute (host memory, F32 unless noted).
 enum pp_train_input {
     PP_IN_TOKENS = 0,  // I32 [T*B]  token ids (any valid id at row positions)
     PP_IN_TOKMASK,     // [1, T, B]  1 at token positions, 0 at row positions
-    PP_IN_POS,         // I32 [T]    positions 0..T-1
+    PP_IN_POS,         // I32 [T*B]  positions 0..T-1 of each example
     PP_IN_KQMASK,      // [T, T]     causal mask: 0 allowed, -INF masked (key, query)
     PP_IN_HIST,        // [d_enc, N, B] history embeddings (unit vectors)
     PP_IN_HMASK,       // [N, 1, B]  0 for items, -INF for padding
@@ -76,6 +86,8 @@ int32_t pp_train_n_vocab(const pp_train * t);
 
 // Host pointers to an input, a parameter or its gradient; n receives the
 // number of elements. NULL when the tensor does not exist in this config.
+// A parameter or gradient on a device has a host copy: parameters are
+// uploaded before each compute, gradients downloaded after a backward.
 void * pp_train_input(pp_train * t, int32_t which, int64_t * n);
 float * pp_train_param(pp_train * t, int32_t which, int64_t * n);
 float * pp_train_grad (pp_train * t, int32_t which, int64_t * n);
@@ -91,6 +103,17 @@ float * pp_train_rows(pp_train * t);
 // pp_train_logits computes (with a separate forward graph, allocated on
 // first use) the logits of every position [n_vocab, T, B] into out.
 int32_t pp_train_logits(pp_train * t, float * out, int64_t n);
+
+// pp_train_placement describes the training graph's op i (ops in order of
+// first appearance, view ops left out): its name (ggml_op_desc), how many
+// nodes it has, how many of them the scheduler put on the CPU and how many
+// no device of cfg.devices supports. Returns -1 past the last op.
+int32_t pp_train_placement(const pp_train * t, int32_t i, char * op, int32_t op_len,
+                           int32_t * nodes, int32_t * on_cpu, int32_t * unsupported);
+
+// pp_train_n_splits is the number of graph splits of the training graph
+// (one per run of consecutive nodes on one backend).
+int32_t pp_train_n_splits(const pp_train * t);
 
 // pp_train_error is the last error message.
 const char * pp_train_error(const pp_train * t);

@@ -24,6 +24,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"unsafe"
 
 	binding "github.com/pplug/pplug/cgo" // initialises ggml and links it
@@ -40,6 +41,12 @@ type Config struct {
 	// (input InEOSVec holds the one-hot, parameter EOSBias theta).
 	EOSBias      bool
 	EOSBiasScale float32
+	// Devices are ggml device names (llama.Devices; their backends loaded)
+	// the graph runs on, with the CPU last for the ops they lack; none: the
+	// CPU alone. GPULayers is the number of decoder layers whose weights
+	// go to them, as llama.cpp's -ngl (< 0: all).
+	Devices   []string
+	GPULayers int
 }
 
 // Input is one of the graph's inputs (enum pp_train_input), filled by
@@ -135,6 +142,17 @@ func NewTrainer(modelPath string, cfg Config) (*Trainer, error) {
 		adapter: C.bool(cfg.Adapter), train_tau: C.bool(cfg.TrainTau), n_persona: C.int32_t(cfg.NPersona),
 		eos_bias: C.bool(cfg.EOSBias), eos_bias_scale: C.float(cfg.EOSBiasScale),
 	}
+	if len(cfg.Devices) > 0 {
+		for _, d := range cfg.Devices {
+			if d == "" || strings.Contains(d, ",") {
+				return nil, fmt.Errorf("device name %q: give ggml device names such as Vulkan0", d)
+			}
+		}
+		cdev := C.CString(strings.Join(cfg.Devices, ","))
+		defer C.free(unsafe.Pointer(cdev))
+		cc.devices = cdev
+	}
+	cc.n_gpu_layers = C.int32_t(cfg.GPULayers)
 	var errbuf [512]C.char
 	t := C.pp_train_new(cpath, &cc, &errbuf[0], C.int32_t(len(errbuf)))
 	if t == nil {
@@ -223,3 +241,30 @@ func (t *Trainer) Logits(batch, tokens int) ([]float32, error) {
 	}
 	return out, nil
 }
+
+// OpPlacement is where ggml's scheduler put one op of the training graph
+// (forward and backward): Nodes of them, OnCPU on the CPU, Unsupported
+// that no device of Config.Devices can run (the CPU fallbacks; the other
+// CPU nodes follow their inputs there, as the token embeddings).
+type OpPlacement struct {
+	Op                        string
+	Nodes, OnCPU, Unsupported int
+}
+
+// Placement lists the training graph's ops (view ops left out) in order
+// of first appearance.
+func (t *Trainer) Placement() []OpPlacement {
+	var out []OpPlacement
+	var buf [64]C.char
+	for i := 0; ; i++ {
+		var nodes, cpu, uns C.int32_t
+		if C.pp_train_placement(t.c, C.int32_t(i), &buf[0], C.int32_t(len(buf)), &nodes, &cpu, &uns) != 0 {
+			return out
+		}
+		out = append(out, OpPlacement{Op: C.GoString(&buf[0]), Nodes: int(nodes), OnCPU: int(cpu), Unsupported: int(uns)})
+	}
+}
+
+// Splits is the number of graph splits of the training graph: runs of
+// nodes on one backend, each a copy of its inputs between backends.
+func (t *Trainer) Splits() int { return int(C.pp_train_n_splits(t.c)) }
