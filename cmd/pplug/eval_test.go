@@ -254,7 +254,6 @@ func TestEvalBadInputs(t *testing.T) {
 		{"invalid json", []string{"--task", "LaMP_7", "--questions", notJSON}, "invalid JSON"},
 		{"bad k", []string{"--task", "LaMP_7", "--questions", q, "-k", "0"}, "-k must be positive"},
 		{"negative limit", []string{"--task", "LaMP_7", "--questions", q, "--limit", "-1"}, "--limit"},
-		{"chat without template", []string{"--task", "LaMP_7", "--questions", q, "--chat"}, "no chat template"},
 		{"no model", []string{"--task", "LaMP_7", "--questions", q, "-m", ""}, "no model given"},
 		{"stray argument", []string{"--task", "LaMP_7", "--questions", q, "extra"}, "unexpected argument"},
 	}
