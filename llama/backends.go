@@ -122,3 +122,31 @@ func (d Device) String() string {
 	}
 	return s
 }
+
+// MainDevice is the device that runs the model's layers: with GPULayers > 0
+// the first device llama.cpp offloads to (its rule: the GPUs of the loaded
+// backends, RPC servers aside, else the integrated GPUs), else the CPU. The
+// plug-in follows it (persona.OpenBackend).
+func (m *Model) MainDevice() Device {
+	raw, devs := cgo.Devices(), Devices()
+	find := func(t cgo.DeviceType) (Device, bool) {
+		for i, d := range raw {
+			if d.Type == t && d.Backend != "RPC" {
+				return devs[i], true
+			}
+		}
+		return Device{}, false
+	}
+	if m.gpu {
+		if d, ok := find(cgo.DeviceGPU); ok {
+			return d
+		}
+		if d, ok := find(cgo.DeviceIGPU); ok {
+			return d
+		}
+	}
+	if d, ok := find(cgo.DeviceCPU); ok {
+		return d
+	}
+	return Device{Name: "CPU", Backend: "CPU"}
+}

@@ -41,6 +41,7 @@ type Model struct {
 	refs    int  // open contexts
 	closing bool // Close was called; free when refs reaches 0
 	info    ModelInfo
+	gpu     bool // GPULayers > 0: layers go to the GPU devices
 
 	embOnce sync.Once
 	emb     *tokenEmbeddings
@@ -83,7 +84,7 @@ func LoadModel(ctx context.Context, path string, opts ModelOptions) (*Model, err
 		}
 		return nil, fmt.Errorf("load model %q: %w: %w", path, ErrInvalidModel, err)
 	}
-	m := &Model{m: cm, path: path}
+	m := &Model{m: cm, path: path, gpu: p.GPULayers > 0}
 	m.info = m.readInfo(fi)
 	runtime.SetFinalizer(m, func(m *Model) { m.free() })
 	return m, nil

@@ -73,7 +73,7 @@ func benchCommand() *cli.Command {
 			&cli.StringFlag{Name: "pooling", Value: "default", Usage: "encoder pooling"},
 			&cli.IntFlag{Name: "encoder-max-tokens", Value: 512, Usage: "history item truncation"},
 			&cli.StringFlag{Name: "cache-dir", Usage: "embedding cache `DIR`: adds the test of a persona prepared from it (as generate does for a profile it has seen)", EnvVars: []string{"PPLUG_CACHE_DIR"}},
-			&cli.StringFlag{Name: "device", Value: "auto", Usage: "plug-in kernels: auto, cpu, cuda or metal"},
+			&cli.StringFlag{Name: "device", Value: "auto", Usage: "plug-in kernels: auto (the model's device), cpu, cuda, metal or ggml"},
 			&cli.IntFlag{Name: "retrieve-k", Value: 4, Usage: "history items in the retrieval baseline's prompt"},
 			&cli.StringFlag{Name: "query", Usage: "the prompt of the time-to-first-token tests (default: the profile's LaMP input, else a fixed request)"},
 			&cli.StringFlag{Name: "agg-items", Value: "32,128,512", Usage: "history sizes of the aggregation latency test"},

@@ -5,7 +5,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/pplug/pplug/kernels"
 	"github.com/pplug/pplug/lamp"
 	"github.com/pplug/pplug/llama"
 	"github.com/pplug/pplug/persona"
@@ -17,7 +16,7 @@ import (
 // in this run (--device without --plug) is refused all the same, and
 // before any model is loaded.
 var enumFlags = map[string]func(string) error{
-	"device":  kernels.CheckDevice,
+	"device":  persona.CheckPluginDevice,
 	"pooling": func(s string) error { _, err := llama.ParsePooling(s); return err },
 	"method":  checkMethodName,
 	"task":    checkTaskName,

@@ -12,7 +12,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pplug/pplug/internal/progress"
-	"github.com/pplug/pplug/kernels"
 	"github.com/pplug/pplug/lamp"
 	"github.com/pplug/pplug/llama"
 	"github.com/pplug/pplug/persona"
@@ -36,7 +35,7 @@ func personaFlags() []cli.Flag {
 		&cli.StringFlag{Name: "encoder", Usage: "history encoder GGUF `FILE` (BERT/BGE family); default: the LLM itself, mean-pooled"},
 		&cli.StringFlag{Name: "pooling", Value: "default", Usage: "encoder pooling: default (the model's own, else mean), cls, mean or last"},
 		&cli.IntFlag{Name: "encoder-max-tokens", Value: 512, Usage: "truncate each history item to this many tokens"},
-		&cli.StringFlag{Name: "device", Value: "auto", Usage: "where the plug-in's pooling runs: auto, cpu, cuda or metal"},
+		&cli.StringFlag{Name: "device", Value: "auto", Usage: "where the plug-in's projector and aggregation run: auto (the model's device), cpu, cuda, metal or ggml (a ggml graph on the model's device)"},
 		&cli.StringFlag{Name: "cache-dir", Usage: "embedding cache folder (default $PPLUG_CACHE_DIR or the user cache dir)", EnvVars: []string{"PPLUG_CACHE_DIR"}},
 		&cli.BoolFlag{Name: "no-cache", Usage: "do not read or write the embedding cache"},
 		&cli.IntFlag{Name: "retrieve-k", Value: persona.DefaultTopK, Usage: "history items put into the prompt by --method bm25 and recent (pplug+bm25 takes the plug's trained number)"},
@@ -336,7 +335,7 @@ func openRuntime(ctx context.Context, c *cli.Context, llm *llama.Model) (*person
 	if id, err := persona.ModelID(llm); err == nil && plug.LLM != "" && plug.LLM != id {
 		slog.Warn("the plug was made for another LLM", "plug_llm", plug.LLM, "llm", id)
 	}
-	backend, err := kernels.Open(c.String("device"), kernels.Options{Threads: c.Int("threads"), Logger: slog.Default()})
+	backend, err := persona.OpenBackend(llm, persona.BackendOptions{PluginDevice: c.String("device"), Threads: c.Int("threads")})
 	if err != nil {
 		return fail(err)
 	}

@@ -61,7 +61,7 @@ func serveCommand() *cli.Command {
 		&cli.StringFlag{Name: "encoder", Usage: "history encoder GGUF `FILE` (BERT/BGE family); default: the LLM itself, mean-pooled"},
 		&cli.StringFlag{Name: "pooling", Value: "default", Usage: "encoder pooling: default, cls, mean or last"},
 		&cli.IntFlag{Name: "encoder-max-tokens", Value: 512, Usage: "truncate each history item to this many tokens"},
-		&cli.StringFlag{Name: "device", Value: "auto", Usage: "where the plug-in's pooling runs: auto, cpu, cuda or metal"},
+		&cli.StringFlag{Name: "device", Value: "auto", Usage: "where the plug-in's projector and aggregation run: auto (the model's device), cpu, cuda, metal or ggml (a ggml graph on the model's device)"},
 		&cli.IntFlag{Name: "retrieve-k", Value: persona.DefaultTopK, Usage: "history items put into the prompt in retrieval mode (no --plug)"},
 		&cli.IntFlag{Name: "max-items", Value: profile.DefaultMaxItems, Usage: "use a user's N most recent history items"},
 		&cli.StringFlag{Name: "cache-dir", Usage: "embedding cache folder (default $PPLUG_CACHE_DIR or the user cache dir)", EnvVars: []string{"PPLUG_CACHE_DIR"}},
