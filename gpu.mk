@@ -93,6 +93,11 @@ vulkan: build
 	VULKAN_JOBS=$(VULKAN_JOBS) VULKAN_NICE=$(VULKAN_NICE) CMAKE=$(CMAKE) scripts/build-vulkan.sh $(BIN)
 
 # ggml skips CPU-type Vulkan devices (lavapipe) unless GGML_VK_VISIBLE_DEVICES names them.
+# The plug-in's ggml graph runs the kernels suite on the first Vulkan device
+# (Vulkan0) against the float64 oracle, lavapipe on one thread as above.
 test-vulkan: vulkan
 	GGML_VK_VISIBLE_DEVICES=$${GGML_VK_VISIBLE_DEVICES:-$(VK_DEVICES)} PPLUG_BACKENDS_DIR=$(abspath $(BIN)) \
 		PPLUG_REQUIRE_VULKAN=1 $(GO) test -count=1 -timeout 15m -v -run '^TestVulkanParity$$' ./llama/
+	GGML_VK_VISIBLE_DEVICES=$${GGML_VK_VISIBLE_DEVICES:-$(VK_DEVICES)} PPLUG_BACKENDS_DIR=$(abspath $(BIN)) \
+		LP_NUM_THREADS=$${LP_NUM_THREADS:-1} PPLUG_GRAPH_DEVICE=Vulkan0 \
+		$(GO) test -count=1 -timeout 15m -v -run '^TestGraph' ./kernels/

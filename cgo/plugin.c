@@ -196,7 +196,13 @@ static int project_chunk(pp_plugin * p, const pp_plugin_proj * w, const float * 
     if (graph_begin(p, &g, 16) != 0) {
         return -1;
     }
-    struct ggml_tensor * x = ggml_new_tensor_2d(g.ctx, GGML_TYPE_F32, w->d_in, n);
+    // The rows as a batch of n single columns [d_in, 1, n], not one matrix
+    // [d_in, n]: ggml's matrix-vector path then multiplies them in float32
+    // on every device. Vulkan's matrix-matrix path for F32 x F32 computes
+    // in float16 on devices with float16 (4e-4 relative error at d_in 300)
+    // and, at the pinned commit, corrupted the heap of lavapipe (Mesa
+    // 22.3.6) after a few calls. The projection runs once per history.
+    struct ggml_tensor * x = ggml_new_tensor_3d(g.ctx, GGML_TYPE_F32, w->d_in, 1, n);
     ggml_set_input(x);
     struct ggml_tensor * h = ggml_gelu_erf(g.ctx, ggml_add(g.ctx, ggml_mul_mat(g.ctx, w->w1, x), w->b1));
     struct ggml_tensor * y = ggml_add(g.ctx, ggml_mul_mat(g.ctx, w->w2, h), w->b2);
@@ -309,24 +315,28 @@ static void aggregate_read(pp_plugin_res * const * users, int n_users, struct gg
 
 int pp_plugin_aggregate(pp_plugin * p, pp_plugin_res * const * users, int n_users, const float * queries, float tau,
                         float * out, float * weights) {
-    struct ggml_tensor ** ws = calloc((size_t) n_users * 2, sizeof *ws);
+    struct ggml_tensor ** ws = calloc((size_t) n_users * 3, sizeof *ws);
     struct graph g;
-    if (ws == NULL || graph_begin(p, &g, 8 * (size_t) n_users + 16) != 0) {
+    if (ws == NULL || graph_begin(p, &g, 10 * (size_t) n_users + 16) != 0) {
         free(ws);
         set_err(p->err, sizeof p->err, "out of memory for %d users", n_users);
         return -1;
     }
     struct ggml_tensor ** os = ws + n_users;
+    struct ggml_tensor ** qs = ws + 2 * (size_t) n_users;
     const int d_key = users[0]->d_key;
-    struct ggml_tensor * q = ggml_new_tensor_2d(g.ctx, GGML_TYPE_F32, d_key, n_users);
-    ggml_set_input(q);
+    // a tensor per query, not views of one: a view at u * d_key floats may
+    // break a device's storage-buffer alignment (Vulkan asserts on it)
     for (int u = 0; u < n_users; u++) {
-        struct ggml_tensor * qu = ggml_view_2d(g.ctx, q, d_key, 1, q->nb[1], (size_t) u * q->nb[1]);
-        attend(&g, users[u], qu, tau, &ws[u], &os[u]);
+        qs[u] = ggml_new_tensor_2d(g.ctx, GGML_TYPE_F32, d_key, 1);
+        ggml_set_input(qs[u]);
+        attend(&g, users[u], qs[u], tau, &ws[u], &os[u]);
     }
     int rc = graph_alloc(p, &g);
+    for (int u = 0; rc == 0 && u < n_users; u++) {
+        tensor_set(qs[u], queries + (size_t) u * d_key);
+    }
     if (rc == 0) {
-        tensor_set(q, queries);
         rc = graph_compute(p, &g);
     }
     if (rc == 0) {
