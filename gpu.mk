@@ -7,7 +7,7 @@
 #   make gpu-kernels    only the pplug kernel libraries (seconds, not the long ggml-cuda build)
 #   make gpu-install    copy the libraries to $(GPU_PREFIX)/lib/pplug
 #   make gpu-test       the kernels package's GPU parity tests against the built library
-#   make gpu-check-prep the Go test binary that scripts/gpu-check.sh runs on a GPU machine
+#   make gpu-check-prep bin/pplug and the test binaries scripts/gpu-check.sh runs on a GPU machine
 #   make vulkan         ggml's Vulkan backend: libggml-vulkan.so (+ libggml-base.so) next to
 #                       bin/pplug, built by scripts/build-vulkan.sh from a patched copy of the
 #                       pinned sources and cached in ~/.cache/pplug/vulkan-<key>/ (packages:
@@ -80,10 +80,18 @@ gpu-install: gpu
 gpu-test: gpu-kernels
 	PPLUG_KERNELS_DIR=$(abspath $(GPU_BUILD))/lib/pplug PPLUG_REQUIRE_GPU=1 $(GO) test -count=1 -v -run 'GPU' ./kernels/
 
-# A static-enough test binary for scripts/gpu-check.sh (no cgo: only libc's
-# dlopen is imported, so it runs on older distributions too).
-gpu-check-prep:
-	CGO_ENABLED=0 $(GO) test -c -o build/kernels.test ./kernels/
+# What scripts/gpu-check.sh runs on a GPU machine without Go: bin/pplug and
+# the test binaries in build/gpu-check-bin/. kernels.test has no cgo (only
+# libc's dlopen is imported, so it runs on older distributions too); the
+# others link llama.cpp: the plug-in's ggml graph suite, TestVulkanParity and
+# the commands on Vulkan (-tags vulkan).
+GPU_CHECK_BIN := build/gpu-check-bin
+gpu-check-prep: build
+	@mkdir -p $(GPU_CHECK_BIN)
+	CGO_ENABLED=0 $(GO) test -c -o $(GPU_CHECK_BIN)/kernels.test ./kernels/
+	$(GO) test -c -o $(GPU_CHECK_BIN)/kernels-graph.test ./kernels/
+	$(GO) test -c -o $(GPU_CHECK_BIN)/llama.test ./llama/
+	$(GO) test -c -tags vulkan -o $(GPU_CHECK_BIN)/pplug-vulkan.test ./cmd/pplug/
 
 VULKAN_JOBS ?= $(GPU_JOBS)
 VULKAN_NICE ?=
