@@ -33,6 +33,9 @@ type EncoderOptions struct {
 	// MaxSeqs is the most texts decoded at once (default 64, at most 256).
 	MaxSeqs int
 	Threads int
+	// GPULayers offloads an encoder that OpenEncoder loads (llama.cpp's
+	// -ngl; the LLM as its own encoder runs where the LLM runs).
+	GPULayers int
 }
 
 // Encoder embeds texts into L2-normalised vectors with a llama.cpp model:
@@ -61,7 +64,7 @@ type Encoder struct {
 
 // OpenEncoder loads an embedding model from path and wraps it.
 func OpenEncoder(ctx context.Context, path string, o EncoderOptions) (*Encoder, error) {
-	m, err := llama.LoadModel(ctx, path, llama.ModelOptions{})
+	m, err := llama.LoadModel(ctx, path, llama.ModelOptions{GPULayers: o.GPULayers})
 	if err != nil {
 		return nil, fmt.Errorf("encoder: %w", err)
 	}

@@ -278,7 +278,8 @@ func openEncoder(ctx context.Context, c *cli.Context, llm *llama.Model, threads 
 	if err != nil {
 		return nil, usageError{err}
 	}
-	eo := persona.EncoderOptions{Pooling: pool, MaxTokens: c.Int("encoder-max-tokens"), Threads: threads}
+	// A separate encoder goes where -ngl puts the LLM: on its device too.
+	eo := persona.EncoderOptions{Pooling: pool, MaxTokens: c.Int("encoder-max-tokens"), Threads: threads, GPULayers: c.Int("n-gpu-layers")}
 	if path := c.String("encoder"); path != "" {
 		return persona.OpenEncoder(ctx, path, eo)
 	}
