@@ -13,7 +13,9 @@
 #                       pinned sources and cached in ~/.cache/pplug/vulkan-<key>/ (packages:
 #                       scripts/install-deps.sh --vulkan)
 #   make test-vulkan    TestVulkanParity: CPU vs the first Vulkan device (lavapipe on a
-#                       machine without a GPU), PPLUG_REQUIRE_VULKAN=1 so nothing skips
+#                       machine without a GPU), PPLUG_REQUIRE_VULKAN=1 so nothing skips;
+#                       the plug-in's ggml graph (TestGraph*) and the commands
+#                       (TestVulkanCommands, -tags vulkan) on that device
 #
 # Variables: CUDA_ARCH (default: the visible GPU's compute capability, else 90),
 # GPU_GGML=0 (skip ggml's backends), GPU_BUILD, GPU_PREFIX, GPU_JOBS, CMAKE, NVCC,
@@ -102,10 +104,14 @@ vulkan: build
 
 # ggml skips CPU-type Vulkan devices (lavapipe) unless GGML_VK_VISIBLE_DEVICES names them.
 # The plug-in's ggml graph runs the kernels suite on the first Vulkan device
-# (Vulkan0) against the float64 oracle, lavapipe on one thread as above.
+# (Vulkan0) against the float64 oracle, lavapipe on one thread as above; then
+# pplug generate, chat, serve and embed run with -ngl 99 on it against the
+# CPU (cmd/pplug/vulkan_test.go, -tags vulkan).
 test-vulkan: vulkan
 	GGML_VK_VISIBLE_DEVICES=$${GGML_VK_VISIBLE_DEVICES:-$(VK_DEVICES)} PPLUG_BACKENDS_DIR=$(abspath $(BIN)) \
 		PPLUG_REQUIRE_VULKAN=1 $(GO) test -count=1 -timeout 15m -v -run '^TestVulkanParity$$' ./llama/
 	GGML_VK_VISIBLE_DEVICES=$${GGML_VK_VISIBLE_DEVICES:-$(VK_DEVICES)} PPLUG_BACKENDS_DIR=$(abspath $(BIN)) \
 		LP_NUM_THREADS=$${LP_NUM_THREADS:-1} PPLUG_GRAPH_DEVICE=Vulkan0 \
 		$(GO) test -count=1 -timeout 15m -v -run '^TestGraph' ./kernels/
+	GGML_VK_VISIBLE_DEVICES=$${GGML_VK_VISIBLE_DEVICES:-$(VK_DEVICES)} PPLUG_BACKENDS_DIR=$(abspath $(BIN)) \
+		PPLUG_REQUIRE_VULKAN=1 $(GO) test -tags vulkan -count=1 -timeout 20m -v -run '^TestVulkanCommands$$' ./cmd/pplug/
