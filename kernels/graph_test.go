@@ -44,11 +44,11 @@ func openGraph(t testing.TB) Backend {
 	if dev != "CPU" {
 		graphLoad.Do(func() { loadGraphModules(t) })
 	}
-	e, err := cgo.NewPluginGraph(dev, 2)
+	e, err := cgo.NewPluginGraph(dev, 1)
 	if err != nil {
 		t.Fatalf("ggml device %s: %v", dev, err)
 	}
-	b := NewGraph(e, 2)
+	b := NewGraph(e, 1)
 	t.Cleanup(func() { b.Close() })
 	return b
 }
