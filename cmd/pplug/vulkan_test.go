@@ -362,9 +362,13 @@ func startServeProcess(t *testing.T, v *vkEnv, device bool, a ...string) (string
 			}()
 			return m[1], func() {
 				cmd.Process.Signal(os.Interrupt)
-				cmd.Wait()
+				err := cmd.Wait()
 				cancel()
-				checkPaths(t, device, log.String()+<-rest, 1, true)
+				all := log.String() + <-rest
+				if err != nil || t.Failed() {
+					t.Errorf("serve on %s ended with %v; its log ends:\n%s", where(device), err, tail(all, 40))
+				}
+				checkPaths(t, device, all, 1, true)
 			}
 		}
 	}
@@ -396,4 +400,13 @@ func vkEmbed(t *testing.T, v *vkEnv, f *vkFixture) {
 	if d >= vkEmbedTol {
 		t.Errorf("embeddings differ by %.3g >= %g", d, vkEmbedTol)
 	}
+}
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
