@@ -7,14 +7,16 @@
 #   make gpu-kernels    only the pplug kernel libraries (seconds, not the long ggml-cuda build)
 #   make gpu-install    copy the libraries to $(GPU_PREFIX)/lib/pplug
 #   make gpu-test       the kernels package's GPU parity tests against the built library
-#   make gpu-check-prep the Go test binary that scripts/gpu-check.sh runs on a GPU machine
+#   make gpu-check-prep bin/pplug and the test binaries scripts/gpu-check.sh runs on a GPU machine
 #   make vulkan         ggml's Vulkan backend: libggml-vulkan.so (+ libggml-base.so) next to
 #                       bin/pplug, built by scripts/build-vulkan.sh from a patched copy of the
 #                       pinned sources and cached in ~/.cache/pplug/vulkan-<key>/ (packages:
 #                       scripts/install-deps.sh --vulkan)
 #   make test-vulkan    TestVulkanParity and TestVulkanTraining (-tags vulkan): CPU vs the
 #                       first Vulkan device (lavapipe on a machine without a GPU),
-#                       PPLUG_REQUIRE_VULKAN=1 so nothing skips
+#                       PPLUG_REQUIRE_VULKAN=1 so nothing skips; the plug-in's ggml graph
+#                       (TestGraph*) and the commands (TestVulkanCommands, -tags vulkan)
+#                       on that device
 #
 # Variables: CUDA_ARCH (default: the visible GPU's compute capability, else 90),
 # GPU_GGML=0 (skip ggml's backends), GPU_BUILD, GPU_PREFIX, GPU_JOBS, CMAKE, NVCC,
@@ -81,10 +83,18 @@ gpu-install: gpu
 gpu-test: gpu-kernels
 	PPLUG_KERNELS_DIR=$(abspath $(GPU_BUILD))/lib/pplug PPLUG_REQUIRE_GPU=1 $(GO) test -count=1 -v -run 'GPU' ./kernels/
 
-# A static-enough test binary for scripts/gpu-check.sh (no cgo: only libc's
-# dlopen is imported, so it runs on older distributions too).
-gpu-check-prep:
-	CGO_ENABLED=0 $(GO) test -c -o build/kernels.test ./kernels/
+# What scripts/gpu-check.sh runs on a GPU machine without Go: bin/pplug and
+# the test binaries in build/gpu-check-bin/. kernels.test has no cgo (only
+# libc's dlopen is imported, so it runs on older distributions too); the
+# others link llama.cpp: the plug-in's ggml graph suite, TestVulkanParity and
+# the commands on Vulkan (-tags vulkan).
+GPU_CHECK_BIN := build/gpu-check-bin
+gpu-check-prep: build
+	@mkdir -p $(GPU_CHECK_BIN)
+	CGO_ENABLED=0 $(GO) test -c -o $(GPU_CHECK_BIN)/kernels.test ./kernels/
+	$(GO) test -c -o $(GPU_CHECK_BIN)/kernels-graph.test ./kernels/
+	$(GO) test -c -o $(GPU_CHECK_BIN)/llama.test ./llama/
+	$(GO) test -c -tags vulkan -o $(GPU_CHECK_BIN)/pplug-vulkan.test ./cmd/pplug/
 
 VULKAN_JOBS ?= $(GPU_JOBS)
 VULKAN_NICE ?=
@@ -94,10 +104,16 @@ vulkan: build
 	VULKAN_JOBS=$(VULKAN_JOBS) VULKAN_NICE=$(VULKAN_NICE) CMAKE=$(CMAKE) scripts/build-vulkan.sh $(BIN)
 
 # ggml skips CPU-type Vulkan devices (lavapipe) unless GGML_VK_VISIBLE_DEVICES names them.
+# The plug-in's ggml graph runs the kernels suite on the first Vulkan device
+# (Vulkan0) against the float64 oracle, lavapipe on one thread as above; then
+# pplug generate, chat, serve and embed run with -ngl 99 on it against the
+# CPU (cmd/pplug/vulkan_test.go, -tags vulkan).
 test-vulkan: vulkan
 	GGML_VK_VISIBLE_DEVICES=$${GGML_VK_VISIBLE_DEVICES:-$(VK_DEVICES)} PPLUG_BACKENDS_DIR=$(abspath $(BIN)) \
 		PPLUG_REQUIRE_VULKAN=1 $(GO) test -count=1 -timeout 15m -v -run '^TestVulkanParity$$' ./llama/
 	GGML_VK_VISIBLE_DEVICES=$${GGML_VK_VISIBLE_DEVICES:-$(VK_DEVICES)} PPLUG_BACKENDS_DIR=$(abspath $(BIN)) \
-		PPLUG_REQUIRE_VULKAN=1 $(GO) test -count=1 -timeout 15m -v -run '^TestVulkanDeviceFlags$$' ./cmd/pplug/
-	GGML_VK_VISIBLE_DEVICES=$${GGML_VK_VISIBLE_DEVICES:-$(VK_DEVICES)} PPLUG_BACKENDS_DIR=$(abspath $(BIN)) \
-		PPLUG_REQUIRE_VULKAN=1 $(GO) test -count=1 -timeout 15m -v -tags vulkan -run '^TestVulkanTraining$$' ./train/
+#   make test-vulkan    TestVulkanParity and TestVulkanTraining (-tags vulkan): CPU vs the
+#                       first Vulkan device (lavapipe on a machine without a GPU),
+#                       PPLUG_REQUIRE_VULKAN=1 so nothing skips; the plug-in's ggml graph
+#                       (TestGraph*) and the commands (TestVulkanCommands, -tags vulkan)
+#                       on that device

@@ -972,16 +972,3 @@ func (b *benchRun) modelOptions(in benchInst) llama.ModelOptions {
 	return o
 }
 
-// pluginDevice is where the persona tests' plug-in runs: the persona
-// options' choice for the test's model options (every layer offloaded
-// when any is).
-func (b *benchRun) pluginDevice(in benchInst) string {
-	o := b.modelOptions(in)
-	if o.GPULayers != 0 {
-		o.GPULayers = llama.GPULayersAll
-	}
-	if b.p.Persona.PluginDevice == nil {
-		return "auto"
-	}
-	return b.p.Persona.PluginDevice(o)
-}

@@ -3,11 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 
-	"github.com/pplug/pplug/kernels"
 	"github.com/pplug/pplug/llama"
 	"github.com/pplug/pplug/persona"
 	"github.com/pplug/pplug/persona/profile"
@@ -84,7 +82,7 @@ func (b *benchRun) newPersonaBench(ctx context.Context, m *llama.Model, row benc
 	} else if plug, err = persona.NewPlugFor(m, enc, persona.PlugOptions{DefaultPrefix: true}); err != nil {
 		return nil, err
 	}
-	backend, err := kernels.Open(b.pluginDevice(in), kernels.Options{Threads: in.threads, Logger: slog.Default()})
+	backend, err := persona.OpenBackend(m, persona.BackendOptions{PluginDevice: pp.PluginDevice, Threads: in.threads})
 	if err != nil {
 		return nil, err
 	}

@@ -53,9 +53,9 @@ type PersonaParams struct {
 	// CacheDir, when set, adds the test of a persona prepared from the
 	// embedding cache there.
 	CacheDir string
-	// PluginDevice names the plug-in's device (kernels.Open) for a model
-	// loaded with the given options; nil: auto.
-	PluginDevice func(llama.ModelOptions) string
+	// PluginDevice overrides where the plug-in runs (persona.OpenBackend's
+	// PluginDevice); "" or "auto": the device of the test's model.
+	PluginDevice string
 }
 
 // ParamError is a value that no test can run with: a mistake in the

@@ -225,7 +225,7 @@ func (b *nativeBackend) Project(p *Projector, in []float32, n int, out []float32
 		}
 		return nil
 	}
-	sum := b.projectorSum(p) // outside the lock: host work
+	sum := projectorSum(b.seed, b.threads, p) // outside the lock: host work
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.ctx == 0 {
@@ -273,7 +273,7 @@ func (b *nativeBackend) projectorHandle(p *Projector, sum uint64) (uintptr, erro
 }
 
 // projectorSum hashes p's shape, scale and weights (in parallel chunks).
-func (b *nativeBackend) projectorSum(p *Projector) uint64 {
+func projectorSum(seed maphash.Seed, threads int, p *Projector) uint64 {
 	parts := [][]float32{p.W1, p.B1, p.W2, p.B2}
 	const chunk = 1 << 20 // floats per hashed piece
 	type piece struct{ part, lo, hi int }
@@ -287,11 +287,11 @@ func (b *nativeBackend) projectorSum(p *Projector) uint64 {
 	work := func(i int) {
 		pc := pieces[i]
 		s := parts[pc.part][pc.lo:pc.hi]
-		sums[i] = maphash.Bytes(b.seed, unsafe.Slice((*byte)(unsafe.Pointer(&s[0])), len(s)*4))
+		sums[i] = maphash.Bytes(seed, unsafe.Slice((*byte)(unsafe.Pointer(&s[0])), len(s)*4))
 	}
-	(&cpuBackend{threads: b.threads}).parallel(len(pieces), work)
+	(&cpuBackend{threads: threads}).parallel(len(pieces), work)
 	var h maphash.Hash
-	h.SetSeed(b.seed)
+	h.SetSeed(seed)
 	var buf [8]byte
 	for _, v := range []uint64{uint64(p.DIn), uint64(p.DOut), uint64(math.Float32bits(p.Scale))} {
 		binary.LittleEndian.PutUint64(buf[:], v)

@@ -124,3 +124,45 @@ func (d Device) String() string {
 	}
 	return s
 }
+
+// MainDevice is the device that runs the model's layers: with GPULayers > 0
+// the first of the devices it was loaded onto (ModelOptions.Devices, by
+// default llama.cpp's rule: the GPUs of the loaded backends, RPC servers
+// aside, else the integrated GPUs), or the MainGPU-th with SplitNone; else
+// the CPU. The plug-in follows it (persona.OpenBackend).
+func (m *Model) MainDevice() Device {
+	raw, devs := cgo.Devices(), Devices()
+	find := func(t cgo.DeviceType) (Device, bool) {
+		for i, d := range raw {
+			if d.Type == t && d.Backend != "RPC" {
+				return devs[i], true
+			}
+		}
+		return Device{}, false
+	}
+	named := m.devOpts.Devices
+	switch {
+	case !m.gpu || (len(named) == 1 && named[0] == DeviceNone):
+	case named != nil:
+		i := 0
+		if m.devOpts.SplitMode == SplitNone && m.devOpts.MainGPU < len(named) {
+			i = m.devOpts.MainGPU
+		}
+		for _, d := range devs {
+			if d.Name == named[i] {
+				return d
+			}
+		}
+	default:
+		if d, ok := find(cgo.DeviceGPU); ok {
+			return d
+		}
+		if d, ok := find(cgo.DeviceIGPU); ok {
+			return d
+		}
+	}
+	if d, ok := find(cgo.DeviceCPU); ok {
+		return d
+	}
+	return Device{Name: "CPU", Backend: "CPU"}
+}

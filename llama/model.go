@@ -51,6 +51,8 @@ type Model struct {
 	refs    int  // open contexts
 	closing bool // Close was called; free when refs reaches 0
 	info    ModelInfo
+	gpu     bool // GPULayers > 0: layers go to the GPU devices
+	devOpts ModelOptions // Devices, SplitMode and MainGPU as loaded
 
 	embOnce sync.Once
 	emb     *tokenEmbeddings
@@ -96,7 +98,8 @@ func LoadModel(ctx context.Context, path string, opts ModelOptions) (*Model, err
 		}
 		return nil, fmt.Errorf("load model %q: %w: %w", path, ErrInvalidModel, err)
 	}
-	m := &Model{m: cm, path: path}
+	m := &Model{m: cm, path: path, gpu: p.GPULayers > 0,
+		devOpts: ModelOptions{Devices: opts.Devices, SplitMode: opts.SplitMode, MainGPU: opts.MainGPU}}
 	m.info = m.readInfo(fi)
 	runtime.SetFinalizer(m, func(m *Model) { m.free() })
 	return m, nil

@@ -145,6 +145,10 @@ func runParityScenarios(t *testing.T, gpuLayers int) *parityRun {
 		t.Fatal(err)
 	}
 	defer m.Close()
+	// The plug-in follows the model's device (persona.OpenBackend).
+	if d := m.MainDevice(); (gpuLayers > 0) != (d.Backend == "Vulkan") {
+		t.Errorf("GPULayers %d: MainDevice is %s", gpuLayers, d)
+	}
 	r := &parityRun{}
 	for _, rows := range []int{0, vulkanPersonaRows} {
 		texts, logits := singleSequences(t, m, rows)

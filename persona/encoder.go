@@ -34,6 +34,10 @@ type EncoderOptions struct {
 	// MaxSeqs is the most texts decoded at once (default 64, at most 256).
 	MaxSeqs int
 	Threads int
+	// Load is how OpenEncoder loads an encoder file: its devices and
+	// offloaded layers (llama.cpp's -dev and -ngl; the LLM as its own
+	// encoder runs where the LLM runs).
+	Load llama.ModelOptions
 }
 
 // Encoder embeds texts into L2-normalised vectors with a llama.cpp model:
@@ -62,7 +66,7 @@ type Encoder struct {
 
 // OpenEncoder loads an embedding model from path and wraps it.
 func OpenEncoder(ctx context.Context, path string, o EncoderOptions) (*Encoder, error) {
-	m, err := llama.LoadModel(ctx, path, llama.ModelOptions{})
+	m, err := llama.LoadModel(ctx, path, o.Load)
 	if err != nil {
 		return nil, fmt.Errorf("encoder: %w", err)
 	}

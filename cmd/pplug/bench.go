@@ -335,12 +335,7 @@ func benchPersona(c *cli.Context) (*bench.PersonaParams, error) {
 	pp.Encoder = func(ctx context.Context, m *llama.Model, threads int) (*persona.Encoder, error) {
 		return po.Encoder.open(ctx, m, threads)
 	}
-	pp.PluginDevice = func(o llama.ModelOptions) string {
-		if s := c.String("plugin-device"); s != "" && s != "auto" {
-			return s
-		}
-		return followModel(o, modelDevices(o))
-	}
+	pp.PluginDevice = c.String("plugin-device")
 	return pp, nil
 }
 

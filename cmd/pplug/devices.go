@@ -3,9 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
-	"log/slog"
 	"strconv"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -139,45 +137,6 @@ func printDevice(w io.Writer, d llama.Device) {
 	fmt.Fprintf(w, "  %s: %s (%d MiB, %d MiB free)\n", d.Name, d.Description, d.MemTotal>>20, d.MemFree>>20)
 }
 
-// pluginDevice is where the plug-in's kernels run: --plugin-device when
-// given, else the model's device as the command's device flags place it.
-func pluginDevice(c *cli.Context) string {
-	if s := c.String("plugin-device"); s != "" && s != "auto" {
-		return s
-	}
-	o, err := deviceOptions(c)
-	if err != nil {
-		return "cpu" // the model's load reports the error
-	}
-	return followModel(o, modelDevices(o))
-}
-
-// followModel is the plug-in device for a model loaded with o: CUDA and
-// Metal have kernels; every other device, the CPU included, uses the Go
-// kernels.
-func followModel(o llama.ModelOptions, devs []llama.Device) string {
-	if o.GPULayers == 0 || len(devs) == 0 {
-		return "cpu"
-	}
-	main := devs[0]
-	if o.SplitMode == llama.SplitNone && o.MainGPU < len(devs) {
-		main = devs[o.MainGPU]
-	}
-	dev := "cpu"
-	switch b := strings.ToLower(main.Backend); {
-	case strings.Contains(b, "cuda"):
-		dev = "cuda"
-		// ggml names CUDA devices CUDA0, CUDA1, ...: the kernels' index.
-		if i, err := strconv.Atoi(strings.TrimLeft(main.Name, "CUDA")); err == nil {
-			dev = fmt.Sprintf("cuda:%d", i)
-		}
-	case strings.Contains(b, "metal") || strings.Contains(b, "mtl"):
-		dev = "metal"
-	}
-	slog.Debug("plug-in follows the model's device", "device", main.Name, "backend", main.Backend, "kernels", dev)
-	return dev
-}
-
 func pluginDeviceFlag() cli.Flag {
-	return &cli.StringFlag{Name: "plugin-device", Value: "auto", Usage: "where the plug-in's kernels run: auto (the model's device), cpu, cuda or metal"}
+	return &cli.StringFlag{Name: "plugin-device", Value: "auto", Usage: "where the plug-in's projector and aggregation run: auto (the model's device), cpu, cuda, metal or ggml (a ggml graph on the model's device)"}
 }

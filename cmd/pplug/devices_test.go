@@ -98,29 +98,6 @@ func TestGPULayersAuto(t *testing.T) {
 	}
 }
 
-// TestPluginFollowsModel: without --plugin-device the plug-in's kernels run
-// where the model runs: CUDA and Metal kernels on those devices, the Go
-// kernels on the CPU and on devices without kernels (Vulkan).
-func TestPluginFollowsModel(t *testing.T) {
-	cuda := []llama.Device{{Name: "CUDA0", Backend: "CUDA"}, {Name: "CUDA1", Backend: "CUDA"}}
-	for _, tc := range []struct {
-		o    llama.ModelOptions
-		devs []llama.Device
-		want string
-	}{
-		{llama.ModelOptions{GPULayers: -1}, nil, "cpu"},
-		{llama.ModelOptions{GPULayers: 0}, cuda, "cpu"},
-		{llama.ModelOptions{GPULayers: -1}, cuda, "cuda:0"},
-		{llama.ModelOptions{GPULayers: 8, SplitMode: llama.SplitNone, MainGPU: 1}, cuda, "cuda:1"},
-		{llama.ModelOptions{GPULayers: -1}, []llama.Device{{Name: "MTL0", Backend: "Metal"}}, "metal"},
-		{llama.ModelOptions{GPULayers: -1}, []llama.Device{{Name: "Vulkan0", Backend: "Vulkan"}}, "cpu"},
-	} {
-		if got := followModel(tc.o, tc.devs); got != tc.want {
-			t.Errorf("%+v on %v: %s, want %s", tc.o, tc.devs, got, tc.want)
-		}
-	}
-}
-
 // TestTrainGetsDevices: train passes the devices its model uses, by name
 // (none on the CPU), and the resolved layer count into train.Options.
 func TestTrainGetsDevices(t *testing.T) {

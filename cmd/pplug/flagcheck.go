@@ -5,7 +5,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/pplug/pplug/kernels"
 	"github.com/pplug/pplug/lamp"
 	"github.com/pplug/pplug/llama"
 	"github.com/pplug/pplug/persona"
@@ -17,7 +16,7 @@ import (
 // in this run (--plugin-device without --plug) is refused all the same, and
 // before any model is loaded.
 var enumFlags = map[string]func(string) error{
-	"plugin-device": kernels.CheckDevice,
+	"plugin-device": persona.CheckPluginDevice,
 	"device":        checkDeviceFlag,
 	"n-gpu-layers":  checkGPULayers,
 	"split-mode":    checkSplitMode,

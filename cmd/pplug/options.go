@@ -82,6 +82,14 @@ type encoderOptions struct {
 
 func encoderOptionsFrom(c *cli.Context) (encoderOptions, error) {
 	o := encoderOptions{Path: c.String("encoder"), Options: persona.EncoderOptions{MaxTokens: c.Int("encoder-max-tokens")}}
+	// A separate encoder goes where the LLM goes: the same devices and -ngl.
+	if c.String("encoder") != "" {
+		dev, err := deviceOptions(c)
+		if err != nil {
+			return o, err
+		}
+		o.Options.Load = llama.ModelOptions{GPULayers: dev.GPULayers, Devices: dev.Devices, SplitMode: dev.SplitMode, MainGPU: dev.MainGPU}
+	}
 	if s := c.String("pooling"); s != "" {
 		pool, err := llama.ParsePooling(s)
 		if err != nil {
@@ -137,7 +145,7 @@ type personaOptions struct {
 	Plug         string
 	RetrieveK    int
 	Threads      int
-	PluginDevice string // resolved: where the plug-in's kernels run
+	PluginDevice string // --plugin-device: "auto" follows the model's device
 	// Method is --method as given ("auto" when not), resolved by method.
 	Method string
 	// QuestionPrompt: the LaMP question's input is the prompt (a
@@ -157,7 +165,7 @@ func personaOptionsFrom(c *cli.Context) (personaOptions, error) {
 	if c.IsSet("method") {
 		o.Method = c.String("method")
 	}
-	o.PluginDevice = pluginDevice(c)
+	o.PluginDevice = c.String("plugin-device")
 	o.QuestionPrompt = o.Profile.Load.QuestionID != "" && !promptGiven(c)
 	return o, nil
 }

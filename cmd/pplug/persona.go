@@ -12,7 +12,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pplug/pplug/internal/progress"
-	"github.com/pplug/pplug/kernels"
 	"github.com/pplug/pplug/llama"
 	"github.com/pplug/pplug/persona"
 	"github.com/pplug/pplug/persona/profile"
@@ -224,7 +223,7 @@ func openRuntime(ctx context.Context, o personaOptions, llm *llama.Model) (*pers
 	if id, err := persona.ModelID(llm); err == nil && plug.LLM != "" && plug.LLM != id {
 		slog.Warn("the plug was made for another LLM", "plug_llm", plug.LLM, "llm", id)
 	}
-	backend, err := kernels.Open(o.PluginDevice, kernels.Options{Threads: o.Threads, Logger: slog.Default()})
+	backend, err := persona.OpenBackend(llm, persona.BackendOptions{PluginDevice: o.PluginDevice, Threads: o.Threads})
 	if err != nil {
 		return fail(err)
 	}
