@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"strings"
 
-	"github.com/pplug/pplug/cgo"
 	"github.com/pplug/pplug/kernels"
 	"github.com/pplug/pplug/llama"
 )
@@ -87,7 +86,7 @@ func followModel(d llama.Device, kopts kernels.Options) (kernels.Backend, error)
 
 // openGraph runs the plug-in as ggml graphs on device d.
 func openGraph(d llama.Device, threads int) (kernels.Backend, error) {
-	e, err := cgo.NewPluginGraph(d.Name, threads)
+	e, err := llama.NewPluginGraph(d.Name, threads)
 	if err != nil {
 		return nil, fmt.Errorf("the plug-in's ggml graph: %w", err)
 	}
