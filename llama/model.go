@@ -51,7 +51,7 @@ type Model struct {
 	refs    int  // open contexts
 	closing bool // Close was called; free when refs reaches 0
 	info    ModelInfo
-	gpu     bool // GPULayers > 0: layers go to the GPU devices
+	gpu     bool         // GPULayers > 0: layers go to the GPU devices
 	devOpts ModelOptions // Devices, SplitMode and MainGPU as loaded
 
 	embOnce sync.Once
