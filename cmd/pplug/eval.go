@@ -415,13 +415,22 @@ func runEvalNLL(c *cli.Context) error {
 		return err
 	}
 
+	mc, err := modelConfigFrom(c)
+	if err != nil {
+		return err
+	}
+	po, err := personaOptionsFrom(c)
+	if err != nil {
+		return err
+	}
+
 	ctx := c.Context
-	m, err := loadModel(ctx, c, stderr)
+	m, err := mc.load(ctx, stderr)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	pz, closeRT, err := openRuntimeFlags(ctx, c, m)
+	pz, closeRT, err := openRuntime(ctx, po, m)
 	if err != nil {
 		return err
 	}

@@ -270,15 +270,7 @@ func modelConfigFrom(c *cli.Context) (modelConfig, error) {
 	return mc, nil
 }
 
-// loadModel loads -m with a progress bar on a terminal.
-func loadModel(ctx context.Context, c *cli.Context, stderr io.Writer) (*llama.Model, error) {
-	mc, err := modelConfigFrom(c)
-	if err != nil {
-		return nil, err
-	}
-	return mc.load(ctx, stderr)
-}
-
+// load loads the model with a progress bar on a terminal.
 func (mc modelConfig) load(ctx context.Context, stderr io.Writer) (*llama.Model, error) {
 	opts := mc.Options
 	if opts.GPULayers != 0 && len(modelDevices(opts)) == 0 && !(len(opts.Devices) == 1 && opts.Devices[0] == llama.DeviceNone) {
