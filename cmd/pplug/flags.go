@@ -229,13 +229,8 @@ const (
 // threads give 43 tokens/s against 30.
 const tinyModelBytes = 16 << 20
 
-// applyThreadDefault picks the generation threads when -t was not given:
-// physical cores, or one for a tiny model.
-func applyThreadDefault(c *cli.Context, m *llama.Model, o *llama.ContextOptions) {
-	threadDefault(c.IsSet("threads"), m, o)
-}
-
-// threadDefault is applyThreadDefault with -t given or not.
+// threadDefault picks the generation threads when -t was not given
+// (threadsSet): physical cores, or one for a tiny model.
 func threadDefault(threadsSet bool, m *llama.Model, o *llama.ContextOptions) {
 	if threadsSet || o.Threads > 0 {
 		return
