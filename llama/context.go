@@ -136,81 +136,17 @@ func (m *Model) NewContext(o ContextOptions) (*Context, error) {
 	if err != nil {
 		return nil, err
 	}
-	nctx := o.NCtx
-	if nctx <= 0 {
-		nctx = 4096
-		if t := m.info.NCtxTrain; t > 0 && t < nctx {
-			nctx = t
-		}
-	}
-	if o.Threads > maxThreads || o.ThreadsBatch > maxThreads || nctx > math.MaxUint32 {
+	nctx, err := m.resolveContextOptions(&o)
+	if err != nil {
 		m.release()
-		return nil, fmt.Errorf("create context: threads %d / %d or n_ctx %d out of range (ggml runs at most %d threads)", o.Threads, o.ThreadsBatch, nctx, maxThreads)
-	}
-	if o.Poll < -1 || o.Poll > 100 || o.Prio < -1 || o.Prio > 3 {
-		m.release()
-		return nil, fmt.Errorf("create context: poll %d (want -1 to 100) or prio %d (want -1 to 3) out of range", o.Poll, o.Prio)
-	}
-	if need, have := kvCacheBytes(m.info, nctx, o.KVF32), deviceMemory(); have > 0 && need > have {
-		m.release()
-		return nil, fmt.Errorf("create context: n_ctx %d needs about %.1f GiB of KV cache, more than the %.1f GiB of memory of every device together (lower the context size)",
-			nctx, float64(need)/(1<<30), float64(have)/(1<<30))
-	}
-	if o.NBatch <= 0 {
-		o.NBatch = 2048
-	}
-	if o.NBatch > nctx {
-		o.NBatch = nctx
-	}
-	if o.NUBatch <= 0 {
-		o.NUBatch = 512
-	}
-	if o.NUBatch > o.NBatch {
-		o.NUBatch = o.NBatch
-	}
-	if o.Threads <= 0 {
-		o.Threads = DefaultThreads()
-	}
-	if o.ThreadsBatch <= 0 {
-		o.ThreadsBatch = o.Threads
-	}
-	if n := runtime.NumCPU(); o.Threads > n || o.ThreadsBatch > n {
-		// ggml's worker threads spin while they wait; more of them than
-		// CPUs makes them wait for each other's time slices.
-		slog.Warn("more llama.cpp threads than CPUs: expect a large slowdown", "threads", o.Threads, "threads_batch", o.ThreadsBatch, "cpus", n)
-	}
-	att := cgo.AttentionUnspecified
-	if o.NonCausal {
-		att = cgo.AttentionNonCausal
-	}
-	fa := cgo.FlashAttnAuto
-	switch o.FlashAttn {
-	case FlashAttnOff:
-		fa = cgo.FlashAttnDisabled
-	case FlashAttnOn:
-		fa = cgo.FlashAttnEnabled
+		return nil, err
 	}
 	encoderOnly := cm.HasEncoder() && !cm.HasDecoder()
 	if encoderOnly && o.NUBatch < o.NBatch {
 		// llama_encode evaluates a batch in one ubatch.
 		o.NUBatch = o.NBatch
 	}
-	c, err := cgo.NewContext(cm, cgo.ContextParams{
-		NCtx:         uint32(nctx),
-		NBatch:       uint32(o.NBatch),
-		NUBatch:      uint32(o.NUBatch),
-		NSeqMax:      uint32(max(o.NSeqMax, 1)),
-		Threads:      int32(o.Threads),
-		ThreadsBatch: int32(o.ThreadsBatch),
-		Embeddings:   o.Embeddings,
-		Pooling:      o.Pooling.c(),
-		Attention:    att,
-		FlashAttn:    fa,
-		OffloadKQV:   true,
-		KVUnified:    o.KVUnified,
-		KVF32:        o.KVF32,
-		ThreadPool:   threadPoolParams(o.Poll, o.Prio),
-	})
+	c, err := cgo.NewContext(cm, o.params(nctx))
 	if err != nil {
 		m.release()
 		return nil, fmt.Errorf("create context (n_ctx %d, n_batch %d): %w", nctx, o.NBatch, err)
@@ -233,6 +169,80 @@ func (m *Model) NewContext(o ContextOptions) (*Context, error) {
 	ctx.out = make([]int8, ctx.nBatch)
 	runtime.SetFinalizer(ctx, func(c *Context) { _ = c.Close() })
 	return ctx, nil
+}
+
+// resolveContextOptions checks o and fills in its defaults (batch sizes,
+// threads); it returns the context size, the model's training context up
+// to 4096 when o.NCtx is 0.
+func (m *Model) resolveContextOptions(o *ContextOptions) (int, error) {
+	nctx := o.NCtx
+	if nctx <= 0 {
+		nctx = 4096
+		if t := m.info.NCtxTrain; t > 0 && t < nctx {
+			nctx = t
+		}
+	}
+	if o.Threads > maxThreads || o.ThreadsBatch > maxThreads || nctx > math.MaxUint32 {
+		return 0, fmt.Errorf("create context: threads %d / %d or n_ctx %d out of range (ggml runs at most %d threads)", o.Threads, o.ThreadsBatch, nctx, maxThreads)
+	}
+	if o.Poll < -1 || o.Poll > 100 || o.Prio < -1 || o.Prio > 3 {
+		return 0, fmt.Errorf("create context: poll %d (want -1 to 100) or prio %d (want -1 to 3) out of range", o.Poll, o.Prio)
+	}
+	if need, have := kvCacheBytes(m.info, nctx, o.KVF32), deviceMemory(); have > 0 && need > have {
+		return 0, fmt.Errorf("create context: n_ctx %d needs about %.1f GiB of KV cache, more than the %.1f GiB of memory of every device together (lower the context size)",
+			nctx, float64(need)/(1<<30), float64(have)/(1<<30))
+	}
+	if o.NBatch <= 0 {
+		o.NBatch = 2048
+	}
+	o.NBatch = min(o.NBatch, nctx)
+	if o.NUBatch <= 0 {
+		o.NUBatch = 512
+	}
+	o.NUBatch = min(o.NUBatch, o.NBatch)
+	if o.Threads <= 0 {
+		o.Threads = DefaultThreads()
+	}
+	if o.ThreadsBatch <= 0 {
+		o.ThreadsBatch = o.Threads
+	}
+	if n := runtime.NumCPU(); o.Threads > n || o.ThreadsBatch > n {
+		// ggml's worker threads spin while they wait; more of them than
+		// CPUs makes them wait for each other's time slices.
+		slog.Warn("more llama.cpp threads than CPUs: expect a large slowdown", "threads", o.Threads, "threads_batch", o.ThreadsBatch, "cpus", n)
+	}
+	return nctx, nil
+}
+
+// params are the resolved options as llama.cpp's context parameters.
+func (o ContextOptions) params(nctx int) cgo.ContextParams {
+	att := cgo.AttentionUnspecified
+	if o.NonCausal {
+		att = cgo.AttentionNonCausal
+	}
+	fa := cgo.FlashAttnAuto
+	switch o.FlashAttn {
+	case FlashAttnOff:
+		fa = cgo.FlashAttnDisabled
+	case FlashAttnOn:
+		fa = cgo.FlashAttnEnabled
+	}
+	return cgo.ContextParams{
+		NCtx:         uint32(nctx),
+		NBatch:       uint32(o.NBatch),
+		NUBatch:      uint32(o.NUBatch),
+		NSeqMax:      uint32(max(o.NSeqMax, 1)),
+		Threads:      int32(o.Threads),
+		ThreadsBatch: int32(o.ThreadsBatch),
+		Embeddings:   o.Embeddings,
+		Pooling:      o.Pooling.c(),
+		Attention:    att,
+		FlashAttn:    fa,
+		OffloadKQV:   true,
+		KVUnified:    o.KVUnified,
+		KVF32:        o.KVF32,
+		ThreadPool:   threadPoolParams(o.Poll, o.Prio),
+	}
 }
 
 // Close frees the context. It is idempotent.

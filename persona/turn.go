@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/pplug/pplug/llama"
 )
@@ -302,5 +303,7 @@ func (t *Turn) Slots() []Slot {
 	for i, tk := range body[l.NContext:] {
 		out = append(out, Slot{Pos: l.PromptAt() + i, Kind: "prompt", Token: tk})
 	}
+	// In position order, whatever order the layout gives the rows.
+	slices.SortStableFunc(out, func(a, b Slot) int { return a.Pos - b.Pos })
 	return out
 }

@@ -234,89 +234,106 @@ func (g *Graph) Fill(batch []Example) (int, error) {
 	if len(batch) > s.Batch {
 		return 0, fmt.Errorf("%d examples for a batch of %d", len(batch), s.Batch)
 	}
-	T, N, M, B := s.Tokens, s.Items, s.Targets, s.Batch
-	dEnc := g.plug.DEnc
-	R := g.plug.NRows()
-	toks := g.t.InputI32(traingraph.InTokens)
-	tmask := g.t.InputF32(traingraph.InTokMask)
-	hist := g.t.InputF32(traingraph.InHist)
-	hmask := g.t.InputF32(traingraph.InHMask)
-	query := g.t.InputF32(traingraph.InQuery)
-	tpos := g.t.InputI32(traingraph.InTgtPos)
-	labels := g.t.InputF32(traingraph.InLabels)
-	clear(toks)
-	clear(tmask)
-	clear(g.t.InputF32(traingraph.InSelI))
-	clear(g.t.InputF32(traingraph.InSelP))
-	clear(hist)
-	clear(query)
-	clear(tpos)
-	clear(labels)
-	ninf := float32(math.Inf(-1))
-	for i := range hmask {
-		hmask[i] = ninf
-	}
+	g.clearInputs()
 	targets := 0
-	for b := range B {
+	for b := range s.Batch {
 		if b >= len(batch) {
-			hmask[b*N] = 0 // a padding example attends to one zero item
+			g.t.InputF32(traingraph.InHMask)[b*s.Items] = 0 // a padding example attends to one zero item
 			l, _ := g.layout(nil, 0)
 			g.placeRows(b, l)
 			continue
 		}
 		e := batch[b]
-		if len(e.Keys) > N || R+len(e.Prompt)+len(e.Target)-1 > T || len(e.Target) > M {
+		if len(e.Keys) > s.Items || g.plug.NRows()+len(e.Prompt)+len(e.Target)-1 > s.Tokens || len(e.Target) > s.Targets {
 			return 0, fmt.Errorf("example %q does not fit the graph's shape %+v", e.ID, s)
 		}
-		for i, k := range e.Keys {
-			if len(k) != dEnc {
-				return 0, fmt.Errorf("example %q: item embedding of %d values, the plug expects %d", e.ID, len(k), dEnc)
-			}
-			copy(hist[(b*N+i)*dEnc:], k)
-			hmask[b*N+i] = 0
+		if err := g.fillHistory(b, e); err != nil {
+			return 0, err
 		}
-		if len(e.Query) != dEnc {
-			return 0, fmt.Errorf("example %q: query embedding of %d values, the plug expects %d", e.ID, len(e.Query), dEnc)
-		}
-		copy(query[b*dEnc:], e.Query)
-
-		// [BOS][context][rows][rest of the prompt][target but its last token]
-		seq := toks[b*T : (b+1)*T]
-		msk := tmask[b*T : (b+1)*T]
-		l, prompt := g.layout(e.Prompt, e.At)
-		g.placeRows(b, l)
-		if l.BOS {
-			seq[0], msk[0] = g.bos, 1
-		}
-		for i, tk := range prompt {
-			seq[l.BodyAt(i)], msk[l.BodyAt(i)] = tk, 1
-		}
-		p := l.Len()
-		first := p - 1 // predicts target[0]
-		for _, tk := range e.Target[:len(e.Target)-1] {
-			seq[p], msk[p] = tk, 1
-			p++
-		}
-		for j, tk := range e.Target {
-			if tk < 0 || int(tk) >= g.nv {
-				return 0, fmt.Errorf("example %q: target token %d outside the vocabulary", e.ID, tk)
-			}
-			row := b*M + j
-			tpos[row] = int32(b*T + first + j)
-			labels[row*g.nv+int(tk)] = 1
-		}
-		for _, tk := range seq[:p] {
-			if tk < 0 || int(tk) >= g.nv {
-				return 0, fmt.Errorf("example %q: token %d outside the vocabulary", e.ID, tk)
-			}
+		if err := g.fillTokens(b, e); err != nil {
+			return 0, err
 		}
 		targets += len(e.Target)
 	}
 	if targets == 0 {
 		return 0, errors.New("a batch without targets")
 	}
-	g.t.InputF32(traingraph.InLScale)[0] = float32(M*B) / float32(targets)
+	g.t.InputF32(traingraph.InLScale)[0] = float32(s.Targets*s.Batch) / float32(targets)
 	return targets, nil
+}
+
+// clearInputs zeroes the batch inputs; the history mask starts fully
+// masked.
+func (g *Graph) clearInputs() {
+	clear(g.t.InputI32(traingraph.InTokens))
+	clear(g.t.InputI32(traingraph.InTgtPos))
+	for _, in := range []traingraph.Input{traingraph.InTokMask, traingraph.InSelI, traingraph.InSelP,
+		traingraph.InHist, traingraph.InQuery, traingraph.InLabels} {
+		clear(g.t.InputF32(in))
+	}
+	hmask := g.t.InputF32(traingraph.InHMask)
+	ninf := float32(math.Inf(-1))
+	for i := range hmask {
+		hmask[i] = ninf
+	}
+}
+
+// fillHistory writes example b's item and query embeddings.
+func (g *Graph) fillHistory(b int, e Example) error {
+	N, dEnc := g.shape.Items, g.plug.DEnc
+	hist := g.t.InputF32(traingraph.InHist)
+	hmask := g.t.InputF32(traingraph.InHMask)
+	for i, k := range e.Keys {
+		if len(k) != dEnc {
+			return fmt.Errorf("example %q: item embedding of %d values, the plug expects %d", e.ID, len(k), dEnc)
+		}
+		copy(hist[(b*N+i)*dEnc:], k)
+		hmask[b*N+i] = 0
+	}
+	if len(e.Query) != dEnc {
+		return fmt.Errorf("example %q: query embedding of %d values, the plug expects %d", e.ID, len(e.Query), dEnc)
+	}
+	copy(g.t.InputF32(traingraph.InQuery)[b*dEnc:], e.Query)
+	return nil
+}
+
+// fillTokens writes example b's input in the layout (persona.Layout):
+// [BOS][context][rows][rest of the prompt][target but its last token],
+// and its targets.
+func (g *Graph) fillTokens(b int, e Example) error {
+	T, M := g.shape.Tokens, g.shape.Targets
+	seq := g.t.InputI32(traingraph.InTokens)[b*T : (b+1)*T]
+	msk := g.t.InputF32(traingraph.InTokMask)[b*T : (b+1)*T]
+	tpos := g.t.InputI32(traingraph.InTgtPos)
+	labels := g.t.InputF32(traingraph.InLabels)
+	l, prompt := g.layout(e.Prompt, e.At)
+	g.placeRows(b, l)
+	if l.BOS {
+		seq[0], msk[0] = g.bos, 1
+	}
+	for i, tk := range prompt {
+		seq[l.BodyAt(i)], msk[l.BodyAt(i)] = tk, 1
+	}
+	p := l.Len()
+	first := p - 1 // predicts target[0]
+	for _, tk := range e.Target[:len(e.Target)-1] {
+		seq[p], msk[p] = tk, 1
+		p++
+	}
+	for j, tk := range e.Target {
+		if tk < 0 || int(tk) >= g.nv {
+			return fmt.Errorf("example %q: target token %d outside the vocabulary", e.ID, tk)
+		}
+		row := b*M + j
+		tpos[row] = int32(b*T + first + j)
+		labels[row*g.nv+int(tk)] = 1
+	}
+	for _, tk := range seq[:p] {
+		if tk < 0 || int(tk) >= g.nv {
+			return fmt.Errorf("example %q: token %d outside the vocabulary", e.ID, tk)
+		}
+	}
+	return nil
 }
 
 // Forward returns the mean target NLL of the filled batch.

@@ -84,87 +84,139 @@ func runChat(c *cli.Context) error {
 	if c.Bool("verbose") {
 		setupLogging(true, c.App.ErrWriter)
 	}
-	ctx := c.Context
-	stdout, stderr := c.App.Writer, c.App.ErrWriter
-	sopts, err := samplerOptions(c)
+	o, err := chatOptionsFrom(c)
 	if err != nil {
 		return err
 	}
-	stops, err := stopStrings(c)
-	if err != nil {
-		return err
+	return o.run(c.Context, c.App.Reader, c.App.Writer, c.App.ErrWriter)
+}
+
+// chatOptions are chat's flags, read and checked once.
+type chatOptions struct {
+	Sampler llama.SamplerOptions
+	Stops   []string
+	Context llama.ContextOptions
+	// ThreadsSet: -t was given (else threadDefault picks).
+	ThreadsSet bool
+	Persona    personaOptions
+	Model      modelConfig
+	// Files are the chat's input files by flag: /save never replaces them.
+	Files    map[string]string
+	System   string
+	Template string // --chat-template
+	NPredict int
+	Timings  bool
+	Remember bool
+}
+
+func chatOptionsFrom(c *cli.Context) (*chatOptions, error) {
+	o := &chatOptions{ThreadsSet: c.IsSet("threads"), Files: chatInputFiles(c), System: c.String("system"),
+		Template: c.String("chat-template"), NPredict: c.Int("n-predict"), Timings: c.Bool("timings"), Remember: c.Bool("remember")}
+	var err error
+	if o.Sampler, err = samplerOptions(c); err != nil {
+		return nil, err
 	}
-	copts, err := contextOptions(c)
-	if err != nil {
-		return err
+	if o.Stops, err = stopStrings(c); err != nil {
+		return nil, err
+	}
+	if o.Context, err = contextOptions(c); err != nil {
+		return nil, err
 	}
 	// Sequence 1 is scratch space for replacing the persona rows in place.
-	copts.NSeqMax, copts.KVUnified = 2, true
-	po, err := personaOptionsFrom(c)
-	if err != nil {
-		return err
+	o.Context.NSeqMax, o.Context.KVUnified = 2, true
+	if o.Persona, err = personaOptionsFrom(c); err != nil {
+		return nil, err
 	}
-	if _, err := po.method(); err != nil {
-		return err
+	if _, err := o.Persona.method(); err != nil {
+		return nil, err
 	}
-	if c.Bool("remember") && po.Profile.Path == "" {
-		return usagef("--remember needs --profile")
+	if o.Remember && o.Persona.Profile.Path == "" {
+		return nil, usagef("--remember needs --profile")
 	}
+	if o.Model, err = modelConfigFrom(c); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
 
-	m, err := loadModel(ctx, c, stderr)
+// run opens the model, the persona and the session, and runs the REPL.
+func (o *chatOptions) run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) error {
+	m, err := o.Model.load(ctx, stderr)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	ps, err := setupPersona(ctx, po, m, stderr)
+	ps, err := o.openPersona(ctx, m, stderr)
 	if err != nil {
 		return err
 	}
 	defer ps.Close()
-	if plug := ps.pz.Plug; plug != nil && !plug.Chat() {
-		slog.Info("the plug was trained on the prompt layout; chat lays each turn out as a conversation (pplug train --layout chat trains for it)")
-	}
-	if c.Bool("remember") {
-		if ps.prof == nil {
-			return usagef("--remember needs --profile")
-		}
-		if ps.prof.Format != profile.FormatArray && ps.prof.Format != profile.FormatJSONL {
-			return usagef("--remember needs a plain profile (a JSON array or JSON Lines of items), not a LaMP question file")
-		}
-	}
-	applyThreadDefault(c, m, &copts)
+	copts := o.Context
+	threadDefault(o.ThreadsSet, m, &copts)
 	lctx, err := m.NewContext(copts)
 	if err != nil {
 		return err
 	}
 	defer lctx.Close()
-	smp, err := m.NewSampler(sopts)
+	smp, err := m.NewSampler(o.Sampler)
 	if err != nil {
 		return err
 	}
-	o := chat.Options{System: c.String("system"), Template: c.String("chat-template"), MaxTokens: c.Int("n-predict"), Stop: stops}
+	co := chat.Options{System: o.System, Template: o.Template, MaxTokens: o.NPredict, Stop: o.Stops}
 	if ps.user != nil {
-		o.Persona = chatPersona{ps}
+		co.Persona = chatPersona{ps}
 	}
-	sess, err := chat.New(lctx, smp, o)
+	sess, err := chat.New(lctx, smp, co)
 	if err != nil {
 		smp.Close()
 		return err
 	}
 	defer sess.Close()
-	r := &chatREPL{po: po, model: c.String("model"), files: chatInputFiles(c), stdin: c.App.Reader,
-		timings: c.Bool("timings"), remembers: c.Bool("remember"), sess: sess, ps: ps, m: m, lctx: lctx, smp: smp, stdout: stdout, stderr: stderr,
-		set: chatSettings{Sampler: sopts, NPredict: c.Int("n-predict"), System: c.String("system")}}
+	r := &chatREPL{po: o.Persona, model: o.Model.Path, files: o.Files, stdin: stdin,
+		timings: o.Timings, remembers: o.Remember, sess: sess, ps: ps, m: m, lctx: lctx, smp: smp, stdout: stdout, stderr: stderr,
+		set: chatSettings{Sampler: o.Sampler, NPredict: o.NPredict, System: o.System}}
 	defer func() { r.smp.Close() }()
-	for _, n := range sess.Notices() {
+	return r.runToEnd(ctx)
+}
+
+// openPersona sets up the persona and checks what --remember needs of
+// the profile.
+func (o *chatOptions) openPersona(ctx context.Context, m *llama.Model, stderr io.Writer) (*personaState, error) {
+	ps, err := setupPersona(ctx, o.Persona, m, stderr)
+	if err != nil {
+		return nil, err
+	}
+	if plug := ps.pz.Plug; plug != nil && !plug.Chat() {
+		slog.Info("the plug was trained on the prompt layout; chat lays each turn out as a conversation (pplug train --layout chat trains for it)")
+	}
+	if !o.Remember {
+		return ps, nil
+	}
+	switch {
+	case ps.prof == nil:
+		err = usagef("--remember needs --profile")
+	case ps.prof.Format != profile.FormatArray && ps.prof.Format != profile.FormatJSONL:
+		err = usagef("--remember needs a plain profile (a JSON array or JSON Lines of items), not a LaMP question file")
+	}
+	if err != nil {
+		ps.Close()
+		return nil, err
+	}
+	return ps, nil
+}
+
+// runToEnd prints the session's notices, runs the REPL and reports
+// messages --remember could not save.
+func (r *chatREPL) runToEnd(ctx context.Context) error {
+	for _, n := range r.sess.Notices() {
 		r.notice(n)
 	}
-	err = r.run(ctx)
+	err := r.run(ctx)
 	if lost := r.unsaved(); lost != nil {
 		if err == nil {
 			return lost // the final line, and exit status 1
 		}
-		fmt.Fprintf(stderr, "pplug: %v\n", lost)
+		fmt.Fprintf(r.stderr, "pplug: %v\n", lost)
 	}
 	return err
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/pplug/pplug/eval/synthusers"
 	"github.com/pplug/pplug/internal/progress"
 	"github.com/pplug/pplug/lamp"
+	"github.com/pplug/pplug/llama"
 	"github.com/pplug/pplug/persona"
 	"github.com/pplug/pplug/persona/profile"
 )
@@ -414,28 +415,53 @@ func runEvalNLL(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	o := &evalNLLOptions{Task: task, Questions: qs, Golds: gmap, Profile: popts, Context: copts,
+		ThreadsSet: c.IsSet("threads"), JSON: c.Bool("json")}
+	if o.Model, err = modelConfigFrom(c); err != nil {
+		return err
+	}
+	if o.Persona, err = personaOptionsFrom(c); err != nil {
+		return err
+	}
+	return o.run(c.Context, stdout, stderr)
+}
 
-	ctx := c.Context
-	m, err := loadModel(ctx, c, stderr)
+// evalNLLOptions are eval nll's flags and inputs, read and checked once.
+type evalNLLOptions struct {
+	Model      modelConfig
+	Persona    personaOptions
+	Context    llama.ContextOptions
+	ThreadsSet bool // -t was given (else threadDefault picks)
+	Task       lamp.Task
+	Questions  []lamp.Question
+	Golds      map[string]string // gold output by question id
+	Profile    profile.Options
+	JSON       bool
+}
+
+// run scores the golds with the user's rows, none and another user's.
+func (o *evalNLLOptions) run(ctx context.Context, stdout, stderr io.Writer) error {
+	m, err := o.Model.load(ctx, stderr)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	pz, closeRT, err := openRuntimeFlags(ctx, c, m)
+	pz, closeRT, err := openRuntime(ctx, o.Persona, m)
 	if err != nil {
 		return err
 	}
 	defer closeRT()
-	applyThreadDefault(c, m, &copts)
+	copts := o.Context
+	threadDefault(o.ThreadsSet, m, &copts)
 	lctx, err := m.NewContext(copts)
 	if err != nil {
 		return err
 	}
 	defer lctx.Close()
-	bar := progress.New(stderr, "persona nll", float64(len(qs)))
+	bar := progress.New(stderr, "persona nll", float64(len(o.Questions)))
 	t0 := time.Now()
-	rep, err := eval.PersonaNLL(ctx, pz, lctx, task, qs, gmap, eval.NLLOptions{
-		Profile: popts,
+	rep, err := eval.PersonaNLL(ctx, pz, lctx, o.Task, o.Questions, o.Golds, eval.NLLOptions{
+		Profile: o.Profile,
 		Progress: func(done, total int) {
 			bar.Set(float64(done), fmt.Sprintf("%d/%d questions, %.2f questions/s", done, total, float64(done)/max(time.Since(t0).Seconds(), 1e-9)))
 		},
@@ -447,7 +473,7 @@ func runEvalNLL(c *cli.Context) error {
 	if rep.Truncated > 0 {
 		slog.Warn("prompts cut to fit the context window (raise -c/--ctx-size)", "questions", rep.Truncated)
 	}
-	return printNLL(stdout, rep, c.Bool("json"))
+	return printNLL(stdout, rep, o.JSON)
 }
 
 // nllQuestions reads the first --limit questions and their golds.

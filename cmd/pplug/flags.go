@@ -229,13 +229,8 @@ const (
 // threads give 43 tokens/s against 30.
 const tinyModelBytes = 16 << 20
 
-// applyThreadDefault picks the generation threads when -t was not given:
-// physical cores, or one for a tiny model.
-func applyThreadDefault(c *cli.Context, m *llama.Model, o *llama.ContextOptions) {
-	threadDefault(c.IsSet("threads"), m, o)
-}
-
-// threadDefault is applyThreadDefault with -t given or not.
+// threadDefault picks the generation threads when -t was not given
+// (threadsSet): physical cores, or one for a tiny model.
 func threadDefault(threadsSet bool, m *llama.Model, o *llama.ContextOptions) {
 	if threadsSet || o.Threads > 0 {
 		return
@@ -270,15 +265,7 @@ func modelConfigFrom(c *cli.Context) (modelConfig, error) {
 	return mc, nil
 }
 
-// loadModel loads -m with a progress bar on a terminal.
-func loadModel(ctx context.Context, c *cli.Context, stderr io.Writer) (*llama.Model, error) {
-	mc, err := modelConfigFrom(c)
-	if err != nil {
-		return nil, err
-	}
-	return mc.load(ctx, stderr)
-}
-
+// load loads the model with a progress bar on a terminal.
 func (mc modelConfig) load(ctx context.Context, stderr io.Writer) (*llama.Model, error) {
 	opts := mc.Options
 	if opts.GPULayers != 0 && len(modelDevices(opts)) == 0 && !(len(opts.Devices) == 1 && opts.Devices[0] == llama.DeviceNone) {

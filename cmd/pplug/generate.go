@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -127,94 +128,146 @@ func runGenerate(c *cli.Context) error {
 	if c.Bool("verbose") {
 		setupLogging(true, c.App.ErrWriter)
 	}
-	stdout, stderr := c.App.Writer, c.App.ErrWriter
-	prompt, err := readPrompt(c)
+	o, err := generateOptionsFrom(c)
 	if err != nil {
 		return err
 	}
-	if err := checkPromptGiven(c, prompt); err != nil {
-		return err
-	}
-	sopts, err := samplerOptions(c)
-	if err != nil {
-		return err
-	}
-	stops, err := stopStrings(c)
-	if err != nil {
-		return err
-	}
-	copts, err := contextOptions(c)
-	if err != nil {
-		return err
-	}
-	if n := c.Int("n-predict"); n < -1 {
-		return usagef("--n-predict must be -1 or more")
-	}
-	if k := c.Int("explain-k"); k < 1 {
-		return usagef("--explain-k must be 1 or more")
-	}
-	po, err := personaOptionsFrom(c)
-	if err != nil {
-		return err
-	}
-	if _, err := po.method(); err != nil {
-		return err
-	}
+	return o.run(c.Context, c.App.Writer, c.App.ErrWriter)
+}
 
-	ctx := c.Context
-	m, err := loadModel(ctx, c, stderr)
+// generateOptions are generate's flags, read and checked once.
+type generateOptions struct {
+	Prompt  string
+	Sampler llama.SamplerOptions
+	Stops   []string
+	Context llama.ContextOptions
+	// ThreadsSet: -t was given (else threadDefault picks).
+	ThreadsSet bool
+	// PromptGiven: -p, -f or arguments gave the prompt (else a LaMP
+	// question's input is the prompt).
+	PromptGiven bool
+	NPredict    int
+	IgnoreEOS   bool
+	Echo        bool
+	Timings     bool
+	Explain     bool
+	ExplainK    int
+	ShowPrompt  bool // --verbose-prompt
+	Persona     personaOptions
+	Model       modelConfig
+}
+
+// generateOptionsFrom reads generate's flags in the order their errors
+// are reported: the prompt, sampling, context, counts, persona, model.
+func generateOptionsFrom(c *cli.Context) (*generateOptions, error) {
+	o := &generateOptions{NPredict: c.Int("n-predict"), IgnoreEOS: c.Bool("ignore-eos"), Echo: c.Bool("echo"),
+		Timings: c.Bool("timings"), Explain: c.Bool("explain"), ExplainK: c.Int("explain-k"),
+		ShowPrompt: c.Bool("verbose-prompt"), ThreadsSet: c.IsSet("threads"), PromptGiven: promptGiven(c)}
+	var err error
+	if o.Prompt, err = readPrompt(c); err != nil {
+		return nil, err
+	}
+	if err := checkPromptGiven(c, o.Prompt); err != nil {
+		return nil, err
+	}
+	if o.Sampler, err = samplerOptions(c); err != nil {
+		return nil, err
+	}
+	if o.Stops, err = stopStrings(c); err != nil {
+		return nil, err
+	}
+	if o.Context, err = contextOptions(c); err != nil {
+		return nil, err
+	}
+	if o.NPredict < -1 {
+		return nil, usagef("--n-predict must be -1 or more")
+	}
+	if o.ExplainK < 1 {
+		return nil, usagef("--explain-k must be 1 or more")
+	}
+	if o.Persona, err = personaOptionsFrom(c); err != nil {
+		return nil, err
+	}
+	if _, err := o.Persona.method(); err != nil {
+		return nil, err
+	}
+	if o.Model, err = modelConfigFrom(c); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// run loads the model and the persona, builds the turn and streams the
+// answer to stdout.
+func (o *generateOptions) run(ctx context.Context, stdout, stderr io.Writer) error {
+	m, err := o.Model.load(ctx, stderr)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-
-	ps, err := setupPersona(ctx, po, m, stderr)
+	ps, err := setupPersona(ctx, o.Persona, m, stderr)
 	if err != nil {
 		return err
 	}
 	defer ps.Close()
-	if !promptGiven(c) && ps.prof != nil && ps.prof.Query != "" {
+	prompt := o.Prompt
+	if !o.PromptGiven && ps.prof != nil && ps.prof.Query != "" {
 		// A LaMP question brings its own input: it is the prompt.
 		prompt = ps.prof.Query
 		fmt.Fprintf(stderr, "prompt: the input of question %s (-p gives another)\n", ps.prof.QuestionID)
 	}
-	applyThreadDefault(c, m, &copts)
+	copts := o.Context
+	threadDefault(o.ThreadsSet, m, &copts)
 	lctx, err := m.NewContext(copts)
 	if err != nil {
 		return err
 	}
 	defer lctx.Close()
-	turn, err := ps.turn(ctx, prompt, lctx.NCtxSeq())
-	switch {
-	case errors.Is(err, persona.ErrEmptyInput):
-		return usagef("the prompt is empty and the model has no BOS token to start from: give a prompt with -p")
-	case errors.Is(err, llama.ErrContextFull):
-		return fmt.Errorf("%w (raise -c/--ctx-size up to the model's %d, or shorten the prompt)", err, m.Info().NCtxTrain)
-	case err != nil:
+	turn, err := o.turn(ctx, ps, m, prompt, lctx.NCtxSeq(), stderr)
+	if err != nil {
 		return err
 	}
-	if c.Bool("explain") {
-		ps.explain(stderr, turn.Request, c.Int("explain-k"))
+	return o.stream(ctx, lctx, turn, prompt, stdout, stderr)
+}
+
+// turn builds the decode-ready turn and prints what --explain and
+// --verbose-prompt ask for.
+func (o *generateOptions) turn(ctx context.Context, ps *personaState, m *llama.Model, prompt string, nCtx int, stderr io.Writer) (*persona.Turn, error) {
+	turn, err := ps.turn(ctx, prompt, nCtx)
+	switch {
+	case errors.Is(err, persona.ErrEmptyInput):
+		return nil, usagef("the prompt is empty and the model has no BOS token to start from: give a prompt with -p")
+	case errors.Is(err, llama.ErrContextFull):
+		return nil, fmt.Errorf("%w (raise -c/--ctx-size up to the model's %d, or shorten the prompt)", err, m.Info().NCtxTrain)
+	case err != nil:
+		return nil, err
 	}
-	if c.Bool("verbose-prompt") {
+	if o.Explain {
+		ps.explain(stderr, turn.Request, o.ExplainK)
+	}
+	if o.ShowPrompt {
 		printPrompt(stderr, m, turn)
 	}
+	return turn, nil
+}
+
+// stream samples the answer of turn and writes it to stdout as it comes.
+func (o *generateOptions) stream(ctx context.Context, lctx *llama.Context, turn *persona.Turn, prompt string, stdout, stderr io.Writer) error {
 	// The plug's learned length prior, as in training and eval.
-	sopts = turn.SamplerOptions(sopts)
-	smp, err := m.NewSampler(sopts)
+	sopts := turn.SamplerOptions(o.Sampler)
+	smp, err := lctx.Model().NewSampler(sopts)
 	if err != nil {
 		return err
 	}
 	defer smp.Close()
 	slog.Debug("generate", "input_positions", turn.Positions(), "n_ctx", lctx.NCtx(), "threads", lctx.Threads(), "sampler", fmt.Sprintf("%+v", sopts))
-
-	if c.Bool("echo") {
+	if o.Echo {
 		fmt.Fprint(stdout, prompt)
 	}
 	res, err := lctx.Generate(ctx, smp, turn.Inputs(), 0, llama.GenerateOptions{
-		MaxTokens: c.Int("n-predict"),
-		IgnoreEOG: c.Bool("ignore-eos"),
-		Stop:      append(stops, turn.Stops...),
+		MaxTokens: o.NPredict,
+		IgnoreEOG: o.IgnoreEOS,
+		Stop:      append(append([]string{}, o.Stops...), turn.Stops...),
 		Emit: func(s string) error {
 			_, err := io.WriteString(stdout, s)
 			return err
@@ -224,7 +277,7 @@ func runGenerate(c *cli.Context) error {
 	if res.Stop == llama.StopContext {
 		fmt.Fprintf(stderr, "pplug: stopped: the context window of %d is full (raise -c/--ctx-size)\n", lctx.NCtx())
 	}
-	if c.Bool("timings") {
+	if o.Timings {
 		printTimings(stderr, res.Stats)
 	}
 	if err != nil && !errors.Is(err, llama.ErrContextFull) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -26,32 +27,51 @@ func infoCommand() *cli.Command {
 		Usage:     "print a model's metadata",
 		UsageText: "pplug info -m MODEL [--json] [--all]",
 		Flags:     flags,
-		Action: func(c *cli.Context) error {
-			if c.Bool("verbose") {
-				setupLogging(true, c.App.ErrWriter)
-			}
-			m, err := loadModel(c.Context, c, c.App.ErrWriter)
-			if err != nil {
-				return err
-			}
-			defer m.Close()
-			info := m.Info()
-			if !c.Bool("all") {
-				info.Metadata = nil
-			}
-			if c.Bool("json") {
-				v, err := infoJSON(info)
-				if err != nil {
-					return err
-				}
-				enc := json.NewEncoder(c.App.Writer)
-				enc.SetIndent("", "  ")
-				return enc.Encode(v)
-			}
-			printInfo(c.App.Writer, info)
-			return nil
-		},
+		Action:    runInfo,
 	}
+}
+
+// infoOptions are info's flags, read once.
+type infoOptions struct {
+	Model modelConfig
+	JSON  bool
+	All   bool // every metadata key
+}
+
+func runInfo(c *cli.Context) error {
+	if c.Bool("verbose") {
+		setupLogging(true, c.App.ErrWriter)
+	}
+	o := infoOptions{JSON: c.Bool("json"), All: c.Bool("all")}
+	var err error
+	if o.Model, err = modelConfigFrom(c); err != nil {
+		return err
+	}
+	return o.run(c.Context, c.App.Writer, c.App.ErrWriter)
+}
+
+// run loads the model and prints its metadata.
+func (o infoOptions) run(ctx context.Context, stdout, stderr io.Writer) error {
+	m, err := o.Model.load(ctx, stderr)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	info := m.Info()
+	if !o.All {
+		info.Metadata = nil
+	}
+	if o.JSON {
+		v, err := infoJSON(info)
+		if err != nil {
+			return err
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	printInfo(stdout, info)
+	return nil
 }
 
 func printInfo(w io.Writer, in llama.ModelInfo) {

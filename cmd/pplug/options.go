@@ -188,12 +188,3 @@ func (o personaOptions) method() (persona.Method, error) {
 	}
 	return "", usageError{fmt.Errorf("--method: %w", err)}
 }
-
-// openRuntimeFlags is openRuntime with the options of c's flags.
-func openRuntimeFlags(ctx context.Context, c *cli.Context, llm *llama.Model) (*persona.Personalizer, func() error, error) {
-	o, err := personaOptionsFrom(c)
-	if err != nil {
-		return nil, nil, err
-	}
-	return openRuntime(ctx, o, llm)
-}

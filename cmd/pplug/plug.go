@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"sort"
 	"text/tabwriter"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/pplug/pplug/internal/progress"
 	"github.com/pplug/pplug/llama"
 	"github.com/pplug/pplug/persona"
+	"github.com/pplug/pplug/persona/profile"
 )
 
 func plugCommand() *cli.Command {
@@ -49,44 +52,69 @@ func runPlugInit(c *cli.Context) error {
 	if c.Bool("verbose") {
 		setupLogging(true, c.App.ErrWriter)
 	}
-	// persona.ReadPlug reads at most 1<<16 instruction rows.
-	if n := c.Int("n-instruction"); n < 1 || n > 1<<16 {
-		return usagef("--n-instruction %d: give 1 to %d instruction rows", n, 1<<16)
+	o, err := plugInitOptionsFrom(c)
+	if err != nil {
+		return err
 	}
-	if n := c.Int("n-persona"); n < 1 || n > persona.MaxPersonaRows {
-		return usagef("--n-persona %d: give 1 to %d persona rows", n, persona.MaxPersonaRows)
+	return o.run(c.Context, c.App.ErrWriter)
+}
+
+// plugInitOptions are plug init's flags, read and checked once.
+type plugInitOptions struct {
+	Model   modelConfig
+	Encoder encoderOptions
+	Plug    persona.PlugOptions
+	Threads int
+	Output  string
+}
+
+func plugInitOptionsFrom(c *cli.Context) (*plugInitOptions, error) {
+	o := &plugInitOptions{Plug: freshPlugOptionsFrom(c), Threads: c.Int("threads"), Output: c.String("output")}
+	// persona.ReadPlug reads at most 1<<16 instruction rows.
+	if n := o.Plug.NInstr; n < 1 || n > 1<<16 {
+		return nil, usagef("--n-instruction %d: give 1 to %d instruction rows", n, 1<<16)
+	}
+	if n := o.Plug.NPersona; n < 1 || n > persona.MaxPersonaRows {
+		return nil, usagef("--n-persona %d: give 1 to %d persona rows", n, persona.MaxPersonaRows)
 	}
 	if n := c.Int("encoder-max-tokens"); n < 1 {
-		return usagef("--encoder-max-tokens %d: give 1 or more", n)
+		return nil, usagef("--encoder-max-tokens %d: give 1 or more", n)
 	}
-	if n := c.Int("threads"); n < 0 || n > ggmlMaxThreads {
-		return usagef("--threads %d: give 1 to %d (0: physical cores)", n, ggmlMaxThreads)
+	if n := o.Threads; n < 0 || n > ggmlMaxThreads {
+		return nil, usagef("--threads %d: give 1 to %d (0: physical cores)", n, ggmlMaxThreads)
 	}
-	ctx := c.Context
-	m, err := loadModel(ctx, c, c.App.ErrWriter)
+	var err error
+	if o.Model, err = modelConfigFrom(c); err != nil {
+		return nil, err
+	}
+	if o.Encoder, err = encoderOptionsFrom(c); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// run writes an untrained plug for the model and encoder.
+func (o *plugInitOptions) run(ctx context.Context, stderr io.Writer) error {
+	m, err := o.Model.load(ctx, stderr)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	eo, err := encoderOptionsFrom(c)
-	if err != nil {
-		return err
-	}
-	enc, err := eo.open(ctx, m, c.Int("threads"))
+	enc, err := o.Encoder.open(ctx, m, o.Threads)
 	if err != nil {
 		return err
 	}
 	defer enc.Close()
-	plug, err := freshPlug(c, m, enc)
+	plug, err := newPlug(o.Plug, m, enc)
 	if err != nil {
 		return err
 	}
 	plug.Meta["trained"] = "false"
-	if err := plug.WriteFile(c.String("output")); err != nil {
+	if err := plug.WriteFile(o.Output); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.ErrWriter, "wrote %s: d_enc %d -> d_llm %d, %d instruction row(s), scale %.4g (untrained)\n",
-		c.String("output"), plug.DEnc, plug.DLLM, plug.NInstr, plug.Scale)
+	fmt.Fprintf(stderr, "wrote %s: d_enc %d -> d_llm %d, %d instruction row(s), scale %.4g (untrained)\n",
+		o.Output, plug.DEnc, plug.DLLM, plug.NInstr, plug.Scale)
 	return nil
 }
 
@@ -104,11 +132,6 @@ func freshPlugFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "adapter", Usage: "give a new plug a trainable query adapter"},
 		&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the initial weights (and, in train, of shuffling and history dropout)"},
 	}
-}
-
-// freshPlug initialises a plug for the model and encoder, as plug init does.
-func freshPlug(c *cli.Context, m *llama.Model, enc *persona.Encoder) (*persona.Plug, error) {
-	return newPlug(freshPlugOptionsFrom(c), m, enc)
 }
 
 // freshPlugOptionsFrom reads the flags of a new plug (freshPlugFlags).
@@ -132,9 +155,18 @@ func newPlug(o persona.PlugOptions, m *llama.Model, enc *persona.Encoder) (*pers
 }
 
 func runPlugInfo(c *cli.Context) error {
-	// urfave/cli stops at the first argument; accept --json after the file too.
+	file, asJSON, err := plugInfoArgs(c)
+	if err != nil {
+		return err
+	}
+	return printPlugInfo(c.App.Writer, file, asJSON)
+}
+
+// plugInfoArgs is plug info's file and --json. urfave/cli stops at the
+// first argument; --json after the file counts too.
+func plugInfoArgs(c *cli.Context) (file string, asJSON bool, err error) {
 	var files []string
-	asJSON := c.Bool("json")
+	asJSON = c.Bool("json")
 	for _, a := range c.Args().Slice() {
 		if a == "--json" || a == "-json" {
 			asJSON = true
@@ -143,9 +175,14 @@ func runPlugInfo(c *cli.Context) error {
 		files = append(files, a)
 	}
 	if len(files) != 1 {
-		return usagef("give one plug file: pplug plug info [--json] PLUG.gguf")
+		return "", false, usagef("give one plug file: pplug plug info [--json] PLUG.gguf")
 	}
-	p, err := persona.ReadPlug(files[0])
+	return files[0], asJSON, nil
+}
+
+// printPlugInfo prints a plug's shape and metadata, as a table or JSON.
+func printPlugInfo(w io.Writer, file string, asJSON bool) error {
+	p, err := persona.ReadPlug(file)
 	if err != nil {
 		return err
 	}
@@ -169,7 +206,7 @@ func runPlugInfo(c *cli.Context) error {
 		"meta":           p.Meta,
 	}
 	if asJSON {
-		enc := json.NewEncoder(c.App.Writer)
+		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(info)
 	}
@@ -180,7 +217,7 @@ func runPlugInfo(c *cli.Context) error {
 		}
 	}
 	sort.Strings(keys)
-	tw := tabwriter.NewWriter(c.App.Writer, 0, 0, 2, ' ', 0)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, k := range keys {
 		fmt.Fprintf(tw, "%s\t%v\n", k, info[k])
 	}
@@ -217,21 +254,48 @@ func runProfileEncode(c *cli.Context) error {
 	if c.Bool("verbose") {
 		setupLogging(true, c.App.ErrWriter)
 	}
-	ctx := c.Context
-	if c.String("profile") == "" {
-		return usagef("give the profile with --profile FILE")
-	}
-	po, err := personaOptionsFrom(c)
+	o, err := profileEncodeOptionsFrom(c)
 	if err != nil {
 		return err
 	}
+	return o.run(c.Context, c.App.ErrWriter)
+}
+
+// profileEncodeOptions are profile encode's flags, read once.
+type profileEncodeOptions struct {
+	Persona personaOptions
+	// Model is the LLM that encodes when no --encoder is given (Path ""
+	// when none).
+	Model modelConfig
+}
+
+func profileEncodeOptionsFrom(c *cli.Context) (*profileEncodeOptions, error) {
+	if c.String("profile") == "" {
+		return nil, usagef("give the profile with --profile FILE")
+	}
+	o := &profileEncodeOptions{}
+	var err error
+	if o.Persona, err = personaOptionsFrom(c); err != nil {
+		return nil, err
+	}
+	if o.Persona.Encoder.Path == "" && c.String("model") != "" {
+		if o.Model, err = modelConfigFrom(c); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+// run encodes the profile's items that the cache lacks.
+func (o *profileEncodeOptions) run(ctx context.Context, stderr io.Writer) error {
+	po := o.Persona
 	prof, _, err := po.Profile.load(ctx)
 	if err != nil {
 		return err
 	}
 	var m *llama.Model
-	if c.String("encoder") == "" && c.String("model") != "" {
-		if m, err = loadModel(ctx, c, c.App.ErrWriter); err != nil {
+	if o.Model.Path != "" {
+		if m, err = o.Model.load(ctx, stderr); err != nil {
 			return err
 		}
 		defer m.Close()
@@ -245,7 +309,13 @@ func runProfileEncode(c *cli.Context) error {
 	if cache == nil {
 		return usagef("profile encode fills the embedding cache: drop --no-cache")
 	}
-	bar := progress.New(c.App.ErrWriter, "encoding profile", float64(len(prof.Items)))
+	return encodeProfile(ctx, enc, cache, prof, stderr)
+}
+
+// encodeProfile fills the cache with prof's embeddings, with a progress
+// bar, and prints what it did.
+func encodeProfile(ctx context.Context, enc *persona.Encoder, cache *persona.Cache, prof *profile.Profile, stderr io.Writer) error {
+	bar := progress.New(stderr, "encoding profile", float64(len(prof.Items)))
 	start := time.Now()
 	_, st, err := persona.EncodeCached(ctx, enc, cache, prof.Texts(), func(done, total int) {
 		bar.Set(float64(st0(done, total, len(prof.Items))), fmt.Sprintf("%d/%d new items", done, total))
@@ -259,7 +329,7 @@ func runProfileEncode(c *cli.Context) error {
 	if st.Encoded > 0 {
 		rate = float64(st.Encoded) / el.Seconds()
 	}
-	fmt.Fprintf(c.App.ErrWriter, "profile: %d items (%d distinct texts), %d from the cache, %d encoded in %s (%.1f items/s)%s\n  cache: %s\n",
+	fmt.Fprintf(stderr, "profile: %d items (%d distinct texts), %d from the cache, %d encoded in %s (%.1f items/s)%s\n  cache: %s\n",
 		st.Items, st.Distinct, st.Cached, st.Encoded, el.Round(time.Millisecond), rate, map[bool]string{true: ", damaged cache files rebuilt"}[st.Rebuilt > 0],
 		cache.EncoderDir(enc.ID()))
 	return nil

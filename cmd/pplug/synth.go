@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -40,31 +41,28 @@ func synthCommand() *cli.Command {
 }
 
 func runSynth(c *cli.Context) error {
-	var s synth.Spec
-	if p := c.String("preset"); p != "" {
-		var ok bool
-		if s, ok = synth.Presets[p]; !ok {
-			return usagef("unknown preset %q (have %s)", p, strings.Join(synth.PresetNames(), ", "))
-		}
-		s.Name = "pplug-synth-" + p
-	} else {
-		s = synth.Spec{Arch: "llama", NVocab: 0}
-	}
-	if a := c.String("arch"); a != "" {
-		s.Arch = a
-	}
-	if p := c.String("pooling"); p != "" {
-		pool, err := synth.ParsePooling(p)
-		if err != nil {
-			return usagef("--pooling: %v", err)
-		}
-		s.Pooling = pool
-	}
-	t, err := synth.ParseType(c.String("type"))
+	o, err := synthOptionsFrom(c)
 	if err != nil {
-		return usageError{err}
+		return err
 	}
-	s.Type = t
+	return o.run(c.App.ErrWriter)
+}
+
+// synthOptions are synth's flags, read and checked once.
+type synthOptions struct {
+	Spec     synth.Spec
+	Output   string
+	Vocab    string
+	TypeName string // --type as given, for the summary line
+	Force    bool
+}
+
+func synthOptionsFrom(c *cli.Context) (*synthOptions, error) {
+	o := &synthOptions{Output: c.String("output"), Vocab: c.String("vocab"), TypeName: c.String("type"), Force: c.Bool("force")}
+	s, err := synthBase(c.String("preset"), c.String("arch"), c.String("pooling"), o.TypeName)
+	if err != nil {
+		return nil, err
+	}
 	set := func(name string, dst *int) {
 		if c.IsSet(name) {
 			*dst = c.Int(name)
@@ -78,7 +76,7 @@ func runSynth(c *cli.Context) error {
 	set("n-ctx", &s.NCtx)
 	switch v := c.Int("n-vocab"); {
 	case v < -1:
-		return usagef("--n-vocab %d: want -1 (the preset's), 0 (the vocab file's) or a size", v)
+		return nil, usagef("--n-vocab %d: want -1 (the preset's), 0 (the vocab file's) or a size", v)
 	case v >= 0:
 		s.NVocab = v
 	}
@@ -87,23 +85,56 @@ func runSynth(c *cli.Context) error {
 	}
 	s.Seed = c.Uint64("seed")
 	if s.NEmbd == 0 || s.NLayer == 0 || s.NHead == 0 || s.NFF == 0 {
-		return usagef("give --preset or all of --n-embd, --n-layer, --n-head, --n-ff")
+		return nil, usagef("give --preset or all of --n-embd, --n-layer, --n-head, --n-ff")
 	}
 	if err := s.Validate(); err != nil {
-		return usageError{err}
+		return nil, usageError{err}
 	}
+	o.Spec = s
+	return o, nil
+}
 
-	out := c.String("output")
+// synthBase is the spec of --preset (or a bare llama) with --arch,
+// --pooling and --type applied.
+func synthBase(preset, arch, pooling, typ string) (synth.Spec, error) {
+	s := synth.Spec{Arch: "llama", NVocab: 0}
+	if preset != "" {
+		var ok bool
+		if s, ok = synth.Presets[preset]; !ok {
+			return s, usagef("unknown preset %q (have %s)", preset, strings.Join(synth.PresetNames(), ", "))
+		}
+		s.Name = "pplug-synth-" + preset
+	}
+	if arch != "" {
+		s.Arch = arch
+	}
+	if pooling != "" {
+		pool, err := synth.ParsePooling(pooling)
+		if err != nil {
+			return s, usagef("--pooling: %v", err)
+		}
+		s.Pooling = pool
+	}
+	t, err := synth.ParseType(typ)
+	if err != nil {
+		return s, usageError{err}
+	}
+	s.Type = t
+	return s, nil
+}
+
+// run writes the model, with a progress bar on stderr.
+func (o *synthOptions) run(stderr io.Writer) error {
 	start := time.Now()
-	bar := progress.New(c.App.ErrWriter, "writing "+out, 1)
-	opts := synth.Options{Progress: func(f float64) { bar.Set(f, "") }, Force: c.Bool("force")}
-	if err := synth.WriteWith(out, c.String("vocab"), s, opts); err != nil {
+	bar := progress.New(stderr, "writing "+o.Output, 1)
+	opts := synth.Options{Progress: func(f float64) { bar.Set(f, "") }, Force: o.Force}
+	if err := synth.WriteWith(o.Output, o.Vocab, o.Spec, opts); err != nil {
 		if errors.Is(err, synth.ErrNoSpace) {
 			return fmt.Errorf("synth: %w (free some space, pick another folder with -o, or pass --force)", err)
 		}
 		return fmt.Errorf("synth: %w", err)
 	}
 	bar.Finish("")
-	fmt.Fprintf(c.App.ErrWriter, "wrote %s (%s, %s weights) in %s\n", out, s.Arch, c.String("type"), time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(stderr, "wrote %s (%s, %s weights) in %s\n", o.Output, o.Spec.Arch, o.TypeName, time.Since(start).Round(time.Millisecond))
 	return nil
 }

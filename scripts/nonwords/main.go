@@ -220,15 +220,17 @@ func (r *run) answer(ctx context.Context, q lamp.Question, s setting, seed uint3
 			req.Rows[i] *= s.rowScale
 		}
 	}
-	toks, at, err := req.Tokenize(r.m)
+	// The one hand-off to the decoder: the layout, and the EOS bias as
+	// sampler options (persona.Turn).
+	turn, err := (&persona.Builder{LLM: r.m}).Lay(req, persona.Conversation{Prompt: q.Input})
 	if err != nil {
 		return "", llama.Result{}, err
 	}
 	o := s.opts
-	o.Seed = seed
 	if !s.noBias {
-		o.EOSBias = req.EOSBias
+		o = turn.SamplerOptions(o)
 	}
+	o.Seed = seed
 	smp, err := r.m.NewSampler(o)
 	if err != nil {
 		return "", llama.Result{}, err
@@ -237,7 +239,7 @@ func (r *run) answer(ctx context.Context, q lamp.Question, s setting, seed uint3
 	if err := r.c.ClearMemory(); err != nil {
 		return "", llama.Result{}, err
 	}
-	res, err := r.c.Generate(ctx, smp, persona.InputsAt(r.m, req.Rows, toks, at), 0, llama.GenerateOptions{MaxTokens: eval.DefaultMaxNew(lamp.LaMP7)})
+	res, err := r.c.Generate(ctx, smp, turn.Inputs(), 0, llama.GenerateOptions{MaxTokens: eval.DefaultMaxNew(lamp.LaMP7)})
 	if err != nil && !errors.Is(err, llama.ErrContextFull) {
 		return "", res, err
 	}
