@@ -18,6 +18,7 @@ type output struct {
 	err      error
 	genToks  int
 	promptN  int
+	cached   int       // prompt positions the slot's KV held already
 	first    time.Time // first token sampled
 	notify   chan struct{}
 	admitted time.Time
@@ -92,4 +93,14 @@ func (o *output) result() (finish string, genToks int, err error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.finish, o.genToks, o.err
+}
+
+// usage is the job's usage for OpenAI's usage object: the prompt's
+// positions (persona rows included), of which cached came from a slot's
+// KV, and gen generated tokens.
+func (o *output) usage(gen int) usage {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return usage{PromptTokens: o.promptN, CompletionTokens: gen, TotalTokens: o.promptN + gen,
+		PromptDetails: promptDetails{CachedTokens: o.cached}}
 }

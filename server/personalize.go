@@ -181,15 +181,20 @@ func (p *personalizer) personalize(ctx context.Context, user, query string) (per
 }
 
 // inputs lays out the model input of a rendered prompt (the request's
-// prompt text already in it): BOS, the request's rows, the prompt's tokens.
-func (p *personalizer) inputs(req persona.Request, prompt string) ([]llama.Input, int, error) {
+// prompt text already in it): BOS, the request's rows, the prompt's tokens;
+// and the keys of its positions for the prefix cache (inputKeys).
+func (p *personalizer) inputs(req persona.Request, prompt string) ([]llama.Input, []uint64, error) {
 	m := p.pz.LLM
 	toks, err := m.Tokenize(prompt, true, true)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	in := persona.Inputs(m, req.Rows, toks)
-	return in, llama.InputsLen(in, m.NEmbd()), nil
+	keys := inputKeys(m, req.Rows, toks)
+	if n := llama.InputsLen(in, m.NEmbd()); n != len(keys) {
+		return nil, nil, fmt.Errorf("the input takes %d positions but has %d prefix keys (a layout the prefix cache does not know)", n, len(keys))
+	}
+	return in, keys, nil
 }
 
 // encode embeds texts with the history encoder (for /v1/embeddings).

@@ -110,7 +110,8 @@ func (s *Server) prepare(ctx context.Context, c caller, p samplingParams, query 
 	if err != nil {
 		return nil, badRequest("", "%v", err)
 	}
-	inputs, n, err := s.pers.inputs(req, text)
+	inputs, keys, err := s.pers.inputs(req, text)
+	n := len(keys)
 	if err != nil {
 		return nil, badRequest("", "tokenize the prompt: %v", err)
 	}
@@ -132,7 +133,7 @@ func (s *Server) prepare(ctx context.Context, c caller, p samplingParams, query 
 	}
 	stops := append(append([]string(nil), p.Stop...), extraStops...)
 	j := &job{ctx: ctx, inputs: inputs, nPos: n, maxTokens: maxTok, sampler: smp, stops: stops, out: newOutput(),
-		logprobs: p.logprobs, ignoreEOS: p.IgnoreEOS}
+		logprobs: p.logprobs, ignoreEOS: p.IgnoreEOS, keys: keys, noReuse: p.CachePrompt != nil && !*p.CachePrompt}
 	return &prepared{job: j, mode: mode, stream: p.Stream, usage: p.StreamOptions != nil && p.StreamOptions.IncludeUsage,
 		user: user, created: time.Now().Unix()}, nil
 }

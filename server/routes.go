@@ -80,7 +80,7 @@ func unmarshalBody(body []byte, v any) *apiError {
 
 func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
 	active, queued := s.sched.stats()
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "slots": s.lctx.NSeqMax(), "slots_busy": active, "queued": queued})
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "slots": s.NSeq(), "cache_slots": s.NCacheSlots(), "slots_busy": active, "queued": queued})
 }
 
 func (s *Server) modelObject() map[string]any {
@@ -114,6 +114,12 @@ func newID(prefix string) string {
 	return prefix + hex.EncodeToString(b[:])
 }
 
+// chat serves /v1/chat/completions. A conversation is personalised by its
+// first user message: the rows (after BOS, at the conversation's start)
+// and the retrieved items (in that message) are those of its opening, so
+// that turn N's input is the start of turn N+1's and a slot's KV serves
+// the next turn (see cache.go). A single-turn request is personalised by
+// its one message, as generate does.
 func (s *Server) chat(w http.ResponseWriter, r *http.Request, c caller) *apiError {
 	var req chatRequest
 	if err := decodeCompletion(r, &req); err != nil {
@@ -124,41 +130,22 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, c caller) *apiErro
 		return aerr
 	}
 	req.logprobs = lp
-	if len(req.Messages) == 0 {
-		return withParam(badRequest("", "messages must not be empty"), "messages")
+	msgs, first, last, aerr := chatMessages(req.Messages)
+	if aerr != nil {
+		return aerr
 	}
-	msgs := make([]llama.ChatMessage, len(req.Messages))
-	last := -1
-	for i, m := range req.Messages {
-		switch m.Role {
-		case "system", "developer", "user", "assistant":
-		default:
-			return withParam(badRequest("", "messages[%d]: role %q is not supported (system, developer, user, assistant)", i, m.Role), "messages")
-		}
-		role := m.Role
-		if role == "developer" {
-			role = "system"
-		}
-		if !utf8.ValidString(string(m.Content)) {
-			return withParam(badRequest("", "messages[%d]: content is not valid UTF-8", i), "messages")
-		}
-		msgs[i] = llama.ChatMessage{Role: role, Content: string(m.Content)}
-		if role == "user" {
-			last = i
-		}
-	}
-	query := ""
-	if last >= 0 {
-		query = msgs[last].Content
+	query, latest := "", ""
+	if first >= 0 {
+		query, latest = msgs[first].Content, msgs[last].Content
 	}
 	render := func(pr persona.Request) (string, error) {
 		sent := append([]llama.ChatMessage(nil), msgs...)
-		if last >= 0 {
-			sent[last].Content = pr.Prompt
+		if first >= 0 {
+			sent[first].Content = pr.Prompt
 		}
 		return llama.ApplyChatTemplate(s.tmpl, sent, true)
 	}
-	if aerr := s.checkRemember(r.Context(), c, &req, query); aerr != nil {
+	if aerr := s.checkRemember(r.Context(), c, &req, latest); aerr != nil {
 		return aerr
 	}
 	ctx, cancel := context.WithCancel(r.Context())
@@ -169,9 +156,41 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, c caller) *apiErro
 	}
 	aerr = s.run(w, r, p, cancel, s.chatAnswer(p, req.samplingParams.logprobs))
 	if aerr == nil && req.Remember && r.Context().Err() == nil {
-		s.remember(r.Context(), p.user, query)
+		s.remember(r.Context(), p.user, latest)
 	}
 	return aerr
+}
+
+// chatMessages checks a request's messages and returns them with the
+// indexes of the first and the last user message (-1: none).
+func chatMessages(in []chatMessage) (msgs []llama.ChatMessage, first, last int, aerr *apiError) {
+	if len(in) == 0 {
+		return nil, -1, -1, withParam(badRequest("", "messages must not be empty"), "messages")
+	}
+	msgs = make([]llama.ChatMessage, len(in))
+	first, last = -1, -1
+	for i, m := range in {
+		switch m.Role {
+		case "system", "developer", "user", "assistant":
+		default:
+			return nil, -1, -1, withParam(badRequest("", "messages[%d]: role %q is not supported (system, developer, user, assistant)", i, m.Role), "messages")
+		}
+		role := m.Role
+		if role == "developer" {
+			role = "system"
+		}
+		if !utf8.ValidString(string(m.Content)) {
+			return nil, -1, -1, withParam(badRequest("", "messages[%d]: content is not valid UTF-8", i), "messages")
+		}
+		msgs[i] = llama.ChatMessage{Role: role, Content: string(m.Content)}
+		if role == "user" {
+			if first < 0 {
+				first = i
+			}
+			last = i
+		}
+	}
+	return msgs, first, last, nil
 }
 
 func (s *Server) completions(w http.ResponseWriter, r *http.Request, c caller) *apiError {

@@ -30,6 +30,8 @@ type job struct {
 	out       *output
 	logprobs  logprobsRequest // the tokens' log-probabilities, when on
 	ignoreEOS bool            // end-of-generation tokens do not end the answer
+	keys      []uint64        // one per input position (see inputKeys)
+	noReuse   bool            // cache_prompt false: decode the whole prompt
 }
 
 // prefillChunk is the most prompt positions decoded between two generation
@@ -37,20 +39,26 @@ type job struct {
 // already generating keep going meanwhile.
 const prefillChunk = 256
 
-// scheduler owns one llama.Context with NSeqMax sequences. One goroutine
-// (run) admits queued jobs into free sequences, decodes the admitted jobs'
-// prompts on their own (persona rows are embedding rows, which llama.cpp
-// cannot mix with tokens in a batch), prefillChunk positions at a time,
-// and between those decodes the next token of every generating sequence
-// in one batch per step.
+// scheduler owns one llama.Context whose sequences are its slots. One
+// goroutine (run) admits queued jobs into idle slots (at most parallel at
+// once), decodes the admitted jobs' prompts on their own (persona rows are
+// embedding rows, which llama.cpp cannot mix with tokens in a batch),
+// prefillChunk positions at a time, and between those decodes the next
+// token of every generating slot in one batch per step. With keep, a slot
+// keeps the KV of its last job when it ends, and a job that starts the
+// same way (the next turn of a conversation) decodes only the rest (see
+// pick and makeRoom).
 type scheduler struct {
 	lctx     *llama.Context
 	m        *llama.Model
-	slots    []*slot // nil: free
-	window   int     // positions one sequence may use
-	budget   int     // positions of the KV cache all sequences share
-	reserved int
-	busy     atomic.Int32 // sequences in use, for stats
+	slots    []*slot      // one per sequence, by id
+	parallel int          // most slots with a job at once (-np)
+	keep     bool         // idle slots keep their KV for prefix reuse
+	window   int          // positions one sequence may use
+	budget   int          // positions of the KV cache all sequences share
+	reserved int          // positions the admitted jobs may use
+	tick     uint64       // ended jobs, for the slots' lastUsed
+	busy     atomic.Int32 // slots with a job, for stats
 	maxQueue int
 	log      *slog.Logger
 
@@ -70,16 +78,23 @@ func (s *scheduler) traced(format string, a ...any) {
 	}
 }
 
-func newScheduler(lctx *llama.Context, maxQueue int, log *slog.Logger) *scheduler {
+// newScheduler runs jobs on lctx's sequences, parallel at once; with keep,
+// the other sequences hold the KV of ended jobs.
+func newScheduler(lctx *llama.Context, parallel int, keep bool, maxQueue int, log *slog.Logger) *scheduler {
 	s := &scheduler{
 		lctx: lctx, m: lctx.Model(),
 		slots:    make([]*slot, lctx.NSeqMax()),
+		parallel: min(max(parallel, 1), lctx.NSeqMax()),
+		keep:     keep,
 		window:   lctx.NCtxSeq(),
 		budget:   lctx.NCtx(),
 		maxQueue: maxQueue,
 		log:      log,
 		wake:     make(chan struct{}, 1),
 		stopped:  make(chan struct{}),
+	}
+	for i := range s.slots {
+		s.slots[i] = &slot{seq: llama.SeqID(i)}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
@@ -133,7 +148,7 @@ func (s *scheduler) run(ctx context.Context) {
 	defer close(s.stopped)
 	defer func() {
 		for _, sl := range s.slots {
-			if sl != nil {
+			if sl.state != slotIdle {
 				s.finish(sl, "", ErrClosed)
 			}
 		}
@@ -148,7 +163,7 @@ func (s *scheduler) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		// Cancelled jobs (client gone) free their sequence.
 		for _, sl := range s.slots {
-			if sl != nil && sl.job.ctx.Err() != nil {
+			if sl.state != slotIdle && sl.job.ctx.Err() != nil {
 				s.finish(sl, "", sl.job.ctx.Err())
 			}
 		}
@@ -166,61 +181,77 @@ func (s *scheduler) run(ctx context.Context) {
 	}
 }
 
-// admit moves queued jobs into free sequences (first come, first served)
-// while the KV budget allows; prefill decodes their prompts.
+// admit moves queued jobs into idle slots (first come, first served)
+// while fewer than parallel run and the KV budget allows; prefill decodes
+// their prompts.
 func (s *scheduler) admit() {
-	for {
-		free := -1
-		for i, sl := range s.slots {
-			if sl == nil {
-				free = i
-				break
-			}
-		}
-		s.mu.Lock()
-		// Drop jobs whose client left while they waited.
-		kept := s.waiting[:0]
-		for _, j := range s.waiting {
-			if err := j.ctx.Err(); err != nil {
-				j.sampler.Close()
-				j.out.end("", err)
-				continue
-			}
-			kept = append(kept, j)
-		}
-		for i := len(kept); i < len(s.waiting); i++ {
-			s.waiting[i] = nil
-		}
-		s.waiting = kept
-		if free < 0 || len(s.waiting) == 0 {
-			s.mu.Unlock()
+	for int(s.busy.Load()) < s.parallel {
+		j := s.head()
+		if j == nil {
 			return
 		}
-		j := s.waiting[0]
-		need := j.nPos + j.maxTokens
-		if s.reserved+need > s.budget {
-			s.mu.Unlock()
+		sl, reuse := s.pick(j)
+		if !s.makeRoom(sl, j.nPos+j.maxTokens) {
 			return // wait for running jobs to give positions back
 		}
+		s.mu.Lock()
+		s.waiting[0] = nil
 		s.waiting = s.waiting[1:]
 		s.mu.Unlock()
-
-		sl := &slot{seq: llama.SeqID(free), job: j, prompt: j.inputs, ts: llama.NewTextStream(j.stops), reserve: need}
-		s.slots[free] = sl
-		s.busy.Add(1)
-		s.reserved += need
-		j.out.mu.Lock()
-		j.out.admitted, j.out.promptN = time.Now(), j.nPos
-		j.out.mu.Unlock()
+		s.place(sl, j, reuse)
 	}
 }
 
-// prefill decodes the next part of the first sequence whose prompt is not
-// decoded yet; after the last part it samples the sequence's first token.
+// head drops the queued jobs whose client left and returns the first of
+// the others (nil: none). Only run takes jobs out of the queue.
+func (s *scheduler) head() *job {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := s.waiting[:0]
+	for _, j := range s.waiting {
+		if err := j.ctx.Err(); err != nil {
+			j.sampler.Close()
+			j.out.end("", err)
+			continue
+		}
+		kept = append(kept, j)
+	}
+	for i := len(kept); i < len(s.waiting); i++ {
+		s.waiting[i] = nil
+	}
+	s.waiting = kept
+	if len(kept) == 0 {
+		return nil
+	}
+	return kept[0]
+}
+
+// place starts a job on an idle slot whose KV keeps the job's first reuse
+// positions, and drops the rest of what it held.
+func (s *scheduler) place(sl *slot, j *job, reuse int) {
+	if len(sl.keys) > reuse {
+		if ok, err := s.lctx.RemoveSeq(sl.seq, llama.Pos(reuse), -1); err != nil || !ok {
+			// A memory that cannot drop a part of a sequence: start over.
+			if _, err := s.lctx.RemoveSeq(sl.seq, -1, -1); err != nil {
+				s.log.Error("free sequence", "seq", sl.seq, "err", err)
+			}
+			reuse = 0
+		}
+	}
+	sl.start(j, reuse, s.m.NEmbd())
+	s.busy.Add(1)
+	s.reserved += sl.reserve
+	j.out.mu.Lock()
+	j.out.admitted, j.out.promptN, j.out.cached = time.Now(), j.nPos, reuse
+	j.out.mu.Unlock()
+}
+
+// prefill decodes the next part of the first slot whose prompt is not
+// decoded yet; after the last part it samples the slot's first token.
 // It reports whether it did anything.
 func (s *scheduler) prefill() bool {
 	for _, sl := range s.slots {
-		if sl == nil || sl.prompt == nil {
+		if sl.state != slotPrefill {
 			continue
 		}
 		part, rest := llama.SplitInputs(sl.prompt, prefillChunk, s.m.NEmbd())
@@ -234,7 +265,7 @@ func (s *scheduler) prefill() bool {
 			s.finish(sl, "", fmt.Errorf("decode the prompt: %w", err))
 			return true
 		}
-		sl.pos, sl.prompt = next, rest
+		sl.prefilled(next, rest)
 		if rest == nil {
 			t, err := sl.job.sampler.Sample(s.lctx, -1)
 			if err != nil {
@@ -254,8 +285,8 @@ func (s *scheduler) step(ctx context.Context) bool {
 	var b llama.Batch
 	var in []*slot
 	for _, sl := range s.slots {
-		if sl == nil || sl.prompt != nil {
-			continue // free, or its prompt is not decoded yet
+		if sl.state != slotGenerate {
+			continue // idle, or its prompt is not decoded yet
 		}
 		b.Tokens = append(b.Tokens, sl.tok)
 		b.Pos = append(b.Pos, sl.pos)
@@ -278,7 +309,7 @@ func (s *scheduler) step(ctx context.Context) bool {
 		return true
 	}
 	for i, sl := range in {
-		sl.pos++
+		sl.stepped()
 		t, err := sl.job.sampler.Sample(s.lctx, i)
 		if err != nil {
 			s.finish(sl, "", err)
@@ -366,7 +397,9 @@ func (s *scheduler) release(sl *slot, n int) {
 	sl.held = sl.held[n:]
 }
 
-// finish ends a slot's job and frees its sequence.
+// finish ends a slot's job. The slot's sequence keeps its KV for a next
+// job that starts the same way (keep on, the job did not fail); otherwise
+// it is freed.
 func (s *scheduler) finish(sl *slot, reason string, err error) {
 	if err == nil && !sl.ts.Stopped() {
 		s.emit(sl, sl.ts.Flush())
@@ -379,12 +412,18 @@ func (s *scheduler) finish(sl *slot, reason string, err error) {
 		}
 		s.release(sl, n)
 	}
-	if _, rerr := s.lctx.RemoveSeq(sl.seq, -1, -1); rerr != nil {
-		s.log.Error("free sequence", "seq", sl.seq, "err", rerr)
+	keys := sl.keys
+	if err != nil || !s.keep {
+		if _, rerr := s.lctx.RemoveSeq(sl.seq, -1, -1); rerr != nil {
+			s.log.Error("free sequence", "seq", sl.seq, "err", rerr)
+		}
+		keys = nil
 	}
-	s.slots[sl.seq] = nil
+	j := sl.job
 	s.busy.Add(-1)
 	s.reserved -= sl.reserve
-	sl.job.sampler.Close()
-	sl.job.out.end(reason, err)
+	s.tick++
+	sl.idle(keys, s.tick)
+	j.sampler.Close()
+	j.out.end(reason, err)
 }

@@ -44,6 +44,13 @@ type Config struct {
 	MaxQueue     int   // requests waiting beyond -np; default 256
 	RetrieveK    int   // history items in the prompt in retrieval mode; default persona.DefaultTopK
 	MaxItems     int   // most recent history items per user; default profile.DefaultMaxItems
+	// CacheSlots are sequences beyond the NSeqMax running ones that keep
+	// the KV of ended requests: up to NSeqMax+CacheSlots conversations
+	// keep their prefix, and a request that starts like one of them (its
+	// next turn) decodes only the rest (see cache.go). The KV cache (-c)
+	// bounds them too: idle prefixes are evicted least recently used
+	// first when a request needs room. 0: no prefix is kept.
+	CacheSlots int
 	// WriteTimeout bounds each write to a client; a client that stops
 	// reading longer than this is dropped and its sequence freed. Default 30 s.
 	WriteTimeout time.Duration
@@ -107,7 +114,11 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	co := cfg.Context
-	co.NSeqMax = max(co.NSeqMax, 1)
+	parallel := max(co.NSeqMax, 1)
+	if cfg.CacheSlots < 0 || parallel+cfg.CacheSlots > maxSequences {
+		return nil, fmt.Errorf("server: %d sequences and %d cache slots: give at most %d in all", parallel, cfg.CacheSlots, maxSequences)
+	}
+	co.NSeqMax = parallel + cfg.CacheSlots
 	co.KVUnified = true
 	co.Embeddings = false
 	lctx, err := cfg.Model.NewContext(co)
@@ -127,7 +138,7 @@ func New(cfg Config) (*Server, error) {
 		s.log.Info("the model has no chat template llama.cpp can apply: using chatml")
 	}
 	s.pers = &personalizer{pz: pz, enc: cfg.Encoder, st: cfg.Store, maxItems: cfg.MaxItems, users: map[string]*preparedUser{}}
-	s.sched = newScheduler(lctx, cfg.MaxQueue, cfg.Logger)
+	s.sched = newScheduler(lctx, parallel, cfg.CacheSlots > 0, cfg.MaxQueue, cfg.Logger)
 	return s, nil
 }
 
@@ -149,8 +160,14 @@ func (s *Server) Close() error {
 	return s.lctx.Close()
 }
 
-// NSeq is the number of parallel sequences.
-func (s *Server) NSeq() int { return s.lctx.NSeqMax() }
+// maxSequences bounds NSeqMax+CacheSlots (llama.cpp's LLAMA_MAX_SEQ).
+const maxSequences = 256
+
+// NSeq is the number of requests decoded in parallel.
+func (s *Server) NSeq() int { return s.sched.parallel }
+
+// NCacheSlots is the number of sequences beyond NSeq that keep prefixes.
+func (s *Server) NCacheSlots() int { return s.lctx.NSeqMax() - s.sched.parallel }
 
 // NCtx is the KV cache size shared by the sequences.
 func (s *Server) NCtx() int { return s.lctx.NCtx() }

@@ -43,6 +43,12 @@ var testUsers = map[string][]string{
 
 func startServer(t testing.TB, np int, apiKey string) *testServer {
 	t.Helper()
+	return startServerWith(t, np, apiKey, nil)
+}
+
+// startServerWith is startServer with the Config changed by set first.
+func startServerWith(t testing.TB, np int, apiKey string, set func(*Config)) *testServer {
+	t.Helper()
 	ctx := context.Background()
 	m, err := llama.LoadModel(ctx, testenv.Stories260K(t), llama.ModelOptions{})
 	if err != nil {
@@ -84,8 +90,12 @@ func startServer(t testing.TB, np int, apiKey string) *testServer {
 		}
 		ts.keys[u] = key
 	}
-	srv, err := New(Config{Model: m, Personalizer: ts.pz, Store: st, APIKey: apiKey, MaxBodyBytes: 64 << 10, MaxTokens: 256,
-		Context: llama.ContextOptions{NCtx: 2048, NSeqMax: np, Threads: 1, ThreadsBatch: 1}})
+	cfg := Config{Model: m, Personalizer: ts.pz, Store: st, APIKey: apiKey, MaxBodyBytes: 64 << 10, MaxTokens: 256,
+		Context: llama.ContextOptions{NCtx: 2048, NSeqMax: np, Threads: 1, ThreadsBatch: 1}}
+	if set != nil {
+		set(&cfg)
+	}
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

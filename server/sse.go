@@ -63,7 +63,7 @@ func (s *Server) runWhole(w http.ResponseWriter, r *http.Request, p *prepared, a
 	if err != nil {
 		return s.jobError(err)
 	}
-	writeJSON(w, http.StatusOK, a.whole(text.String(), probs, finish, usage{j.nPos, gen, j.nPos + gen}))
+	writeJSON(w, http.StatusOK, a.whole(text.String(), probs, finish, j.out.usage(gen)))
 	return nil
 }
 
@@ -111,7 +111,7 @@ func (s *Server) runStream(w http.ResponseWriter, r *http.Request, p *prepared, 
 		send(map[string]any{"error": s.jobError(err)})
 		return
 	}
-	u := usage{j.nPos, gen, j.nPos + gen}
+	u := j.out.usage(gen)
 	if !send(a.chunk(nil, nil, &finish, nil)) || p.usage && !send(a.chunk(nil, nil, nil, &u)) {
 		cancel()
 		return

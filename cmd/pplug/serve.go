@@ -56,6 +56,7 @@ func serveCommand() *cli.Command {
 		&cli.IntFlag{Name: "n-predict", Aliases: []string{"n"}, Value: 1024, Usage: "most tokens one request may generate (max_tokens limit)"},
 		&cli.Int64Flag{Name: "max-body", Value: 1 << 20, Usage: "largest request body in bytes"},
 		&cli.IntFlag{Name: "queue", Value: 256, Usage: "requests that may wait for a free sequence (more get 429)"},
+		&cli.IntFlag{Name: "cache-slots", Value: 4, Usage: "sequences beyond -np that keep ended conversations' KV, so that a next turn decodes only its new part (0: keep none; -c bounds them too)"},
 		profilesFlag(),
 		&cli.StringFlag{Name: "plug", Usage: "Persona-Plug plug-in `FILE`; without it users' personas work by retrieval (top history items in the prompt)"},
 		&cli.StringFlag{Name: "encoder", Usage: "history encoder GGUF `FILE` (BERT/BGE family); default: the LLM itself, mean-pooled"},
@@ -124,6 +125,8 @@ func runServe(c *cli.Context) error {
 		return usagef("--max-body must be at least 1024 bytes")
 	case c.Int("queue") < 1:
 		return usagef("--queue must be positive")
+	case c.Int("cache-slots") < 0 || c.Int("parallel")+c.Int("cache-slots") > 256:
+		return usagef("--cache-slots must be 0 to %d (-np plus --cache-slots is at most 256 sequences)", 256-c.Int("parallel"))
 	case c.Int("retrieve-k") < 1 || c.Int("max-items") < 1:
 		return usagef("--retrieve-k and --max-items must be positive")
 	}
@@ -153,7 +156,7 @@ func runServe(c *cli.Context) error {
 	cfg := server.Config{
 		Model: m, Context: copts, APIKey: c.String("api-key"),
 		MaxBodyBytes: c.Int64("max-body"), MaxTokens: c.Int("n-predict"), MaxQueue: c.Int("queue"),
-		RetrieveK: c.Int("retrieve-k"), MaxItems: c.Int("max-items"), Logger: slog.Default(),
+		RetrieveK: c.Int("retrieve-k"), MaxItems: c.Int("max-items"), CacheSlots: c.Int("cache-slots"), Logger: slog.Default(),
 	}
 	cfg.ModelName = c.String("alias")
 	if cfg.ModelName == "" {
@@ -190,8 +193,8 @@ func runServe(c *cli.Context) error {
 	if cfg.Personalizer != nil {
 		mode = "PPlug " + c.String("plug")
 	}
-	fmt.Fprintf(stderr, "pplug serve: %s on http://%s (model %q, %d sequences over %d KV positions, personas: %s, profiles: %s)\n",
-		"listening", ln.Addr(), cfg.ModelName, srv.NSeq(), srv.NCtx(), mode, dbPath)
+	fmt.Fprintf(stderr, "pplug serve: %s on http://%s (model %q, %d sequences and %d cache slots over %d KV positions, personas: %s, profiles: %s)\n",
+		"listening", ln.Addr(), cfg.ModelName, srv.NSeq(), srv.NCacheSlots(), srv.NCtx(), mode, dbPath)
 	if err := srv.Serve(ctx, ln); err != nil && !errors.Is(err, net.ErrClosed) {
 		return err
 	}
