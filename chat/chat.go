@@ -576,9 +576,12 @@ func (s *Session) Send(ctx context.Context, msg string, emit func(string) error)
 	if smp.Options().Grammar != "" {
 		smp.Reset() // a grammar constrains each answer from its start
 	}
-	res, err := s.c.Generate(ctx, smp, []llama.Input{llama.TokenInput(toks[lcp:]...)}, s.pos, llama.GenerateOptions{
-		MaxTokens: s.o.MaxTokens, Stop: s.stops, Emit: emit,
-	})
+	seq, err := llama.NewSequence(llama.SequenceOptions{Sampler: smp, MaxTokens: s.o.MaxTokens, Stop: s.stops})
+	if err != nil {
+		return fail(err)
+	}
+	defer seq.Close()
+	res, err := s.c.GenerateSequence(ctx, seq, []llama.Input{llama.TokenInput(toks[lcp:]...)}, s.pos, 0, emit)
 	if res.Stats.PromptRows < len(toks)-lcp {
 		// The prompt failed part-way: forget the cache after the rows.
 		s.kvTokens = nil

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/pplug/pplug/lamp/jsonscan"
+	"github.com/pplug/pplug/internal/jsonscan"
 )
 
 // ProfileItem is one entry of a user's profile in a questions file: its id

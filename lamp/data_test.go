@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pplug/pplug/lamp/jsonscan"
+	"github.com/pplug/pplug/internal/jsonscan"
 )
 
 const sampleQuestions = `[

@@ -9,8 +9,8 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/pplug/pplug/internal/jsonscan"
 	"github.com/pplug/pplug/internal/missing"
-	"github.com/pplug/pplug/lamp/jsonscan"
 )
 
 // QuestionReader streams the questions of a {split}_questions.json file, one

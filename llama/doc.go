@@ -12,6 +12,11 @@
 //     instead of corrupting memory. Use one Context per goroutine; many
 //     Contexts may share one Model and decode in parallel.
 //   - Sampler belongs to one generation at a time; its methods also lock.
+//   - Sequence is the decode state of one generated sequence (its sampler,
+//     stop rule, text and log-probabilities) and is not safe for
+//     concurrent use. Generate drives one; a batched loop keeps one per
+//     sequence, decodes the batch and calls each Sequence's Sample with
+//     its output row.
 //
 // # Resources
 //

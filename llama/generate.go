@@ -3,20 +3,7 @@ package llama
 import (
 	"context"
 	"errors"
-	"strings"
 	"time"
-	"unicode/utf8"
-)
-
-// StopReason says why generation ended.
-type StopReason string
-
-const (
-	StopEOG      StopReason = "eog"      // the model produced an end-of-generation token
-	StopLength   StopReason = "length"   // MaxTokens reached
-	StopContext  StopReason = "context"  // the context window is full
-	StopCanceled StopReason = "canceled" // the context.Context was cancelled
-	StopString   StopReason = "stop"     // a stop string appeared (it is not in the text)
 )
 
 // GenerateOptions configure Generate.
@@ -68,19 +55,33 @@ type Result struct {
 	Stop   StopReason
 	// Next is the position after the last token in the KV cache. Tokens are
 	// the sampled tokens but a final end-of-generation token; all of them are
-	// in the cache except the last when Stop is StopString or StopContext.
+	// in the cache except the last when Stop is StopString or StopContext
+	// (or a failed or cancelled decode).
 	Next  Pos
 	Stats Stats
 }
 
 // Generate decodes prompt at position pos of sequence o.Seq, then samples
-// and decodes tokens until a stop condition. Text is streamed through
-// o.Emit. On cancellation it returns what was produced with the context's
-// error.
+// and decodes tokens until a stop condition (see Sequence: the one stop
+// rule). Text is streamed through o.Emit. On cancellation it returns what
+// was produced with the context's error.
 func (c *Context) Generate(ctx context.Context, smp *Sampler, prompt []Input, pos Pos, o GenerateOptions) (Result, error) {
+	seq, err := NewSequence(SequenceOptions{Sampler: smp, MaxTokens: o.MaxTokens, Stop: o.Stop, IgnoreEOG: o.IgnoreEOG, Special: o.Special})
+	if err != nil {
+		return Result{}, err
+	}
+	defer seq.Close()
+	return c.GenerateSequence(ctx, seq, prompt, pos, o.Seq, o.Emit)
+}
+
+// GenerateSequence is Generate with a Sequence the caller built (its own
+// sampler, logit biases, log-probabilities): it decodes prompt at pos of
+// sequence id, then samples with seq and decodes each token that does not
+// end it. Text goes to emit (may be nil) as it becomes final.
+func (c *Context) GenerateSequence(ctx context.Context, seq *Sequence, prompt []Input, pos Pos, id SeqID, emit func(string) error) (Result, error) {
 	var res Result
 	t0 := time.Now()
-	next, err := c.DecodeInputs(ctx, prompt, DecodeOptions{Seq: o.Seq, Pos: pos, Output: OutputLast})
+	next, err := c.DecodeInputs(ctx, prompt, DecodeOptions{Seq: id, Pos: pos, Output: OutputLast})
 	res.Stats.PromptRows = int(next - pos)
 	res.Stats.PromptTime = time.Since(t0)
 	res.Next = next
@@ -90,119 +91,81 @@ func (c *Context) Generate(ctx context.Context, smp *Sampler, prompt []Input, po
 		}
 		return res, err
 	}
-	return c.continueGeneration(ctx, smp, res, t0, o)
+	g := generation{c: c, seq: seq, id: id, emit: emit, res: res}
+	return g.run(ctx, t0)
 }
 
-// continueGeneration samples from the current last output onwards.
-func (c *Context) continueGeneration(ctx context.Context, smp *Sampler, res Result, t0 time.Time, o GenerateOptions) (Result, error) {
-	var text strings.Builder
-	ts := NewTextStream(o.Stop)
-	out := func(s string) error {
-		if s == "" {
-			return nil
-		}
-		text.WriteString(s)
-		if o.Emit != nil {
-			return o.Emit(s)
-		}
-		return nil
-	}
-	// push adds a token's bytes; it reports whether a stop string appeared.
-	push := func(piece []byte, final bool) (bool, error) {
-		if final {
-			return false, out(ts.Flush())
-		}
-		s, stop := ts.Push(piece)
-		return stop, out(s)
-	}
+// generation is one Generate loop: a sequence decoded alone.
+type generation struct {
+	c    *Context
+	seq  *Sequence
+	id   SeqID
+	emit func(string) error
+	res  Result
+}
 
+func (g *generation) run(ctx context.Context, t0 time.Time) (Result, error) {
 	tg := time.Now()
-	tok := []Token{0}
-	in := []Input{{Tokens: tok}}
-	var err error
-	for {
-		if o.MaxTokens >= 0 && res.Stats.GenTokens >= o.MaxTokens {
-			res.Stop = StopLength
-			break
-		}
-		if ctx.Err() != nil {
-			res.Stop, err = StopCanceled, ctx.Err()
-			break
-		}
-		var t Token
-		t, err = smp.Sample(c, -1)
-		if err != nil {
-			break
-		}
-		if res.Stats.GenTokens == 0 {
-			res.Stats.TimeToFirstToken = time.Since(t0)
-		}
-		res.Stats.GenTokens++
-		eog, piece := c.tokenInfo(t, o.Special)
-		if eog && !o.IgnoreEOG {
-			res.Stop = StopEOG
-			break
-		}
-		res.Tokens = append(res.Tokens, t)
-		var stopped bool
-		if stopped, err = push(piece, false); err != nil || stopped {
-			if stopped {
-				res.Stop = StopString
-			}
-			break
-		}
-		if int(res.Next) >= c.ctxSeq {
-			res.Stop = StopContext
-			break
-		}
-		tok[0] = t
-		res.Next, err = c.DecodeInputs(ctx, in, DecodeOptions{Seq: o.Seq, Pos: res.Next, Output: OutputLast})
-		if err != nil {
-			if errors.Is(err, ErrContextFull) {
-				res.Stop, err = StopContext, nil
-			} else if ctx.Err() != nil {
-				res.Stop = StopCanceled
-			}
-			break
-		}
-	}
-	if res.Stop != StopString {
-		if _, ferr := push(nil, true); err == nil {
-			err = ferr
-		}
-	}
+	err := g.loop(ctx, t0)
+	res := g.res
+	res.Stop = g.seq.Reason()
+	res.Tokens = g.seq.Tokens()
+	res.Text = g.seq.Text()
+	res.Stats.GenTokens = g.seq.Generated()
 	res.Stats.GenTime = time.Since(tg)
-	res.Text = text.String()
 	return res, err
 }
 
-// firstStop returns where the earliest stop string starts in s, or -1.
-func firstStop(s string, stops []string) int {
-	cut := -1
-	for _, st := range stops {
-		if st == "" {
-			continue
+// loop samples and decodes until the sequence ends; the steps' text goes
+// out through emit.
+func (g *generation) loop(ctx context.Context, t0 time.Time) error {
+	in := []Input{{Tokens: []Token{0}}}
+	for {
+		if ctx.Err() != nil {
+			return g.out(g.seq.End(StopCanceled), ctx.Err())
 		}
-		if i := strings.Index(s, st); i >= 0 && (cut < 0 || i < cut) {
-			cut = i
+		st, err := g.seq.Sample(g.c, -1, g.res.Next)
+		if g.seq.Generated() == 1 && g.res.Stats.TimeToFirstToken == 0 {
+			g.res.Stats.TimeToFirstToken = time.Since(t0)
+		}
+		if err = g.out(st, err); err != nil || (st.Done && st.Reason != StopLength) {
+			return err
+		}
+		if st.Done && g.seq.Generated() == 0 {
+			return nil // MaxTokens 0: nothing to decode
+		}
+		in[0].Tokens[0] = st.Token
+		g.res.Next, err = g.c.DecodeInputs(ctx, in, DecodeOptions{Seq: g.id, Pos: g.res.Next, Output: OutputLast})
+		if err != nil {
+			return g.decodeFailed(ctx, err)
+		}
+		if st.Done {
+			return nil
 		}
 	}
-	return cut
 }
 
-// stopPrefixLen is the length of the longest suffix of s that begins some
-// stop string: text that must be held back until the next token decides.
-func stopPrefixLen(s string, stops []string) int {
-	best := 0
-	for _, st := range stops {
-		for k := min(len(st)-1, len(s)); k > best; k-- {
-			if strings.HasSuffix(s, st[:k]) {
-				best = k
-				break
-			}
+// out streams a step's text; an error from emit ends the sequence.
+func (g *generation) out(st Step, err error) error {
+	if st.Text != "" && g.emit != nil {
+		if eerr := g.emit(st.Text); eerr != nil && err == nil {
+			g.seq.End(StopError)
+			err = eerr
 		}
 	}
-	return best
+	return err
+}
+
+// decodeFailed ends the sequence after a failed decode of its last token:
+// a full window is a stop, anything else an error.
+func (g *generation) decodeFailed(ctx context.Context, err error) error {
+	switch {
+	case errors.Is(err, ErrContextFull):
+		return g.out(g.seq.End(StopContext), nil)
+	case ctx.Err() != nil:
+		return g.out(g.seq.End(StopCanceled), err)
+	}
+	return g.out(g.seq.End(StopError), err)
 }
 
 // tokenInfo reads whether t ends generation and its text, under c.mu so a
@@ -214,35 +177,4 @@ func (c *Context) tokenInfo(t Token, special bool) (eog bool, piece []byte) {
 		return true, nil
 	}
 	return c.cm.IsEOG(t), c.cm.TokenPiece(t, special)
-}
-
-// completeUTF8 returns the length of the longest prefix of b that does not
-// end inside a UTF-8 sequence.
-func completeUTF8(b []byte) int {
-	n := len(b)
-	// Look back at most 3 bytes for the lead byte of a sequence in progress.
-	for i := n - 1; i >= 0 && i >= n-4; i-- {
-		c := b[i]
-		if c < 0x80 {
-			return n // ASCII: everything before is whole
-		}
-		if utf8.RuneStart(c) {
-			need := 0
-			switch {
-			case c&0xE0 == 0xC0:
-				need = 2
-			case c&0xF0 == 0xE0:
-				need = 3
-			case c&0xF8 == 0xF0:
-				need = 4
-			default:
-				return n // invalid lead byte: nothing to wait for
-			}
-			if n-i < need {
-				return i
-			}
-			return n
-		}
-	}
-	return n
 }

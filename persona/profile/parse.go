@@ -13,7 +13,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/pplug/pplug/lamp/jsonscan"
+	"github.com/pplug/pplug/internal/jsonscan"
 )
 
 // Load reads the profile in the file at path; see Parse.
