@@ -131,9 +131,14 @@ func (s *Server) prepare(ctx context.Context, c caller, p samplingParams, query 
 	if err != nil {
 		return nil, samplerError(err)
 	}
-	stops := append(append([]string(nil), p.Stop...), extraStops...)
-	j := &job{ctx: ctx, inputs: inputs, nPos: n, maxTokens: maxTok, sampler: smp, stops: stops, out: newOutput(),
-		logprobs: p.logprobs, ignoreEOS: p.IgnoreEOS, keys: keys, noReuse: p.CachePrompt != nil && !*p.CachePrompt}
+	dec, err := llama.NewSequence(llama.SequenceOptions{Sampler: smp, MaxTokens: maxTok, IgnoreEOG: p.IgnoreEOS,
+		Stop: append(append([]string(nil), p.Stop...), extraStops...), Logprobs: p.logprobs.on, TopLogprobs: p.logprobs.top})
+	if err != nil {
+		smp.Close()
+		return nil, badRequest("", "%v", err)
+	}
+	j := &job{ctx: ctx, inputs: inputs, nPos: n, maxTokens: maxTok, sampler: smp, dec: dec, out: newOutput(),
+		keys: keys, noReuse: p.CachePrompt != nil && !*p.CachePrompt}
 	return &prepared{job: j, mode: mode, stream: p.Stream, usage: p.StreamOptions != nil && p.StreamOptions.IncludeUsage,
 		user: user, created: time.Now().Unix()}, nil
 }

@@ -22,16 +22,20 @@ var (
 // job is one generation request as the scheduler sees it.
 type job struct {
 	ctx       context.Context
-	inputs    []llama.Input // persona rows and prompt, as persona.Inputs lays them out
-	nPos      int           // positions the inputs take
-	maxTokens int           // > 0
-	sampler   *llama.Sampler
-	stops     []string
+	inputs    []llama.Input   // persona rows and prompt, as persona.Inputs lays them out
+	nPos      int             // positions the inputs take
+	maxTokens int             // > 0
+	sampler   *llama.Sampler  // the job's; dec samples with it
+	dec       *llama.Sequence // the stop rule, the text and the logprobs
 	out       *output
-	logprobs  logprobsRequest // the tokens' log-probabilities, when on
-	ignoreEOS bool            // end-of-generation tokens do not end the answer
-	keys      []uint64        // one per input position (see inputKeys)
-	noReuse   bool            // cache_prompt false: decode the whole prompt
+	keys      []uint64 // one per input position (see inputKeys)
+	noReuse   bool     // cache_prompt false: decode the whole prompt
+}
+
+// close frees what the job holds beyond its output.
+func (j *job) close() {
+	_ = j.dec.Close()
+	j.sampler.Close()
 }
 
 // prefillChunk is the most prompt positions decoded between two generation
@@ -154,7 +158,7 @@ func (s *scheduler) run(ctx context.Context) {
 		}
 		s.mu.Lock()
 		for _, j := range s.waiting {
-			j.sampler.Close()
+			j.close()
 			j.out.end("", ErrClosed)
 		}
 		s.waiting = nil
@@ -210,7 +214,7 @@ func (s *scheduler) head() *job {
 	kept := s.waiting[:0]
 	for _, j := range s.waiting {
 		if err := j.ctx.Err(); err != nil {
-			j.sampler.Close()
+			j.close()
 			j.out.end("", err)
 			continue
 		}
@@ -267,12 +271,7 @@ func (s *scheduler) prefill() bool {
 		}
 		sl.prefilled(next, rest)
 		if rest == nil {
-			t, err := sl.job.sampler.Sample(s.lctx, -1)
-			if err != nil {
-				s.finish(sl, "", err)
-				return true
-			}
-			s.accept(sl, t, -1)
+			s.accept(sl, -1)
 		}
 		return true
 	}
@@ -310,108 +309,41 @@ func (s *scheduler) step(ctx context.Context) bool {
 	}
 	for i, sl := range in {
 		sl.stepped()
-		t, err := sl.job.sampler.Sample(s.lctx, i)
-		if err != nil {
-			s.finish(sl, "", err)
-			continue
-		}
-		s.accept(sl, t, i)
+		s.accept(sl, i)
 	}
 	return true
 }
 
-// accept handles a token sampled from output idx the way llama.Generate
-// does: an end-of-generation token ends the answer (unless the job
-// ignores them); otherwise its text goes out, and a stop string,
-// max_tokens or a full window end it.
-func (s *scheduler) accept(sl *slot, t llama.Token, idx int) {
+// accept samples the slot's next token from output idx of the last
+// decode; the job's llama.Sequence applies the stop rule (an end-of-
+// generation token unless ignore_eos, a stop string, max_tokens, a full
+// window) and gives the text and log-probabilities that became final.
+func (s *scheduler) accept(sl *slot, idx int) {
 	j := sl.job
-	sl.gen++
-	if sl.gen == 1 {
-		j.out.mu.Lock()
-		j.out.first = time.Now()
-		j.out.mu.Unlock()
-	}
-	if s.m.IsEOG(t) && !j.ignoreEOS {
-		s.finish(sl, "stop", nil)
-		return
-	}
+	st, err := j.dec.Sample(s.lctx, idx, sl.pos)
 	j.out.mu.Lock()
-	j.out.genToks = sl.gen
+	if j.out.first.IsZero() {
+		j.out.first = time.Now()
+	}
+	j.out.genToks = len(j.dec.Tokens())
 	j.out.mu.Unlock()
-	piece := s.m.TokenPiece(t, false)
-	if err := s.holdProb(sl, t, idx, piece); err != nil {
+	if err != nil {
 		s.finish(sl, "", err)
 		return
 	}
-	text, stopped := sl.ts.Push(piece)
-	s.emit(sl, text)
-	switch {
-	case stopped:
-		s.finish(sl, "stop", nil)
-	case sl.gen >= j.maxTokens, int(sl.pos) >= s.window:
-		s.finish(sl, "length", nil)
-	default:
-		sl.tok = t
-	}
-}
-
-// holdProb computes a token's log-probabilities (logprobs on) and holds
-// them until its text goes out.
-func (s *scheduler) holdProb(sl *slot, t llama.Token, idx int, piece []byte) error {
-	lp := sl.job.logprobs
-	if !lp.on {
-		return nil
-	}
-	own, top, err := s.lctx.Logprobs(idx, t, lp.top)
-	if err != nil {
-		return fmt.Errorf("logprobs: %w", err)
-	}
-	p := tokenProb{piece: piece, logprob: own, offset: sl.raw, top: make([]altProb, len(top))}
-	for i, a := range top {
-		p.top[i] = altProb{piece: s.m.TokenPiece(a.Token, false), logprob: a.Logprob}
-	}
-	sl.held = append(sl.held, p)
-	sl.raw += len(piece)
-	return nil
-}
-
-// emit sends text that became final, with the log-probabilities of the
-// tokens whose text it completes.
-func (s *scheduler) emit(sl *slot, text string) {
-	sl.job.out.push(text)
-	sl.emitted += len(text)
-	n := 0
-	for n < len(sl.held) && sl.held[n].offset+len(sl.held[n].piece) <= sl.emitted {
-		n++
-	}
-	s.release(sl, n)
-}
-
-// release sends the first n held log-probabilities.
-func (s *scheduler) release(sl *slot, n int) {
-	if n == 0 {
+	j.out.push(st.Text)
+	j.out.pushProbs(st.Probs)
+	if st.Done {
+		s.finish(sl, st.Reason.String(), nil)
 		return
 	}
-	sl.job.out.pushProbs(sl.held[:n:n])
-	sl.held = sl.held[n:]
+	sl.tok = st.Token
 }
 
 // finish ends a slot's job. The slot's sequence keeps its KV for a next
 // job that starts the same way (keep on, the job did not fail); otherwise
 // it is freed.
 func (s *scheduler) finish(sl *slot, reason string, err error) {
-	if err == nil && !sl.ts.Stopped() {
-		s.emit(sl, sl.ts.Flush())
-	}
-	if err == nil {
-		// Tokens with text in the answer: all of them, or up to a stop string.
-		n := 0
-		for n < len(sl.held) && (!sl.ts.Stopped() || sl.held[n].offset < sl.emitted) {
-			n++
-		}
-		s.release(sl, n)
-	}
 	keys := sl.keys
 	if err != nil || !s.keep {
 		if _, rerr := s.lctx.RemoveSeq(sl.seq, -1, -1); rerr != nil {
@@ -424,6 +356,6 @@ func (s *scheduler) finish(sl *slot, reason string, err error) {
 	s.reserved -= sl.reserve
 	s.tick++
 	sl.idle(keys, s.tick)
-	j.sampler.Close()
+	j.close()
 	j.out.end(reason, err)
 }

@@ -41,14 +41,7 @@ type slot struct {
 	pos     llama.Pos
 	prompt  []llama.Input // the part of the prompt not decoded yet (prefill)
 	tok     llama.Token   // sampled, to decode in the next step (generate)
-	gen     int
-	ts      *llama.TextStream
 	reserve int
-	// With logprobs: the tokens whose text has not gone out whole yet, the
-	// bytes of the pieces pushed into ts and of the text that went out.
-	held    []tokenProb
-	raw     int
-	emitted int
 	// keys are what the sequence's KV holds, one per position (see
 	// inputKeys); lastUsed orders idle slots for eviction (least recently
 	// used first).
@@ -61,7 +54,7 @@ type slot struct {
 func (sl *slot) start(j *job, reuse int, nEmbd int) {
 	_, rest := llama.SplitInputs(j.inputs, reuse, nEmbd)
 	*sl = slot{seq: sl.seq, state: slotPrefill, job: j, pos: llama.Pos(reuse), prompt: rest,
-		ts: llama.NewTextStream(j.stops), reserve: j.nPos + j.maxTokens, keys: sl.keys[:reuse]}
+		reserve: j.nPos + j.maxTokens, keys: sl.keys[:reuse]}
 }
 
 // prefilled records that the prompt's positions up to next are decoded.

@@ -24,7 +24,7 @@ type answer struct {
 func (s *Server) run(w http.ResponseWriter, r *http.Request, p *prepared, cancel context.CancelFunc, a answer) *apiError {
 	j := p.job
 	if err := s.sched.submit(j); err != nil {
-		j.sampler.Close()
+		j.close()
 		switch {
 		case errors.Is(err, ErrTooBig):
 			return badRequest("context_length_exceeded", "%v", err)
