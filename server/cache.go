@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/pplug/pplug/llama"
+	"github.com/pplug/pplug/persona"
 )
 
 // The prefix cache. An idle slot keeps the KV of its last job (prompt and
@@ -104,25 +105,31 @@ func rowKey(row []float32) uint64 {
 	return h &^ tokenKeyBit
 }
 
-// inputKeys are the keys of an input laid out by persona.Inputs: the
-// tokens, with the rows ([n][nEmbd]) after BOS when there are any. A
-// token goes in by its key whether it is decoded as a token or as its
-// embedding row (persona.InputsAt turns tokens into rows), as its KV is
-// the same.
-func inputKeys(m *llama.Model, rows []float32, toks []llama.Token) []uint64 {
+// inputKeys are the keys of an input laid out by persona.InputsAt: the
+// tokens, with the rows ([n][nEmbd]) after BOS and the prompt's first at
+// tokens when there are any. A token goes in by its key whether it is
+// decoded as a token or as its embedding row (InputsAt turns tokens into
+// rows), as its KV is the same.
+func inputKeys(m *llama.Model, rows []float32, toks []llama.Token, at int) []uint64 {
 	d := m.NEmbd()
-	keys := make([]uint64, 0, len(toks)+len(rows)/d)
-	body := toks
-	if len(rows) > 0 && m.AddBOS() && m.BOS() >= 0 {
-		keys = append(keys, tokenKey(m.BOS()))
-		if len(body) > 0 && body[0] == m.BOS() {
-			body = body[1:]
+	keys := make([]uint64, 0, len(toks)+len(rows)/d+1)
+	if len(rows) == 0 {
+		for _, t := range toks {
+			keys = append(keys, tokenKey(t))
 		}
+		return keys
+	}
+	l, body := persona.NewLayout(m, 0, len(rows)/d, toks, at)
+	if l.BOS {
+		keys = append(keys, tokenKey(m.BOS()))
+	}
+	for _, t := range body[:l.NContext] {
+		keys = append(keys, tokenKey(t))
 	}
 	for i := 0; i+d <= len(rows); i += d {
 		keys = append(keys, rowKey(rows[i:i+d]))
 	}
-	for _, t := range body {
+	for _, t := range body[l.NContext:] {
 		keys = append(keys, tokenKey(t))
 	}
 	return keys

@@ -93,8 +93,17 @@ type samplingParams struct {
 	// KV a slot kept of an earlier request that starts the same way;
 	// false decodes the whole prompt.
 	CachePrompt *bool `json:"cache_prompt"`
+	// PPlug holds pplug's own request options.
+	PPlug *pplugOptions `json:"pplug"`
 
 	logprobs logprobsRequest // from the route's own logprobs fields
+}
+
+// pplugOptions is the request body's "pplug" object.
+type pplugOptions struct {
+	// Method personalises this request with another of the server's
+	// methods (GET /health lists them) than its default.
+	Method string `json:"method"`
 }
 
 type streamOpt struct {

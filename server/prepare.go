@@ -2,9 +2,11 @@ package server
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/pplug/pplug/llama"
@@ -75,9 +77,13 @@ type prepared struct {
 	created int64
 }
 
+// renderFunc makes the text the model reads of a personalised request,
+// and the start of it that goes before the rows (see personalizer.inputs).
+type renderFunc func(persona.Request) (text, context string, err error)
+
 // prepare validates the sampling fields, resolves the user, builds the
 // model input (through the personalisation glue) and the sampler.
-func (s *Server) prepare(ctx context.Context, c caller, p samplingParams, query string, render func(persona.Request) (string, error), extraStops []string) (*prepared, *apiError) {
+func (s *Server) prepare(ctx context.Context, c caller, p samplingParams, query string, render renderFunc, extraStops []string) (*prepared, *apiError) {
 	if err := s.checkModel(p.Model); err != nil {
 		return nil, err
 	}
@@ -97,27 +103,11 @@ func (s *Server) prepare(ctx context.Context, c caller, p samplingParams, query 
 	if aerr != nil {
 		return nil, aerr
 	}
-	req, why, err := s.pers.personalize(ctx, user, query)
-	if err != nil {
-		return nil, errf(http.StatusInternalServerError, "server_error", "", "persona: %v", err)
+	in, aerr := s.personalInput(ctx, user, p.PPlug, query, render)
+	if aerr != nil {
+		return nil, aerr
 	}
-	mode := string(req.Method)
-	if why != "" {
-		mode += "; reason=" + why
-		s.logNoPersona(user, why)
-	}
-	text, err := render(req)
-	if err != nil {
-		return nil, badRequest("", "%v", err)
-	}
-	inputs, keys, err := s.pers.inputs(req, text)
-	n := len(keys)
-	if err != nil {
-		return nil, badRequest("", "tokenize the prompt: %v", err)
-	}
-	if n == 0 {
-		return nil, badRequest("", "the prompt is empty")
-	}
+	n, req := len(in.keys), in.req
 	room := min(s.lctx.NCtxSeq(), s.lctx.NCtx()) - n
 	if maxTok < 0 {
 		maxTok = min(s.cfg.MaxTokens, room)
@@ -137,10 +127,74 @@ func (s *Server) prepare(ctx context.Context, c caller, p samplingParams, query 
 		smp.Close()
 		return nil, badRequest("", "%v", err)
 	}
-	j := &job{ctx: ctx, inputs: inputs, nPos: n, maxTokens: maxTok, sampler: smp, dec: dec, out: newOutput(),
-		keys: keys, noReuse: p.CachePrompt != nil && !*p.CachePrompt}
-	return &prepared{job: j, mode: mode, stream: p.Stream, usage: p.StreamOptions != nil && p.StreamOptions.IncludeUsage,
+	j := &job{ctx: ctx, inputs: in.inputs, nPos: n, maxTokens: maxTok, sampler: smp, dec: dec, out: newOutput(),
+		keys: in.keys, noReuse: p.CachePrompt != nil && !*p.CachePrompt}
+	return &prepared{job: j, mode: in.mode, stream: p.Stream, usage: p.StreamOptions != nil && p.StreamOptions.IncludeUsage,
 		user: user, created: time.Now().Unix()}, nil
+}
+
+// personalInput is a request's model input: the method it asks for, the
+// user's persona for its query, the rendered prompt laid out with the rows.
+type personalInput struct {
+	req    persona.Request
+	mode   string // X-PPlug-Persona: the method, and why a user got none
+	inputs []llama.Input
+	keys   []uint64 // one per position (see inputKeys)
+}
+
+func (s *Server) personalInput(ctx context.Context, user string, o *pplugOptions, query string, render renderFunc) (personalInput, *apiError) {
+	var in personalInput
+	method, aerr := s.method(o)
+	if aerr != nil {
+		return in, aerr
+	}
+	req, why, err := s.pers.personalize(ctx, user, method, query)
+	if err != nil {
+		return in, errf(http.StatusInternalServerError, "server_error", "", "persona: %v", err)
+	}
+	in.req, in.mode = req, string(req.Method)
+	if why != "" {
+		in.mode += "; reason=" + why
+		s.logNoPersona(user, why)
+	}
+	text, lead, err := render(req)
+	if err != nil {
+		return in, badRequest("", "%v", err)
+	}
+	if in.inputs, in.keys, err = s.pers.inputs(req, text, lead); err != nil {
+		return in, badRequest("", "tokenize the prompt: %v", err)
+	}
+	if len(in.keys) == 0 {
+		return in, badRequest("", "the prompt is empty")
+	}
+	return in, nil
+}
+
+// method is the personalisation a request asks for ("pplug": {"method"})
+// or the server's default.
+func (s *Server) method(o *pplugOptions) (persona.Method, *apiError) {
+	if o == nil || o.Method == "" {
+		return s.pers.pz.Method, nil
+	}
+	m, err := persona.ParseMethod(o.Method)
+	if err == nil && s.pers.methods[m] == nil {
+		err = errors.New("this server has no plug for it (serve --plug)")
+	}
+	if err != nil {
+		return "", withParam(badRequest("", "pplug.method %q: %v; this server serves %s", o.Method, err, s.methodNames()), "pplug.method")
+	}
+	return m, nil
+}
+
+// methodNames lists the methods requests may ask for.
+func (s *Server) methodNames() string {
+	var names []string
+	for _, m := range persona.Methods() {
+		if s.pers.methods[m] != nil {
+			names = append(names, string(m))
+		}
+	}
+	return strings.Join(names, ", ")
 }
 
 // logNoPersona says that a request's user gets no persona: a warning for

@@ -11,6 +11,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/pplug/pplug/llama"
@@ -80,7 +81,8 @@ func unmarshalBody(body []byte, v any) *apiError {
 
 func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
 	active, queued := s.sched.stats()
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "slots": s.NSeq(), "cache_slots": s.NCacheSlots(), "slots_busy": active, "queued": queued})
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "slots": s.NSeq(), "cache_slots": s.NCacheSlots(),
+		"method": s.pers.pz.Method, "methods": strings.Split(s.methodNames(), ", "), "slots_busy": active, "queued": queued})
 }
 
 func (s *Server) modelObject() map[string]any {
@@ -138,12 +140,13 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, c caller) *apiErro
 	if first >= 0 {
 		query, latest = msgs[first].Content, msgs[last].Content
 	}
-	render := func(pr persona.Request) (string, error) {
+	render := func(pr persona.Request) (string, string, error) {
 		sent := append([]llama.ChatMessage(nil), msgs...)
 		if first >= 0 {
 			sent[first].Content = pr.Prompt
 		}
-		return llama.ApplyChatTemplate(s.tmpl, sent, true)
+		text, err := llama.ApplyChatTemplate(s.tmpl, sent, true)
+		return text, "", err // the rows open the conversation
 	}
 	if aerr := s.checkRemember(r.Context(), c, &req, latest); aerr != nil {
 		return aerr
@@ -212,12 +215,16 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, c caller) *
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	p, aerr := s.prepare(ctx, c, req.samplingParams, prompt, func(pr persona.Request) (string, error) { return pr.Prompt, nil }, nil)
+	p, aerr := s.prepare(ctx, c, req.samplingParams, prompt, renderCompletion, nil)
 	if aerr != nil {
 		return aerr
 	}
 	return s.run(w, r, p, cancel, s.completionAnswer(p, req.samplingParams.logprobs))
 }
+
+// renderCompletion is a completion's prompt as the persona package lays
+// it out: the retrieved items (pplug+bm25) before the rows, the rest after.
+func renderCompletion(pr persona.Request) (string, string, error) { return pr.Prompt, pr.Context, nil }
 
 func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, _ caller) *apiError {
 	var req embeddingRequest

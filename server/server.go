@@ -51,6 +51,9 @@ type Config struct {
 	// bounds them too: idle prefixes are evicted least recently used
 	// first when a request needs room. 0: no prefix is kept.
 	CacheSlots int
+	// Method is the personalisation requests get unless they name one
+	// ("pplug": {"method": ...}); empty: the plug's best (see bestMethod).
+	Method persona.Method
 	// WriteTimeout bounds each write to a client; a client that stops
 	// reading longer than this is dropped and its sequence freed. Default 30 s.
 	WriteTimeout time.Duration
@@ -78,6 +81,31 @@ func New(cfg Config) (*Server, error) {
 	if err := CheckAPIKey(cfg.APIKey); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	cfg.setDefaults()
+	pz, err := cfg.personalizer()
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	co := cfg.Context
+	parallel := max(co.NSeqMax, 1)
+	if cfg.CacheSlots < 0 || parallel+cfg.CacheSlots > maxSequences {
+		return nil, fmt.Errorf("server: %d sequences and %d cache slots: give at most %d in all", parallel, cfg.CacheSlots, maxSequences)
+	}
+	co.NSeqMax = parallel + cfg.CacheSlots
+	co.KVUnified = true
+	co.Embeddings = false
+	lctx, err := cfg.Model.NewContext(co)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, lctx: lctx, log: cfg.Logger, created: time.Now().Unix(), eog: eogTokens(cfg.Model)}
+	s.tmpl, s.stops = chatTemplate(cfg.Model, s.log)
+	s.pers = newPersonalizer(pz, cfg.Encoder, cfg.Store, cfg.MaxItems)
+	s.sched = newScheduler(lctx, parallel, cfg.CacheSlots > 0, cfg.MaxQueue, cfg.Logger)
+	return s, nil
+}
+
+func (cfg *Config) setDefaults() {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
 	}
@@ -105,41 +133,47 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Personalizer == nil {
 		cfg.Personalizer = &persona.Personalizer{Method: persona.MethodBM25, K: cfg.RetrieveK}
 	}
-	pz := cfg.Personalizer.WithMethod(cfg.Personalizer.Method)
+}
+
+// personalizer is the Personalizer of the default method (Config.Method,
+// or the plug's best: see bestMethod), checked.
+func (cfg *Config) personalizer() (*persona.Personalizer, error) {
+	method := cfg.Method
+	if method == "" {
+		method = bestMethod(cfg.Personalizer)
+	}
+	pz := cfg.Personalizer.WithMethod(method)
 	pz.LLM = cfg.Model
 	if cfg.Encoder == nil {
 		cfg.Encoder = pz.Encoder
 	}
-	if err := pz.Check(); err != nil {
-		return nil, fmt.Errorf("server: %w", err)
+	return pz, pz.Check()
+}
+
+// bestMethod is what a server serves by default: with a plug, the method
+// it was trained for (pplug+bm25 with the plug's K for a plug trained with
+// --retrieve-k K, pplug otherwise); without one, the Personalizer's own.
+func bestMethod(pz *persona.Personalizer) persona.Method {
+	switch {
+	case pz.Plug == nil:
+		return pz.Method
+	case pz.Plug.RetrieveK > 0:
+		return persona.MethodPPlugBM25
 	}
-	co := cfg.Context
-	parallel := max(co.NSeqMax, 1)
-	if cfg.CacheSlots < 0 || parallel+cfg.CacheSlots > maxSequences {
-		return nil, fmt.Errorf("server: %d sequences and %d cache slots: give at most %d in all", parallel, cfg.CacheSlots, maxSequences)
-	}
-	co.NSeqMax = parallel + cfg.CacheSlots
-	co.KVUnified = true
-	co.Embeddings = false
-	lctx, err := cfg.Model.NewContext(co)
-	if err != nil {
-		return nil, err
-	}
-	s := &Server{cfg: cfg, lctx: lctx, log: cfg.Logger, created: time.Now().Unix(), eog: eogTokens(cfg.Model)}
-	s.tmpl = cfg.Model.Info().ChatTemplate
-	if s.tmpl != "" {
-		if _, err := llama.ApplyChatTemplate(s.tmpl, []llama.ChatMessage{{Role: "user", Content: "hi"}}, true); err != nil {
-			s.tmpl = ""
+	return persona.MethodPPlug
+}
+
+// chatTemplate is the model's chat template when llama.cpp can apply it,
+// else chatml with its stop strings (what llama-server does).
+func chatTemplate(m *llama.Model, log *slog.Logger) (string, []string) {
+	tmpl := m.Info().ChatTemplate
+	if tmpl != "" {
+		if _, err := llama.ApplyChatTemplate(tmpl, []llama.ChatMessage{{Role: "user", Content: "hi"}}, true); err == nil {
+			return tmpl, nil
 		}
 	}
-	if s.tmpl == "" {
-		// What llama-server does for a model without a usable template.
-		s.tmpl, s.stops = "chatml", []string{"<|im_end|>", "<|im_start|>"}
-		s.log.Info("the model has no chat template llama.cpp can apply: using chatml")
-	}
-	s.pers = &personalizer{pz: pz, enc: cfg.Encoder, st: cfg.Store, maxItems: cfg.MaxItems, users: map[string]*preparedUser{}}
-	s.sched = newScheduler(lctx, parallel, cfg.CacheSlots > 0, cfg.MaxQueue, cfg.Logger)
-	return s, nil
+	log.Info("the model has no chat template llama.cpp can apply: using chatml")
+	return "chatml", []string{"<|im_end|>", "<|im_start|>"}
 }
 
 // eogTokens lists the tokens that end generation.
@@ -159,6 +193,9 @@ func (s *Server) Close() error {
 	s.pers.close()
 	return s.lctx.Close()
 }
+
+// Method is the personalisation requests get unless they name one.
+func (s *Server) Method() persona.Method { return s.pers.pz.Method }
 
 // maxSequences bounds NSeqMax+CacheSlots (llama.cpp's LLAMA_MAX_SEQ).
 const maxSequences = 256

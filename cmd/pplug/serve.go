@@ -63,7 +63,7 @@ func serveCommand() *cli.Command {
 		&cli.StringFlag{Name: "pooling", Value: "default", Usage: "encoder pooling: default, cls, mean or last"},
 		&cli.IntFlag{Name: "encoder-max-tokens", Value: 512, Usage: "truncate each history item to this many tokens"},
 		&cli.StringFlag{Name: "device", Value: "auto", Usage: "where the plug-in's pooling runs: auto, cpu, cuda or metal"},
-		&cli.IntFlag{Name: "retrieve-k", Value: persona.DefaultTopK, Usage: "history items put into the prompt in retrieval mode (no --plug)"},
+		&cli.IntFlag{Name: "retrieve-k", Value: persona.DefaultTopK, Usage: "history items bm25 and recent put into the prompt (the default without --plug; pplug+bm25 takes the plug's own)"},
 		&cli.IntFlag{Name: "max-items", Value: profile.DefaultMaxItems, Usage: "use a user's N most recent history items"},
 		&cli.StringFlag{Name: "cache-dir", Usage: "embedding cache folder (default $PPLUG_CACHE_DIR or the user cache dir)", EnvVars: []string{"PPLUG_CACHE_DIR"}},
 		&cli.BoolFlag{Name: "no-cache", Usage: "do not read or write the embedding cache"},
@@ -168,7 +168,8 @@ func runServe(c *cli.Context) error {
 			return err
 		}
 		defer closeRT()
-		optionalCache(pz.Cache) // users' item embeddings, shared with the other commands
+		optionalCache(pz.Cache)    // users' item embeddings, shared with the other commands
+		pz.K = c.Int("retrieve-k") // bm25 and recent, when a request asks for them
 		cfg.Personalizer = pz
 	} else {
 		enc, err := openEncoder(ctx, c, m, c.Int("threads"))
@@ -189,9 +190,9 @@ func runServe(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s:%d: %w (is another server using the port? pick one with --port)", host, port, err)
 	}
-	mode := "retrieval (no --plug)"
+	mode := string(srv.Method()) + " (no --plug)"
 	if cfg.Personalizer != nil {
-		mode = "PPlug " + c.String("plug")
+		mode = string(srv.Method()) + " with " + c.String("plug")
 	}
 	fmt.Fprintf(stderr, "pplug serve: %s on http://%s (model %q, %d sequences and %d cache slots over %d KV positions, personas: %s, profiles: %s)\n",
 		"listening", ln.Addr(), cfg.ModelName, srv.NSeq(), srv.NCacheSlots(), srv.NCtx(), mode, dbPath)
