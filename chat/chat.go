@@ -76,7 +76,8 @@ type Session struct {
 	smp     *llama.Sampler // the caller's
 	biased  *llama.Sampler // smp's options with a request's EOS bias (owned)
 	o       Options
-	tmpl    string // "" means the plain fallback
+	tmpl    persona.Template
+	b       persona.Builder // lays out each turn in tmpl
 	stops   []string
 	persona bool
 
@@ -102,26 +103,16 @@ var (
 func New(c *llama.Context, smp *llama.Sampler, o Options) (*Session, error) {
 	m := c.Model()
 	s := &Session{c: c, m: m, smp: smp, o: o, persona: o.Persona != nil}
-	switch {
-	case o.Template != "":
-		s.tmpl = o.Template
-	default:
-		s.tmpl = m.Info().ChatTemplate
+	tmpl, err := persona.ChooseTemplate(m, o.Template)
+	if err != nil {
+		return nil, err
 	}
-	if s.tmpl != "" {
-		// Probe: llama.cpp applies only the templates it recognises.
-		if _, err := llama.ApplyChatTemplate(s.tmpl, []llama.ChatMessage{{Role: "user", Content: "hi"}}, true); err != nil {
-			if o.Template != "" {
-				return nil, fmt.Errorf("chat template %q: %w", o.Template, err)
-			}
-			s.notices = append(s.notices, "the model's chat template is not one llama.cpp can apply; using a plain User:/Assistant: format")
-			s.tmpl = ""
-		}
+	if tmpl.Notice != "" {
+		s.notices = append(s.notices, tmpl.Notice)
 	}
-	if s.tmpl == "" {
-		s.stops = []string{"\nUser:", "\nuser:"}
-	}
-	s.stops = append(s.stops, o.Stop...)
+	s.tmpl = tmpl
+	s.b = persona.Builder{LLM: m, Template: &s.tmpl}
+	s.stops = append(tmpl.Stops(), o.Stop...)
 	if o.Persona != nil {
 		s.nRows = o.Persona.NRows()
 	}
@@ -162,7 +153,7 @@ func (s *Session) Layout() persona.Layout {
 func (s *Session) LastUserMessage() string { return s.lastUser }
 
 // Template reports the template in use ("" for the plain fallback).
-func (s *Session) Template() string { return s.tmpl }
+func (s *Session) Template() string { return s.tmpl.Name }
 
 // System is the system prompt.
 func (s *Session) System() string { return s.o.System }
@@ -219,12 +210,11 @@ func (s *Session) dropBiased() {
 // sampler is the sampler for a request: the caller's, or one with its
 // options and the request's EOS bias (a plug's learned length prior,
 // which only applies where its rows are injected).
-func (s *Session) sampler(req persona.Request) (*llama.Sampler, error) {
-	if req.EOSBias == 0 {
+func (s *Session) sampler(t *persona.Turn) (*llama.Sampler, error) {
+	if t.EOSBias == 0 {
 		return s.smp, nil
 	}
-	o := s.smp.Options()
-	o.EOSBias = req.EOSBias
+	o := t.SamplerOptions(s.smp.Options())
 	if s.biased != nil && s.biased.Options() == o {
 		return s.biased, nil
 	}
@@ -278,41 +268,14 @@ func (s *Session) Load(msgs []Message) error {
 	return s.clear()
 }
 
-// format renders messages with the template (or the fallback).
-func (s *Session) format(msgs []llama.ChatMessage, addAssistant bool) (string, error) {
-	all := msgs
-	if s.o.System != "" {
-		all = append([]llama.ChatMessage{{Role: "system", Content: s.o.System}}, msgs...)
-	}
-	if s.tmpl != "" {
-		return llama.ApplyChatTemplate(s.tmpl, all, addAssistant)
-	}
-	var b strings.Builder
-	for _, m := range all {
-		switch m.Role {
-		case "system":
-			b.WriteString(m.Content + "\n\n")
-		case "user":
-			b.WriteString("User: " + m.Content + "\n")
-		default:
-			// The answer as generated after "Assistant:" (with its own
-			// leading space), so the cached tokens match.
-			b.WriteString("Assistant:" + m.Content + "\n")
-		}
-	}
-	if addAssistant {
-		b.WriteString("Assistant:")
-	}
-	return b.String(), nil
-}
-
-// layout is the layout of BOS and rows in an empty cache.
+// layout is the layout of BOS and rows in an empty cache: the turn's
+// (persona.Builder), whose rows open the conversation.
 func (s *Session) layout() persona.Layout {
-	n := 0
+	n, nInstr := 0, 0
 	if s.persona {
-		n = s.nRows
+		n, nInstr = s.nRows, min(s.last.NInstr, s.nRows)
 	}
-	l, _ := persona.NewLayout(s.m, 0, n, nil, 0)
+	l, _ := persona.NewLayout(s.m, nInstr, n-nInstr, nil, 0)
 	return l
 }
 
@@ -405,12 +368,13 @@ func userMessage(msg string, req persona.Request) Message {
 // oldest turns until it fits in the context with room for the answer
 // (reserve positions) after body positions of BOS and rows. It returns the
 // tokens and how many of them the cache already holds.
-func (s *Session) fit(ctx context.Context, body, reserve int) (toks []llama.Token, lcp int, err error) {
+func (s *Session) fit(ctx context.Context, body, reserve int) (t *persona.Turn, lcp int, err error) {
 	room := s.c.NCtxSeq() - body - reserve
-	start, toks, err := s.windowStart(ctx, room)
+	start, t, err := s.windowStart(ctx, room)
 	if err != nil {
 		return nil, 0, err
 	}
+	toks := t.Body()
 	if dropped := start - s.window; dropped > 0 {
 		s.window = start
 		s.notices = append(s.notices, fmt.Sprintf("context window full: dropped the %d oldest message(s) from the window (the transcript keeps them)", dropped))
@@ -419,7 +383,7 @@ func (s *Session) fit(ctx context.Context, body, reserve int) (toks []llama.Toke
 	if lcp == len(toks) && lcp > 0 {
 		lcp-- // decode at least one token, for the logits
 	}
-	return toks, lcp, nil
+	return t, lcp, nil
 }
 
 // windowStart finds where the window must start so that the conversation
@@ -430,7 +394,7 @@ func (s *Session) fit(ctx context.Context, body, reserve int) (toks []llama.Toke
 // search settles between the last that fits and the first that does not,
 // so a long transcript (a /load) costs a few renders of about the window's
 // size instead of one render of the whole transcript per dropped message.
-func (s *Session) windowStart(ctx context.Context, room int) (int, []llama.Token, error) {
+func (s *Session) windowStart(ctx context.Context, room int) (int, *persona.Turn, error) {
 	starts := s.windowStarts()
 	// Each message takes a token at least: a window of more messages than
 	// room is not rendered to learn that it does not fit.
@@ -447,7 +411,7 @@ func (s *Session) windowStart(ctx context.Context, room int) (int, []llama.Token
 		return 0, nil, err
 	} else if !ok {
 		return 0, nil, fmt.Errorf("%w (%d positions with room for the answer, the window has %d): raise -c/--ctx-size",
-			ErrTooLong, s.c.NCtxSeq()-room+len(toks), s.c.NCtxSeq())
+			ErrTooLong, s.c.NCtxSeq()-room+len(toks.Body()), s.c.NCtxSeq())
 	}
 	for step := 1; hi-step > lo; step *= 2 {
 		if len(s.log)-starts[hi-step] > room {
@@ -491,9 +455,11 @@ func (s *Session) windowStarts() []int {
 	return starts
 }
 
-// fits renders the conversation from log[start] and reports whether its
-// tokens fit in room positions. A cancelled ctx stops it.
-func (s *Session) fits(ctx context.Context, start, room int) ([]llama.Token, bool, error) {
+// fits lays out the conversation from log[start] as the turn of the last
+// message (persona.Builder: the template, BOS, the rows) and reports
+// whether its tokens after BOS fit in room positions. A cancelled ctx
+// stops it.
+func (s *Session) fits(ctx context.Context, start, room int) (*persona.Turn, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, err
 	}
@@ -501,15 +467,11 @@ func (s *Session) fits(ctx context.Context, start, room int) ([]llama.Token, boo
 	for _, m := range s.log[start:] {
 		sent = append(sent, m.sent())
 	}
-	full, err := s.format(sent, true)
+	t, err := s.b.Lay(s.last, persona.Conversation{System: s.o.System, Messages: sent})
 	if err != nil {
 		return nil, false, err
 	}
-	toks, err := s.m.Tokenize(full, false, true)
-	if err != nil {
-		return nil, false, err
-	}
-	return toks, len(toks) <= room, nil
+	return t, len(t.Body()) <= room, nil
 }
 
 // Send adds a user message, generates the answer (streamed through emit)
@@ -550,10 +512,11 @@ func (s *Session) Send(ctx context.Context, msg string, emit func(string) error)
 	if !s.primed {
 		body = llama.Pos(s.layout().PromptAt())
 	}
-	toks, lcp, err := s.fit(ctx, int(body), reserve)
+	turn, lcp, err := s.fit(ctx, int(body), reserve)
 	if err != nil {
 		return fail(err)
 	}
+	toks := turn.Body()
 	// Free the cache after the shared prefix first: the previous answer may
 	// have filled the window, and the new rows need room (see prime).
 	if lcp < len(s.kvTokens) {
@@ -562,14 +525,14 @@ func (s *Session) Send(ctx context.Context, msg string, emit func(string) error)
 		}
 		s.kvTokens = s.kvTokens[:lcp]
 	}
-	if err := s.prime(ctx, req.Rows); err != nil {
+	if err := s.prime(ctx, turn.Rows); err != nil {
 		// The cache may be half-way through the swap of rows: start over
 		// next time.
 		_ = s.clear()
 		return fail(err)
 	}
 	s.pos = s.bodyPos + llama.Pos(lcp)
-	smp, err := s.sampler(req)
+	smp, err := s.sampler(turn)
 	if err != nil {
 		return fail(err)
 	}

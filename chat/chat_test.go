@@ -73,7 +73,7 @@ func TestLayoutMatchesGenerate(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := send(t, s, "Once upon a time")
-	full, err := s.format([]llama.ChatMessage{{Role: "user", Content: "Once upon a time"}}, true)
+	full, err := s.tmpl.Render(s.o.System, []llama.ChatMessage{{Role: "user", Content: "Once upon a time"}}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,8 +329,8 @@ func TestLongTranscriptWindow(t *testing.T) {
 			}
 		}
 		start, toks, err := s.windowStart(context.Background(), room)
-		if err != nil || len(toks) > room || (want >= 0 && start != want) || s.log[start].Role != "user" {
-			t.Fatalf("%d messages: window from %d (%d tokens, %v), want %d", n, start, len(toks), err, want)
+		if err != nil || len(toks.Body()) > room || (want >= 0 && start != want) || s.log[start].Role != "user" {
+			t.Fatalf("%d messages: window from %d (%d tokens, %v), want %d", n, start, len(toks.Body()), err, want)
 		}
 		if start > 0 {
 			if _, ok, _ := s.fits(context.Background(), start-2, room); ok {

@@ -242,40 +242,37 @@ func (r *nllRun) user(i int) (*persona.Persona, error) {
 // question scores question i under its own persona, none and another
 // user's.
 func (r *nllRun) question(i int, rep *NLLReport, sum *nllSums) error {
-	q, m, c := r.questions[i], r.pz.LLM, r.c
-	prompt, target, err := persona.ExampleTokens(m, q.Input, r.golds[q.ID])
+	q, c := r.questions[i], r.c
+	own, err := r.turn(i, q)
 	if err != nil {
-		return fmt.Errorf("question %q: %w", q.ID, err)
+		return err
 	}
-	// TargetNLL decodes rows, prompt and all target tokens but the last.
-	budget := c.NCtxSeq() - r.pz.NRows() - (len(target) - 1)
-	if budget < 1 {
-		return fmt.Errorf("question %q: %w: the gold output has %d tokens, the window %d", q.ID, llama.ErrContextFull, len(target), c.NCtxSeq())
+	target, err := r.target(q)
+	if err != nil {
+		return err
 	}
-	var cut bool
-	if prompt, cut = persona.FitPrompt(m, prompt, budget); cut {
+	if own.Truncated {
 		rep.Truncated++
 	}
-	qv, err := r.pz.EncodeQuery(r.ctx, q.Input)
-	if err != nil {
-		return fmt.Errorf("question %q: %w", q.ID, err)
-	}
 	// nll is the target's NLL with user j's persona (none for j < 0), with
-	// the plug's EOS bias wherever its rows are.
+	// the plug's EOS bias wherever its rows are: the own turn with the
+	// other rows in place of its own, the same tokens and cut.
 	nll := func(j int) (float64, error) {
-		var rows []float32
-		var bias map[llama.Token]float32
-		if j >= 0 {
-			bias = persona.Request{EOSBias: r.pz.Plug.EOSBias}.LogitBias(m)
+		t := own.WithRows(nil, 0)
+		if j == i {
+			t = own
+		} else if j >= 0 {
 			u, err := r.user(j)
 			if err != nil {
 				return 0, err
 			}
-			if rows, _, err = u.RowsFor(qv); err != nil {
+			rows, _, err := u.RowsFor(own.Query)
+			if err != nil {
 				return 0, err
 			}
+			t = own.WithRows(rows, own.EOSBias)
 		}
-		s, _, err := persona.TargetNLLBiased(r.ctx, c, rows, prompt, 0, target, bias)
+		s, _, err := t.TargetNLL(r.ctx, c, target)
 		if err != nil {
 			return 0, fmt.Errorf("question %q: %w", q.ID, err)
 		}
@@ -284,7 +281,7 @@ func (r *nllRun) question(i int, rep *NLLReport, sum *nllSums) error {
 		}
 		return s, nil
 	}
-	own, err := nll(i)
+	ownNLL, err := nll(i)
 	if err != nil {
 		return err
 	}
@@ -292,9 +289,9 @@ func (r *nllRun) question(i int, rep *NLLReport, sum *nllSums) error {
 	if err != nil {
 		return err
 	}
-	sum.own += own
+	sum.own += ownNLL
 	sum.none += none
-	if own < none {
+	if ownNLL < none {
 		sum.beatNone++
 	}
 	if j := r.other(i); j >= 0 {
@@ -304,9 +301,9 @@ func (r *nllRun) question(i int, rep *NLLReport, sum *nllSums) error {
 		}
 		sum.other += oth
 		sum.withOther++
-		if own < oth {
+		if ownNLL < oth {
 			sum.beatOther++
-			if own < none {
+			if ownNLL < none {
 				sum.beatBoth++
 			}
 		}
@@ -314,6 +311,39 @@ func (r *nllRun) question(i int, rep *NLLReport, sum *nllSums) error {
 	rep.Questions++
 	rep.Tokens += len(target)
 	return nil
+}
+
+// target is the gold output's tokens of q, with EOS (persona.ExampleTokens).
+func (r *nllRun) target(q lamp.Question) ([]llama.Token, error) {
+	_, target, err := persona.ExampleTokens(r.pz.LLM, "", r.golds[q.ID])
+	if err != nil {
+		return nil, fmt.Errorf("question %q: %w", q.ID, err)
+	}
+	return target, nil
+}
+
+// turn is question i's turn with its user's own persona
+// (persona.Builder), the prompt cut so that the rows, the prompt and all
+// target tokens but the last fit the window (TargetNLL decodes those).
+func (r *nllRun) turn(i int, q lamp.Question) (*persona.Turn, error) {
+	target, err := r.target(q)
+	if err != nil {
+		return nil, err
+	}
+	n := r.c.NCtxSeq()
+	if n-r.pz.NRows()-(len(target)-1) < 1 {
+		return nil, fmt.Errorf("question %q: %w: the gold output has %d tokens, the window %d", q.ID, llama.ErrContextFull, len(target), n)
+	}
+	u, err := r.user(i)
+	if err != nil {
+		return nil, err
+	}
+	b := persona.Builder{LLM: r.pz.LLM, Window: n, Reserve: len(target) - 1, Cut: true}
+	t, err := b.Build(r.ctx, u, persona.Conversation{Prompt: q.Input})
+	if err != nil {
+		return nil, fmt.Errorf("question %q: %w", q.ID, err)
+	}
+	return t, nil
 }
 
 // historyHash identifies a history by its item texts.

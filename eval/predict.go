@@ -117,76 +117,57 @@ func (p *Predictor) profileOf(q lamp.Question) (*profile.Profile, error) {
 	return prof, err
 }
 
-// input is a method's model input for a question: the request (its rows
-// and logit bias) and the prompt's tokens, cut to leave reserve positions
-// of the window for the answer. Generation (Predict) and the gold
-// likelihood (GoldNLL) both lay out their input here, so they always
-// score the same layout.
-type input struct {
-	req  persona.Request
-	toks []llama.Token
-	at   int // the rows go after the first at tokens after BOS (persona.NewLayout)
-	// truncated: the prompt was cut; noProfile: the question has no usable
-	// history and the method fell back to the input alone.
-	truncated, noProfile bool
-}
-
-func (in input) positions(m *llama.Model) int { return len(in.toks) + len(in.req.Rows)/m.NEmbd() }
-
-func (p *Predictor) input(ctx context.Context, m Method, q lamp.Question, reserve int) (input, error) {
-	in := input{req: persona.Request{Method: persona.MethodNone, Prompt: q.Input}}
+// input is method m's turn for q (persona.Builder), the prompt cut to
+// leave reserve positions of the window for the answer (at most half the
+// window: a window too small for the answer still gets the rest).
+// Generation (Predict) and the gold likelihood (GoldNLL) both take their
+// input here, so they always score the same layout. noProfile: the
+// question has no usable history and the method fell back to the input
+// alone.
+func (p *Predictor) input(ctx context.Context, m Method, q lamp.Question, reserve int) (turn *persona.Turn, noProfile bool, err error) {
 	pz := p.personalizer(m)
 	if err := pz.Check(); err != nil {
-		return in, err
+		return nil, false, err
 	}
+	var user *persona.Persona
 	if m.NeedsProfile() {
 		prof, err := p.profileOf(q)
 		if err != nil {
-			return in, err
+			return nil, false, err
 		}
 		if prof == nil {
-			in.noProfile = true
-		} else {
-			user, _, err := pz.Prepare(ctx, prof.Items, nil)
-			if err != nil {
-				return in, fmt.Errorf("prepare the persona: %w", err)
-			}
-			in.req, err = user.Personalize(ctx, q.Input)
-			user.Close()
-			if err != nil {
-				return in, err
-			}
+			noProfile = true
+		} else if user, _, err = pz.Prepare(ctx, prof.Items, nil); err != nil {
+			return nil, false, fmt.Errorf("prepare the persona: %w", err)
 		}
+		defer user.Close()
 	}
-	toks, at, err := p.tokens(in.req)
-	if err != nil {
-		return in, err
+	turn, err = p.builder(reserve).Build(ctx, user, persona.Conversation{Prompt: q.Input})
+	return turn, noProfile, err
+}
+
+// builder lays out the questions' turns in the window, with the chat
+// template when Chat.
+func (p *Predictor) builder(reserve int) *persona.Builder {
+	b := &persona.Builder{LLM: p.LLM, Window: p.Ctx.NCtxSeq(), Reserve: min(reserve, p.Ctx.NCtxSeq()/2), Cut: true}
+	if p.Chat {
+		t, _ := persona.ChooseTemplate(p.LLM, "") // no override: no error
+		b.Template = &t
 	}
-	nRows := len(in.req.Rows) / p.LLM.NEmbd()
-	// Leave room for the answer; a window too small for that still gets
-	// whatever room there is.
-	budget := p.Ctx.NCtxSeq() - nRows - min(reserve, p.Ctx.NCtxSeq()/2)
-	in.toks, in.at, in.truncated = persona.FitPromptAt(p.LLM, toks, at, budget)
-	if len(in.toks) == 0 && nRows == 0 {
-		return in, errors.New("the input is empty and the model has no BOS token to start from")
-	}
-	if len(in.toks)+nRows >= p.Ctx.NCtxSeq() {
-		return in, fmt.Errorf("%w: %d rows leave no room for the prompt in a window of %d", llama.ErrContextFull, nRows, p.Ctx.NCtxSeq())
-	}
-	return in, nil
+	return b
 }
 
 // Predict generates method m's answer to q.
 func (p *Predictor) Predict(ctx context.Context, m Method, q lamp.Question) (Prediction, error) {
 	var pred Prediction
 	maxNew := p.maxNew()
-	in, err := p.input(ctx, m, q, maxNew)
+	in, noProfile, err := p.input(ctx, m, q, maxNew)
 	if err != nil {
 		return pred, err
 	}
-	pred.Truncated, pred.NoProfile = in.truncated, in.noProfile
-	pred.PromptPositions = in.positions(p.LLM)
-	smp, err := p.sampler(in.req.EOSBias)
+	pred.Truncated, pred.NoProfile = in.Truncated, noProfile
+	pred.PromptPositions = in.Positions()
+	smp, err := p.sampler(in)
 	if err != nil {
 		return pred, err
 	}
@@ -194,7 +175,7 @@ func (p *Predictor) Predict(ctx context.Context, m Method, q lamp.Question) (Pre
 	if err := p.Ctx.ClearMemory(); err != nil {
 		return pred, err
 	}
-	res, err := p.Ctx.Generate(ctx, smp, persona.InputsAt(p.LLM, in.req.Rows, in.toks, in.at), 0, llama.GenerateOptions{MaxTokens: maxNew})
+	res, err := p.Ctx.Generate(ctx, smp, in.Inputs(), 0, llama.GenerateOptions{MaxTokens: maxNew})
 	if err != nil && !errors.Is(err, llama.ErrContextFull) {
 		return pred, err
 	}
@@ -214,51 +195,29 @@ func (p *Predictor) GoldNLL(ctx context.Context, m Method, q lamp.Question, gold
 	if err != nil {
 		return 0, 0, err
 	}
-	in, err := p.input(ctx, m, q, len(target))
+	in, _, err := p.input(ctx, m, q, len(target))
 	if err != nil {
 		return 0, 0, err
 	}
-	if in.positions(p.LLM)+len(target) > p.Ctx.NCtxSeq() {
+	if in.Positions()+len(target) > p.Ctx.NCtxSeq() {
 		return 0, 0, fmt.Errorf("%w: the input and the gold of %d tokens do not fit a window of %d", llama.ErrContextFull, len(target), p.Ctx.NCtxSeq())
 	}
-	return persona.TargetNLLBiased(ctx, p.Ctx, in.req.Rows, in.toks, in.at, target, in.req.LogitBias(p.LLM))
+	return in.TargetNLL(ctx, p.Ctx, target)
 }
 
-// sampler is the greedy sampler with an EOS bias (see
-// persona.Request.EOSBias), made on first use.
-func (p *Predictor) sampler(eosBias float32) (*llama.Sampler, error) {
-	if s := p.smps[eosBias]; s != nil {
+// sampler is the greedy sampler of a turn (with its EOS bias, see
+// persona.Turn.SamplerOptions), made on first use.
+func (p *Predictor) sampler(t *persona.Turn) (*llama.Sampler, error) {
+	if s := p.smps[t.EOSBias]; s != nil {
 		return s, nil
 	}
-	s, err := p.LLM.NewSampler(llama.SamplerOptions{Temp: 0, RepeatPenalty: 1, EOSBias: eosBias})
+	s, err := p.LLM.NewSampler(t.SamplerOptions(llama.SamplerOptions{Temp: 0, RepeatPenalty: 1}))
 	if err != nil {
 		return nil, err
 	}
 	if p.smps == nil {
 		p.smps = map[float32]*llama.Sampler{}
 	}
-	p.smps[eosBias] = s
+	p.smps[t.EOSBias] = s
 	return s, nil
-}
-
-// tokens tokenizes the request's prompt and says where its rows go
-// (Request.Tokenize). In the chat template the whole prompt is the user's
-// message and the rows go first, as in chat.
-func (p *Predictor) tokens(req persona.Request) ([]llama.Token, int, error) {
-	if !p.Chat {
-		return req.Tokenize(p.LLM)
-	}
-	full, err := p.LLM.ApplyChatTemplate([]llama.ChatMessage{{Role: "user", Content: req.Prompt}}, true)
-	if err != nil {
-		return nil, 0, err
-	}
-	toks, err := p.LLM.Tokenize(full, false, true)
-	if err != nil {
-		return nil, 0, err
-	}
-	// The template may or may not write BOS itself.
-	if bos := p.LLM.BOS(); p.LLM.AddBOS() && bos >= 0 && (len(toks) == 0 || toks[0] != bos) {
-		toks = append([]llama.Token{bos}, toks...)
-	}
-	return toks, 0, nil
 }

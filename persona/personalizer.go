@@ -368,8 +368,15 @@ func (r Request) Inputs(m *llama.Model) ([]llama.Input, error) {
 // Personalize turns one input into its request. A nil persona (a request
 // without a user) gets the input alone.
 func (u *Persona) Personalize(ctx context.Context, input string) (Request, error) {
+	req, _, err := u.personalize(ctx, input)
+	return req, err
+}
+
+// personalize is Personalize that also returns the query embedding behind
+// the rows (nil without rows).
+func (u *Persona) personalize(ctx context.Context, input string) (Request, []float32, error) {
 	if u == nil || u.p.Method == MethodNone {
-		return Request{Method: MethodNone, Prompt: input}, nil
+		return Request{Method: MethodNone, Prompt: input}, nil, nil
 	}
 	p := u.p
 	req := Request{Method: p.Method, Prompt: input}
@@ -394,17 +401,18 @@ func (u *Persona) Personalize(ctx context.Context, input string) (Request, error
 		req.Context = RetrievalContext(u.items, chosen)
 		req.Prompt = req.Context + input
 	}
-	if p.Method.NeedsPlug() {
-		qv, err := p.EncodeQuery(ctx, input)
-		if err != nil {
-			return req, err
-		}
-		if req.Rows, req.Weights, err = u.user.Rows(qv); err != nil {
-			return req, err
-		}
-		req.EOSBias, req.NInstr = p.Plug.EOSBias, p.Plug.NInstr
+	if !p.Method.NeedsPlug() {
+		return req, nil, nil
 	}
-	return req, nil
+	qv, err := p.EncodeQuery(ctx, input)
+	if err != nil {
+		return req, nil, err
+	}
+	if req.Rows, req.Weights, err = u.user.Rows(qv); err != nil {
+		return req, nil, err
+	}
+	req.EOSBias, req.NInstr = p.Plug.EOSBias, p.Plug.NInstr
+	return req, qv, nil
 }
 
 // EncodeQuery embeds the part of an input the aggregator looks at (with

@@ -117,7 +117,7 @@ func LoadExamples(ctx context.Context, m *llama.Model, enc *persona.Encoder, cac
 			target = target[:o.MaxTarget]
 		}
 		e := Example{ID: q.ID, Keys: keys[i], Query: queries[i], Target: target}
-		if out, err = appendLayouts(ctx, out, e, m, retrieval, profs[i].Items, q.Input, o); err != nil {
+		if out, err = appendLayouts(ctx, out, e, m, plug, retrieval, profs[i].Items, q.Input, o); err != nil {
 			return nil, fmt.Errorf("question %q: %w", q.ID, err)
 		}
 		if o.Progress != nil {
@@ -191,11 +191,11 @@ func encodeSplit(ctx context.Context, enc *persona.Encoder, cache *persona.Cache
 // options ask for: the input alone, and with the retrieved items before
 // the rows (persona.Request.Context, as pplug+bm25 reads them) when
 // RetrieveK > 0.
-func appendLayouts(ctx context.Context, out []Example, e Example, m *llama.Model, retrieval *persona.Personalizer,
+func appendLayouts(ctx context.Context, out []Example, e Example, m *llama.Model, plug *persona.Plug, retrieval *persona.Personalizer,
 	items []profile.Item, input string, o DataOptions) ([]Example, error) {
 	var err error
 	if o.RetrieveK <= 0 || !o.RetrieveOnly {
-		if e.Prompt, e.At, err = layoutPrompt(ctx, m, nil, nil, input, o.MaxInput); err != nil {
+		if e.Prompt, e.At, err = layoutPrompt(ctx, m, plug, nil, nil, input, o.MaxInput); err != nil {
 			return nil, err
 		}
 		out = append(out, e)
@@ -207,9 +207,9 @@ func appendLayouts(ctx context.Context, out []Example, e Example, m *llama.Model
 			for i, k := range kept {
 				sub[i] = items[k]
 			}
-			return layoutPrompt(ctx, m, retrieval, sub, input, o.MaxInput)
+			return layoutPrompt(ctx, m, plug, retrieval, sub, input, o.MaxInput)
 		}
-		if e.Prompt, e.At, err = layoutPrompt(ctx, m, retrieval, items, input, o.MaxInput); err != nil {
+		if e.Prompt, e.At, err = layoutPrompt(ctx, m, plug, retrieval, items, input, o.MaxInput); err != nil {
 			return nil, err
 		}
 		out = append(out, e)
@@ -217,28 +217,28 @@ func appendLayouts(ctx context.Context, out []Example, e Example, m *llama.Model
 	return out, nil
 }
 
-// layoutPrompt tokenizes an example's prompt as inference lays it out: the
-// input alone (retrieval nil), or with retrieval's items from items before
-// the rows (the Personalizer's own rule); cut to maxInput tokens as
-// generation cuts it (persona.FitPromptAt: the oldest tokens go, BOS and
-// the text right before the answer stay).
-func layoutPrompt(ctx context.Context, m *llama.Model, retrieval *persona.Personalizer, items []profile.Item, input string, maxInput int) ([]llama.Token, int, error) {
-	req := persona.Request{Prompt: input}
+// layoutPrompt tokenizes an example's prompt as inference lays it out
+// (persona.Builder, with the place of the plug's rows that the graph
+// injects): the input alone (retrieval nil), or with retrieval's items
+// from items before the rows (the Personalizer's own rule); cut to
+// maxInput tokens as generation cuts it (persona.FitPromptAt: the oldest
+// tokens go, BOS and the text right before the answer stay).
+func layoutPrompt(ctx context.Context, m *llama.Model, plug *persona.Plug, retrieval *persona.Personalizer, items []profile.Item, input string, maxInput int) ([]llama.Token, int, error) {
+	var user *persona.Persona
 	if retrieval != nil {
 		u, _, err := retrieval.Prepare(ctx, items, nil)
 		if err != nil {
 			return nil, 0, err
 		}
-		if req, err = u.Personalize(ctx, input); err != nil {
-			return nil, 0, err
-		}
+		defer u.Close()
+		user = u
 	}
-	prompt, at, err := persona.PromptTokens(m, req.Context, req.Prompt)
+	b := persona.Builder{LLM: m, MaxPrompt: maxInput, Plug: plug}
+	t, err := b.Build(ctx, user, persona.Conversation{Prompt: input})
 	if err != nil {
 		return nil, 0, fmt.Errorf("tokenize the input: %w", err)
 	}
-	prompt, at, _ = persona.FitPromptAt(m, prompt, at, maxInput)
-	return prompt, at, nil
+	return t.Tokens, t.At, nil
 }
 
 // Augment returns the examples plus, for every example with more than two

@@ -115,15 +115,11 @@ func (b *benchRun) newPersonaBench(ctx context.Context, m *llama.Model, row benc
 	if err != nil {
 		return nil, err
 	}
-	req, err := ragUser.Personalize(ctx, pb.query)
+	rag, err := (&persona.Builder{LLM: m}).Build(ctx, ragUser, persona.Conversation{Prompt: pb.query})
 	if err != nil {
 		return nil, err
 	}
-	ragToks, err := m.Tokenize(req.Prompt, true, true)
-	if err != nil {
-		return nil, err
-	}
-	nctx := len(ragToks) + plug.NRows() + 64
+	nctx := len(rag.Tokens) + plug.NRows() + 64
 	pb.lc, err = m.NewContext(llama.ContextOptions{NCtx: nctx, NBatch: row.Batch, NUBatch: row.UBatch, Threads: in.threads, ThreadsBatch: in.threads, FlashAttn: in.fa})
 	if err != nil {
 		return nil, err
@@ -221,7 +217,7 @@ func (pb *personaBench) first(ctx context.Context, in []llama.Input) error {
 // no personalisation, PPlug (query encoding and aggregation included) and
 // retrieval (BM25 ranking and the longer prompt included).
 func (pb *personaBench) timeToFirstToken(ctx context.Context) error {
-	b, m := pb.b, pb.m
+	b := pb.b
 	ragUser, _, err := pb.rag.Prepare(ctx, pb.prof.Items, nil)
 	if err != nil {
 		return err
@@ -234,15 +230,11 @@ func (pb *personaBench) timeToFirstToken(ctx context.Context) error {
 		// The request once, for the note and n_prompt: the positions
 		// decoded, so avg_ts is the prompt rate including the
 		// personalisation's own work.
-		req, err := t.user.Personalize(ctx, pb.query)
+		turn, err := pb.turn(ctx, t.user)
 		if err != nil {
 			return err
 		}
-		in, err := req.Inputs(m)
-		if err != nil {
-			return err
-		}
-		n := llama.InputsLen(in, m.NEmbd())
+		n := turn.Positions()
 		var note string
 		switch t.user {
 		case nil:
@@ -255,15 +247,11 @@ func (pb *personaBench) timeToFirstToken(ctx context.Context) error {
 		b.personaStart(t.name)
 		ds, err := b.repeat(ctx, t.name, nil, func() (time.Duration, error) {
 			t0 := time.Now()
-			req, err := t.user.Personalize(ctx, pb.query)
+			turn, err := pb.turn(ctx, t.user)
 			if err != nil {
 				return 0, err
 			}
-			in, err := req.Inputs(m)
-			if err != nil {
-				return 0, err
-			}
-			if err := pb.first(ctx, in); err != nil {
+			if err := pb.first(ctx, turn.Inputs()); err != nil {
 				return 0, err
 			}
 			return time.Since(t0), nil
@@ -278,26 +266,26 @@ func (pb *personaBench) timeToFirstToken(ctx context.Context) error {
 	return nil
 }
 
+// turn is the bench query's turn for user (nil: none), as generate builds
+// it.
+func (pb *personaBench) turn(ctx context.Context, user *persona.Persona) (*persona.Turn, error) {
+	return (&persona.Builder{LLM: pb.m}).Build(ctx, user, persona.Conversation{Prompt: pb.query})
+}
+
 // promptSpeed times prompt processing of the same prompt with and without
 // the persona rows.
 func (pb *personaBench) promptSpeed(ctx context.Context) error {
-	b, m := pb.b, pb.m
-	req, err := pb.user.Personalize(ctx, pb.query)
+	b := pb.b
+	withRows, err := pb.turn(ctx, pb.user)
 	if err != nil {
 		return err
 	}
-	plainToks, err := m.Tokenize(pb.query, true, true)
-	if err != nil {
-		return err
-	}
-	for _, withRows := range []bool{false, true} {
+	for _, t := range []*persona.Turn{withRows.WithRows(nil, 0), withRows} {
 		name := "persona pp plain"
-		inputs := []llama.Input{llama.TokenInput(plainToks...)}
-		if withRows {
+		if len(t.Rows) > 0 {
 			name = "persona pp +rows"
-			inputs = persona.Inputs(m, req.Rows, plainToks)
 		}
-		n := llama.InputsLen(inputs, m.NEmbd())
+		inputs, n := t.Inputs(), t.Positions()
 		b.personaStart(name)
 		ds, err := b.repeat(ctx, name, nil, func() (time.Duration, error) {
 			if err := pb.lc.ClearMemory(); err != nil {

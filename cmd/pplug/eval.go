@@ -233,10 +233,7 @@ func evalMethods(c *cli.Context) ([]eval.Method, error) {
 			return nil, usageError{err}
 		}
 	} else {
-		methods = []eval.Method{eval.None, eval.BM25, eval.Recent}
-		if c.String("plug") != "" {
-			methods = append(methods, eval.PPlug, eval.PPlugBM25)
-		}
+		methods = persona.EvalMethods(c.String("plug") != "")
 	}
 	for _, m := range methods {
 		if m.NeedsPlug() && c.String("plug") == "" {

@@ -141,13 +141,10 @@ func showMethods(c *cli.Context) ([]eval.Method, error) {
 // defaultShowMethods are none and the plug's own method (bm25 without a
 // plug).
 func defaultShowMethods(pz *persona.Personalizer) []eval.Method {
-	switch {
-	case pz == nil:
+	if pz == nil {
 		return []eval.Method{eval.None, eval.BM25}
-	case pz.Plug.RetrieveK > 0:
-		return []eval.Method{eval.None, eval.PPlugBM25}
 	}
-	return []eval.Method{eval.None, eval.PPlug}
+	return []eval.Method{eval.None, pz.Plug.Method()}
 }
 
 // goldMap is the golds by question id (nil without --golds).

@@ -174,45 +174,40 @@ func runGenerate(c *cli.Context) error {
 		prompt = ps.prof.Query
 		fmt.Fprintf(stderr, "prompt: the input of question %s (-p gives another)\n", ps.prof.QuestionID)
 	}
-	req, input, err := ps.personalize(ctx, prompt)
-	if err != nil {
-		return err
-	}
-	n := llama.InputsLen(input, m.NEmbd())
-	if n == 0 {
-		return usagef("the prompt is empty and the model has no BOS token to start from: give a prompt with -p")
-	}
 	applyThreadDefault(c, m, &copts)
 	lctx, err := m.NewContext(copts)
 	if err != nil {
 		return err
 	}
 	defer lctx.Close()
-	if n >= lctx.NCtxSeq() {
-		return fmt.Errorf("%w: the input has %d positions and the context window %d (raise -c/--ctx-size up to the model's %d, or shorten the prompt)",
-			llama.ErrContextFull, n, lctx.NCtxSeq(), m.Info().NCtxTrain)
+	turn, err := ps.turn(ctx, prompt, lctx.NCtxSeq())
+	switch {
+	case errors.Is(err, persona.ErrEmptyInput):
+		return usagef("the prompt is empty and the model has no BOS token to start from: give a prompt with -p")
+	case errors.Is(err, llama.ErrContextFull):
+		return fmt.Errorf("%w (raise -c/--ctx-size up to the model's %d, or shorten the prompt)", err, m.Info().NCtxTrain)
+	case err != nil:
+		return err
 	}
 	if c.Bool("explain") {
-		ps.explain(stderr, req, c.Int("explain-k"))
+		ps.explain(stderr, turn.Request, c.Int("explain-k"))
 	}
 	if c.Bool("verbose-prompt") {
-		if err := printPrompt(stderr, m, req); err != nil {
-			return err
-		}
+		printPrompt(stderr, m, turn)
 	}
 	// The plug's learned length prior, as in training and eval.
-	sopts.EOSBias = req.EOSBias
+	sopts = turn.SamplerOptions(sopts)
 	smp, err := m.NewSampler(sopts)
 	if err != nil {
 		return err
 	}
 	defer smp.Close()
-	slog.Debug("generate", "input_positions", n, "n_ctx", lctx.NCtx(), "threads", lctx.Threads(), "sampler", fmt.Sprintf("%+v", sopts))
+	slog.Debug("generate", "input_positions", turn.Positions(), "n_ctx", lctx.NCtx(), "threads", lctx.Threads(), "sampler", fmt.Sprintf("%+v", sopts))
 
 	if c.Bool("echo") {
 		fmt.Fprint(stdout, prompt)
 	}
-	res, err := lctx.Generate(ctx, smp, input, 0, llama.GenerateOptions{
+	res, err := lctx.Generate(ctx, smp, turn.Inputs(), 0, llama.GenerateOptions{
 		MaxTokens: c.Int("n-predict"),
 		IgnoreEOG: c.Bool("ignore-eos"),
 		Stop:      stops,
@@ -242,40 +237,26 @@ func printTimings(w io.Writer, s llama.Stats) {
 
 func ms(sec float64) float64 { return sec * 1000 }
 
-// printPrompt prints the input of a request position by position, as
-// llama-cli's --verbose-prompt does, with the persona rows in their place.
-func printPrompt(w io.Writer, m *llama.Model, req persona.Request) error {
-	toks, at, err := req.Tokenize(m)
-	if err != nil {
-		return err
-	}
-	d := m.NEmbd()
-	nRows := len(req.Rows) / d
-	fmt.Fprintf(w, "prompt (%s): %q\n", req.Method, req.Prompt)
-	if nRows == 0 {
-		fmt.Fprintf(w, "number of positions in the input = %d (tokens)\n", len(toks))
-		for i, t := range toks {
-			fmt.Fprintf(w, "%6d -> %6d %q\n", i, t, m.TokenPiece(t, true))
+// printPrompt prints the input of a turn position by position, as
+// llama-cli's --verbose-prompt does, with the persona rows in their place
+// (persona.Turn.Slots).
+func printPrompt(w io.Writer, m *llama.Model, t *persona.Turn) {
+	fmt.Fprintf(w, "prompt (%s): %q\n", t.Method, t.Text)
+	l := t.Layout
+	if l.NRows() == 0 {
+		fmt.Fprintf(w, "number of positions in the input = %d (tokens)\n", len(t.Tokens))
+		for i, tk := range t.Tokens {
+			fmt.Fprintf(w, "%6d -> %6d %q\n", i, tk, m.TokenPiece(tk, true))
 		}
-		return nil
+		return
 	}
-	l, body := persona.NewLayout(m, req.NInstr, nRows-req.NInstr, toks, at)
 	fmt.Fprintf(w, "number of positions in the input = %d (%d BOS, %d context tokens, %d instruction rows, %d persona rows, %d prompt tokens)\n",
 		l.Len(), l.ContextAt(), l.NContext, l.NInstr, l.NPersona, l.NPrompt)
-	if l.BOS {
-		fmt.Fprintf(w, "%6d -> %6d %q\n", 0, m.BOS(), m.TokenPiece(m.BOS(), true))
+	for _, s := range t.Slots() {
+		if s.Token < 0 {
+			fmt.Fprintf(w, "%6d -> [%s row %d]\n", s.Pos, s.Kind, s.Row)
+			continue
+		}
+		fmt.Fprintf(w, "%6d -> %6d %q\n", s.Pos, s.Token, m.TokenPiece(s.Token, true))
 	}
-	for i, t := range body[:l.NContext] {
-		fmt.Fprintf(w, "%6d -> %6d %q\n", l.BodyAt(i), t, m.TokenPiece(t, true))
-	}
-	for j := range l.NInstr {
-		fmt.Fprintf(w, "%6d -> [instruction row %d]\n", l.InstrAt(j), j+1)
-	}
-	for j := range l.NPersona {
-		fmt.Fprintf(w, "%6d -> [persona row %d]\n", l.PersonaAt()+j, j+1)
-	}
-	for i, t := range body[l.NContext:] {
-		fmt.Fprintf(w, "%6d -> %6d %q\n", l.PromptAt()+i, t, m.TokenPiece(t, true))
-	}
-	return nil
 }

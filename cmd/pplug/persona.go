@@ -125,46 +125,33 @@ func methodFlag() cli.Flag {
 	return &cli.StringFlag{Name: "method", Value: "auto", Usage: "personalisation: auto (pplug with --plug, bm25 with a profile alone), none, bm25, recent, pplug or pplug+bm25"}
 }
 
-// personaMethod is the method the flags ask for.
+// personaMethod is the method the flags ask for (persona.ChooseMethod,
+// its errors named by the flags).
 func personaMethod(c *cli.Context) (persona.Method, error) {
 	s := "auto"
 	if c.IsSet("method") {
 		s = c.String("method")
 	}
-	profile, plug := c.String("profile") != "", c.String("plug") != ""
-	if s == "auto" || s == "" {
-		switch {
-		case plug:
-			return persona.MethodPPlug, nil
-		case profile:
-			return persona.MethodBM25, nil
-		}
-		return persona.MethodNone, nil
-	}
-	m, err := persona.ParseMethod(s)
-	if err != nil {
-		return "", usageError{fmt.Errorf("--method: %w", err)}
-	}
+	m, err := persona.ChooseMethod(c.String("plug") != "", c.String("profile") != "", s)
 	switch {
-	case m.NeedsPlug() && !plug:
-		return "", usagef("--method %s needs --plug", m)
-	case m.NeedsProfile() && !profile:
-		return "", usagef("--method %s needs --profile", m)
-	case !m.NeedsPlug() && plug:
-		return "", usagef("--method %s uses no plug; leave out --plug", m)
+	case err == nil:
+		return m, nil
+	case errors.Is(err, persona.ErrPlugNeedsProfile):
+		return "", usagef("--plug needs --profile: a plug-in turns a user's history into persona rows")
+	case errors.Is(err, persona.ErrMethodNeedsPlug):
+		return "", usagef("--method %s needs --plug", s)
+	case errors.Is(err, persona.ErrMethodNeedsProfile):
+		return "", usagef("--method %s needs --profile", s)
+	case errors.Is(err, persona.ErrMethodUsesNoPlug):
+		return "", usagef("--method %s uses no plug; leave out --plug", s)
 	}
-	return m, nil
+	return "", usageError{fmt.Errorf("--method: %w", err)}
 }
 
 // checkPersonaFlags checks that --profile, --plug and --method go
 // together, and returns the method they ask for. Commands call it before
 // they load a model; setupPersona calls it again.
-func checkPersonaFlags(c *cli.Context) (persona.Method, error) {
-	if c.String("profile") == "" && c.String("plug") != "" {
-		return "", usagef("--plug needs --profile: a plug-in turns a user's history into persona rows")
-	}
-	return personaMethod(c)
-}
+func checkPersonaFlags(c *cli.Context) (persona.Method, error) { return personaMethod(c) }
 
 // setupPersona prepares what --profile, --plug and --method ask for.
 func setupPersona(ctx context.Context, c *cli.Context, llm *llama.Model, stderr io.Writer) (*personaState, error) {
@@ -345,34 +332,30 @@ func openRuntime(ctx context.Context, c *cli.Context, llm *llama.Model) (*person
 	return pz, closeAll, nil
 }
 
-// personalize turns the prompt into the model's input: the request's
-// prompt text and rows, laid out by persona.Inputs.
-func (st *personaState) personalize(ctx context.Context, prompt string) (persona.Request, []llama.Input, error) {
-	req, err := st.user.Personalize(ctx, prompt)
-	if err != nil {
-		return req, nil, err
-	}
-	in, err := req.Inputs(st.pz.LLM)
-	return req, in, err
+// turn builds the prompt's decode-ready turn (persona.Builder) for a
+// context window of window positions.
+func (st *personaState) turn(ctx context.Context, prompt string, window int) (*persona.Turn, error) {
+	b := persona.Builder{LLM: st.pz.LLM, Window: window}
+	return b.Build(ctx, st.user, persona.Conversation{Prompt: prompt})
 }
 
-// explain prints what personalised a request: the k history items that
-// weigh most (PPlug) and the items retrieved into the prompt with their
-// BM25 scores (retrieval).
-func (st *personaState) explain(w io.Writer, req persona.Request, k int) {
+// explain prints what personalised a request (a turn's): the k history
+// items that weigh most (PPlug) and the items retrieved into the prompt
+// with their BM25 scores (retrieval).
+func (st *personaState) explain(w io.Writer, t persona.Request, k int) {
 	if st.user == nil {
 		fmt.Fprintln(w, "persona: none (no --profile)")
 		return
 	}
-	if req.Weights != nil {
-		top := st.user.Top(req.Weights, k)
+	if t.Weights != nil {
+		top := st.user.Top(t.Weights, k)
 		fmt.Fprintf(w, "persona: the %d history items with the highest weights (of %d):\n", len(top), st.user.Len())
 		for _, x := range top {
 			fmt.Fprintf(w, "  %.4f  %s\n", x.Weight, itemLine(x.Index, x.Item))
 		}
 	}
-	if req.Method.Retrieves() {
-		st.explainRetrieved(w, req)
+	if t.Method.Retrieves() {
+		st.explainRetrieved(w, t)
 	}
 }
 

@@ -651,17 +651,30 @@ func (l *loader) finish() error {
 			dated++
 		}
 	}
-	if dated < len(items) {
-		if dated > 0 {
-			if err := l.warn(Warning{Index: -1, Msg: fmt.Sprintf("%d of %d items have no date; kept the last %d in file order", len(items)-dated, len(items), max)}); err != nil {
-				return err
-			}
+	if dated > 0 && dated < len(items) {
+		if err := l.warn(Warning{Index: -1, Msg: fmt.Sprintf("%d of %d items have no date; kept the last %d in file order", len(items)-dated, len(items), max)}); err != nil {
+			return err
 		}
-		l.p.Items = slices.Clone(items[len(items)-max:])
-		return nil
 	}
-	// The most recent by date; among equal dates the later in the file.
-	l.p.ByDate = true
+	l.p.Items, l.p.ByDate = KeepRecent(items, max)
+	return nil
+}
+
+// KeepRecent is the one max-items rule: at most max items (max <= 0: all),
+// the most recent by date when every item has a date (among equal dates
+// the later one; kept in their order), else the last max in order (for a
+// store, the last inserted). byDate says which rule applied. Loading a
+// profile file applies it (Options.MaxItems); the server applies it to
+// the items of its store.
+func KeepRecent(items []Item, max int) (kept []Item, byDate bool) {
+	if max <= 0 || len(items) <= max {
+		return items, false
+	}
+	for _, it := range items {
+		if !it.HasDate() {
+			return slices.Clone(items[len(items)-max:]), false
+		}
+	}
 	order := make([]int, len(items))
 	for i := range order {
 		order[i] = i
@@ -675,10 +688,9 @@ func (l *loader) finish() error {
 	})
 	keep := order[:max]
 	sort.Ints(keep)
-	kept := make([]Item, len(keep))
+	kept = make([]Item, len(keep))
 	for i, k := range keep {
 		kept[i] = items[k]
 	}
-	l.p.Items = kept
-	return nil
+	return kept, true
 }

@@ -518,3 +518,22 @@ func TestLoadErrorsNameTheProfileOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestKeepRecent is the one max-items rule: the newest by date when every
+// item has one, else the last in order (a store's last inserted).
+func TestKeepRecent(t *testing.T) {
+	d := func(s string) time.Time { tm, _ := time.Parse("2006-01-02", s); return tm }
+	dated := []Item{{Text: "a", Date: d("2024-03-01")}, {Text: "b", Date: d("2024-01-01")}, {Text: "c", Date: d("2024-02-01")}}
+	kept, byDate := KeepRecent(dated, 2)
+	if !byDate || len(kept) != 2 || kept[0].Text != "a" || kept[1].Text != "c" {
+		t.Fatalf("dated: %+v %v", kept, byDate)
+	}
+	undated := append(dated[:2:2], Item{Text: "z"})
+	kept, byDate = KeepRecent(undated, 2)
+	if byDate || len(kept) != 2 || kept[0].Text != "b" || kept[1].Text != "z" {
+		t.Fatalf("undated: %+v %v", kept, byDate)
+	}
+	if kept, _ := KeepRecent(dated, 0); len(kept) != 3 {
+		t.Fatalf("no bound kept %d", len(kept))
+	}
+}
