@@ -130,14 +130,14 @@ func completionText(t *testing.T, body []byte) string {
 func TestCompletionInputIsTheLibraryLayout(t *testing.T) {
 	ts := startServerWith(t, 1, "", func(c *Config) { c.Personalizer.Plug.RetrieveK = 2 })
 	ctx := context.Background()
-	in, aerr := ts.srv.personalInput(ctx, "lily", nil, "Once upon a time", renderCompletion)
+	in, aerr := ts.srv.personalInput(ctx, "lily", nil, "Once upon a time", ts.srv.layCompletion)
 	if aerr != nil {
 		t.Fatal(aerr)
 	}
-	if in.req.Method != persona.MethodPPlugBM25 || in.req.Context == "" {
-		t.Fatalf("method %s, context %q: want pplug+bm25 with retrieved items", in.req.Method, in.req.Context)
+	if in.turn.Method != persona.MethodPPlugBM25 || in.turn.Context == "" {
+		t.Fatalf("method %s, context %q: want pplug+bm25 with retrieved items", in.turn.Method, in.turn.Context)
 	}
-	want, err := in.req.Inputs(ts.m)
+	want, err := in.turn.Request.Inputs(ts.m)
 	if err != nil {
 		t.Fatal(err)
 	}

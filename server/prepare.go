@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"net/http"
@@ -77,13 +78,13 @@ type prepared struct {
 	created int64
 }
 
-// renderFunc makes the text the model reads of a personalised request,
-// and the start of it that goes before the rows (see personalizer.inputs).
-type renderFunc func(persona.Request) (text, context string, err error)
+// layFunc lays out a personalised request as the route's turn (see
+// persona.Builder.Lay).
+type layFunc func(persona.Request) (*persona.Turn, error)
 
 // prepare validates the sampling fields, resolves the user, builds the
 // model input (through the personalisation glue) and the sampler.
-func (s *Server) prepare(ctx context.Context, c caller, p samplingParams, query string, render renderFunc, extraStops []string) (*prepared, *apiError) {
+func (s *Server) prepare(ctx context.Context, c caller, p samplingParams, query string, lay layFunc) (*prepared, *apiError) {
 	if err := s.checkModel(p.Model); err != nil {
 		return nil, err
 	}
@@ -103,11 +104,11 @@ func (s *Server) prepare(ctx context.Context, c caller, p samplingParams, query 
 	if aerr != nil {
 		return nil, aerr
 	}
-	in, aerr := s.personalInput(ctx, user, p.PPlug, query, render)
+	in, aerr := s.personalInput(ctx, user, p.PPlug, query, lay)
 	if aerr != nil {
 		return nil, aerr
 	}
-	n, req := len(in.keys), in.req
+	n := len(in.keys)
 	room := min(s.lctx.NCtxSeq(), s.lctx.NCtx()) - n
 	if maxTok < 0 {
 		maxTok = min(s.cfg.MaxTokens, room)
@@ -116,13 +117,13 @@ func (s *Server) prepare(ctx context.Context, c caller, p samplingParams, query 
 		return nil, badRequest("context_length_exceeded", "the prompt takes %d positions and max_tokens %d more, the context window has %d (lower max_tokens, shorten the prompt or restart the server with a larger -c)",
 			n, maxTok, min(s.lctx.NCtxSeq(), s.lctx.NCtx()))
 	}
-	opts.EOSBias = req.EOSBias // the plug's length prior where its rows go
+	opts = in.turn.SamplerOptions(opts) // the plug's length prior where its rows go
 	smp, err := s.cfg.Model.NewBiasedSampler(opts, bias)
 	if err != nil {
 		return nil, samplerError(err)
 	}
 	dec, err := llama.NewSequence(llama.SequenceOptions{Sampler: smp, MaxTokens: maxTok, IgnoreEOG: p.IgnoreEOS,
-		Stop: append(append([]string(nil), p.Stop...), extraStops...), Logprobs: p.logprobs.on, TopLogprobs: p.logprobs.top})
+		Stop: append(append([]string(nil), p.Stop...), in.turn.Stops...), Logprobs: p.logprobs.on, TopLogprobs: p.logprobs.top})
 	if err != nil {
 		smp.Close()
 		return nil, badRequest("", "%v", err)
@@ -136,13 +137,13 @@ func (s *Server) prepare(ctx context.Context, c caller, p samplingParams, query 
 // personalInput is a request's model input: the method it asks for, the
 // user's persona for its query, the rendered prompt laid out with the rows.
 type personalInput struct {
-	req    persona.Request
+	turn   *persona.Turn
 	mode   string // X-PPlug-Persona: the method, and why a user got none
 	inputs []llama.Input
 	keys   []uint64 // one per position (see inputKeys)
 }
 
-func (s *Server) personalInput(ctx context.Context, user string, o *pplugOptions, query string, render renderFunc) (personalInput, *apiError) {
+func (s *Server) personalInput(ctx context.Context, user string, o *pplugOptions, query string, lay layFunc) (personalInput, *apiError) {
 	var in personalInput
 	method, aerr := s.method(o)
 	if aerr != nil {
@@ -152,22 +153,35 @@ func (s *Server) personalInput(ctx context.Context, user string, o *pplugOptions
 	if err != nil {
 		return in, errf(http.StatusInternalServerError, "server_error", "", "persona: %v", err)
 	}
-	in.req, in.mode = req, string(req.Method)
+	in.mode = string(req.Method)
 	if why != "" {
 		in.mode += "; reason=" + why
 		s.logNoPersona(user, why)
 	}
-	text, lead, err := render(req)
-	if err != nil {
-		return in, badRequest("", "%v", err)
+	if in.turn, err = lay(req); err != nil {
+		if errors.Is(err, persona.ErrEmptyInput) {
+			return in, badRequest("", "the prompt is empty")
+		}
+		return in, badRequest("", "lay out the prompt: %v", err)
 	}
-	if in.inputs, in.keys, err = s.pers.inputs(req, text, lead); err != nil {
-		return in, badRequest("", "tokenize the prompt: %v", err)
+	if in.inputs, in.keys, err = s.turnInputs(in.turn); err != nil {
+		return in, errf(http.StatusInternalServerError, "server_error", "", "%v", err)
 	}
 	if len(in.keys) == 0 {
 		return in, badRequest("", "the prompt is empty")
 	}
 	return in, nil
+}
+
+// turnInputs are a turn's inputs and the keys of their positions for the
+// prefix cache (inputKeys).
+func (s *Server) turnInputs(t *persona.Turn) ([]llama.Input, []uint64, error) {
+	in := t.Inputs()
+	keys := inputKeys(s.cfg.Model, t.Rows, t.Tokens, t.At)
+	if n := llama.InputsLen(in, s.cfg.Model.NEmbd()); n != len(keys) {
+		return nil, nil, fmt.Errorf("the input takes %d positions but has %d prefix keys (a layout the prefix cache does not know)", n, len(keys))
+	}
+	return in, keys, nil
 }
 
 // method is the personalisation a request asks for ("pplug": {"method"})

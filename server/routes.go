@@ -11,6 +11,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -140,20 +141,15 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, c caller) *apiErro
 	if first >= 0 {
 		query, latest = msgs[first].Content, msgs[last].Content
 	}
-	render := func(pr persona.Request) (string, string, error) {
-		sent := append([]llama.ChatMessage(nil), msgs...)
-		if first >= 0 {
-			sent[first].Content = pr.Prompt
-		}
-		text, err := llama.ApplyChatTemplate(s.tmpl, sent, true)
-		return text, "", err // the rows open the conversation
+	lay := func(pr persona.Request) (*persona.Turn, error) {
+		return s.chatTurns.Lay(opening(pr, msgs, first, last))
 	}
 	if aerr := s.checkRemember(r.Context(), c, &req, latest); aerr != nil {
 		return aerr
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	p, aerr := s.prepare(ctx, c, req.samplingParams, query, render, s.stops)
+	p, aerr := s.prepare(ctx, c, req.samplingParams, query, lay)
 	if aerr != nil {
 		return aerr
 	}
@@ -215,16 +211,39 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request, c caller) *
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	p, aerr := s.prepare(ctx, c, req.samplingParams, prompt, renderCompletion, nil)
+	p, aerr := s.prepare(ctx, c, req.samplingParams, prompt, s.layCompletion)
 	if aerr != nil {
 		return aerr
 	}
 	return s.run(w, r, p, cancel, s.completionAnswer(p, req.samplingParams.logprobs))
 }
 
-// renderCompletion is a completion's prompt as the persona package lays
-// it out: the retrieved items (pplug+bm25) before the rows, the rest after.
-func renderCompletion(pr persona.Request) (string, string, error) { return pr.Prompt, pr.Context, nil }
+// layCompletion lays out a completion's prompt as the persona package
+// does: BOS, the retrieved items (pplug+bm25), the rows, the rest.
+func (s *Server) layCompletion(pr persona.Request) (*persona.Turn, error) {
+	return s.promptTurns.Lay(pr, persona.Conversation{Prompt: pr.Prompt})
+}
+
+// opening is what the turn builder lays out for a chat request personalised
+// by its first user message (see chat): that message becomes the
+// request's prompt text (its retrieved items first), and the last one is
+// answered as it is. A conversation without a user message keeps its
+// system messages as the system prompt and answers an empty user turn.
+func opening(req persona.Request, msgs []llama.ChatMessage, first, last int) (persona.Request, persona.Conversation) {
+	if first < 0 {
+		var sys []string
+		for _, m := range msgs {
+			if m.Role == "system" {
+				sys = append(sys, m.Content)
+			}
+		}
+		return req, persona.Conversation{System: strings.Join(sys, "\n\n")}
+	}
+	sent := slices.Clone(msgs)
+	sent[first].Content = req.Prompt
+	req.Prompt = sent[last].Content
+	return req, persona.Conversation{Messages: sent}
+}
 
 func (s *Server) embeddings(w http.ResponseWriter, r *http.Request, _ caller) *apiError {
 	var req embeddingRequest

@@ -62,15 +62,15 @@ type Config struct {
 
 // Server serves the routes of the package documentation.
 type Server struct {
-	cfg     Config
-	lctx    *llama.Context
-	sched   *scheduler
-	pers    *personalizer
-	tmpl    string // chat template (model's own or llama.cpp's chatml)
-	stops   []string
-	eog     []llama.Token // the vocabulary's end-of-generation tokens (ignore_eos)
-	log     *slog.Logger
-	created int64
+	cfg         Config
+	lctx        *llama.Context
+	sched       *scheduler
+	pers        *personalizer
+	chatTurns   *persona.Builder // chat turns: the model's template or the one fallback
+	promptTurns *persona.Builder // completions: the prompt as it is
+	eog         []llama.Token    // the vocabulary's end-of-generation tokens (ignore_eos)
+	log         *slog.Logger
+	created     int64
 }
 
 // New creates the context and starts the scheduler.
@@ -99,7 +99,16 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, lctx: lctx, log: cfg.Logger, created: time.Now().Unix(), eog: eogTokens(cfg.Model)}
-	s.tmpl, s.stops = chatTemplate(cfg.Model, s.log)
+	tmpl, err := persona.ChooseTemplate(cfg.Model, "")
+	if err != nil {
+		lctx.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if tmpl.Notice != "" {
+		s.log.Info(tmpl.Notice)
+	}
+	s.chatTurns = &persona.Builder{LLM: cfg.Model, Template: &tmpl}
+	s.promptTurns = &persona.Builder{LLM: cfg.Model}
 	s.pers = newPersonalizer(pz, cfg.Encoder, cfg.Store, cfg.MaxItems)
 	s.sched = newScheduler(lctx, parallel, cfg.CacheSlots > 0, cfg.MaxQueue, cfg.Logger)
 	return s, nil
@@ -161,19 +170,6 @@ func bestMethod(pz *persona.Personalizer) persona.Method {
 		return persona.MethodPPlugBM25
 	}
 	return persona.MethodPPlug
-}
-
-// chatTemplate is the model's chat template when llama.cpp can apply it,
-// else chatml with its stop strings (what llama-server does).
-func chatTemplate(m *llama.Model, log *slog.Logger) (string, []string) {
-	tmpl := m.Info().ChatTemplate
-	if tmpl != "" {
-		if _, err := llama.ApplyChatTemplate(tmpl, []llama.ChatMessage{{Role: "user", Content: "hi"}}, true); err == nil {
-			return tmpl, nil
-		}
-	}
-	log.Info("the model has no chat template llama.cpp can apply: using chatml")
-	return "chatml", []string{"<|im_end|>", "<|im_start|>"}
 }
 
 // eogTokens lists the tokens that end generation.

@@ -671,10 +671,7 @@ func TestUsersSharingItemsEncodeThemOnce(t *testing.T) {
 // openPersonas counts the prepared personas that still hold their
 // resident buffers.
 func (ts *testServer) openPersonas() int {
-	p := ts.srv.pers
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.live
+	return ts.srv.pers.live()
 }
 
 // TestSlowClientBlocksNoOne: a client that sends a streaming request and
