@@ -160,16 +160,13 @@ func (cfg *Config) personalizer() (*persona.Personalizer, error) {
 }
 
 // bestMethod is what a server serves by default: with a plug, the method
-// it was trained for (pplug+bm25 with the plug's K for a plug trained with
-// --retrieve-k K, pplug otherwise); without one, the Personalizer's own.
+// it was trained for (persona.Plug.Method: pplug+bm25 for a plug trained
+// with --retrieve-k, pplug otherwise); without one, the Personalizer's.
 func bestMethod(pz *persona.Personalizer) persona.Method {
-	switch {
-	case pz.Plug == nil:
+	if pz.Plug == nil {
 		return pz.Method
-	case pz.Plug.RetrieveK > 0:
-		return persona.MethodPPlugBM25
 	}
-	return persona.MethodPPlug
+	return pz.Plug.Method()
 }
 
 // eogTokens lists the tokens that end generation.
