@@ -15,6 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
+  [[ $# -eq 0 ]] || echo "bench-turns: $*" >&2
   echo "usage: scripts/bench-turns.sh MODEL [-t 2] [--turns 10] [--words 55]" >&2
   exit 2
 }
@@ -23,20 +24,25 @@ die() {
   exit 1
 }
 
-[[ $# -ge 1 && -f $1 ]] || usage
+[[ $# -ge 1 ]] || usage "no MODEL given"
 model=$1
 shift
 threads=2 turns=10 words=55
 while [[ $# -gt 0 ]]; do
-  [[ $# -ge 2 && $2 =~ ^[0-9]{1,6}$ && $2 -ge 1 ]] || usage
+  case $1 in
+  -t | --turns | --words) ;;
+  *) usage "unknown option $1" ;;
+  esac
+  [[ $# -ge 2 ]] || usage "$1 needs a value"
+  [[ $2 =~ ^[0-9]{1,6}$ && $2 -ge 1 ]] || usage "$1 $2: want a whole number >= 1"
   case $1 in
   -t) threads=$2 ;;
   --turns) turns=$2 ;;
   --words) words=$2 ;;
-  *) usage ;;
   esac
   shift 2
 done
+[[ -f $model ]] || die "model $model not found"
 pplug=${PPLUG:-bin/pplug}
 [[ -x $pplug ]] || die "$pplug is missing: run make build (or set PPLUG)"
 out=${OUT:-$(mktemp -d)}
