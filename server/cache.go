@@ -71,8 +71,11 @@ func (s *scheduler) makeRoom(target *slot, need int) bool {
 				lru = sl
 			}
 		}
-		if s.reserved+kept+need <= s.budget {
+		switch {
+		case s.reserved+kept+need <= s.budget:
 			return true
+		case lru == nil:
+			return false
 		}
 		s.evict(lru)
 	}
