@@ -10,9 +10,10 @@ import (
 // The prefix cache. An idle slot keeps the KV of its last job (prompt and
 // the generated tokens decoded), with one key per position. A new job goes
 // to the idle slot whose keys share the longest prefix with its own when
-// that prefix covers at least half of the job's prompt (the next turn of a
-// conversation); otherwise to an empty slot, else to the least recently
-// used one. Either way it decodes only what follows the shared prefix.
+// that prefix is at least half of what the slot holds or half of the job's
+// prompt (the next turn of a conversation); otherwise, so as not to drop
+// a conversation's KV for a request that shares little of it (BOS, a
+// system prompt), to an empty slot, else to the least recently used one. Either way it decodes only what follows the shared prefix.
 // When the KV cache lacks room for a job, idle slots give up their KV,
 // least recently used first.
 
@@ -40,7 +41,7 @@ func (s *scheduler) pick(j *job) (*slot, int) {
 		}
 	}
 	sl := best
-	if best == nil || 2*bestN < j.nPos {
+	if best == nil || 2*bestN < len(best.keys) && 2*bestN < j.nPos {
 		sl = empty
 		if sl == nil {
 			sl = lru

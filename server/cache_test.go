@@ -159,6 +159,20 @@ func TestPrefixNeverCrossesPersonas(t *testing.T) {
 	}
 }
 
+// A short first turn whose next turn is more than twice as long still goes
+// to its slot, not to an empty one: the slot's whole prompt is the start
+// of the next.
+func TestShortTurnKeepsItsSlot(t *testing.T) {
+	ts := startServerWith(t, 1, "", withCacheSlots(2))
+	conv := []string{"Hi."}
+	a, u1 := ts.chatTurn(t, "lily", conv, true)
+	conv = append(conv, a+strings.Repeat(" The cat sat on the mat.", 12), "Go on.")
+	_, u2 := ts.chatTurn(t, "lily", conv, true)
+	if c := u2.cached(t); 2*c >= u2.PromptTokens || c < u1.PromptTokens {
+		t.Fatalf("turn 2 (%d positions) reused %d; turn 1 had %d: the test wants a turn 2 more than twice as long, reusing turn 1", u2.PromptTokens, c, u1.PromptTokens)
+	}
+}
+
 // With every slot holding a conversation, a new one takes the least
 // recently used slot: that conversation's next turn starts over, the
 // others keep their prefix.
