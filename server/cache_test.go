@@ -5,8 +5,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/pplug/pplug/persona"
 )
 
 // turnUsage is the usage of one answer.
@@ -204,5 +207,28 @@ func TestKeptPrefixesYieldToTheKVBudget(t *testing.T) {
 	ts.chatTurn(t, "sue", []string{long}, true) // needs lily's room
 	if _, u := ts.chatTurn(t, "lily", []string{long, a, "Go on."}, true); u.cached(t) > ts.shared() {
 		t.Fatalf("lily's prefix survived past the KV budget (cached %d)", u.cached(t))
+	}
+}
+
+// The turns of a conversation are personalised by its first message once
+// per revision of the user's items: the same request (rows included) each
+// turn, made again after the history changes.
+func TestOpeningIsPersonalisedOnce(t *testing.T) {
+	ts := startServerWith(t, 1, "", withCacheSlots(1))
+	var rows [][]float32
+	ts.srv.pers.seen = func(_ string, r persona.Request) { rows = append(rows, r.Rows) }
+	conv := []string{"Tell me a story about a cat."}
+	a, _ := ts.chatTurn(t, "lily", conv, true)
+	conv = append(conv, a, "Go on.")
+	ts.chatTurn(t, "lily", conv, true)
+	if h := ts.srv.pers.made.hits; h != 1 || len(rows) != 2 || !slices.Equal(rows[0], rows[1]) {
+		t.Fatalf("%d reuses of a made request over 2 turns; rows equal: %v", h, len(rows) == 2 && slices.Equal(rows[0], rows[1]))
+	}
+	if code, e, _ := ts.do(t, http.MethodPost, "/v1/users/lily/items", map[string]any{"text": "Lily rode a red bike."}); code != http.StatusCreated {
+		t.Fatalf("add an item: %d %+v", code, e)
+	}
+	ts.chatTurn(t, "lily", conv, true)
+	if h := ts.srv.pers.made.hits; h != 1 || slices.Equal(rows[1], rows[2]) {
+		t.Fatalf("a changed history reused the old request (%d reuses, same rows %v)", h, slices.Equal(rows[1], rows[2]))
 	}
 }

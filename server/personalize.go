@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/pplug/pplug/persona"
 	"github.com/pplug/pplug/persona/profile"
@@ -25,6 +27,7 @@ type personalizer struct {
 	st       *store.Store
 	maxItems int
 	held     persona.Personas // keyed by personaKey
+	made     madeRequests
 
 	// seen, when set (tests), gets every personalised request.
 	seen func(user string, req persona.Request)
@@ -141,14 +144,68 @@ func (p *personalizer) personalize(ctx context.Context, user string, method pers
 		return none, reasonNoHistory, nil
 	}
 	defer pu.Release()
-	req, err := pu.Persona.Personalize(ctx, query)
-	if err != nil {
-		return none, "", fmt.Errorf("persona of %q: %w", user, err)
+	key := madeKey{pu, sha256.Sum256([]byte(query))}
+	req, ok := p.made.get(key)
+	if !ok {
+		if req, err = pu.Persona.Personalize(ctx, query); err != nil {
+			return none, "", fmt.Errorf("persona of %q: %w", user, err)
+		}
+		p.made.put(key, req)
 	}
 	if p.seen != nil {
 		p.seen(user, req)
 	}
 	return req, "", nil
+}
+
+// madeRequests keeps the requests personalised last, by prepared persona
+// and query: every turn of a conversation is personalised by its first
+// user message, whose request (retrieval, the query's encoding, the rows)
+// is the same each time for one revision of the user's items. Requests
+// are read-only once made.
+type madeRequests struct {
+	mu    sync.Mutex
+	byKey map[madeKey]persona.Request
+	order []madeKey // oldest first
+	hits  int       // tests
+}
+
+// madeKey names a request: the persona held for one revision of a user's
+// items and method (a new revision is a new one), and the query's hash.
+type madeKey struct {
+	held  *persona.HeldPersona
+	query [sha256.Size]byte
+}
+
+// maxMadeRequests bounds the requests kept.
+const maxMadeRequests = 256
+
+func (m *madeRequests) get(k madeKey) (persona.Request, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.byKey[k]
+	if ok {
+		m.hits++
+	}
+	return r, ok
+}
+
+func (m *madeRequests) put(k madeKey, r persona.Request) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.byKey == nil {
+		m.byKey = map[madeKey]persona.Request{}
+	}
+	if _, ok := m.byKey[k]; ok {
+		return
+	}
+	if len(m.order) >= maxMadeRequests {
+		delete(m.byKey, m.order[0])
+		m.order[0] = madeKey{}
+		m.order = m.order[1:]
+	}
+	m.byKey[k] = r
+	m.order = append(m.order, k)
 }
 
 // encode embeds texts with the history encoder (for /v1/embeddings).
