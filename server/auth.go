@@ -83,3 +83,30 @@ func (s *Server) userByKey(r *http.Request, key string) (caller, *apiError) {
 	}
 	return caller{user: id}, nil
 }
+
+// caller is who a request comes from: the operator (the server's API key,
+// or anyone when none is set) or one user (by their own key).
+type caller struct {
+	admin bool
+	user  string
+}
+
+func (c caller) mayAccess(user string) bool { return c.admin || c.user == user }
+
+type handler func(w http.ResponseWriter, r *http.Request, c caller) *apiError
+
+func (s *Server) authed(h handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+		c, aerr := s.authenticate(r)
+		if aerr == nil {
+			aerr = h(w, r, c)
+		}
+		if aerr != nil {
+			if aerr.status == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="pplug"`)
+			}
+			writeError(w, aerr)
+		}
+	})
+}

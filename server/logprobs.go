@@ -1,18 +1,11 @@
 package server
 
-// tokenProb is one generated token's log-probability and its top
-// alternatives, with where its text starts in the answer.
-type tokenProb struct {
-	piece   []byte
-	logprob float32
-	top     []altProb
-	offset  int // byte offset of the token's text in the answer
-}
+import "github.com/pplug/pplug/llama"
 
-type altProb struct {
-	piece   []byte
-	logprob float32
-}
+// tokenProb is one generated token's log-probability and its top
+// alternatives, with where its text starts in the answer (the slot's
+// llama.Sequence collects them).
+type tokenProb = llama.TokenProb
 
 // Chat's logprobs: {"content": [{token, logprob, bytes, top_logprobs}]}.
 type chatLogprobs struct {
@@ -57,11 +50,11 @@ func chatLogprobsOf(lp logprobsRequest, probs []tokenProb) *chatLogprobs {
 	}
 	out := &chatLogprobs{Content: make([]chatTokenLogprob, len(probs))}
 	for i, p := range probs {
-		top := make([]chatTopLogprob, len(p.top))
-		for k, a := range p.top {
-			top[k] = chatTopLogprob{Token: string(a.piece), Logprob: float64(a.logprob), Bytes: byteList(a.piece)}
+		top := make([]chatTopLogprob, len(p.Top))
+		for k, a := range p.Top {
+			top[k] = chatTopLogprob{Token: string(a.Piece), Logprob: float64(a.Logprob), Bytes: byteList(a.Piece)}
 		}
-		out.Content[i] = chatTokenLogprob{Token: string(p.piece), Logprob: float64(p.logprob), Bytes: byteList(p.piece), TopLogprobs: top}
+		out.Content[i] = chatTokenLogprob{Token: string(p.Piece), Logprob: float64(p.Logprob), Bytes: byteList(p.Piece), TopLogprobs: top}
 	}
 	return out
 }
@@ -76,11 +69,11 @@ func completionLogprobsOf(lp logprobsRequest, probs []tokenProb) *completionLogp
 		TopLogprobs: make([]map[string]float64, len(probs)), TextOffset: make([]int, len(probs)),
 	}
 	for i, p := range probs {
-		out.Tokens[i], out.TokenLogprobs[i], out.TextOffset[i] = string(p.piece), float64(p.logprob), p.offset
-		out.TopLogprobs[i] = make(map[string]float64, len(p.top))
-		for _, a := range p.top {
-			if _, dup := out.TopLogprobs[i][string(a.piece)]; !dup { // the likelier of two tokens with one text
-				out.TopLogprobs[i][string(a.piece)] = float64(a.logprob)
+		out.Tokens[i], out.TokenLogprobs[i], out.TextOffset[i] = string(p.Piece), float64(p.Logprob), p.Offset
+		out.TopLogprobs[i] = make(map[string]float64, len(p.Top))
+		for _, a := range p.Top {
+			if _, dup := out.TopLogprobs[i][string(a.Piece)]; !dup { // the likelier of two tokens with one text
+				out.TopLogprobs[i][string(a.Piece)] = float64(a.Logprob)
 			}
 		}
 	}

@@ -89,8 +89,21 @@ type samplingParams struct {
 	ResponseFormat *responseFormat    `json:"response_format"`
 	// IgnoreEOS (llama-server's) generates past end-of-generation tokens.
 	IgnoreEOS bool `json:"ignore_eos"`
+	// CachePrompt (llama-server's cache_prompt, default true) reuses the
+	// KV a slot kept of an earlier request that starts the same way;
+	// false decodes the whole prompt.
+	CachePrompt *bool `json:"cache_prompt"`
+	// PPlug holds pplug's own request options.
+	PPlug *pplugOptions `json:"pplug"`
 
 	logprobs logprobsRequest // from the route's own logprobs fields
+}
+
+// pplugOptions is the request body's "pplug" object.
+type pplugOptions struct {
+	// Method personalises this request with another of the server's
+	// methods (GET /health lists them) than its default.
+	Method string `json:"method"`
 }
 
 type streamOpt struct {
@@ -121,9 +134,17 @@ type embeddingRequest struct {
 }
 
 type usage struct {
-	PromptTokens     int `json:"prompt_tokens"`
-	CompletionTokens int `json:"completion_tokens"`
-	TotalTokens      int `json:"total_tokens"`
+	PromptTokens     int           `json:"prompt_tokens"`
+	CompletionTokens int           `json:"completion_tokens"`
+	TotalTokens      int           `json:"total_tokens"`
+	PromptDetails    promptDetails `json:"prompt_tokens_details"`
+}
+
+// promptDetails is OpenAI's usage.prompt_tokens_details: CachedTokens are
+// the prompt positions whose KV a slot kept from an earlier request (see
+// cache.go), which were not decoded again.
+type promptDetails struct {
+	CachedTokens int `json:"cached_tokens"`
 }
 
 type outMessage struct {

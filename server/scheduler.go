@@ -22,119 +22,20 @@ var (
 // job is one generation request as the scheduler sees it.
 type job struct {
 	ctx       context.Context
-	inputs    []llama.Input // persona rows and prompt, as persona.Inputs lays them out
-	nPos      int           // positions the inputs take
-	maxTokens int           // > 0
-	sampler   *llama.Sampler
-	stops     []string
+	inputs    []llama.Input   // persona rows and prompt, as persona.Inputs lays them out
+	nPos      int             // positions the inputs take
+	maxTokens int             // > 0
+	sampler   *llama.Sampler  // the job's; dec samples with it
+	dec       *llama.Sequence // the stop rule, the text and the logprobs
 	out       *output
-	logprobs  logprobsRequest // the tokens' log-probabilities, when on
-	ignoreEOS bool            // end-of-generation tokens do not end the answer
+	keys      []uint64 // one per input position (see inputKeys)
+	noReuse   bool     // cache_prompt false: decode the whole prompt
 }
 
-// output is a job's result, filled by the scheduler loop and read by the
-// request's handler. The loop never waits for the reader: text piles up
-// here until the handler takes it, so a slow client stalls only itself.
-type output struct {
-	mu       sync.Mutex
-	chunks   []string
-	probs    []tokenProb // of the tokens whose text is in chunks (logprobs on)
-	done     bool
-	finish   string // "stop" or "length"
-	err      error
-	genToks  int
-	promptN  int
-	first    time.Time // first token sampled
-	notify   chan struct{}
-	admitted time.Time
-}
-
-func newOutput() *output { return &output{notify: make(chan struct{}, 1)} }
-
-func (o *output) signal() {
-	select {
-	case o.notify <- struct{}{}:
-	default:
-	}
-}
-
-func (o *output) push(s string) {
-	if s == "" {
-		return
-	}
-	o.mu.Lock()
-	o.chunks = append(o.chunks, s)
-	o.mu.Unlock()
-	o.signal()
-}
-
-func (o *output) end(finish string, err error) {
-	o.mu.Lock()
-	if !o.done {
-		o.done, o.finish, o.err = true, finish, err
-	}
-	o.mu.Unlock()
-	o.signal()
-}
-
-// pushProbs adds the log-probabilities of tokens whose text went out.
-func (o *output) pushProbs(p []tokenProb) {
-	if len(p) == 0 {
-		return
-	}
-	o.mu.Lock()
-	o.probs = append(o.probs, p...)
-	o.mu.Unlock()
-	o.signal()
-}
-
-// delta is what a job produced since the handler last looked.
-type delta struct {
-	chunks []string
-	probs  []tokenProb
-}
-
-// take returns what was produced since the last call and whether the job
-// has ended. It waits until there is something or ctx ends.
-func (o *output) take(ctx context.Context) (d delta, done bool, err error) {
-	for {
-		o.mu.Lock()
-		d, done = delta{o.chunks, o.probs}, o.done
-		o.chunks, o.probs = nil, nil
-		o.mu.Unlock()
-		if len(d.chunks) > 0 || len(d.probs) > 0 || done {
-			return d, done, nil
-		}
-		select {
-		case <-o.notify:
-		case <-ctx.Done():
-			return delta{}, false, ctx.Err()
-		}
-	}
-}
-
-// result returns the final state (call after take reported done).
-func (o *output) result() (finish string, genToks int, err error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.finish, o.genToks, o.err
-}
-
-// slot is a sequence of the context and the job it runs.
-type slot struct {
-	seq     llama.SeqID
-	job     *job
-	pos     llama.Pos
-	prompt  []llama.Input // the part of the prompt not decoded yet
-	tok     llama.Token   // sampled, to decode in the next step
-	gen     int
-	ts      *llama.TextStream
-	reserve int
-	// With logprobs: the tokens whose text has not gone out whole yet, the
-	// bytes of the pieces pushed into ts and of the text that went out.
-	held    []tokenProb
-	raw     int
-	emitted int
+// close frees what the job holds beyond its output.
+func (j *job) close() {
+	_ = j.dec.Close()
+	j.sampler.Close()
 }
 
 // prefillChunk is the most prompt positions decoded between two generation
@@ -142,20 +43,26 @@ type slot struct {
 // already generating keep going meanwhile.
 const prefillChunk = 256
 
-// scheduler owns one llama.Context with NSeqMax sequences. One goroutine
-// (run) admits queued jobs into free sequences, decodes the admitted jobs'
-// prompts on their own (persona rows are embedding rows, which llama.cpp
-// cannot mix with tokens in a batch), prefillChunk positions at a time,
-// and between those decodes the next token of every generating sequence
-// in one batch per step.
+// scheduler owns one llama.Context whose sequences are its slots. One
+// goroutine (run) admits queued jobs into idle slots (at most parallel at
+// once), decodes the admitted jobs' prompts on their own (persona rows are
+// embedding rows, which llama.cpp cannot mix with tokens in a batch),
+// prefillChunk positions at a time, and between those decodes the next
+// token of every generating slot in one batch per step. With keep, a slot
+// keeps the KV of its last job when it ends, and a job that starts the
+// same way (the next turn of a conversation) decodes only the rest (see
+// pick and makeRoom).
 type scheduler struct {
 	lctx     *llama.Context
 	m        *llama.Model
-	slots    []*slot // nil: free
-	window   int     // positions one sequence may use
-	budget   int     // positions of the KV cache all sequences share
-	reserved int
-	busy     atomic.Int32 // sequences in use, for stats
+	slots    []*slot      // one per sequence, by id
+	parallel int          // most slots with a job at once (-np)
+	keep     bool         // idle slots keep their KV for prefix reuse
+	window   int          // positions one sequence may use
+	budget   int          // positions of the KV cache all sequences share
+	reserved int          // positions the admitted jobs may use
+	tick     uint64       // ended jobs, for the slots' lastUsed
+	busy     atomic.Int32 // slots with a job, for stats
 	maxQueue int
 	log      *slog.Logger
 
@@ -175,16 +82,23 @@ func (s *scheduler) traced(format string, a ...any) {
 	}
 }
 
-func newScheduler(lctx *llama.Context, maxQueue int, log *slog.Logger) *scheduler {
+// newScheduler runs jobs on lctx's sequences, parallel at once; with keep,
+// the other sequences hold the KV of ended jobs.
+func newScheduler(lctx *llama.Context, parallel int, keep bool, maxQueue int, log *slog.Logger) *scheduler {
 	s := &scheduler{
 		lctx: lctx, m: lctx.Model(),
 		slots:    make([]*slot, lctx.NSeqMax()),
+		parallel: min(max(parallel, 1), lctx.NSeqMax()),
+		keep:     keep,
 		window:   lctx.NCtxSeq(),
 		budget:   lctx.NCtx(),
 		maxQueue: maxQueue,
 		log:      log,
 		wake:     make(chan struct{}, 1),
 		stopped:  make(chan struct{}),
+	}
+	for i := range s.slots {
+		s.slots[i] = &slot{seq: llama.SeqID(i)}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
@@ -238,13 +152,13 @@ func (s *scheduler) run(ctx context.Context) {
 	defer close(s.stopped)
 	defer func() {
 		for _, sl := range s.slots {
-			if sl != nil {
+			if sl.state != slotIdle {
 				s.finish(sl, "", ErrClosed)
 			}
 		}
 		s.mu.Lock()
 		for _, j := range s.waiting {
-			j.sampler.Close()
+			j.close()
 			j.out.end("", ErrClosed)
 		}
 		s.waiting = nil
@@ -253,7 +167,7 @@ func (s *scheduler) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		// Cancelled jobs (client gone) free their sequence.
 		for _, sl := range s.slots {
-			if sl != nil && sl.job.ctx.Err() != nil {
+			if sl.state != slotIdle && sl.job.ctx.Err() != nil {
 				s.finish(sl, "", sl.job.ctx.Err())
 			}
 		}
@@ -271,61 +185,77 @@ func (s *scheduler) run(ctx context.Context) {
 	}
 }
 
-// admit moves queued jobs into free sequences (first come, first served)
-// while the KV budget allows; prefill decodes their prompts.
+// admit moves queued jobs into idle slots (first come, first served)
+// while fewer than parallel run and the KV budget allows; prefill decodes
+// their prompts.
 func (s *scheduler) admit() {
-	for {
-		free := -1
-		for i, sl := range s.slots {
-			if sl == nil {
-				free = i
-				break
-			}
-		}
-		s.mu.Lock()
-		// Drop jobs whose client left while they waited.
-		kept := s.waiting[:0]
-		for _, j := range s.waiting {
-			if err := j.ctx.Err(); err != nil {
-				j.sampler.Close()
-				j.out.end("", err)
-				continue
-			}
-			kept = append(kept, j)
-		}
-		for i := len(kept); i < len(s.waiting); i++ {
-			s.waiting[i] = nil
-		}
-		s.waiting = kept
-		if free < 0 || len(s.waiting) == 0 {
-			s.mu.Unlock()
+	for int(s.busy.Load()) < s.parallel {
+		j := s.head()
+		if j == nil {
 			return
 		}
-		j := s.waiting[0]
-		need := j.nPos + j.maxTokens
-		if s.reserved+need > s.budget {
-			s.mu.Unlock()
+		sl, reuse := s.pick(j)
+		if !s.makeRoom(sl, j.nPos+j.maxTokens) {
 			return // wait for running jobs to give positions back
 		}
+		s.mu.Lock()
+		s.waiting[0] = nil
 		s.waiting = s.waiting[1:]
 		s.mu.Unlock()
-
-		sl := &slot{seq: llama.SeqID(free), job: j, prompt: j.inputs, ts: llama.NewTextStream(j.stops), reserve: need}
-		s.slots[free] = sl
-		s.busy.Add(1)
-		s.reserved += need
-		j.out.mu.Lock()
-		j.out.admitted, j.out.promptN = time.Now(), j.nPos
-		j.out.mu.Unlock()
+		s.place(sl, j, reuse)
 	}
 }
 
-// prefill decodes the next part of the first sequence whose prompt is not
-// decoded yet; after the last part it samples the sequence's first token.
+// head drops the queued jobs whose client left and returns the first of
+// the others (nil: none). Only run takes jobs out of the queue.
+func (s *scheduler) head() *job {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := s.waiting[:0]
+	for _, j := range s.waiting {
+		if err := j.ctx.Err(); err != nil {
+			j.close()
+			j.out.end("", err)
+			continue
+		}
+		kept = append(kept, j)
+	}
+	for i := len(kept); i < len(s.waiting); i++ {
+		s.waiting[i] = nil
+	}
+	s.waiting = kept
+	if len(kept) == 0 {
+		return nil
+	}
+	return kept[0]
+}
+
+// place starts a job on an idle slot whose KV keeps the job's first reuse
+// positions, and drops the rest of what it held.
+func (s *scheduler) place(sl *slot, j *job, reuse int) {
+	if len(sl.keys) > reuse {
+		if ok, err := s.lctx.RemoveSeq(sl.seq, llama.Pos(reuse), -1); err != nil || !ok {
+			// A memory that cannot drop a part of a sequence: start over.
+			if _, err := s.lctx.RemoveSeq(sl.seq, -1, -1); err != nil {
+				s.log.Error("free sequence", "seq", sl.seq, "err", err)
+			}
+			reuse = 0
+		}
+	}
+	sl.start(j, reuse, s.m.NEmbd())
+	s.busy.Add(1)
+	s.reserved += sl.reserve
+	j.out.mu.Lock()
+	j.out.admitted, j.out.promptN, j.out.cached = time.Now(), j.nPos, reuse
+	j.out.mu.Unlock()
+}
+
+// prefill decodes the next part of the first slot whose prompt is not
+// decoded yet; after the last part it samples the slot's first token.
 // It reports whether it did anything.
 func (s *scheduler) prefill() bool {
 	for _, sl := range s.slots {
-		if sl == nil || sl.prompt == nil {
+		if sl.state != slotPrefill {
 			continue
 		}
 		part, rest := llama.SplitInputs(sl.prompt, prefillChunk, s.m.NEmbd())
@@ -339,14 +269,9 @@ func (s *scheduler) prefill() bool {
 			s.finish(sl, "", fmt.Errorf("decode the prompt: %w", err))
 			return true
 		}
-		sl.pos, sl.prompt = next, rest
+		sl.prefilled(next, rest)
 		if rest == nil {
-			t, err := sl.job.sampler.Sample(s.lctx, -1)
-			if err != nil {
-				s.finish(sl, "", err)
-				return true
-			}
-			s.accept(sl, t, -1)
+			s.accept(sl, -1)
 		}
 		return true
 	}
@@ -359,8 +284,8 @@ func (s *scheduler) step(ctx context.Context) bool {
 	var b llama.Batch
 	var in []*slot
 	for _, sl := range s.slots {
-		if sl == nil || sl.prompt != nil {
-			continue // free, or its prompt is not decoded yet
+		if sl.state != slotGenerate {
+			continue // idle, or its prompt is not decoded yet
 		}
 		b.Tokens = append(b.Tokens, sl.tok)
 		b.Pos = append(b.Pos, sl.pos)
@@ -383,113 +308,54 @@ func (s *scheduler) step(ctx context.Context) bool {
 		return true
 	}
 	for i, sl := range in {
-		sl.pos++
-		t, err := sl.job.sampler.Sample(s.lctx, i)
-		if err != nil {
-			s.finish(sl, "", err)
-			continue
-		}
-		s.accept(sl, t, i)
+		sl.stepped()
+		s.accept(sl, i)
 	}
 	return true
 }
 
-// accept handles a token sampled from output idx the way llama.Generate
-// does: an end-of-generation token ends the answer (unless the job
-// ignores them); otherwise its text goes out, and a stop string,
-// max_tokens or a full window end it.
-func (s *scheduler) accept(sl *slot, t llama.Token, idx int) {
+// accept samples the slot's next token from output idx of the last
+// decode; the job's llama.Sequence applies the stop rule (an end-of-
+// generation token unless ignore_eos, a stop string, max_tokens, a full
+// window) and gives the text and log-probabilities that became final.
+func (s *scheduler) accept(sl *slot, idx int) {
 	j := sl.job
-	sl.gen++
-	if sl.gen == 1 {
-		j.out.mu.Lock()
-		j.out.first = time.Now()
-		j.out.mu.Unlock()
-	}
-	if s.m.IsEOG(t) && !j.ignoreEOS {
-		s.finish(sl, "stop", nil)
-		return
-	}
+	st, err := j.dec.Sample(s.lctx, idx, sl.pos)
 	j.out.mu.Lock()
-	j.out.genToks = sl.gen
+	if j.out.first.IsZero() {
+		j.out.first = time.Now()
+	}
+	j.out.genToks = len(j.dec.Tokens())
 	j.out.mu.Unlock()
-	piece := s.m.TokenPiece(t, false)
-	if err := s.holdProb(sl, t, idx, piece); err != nil {
+	if err != nil {
 		s.finish(sl, "", err)
 		return
 	}
-	text, stopped := sl.ts.Push(piece)
-	s.emit(sl, text)
-	switch {
-	case stopped:
-		s.finish(sl, "stop", nil)
-	case sl.gen >= j.maxTokens, int(sl.pos) >= s.window:
-		s.finish(sl, "length", nil)
-	default:
-		sl.tok = t
-	}
-}
-
-// holdProb computes a token's log-probabilities (logprobs on) and holds
-// them until its text goes out.
-func (s *scheduler) holdProb(sl *slot, t llama.Token, idx int, piece []byte) error {
-	lp := sl.job.logprobs
-	if !lp.on {
-		return nil
-	}
-	own, top, err := s.lctx.Logprobs(idx, t, lp.top)
-	if err != nil {
-		return fmt.Errorf("logprobs: %w", err)
-	}
-	p := tokenProb{piece: piece, logprob: own, offset: sl.raw, top: make([]altProb, len(top))}
-	for i, a := range top {
-		p.top[i] = altProb{piece: s.m.TokenPiece(a.Token, false), logprob: a.Logprob}
-	}
-	sl.held = append(sl.held, p)
-	sl.raw += len(piece)
-	return nil
-}
-
-// emit sends text that became final, with the log-probabilities of the
-// tokens whose text it completes.
-func (s *scheduler) emit(sl *slot, text string) {
-	sl.job.out.push(text)
-	sl.emitted += len(text)
-	n := 0
-	for n < len(sl.held) && sl.held[n].offset+len(sl.held[n].piece) <= sl.emitted {
-		n++
-	}
-	s.release(sl, n)
-}
-
-// release sends the first n held log-probabilities.
-func (s *scheduler) release(sl *slot, n int) {
-	if n == 0 {
+	j.out.push(st.Text)
+	j.out.pushProbs(st.Probs)
+	if st.Done {
+		s.finish(sl, st.Reason.String(), nil)
 		return
 	}
-	sl.job.out.pushProbs(sl.held[:n:n])
-	sl.held = sl.held[n:]
+	sl.tok = st.Token
 }
 
-// finish ends a slot's job and frees its sequence.
+// finish ends a slot's job. The slot's sequence keeps its KV for a next
+// job that starts the same way (keep on, the job did not fail); otherwise
+// it is freed.
 func (s *scheduler) finish(sl *slot, reason string, err error) {
-	if err == nil && !sl.ts.Stopped() {
-		s.emit(sl, sl.ts.Flush())
-	}
-	if err == nil {
-		// Tokens with text in the answer: all of them, or up to a stop string.
-		n := 0
-		for n < len(sl.held) && (!sl.ts.Stopped() || sl.held[n].offset < sl.emitted) {
-			n++
+	keys := sl.keys
+	if err != nil || !s.keep {
+		if _, rerr := s.lctx.RemoveSeq(sl.seq, -1, -1); rerr != nil {
+			s.log.Error("free sequence", "seq", sl.seq, "err", rerr)
 		}
-		s.release(sl, n)
+		keys = nil
 	}
-	if _, rerr := s.lctx.RemoveSeq(sl.seq, -1, -1); rerr != nil {
-		s.log.Error("free sequence", "seq", sl.seq, "err", rerr)
-	}
-	s.slots[sl.seq] = nil
+	j := sl.job
 	s.busy.Add(-1)
 	s.reserved -= sl.reserve
-	sl.job.sampler.Close()
-	sl.job.out.end(reason, err)
+	s.tick++
+	sl.idle(keys, s.tick)
+	j.close()
+	j.out.end(reason, err)
 }

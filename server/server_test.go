@@ -43,12 +43,25 @@ var testUsers = map[string][]string{
 
 func startServer(t testing.TB, np int, apiKey string) *testServer {
 	t.Helper()
-	return startServerOn(t, np, apiKey, filepath.Join(t.TempDir(), "profiles.db"))
+	return startServerAt(t, np, apiKey, filepath.Join(t.TempDir(), "profiles.db"), nil)
 }
 
 // startServerOn is startServer on the profile database where (a SQLite
 // file or a PostgreSQL URL).
 func startServerOn(t testing.TB, np int, apiKey, where string) *testServer {
+	t.Helper()
+	return startServerAt(t, np, apiKey, where, nil)
+}
+
+// startServerWith is startServer with the Config changed by set first.
+func startServerWith(t testing.TB, np int, apiKey string, set func(*Config)) *testServer {
+	t.Helper()
+	return startServerAt(t, np, apiKey, filepath.Join(t.TempDir(), "profiles.db"), set)
+}
+
+// startServerAt starts a server on the profile database where, with the
+// Config changed by set (when not nil) first.
+func startServerAt(t testing.TB, np int, apiKey, where string, set func(*Config)) *testServer {
 	t.Helper()
 	ctx := context.Background()
 	m, err := llama.LoadModel(ctx, testenv.Stories260K(t), llama.ModelOptions{})
@@ -91,8 +104,12 @@ func startServerOn(t testing.TB, np int, apiKey, where string) *testServer {
 		}
 		ts.keys[u] = key
 	}
-	srv, err := New(Config{Model: m, Personalizer: ts.pz, Store: st, APIKey: apiKey, MaxBodyBytes: 64 << 10, MaxTokens: 256,
-		Context: llama.ContextOptions{NCtx: 2048, NSeqMax: np, Threads: 1, ThreadsBatch: 1}})
+	cfg := Config{Model: m, Personalizer: ts.pz, Store: st, APIKey: apiKey, MaxBodyBytes: 64 << 10, MaxTokens: 256,
+		Context: llama.ContextOptions{NCtx: 2048, NSeqMax: np, Threads: 1, ThreadsBatch: 1}}
+	if set != nil {
+		set(&cfg)
+	}
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -668,10 +685,7 @@ func TestUsersSharingItemsEncodeThemOnce(t *testing.T) {
 // openPersonas counts the prepared personas that still hold their
 // resident buffers.
 func (ts *testServer) openPersonas() int {
-	p := ts.srv.pers
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.live
+	return ts.srv.pers.live()
 }
 
 // TestSlowClientBlocksNoOne: a client that sends a streaming request and

@@ -64,13 +64,14 @@ func serveCommand() *cli.Command {
 		&cli.IntFlag{Name: "n-predict", Aliases: []string{"n"}, Value: 1024, Usage: "most tokens one request may generate (max_tokens limit)"},
 		&cli.Int64Flag{Name: "max-body", Value: 1 << 20, Usage: "largest request body in bytes"},
 		&cli.IntFlag{Name: "queue", Value: 256, Usage: "requests that may wait for a free sequence (more get 429)"},
+		&cli.IntFlag{Name: "cache-slots", Value: 4, Usage: "sequences beyond -np that keep ended conversations' KV, so that a next turn decodes only its new part (0: keep none; -c bounds them too)"},
 		profilesFlag(),
 		&cli.StringFlag{Name: "plug", Usage: "Persona-Plug plug-in `FILE`; without it users' personas work by retrieval (top history items in the prompt)"},
 		&cli.StringFlag{Name: "encoder", Usage: "history encoder GGUF `FILE` (BERT/BGE family); default: the LLM itself, mean-pooled"},
 		&cli.StringFlag{Name: "pooling", Value: "default", Usage: "encoder pooling: default, cls, mean or last"},
 		&cli.IntFlag{Name: "encoder-max-tokens", Value: 512, Usage: "truncate each history item to this many tokens"},
 		pluginDeviceFlag(),
-		&cli.IntFlag{Name: "retrieve-k", Value: persona.DefaultTopK, Usage: "history items put into the prompt in retrieval mode (no --plug)"},
+		&cli.IntFlag{Name: "retrieve-k", Value: persona.DefaultTopK, Usage: "history items bm25 and recent put into the prompt (the default without --plug; pplug+bm25 takes the plug's own)"},
 		&cli.IntFlag{Name: "max-items", Value: profile.DefaultMaxItems, Usage: "use a user's N most recent history items"},
 		&cli.StringFlag{Name: "cache-dir", Usage: "embedding cache folder (default $PPLUG_CACHE_DIR or the user cache dir)", EnvVars: []string{"PPLUG_CACHE_DIR"}},
 		&cli.BoolFlag{Name: "no-cache", Usage: "do not read or write the embedding cache"},
@@ -140,6 +141,8 @@ func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
 		return nil, usagef("--max-body must be at least 1024 bytes")
 	case c.Int("queue") < 1:
 		return nil, usagef("--queue must be positive")
+	case c.Int("cache-slots") < 0 || c.Int("parallel")+c.Int("cache-slots") > 256:
+		return nil, usagef("--cache-slots must be 0 to %d (-np plus --cache-slots is at most 256 sequences)", 256-c.Int("parallel"))
 	case c.Int("retrieve-k") < 1 || c.Int("max-items") < 1:
 		return nil, usagef("--retrieve-k and --max-items must be positive")
 	}
@@ -151,7 +154,7 @@ func serveConfigFrom(c *cli.Context) (*serveConfig, error) {
 	sc.Server = server.Config{
 		Context: copts, APIKey: c.String("api-key"), ModelName: c.String("alias"),
 		MaxBodyBytes: c.Int64("max-body"), MaxTokens: c.Int("n-predict"), MaxQueue: c.Int("queue"),
-		RetrieveK: c.Int("retrieve-k"), MaxItems: c.Int("max-items"), Logger: slog.Default(),
+		RetrieveK: c.Int("retrieve-k"), MaxItems: c.Int("max-items"), CacheSlots: c.Int("cache-slots"), Logger: slog.Default(),
 	}
 	if sc.DB, err = profilesPath(c); err != nil {
 		return nil, err
@@ -202,7 +205,8 @@ func (sc *serveConfig) run(ctx context.Context, stderr io.Writer) error {
 			return err
 		}
 		defer closeRT()
-		optionalCache(pz.Cache) // users' item embeddings, shared with the other commands
+		optionalCache(pz.Cache)    // users' item embeddings, shared with the other commands
+		pz.K = sc.Server.RetrieveK // bm25 and recent, when a request asks for them
 		cfg.Personalizer = pz
 	} else {
 		enc, err := sc.Persona.Encoder.open(ctx, m, sc.Persona.Threads)
@@ -222,12 +226,12 @@ func (sc *serveConfig) run(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s:%d: %w (is another server using the port? pick one with --port)", sc.Host, sc.Port, err)
 	}
-	mode := "retrieval (no --plug)"
+	mode := string(srv.Method()) + " (no --plug)"
 	if cfg.Personalizer != nil {
-		mode = "PPlug " + sc.Persona.Plug
+		mode = string(srv.Method()) + " with " + sc.Persona.Plug
 	}
-	fmt.Fprintf(stderr, "pplug serve: %s on http://%s (model %q, %d sequences over %d KV positions, personas: %s, profiles: %s)\n",
-		"listening", ln.Addr(), cfg.ModelName, srv.NSeq(), srv.NCtx(), mode, st.Path())
+	fmt.Fprintf(stderr, "pplug serve: %s on http://%s (model %q, %d sequences and %d cache slots over %d KV positions, personas: %s, profiles: %s)\n",
+		"listening", ln.Addr(), cfg.ModelName, srv.NSeq(), srv.NCacheSlots(), srv.NCtx(), mode, st.Path())
 	if err := srv.Serve(ctx, ln); err != nil && !errors.Is(err, net.ErrClosed) {
 		return err
 	}

@@ -182,3 +182,14 @@ func TestServeRefusesBlankAPIKey(t *testing.T) {
 		t.Errorf("PPLUG_API_KEY blank: exit %d: %s", code, errs)
 	}
 }
+
+// --cache-slots takes 0 up to what -np leaves of llama.cpp's 256 sequences.
+func TestServeRefusesBadCacheSlots(t *testing.T) {
+	model := testenv.Stories260K(t)
+	for _, args := range [][]string{{"--cache-slots", "-1"}, {"-np", "200", "--cache-slots", "57"}} {
+		code, _, errs := pplug(t, "", append([]string{"serve", "-m", model, "--port", "0"}, args...)...)
+		if code != 2 || !strings.Contains(errs, "--cache-slots") {
+			t.Errorf("%v: exit %d: %s", args, code, errs)
+		}
+	}
+}
