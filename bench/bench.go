@@ -971,4 +971,3 @@ func (b *benchRun) modelOptions(in benchInst) llama.ModelOptions {
 	}
 	return o
 }
-
