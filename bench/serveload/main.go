@@ -173,7 +173,7 @@ func load(ctx context.Context, base string, users []string, persona bool, c conf
 				if err != nil && firstErr == nil {
 					firstErr = err
 				}
-				got = append(got, obs{st.ttft, st.tokens, st.prompt})
+				got = append(got, obs(st))
 				mu.Unlock()
 				if err != nil {
 					return
