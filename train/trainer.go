@@ -88,9 +88,6 @@ func NewGraphWith(modelPath string, m *llama.Model, plug *persona.Plug, shape Sh
 	if plug.DLLM != m.NEmbd() {
 		return nil, fmt.Errorf("plug width %d does not match the model's n_embd %d", plug.DLLM, m.NEmbd())
 	}
-	if s := m.Info().InputScale; s != 1 {
-		return nil, fmt.Errorf("training does not support %s models (their graph scales token embeddings)", m.Info().Architecture)
-	}
 	t, err := traingraph.NewTrainer(modelPath, traingraph.Config{
 		Batch: shape.Batch, Tokens: shape.Tokens, Items: shape.Items, Targets: shape.Targets,
 		DEnc: plug.DEnc, NInstr: plug.NInstr, NPersona: plug.PersonaRows(), Threads: max(1, threads),

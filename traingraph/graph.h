@@ -63,12 +63,20 @@ enum pp_train_param {
     PP_P_COUNT
 };
 
-// pp_train_new loads the frozen decoder from a GGUF file (llama, mistral or
-// qwen2 architecture; block-quantized weights stay quantized, F16/BF16
+// pp_train_new loads the frozen decoder from a GGUF file (an architecture
+// of pp_train_archs; block-quantized weights stay quantized, F16/BF16
 // become F32) and builds the graph. On failure it returns NULL with a
 // message in err.
 pp_train * pp_train_new(const char * model_path, const pp_train_cfg * cfg, char * err, int32_t err_len);
 void       pp_train_free(pp_train * t);
+
+// pp_train_archs lists the architectures the graph builds ("llama, ...").
+const char * pp_train_archs(void);
+
+// pp_train_check reads only the model's metadata and returns 0 when the
+// graph supports its architecture and hyper-parameters, else -1 with the
+// reason in err.
+int32_t pp_train_check(const char * model_path, char * err, int32_t err_len);
 
 // Model facts.
 int32_t pp_train_n_embd (const pp_train * t);

@@ -143,6 +143,23 @@ func NewTrainer(modelPath string, cfg Config) (*Trainer, error) {
 	return &Trainer{c: t, cfg: cfg}, nil
 }
 
+// Archs lists the architectures the training graph builds.
+func Archs() string { return C.GoString(C.pp_train_archs()) }
+
+// CheckModel reads only the metadata of the GGUF model at path and reports
+// whether the training graph supports it (architecture, heads, rope
+// scaling): a command calls it before any work.
+func CheckModel(path string) error {
+	binding.Init()
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	var errbuf [512]C.char
+	if C.pp_train_check(cpath, &errbuf[0], C.int32_t(len(errbuf))) != 0 {
+		return errors.New(C.GoString(&errbuf[0]))
+	}
+	return nil
+}
+
 // Free releases everything.
 func (t *Trainer) Free() {
 	if t.c != nil {
