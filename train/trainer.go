@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 
 	"github.com/pplug/pplug/llama"
 	"github.com/pplug/pplug/persona"
@@ -38,6 +39,19 @@ func ShapeFor(plug *persona.Plug, batch int, sets ...[]Example) (Shape, error) {
 		return s, fmt.Errorf("batch size %d must be positive", batch)
 	}
 	return s, nil
+}
+
+// CheckModel refuses, from its metadata alone, a model whose architecture
+// or shape the training graph does not build, naming the ones it does. A
+// file that cannot be read passes: loading it reports that better.
+func CheckModel(path string) error {
+	if _, err := os.Stat(path); err != nil {
+		return nil
+	}
+	if err := traingraph.CheckModel(path); err != nil {
+		return fmt.Errorf("%s: %w; train the plug for a model the training graph builds (-m)", path, err)
+	}
+	return nil
 }
 
 // Graph is the training graph for one plug on one model, with the plug's

@@ -370,11 +370,14 @@ static struct ggml_tensor * gelu_tanh(struct ggml_context * ctx, struct ggml_ten
 }
 
 // head_view is n heads of hd values starting at value off of each row of
-// the fused projection qkv [*, T, B], as a contiguous [hd, n, T, B].
+// the fused projection qkv [*, T, B], as a contiguous [hd, n, T, B]. The
+// no-op reshape after the copy makes the backward pass hand the copy a
+// contiguous gradient (ggml's CONT backward needs one; V is permuted next).
 static struct ggml_tensor * head_view(struct ggml_context * ctx, struct ggml_tensor * qkv, int64_t hd, int64_t n, int64_t off) {
     struct ggml_tensor * v = ggml_view_4d(ctx, qkv, hd, n, qkv->ne[1], qkv->ne[2], hd * qkv->nb[0], qkv->nb[1], qkv->nb[2],
                                           off * qkv->nb[0]);
-    return ggml_cont(ctx, v);
+    v = ggml_cont(ctx, v);
+    return ggml_reshape_4d(ctx, v, v->ne[0], v->ne[1], v->ne[2], v->ne[3]);
 }
 
 // pp_qkv projects cur [n_embd, T, B] to the heads q [hd, n_head, T, B] and

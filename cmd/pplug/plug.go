@@ -12,6 +12,7 @@ import (
 	"github.com/pplug/pplug/internal/progress"
 	"github.com/pplug/pplug/llama"
 	"github.com/pplug/pplug/persona"
+	"github.com/pplug/pplug/train"
 )
 
 func plugCommand() *cli.Command {
@@ -61,6 +62,9 @@ func runPlugInit(c *cli.Context) error {
 	}
 	if n := c.Int("threads"); n < 0 || n > ggmlMaxThreads {
 		return usagef("--threads %d: give 1 to %d (0: physical cores)", n, ggmlMaxThreads)
+	}
+	if err := train.CheckModel(c.String("model")); err != nil {
+		return err
 	}
 	ctx := c.Context
 	m, err := loadModel(ctx, c, c.App.ErrWriter)
