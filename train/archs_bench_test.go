@@ -13,7 +13,7 @@ import (
 // the run. The models are written once into $PPLUG_BENCH_DIR (about 10 GB
 // for all). Run it alone:
 //
-//	go test -run '^$' -bench ArchStep -benchtime 3x -timeout 90m ./train/
+//	go test -run '^$' -bench ArchStep -benchtime 1x -timeout 100m ./train/
 func BenchmarkArchStep(b *testing.B) {
 	for _, preset := range []string{"qwen2-0.5b", "llama3.2-1b", "qwen3-0.6b", "gemma3-1b", "gemma2-2b", "phi4-mini", "qwen2-0.5b"} {
 		b.Run(preset, func(b *testing.B) {

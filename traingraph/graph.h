@@ -1,7 +1,7 @@
 // The Persona-Plug training graph: the plug-in's forward (projector,
-// input-aware aggregation, instruction rows) feeding a frozen llama-family
-// decoder built from the GGUF weights with ggml's public API, a masked
-// next-token cross-entropy, and ggml's automatic differentiation for the
+// input-aware aggregation, instruction rows) feeding a frozen decoder
+// (llama, qwen2, qwen3, gemma2, gemma3, phi3) built from the GGUF weights
+// with ggml's public API, a masked next-token cross-entropy, and ggml's automatic differentiation for the
 // gradients of the plug-in's parameters. The optimizer runs in Go.
 //
 // Shapes are in ggml order (ne0 first). One training graph has a fixed

@@ -1,7 +1,7 @@
 // Package traingraph is Persona-Plug's training graph: the plug-in's
 // forward (projector, input-aware aggregation, instruction rows) feeding a
-// frozen llama-family decoder built from the GGUF weights with ggml's
-// public API, a masked next-token cross-entropy, and ggml's automatic
+// frozen decoder (the families of Archs: llama, qwen2, qwen3, gemma2,
+// gemma3, phi3) built from the GGUF weights with ggml's public API, a masked next-token cross-entropy, and ggml's automatic
 // differentiation for the gradients of the plug-in's parameters
 // (graph.c). It is model logic, not binding: package train drives it
 // (batches, AdamW, checkpoints) and package cgo stays a thin layer over
