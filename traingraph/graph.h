@@ -2,7 +2,8 @@
 // input-aware aggregation, instruction rows) feeding a frozen decoder
 // (llama, qwen2, qwen3, gemma2, gemma3, phi3) built from the GGUF weights
 // with ggml's public API, a masked next-token cross-entropy, and ggml's
-// automatic differentiation for the gradients of the plug-in's parameters. The optimizer runs in Go.
+// automatic differentiation for the gradients of the plug-in's parameters.
+// The optimizer runs in Go.
 //
 // Shapes are in ggml order (ne0 first). One training graph has a fixed
 // shape: B examples of T positions, N history items, M target tokens each.
