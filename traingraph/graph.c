@@ -73,17 +73,15 @@ static const pp_arch * pp_find_arch(const char * name) {
     return NULL;
 }
 
-const char * pp_train_archs(void) {
-    static char list[256];
-    if (!list[0]) {
-        for (int i = 0; i < PP_N_ARCHS; i++) {
-            strncat(list, pp_archs[i].name, sizeof(list) - strlen(list) - 3);
-            if (i + 1 < PP_N_ARCHS) {
-                strcat(list, ", ");
-            }
-        }
+void pp_train_archs(char * buf, int32_t len) {
+    if (len <= 0) {
+        return;
     }
-    return list;
+    buf[0] = 0;
+    for (int i = 0; i < PP_N_ARCHS; i++) {
+        const size_t used = strlen(buf);
+        snprintf(buf + used, (size_t) len - used, "%s%s", i > 0 ? ", " : "", pp_archs[i].name);
+    }
 }
 
 struct pp_train {
@@ -704,7 +702,9 @@ static bool pp_read_arch(pp_train * t, const struct gguf_context * g) {
     snprintf(t->arch, sizeof(t->arch), "%s", gguf_get_val_str(g, ai));
     t->a = pp_find_arch(t->arch);
     if (!t->a) {
-        pp_errf(t, "training supports %s models, not %s", pp_train_archs(), t->arch);
+        char list[256];
+        pp_train_archs(list, sizeof(list));
+        pp_errf(t, "training supports %s models, not %s", list, t->arch);
         return false;
     }
     t->rope_mode = t->a->rope_mode;

@@ -71,8 +71,9 @@ enum pp_train_param {
 pp_train * pp_train_new(const char * model_path, const pp_train_cfg * cfg, char * err, int32_t err_len);
 void       pp_train_free(pp_train * t);
 
-// pp_train_archs lists the architectures the graph builds ("llama, ...").
-const char * pp_train_archs(void);
+// pp_train_archs writes the architectures the graph builds ("llama, ...")
+// into buf, truncated to len bytes with the terminating zero.
+void pp_train_archs(char * buf, int32_t len);
 
 // pp_train_check reads only the model's metadata and returns 0 when the
 // graph supports its architecture and hyper-parameters, else -1 with the

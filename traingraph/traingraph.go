@@ -144,7 +144,11 @@ func NewTrainer(modelPath string, cfg Config) (*Trainer, error) {
 }
 
 // Archs lists the architectures the training graph builds.
-func Archs() string { return C.GoString(C.pp_train_archs()) }
+func Archs() string {
+	var buf [256]C.char
+	C.pp_train_archs(&buf[0], C.int32_t(len(buf)))
+	return C.GoString(&buf[0])
+}
 
 // CheckModel reads only the metadata of the GGUF model at path and reports
 // whether the training graph supports it (architecture, heads, rope
