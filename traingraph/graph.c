@@ -499,13 +499,18 @@ static struct ggml_tensor * gelu_tanh(struct ggml_context * ctx, struct ggml_ten
 
 // head_view is n heads of hd values starting at value off of each row of
 // the fused projection qkv [*, T, B], as a contiguous [hd, n, T, B]. The
-// no-op reshape after the copy makes the backward pass hand the copy a
-// contiguous gradient (ggml's CONT backward needs one; V is permuted next).
+// view is 2-D over the T*B rows: its backward pass (ACC) then writes with
+// the strides of qkv itself, the only ones ggml's Vulkan ACC honours (it
+// reads no fourth dimension and indexes the destination with the view's
+// strides; a 4-D view gave wrong gradients there). The no-op reshape after
+// the copy makes the backward pass hand the copy a contiguous gradient
+// (ggml's CONT backward needs one; V is permuted next).
 static struct ggml_tensor * head_view(struct ggml_context * ctx, struct ggml_tensor * qkv, int64_t hd, int64_t n, int64_t off) {
-    struct ggml_tensor * v = ggml_view_4d(ctx, qkv, hd, n, qkv->ne[1], qkv->ne[2], hd * qkv->nb[0], qkv->nb[1], qkv->nb[2],
-                                          off * qkv->nb[0]);
+    const int64_t T = qkv->ne[1], B = qkv->ne[2];
+    struct ggml_tensor * rows = ggml_reshape_2d(ctx, qkv, qkv->ne[0], T * B);
+    struct ggml_tensor * v = ggml_view_2d(ctx, rows, hd * n, T * B, rows->nb[1], off * rows->nb[0]);
     v = ggml_cont(ctx, v);
-    return ggml_reshape_4d(ctx, v, v->ne[0], v->ne[1], v->ne[2], v->ne[3]);
+    return ggml_reshape_4d(ctx, v, hd, n, T, B);
 }
 
 // pp_qkv projects cur [n_embd, T, B] to the heads q [hd, n_head, T, B] and
