@@ -12,9 +12,10 @@
 #                       bin/pplug, built by scripts/build-vulkan.sh from a patched copy of the
 #                       pinned sources and cached in ~/.cache/pplug/vulkan-<key>/ (packages:
 #                       scripts/install-deps.sh --vulkan)
-#   make test-vulkan    TestVulkanParity and TestVulkanTraining (-tags vulkan): CPU vs the
-#                       first Vulkan device (lavapipe on a machine without a GPU),
-#                       PPLUG_REQUIRE_VULKAN=1 so nothing skips; the plug-in's ggml graph
+#   make test-vulkan    TestVulkanParity, TestVulkanTraining and TestVulkanArchs (-tags
+#                       vulkan): CPU vs the first Vulkan device (lavapipe on a machine
+#                       without a GPU), PPLUG_REQUIRE_VULKAN=1 so nothing skips; the
+#                       device flags (TestVulkanDeviceFlags); the plug-in's ggml graph
 #                       (TestGraph*) and the commands (TestVulkanCommands, -tags vulkan)
 #                       on that device
 #
@@ -112,8 +113,11 @@ test-vulkan: vulkan
 	GGML_VK_VISIBLE_DEVICES=$${GGML_VK_VISIBLE_DEVICES:-$(VK_DEVICES)} PPLUG_BACKENDS_DIR=$(abspath $(BIN)) \
 		PPLUG_REQUIRE_VULKAN=1 $(GO) test -count=1 -timeout 15m -v -run '^TestVulkanParity$$' ./llama/
 	GGML_VK_VISIBLE_DEVICES=$${GGML_VK_VISIBLE_DEVICES:-$(VK_DEVICES)} PPLUG_BACKENDS_DIR=$(abspath $(BIN)) \
-#   make test-vulkan    TestVulkanParity and TestVulkanTraining (-tags vulkan): CPU vs the
-#                       first Vulkan device (lavapipe on a machine without a GPU),
-#                       PPLUG_REQUIRE_VULKAN=1 so nothing skips; the plug-in's ggml graph
-#                       (TestGraph*) and the commands (TestVulkanCommands, -tags vulkan)
-#                       on that device
+		PPLUG_REQUIRE_VULKAN=1 $(GO) test -count=1 -timeout 15m -v -run '^TestVulkanDeviceFlags$$' ./cmd/pplug/
+	GGML_VK_VISIBLE_DEVICES=$${GGML_VK_VISIBLE_DEVICES:-$(VK_DEVICES)} PPLUG_BACKENDS_DIR=$(abspath $(BIN)) \
+		PPLUG_REQUIRE_VULKAN=1 $(GO) test -count=1 -timeout 15m -v -tags vulkan -run '^TestVulkan(Training|Archs)$$' ./train/
+	GGML_VK_VISIBLE_DEVICES=$${GGML_VK_VISIBLE_DEVICES:-$(VK_DEVICES)} PPLUG_BACKENDS_DIR=$(abspath $(BIN)) \
+		LP_NUM_THREADS=$${LP_NUM_THREADS:-1} PPLUG_GRAPH_DEVICE=Vulkan0 \
+		$(GO) test -count=1 -timeout 15m -v -run '^TestGraph' ./kernels/
+	GGML_VK_VISIBLE_DEVICES=$${GGML_VK_VISIBLE_DEVICES:-$(VK_DEVICES)} PPLUG_BACKENDS_DIR=$(abspath $(BIN)) \
+		PPLUG_REQUIRE_VULKAN=1 $(GO) test -tags vulkan -count=1 -timeout 20m -v -run '^TestVulkanCommands$$' ./cmd/pplug/

@@ -127,97 +127,9 @@ func testModels(t *testing.T) map[string]string {
 func TestGraphMatchesLlamaCpp(t *testing.T) {
 	for name, path := range testModels(t) {
 		t.Run(name, func(t *testing.T) {
-			m := loadModel(t, path)
-			const dEnc = 24
 			// stories260K with the paper's one persona row, qwen2 with three.
 			nPersona := map[string]int{"stories260K": 1, "qwen2-f16": 3}[name]
-			plug := testPlugRows(t, m, dEnc, true, nPersona)
-			// A plug with an EOS bias: the graph adds it to the EOS logit
-			// as a sampler with Plug.EOSBias does.
-			plug.EOSBias = 1.5
-			ex := testExamples(t, m, dEnc, 3, 5)
-			shape, err := ShapeFor(plug, 3, ex)
-			if err != nil {
-				t.Fatal(err)
-			}
-			g, err := NewGraph(path, m, plug, shape, 1, false)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer g.Close()
-			if _, err := g.Fill(ex); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := g.Forward(); err != nil {
-				t.Fatal(err)
-			}
-			graphRows := append([]float32(nil), g.Rows()...)
-			logits, err := g.Logits()
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Persona rows: the graph against the plug-in's CPU kernels.
-			b, _ := kernels.Open("cpu", kernels.Options{Threads: 1})
-			defer b.Close()
-			d, nv, T := m.NEmbd(), m.NVocab(), shape.Tokens
-			var rowErr float64
-			for i, e := range ex {
-				u, err := plug.NewHistory(b, nil, e.Keys)
-				if err != nil {
-					t.Fatal(err)
-				}
-				rows, _, err := u.Rows(e.Query)
-				u.Close()
-				if err != nil {
-					t.Fatal(err)
-				}
-				pu := rows[plug.NInstr*d:]
-				if len(pu) != nPersona*d {
-					t.Fatalf("%d persona values, want %d rows", len(pu), nPersona)
-				}
-				for j := range pu {
-					rowErr = math.Max(rowErr, math.Abs(float64(pu[j]-graphRows[i*nPersona*d+j]))/(1+math.Abs(float64(pu[j]))))
-				}
-			}
-			t.Logf("%s: persona rows, graph vs kernels: max relative error %.3g", name, rowErr)
-			if rowErr > 1e-4 {
-				t.Fatalf("graph rows differ from the kernels by %.3g", rowErr)
-			}
-			// Logits: the graph against llama.cpp decoding [BOS][I][P_u][prompt][target].
-			// F32 KV cache and no flash attention: llama.cpp's defaults (F16
-			// cache, CPU flash attention in F16) move logits by ~1e-2.
-			c, err := m.NewContext(llama.ContextOptions{NCtx: 256, Threads: 1, KVF32: true, FlashAttn: llama.FlashAttnOff})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			var worst float64
-			for i, e := range ex {
-				rows := append(append([]float32(nil), plug.Instr...), graphRows[i*nPersona*d:(i+1)*nPersona*d]...)
-				in := persona.Inputs(m, rows, e.Prompt)
-				in = append(in, llama.TokenInput(e.Target[:len(e.Target)-1]...))
-				c.ClearMemory()
-				n := 0
-				_, err := c.DecodeInputs(context.Background(), in, llama.DecodeOptions{Output: llama.OutputAll,
-					OnOutput: func(pos llama.Pos, l []float32) error {
-						gl := logits[(i*T+int(pos))*nv : (i*T+int(pos)+1)*nv]
-						for k := range l {
-							want := l[k]
-							if llama.Token(k) == m.EOS() {
-								want += plug.EOSBias
-							}
-							worst = math.Max(worst, math.Abs(float64(want-gl[k])))
-						}
-						n++
-						return nil
-					}})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if n != plug.NRows()+len(e.Prompt)+len(e.Target)-1 {
-					t.Fatalf("compared %d positions", n)
-				}
-			}
+			worst := graphParity(t, path, nPersona)
 			t.Logf("%s: logits, training graph vs llama.cpp: max abs difference %.3g", name, worst)
 			limit := 1e-4
 			if name == "qwen2-f16" {
@@ -228,6 +140,104 @@ func TestGraphMatchesLlamaCpp(t *testing.T) {
 			}
 		})
 	}
+}
+
+// graphParity builds the training graph for three examples with a plug of
+// nPersona persona rows (and an EOS bias), checks the graph's persona rows
+// against the plug-in's kernels, and returns the largest difference between
+// the graph's logits and llama.cpp's decoding the same rows as embeddings.
+func graphParity(t *testing.T, path string, nPersona int) float64 {
+	t.Helper()
+	m := loadModel(t, path)
+	const dEnc = 24
+	plug := testPlugRows(t, m, dEnc, true, nPersona)
+	// A plug with an EOS bias: the graph adds it to the EOS logit
+	// as a sampler with Plug.EOSBias does.
+	plug.EOSBias = 1.5
+	ex := testExamples(t, m, dEnc, 3, 5)
+	shape, err := ShapeFor(plug, 3, ex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := NewGraph(path, m, plug, shape, 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if _, err := g.Fill(ex); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Forward(); err != nil {
+		t.Fatal(err)
+	}
+	graphRows := append([]float32(nil), g.Rows()...)
+	logits, err := g.Logits()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Persona rows: the graph against the plug-in's CPU kernels.
+	b, _ := kernels.Open("cpu", kernels.Options{Threads: 1})
+	defer b.Close()
+	d, nv, T := m.NEmbd(), m.NVocab(), shape.Tokens
+	var rowErr float64
+	for i, e := range ex {
+		u, err := plug.NewHistory(b, nil, e.Keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, _, err := u.Rows(e.Query)
+		u.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pu := rows[plug.NInstr*d:]
+		if len(pu) != nPersona*d {
+			t.Fatalf("%d persona values, want %d rows", len(pu), nPersona)
+		}
+		for j := range pu {
+			rowErr = math.Max(rowErr, math.Abs(float64(pu[j]-graphRows[i*nPersona*d+j]))/(1+math.Abs(float64(pu[j]))))
+		}
+	}
+	t.Logf("persona rows, graph vs kernels: max relative error %.3g", rowErr)
+	if rowErr > 1e-4 {
+		t.Fatalf("graph rows differ from the kernels by %.3g", rowErr)
+	}
+	// Logits: the graph against llama.cpp decoding [BOS][I][P_u][prompt][target].
+	// F32 KV cache and no flash attention: llama.cpp's defaults (F16
+	// cache, CPU flash attention in F16) move logits by ~1e-2.
+	c, err := m.NewContext(llama.ContextOptions{NCtx: 256, Threads: 1, KVF32: true, FlashAttn: llama.FlashAttnOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var worst float64
+	for i, e := range ex {
+		rows := append(append([]float32(nil), plug.Instr...), graphRows[i*nPersona*d:(i+1)*nPersona*d]...)
+		in := persona.Inputs(m, rows, e.Prompt)
+		in = append(in, llama.TokenInput(e.Target[:len(e.Target)-1]...))
+		c.ClearMemory()
+		n := 0
+		_, err := c.DecodeInputs(context.Background(), in, llama.DecodeOptions{Output: llama.OutputAll,
+			OnOutput: func(pos llama.Pos, l []float32) error {
+				gl := logits[(i*T+int(pos))*nv : (i*T+int(pos)+1)*nv]
+				for k := range l {
+					want := l[k]
+					if llama.Token(k) == m.EOS() {
+						want += plug.EOSBias
+					}
+					worst = math.Max(worst, math.Abs(float64(want-gl[k])))
+				}
+				n++
+				return nil
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != plug.NRows()+len(e.Prompt)+len(e.Target)-1 {
+			t.Fatalf("compared %d positions", n)
+		}
+	}
+	return worst
 }
 
 // TestGradientMatchesFiniteDifferences checks the backward pass: the

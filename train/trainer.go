@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 
 	"github.com/pplug/pplug/llama"
 	"github.com/pplug/pplug/persona"
@@ -38,6 +39,19 @@ func ShapeFor(plug *persona.Plug, batch int, sets ...[]Example) (Shape, error) {
 		return s, fmt.Errorf("batch size %d must be positive", batch)
 	}
 	return s, nil
+}
+
+// CheckModel refuses, from its metadata alone, a model whose architecture
+// or shape the training graph does not build, naming the ones it does. A
+// file that cannot be read passes: loading it reports that better.
+func CheckModel(path string) error {
+	if _, err := os.Stat(path); err != nil {
+		return nil
+	}
+	if err := traingraph.CheckModel(path); err != nil {
+		return fmt.Errorf("%s: %w; train the plug for a model the training graph builds (-m)", path, err)
+	}
+	return nil
 }
 
 // Graph is the training graph for one plug on one model, with the plug's
@@ -91,9 +105,6 @@ func NewGraphWith(modelPath string, m *llama.Model, plug *persona.Plug, shape Sh
 	}
 	if plug.DLLM != m.NEmbd() {
 		return nil, fmt.Errorf("plug width %d does not match the model's n_embd %d", plug.DLLM, m.NEmbd())
-	}
-	if s := m.Info().InputScale; s != 1 {
-		return nil, fmt.Errorf("training does not support %s models (their graph scales token embeddings)", m.Info().Architecture)
 	}
 	t, err := traingraph.NewTrainer(modelPath, traingraph.Config{
 		Batch: shape.Batch, Tokens: shape.Tokens, Items: shape.Items, Targets: shape.Targets,

@@ -264,3 +264,30 @@ func logPlacementTable(t *testing.T, path string, m *llama.Model, plug *persona.
 		t.Errorf("%d of %d nodes on the CPU with every layer on %s", cpu, nodes, dev)
 	}
 }
+
+// TestVulkanArchs: for every decoder family of archCases (rope_freqs,
+// qwen3's QK norms, gemma's sliding windows and soft-caps, phi3's fused
+// projections and LongRoPE factors), one training step's loss and
+// gradients on the first Vulkan device against the CPU's, with no layer,
+// three layers and every layer offloaded (checkOffloads), after logging
+// where the scheduler puts the family's ops (logPlacementTable). The models are
+// written and the examples drawn before the Vulkan backend is loaded.
+func TestVulkanArchs(t *testing.T) {
+	dir := t.TempDir()
+	cases := archCases()
+	paths := make([]string, len(cases))
+	for i, c := range cases {
+		paths[i] = writeArch(t, dir, c)
+	}
+	dev := loadVulkan(t)
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m := loadModel(t, paths[i])
+			const dEnc = 24
+			plug := testPlugRows(t, m, dEnc, true, 2)
+			ex := testExamples(t, m, dEnc, 3, 5)
+			logPlacementTable(t, paths[i], m, plug, ex, len(ex), dev)
+			checkOffloads(t, paths[i], m, plug, ex, dev)
+		})
+	}
+}

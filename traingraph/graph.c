@@ -22,9 +22,13 @@
 typedef struct pp_layer {
     struct ggml_tensor * attn_norm;
     struct ggml_tensor * wq, * wk, * wv, * wo;
-    struct ggml_tensor * bq, * bk, * bv; // qwen2 (may be NULL)
+    struct ggml_tensor * bq, * bk, * bv;        // qwen2 (may be NULL)
+    struct ggml_tensor * wqkv;                  // phi3: Q, K and V fused
+    struct ggml_tensor * q_norm, * k_norm;      // qwen3, gemma3: RMS norm per head
+    struct ggml_tensor * attn_post_norm;        // gemma2/3: norm of the attention output
     struct ggml_tensor * ffn_norm;
-    struct ggml_tensor * ffn_gate, * ffn_up, * ffn_down;
+    struct ggml_tensor * ffn_gate, * ffn_up, * ffn_down; // phi3: ffn_up is gate and up fused
+    struct ggml_tensor * ffn_post_norm;         // gemma2/3: norm of the FFN output
 } pp_layer;
 
 // pp_op_place counts where the scheduler put one op of the training graph.
@@ -33,15 +37,78 @@ typedef struct pp_op_place {
     int32_t nodes, on_cpu, unsupported;
 } pp_op_place;
 
+// How the input rows are scaled before the first layer (llama.cpp's graphs
+// at the pinned commit): gemma2 scales every input row by sqrt(n_embd),
+// injected embeddings included; gemma3 scales only when the batch carries
+// tokens, so rows injected as embeddings are not scaled (llama.Model's
+// TokenEmbeddings scales the token rows it hands out instead).
+enum pp_input_scale { PP_SCALE_NONE, PP_SCALE_ALL, PP_SCALE_TOKENS };
+
+// pp_arch is what one architecture's decoder does differently.
+typedef struct pp_arch {
+    const char * name;
+    int  rope_mode;
+    bool qk_norm;     // attn_q_norm / attn_k_norm over each head
+    bool post_norms;  // post_attention_norm and post_ffw_norm (gemma)
+    bool fused_qkv;   // attn_qkv holds Q, K, V (phi3)
+    bool fused_up;    // ffn_up holds gate and up, 2 x n_ff (phi3)
+    bool gelu;        // GELU (tanh form) gate instead of SiLU (gemma)
+    bool gemma;       // gemma's attention scale and soft-caps
+    enum pp_input_scale input_scale;
+    int  swa_pattern; // sliding-window layers: il % n < n - 1 (0: none)
+} pp_arch;
+
+// The architectures the training graph builds. "mistral" is kept for old
+// conversions; llama.cpp converts Mistral and Ministral models to "llama",
+// whose graph ignores any attention.sliding_window key, as this one does.
+static const pp_arch pp_archs[] = {
+    { "llama",   GGML_ROPE_TYPE_NORMAL, false, false, false, false, false, false, PP_SCALE_NONE,   0 },
+    { "mistral", GGML_ROPE_TYPE_NORMAL, false, false, false, false, false, false, PP_SCALE_NONE,   0 },
+    { "qwen2",   GGML_ROPE_TYPE_NEOX,   false, false, false, false, false, false, PP_SCALE_NONE,   0 },
+    { "qwen3",   GGML_ROPE_TYPE_NEOX,   true,  false, false, false, false, false, PP_SCALE_NONE,   0 },
+    { "gemma2",  GGML_ROPE_TYPE_NEOX,   false, true,  false, false, true,  true,  PP_SCALE_ALL,    2 },
+    { "gemma3",  GGML_ROPE_TYPE_NEOX,   true,  true,  false, false, true,  true,  PP_SCALE_TOKENS, 6 },
+    { "phi3",    GGML_ROPE_TYPE_NEOX,   false, false, true,  true,  false, false, PP_SCALE_NONE,   0 },
+};
+#define PP_N_ARCHS ((int) (sizeof(pp_archs) / sizeof(pp_archs[0])))
+
+static const pp_arch * pp_find_arch(const char * name) {
+    for (int i = 0; i < PP_N_ARCHS; i++) {
+        if (strcmp(pp_archs[i].name, name) == 0) {
+            return &pp_archs[i];
+        }
+    }
+    return NULL;
+}
+
+void pp_train_archs(char * buf, int32_t len) {
+    if (len <= 0) {
+        return;
+    }
+    buf[0] = 0;
+    for (int i = 0; i < PP_N_ARCHS; i++) {
+        const size_t used = strlen(buf);
+        snprintf(buf + used, (size_t) len - used, "%s%s", i > 0 ? ", " : "", pp_archs[i].name);
+    }
+}
+
 struct pp_train {
     pp_train_cfg cfg;
     char err[512];
 
     // model
     char    arch[64];
+    const pp_arch * a;
     int32_t n_embd, n_layer, n_head, n_head_kv, n_vocab, n_rot, rope_mode, n_ctx_orig;
-    float   eps, freq_base, freq_scale;
+    int32_t n_embd_head;  // attention.key_length (gemma: not n_embd / n_head)
+    int32_t n_swa;        // sliding window of the SWA layers (0: none)
+    float   eps, freq_base, freq_scale, attn_factor;
+    float   freq_base_swa, freq_scale_swa;
+    float   kq_scale;     // attention scale
+    float   attn_softcap; // gemma2: cap * tanh(kq / cap) (0: none)
+    float   final_softcap; // gemma2/3: on the logits (0: none)
     struct ggml_tensor * tok_embd, * output_norm, * output, * rope_freqs;
+    struct ggml_tensor * swa_mask; // [T, T]: -INF beyond the window, else 0
     pp_layer layers[PP_MAX_LAYERS];
 
     // backends: the devices of cfg.devices in order, then the CPU (last,
@@ -184,8 +251,9 @@ static int pp_layer_home(const pp_train * t, int il) {
 }
 
 // pp_weight_home is the backend of a weight: blocks by their index,
-// rope_freqs with the last block, the token embeddings on the CPU (as
-// llama.cpp keeps its input layer), everything else with the output layer.
+// rope_freqs (or LongRoPE's factors) with the last block, the token
+// embeddings on the CPU (as llama.cpp keeps its input layer), everything
+// else with the output layer.
 static int pp_weight_home(const pp_train * t, const char * name) {
     int il;
     if (sscanf(name, "blk.%d.", &il) == 1) {
@@ -194,7 +262,7 @@ static int pp_weight_home(const pp_train * t, const char * name) {
     if (strncmp(name, "token_embd.", 11) == 0) {
         return t->n_dev;
     }
-    if (strncmp(name, "rope_freqs.", 11) == 0) {
+    if (strncmp(name, "rope_freqs.", 11) == 0 || strncmp(name, "rope_factors_", 13) == 0) {
         return pp_layer_home(t, t->n_layer - 1);
     }
     return pp_layer_home(t, t->n_layer);
@@ -393,52 +461,155 @@ static struct ggml_tensor * mm(struct ggml_context * ctx, struct ggml_tensor * w
 // pp_rope rotates x [hd, heads, T, B] (contiguous) by the position of each
 // token (PP_IN_POS [T*B]) as a 3-D [hd, heads, T*B] tensor: the shape
 // llama.cpp ropes, and the one every backend agrees on (the CPU reads one
-// position per ne2 index for any ne3, Vulkan one per row of ne2*ne3).
-static struct ggml_tensor * pp_rope(pp_train * t, struct ggml_context * ctx, struct ggml_tensor * x) {
+// position per ne2 index for any ne3, Vulkan one per row of ne2*ne3). The
+// frequencies: base and scale of the layer (gemma3's sliding-window layers
+// differ), the model's rope_freqs / LongRoPE factors and attention factor.
+static struct ggml_tensor * pp_rope(pp_train * t, struct ggml_context * ctx, struct ggml_tensor * x, float base,
+                                    float fscale) {
     const int64_t hd = x->ne[0], nh = x->ne[1], T = x->ne[2], B = x->ne[3];
     struct ggml_tensor * y = ggml_reshape_3d(ctx, x, hd, nh, T * B);
     y = ggml_rope_ext(ctx, y, t->in[PP_IN_POS], t->rope_freqs, t->n_rot, t->rope_mode, t->n_ctx_orig,
-                      t->freq_base, t->freq_scale, 0.0f, 1.0f, 32.0f, 1.0f);
+                      base, fscale, 0.0f, t->attn_factor, 32.0f, 1.0f);
     return ggml_reshape_4d(ctx, y, hd, nh, T, B);
+}
+
+// tanh_stable is tanh(x) = sgn(x) (1 - e) / (1 + e) with e = exp(-2|x|),
+// from operations ggml can differentiate (its TANH has no backward pass);
+// e stays in (0, 1], so nothing overflows.
+static struct ggml_tensor * tanh_stable(struct ggml_context * ctx, struct ggml_tensor * x) {
+    struct ggml_tensor * e   = ggml_exp(ctx, ggml_scale(ctx, ggml_abs(ctx, x), -2.0f));
+    struct ggml_tensor * num = ggml_scale_bias(ctx, e, -1.0f, 1.0f);
+    struct ggml_tensor * den = ggml_scale_bias(ctx, e, 1.0f, 1.0f);
+    return ggml_mul(ctx, ggml_sgn(ctx, x), ggml_div(ctx, num, den));
+}
+
+// softcap is cap * tanh(x / cap), gemma's soft-capping of scores.
+static struct ggml_tensor * softcap(struct ggml_context * ctx, struct ggml_tensor * x, float cap) {
+    return ggml_scale(ctx, tanh_stable(ctx, ggml_scale(ctx, x, 1.0f / cap)), cap);
+}
+
+// gelu_tanh is 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), the GELU
+// gemma's FFN gate uses (ggml_gelu, which has no backward pass).
+static struct ggml_tensor * gelu_tanh(struct ggml_context * ctx, struct ggml_tensor * x) {
+    struct ggml_tensor * x2    = ggml_sqr(ctx, x);
+    struct ggml_tensor * inner = ggml_mul(ctx, x, ggml_scale_bias(ctx, x2, 0.044715f, 1.0f));
+    struct ggml_tensor * th    = tanh_stable(ctx, ggml_scale(ctx, inner, 0.79788456080286535588f));
+    return ggml_mul(ctx, x, ggml_scale_bias(ctx, th, 0.5f, 0.5f));
+}
+
+// head_view is n heads of hd values starting at value off of each row of
+// the fused projection qkv [*, T, B], as a contiguous [hd, n, T, B]. The
+// view is 2-D over the T*B rows: its backward pass (ACC) then writes with
+// the strides of qkv itself, the only ones ggml's Vulkan ACC honours (it
+// reads no fourth dimension and indexes the destination with the view's
+// strides; a 4-D view gave wrong gradients there). The no-op reshape after
+// the copy makes the backward pass hand the copy a contiguous gradient
+// (ggml's CONT backward needs one; V is permuted next).
+static struct ggml_tensor * head_view(struct ggml_context * ctx, struct ggml_tensor * qkv, int64_t hd, int64_t n, int64_t off) {
+    const int64_t T = qkv->ne[1], B = qkv->ne[2];
+    struct ggml_tensor * rows = ggml_reshape_2d(ctx, qkv, qkv->ne[0], T * B);
+    struct ggml_tensor * v = ggml_view_2d(ctx, rows, hd * n, T * B, rows->nb[1], off * rows->nb[0]);
+    v = ggml_cont(ctx, v);
+    return ggml_reshape_4d(ctx, v, hd, n, T, B);
+}
+
+// pp_qkv projects cur [n_embd, T, B] to the heads q [hd, n_head, T, B] and
+// k, v [hd, n_head_kv, T, B], QK-normed where the architecture does.
+static void pp_qkv(pp_train * t, struct ggml_context * ctx, const pp_layer * L, struct ggml_tensor * cur,
+                   struct ggml_tensor ** q, struct ggml_tensor ** k, struct ggml_tensor ** v) {
+    const int64_t T = cur->ne[1], B = cur->ne[2], hd = t->n_embd_head;
+    if (L->wqkv) {
+        struct ggml_tensor * qkv = mm(ctx, L->wqkv, cur);
+        *q = head_view(ctx, qkv, hd, t->n_head, 0);
+        *k = head_view(ctx, qkv, hd, t->n_head_kv, hd * t->n_head);
+        *v = head_view(ctx, qkv, hd, t->n_head_kv, hd * (t->n_head + t->n_head_kv));
+    } else {
+        *q = mm(ctx, L->wq, cur);
+        *k = mm(ctx, L->wk, cur);
+        *v = mm(ctx, L->wv, cur);
+        if (L->bq) *q = ggml_add(ctx, *q, L->bq);
+        if (L->bk) *k = ggml_add(ctx, *k, L->bk);
+        if (L->bv) *v = ggml_add(ctx, *v, L->bv);
+        *q = ggml_reshape_4d(ctx, *q, hd, t->n_head, T, B);
+        *k = ggml_reshape_4d(ctx, *k, hd, t->n_head_kv, T, B);
+        *v = ggml_reshape_4d(ctx, *v, hd, t->n_head_kv, T, B);
+    }
+    if (L->q_norm) {
+        *q = ggml_mul(ctx, rms_norm(ctx, *q, t->eps), L->q_norm);
+        *k = ggml_mul(ctx, rms_norm(ctx, *k, t->eps), L->k_norm);
+    }
+}
+
+static bool pp_is_swa(const pp_train * t, int il) {
+    const int n = t->a->swa_pattern;
+    return t->n_swa > 0 && n > 0 && il % n < n - 1;
+}
+
+// pp_attention is layer il's self-attention over cur [n_embd, T, B],
+// through the output projection: [n_embd, T, B].
+static struct ggml_tensor * pp_attention(pp_train * t, struct ggml_context * ctx, int il, struct ggml_tensor * cur) {
+    const pp_layer * L = &t->layers[il];
+    const int64_t T = cur->ne[1], B = cur->ne[2], hd = t->n_embd_head;
+    const int r = t->n_head / t->n_head_kv;
+    const bool swa = pp_is_swa(t, il);
+    const float base = swa ? t->freq_base_swa : t->freq_base, fscale = swa ? t->freq_scale_swa : t->freq_scale;
+    struct ggml_tensor * q, * k, * v;
+    pp_qkv(t, ctx, L, cur, &q, &k, &v);
+    q = pp_rope(t, ctx, q, base, fscale);
+    k = pp_rope(t, ctx, k, base, fscale);
+    // contiguous: ggml's Vulkan MUL_MAT converts a non-contiguous operand to F16
+    q = ggml_cont(ctx, ggml_permute(ctx, q, 0, 2, 1, 3));                          // [hd, T, nh, B]
+    k = repeat_heads(ctx, ggml_cont(ctx, ggml_permute(ctx, k, 0, 2, 1, 3)), r);    // [hd, T, nh, B]
+    struct ggml_tensor * vt = repeat_heads(ctx, ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3)), r); // [T, hd, nh, B]
+    struct ggml_tensor * kq = ggml_mul_mat(ctx, k, q);                             // [T_k, T_q, nh, B]
+    struct ggml_tensor * mask = t->in[PP_IN_KQMASK];
+    if (swa && t->swa_mask) {
+        mask = ggml_add(ctx, mask, t->swa_mask);
+    }
+    if (t->attn_softcap > 0) {
+        kq = softcap(ctx, ggml_scale(ctx, kq, t->kq_scale), t->attn_softcap);
+        kq = ggml_soft_max_ext(ctx, kq, mask, 1.0f, 0.0f);
+    } else {
+        kq = ggml_soft_max_ext(ctx, kq, mask, t->kq_scale, 0.0f);
+    }
+    struct ggml_tensor * kqv = ggml_mul_mat(ctx, vt, kq);                          // [hd, T_q, nh, B]
+    kqv = ggml_cont(ctx, ggml_permute(ctx, kqv, 0, 2, 1, 3));                      // [hd, nh, T, B]
+    cur = ggml_reshape_3d(ctx, kqv, hd * t->n_head, T, B);
+    return mm(ctx, L->wo, cur);
+}
+
+// pp_ffn is layer il's gated feed-forward network over cur [n_embd, T, B]:
+// act(gate x) * (up x) through ffn_down, act SiLU or GELU (tanh form).
+static struct ggml_tensor * pp_ffn(pp_train * t, struct ggml_context * ctx, const pp_layer * L, struct ggml_tensor * cur) {
+    struct ggml_tensor * g, * u;
+    if (t->a->fused_up) {
+        struct ggml_tensor * gu = mm(ctx, L->ffn_up, cur); // [2 n_ff, T, B]: gate, then up
+        const int64_t nff = gu->ne[0] / 2;
+        g = ggml_cont(ctx, ggml_view_3d(ctx, gu, nff, gu->ne[1], gu->ne[2], gu->nb[1], gu->nb[2], 0));
+        u = ggml_cont(ctx, ggml_view_3d(ctx, gu, nff, gu->ne[1], gu->ne[2], gu->nb[1], gu->nb[2], nff * gu->nb[0]));
+    } else {
+        g = mm(ctx, L->ffn_gate, cur);
+        u = mm(ctx, L->ffn_up, cur);
+    }
+    g = t->a->gelu ? gelu_tanh(ctx, g) : ggml_silu(ctx, g);
+    return mm(ctx, L->ffn_down, ggml_mul(ctx, g, u));
 }
 
 // pp_build_decoder runs the frozen decoder over x [n_embd, T, B] and returns
 // the final normed hidden states [n_embd, T, B].
 static struct ggml_tensor * pp_build_decoder(pp_train * t, struct ggml_context * ctx, struct ggml_tensor * x) {
-    const int64_t T = x->ne[1], B = x->ne[2];
-    const int hd = t->n_embd / t->n_head;
-    const int r = t->n_head / t->n_head_kv;
-    const float kq_scale = 1.0f / sqrtf((float) hd);
     for (int il = 0; il < t->n_layer; il++) {
         const pp_layer * L = &t->layers[il];
-        struct ggml_tensor * cur = ggml_mul(ctx, rms_norm(ctx, x, t->eps), L->attn_norm);
-        struct ggml_tensor * q = mm(ctx, L->wq, cur);
-        struct ggml_tensor * k = mm(ctx, L->wk, cur);
-        struct ggml_tensor * v = mm(ctx, L->wv, cur);
-        if (L->bq) q = ggml_add(ctx, q, L->bq);
-        if (L->bk) k = ggml_add(ctx, k, L->bk);
-        if (L->bv) v = ggml_add(ctx, v, L->bv);
-        q = ggml_reshape_4d(ctx, q, hd, t->n_head, T, B);
-        k = ggml_reshape_4d(ctx, k, hd, t->n_head_kv, T, B);
-        v = ggml_reshape_4d(ctx, v, hd, t->n_head_kv, T, B);
-        q = pp_rope(t, ctx, q);
-        k = pp_rope(t, ctx, k);
-        // contiguous: ggml's Vulkan MUL_MAT converts a non-contiguous operand to F16
-        q = ggml_cont(ctx, ggml_permute(ctx, q, 0, 2, 1, 3));                          // [hd, T, nh, B]
-        k = repeat_heads(ctx, ggml_cont(ctx, ggml_permute(ctx, k, 0, 2, 1, 3)), r);    // [hd, T, nh, B]
-        struct ggml_tensor * vt = repeat_heads(ctx, ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3)), r); // [T, hd, nh, B]
-        struct ggml_tensor * kq = ggml_mul_mat(ctx, k, q);                             // [T_k, T_q, nh, B]
-        kq = ggml_soft_max_ext(ctx, kq, t->in[PP_IN_KQMASK], kq_scale, 0.0f);
-        struct ggml_tensor * kqv = ggml_mul_mat(ctx, vt, kq);                          // [hd, T_q, nh, B]
-        kqv = ggml_cont(ctx, ggml_permute(ctx, kqv, 0, 2, 1, 3));                      // [hd, nh, T, B]
-        cur = ggml_reshape_3d(ctx, kqv, t->n_embd, T, B);
-        cur = mm(ctx, L->wo, cur);
+        struct ggml_tensor * cur = pp_attention(t, ctx, il, ggml_mul(ctx, rms_norm(ctx, x, t->eps), L->attn_norm));
+        if (L->attn_post_norm) {
+            cur = ggml_mul(ctx, rms_norm(ctx, cur, t->eps), L->attn_post_norm);
+        }
         x = ggml_add(ctx, x, cur);
 
-        cur = ggml_mul(ctx, rms_norm(ctx, x, t->eps), L->ffn_norm);
-        struct ggml_tensor * g = ggml_silu(ctx, mm(ctx, L->ffn_gate, cur));
-        struct ggml_tensor * u = mm(ctx, L->ffn_up, cur);
-        cur = mm(ctx, L->ffn_down, ggml_mul(ctx, g, u));
+        cur = pp_ffn(t, ctx, L, ggml_mul(ctx, rms_norm(ctx, x, t->eps), L->ffn_norm));
+        if (L->ffn_post_norm) {
+            cur = ggml_mul(ctx, rms_norm(ctx, cur, t->eps), L->ffn_post_norm);
+        }
         x = ggml_add(ctx, x, cur);
     }
     return ggml_mul(ctx, rms_norm(ctx, x, t->eps), t->output_norm);
@@ -487,6 +658,10 @@ static struct ggml_tensor * pp_build_input(pp_train * t, struct ggml_context * c
     struct ggml_tensor * e = ggml_get_rows(ctx, t->tok_embd, t->in[PP_IN_TOKENS]); // [D, T*B]
     e = ggml_reshape_3d(ctx, e, D, T, B);
     e = ggml_mul(ctx, e, t->in[PP_IN_TOKMASK]);
+    const float embd_scale = sqrtf((float) D);
+    if (t->a->input_scale == PP_SCALE_TOKENS) {
+        e = ggml_scale(ctx, e, embd_scale);
+    }
     if (c->n_instr > 0) {
         struct ggml_tensor * it = ggml_cont(ctx, ggml_transpose(ctx, t->par[PP_P_INSTR])); // [n_instr, D]
         e = ggml_add(ctx, e, ggml_mul_mat(ctx, it, t->in[PP_IN_SEL_I]));                  // + [D, T, B]
@@ -498,6 +673,9 @@ static struct ggml_tensor * pp_build_input(pp_train * t, struct ggml_context * c
     struct ggml_tensor * place = R == 1 ? ggml_reshape_3d(ctx, pu, 1, D, B)
                                         : ggml_cont(ctx, ggml_transpose(ctx, ggml_reshape_3d(ctx, pu, D, R, B)));
     e = ggml_add(ctx, e, ggml_mul_mat(ctx, place, t->in[PP_IN_SEL_P]));
+    if (t->a->input_scale == PP_SCALE_ALL) {
+        e = ggml_scale(ctx, e, embd_scale);
+    }
     return e;
 }
 
@@ -505,16 +683,36 @@ static struct ggml_tensor * pp_output_weight(pp_train * t) {
     return t->output ? t->output : t->tok_embd;
 }
 
-// pp_logits multiplies hidden states [D, n] by the output weight and adds
-// the learned EOS bias (a one-hot [V] times eos_bias_scale * theta, so that
+// pp_logits multiplies hidden states [D, n] by the output weight, soft-caps
+// them where the model does (gemma), and adds the learned EOS bias (a one-hot [V] times eos_bias_scale * theta, so that
 // ggml's backward pass reaches theta through a broadcast multiply).
 static struct ggml_tensor * pp_logits(pp_train * t, struct ggml_context * ctx, struct ggml_tensor * h) {
     struct ggml_tensor * logits = ggml_mul_mat(ctx, pp_output_weight(t), h);
+    if (t->final_softcap > 0) {
+        logits = softcap(ctx, logits, t->final_softcap);
+    }
     if (t->cfg.eos_bias) {
         struct ggml_tensor * b = ggml_scale(ctx, t->par[PP_P_EOS_BIAS], t->cfg.eos_bias_scale);
         logits = ggml_add(ctx, logits, ggml_mul(ctx, t->in[PP_IN_EOSVEC], b));
     }
     return logits;
+}
+
+// pp_fill_swa_mask masks, for the sliding-window layers, every key at
+// least n_swa positions before its query (llama.cpp's LLAMA_SWA_TYPE_STANDARD).
+static void pp_fill_swa_mask(pp_train * t) {
+    if (!t->swa_mask) {
+        return;
+    }
+    const int64_t T = t->cfg.n_tokens;
+    float * m = calloc((size_t) (T * T), sizeof(float));
+    for (int64_t q = 0; q < T; q++) {
+        for (int64_t k = 0; k < T; k++) {
+            m[q * T + k] = q - k >= t->n_swa ? -INFINITY : 0.0f;
+        }
+    }
+    ggml_backend_tensor_set(t->swa_mask, m, 0, (size_t) (T * T) * sizeof(float));
+    free(m);
 }
 
 // pp_forward builds the forward pass in ctx: the plug-in, the frozen
@@ -557,10 +755,17 @@ static bool pp_new_inputs(pp_train * t) {
     t->in[PP_IN_LABELS]  = ggml_new_tensor_2d(cs, GGML_TYPE_F32, t->n_vocab, M * B);
     t->in[PP_IN_LSCALE]  = ggml_new_tensor_1d(cs, GGML_TYPE_F32, 1);
     t->in[PP_IN_EOSVEC]  = c->eos_bias ? ggml_new_tensor_1d(cs, GGML_TYPE_F32, t->n_vocab) : NULL;
+    // gemma's sliding-window mask: constant, an input in host memory like
+    // the others (the scheduler copies it to the devices that read it)
+    t->swa_mask = t->n_swa > 0 && t->n_swa < T ? ggml_new_tensor_2d(cs, GGML_TYPE_F32, T, T) : NULL;
     for (int i = 0; i < PP_IN_COUNT; i++) {
         if (t->in[i]) {
             ggml_set_input(t->in[i]);
         }
+    }
+    if (t->swa_mask) {
+        ggml_set_name(t->swa_mask, "swa_mask");
+        ggml_set_input(t->swa_mask);
     }
     t->buf_in = ggml_backend_alloc_ctx_tensors(cs, t->backend);
     if (!t->buf_in) {
@@ -568,6 +773,7 @@ static bool pp_new_inputs(pp_train * t) {
         return false;
     }
     ggml_backend_buffer_clear(t->buf_in, 0);
+    pp_fill_swa_mask(t);
     return true;
 }
 
@@ -782,6 +988,232 @@ static bool pp_build(pp_train * t) {
     return true;
 }
 
+// ---- model ------------------------------------------------------------------
+
+// pp_read_arch finds the model's architecture in the table.
+static bool pp_read_arch(pp_train * t, const struct gguf_context * g) {
+    int64_t ai = gguf_find_key(g, "general.architecture");
+    if (ai < 0 || gguf_get_kv_type(g, ai) != GGUF_TYPE_STRING) {
+        pp_errf(t, "the model has no general.architecture");
+        return false;
+    }
+    snprintf(t->arch, sizeof(t->arch), "%s", gguf_get_val_str(g, ai));
+    t->a = pp_find_arch(t->arch);
+    if (!t->a) {
+        char list[256];
+        pp_train_archs(list, sizeof(list));
+        pp_errf(t, "training supports %s models, not %s", list, t->arch);
+        return false;
+    }
+    t->rope_mode = t->a->rope_mode;
+    return true;
+}
+
+// pp_read_rope reads rope scaling as llama.cpp does for the architectures
+// of the table: linear (and longrope, whose factors are tensors) scale
+// frequencies by 1/factor, none does not scale, YaRN is refused.
+static bool pp_read_rope(pp_train * t, const struct gguf_context * g) {
+    t->freq_base = 10000.0f;
+    kv_f32(g, t->arch, "rope.freq_base", &t->freq_base);
+    t->n_ctx_orig = 0;
+    kv_u32(g, t->arch, "context_length", &t->n_ctx_orig);
+    kv_u32(g, t->arch, "rope.scaling.original_context_length", &t->n_ctx_orig);
+    t->attn_factor = 1.0f;
+    kv_f32(g, t->arch, "rope.scaling.attn_factor", &t->attn_factor);
+    float factor = 0.0f;
+    kv_f32(g, t->arch, "rope.scaling.factor", &factor);
+    t->freq_scale = factor > 0 ? 1.0f / factor : 1.0f;
+    int64_t si = kv_find(g, t->arch, "rope.scaling.type");
+    if (si >= 0 && gguf_get_kv_type(g, si) == GGUF_TYPE_STRING) {
+        const char * st = gguf_get_val_str(g, si);
+        if (strcmp(st, "none") == 0) {
+            t->freq_scale = 1.0f;
+        } else if (strcmp(st, "linear") != 0 && strcmp(st, "longrope") != 0) {
+            pp_errf(t, "rope scaling %s is not supported for training (linear, longrope or none)", st);
+            return false;
+        }
+    }
+    // gemma3's sliding-window layers rope with base 10000, unscaled
+    const bool gemma3_swa = strcmp(t->arch, "gemma3") == 0 && t->n_swa > 0;
+    t->freq_base_swa  = gemma3_swa ? 10000.0f : t->freq_base;
+    t->freq_scale_swa = gemma3_swa ? 1.0f : t->freq_scale;
+    return true;
+}
+
+// pp_read_gemma reads the sliding window, the soft-caps and the attention
+// scale (llama.cpp derives query_pre_attn_scalar from the layer count:
+// n_embd / n_head for the 27B models, the head width otherwise).
+static void pp_read_gemma(pp_train * t, const struct gguf_context * g) {
+    const bool g2 = strcmp(t->arch, "gemma2") == 0;
+    t->n_swa = g2 ? 4096 : 0;
+    kv_u32(g, t->arch, "attention.sliding_window", &t->n_swa);
+    t->attn_softcap = g2 ? 50.0f : 0.0f;
+    t->final_softcap = g2 ? 30.0f : 0.0f;
+    if (g2) {
+        kv_f32(g, t->arch, "attn_logit_softcapping", &t->attn_softcap);
+    }
+    kv_f32(g, t->arch, "final_logit_softcapping", &t->final_softcap);
+    const bool big = t->n_layer == (g2 ? 46 : 62);
+    t->kq_scale = 1.0f / sqrtf(big ? (float) (t->n_embd / t->n_head) : (float) t->n_embd_head);
+}
+
+// pp_read_hparams reads the architecture and the hyper-parameters the
+// graph needs, and checks them before any weight is read.
+static bool pp_read_hparams(pp_train * t, const struct gguf_context * g) {
+    if (!pp_read_arch(t, g)) {
+        return false;
+    }
+    if (!kv_u32(g, t->arch, "embedding_length", &t->n_embd) || !kv_u32(g, t->arch, "block_count", &t->n_layer) ||
+        !kv_u32(g, t->arch, "attention.head_count", &t->n_head)) {
+        pp_errf(t, "the model lacks %s.embedding_length, block_count or attention.head_count", t->arch);
+        return false;
+    }
+    t->n_head_kv = t->n_head;
+    kv_u32(g, t->arch, "attention.head_count_kv", &t->n_head_kv);
+    if (t->n_layer <= 0 || t->n_layer > PP_MAX_LAYERS || t->n_head <= 0 || t->n_head_kv <= 0 || t->n_embd <= 0 ||
+        t->n_embd % t->n_head != 0 || t->n_head % t->n_head_kv != 0) {
+        pp_errf(t, "unsupported shape: n_embd %d, n_layer %d, n_head %d, n_head_kv %d", t->n_embd, t->n_layer, t->n_head, t->n_head_kv);
+        return false;
+    }
+    t->n_embd_head = t->n_embd / t->n_head;
+    kv_u32(g, t->arch, "attention.key_length", &t->n_embd_head);
+    int32_t hv = t->n_embd_head;
+    kv_u32(g, t->arch, "attention.value_length", &hv);
+    t->n_rot = t->n_embd_head;
+    kv_u32(g, t->arch, "rope.dimension_count", &t->n_rot);
+    if (t->n_embd_head <= 0 || hv != t->n_embd_head || t->n_rot <= 0 || t->n_rot > t->n_embd_head || t->n_rot % 2 != 0) {
+        pp_errf(t, "unsupported heads: key length %d, value length %d, rope dimensions %d", t->n_embd_head, hv, t->n_rot);
+        return false;
+    }
+    t->eps = 1e-5f;
+    kv_f32(g, t->arch, "attention.layer_norm_rms_epsilon", &t->eps);
+    t->kq_scale = 1.0f / sqrtf((float) t->n_embd_head);
+    if (t->a->gemma) {
+        pp_read_gemma(t, g);
+    }
+    return pp_read_rope(t, g);
+}
+
+#define PP_GLOBAL_REFS 6
+#define PP_LAYER_REFS  18
+
+// pp_weight_refs lists the weights to load for the architecture; returns
+// how many.
+static int pp_weight_refs(pp_train * t, pp_wref * refs) {
+    const pp_arch * a = t->a;
+    int k = 0;
+#define REF(ptr, req, ...) do { snprintf(refs[k].name, sizeof(refs[k].name), __VA_ARGS__); refs[k].dst = (ptr); refs[k].required = (req); k++; } while (0)
+    REF(&t->tok_embd, true, "token_embd.weight");
+    REF(&t->output_norm, true, "output_norm.weight");
+    REF(&t->output, false, "output.weight");
+    // llama 3.1+ carries rope_freqs; phi3 LongRoPE the short factors, which
+    // llama.cpp uses while the context is no longer than the original one
+    REF(&t->rope_freqs, false, a->fused_qkv ? "rope_factors_short.weight" : "rope_freqs.weight");
+    for (int il = 0; il < t->n_layer; il++) {
+        pp_layer * L = &t->layers[il];
+        REF(&L->attn_norm, true, "blk.%d.attn_norm.weight", il);
+        if (a->fused_qkv) {
+            REF(&L->wqkv, true, "blk.%d.attn_qkv.weight", il);
+        } else {
+            REF(&L->wq, true, "blk.%d.attn_q.weight", il);
+            REF(&L->wk, true, "blk.%d.attn_k.weight", il);
+            REF(&L->wv, true, "blk.%d.attn_v.weight", il);
+            REF(&L->bq, false, "blk.%d.attn_q.bias", il);
+            REF(&L->bk, false, "blk.%d.attn_k.bias", il);
+            REF(&L->bv, false, "blk.%d.attn_v.bias", il);
+        }
+        REF(&L->wo, true, "blk.%d.attn_output.weight", il);
+        if (a->qk_norm) {
+            REF(&L->q_norm, true, "blk.%d.attn_q_norm.weight", il);
+            REF(&L->k_norm, true, "blk.%d.attn_k_norm.weight", il);
+        }
+        if (a->post_norms) {
+            REF(&L->attn_post_norm, true, "blk.%d.post_attention_norm.weight", il);
+            REF(&L->ffn_post_norm, true, "blk.%d.post_ffw_norm.weight", il);
+        }
+        REF(&L->ffn_norm, true, "blk.%d.ffn_norm.weight", il);
+        if (!a->fused_up) {
+            REF(&L->ffn_gate, true, "blk.%d.ffn_gate.weight", il);
+        }
+        REF(&L->ffn_up, true, "blk.%d.ffn_up.weight", il);
+        REF(&L->ffn_down, true, "blk.%d.ffn_down.weight", il);
+    }
+#undef REF
+    return k;
+}
+
+// pp_shape_is reports whether w is [n0, n1] (n1 = 0: a vector of n0).
+static bool pp_shape_is(const struct ggml_tensor * w, int64_t n0, int64_t n1) {
+    if (!w) {
+        return true;
+    }
+    return w->ne[0] == n0 && w->ne[1] == (n1 > 0 ? n1 : 1) && w->ne[2] == 1 && w->ne[3] == 1;
+}
+
+// pp_check_layer checks one layer's weights against the hyper-parameters,
+// so that a malformed file is an error, not a ggml assertion.
+static bool pp_check_layer(pp_train * t, int il) {
+    const pp_layer * L = &t->layers[il];
+    const int64_t D = t->n_embd, hd = t->n_embd_head, nq = hd * t->n_head, nkv = hd * t->n_head_kv;
+    const int64_t nff = L->ffn_down->ne[0];
+    const bool ok = pp_shape_is(L->attn_norm, D, 0) && pp_shape_is(L->wq, D, nq) && pp_shape_is(L->wk, D, nkv) &&
+        pp_shape_is(L->wv, D, nkv) && pp_shape_is(L->bq, nq, 0) && pp_shape_is(L->bk, nkv, 0) && pp_shape_is(L->bv, nkv, 0) &&
+        pp_shape_is(L->wqkv, D, nq + 2 * nkv) && pp_shape_is(L->wo, nq, D) && pp_shape_is(L->q_norm, hd, 0) &&
+        pp_shape_is(L->k_norm, hd, 0) && pp_shape_is(L->attn_post_norm, D, 0) && pp_shape_is(L->ffn_post_norm, D, 0) &&
+        pp_shape_is(L->ffn_norm, D, 0) && pp_shape_is(L->ffn_gate, D, nff) &&
+        pp_shape_is(L->ffn_up, D, t->a->fused_up ? 2 * nff : nff) && pp_shape_is(L->ffn_down, nff, D);
+    if (!ok) {
+        pp_errf(t, "layer %d's weights do not have the shapes of a %s model with n_embd %lld, %d heads of %lld (%d kv heads)",
+                il, t->arch, (long long) D, t->n_head, (long long) hd, t->n_head_kv);
+    }
+    return ok;
+}
+
+static bool pp_check_shapes(pp_train * t) {
+    if (t->tok_embd->ne[0] != t->n_embd) {
+        pp_errf(t, "token_embd has width %lld, n_embd is %d", (long long) t->tok_embd->ne[0], t->n_embd);
+        return false;
+    }
+    t->n_vocab = (int32_t) t->tok_embd->ne[1];
+    if (!pp_shape_is(t->output_norm, t->n_embd, 0) || !pp_shape_is(t->output, t->n_embd, t->n_vocab)) {
+        pp_errf(t, "output_norm or output do not match n_embd %d and the vocabulary of %d", t->n_embd, t->n_vocab);
+        return false;
+    }
+    if (t->rope_freqs && (ggml_n_dims(t->rope_freqs) != 1 || t->rope_freqs->ne[0] < t->n_rot / 2)) {
+        pp_errf(t, "%s has %lld values, the rope needs %d", t->rope_freqs->name, (long long) t->rope_freqs->ne[0], t->n_rot / 2);
+        return false;
+    }
+    for (int il = 0; il < t->n_layer; il++) {
+        if (!pp_check_layer(t, il)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+int32_t pp_train_check(const char * model_path, char * err, int32_t err_len) {
+    pp_train * t = calloc(1, sizeof(*t));
+    if (!t) {
+        snprintf(err, (size_t) err_len, "out of memory");
+        return -1;
+    }
+    struct gguf_init_params gip = { true, NULL };
+    struct gguf_context * g = gguf_init_from_file(model_path, gip);
+    int32_t rc = 0;
+    if (!g) {
+        snprintf(err, (size_t) err_len, "cannot read %s as GGUF", model_path);
+        rc = -1;
+    } else if (!pp_read_hparams(t, g)) {
+        snprintf(err, (size_t) err_len, "%s", t->err);
+        rc = -1;
+    }
+    if (g) {
+        gguf_free(g);
+    }
+    free(t);
+    return rc;
+}
+
 // ---- lifecycle ---------------------------------------------------------------
 
 // pp_open_device starts the backend of the ggml device called name.
@@ -861,101 +1293,26 @@ pp_train * pp_train_new(const char * model_path, const pp_train_cfg * cfg, char 
         free(t);
         return NULL;
     }
-    bool ok = false;
-    int64_t ai = gguf_find_key(g, "general.architecture");
-    if (ai < 0 || gguf_get_kv_type(g, ai) != GGUF_TYPE_STRING) {
-        pp_errf(t, "the model has no general.architecture");
+    bool ok = pp_read_hparams(t, g);
+    if (!ok) {
         goto done;
     }
-    snprintf(t->arch, sizeof(t->arch), "%s", gguf_get_val_str(g, ai));
-    if (strcmp(t->arch, "llama") == 0 || strcmp(t->arch, "mistral") == 0) {
-        t->rope_mode = GGML_ROPE_TYPE_NORMAL;
-    } else if (strcmp(t->arch, "qwen2") == 0) {
-        t->rope_mode = GGML_ROPE_TYPE_NEOX;
-    } else {
-        pp_errf(t, "training supports llama, mistral and qwen2 models, not %s", t->arch);
-        goto done;
-    }
-    if (!kv_u32(g, t->arch, "embedding_length", &t->n_embd) || !kv_u32(g, t->arch, "block_count", &t->n_layer) ||
-        !kv_u32(g, t->arch, "attention.head_count", &t->n_head)) {
-        pp_errf(t, "the model lacks %s.embedding_length, block_count or attention.head_count", t->arch);
-        goto done;
-    }
-    t->n_head_kv = t->n_head;
-    kv_u32(g, t->arch, "attention.head_count_kv", &t->n_head_kv);
-    if (t->n_layer <= 0 || t->n_layer > PP_MAX_LAYERS || t->n_head <= 0 || t->n_head_kv <= 0 ||
-        t->n_embd % t->n_head != 0 || t->n_head % t->n_head_kv != 0) {
-        pp_errf(t, "unsupported shape: n_embd %d, n_layer %d, n_head %d, n_head_kv %d", t->n_embd, t->n_layer, t->n_head, t->n_head_kv);
-        goto done;
-    }
-    t->n_rot = t->n_embd / t->n_head;
-    kv_u32(g, t->arch, "rope.dimension_count", &t->n_rot);
-    t->freq_base = 10000.0f;
-    kv_f32(g, t->arch, "rope.freq_base", &t->freq_base);
-    t->eps = 1e-5f;
-    kv_f32(g, t->arch, "attention.layer_norm_rms_epsilon", &t->eps);
-    t->n_ctx_orig = 0;
-    kv_u32(g, t->arch, "context_length", &t->n_ctx_orig);
-    t->freq_scale = 1.0f;
-    {
-        int64_t si = kv_find(g, t->arch, "rope.scaling.type");
-        if (si >= 0 && gguf_get_kv_type(g, si) == GGUF_TYPE_STRING) {
-            const char * st = gguf_get_val_str(g, si);
-            if (strcmp(st, "linear") == 0) {
-                float factor = 1.0f;
-                if (kv_f32(g, t->arch, "rope.scaling.factor", &factor) && factor > 0) {
-                    t->freq_scale = 1.0f / factor;
-                }
-            } else if (strcmp(st, "none") != 0) {
-                pp_errf(t, "rope scaling %s is not supported for training", st);
-                goto done;
-            }
-        }
-    }
+    ok = false;
 
     if (!pp_open_backends(t)) {
         goto done;
     }
 
     {
-        int n = 4 + 12 * t->n_layer;
-        pp_wref * refs = calloc((size_t) n, sizeof(*refs));
-        int k = 0;
-#define REF(ptr, req, ...) do { snprintf(refs[k].name, sizeof(refs[k].name), __VA_ARGS__); refs[k].dst = (ptr); refs[k].required = (req); k++; } while (0)
-        REF(&t->tok_embd, true, "token_embd.weight");
-        REF(&t->output_norm, true, "output_norm.weight");
-        REF(&t->output, false, "output.weight");
-        REF(&t->rope_freqs, false, "rope_freqs.weight");
-        for (int il = 0; il < t->n_layer; il++) {
-            pp_layer * L = &t->layers[il];
-            REF(&L->attn_norm, true, "blk.%d.attn_norm.weight", il);
-            REF(&L->wq, true, "blk.%d.attn_q.weight", il);
-            REF(&L->wk, true, "blk.%d.attn_k.weight", il);
-            REF(&L->wv, true, "blk.%d.attn_v.weight", il);
-            REF(&L->wo, true, "blk.%d.attn_output.weight", il);
-            REF(&L->bq, false, "blk.%d.attn_q.bias", il);
-            REF(&L->bk, false, "blk.%d.attn_k.bias", il);
-            REF(&L->bv, false, "blk.%d.attn_v.bias", il);
-            REF(&L->ffn_norm, true, "blk.%d.ffn_norm.weight", il);
-            REF(&L->ffn_gate, true, "blk.%d.ffn_gate.weight", il);
-            REF(&L->ffn_up, true, "blk.%d.ffn_up.weight", il);
-            REF(&L->ffn_down, true, "blk.%d.ffn_down.weight", il);
-        }
-#undef REF
+        pp_wref * refs = calloc((size_t) (PP_GLOBAL_REFS + PP_LAYER_REFS * t->n_layer), sizeof(*refs));
+        int k = pp_weight_refs(t, refs);
         bool loaded = pp_load_weights(t, model_path, g, meta, refs, k);
         free(refs);
         if (!loaded || !pp_tie_output(t)) {
             goto done;
         }
     }
-    if (t->tok_embd->ne[0] != t->n_embd) {
-        pp_errf(t, "token_embd has width %lld, n_embd is %d", (long long) t->tok_embd->ne[0], t->n_embd);
-        goto done;
-    }
-    t->n_vocab = (int32_t) t->tok_embd->ne[1];
-    if (t->layers[0].wk->ne[1] != (int64_t) (t->n_embd / t->n_head) * t->n_head_kv) {
-        pp_errf(t, "attn_k has %lld outputs, expected n_head_kv x head_dim = %d", (long long) t->layers[0].wk->ne[1],
-                (t->n_embd / t->n_head) * t->n_head_kv);
+    if (!pp_check_shapes(t)) {
         goto done;
     }
     ok = pp_build(t);

@@ -1,8 +1,9 @@
 // The Persona-Plug training graph: the plug-in's forward (projector,
-// input-aware aggregation, instruction rows) feeding a frozen llama-family
-// decoder built from the GGUF weights with ggml's public API, a masked
-// next-token cross-entropy, and ggml's automatic differentiation for the
-// gradients of the plug-in's parameters. The optimizer runs in Go.
+// input-aware aggregation, instruction rows) feeding a frozen decoder
+// (llama, qwen2, qwen3, gemma2, gemma3, phi3) built from the GGUF weights
+// with ggml's public API, a masked next-token cross-entropy, and ggml's
+// automatic differentiation for the gradients of the plug-in's parameters.
+// The optimizer runs in Go.
 //
 // Shapes are in ggml order (ne0 first). One training graph has a fixed
 // shape: B examples of T positions, N history items, M target tokens each.
@@ -73,12 +74,21 @@ enum pp_train_param {
     PP_P_COUNT
 };
 
-// pp_train_new loads the frozen decoder from a GGUF file (llama, mistral or
-// qwen2 architecture; block-quantized weights stay quantized, F16/BF16
+// pp_train_new loads the frozen decoder from a GGUF file (an architecture
+// of pp_train_archs; block-quantized weights stay quantized, F16/BF16
 // become F32) and builds the graph. On failure it returns NULL with a
 // message in err.
 pp_train * pp_train_new(const char * model_path, const pp_train_cfg * cfg, char * err, int32_t err_len);
 void       pp_train_free(pp_train * t);
+
+// pp_train_archs writes the architectures the graph builds ("llama, ...")
+// into buf, truncated to len bytes with the terminating zero.
+void pp_train_archs(char * buf, int32_t len);
+
+// pp_train_check reads only the model's metadata and returns 0 when the
+// graph supports its architecture and hyper-parameters, else -1 with the
+// reason in err.
+int32_t pp_train_check(const char * model_path, char * err, int32_t err_len);
 
 // Model facts.
 int32_t pp_train_n_embd (const pp_train * t);

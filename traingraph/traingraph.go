@@ -1,7 +1,7 @@
 // Package traingraph is Persona-Plug's training graph: the plug-in's
 // forward (projector, input-aware aggregation, instruction rows) feeding a
-// frozen llama-family decoder built from the GGUF weights with ggml's
-// public API, a masked next-token cross-entropy, and ggml's automatic
+// frozen decoder (the families of Archs: llama, qwen2, qwen3, gemma2,
+// gemma3, phi3) built from the GGUF weights with ggml's public API, a masked next-token cross-entropy, and ggml's automatic
 // differentiation for the gradients of the plug-in's parameters
 // (graph.c). It is model logic, not binding: package train drives it
 // (batches, AdamW, checkpoints) and package cgo stays a thin layer over
@@ -159,6 +159,27 @@ func NewTrainer(modelPath string, cfg Config) (*Trainer, error) {
 		return nil, errors.New(C.GoString(&errbuf[0]))
 	}
 	return &Trainer{c: t, cfg: cfg}, nil
+}
+
+// Archs lists the architectures the training graph builds.
+func Archs() string {
+	var buf [256]C.char
+	C.pp_train_archs(&buf[0], C.int32_t(len(buf)))
+	return C.GoString(&buf[0])
+}
+
+// CheckModel reads only the metadata of the GGUF model at path and reports
+// whether the training graph supports it (architecture, heads, rope
+// scaling): a command calls it before any work.
+func CheckModel(path string) error {
+	binding.Init()
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	var errbuf [512]C.char
+	if C.pp_train_check(cpath, &errbuf[0], C.int32_t(len(errbuf))) != 0 {
+		return errors.New(C.GoString(&errbuf[0]))
+	}
+	return nil
 }
 
 // Free releases everything.

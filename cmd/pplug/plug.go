@@ -15,6 +15,7 @@ import (
 	"github.com/pplug/pplug/llama"
 	"github.com/pplug/pplug/persona"
 	"github.com/pplug/pplug/persona/profile"
+	"github.com/pplug/pplug/train"
 )
 
 func plugCommand() *cli.Command {
@@ -85,6 +86,11 @@ func plugInitOptionsFrom(c *cli.Context) (*plugInitOptions, error) {
 	}
 	var err error
 	if o.Model, err = modelConfigFrom(c); err != nil {
+		return nil, err
+	}
+	// A plug for a model the training graph cannot build could never be
+	// trained: refuse it before the model loads.
+	if err := train.CheckModel(o.Model.Path); err != nil {
 		return nil, err
 	}
 	if o.Encoder, err = encoderOptionsFrom(c); err != nil {

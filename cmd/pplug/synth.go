@@ -26,11 +26,14 @@ func synthCommand() *cli.Command {
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Required: true, Usage: "output `FILE`"},
 			&cli.StringFlag{Name: "vocab", Required: true, Usage: "vocabulary GGUF `FILE`"},
 			&cli.StringFlag{Name: "preset", Usage: "shape preset"},
-			&cli.StringFlag{Name: "arch", Usage: "llama, qwen2, bert or nomic-bert (default: the preset's, else llama)"},
+			&cli.StringFlag{Name: "arch", Usage: strings.Join(synth.Archs, ", ") + " (default: the preset's, else llama)"},
 			&cli.StringFlag{Name: "pooling", Usage: "pooling_type to write: mean, cls, last or none (encoders' default: the preset's; on a decoder it makes a decoder embedder)"},
 			&cli.StringFlag{Name: "type", Value: "f16", Usage: "weight type: f32, f16, q8_0 or q4_0"},
 			&cli.IntFlag{Name: "n-embd"}, &cli.IntFlag{Name: "n-layer"}, &cli.IntFlag{Name: "n-head"},
 			&cli.IntFlag{Name: "n-head-kv"}, &cli.IntFlag{Name: "n-ff"}, &cli.IntFlag{Name: "n-ctx"},
+			&cli.IntFlag{Name: "head-dim", Usage: "attention head width (qwen3, gemma; default n-embd/n-head)"},
+			&cli.IntFlag{Name: "sliding-window", Usage: "gemma: the sliding window of the local layers"},
+			&cli.BoolFlag{Name: "rope-freqs", Usage: "llama: write Llama 3.1's rope_freqs (llama3 rope scaling)"},
 			&cli.IntFlag{Name: "n-vocab", Value: -1, Usage: "vocabulary size (0: the vocab file's; -1: the preset's)"},
 			&cli.BoolFlag{Name: "untied", Usage: "write a separate output.weight"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "random seed of the weights"},
@@ -74,6 +77,11 @@ func synthOptionsFrom(c *cli.Context) (*synthOptions, error) {
 	set("n-head-kv", &s.NHeadKV)
 	set("n-ff", &s.NFF)
 	set("n-ctx", &s.NCtx)
+	set("head-dim", &s.HeadDim)
+	set("sliding-window", &s.SlidingWindow)
+	if c.IsSet("rope-freqs") {
+		s.RopeFreqs = c.Bool("rope-freqs")
+	}
 	switch v := c.Int("n-vocab"); {
 	case v < -1:
 		return nil, usagef("--n-vocab %d: want -1 (the preset's), 0 (the vocab file's) or a size", v)

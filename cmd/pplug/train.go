@@ -30,7 +30,7 @@ func trainCommand() *cli.Command {
 			"      [--dev-questions dev_questions.json --dev-outputs dev_outputs.json] [--encoder BGE.gguf] -o PLUG.gguf",
 		Flags: append([]cli.Flag{
 			verboseFlag(),
-			&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "GGUF model `FILE` (llama, mistral or qwen2)", EnvVars: []string{"PPLUG_MODEL"}},
+			&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "GGUF model `FILE` (llama, qwen2, qwen3, gemma2, gemma3 or phi3)", EnvVars: []string{"PPLUG_MODEL"}},
 			&cli.StringFlag{Name: "task", Usage: "LaMP_N or generic (default: the outputs file's; generic when it names no LaMP task)"},
 			&cli.StringFlag{Name: "questions", Usage: "training questions `FILE`"},
 			&cli.StringFlag{Name: "outputs", Usage: "training gold outputs `FILE`"},
@@ -175,6 +175,9 @@ func trainSetup(c *cli.Context) (train.Options, lamp.Task, error) {
 		if c.String(f) == "" {
 			return train.Options{}, task, usagef("--%s is required (see pplug train --help)", f)
 		}
+	}
+	if err := train.CheckModel(c.String("model")); err != nil {
+		return train.Options{}, task, err
 	}
 	if (c.String("dev-questions") == "") != (c.String("dev-outputs") == "") {
 		return train.Options{}, task, usagef("give both --dev-questions and --dev-outputs, or neither")

@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pplug/pplug/cgo"
 	"github.com/pplug/pplug/eval/synthusers"
 	"github.com/pplug/pplug/internal/testenv"
+	"github.com/pplug/pplug/llama/synth"
 )
 
 func TestTrainCommand(t *testing.T) {
@@ -182,6 +184,33 @@ func TestTrainChecksOutputPathsFirst(t *testing.T) {
 		}
 		if strings.Contains(errs, "training on") || time.Since(start) > 5*time.Second {
 			t.Errorf("%v: the bad path was noticed after %s, not before training: %s", c.args, time.Since(start), errs)
+		}
+	}
+}
+
+// TestTrainRefusesUnsupportedArch: train and plug init refuse a model
+// whose architecture the training graph does not build before any work
+// (the missing data files are not read, no plug is written), naming the
+// architectures it does build.
+func TestTrainRefusesUnsupportedArch(t *testing.T) {
+	dir := t.TempDir()
+	f := func(n string) string { return filepath.Join(dir, n) }
+	bert := f("bert.gguf")
+	err := synth.Write(bert, testenv.BertVocab(t), synth.Spec{Arch: "bert", NEmbd: 32, NLayer: 1, NHead: 2, NFF: 64, Type: cgo.TypeF32}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"train", "-m", bert, "--questions", f("q.json"), "--outputs", f("o.json"), "-o", f("x.gguf")},
+		{"plug", "init", "-m", bert, "-o", f("x.gguf")},
+	} {
+		code, _, errs := pplug(t, "", args...)
+		if code != 1 || !strings.Contains(errs, "not bert") || !strings.Contains(errs, "qwen3, gemma2, gemma3, phi3") ||
+			strings.Contains(errs, "q.json") || strings.Contains(errs, "panic") {
+			t.Errorf("%v: exit %d, want 1 and the supported architectures: %s", args[:2], code, errs)
+		}
+		if _, err := os.Stat(f("x.gguf")); err == nil {
+			t.Errorf("%v wrote a plug", args[:2])
 		}
 	}
 }

@@ -1,5 +1,6 @@
 // Package synth writes random-weight GGUF models of real shapes (llama,
-// qwen2, bert) with a real tokenizer copied from a vocabulary GGUF. They load
+// qwen2, qwen3, gemma2, gemma3, phi3, bert, nomic-bert) with a real
+// tokenizer copied from a vocabulary GGUF. They load
 // and run in llama.cpp like trained models of the same size, so speed and
 // memory can be measured at real sizes offline, and tests can build small
 // models of any shape. Their outputs are meaningless.
@@ -45,10 +46,20 @@ type Spec struct {
 	// Std is the standard deviation of the random weights (0: 0.02).
 	Std  float32
 	Seed uint64
+
+	// Decoder details of the newer families (decoders.go); zero values
+	// give the classic llama shape.
+	HeadDim       int  // attention.key_length (0: NEmbd/NHead); qwen3 and gemma differ
+	RopeDim       int  // rope.dimension_count (0: the head width); phi-4-mini ropes 3/4
+	RopeFreqs     bool // llama: Llama 3.1+ "llama3" rope scaling as a rope_freqs tensor
+	SlidingWindow int  // gemma: attention.sliding_window (0: gemma2's 4096, gemma3 none)
+	OrigCtx       int  // phi3: LongRoPE's original context (0: NCtx, no long factors)
 }
 
-// Presets are shapes of real models (Llama-3.2-1B, Qwen2.5-0.5B/1.5B,
-// BGE-small/base, nomic-embed-text-v1.5, gte-Qwen2-1.5B). Their vocabularies are padded to the real size so that
+// Presets are shapes of real models (Llama-3.2-1B without and with its
+// rope_freqs, Qwen2.5-0.5B/1.5B, Qwen3-0.6B, Gemma-2-2B, Gemma-3-1B,
+// Phi-4-mini, BGE-small/base, nomic-embed-text-v1.5, gte-Qwen2-1.5B).
+// Their vocabularies are padded to the real size so that
 // the output layer costs what it costs in the real model.
 var Presets = map[string]Spec{
 	"llama-1b":   {Arch: "llama", NEmbd: 2048, NLayer: 16, NHead: 32, NHeadKV: 8, NFF: 8192, NCtx: 8192, NVocab: 128256, RopeTheta: 500000, NormEps: 1e-5, Tied: true},
@@ -133,8 +144,8 @@ func (s *Spec) fill() error {
 		s.Std = 0.02
 	}
 	switch {
-	case s.Arch != "llama" && s.Arch != "qwen2" && !s.bertFamily():
-		return fmt.Errorf("unsupported architecture %q (want llama, qwen2, bert or nomic-bert)", s.Arch)
+	case !knownArch(s.Arch):
+		return fmt.Errorf("unsupported architecture %q (want %s)", s.Arch, strings.Join(Archs, ", "))
 	case s.NEmbd <= 0 || s.NLayer <= 0 || s.NHead <= 0 || s.NFF <= 0:
 		return errors.New("n_embd, n_layer, n_head and n_ff must be positive")
 	case s.NHeadKV < 0 || s.NCtx < 0 || s.NVocab < 0:
@@ -156,11 +167,14 @@ func (s *Spec) fill() error {
 	case !s.bertFamily() && (s.Pooling < 0 || s.Pooling == cgo.PoolingRank):
 		return fmt.Errorf("pooling %s cannot be written for a decoder (want mean, cls or last)", s.Pooling)
 	}
+	if err := s.fillDecoder(); err != nil {
+		return err
+	}
 	bs := s.Type.BlockSize()
 	if !s.Type.Valid() || bs <= 0 {
 		return fmt.Errorf("unknown weight type %d", s.Type)
 	}
-	for _, d := range []int{s.NEmbd, s.NFF} {
+	for _, d := range []int{s.NEmbd, s.NFF, s.headDim() * s.NHead} {
 		if int64(d)%bs != 0 {
 			return fmt.Errorf("dimension %d is not a multiple of %s's block size %d", d, s.Type, bs)
 		}
@@ -259,6 +273,10 @@ func (s *Spec) tensors(nVocab int) []tensor {
 	if !s.Tied {
 		ts = append(ts, w("output.weight", e, v))
 	}
+	if s.Arch != "llama" && s.Arch != "qwen2" {
+		return append(ts, s.decoderTensors(w, vec)...)
+	}
+	ts = append(ts, s.ropeTensors()...)
 	for i := range s.NLayer {
 		p := fmt.Sprintf("blk.%d.", i)
 		ts = append(ts,
@@ -393,8 +411,9 @@ func WriteWith(path, vocabPath string, s Spec, opts Options) error {
 		g.SetUint32(a+"attention.head_count_kv", uint32(s.NHeadKV))
 		g.SetFloat32(a+"rope.freq_base", s.RopeTheta)
 		g.SetFloat32(a+"attention.layer_norm_rms_epsilon", s.NormEps)
-		g.SetUint32(a+"rope.dimension_count", uint32(s.NEmbd/s.NHead))
+		g.SetUint32(a+"rope.dimension_count", uint32(s.ropeDim()))
 		g.SetUint32(a+"vocab_size", uint32(nVocab))
+		s.decoderMeta(g)
 	}
 
 	ts := s.tensors(nVocab)
