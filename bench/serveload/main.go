@@ -90,6 +90,10 @@ type result struct {
 	TTFTp50    float64 `json:"ttft_p50_s"`
 	TTFTp95    float64 `json:"ttft_p95_s"`
 	PromptToks int     `json:"prompt_tokens_mean"`
+	// Invisible counts answers whose tokens all had empty text (a random
+	// model may sample unused tokens): the client cannot see their first
+	// token, so they are left out of the time-to-first-token figures.
+	Invisible int `json:"invisible"`
 }
 
 func run(ctx context.Context, c config) error {
@@ -129,7 +133,7 @@ func run(ctx context.Context, c config) error {
 			}
 			r.Mode = mode
 			all = append(all, r)
-			fmt.Fprintf(os.Stderr, "%2d users %-8s %6.1f tok/s  TTFT p50 %.3f s p95 %.3f s\n", n, mode, r.TokPerSec, r.TTFTp50, r.TTFTp95)
+			fmt.Fprintf(os.Stderr, "%2d users %-8s %6.1f tok/s  TTFT p50 %.3f s p95 %.3f s (%d answers without visible text)\n", n, mode, r.TokPerSec, r.TTFTp50, r.TTFTp95, r.Invisible)
 		}
 	}
 	serial, err := load(ctx, base, users[:1], true, config{nPredict: c.nPredict, perUser: c.serial})
@@ -192,6 +196,10 @@ func load(ctx context.Context, base string, users []string, persona bool, c conf
 	for _, o := range got {
 		r.Tokens += o.tokens
 		prompt += o.prompt
+		if o.ttft == 0 {
+			r.Invisible++
+			continue
+		}
 		ttfts = append(ttfts, o.ttft.Seconds())
 	}
 	slices.Sort(ttfts)
@@ -212,8 +220,8 @@ func percentile(sorted []float64, p float64) float64 {
 
 func printTable(w io.Writer, c config, all []result, serial result) {
 	fmt.Fprintf(w, "model %s, plug %q, %d threads, %d tokens per request, %d requests per user\n\n", filepath.Base(c.model), filepath.Base(c.plug), c.threads, c.nPredict, c.perUser)
-	fmt.Fprintln(w, "| users | personas | requests | tok/s | TTFT p50 (s) | TTFT p95 (s) | tok/s vs no personas | tok/s vs one at a time |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| users | personas | requests | tok/s | TTFT p50 (s) | TTFT p95 (s) | tok/s vs no personas | tok/s vs one at a time | no visible text |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
 	byKey := map[string]result{}
 	for _, r := range all {
 		byKey[fmt.Sprint(r.Users, r.Mode)] = r
@@ -226,10 +234,10 @@ func printTable(w io.Writer, c config, all []result, serial result) {
 		if r.Mode == "persona" {
 			vsNone = fmt.Sprintf("%.2f", r.TokPerSec/byKey[fmt.Sprint(r.Users, "none")].TokPerSec)
 		}
-		fmt.Fprintf(w, "| %d | %s | %d | %.1f | %.3f | %.3f | %s | %.2f |\n", r.Users, map[string]string{"persona": "yes", "none": "no"}[r.Mode],
-			r.Requests, r.TokPerSec, r.TTFTp50, r.TTFTp95, vsNone, r.TokPerSec/serial.TokPerSec)
+		fmt.Fprintf(w, "| %d | %s | %d | %.1f | %.3f | %.3f | %s | %.2f | %d |\n", r.Users, map[string]string{"persona": "yes", "none": "no"}[r.Mode],
+			r.Requests, r.TokPerSec, r.TTFTp50, r.TTFTp95, vsNone, r.TokPerSec/serial.TokPerSec, r.Invisible)
 	}
-	fmt.Fprintf(w, "| 1 (one at a time) | yes | %d | %.1f | %.3f | %.3f | | 1.00 |\n", serial.Requests, serial.TokPerSec, serial.TTFTp50, serial.TTFTp95)
+	fmt.Fprintf(w, "| 1 (one at a time) | yes | %d | %.1f | %.3f | %.3f | | 1.00 | %d |\n", serial.Requests, serial.TokPerSec, serial.TTFTp50, serial.TTFTp95, serial.Invisible)
 }
 
 // ---- the server --------------------------------------------------------------

@@ -49,7 +49,7 @@ func TestServeLoadRuns(t *testing.T) {
 		if r.Mode == "serial" {
 			want = 3
 		}
-		if r.Requests != want || r.Tokens != 4*want || r.TokPerSec <= 0 || r.TTFTp50 <= 0 || r.TTFTp95 < r.TTFTp50 {
+		if r.Requests != want || r.Tokens != 4*want || r.TokPerSec <= 0 || r.Invisible != 0 || r.TTFTp50 <= 0 || r.TTFTp95 < r.TTFTp50 {
 			t.Fatalf("implausible result %+v", r)
 		}
 	}
