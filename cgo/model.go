@@ -501,5 +501,13 @@ func CCycle(path string, n int) error {
 // library can (glibc), so that memory measurements see what is still held.
 func TrimHeap() { C.pp_trim_heap() }
 
+// HeapInUse is the bytes the C heap has handed out and not taken back, and
+// whether the C library can tell (glibc 2.33 or later). Unlike the resident
+// set size it does not move with fragmentation or free memory kept.
+func HeapInUse() (int64, bool) {
+	n := int64(C.pp_heap_in_use())
+	return n, n >= 0
+}
+
 // TimeUs is llama.cpp's monotonic clock in microseconds.
 func TimeUs() int64 { return int64(C.llama_time_us()) }

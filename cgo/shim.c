@@ -341,3 +341,12 @@ void pp_trim_heap(void) {
     malloc_trim(0);
 #endif
 }
+
+int64_t pp_heap_in_use(void) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+    struct mallinfo2 mi = mallinfo2();
+    return (int64_t) (mi.uordblks + mi.hblkhd);
+#else
+    return -1;
+#endif
+}

@@ -113,6 +113,11 @@ int32_t pp_c_cycle(const char * path, int32_t n);
 // memory tests measure what is held, not what malloc keeps cached.
 void pp_trim_heap(void);
 
+// pp_heap_in_use is the bytes the C heap has handed out and not taken back
+// (glibc's mallinfo2: every arena plus mmapped chunks), or -1 where the C
+// library cannot say.
+int64_t pp_heap_in_use(void);
+
 // ---- the C++ boundary (guard.cpp) -----------------------------------------
 
 // pp_error receives the message of a C++ exception that a pp_guard_*
