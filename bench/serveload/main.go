@@ -155,12 +155,8 @@ func run(ctx context.Context, c config) error {
 // load sends perUser requests from each user at once (each user's requests
 // one after another) and gathers the figures.
 func load(ctx context.Context, base string, users []string, persona bool, c config) (result, error) {
-	type obs struct {
-		ttft           time.Duration
-		tokens, prompt int
-	}
 	var mu sync.Mutex
-	var got []obs
+	var got []stat
 	var firstErr error
 	var wg sync.WaitGroup
 	t0 := time.Now()
@@ -177,7 +173,7 @@ func load(ctx context.Context, base string, users []string, persona bool, c conf
 				if err != nil && firstErr == nil {
 					firstErr = err
 				}
-				got = append(got, obs(st))
+				got = append(got, st)
 				mu.Unlock()
 				if err != nil {
 					return
