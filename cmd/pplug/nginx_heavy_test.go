@@ -13,9 +13,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/pplug/pplug/internal/pgtest"
-	"github.com/pplug/pplug/internal/testenv"
 )
 
 // startNginx runs nginx with examples/nginx/pplug.conf, its two upstream
@@ -94,14 +91,7 @@ func hostPort(t *testing.T, raw string) string {
 // replica takes it, and after kill -9 of one replica nginx sends every
 // request to the other.
 func TestNginxInFrontOfReplicas(t *testing.T) {
-	model := testenv.Stories260K(t)
-	plug := replicaPlug(t, model)
-	db := pgtest.Shared(t).NewDatabase()
-	args := []string{"-m", model, "--plug", plug, "--profiles", db, "-np", "2", "-t", "1"}
-	a, killA := startServeProcess(t, args...)
-	defer killA()
-	b, killB := startServeProcess(t, args...)
-	defer killB()
+	a, b, killA := startReplicaPair(t)
 	lb := startNginx(t, a, b)
 	if st, body := httpJSON(t, "POST", lb+"/v1/users", map[string]any{"id": "lily"}); st != 201 {
 		t.Fatalf("create through nginx: %d %s", st, body)

@@ -56,6 +56,23 @@ func askReplica(t *testing.T, url, user string) replicaAnswer {
 	return a
 }
 
+// startReplicaPair starts two `pplug serve` replicas of stories260K with
+// one plug on a new database of the shared PostgreSQL, and returns their
+// URLs and what kills the first (kill -9). Both are killed at the test's
+// end, also when the second fails to start.
+func startReplicaPair(t *testing.T) (a, b string, killA func()) {
+	t.Helper()
+	model := testenv.Stories260K(t)
+	plug := replicaPlug(t, model)
+	db := pgtest.Shared(t).NewDatabase()
+	args := []string{"-m", model, "--plug", plug, "--profiles", db, "-np", "2", "-t", "1"}
+	a, killA = startServeProcess(t, args...)
+	t.Cleanup(killA)
+	b, killB := startServeProcess(t, args...)
+	t.Cleanup(killB)
+	return a, b, killA
+}
+
 // replicaPlug is a plug for stories260K (plug init: seeded random
 // weights), the same file for every replica.
 func replicaPlug(t *testing.T, model string) string {
@@ -73,14 +90,7 @@ func replicaPlug(t *testing.T, model string) string {
 // through the second changes the first's answer at its next request (the
 // per-request revision check), and both agree again.
 func TestReplicasServeEachOthersUsers(t *testing.T) {
-	model := testenv.Stories260K(t)
-	plug := replicaPlug(t, model)
-	db := pgtest.Shared(t).NewDatabase()
-	args := []string{"-m", model, "--plug", plug, "--profiles", db, "-np", "2", "-t", "1"}
-	a, killA := startServeProcess(t, args...)
-	defer killA()
-	b, killB := startServeProcess(t, args...)
-	defer killB()
+	a, b, _ := startReplicaPair(t)
 	if st, body := httpJSON(t, "POST", a+"/v1/users", map[string]any{"id": "lily"}); st != 201 {
 		t.Fatalf("create through A: %d %s", st, body)
 	}
