@@ -28,14 +28,36 @@ else
   endif
 endif
 
+# OPENMP=1 builds ggml's CPU backend with OpenMP, as llama.cpp's CMake build does by
+# default (GGML_OPENMP=ON): the compiler's OpenMP runtime keeps the CPU workers, and
+# they wait the way it does (spin a while, then sleep in the kernel), which keeps
+# decoding fast beside other busy processes (README, "The CPU baseline"). OPENMP=0
+# uses ggml's own persistent threadpools instead (what a plain `go build` gets).
+# The default, auto, is 1 where the C compiler builds an OpenMP program (gcc with
+# libgomp: Debian's gcc has it), else 0 (Apple's clang).
+OPENMP ?= auto
+ifeq ($(OPENMP),auto)
+  override OPENMP := $(shell printf '\043include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n' | \
+	$(or $(CC),cc) -fopenmp -x c - -o /dev/null >/dev/null 2>&1 && echo 1 || echo 0)
+endif
+ifeq ($(OPENMP),1)
+  OPENMP_CPPFLAGS := -DGGML_USE_OPENMP
+  OPENMP_FLAGS    := -fopenmp
+else ifneq ($(OPENMP),0)
+  $(error OPENMP=$(OPENMP): want 1, 0 or auto)
+endif
+
 # cgo flags reach every cgo package of the build, ollama's ggml-cpu included
 # (its own #cgo lines carry no -march). The Go build cache keys on them, so
-# switching PORTABLE rebuilds ggml once per setting.
+# switching PORTABLE or OPENMP rebuilds ggml once per setting.
 export CGO_ENABLED  := 1
 # NDEBUG as in llama.cpp release builds (GGML_ASSERT stays on).
-export CGO_CPPFLAGS := -DNDEBUG
-export CGO_CFLAGS   := -O3 $(ARCH_FLAGS)
-export CGO_CXXFLAGS := -O3 $(ARCH_FLAGS)
+export CGO_CPPFLAGS := $(strip -DNDEBUG $(OPENMP_CPPFLAGS))
+export CGO_CFLAGS   := $(strip -O3 $(ARCH_FLAGS) $(OPENMP_FLAGS))
+export CGO_CXXFLAGS := $(strip -O3 $(ARCH_FLAGS) $(OPENMP_FLAGS))
+ifeq ($(OPENMP),1)
+  export CGO_LDFLAGS := $(strip $(CGO_LDFLAGS) $(OPENMP_FLAGS))
+endif
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/pplug/pplug/internal/buildinfo.Version=$(VERSION)

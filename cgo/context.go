@@ -263,24 +263,32 @@ func (c *Context) run(b *Batch, encode bool) (int, string) {
 	pos := (*C.llama_pos)(unsafe.Pointer(&b.Pos[0]))
 	seq := (*C.llama_seq_id)(unsafe.Pointer(&b.Seq[0]))
 	out := (*C.int8_t)(unsafe.Pointer(&b.Output[0]))
-	// The reason of a failure is what llama.cpp logs on this thread during
-	// the call; nothing is copied when the call succeeds.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	C.pp_log_capture_begin()
-	var e C.pp_error
-	rc := int(C.pp_guard_decode(c.c, c.batch, tok, embd, pos, seq, out, C.int32_t(n), C.bool(encode), &e))
-	if rc == DecodeOK || rc == DecodeNoSlot || rc == DecodeAborted {
-		C.pp_log_capture_end(nil, 0)
+	// The reason of a failure is what llama.cpp logs on the thread of the
+	// call (the compute thread's, see computethread.go); nothing is copied
+	// when the call succeeds.
+	t := &C.pp_decode_task{ctx: c.c, pb: c.batch, tok: tok, embd: embd, pos: pos, seq: seq, out: out,
+		n: C.int32_t(n), encode: C.bool(encode)}
+	var pin runtime.Pinner
+	pinAll(&pin, b.Tokens)
+	pinAll(&pin, b.Embd)
+	pinAll(&pin, b.Pos)
+	pinAll(&pin, b.Seq)
+	pinAll(&pin, b.Output)
+	pin.Pin(t)
+	threads := c.pools.nBatch
+	if n == 1 {
+		threads = c.pools.n
+	}
+	RunTask(C.pp_decode_task_run, unsafe.Pointer(t), threads)
+	pin.Unpin()
+	rc := int(t.rc)
+	switch rc {
+	case DecodeOK, DecodeNoSlot, DecodeAborted:
 		return rc, ""
+	case DecodeException:
+		return rc, caught(&t.e, "llama_decode").Error()
 	}
-	if rc == DecodeException {
-		C.pp_log_capture_end(nil, 0)
-		return rc, caught(&e, "llama_decode").Error()
-	}
-	var buf [2048]C.char
-	m := C.pp_log_capture_end(&buf[0], C.size_t(len(buf)))
-	return rc, LoadReason(strings.Split(C.GoStringN(&buf[0], C.int(m)), "\n"))
+	return rc, LoadReason(strings.Split(C.GoStringN(&t.reason[0], C.int(t.n_reason)), "\n"))
 }
 
 // LogitsView returns the logits of output i of the last decode (i < 0 counts
@@ -380,11 +388,15 @@ func (c *Context) BenchCLoop(prompt []int32, nGen int) (promptUs, genUs int64, r
 	if len(prompt) == 0 {
 		return 0, 0, DecodeBadBatch, ""
 	}
-	var tp, tg C.int64_t
-	var e C.pp_error
-	r := C.pp_guard_bench_c_loop(c.c, c.abort, (*C.llama_token)(unsafe.Pointer(&prompt[0])), C.int32_t(len(prompt)),
-		C.int32_t(nGen), &tp, &tg, &e)
-	if err := caught(&e, "the C loop"); err != nil {
+	t := &C.pp_bench_task{ctx: c.c, abort: c.abort, prompt: (*C.llama_token)(unsafe.Pointer(&prompt[0])),
+		n_prompt: C.int32_t(len(prompt)), n_gen: C.int32_t(nGen)}
+	var pin runtime.Pinner
+	pinAll(&pin, prompt)
+	pin.Pin(t)
+	RunTask(C.pp_bench_task_run, unsafe.Pointer(t), max(c.pools.n, c.pools.nBatch))
+	pin.Unpin()
+	tp, tg, r, e := t.t_prompt_us, t.t_gen_us, t.rc, &t.e
+	if err := caught(e, "the C loop"); err != nil {
 		reason = err.Error()
 	}
 	return int64(tp), int64(tg), int(r), reason

@@ -346,3 +346,13 @@ int pp_plugin_aggregate(pp_plugin * p, pp_plugin_res * const * users, int n_user
     free(ws);
     return rc;
 }
+
+void pp_plugin_project_task_run(void * arg) {
+    pp_plugin_project_task * t = (pp_plugin_project_task *) arg;
+    t->rc = pp_plugin_project(t->p, t->w, t->in, t->n, t->out);
+}
+
+void pp_plugin_aggregate_task_run(void * arg) {
+    pp_plugin_aggregate_task * t = (pp_plugin_aggregate_task *) arg;
+    t->rc = pp_plugin_aggregate(t->p, t->users, t->n_users, t->queries, t->tau, t->out, t->weights);
+}

@@ -19,8 +19,9 @@ import (
 // (kernels.NewGraph locks around it); Close frees it, and the projectors and
 // histories it made must be closed before.
 type PluginGraph struct {
-	c      *C.pp_plugin
-	device string
+	c       *C.pp_plugin
+	device  string
+	threads int // CPU threads of its computations (1 on a GPU)
 }
 
 // PluginWeights is a projector's weights on the graph's device.
@@ -45,7 +46,11 @@ func NewPluginGraph(name string, threads int) (*PluginGraph, error) {
 		}
 		return nil, errors.New(msg)
 	}
-	return &PluginGraph{c: c, device: name}, nil
+	g := &PluginGraph{c: c, device: name, threads: 1}
+	if name == "CPU" {
+		g.threads = threads
+	}
+	return g, nil
 }
 
 // Device is the device's name.
@@ -102,9 +107,13 @@ func (g *PluginGraph) Project(w io.Closer, in []float32, n int, out []float32) e
 	if !ok || pw.c == nil {
 		return fmt.Errorf("project on %s: the weights (%T) were not uploaded by this graph or are closed", g.device, w)
 	}
-	rc := C.pp_plugin_project(g.c, pw.c, fptr(in), C.int64_t(n), fptr(out))
-	runtime.KeepAlive(in)
-	runtime.KeepAlive(out)
+	t := &C.pp_plugin_project_task{p: g.c, w: pw.c, in: fptr(in), n: C.int64_t(n), out: fptr(out)}
+	var pin runtime.Pinner
+	pinAll(&pin, in, out)
+	pin.Pin(t)
+	RunTask(C.pp_plugin_project_task_run, unsafe.Pointer(t), g.threads)
+	pin.Unpin()
+	rc := t.rc
 	if rc != 0 {
 		return g.fail("project")
 	}
@@ -148,11 +157,15 @@ func (g *PluginGraph) Aggregate(users []io.Closer, queries []float32, tau float3
 		}
 		cs[i] = h.c
 	}
-	rc := C.pp_plugin_aggregate(g.c, &cs[0], C.int(len(users)), fptr(queries), C.float(tau), fptr(out), fptr(weights))
-	runtime.KeepAlive(cs)
-	runtime.KeepAlive(queries)
-	runtime.KeepAlive(out)
-	runtime.KeepAlive(weights)
+	t := &C.pp_plugin_aggregate_task{p: g.c, users: &cs[0], n_users: C.int(len(users)), queries: fptr(queries), tau: C.float(tau),
+		out: fptr(out), weights: fptr(weights)}
+	var pin runtime.Pinner
+	pinAll(&pin, cs)
+	pinAll(&pin, queries, out, weights)
+	pin.Pin(t)
+	RunTask(C.pp_plugin_aggregate_task_run, unsafe.Pointer(t), g.threads)
+	pin.Unpin()
+	rc := t.rc
 	if rc != 0 {
 		return g.fail("aggregate")
 	}

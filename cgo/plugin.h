@@ -46,6 +46,30 @@ void pp_plugin_res_free(pp_plugin_res * r);
 int pp_plugin_aggregate(pp_plugin * p, pp_plugin_res * const * users, int n_users, const float * queries, float tau,
                         float * out, float * weights);
 
+// Tasks for the compute thread (pp_task_fn): pp_plugin_project and
+// pp_plugin_aggregate with their arguments and result.
+typedef struct pp_plugin_project_task {
+    pp_plugin *            p;
+    const pp_plugin_proj * w;
+    const float *          in;
+    int64_t                n;
+    float *                out;
+    int                    rc;
+} pp_plugin_project_task;
+void pp_plugin_project_task_run(void * arg);
+
+typedef struct pp_plugin_aggregate_task {
+    pp_plugin *            p;
+    pp_plugin_res * const * users;
+    int                    n_users;
+    const float *          queries;
+    float                  tau;
+    float *                out;
+    float *                weights;
+    int                    rc;
+} pp_plugin_aggregate_task;
+void pp_plugin_aggregate_task_run(void * arg);
+
 #ifdef __cplusplus
 }
 #endif

@@ -169,6 +169,55 @@ int32_t pp_guard_bench_c_loop(struct llama_context * ctx, pp_abort * a, const ll
                               int64_t * t_prompt_us, int64_t * t_gen_us, pp_error * e);
 int32_t pp_guard_c_cycle(const char * path, int32_t n, pp_error * e);
 
+// ---- the compute thread (compute.c) ----------------------------------------
+
+typedef void (*pp_task_fn)(void * arg);
+
+// pp_compute_start starts the compute thread; it writes one byte to done_fd
+// when a task has run. 0 or an errno value.
+int pp_compute_start(int done_fd);
+// pp_compute_submit hands the thread fn(arg); one task at a time: the
+// caller waits for its byte before the next submit.
+void pp_compute_submit(pp_task_fn fn, void * arg);
+// pp_on_compute_thread says whether the caller is the compute thread.
+bool pp_on_compute_thread(void);
+// pp_task_call runs fn(arg) on the calling thread.
+void pp_task_call(pp_task_fn fn, void * arg);
+// pp_probe_task_run sets *(bool *) arg to whether it runs on the compute
+// thread (for tests).
+void pp_probe_task_run(void * arg);
+
+// pp_decode_task is pp_guard_decode's arguments and results, with the
+// error lines logged during a failed call (the reason).
+typedef struct pp_decode_task {
+    struct llama_context * ctx;
+    pp_batch *             pb;
+    const llama_token *    tok;
+    const float *          embd;
+    const llama_pos *      pos;
+    const llama_seq_id *   seq;
+    const int8_t *         out;
+    int32_t                n;
+    bool                   encode;
+    int32_t                rc;
+    pp_error               e;
+    size_t                 n_reason;
+    char                   reason[2048];
+} pp_decode_task;
+void pp_decode_task_run(void * arg);
+
+// pp_bench_task is pp_guard_bench_c_loop's arguments and results.
+typedef struct pp_bench_task {
+    struct llama_context * ctx;
+    pp_abort *             abort;
+    const llama_token *    prompt;
+    int32_t                n_prompt, n_gen;
+    int64_t                t_prompt_us, t_gen_us;
+    int32_t                rc;
+    pp_error               e;
+} pp_bench_task;
+void pp_bench_task_run(void * arg);
+
 #ifdef __cplusplus
 }
 #endif

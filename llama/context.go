@@ -85,6 +85,9 @@ type ContextOptions struct {
 	ThreadsBatch int // prompt threads; 0: Threads
 	// Poll is how long idle CPU workers spin before they sleep, as
 	// llama-bench's --poll: 1-100, 0 for ggml's default (50), -1 for none.
+	// It applies to ggml's own threadpools; a build with OpenMP (the
+	// Makefile's default) leaves the workers to OpenMP and ignores it, as
+	// llama.cpp does.
 	Poll int
 	// Prio is the CPU workers' priority, as llama-bench's --prio: 0 normal,
 	// -1 low, 1 medium, 2 high, 3 realtime.

@@ -2,11 +2,14 @@
 # The CPU engine against llama.cpp as its own build makes it. In one run, for
 # each condition (quiet, then with BUSY processes spinning on the CPUs), it
 # runs the C baseline (llama-cbench over llama.cpp's CMake build with OpenMP:
-# `make cpu-baseline`) and `pplug bench`, one after the other, with the same
-# tests, and prints tokens/s and the ratio pplug / baseline per test and
-# condition. `tg N (C loop)` is pplug's plain C loop inside pplug's own build.
+# `make cpu-baseline`) and `pplug bench` with the same tests, --rounds times
+# each, alternating (baseline first in odd rounds, pplug first in even ones,
+# so that a drifting load weighs on both alike), and prints per test and
+# condition the median tokens/s of the rounds, the ratio pplug / baseline of
+# the medians and the range of the rounds' own ratios. `tg N (C loop)` is
+# pplug's plain C loop inside pplug's own build.
 #
-#   scripts/bench-cpu.sh MODEL [-p 512] [-n 64] [-t 2] [-r 5] [--busy 2]
+#   scripts/bench-cpu.sh MODEL [-p 512] [-n 64] [-t 2] [-r 5] [--busy 2] [--rounds 3]
 #
 # Environment: PPLUG (default bin/pplug), CBENCH (default: the path that
 # `make cpu-baseline-path` prints), OUT (folder for the raw JSONL and logs;
@@ -16,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
-  echo "usage: scripts/bench-cpu.sh MODEL [-p 512] [-n 64] [-t 2] [-r 5] [--busy 2]" >&2
+  echo "usage: scripts/bench-cpu.sh MODEL [-p 512] [-n 64] [-t 2] [-r 5] [--busy 2] [--rounds 3]" >&2
   exit 2
 }
 
@@ -31,15 +34,16 @@ whole() {
 }
 
 parse_args() {
-  model="" np=512 ng=64 threads=2 reps=5 nbusy=2
+  model="" np=512 ng=64 threads=2 reps=5 nbusy=2 rounds=3
   while (($#)); do
     case $1 in
-      -p | -n | -t | -r | --busy) [ $# -ge 2 ] || { echo "bench-cpu: $1 needs a value" >&2; usage; } ;;&
+      -p | -n | -t | -r | --busy | --rounds) [ $# -ge 2 ] || { echo "bench-cpu: $1 needs a value" >&2; usage; } ;;&
       -p) whole -p "$2" 0; np=$2; shift 2 ;;
       -n) whole -n "$2" 0; ng=$2; shift 2 ;;
       -t) whole -t "$2" 1; threads=$2; shift 2 ;;
       -r) whole -r "$2" 1; reps=$2; shift 2 ;;
       --busy) whole --busy "$2" 1; nbusy=$2; shift 2 ;;
+      --rounds) whole --rounds "$2" 1; rounds=$2; shift 2 ;;
       -h | --help) usage ;;
       -*) echo "bench-cpu: unknown option $1" >&2; usage ;;
       *) [ -z "$model" ] || { echo "bench-cpu: one MODEL only (got $model and $1)" >&2; usage; }; model=$1; shift ;;
@@ -93,44 +97,86 @@ run() {
   fi
 }
 
-# measure COND: the baseline, then pplug, under the current load.
+# measure COND: the rounds of the baseline and pplug under the current load,
+# their order alternating.
 measure() {
-  local cond=$1
-  echo "bench-cpu: $cond: load average $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')" >&2
-  run "$cond-baseline" "$CBENCH" -m "$model" -p "$np" -n "$ng" -t "$threads" -r "$reps"
-  run "$cond-pplug" "$PPLUG" bench -m "$model" -o jsonl -p "$np" -n "$ng" -t "$threads" -r "$reps"
+  local cond=$1 r
+  for ((r = 1; r <= rounds; r++)); do
+    echo "bench-cpu: $cond round $r/$rounds: load average $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')" >&2
+    if ((r % 2)); then
+      baseline "$cond" "$r"
+      pplug "$cond" "$r"
+    else
+      pplug "$cond" "$r"
+      baseline "$cond" "$r"
+    fi
+  done
 }
 
-# table prints tokens/s per condition and test, pplug against the baseline
-# (pplug's "tg N (C loop)" row against the baseline's tg N).
+baseline() { run "$1-baseline-$2" "$CBENCH" -m "$model" -p "$np" -n "$ng" -t "$threads" -r "$reps"; }
+pplug() { run "$1-pplug-$2" "$PPLUG" bench -m "$model" -o jsonl -p "$np" -n "$ng" -t "$threads" -r "$reps"; }
+
+# table prints per condition and test the median tokens/s of the rounds of
+# the baseline and of pplug (pplug's "tg N (C loop)" row against the
+# baseline's tg N), with their spread (one round: the run's own standard
+# deviation; more: the standard deviation of the rounds' figures), the ratio
+# of the medians and the lowest and highest ratio of one round's pair.
+# Portable awk (mawk): no asort.
 table() {
-  awk -v conds="$*" '
+  awk -v conds="$*" -v rounds="$rounds" '
     function field(line, key,    m) {
       if (match(line, "\"" key "\": *\"[^\"]*\"")) { m = substr(line, RSTART, RLENGTH); sub(/^[^:]*: *"/, "", m); sub(/"$/, "", m); return m }
       if (match(line, "\"" key "\": *[-0-9.eE+]+")) { m = substr(line, RSTART, RLENGTH); sub(/^[^:]*: */, "", m); return m }
       return ""
     }
+    # stats fills med and sd from the values of key k for rounds 1..rounds;
+    # returns 0 when a round lacks it.
+    function stats(k,    i, j, n, v, x, s, q) {
+      n = 0
+      for (i = 1; i <= rounds; i++) {
+        if (!((k, i) in avg)) return 0
+        x = avg[k, i] + 0
+        for (j = n; j > 0 && v[j] > x; j--) v[j + 1] = v[j]
+        v[j + 1] = x; n++
+      }
+      med = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+      if (n == 1) { sd = runsd[k, 1] + 0; return 1 }
+      s = 0; for (i = 1; i <= n; i++) s += v[i]; s /= n
+      q = 0; for (i = 1; i <= n; i++) q += (v[i] - s) ^ 2
+      sd = sqrt(q / (n - 1))
+      return 1
+    }
     {
       n = split(FILENAME, parts, "/"); tag = parts[n]; sub(/\.jsonl$/, "", tag)
-      split(tag, ct, "-"); cond = ct[1]; tool = ct[2]
+      split(tag, ct, "-"); cond = ct[1]; tool = ct[2]; round = ct[3]
       test = field($0, "test"); base = test; sub(/ \(C loop\)$/, "", base)
       if (test == "") next
-      avg[cond, tool, test] = field($0, "avg_ts"); sd[cond, tool, test] = field($0, "stddev_ts")
+      avg[cond SUBSEP tool SUBSEP test, round] = field($0, "avg_ts"); runsd[cond SUBSEP tool SUBSEP test, round] = field($0, "stddev_ts")
       if (!((cond, test) in seen)) { seen[cond, test] = 1; order[cond, ++cnt[cond]] = test; basis[cond, test] = base }
     }
     END {
-      printf "%-10s %-16s %24s %24s %10s\n", "condition", "test", "baseline t/s", "pplug t/s", "pplug/base"
+      printf "%-10s %-16s %24s %24s %10s %14s\n", "condition", "test", "baseline t/s", "pplug t/s", "pplug/base", "rounds ratios"
       nc = split(conds, cl, " ")
       for (c = 1; c <= nc; c++) {
         cond = cl[c]
         for (i = 1; i <= cnt[cond]; i++) {
           test = order[cond, i]; b = basis[cond, test]
-          if (!((cond, "pplug", test) in avg) || !((cond, "baseline", b) in avg)) continue
-          bv = avg[cond, "baseline", b]; pv = avg[cond, "pplug", test]
-          printf "%-10s %-16s %12.2f +/- %7.2f %12.2f +/- %7.2f %10s\n", cond, test, bv, sd[cond, "baseline", b], pv, sd[cond, "pplug", test], (bv > 0 ? sprintf("%.2fx", pv / bv) : "-")
+          kb = cond SUBSEP "baseline" SUBSEP b; kp = cond SUBSEP "pplug" SUBSEP test
+          if (!stats(kb)) continue
+          bv = med; bsd = sd
+          if (!stats(kp)) continue
+          pv = med; psd = sd
+          lo = ""; hi = ""
+          for (r = 1; r <= rounds; r++) {
+            if (avg[kb, r] + 0 <= 0) continue
+            x = avg[kp, r] / avg[kb, r]
+            if (lo == "" || x < lo) lo = x
+            if (hi == "" || x > hi) hi = x
+          }
+          printf "%-10s %-16s %12.2f +/- %7.2f %12.2f +/- %7.2f %10s %14s\n", cond, test, bv, bsd, pv, psd, (bv > 0 ? sprintf("%.2fx", pv / bv) : "-"), (lo == "" ? "-" : sprintf("%.2f-%.2f", lo, hi))
         }
       }
-    }' $(for c in "$@"; do echo "$OUT/$c-baseline.jsonl" "$OUT/$c-pplug.jsonl"; done)
+    }' $(for c in "$@"; do for ((r = 1; r <= rounds; r++)); do echo "$OUT/$c-baseline-$r.jsonl" "$OUT/$c-pplug-$r.jsonl"; done; done)
 }
 
 main() {
@@ -138,7 +184,7 @@ main() {
   find_tools
   trap stop_busy EXIT
   trap 'exit 130' INT TERM
-  echo "bench-cpu: $model, -p $np -n $ng -t $threads -r $reps; baseline $CBENCH; pplug $PPLUG; raw results in $OUT" >&2
+  echo "bench-cpu: $model, -p $np -n $ng -t $threads -r $reps, $rounds rounds; baseline $CBENCH; pplug $PPLUG; raw results in $OUT" >&2
   measure quiet
   start_busy
   measure "busy$nbusy"

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +58,7 @@ func TestBenchCPUUsage(t *testing.T) {
 		{[]string{model, "-t", "0"}, 2, "-t 0: want a whole number >= 1"},
 		{[]string{model, "-r", "99999999999999999999"}, 2, "want a whole number >= 1"},
 		{[]string{model, "-r"}, 2, "-r needs a value"},
+		{[]string{model, "--rounds", "0"}, 2, "--rounds 0: want a whole number >= 1"},
 		{[]string{model, "--bogus", "1"}, 2, "unknown option --bogus"},
 		{[]string{model, model}, 2, "one MODEL only"},
 		{[]string{model, "-p", "0", "-n", "0"}, 2, "nothing to run"},
@@ -71,10 +73,10 @@ func TestBenchCPUUsage(t *testing.T) {
 	}
 }
 
-// stubTool writes a fake benchmark that prints canned JSONL: the first call
-// (quiet) the first set of lines, later calls (busy) the second, and records
-// its arguments and how many of the script's spinning processes it saw.
-func stubTool(t *testing.T, dir, name string, quiet, busy []string) string {
+// stubTool writes a fake benchmark that prints canned JSONL: its k-th call
+// the k-th set of lines (the last set once they run out); it records its
+// arguments and how many of the script's spinning processes it saw.
+func stubTool(t *testing.T, dir, name string, calls ...[]string) string {
 	t.Helper()
 	path := filepath.Join(dir, name)
 	script := `#!/usr/bin/env bash
@@ -82,14 +84,17 @@ set -eu
 d=$(dirname "$0"); n=$(basename "$0")
 echo "$*" >>"$d/$n.args"
 pgrep -c -f " spin $PPID\$" >>"$d/$n.spins" || true
-if [ ! -e "$d/$n.called" ]; then touch "$d/$n.called"; cat <<'EOF'
-` + strings.Join(quiet, "\n") + `
-EOF
-else cat <<'EOF'
-` + strings.Join(busy, "\n") + `
-EOF
-fi
+k=$(wc -l <"$d/$n.args")
+case $k in
 `
+	for i, lines := range calls {
+		pat := strconv.Itoa(i + 1)
+		if i == len(calls)-1 {
+			pat = "*"
+		}
+		script += pat + ") cat <<'EOF'\n" + strings.Join(lines, "\n") + "\nEOF\n;;\n"
+	}
+	script += "esac\n"
 	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +121,7 @@ func TestBenchCPUTable(t *testing.T) {
 		[]string{jsonl("pp32", 90, 4), jsonl("tg8", 4, 0.5), jsonl("tg8 (C loop)", 9, 1)})
 	out := filepath.Join(dir, "out")
 	stdout, stderr, code := runTool(t, []string{"PPLUG=" + pp, "CBENCH=" + cb, "OUT=" + out},
-		"scripts/bench-cpu.sh", model, "-p", "32", "-n", "8", "-t", "2", "-r", "1")
+		"scripts/bench-cpu.sh", model, "-p", "32", "-n", "8", "-t", "2", "-r", "1", "--rounds", "1")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
@@ -142,6 +147,45 @@ func TestBenchCPUTable(t *testing.T) {
 	if n := spinners(t); n != 0 {
 		t.Errorf("%d busy processes left after the script", n)
 	}
+}
+
+// TestBenchCPURounds: with three rounds the tools alternate (baseline
+// first, then pplug first, then baseline first), and the table gives the
+// medians, the ratio of the medians and the range of the rounds' ratios.
+func TestBenchCPURounds(t *testing.T) {
+	model := testenv.Stories260K(t)
+	dir := t.TempDir()
+	cb := stubTool(t, dir, "cbench",
+		[]string{jsonl("tg8", 40, 1)}, []string{jsonl("tg8", 20, 1)}, []string{jsonl("tg8", 30, 1)},
+		[]string{jsonl("tg8", 10, 1)})
+	pp := stubTool(t, dir, "pplug",
+		[]string{jsonl("tg8", 40, 1)}, []string{jsonl("tg8", 18, 1)}, []string{jsonl("tg8", 33, 1)},
+		[]string{jsonl("tg8", 9, 1)})
+	order := filepath.Join(dir, "order")
+	for _, tool := range []string{cb, pp} {
+		b, _ := os.ReadFile(tool)
+		b = bytes.Replace(b, []byte("set -eu\n"), []byte("set -eu\necho \"$(basename \"$0\")\" >>"+order+"\n"), 1)
+		if err := os.WriteFile(tool, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stdout, stderr, code := runTool(t, []string{"PPLUG=" + pp, "CBENCH=" + cb, "OUT=" + filepath.Join(dir, "out")},
+		"scripts/bench-cpu.sh", model, "-p", "0", "-n", "8", "-r", "1", "--rounds", "3", "--busy", "1")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	// quiet: baseline 40, 20, 30 (median 30, sd 10); pplug 40, 18, 33
+	// (median 33); ratios 1.00, 0.90, 1.10. busy: 10 and 9 every round.
+	for _, want := range []string{
+		`quiet +tg8 +30\.00 \+/- +10\.00 +33\.00 \+/- +11\.24 +1\.10x +0\.90-1\.10`,
+		`busy1 +tg8 +10\.00 \+/- +0\.00 +9\.00 \+/- +0\.00 +0\.90x +0\.90-0\.90`,
+	} {
+		if !regexp.MustCompile(want).MatchString(stdout) {
+			t.Errorf("table lacks %q:\n%s", want, stdout)
+		}
+	}
+	checkStubFile(t, dir, "order", "cbench\npplug\npplug\ncbench\ncbench\npplug\ncbench\npplug\npplug\ncbench\ncbench\npplug\n")
+	checkStubFile(t, dir, "cbench.spins", "0\n0\n0\n1\n1\n1\n")
 }
 
 func checkStubFile(t *testing.T, dir, name, want string) {
@@ -255,7 +299,7 @@ func TestBenchCPUBusyEndsWithScript(t *testing.T) {
 	if err := os.WriteFile(slow, []byte("#!/bin/sh\nsleep 3\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("scripts/bench-cpu.sh", model, "-p", "8", "-n", "0")
+	cmd := exec.Command("scripts/bench-cpu.sh", model, "-p", "8", "-n", "0", "--rounds", "1")
 	cmd.Dir = repoRoot(t)
 	cmd.Env = append(os.Environ(), "PPLUG="+slow, "CBENCH="+cb, "OUT="+filepath.Join(dir, "out"))
 	if err := cmd.Start(); err != nil {

@@ -1528,3 +1528,13 @@ int32_t pp_train_logits(pp_train * t, float * out, int64_t n) {
     ggml_backend_tensor_get(t->logits_all, out, 0, (size_t) n * sizeof(float));
     return 0;
 }
+
+void pp_train_compute_task_run(void * arg) {
+    pp_train_task * k = (pp_train_task *) arg;
+    k->rc = pp_train_compute(k->t, k->backward, &k->loss);
+}
+
+void pp_train_logits_task_run(void * arg) {
+    pp_train_task * k = (pp_train_task *) arg;
+    k->rc = pp_train_logits(k->t, k->out, k->n);
+}

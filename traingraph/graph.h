@@ -107,6 +107,19 @@ float * pp_train_grad (pp_train * t, int32_t which, int64_t * n);
 // loss, or -1 (see err).
 int32_t pp_train_compute(pp_train * t, bool backward, float * loss);
 
+// pp_train_task is pp_train_compute's (or pp_train_logits') arguments and
+// result, for the compute thread (binding.RunTask).
+typedef struct pp_train_task {
+    pp_train * t;
+    bool       backward;
+    float      loss;
+    float *    out;
+    int64_t    n;
+    int32_t    rc;
+} pp_train_task;
+void pp_train_compute_task_run(void * arg);
+void pp_train_logits_task_run(void * arg);
+
 // pp_train_rows returns the persona rows P_u [d_llm, R, B] of the last compute.
 float * pp_train_rows(pp_train * t);
 

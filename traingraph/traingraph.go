@@ -24,6 +24,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"unsafe"
 
@@ -238,11 +239,24 @@ func view[T float32 | int32](p unsafe.Pointer, n C.int64_t) []T {
 
 // Compute runs the graph forward (and backward) and returns the loss.
 func (t *Trainer) Compute(backward bool) (float32, error) {
-	var loss C.float
-	if C.pp_train_compute(t.c, C.bool(backward), &loss) != 0 {
+	k := &C.pp_train_task{t: t.c, backward: C.bool(backward)}
+	t.run(C.pp_train_compute_task_run, k, nil)
+	if k.rc != 0 {
 		return 0, errors.New(C.GoString(C.pp_train_error(t.c)))
 	}
-	return float32(loss), nil
+	return float32(k.loss), nil
+}
+
+// run runs the task k (fn) on the compute thread (binding.RunTask), with
+// k and out pinned for it.
+func (t *Trainer) run(fn unsafe.Pointer, k *C.pp_train_task, out []float32) {
+	var pin runtime.Pinner
+	pin.Pin(k)
+	if len(out) > 0 {
+		pin.Pin(&out[0])
+	}
+	binding.RunTask(fn, unsafe.Pointer(k), t.cfg.Threads)
+	pin.Unpin()
 }
 
 // Rows is a view of the persona rows [B][R][n_embd] of the last Compute.
@@ -257,7 +271,9 @@ func (t *Trainer) Logits(batch, tokens int) ([]float32, error) {
 	if len(out) == 0 {
 		return nil, fmt.Errorf("empty logits shape")
 	}
-	if C.pp_train_logits(t.c, (*C.float)(unsafe.Pointer(&out[0])), C.int64_t(len(out))) != 0 {
+	k := &C.pp_train_task{t: t.c, out: (*C.float)(unsafe.Pointer(&out[0])), n: C.int64_t(len(out))}
+	t.run(C.pp_train_logits_task_run, k, out)
+	if k.rc != 0 {
 		return nil, errors.New(C.GoString(C.pp_train_error(t.c)))
 	}
 	return out, nil

@@ -42,7 +42,7 @@ func benchCommand() *cli.Command {
 			listFlag("n-depth", "d", "0", "tokens already in the KV cache before each test", ""),
 			&cli.IntFlag{Name: "repetitions", Aliases: []string{"r"}, Value: 5, Usage: "repetitions of each test (after one warm-up run)"},
 			listFlag("threads", "t", strconv.Itoa(llama.DefaultThreads()), "thread counts", ""),
-			listFlag("poll", "", "50", "how long idle CPU workers spin before they sleep: 0 (at once) to 100", ""),
+			listFlag("poll", "", "50", "how long idle CPU workers spin before they sleep: 0 (at once) to 100 (ggml's threadpools; an OpenMP build, the default, leaves it to OpenMP, as llama-bench's does)", ""),
 			&cli.IntFlag{Name: "prio", Value: 0, Usage: "CPU workers' priority: -1 low, 0 normal, 1 medium, 2 high, 3 realtime"},
 			listFlag("batch-size", "b", "2048", "logical batch sizes", ""),
 			listFlag("ubatch-size", "ub", "512", "physical batch sizes", ""),
