@@ -67,21 +67,13 @@ void pp_compute_submit(pp_task_fn fn, void * arg) {
     pthread_mutex_unlock(&ct_mu);
 }
 
-bool pp_on_compute_thread(void) { return ct_self; }
-
 void pp_task_call(pp_task_fn fn, void * arg) { fn(arg); }
 
 void pp_decode_task_run(void * arg) {
     pp_decode_task * t = (pp_decode_task *) arg;
     pp_log_capture_begin();
     t->rc = pp_guard_decode(t->ctx, t->pb, t->tok, t->embd, t->pos, t->seq, t->out, t->n, t->encode, &t->e);
-    // 1: no KV slot (llama_decode's own code); the reason is only kept
-    // for failures that have no code of their own.
-    if (t->rc == 0 || t->rc == 1 || t->rc == PP_RC_ABORTED || t->rc == PP_RC_EXCEPTION) {
-        pp_log_capture_end(NULL, 0);
-        t->n_reason = 0;
-        return;
-    }
+    // The caller decides from rc whether the lines are the reason.
     t->n_reason = pp_log_capture_end(t->reason, sizeof(t->reason));
 }
 

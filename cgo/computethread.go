@@ -32,7 +32,7 @@ import (
 // Go's network poller, instead of in a cgo call. A goroutine in a cgo call
 // longer than 10 ms loses its P to the runtime's monitor, which then wakes
 // every 20 us or so for a while: on 2 cores each wake-up took a core from
-// the computation (tg at 0.96x the same loop in C).
+// the computation (tg32 at 0.95x the same loop in C).
 //
 // Computations of different contexts are serialized; on shared CPU cores
 // that is what they would get anyway.

@@ -263,9 +263,9 @@ func (c *Context) run(b *Batch, encode bool) (int, string) {
 	pos := (*C.llama_pos)(unsafe.Pointer(&b.Pos[0]))
 	seq := (*C.llama_seq_id)(unsafe.Pointer(&b.Seq[0]))
 	out := (*C.int8_t)(unsafe.Pointer(&b.Output[0]))
-	// The reason of a failure is what llama.cpp logs on the thread of the
-	// call (the compute thread's, see computethread.go); nothing is copied
-	// when the call succeeds.
+	// The reason of a failure is what llama.cpp logs at error level on the
+	// thread of the call (the compute thread's, see computethread.go); it
+	// is read only for failures without a code of their own.
 	t := &C.pp_decode_task{ctx: c.c, pb: c.batch, tok: tok, embd: embd, pos: pos, seq: seq, out: out,
 		n: C.int32_t(n), encode: C.bool(encode)}
 	var pin runtime.Pinner

@@ -179,8 +179,6 @@ int pp_compute_start(int done_fd);
 // pp_compute_submit hands the thread fn(arg); one task at a time: the
 // caller waits for its byte before the next submit.
 void pp_compute_submit(pp_task_fn fn, void * arg);
-// pp_on_compute_thread says whether the caller is the compute thread.
-bool pp_on_compute_thread(void);
 // pp_task_call runs fn(arg) on the calling thread.
 void pp_task_call(pp_task_fn fn, void * arg);
 // pp_probe_task_run sets *(bool *) arg to whether it runs on the compute
@@ -188,7 +186,7 @@ void pp_task_call(pp_task_fn fn, void * arg);
 void pp_probe_task_run(void * arg);
 
 // pp_decode_task is pp_guard_decode's arguments and results, with the
-// error lines logged during a failed call (the reason).
+// error lines logged during the call (a failure's reason).
 typedef struct pp_decode_task {
     struct llama_context * ctx;
     pp_batch *             pb;
