@@ -202,10 +202,22 @@ static int project_chunk(pp_plugin * p, const pp_plugin_proj * w, const float * 
     // in float16 on devices with float16 (4e-4 relative error at d_in 300)
     // and, at the pinned commit, corrupted the heap of lavapipe (Mesa
     // 22.3.6) after a few calls. The projection runs once per history.
+    //
+    // Each product is marked an output so that no backend fuses it with
+    // the bias that follows. For a single row (n = 1, every query) ggml's
+    // Vulkan backend would run the fused matrix-vector-plus-bias shader
+    // (MUL_MAT_ADD), and on lavapipe that corrupted the heap: a projection
+    // of one row, then of several, on a fresh backend crashed 5 runs in 5
+    // ("double free or corruption"), 0 in 5 with GGML_VK_DISABLE_FUSION=1
+    // or with these marks (TestGraphProjectFreshBackends).
     struct ggml_tensor * x = ggml_new_tensor_3d(g.ctx, GGML_TYPE_F32, w->d_in, 1, n);
     ggml_set_input(x);
-    struct ggml_tensor * h = ggml_gelu_erf(g.ctx, ggml_add(g.ctx, ggml_mul_mat(g.ctx, w->w1, x), w->b1));
-    struct ggml_tensor * y = ggml_add(g.ctx, ggml_mul_mat(g.ctx, w->w2, h), w->b2);
+    struct ggml_tensor * m1 = ggml_mul_mat(g.ctx, w->w1, x);
+    ggml_set_output(m1);
+    struct ggml_tensor * h = ggml_gelu_erf(g.ctx, ggml_add(g.ctx, m1, w->b1));
+    struct ggml_tensor * m2 = ggml_mul_mat(g.ctx, w->w2, h);
+    ggml_set_output(m2);
+    struct ggml_tensor * y = ggml_add(g.ctx, m2, w->b2);
     y = ggml_scale(g.ctx, y, w->scale);
     ggml_set_output(y);
     ggml_build_forward_expand(g.gf, y);

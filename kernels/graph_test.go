@@ -10,6 +10,7 @@ package kernels
 // leaves it out.
 
 import (
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,6 +78,39 @@ func TestGraphMasking(t *testing.T)    { runMaskingChecks(t, openGraph(t), false
 func TestGraphErrors(t *testing.T)     { runErrorChecks(t, openGraph(t), newCPU(1)) }
 func TestGraphClose(t *testing.T)      { runCloseChecks(t, openGraph(t)) }
 func TestGraphConcurrent(t *testing.T) { runConcurrentChecks(t, openGraph(t)) }
+
+// TestGraphProjectFreshBackends: what the plug-in does for each persona,
+// round after round on a fresh backend: project one row (a query), then
+// several (history items), with new weights each time. On lavapipe a
+// one-row projection ran ggml-vulkan's fused matrix-vector-plus-bias shader
+// and corrupted the heap within 40 rounds (the process aborted, 5 runs in
+// 5); cgo/plugin.c keeps products out of fusions. Every result is checked
+// against the oracle.
+func TestGraphProjectFreshBackends(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for round := range 40 {
+		b := openGraph(t)
+		for _, n := range []int{1, 8} {
+			p := randProjector(r, 64, 64, 1)
+			for range 2 {
+				in := randVec(r, n*64, 1)
+				out := make([]float32, n*64)
+				if err := b.Project(p, in, n, out); err != nil {
+					t.Fatalf("round %d, %d rows: %v", round, n, err)
+				}
+				if e := maxRelErr(out, refProject(p, in, n)); e > graphTol.project {
+					t.Fatalf("round %d, %d rows: max rel error %.3g > %.3g", round, n, e, graphTol.project)
+				}
+				for i := range p.W2 {
+					p.W2[i] *= -0.5
+				}
+			}
+		}
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
 
 func TestGraphDevice(t *testing.T) {
 	b := openGraph(t)
