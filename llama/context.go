@@ -131,6 +131,10 @@ type Context struct {
 	// aborts the process (in builds without NDEBUG) when asked for the logits
 	// of a row that was not an output, so every read is checked against it.
 	lastOut []int8
+
+	// pooled: embeddings are on and llama.cpp pools them per sequence; the
+	// pooling graph needs every row as an output (run marks them all).
+	pooled bool
 }
 
 // NewContext creates a context on the model.
@@ -166,6 +170,7 @@ func (m *Model) NewContext(o ContextOptions) (*Context, error) {
 		nBatch: c.NBatch(),
 		encode: encoderOnly,
 		kvUni:  o.KVUnified || c.NSeqMax() == 1,
+		pooled: o.Embeddings && c.PoolingType() != int(cgo.PoolingNone),
 	}
 	ctx.pos = make([]int32, ctx.nBatch)
 	ctx.seq = make([]int32, ctx.nBatch)
@@ -322,7 +327,11 @@ func (c *Context) SetThreads(n, nBatch int) error {
 
 // SetEmbeddings turns the output of embeddings on or off.
 func (c *Context) SetEmbeddings(on bool) error {
-	return c.locked(func() error { c.c.SetEmbeddings(on); return nil })
+	return c.locked(func() error {
+		c.c.SetEmbeddings(on)
+		c.pooled = on && c.c.PoolingType() != int(cgo.PoolingNone)
+		return nil
+	})
 }
 
 func (c *Context) locked(f func() error) error {
@@ -414,6 +423,15 @@ func (c *Context) abortable(ctx context.Context, f func() error) error {
 // run calls llama_decode (or llama_encode) with c.mu held, turning the abort
 // flag on when ctx is cancelled meanwhile.
 func (c *Context) run(ctx context.Context, b *cgo.Batch) error {
+	if c.pooled {
+		// A pooled row of a sequence averages (or picks from) all of its
+		// rows: llama.cpp's pooling graph aborts the process when some are
+		// not outputs (GGML_ASSERT in ggml_mul_mat). Mark them all, as
+		// llama.cpp's own tools do.
+		for i := range b.Output {
+			b.Output[i] = 1
+		}
+	}
 	var rc int
 	var reason string
 	if err := c.abortable(ctx, func() error {
