@@ -55,6 +55,7 @@ func LoadBackend(path string) (string, error) {
 		}
 		return "", errors.New("ggml_backend_load failed")
 	}
+	noteDevices()
 	return C.GoString(C.ggml_backend_reg_name(reg)), nil
 }
 

@@ -133,7 +133,9 @@ func NewContext(m *Model, p ContextParams) (*Context, error) {
 
 	var c *C.struct_llama_context
 	var e C.pp_error
+	held := LockDevices()
 	reason := captureReason(func() { c = C.pp_guard_init_from_model(m.c, cp, &e) })
+	UnlockDevices(held)
 	if err := caught(&e, "llama_init_from_model"); err != nil {
 		return nil, err
 	}
@@ -160,6 +162,7 @@ func NewContext(m *Model, p ContextParams) (*Context, error) {
 
 // Free releases the context, its batch and its abort flag.
 func (c *Context) Free() {
+	defer UnlockDevices(LockDevices())
 	if c.c != nil {
 		C.llama_free(c.c)
 		c.c = nil
@@ -246,6 +249,7 @@ func (c *Context) Encode(b *Batch) (int, string) {
 }
 
 func (c *Context) run(b *Batch, encode bool) (int, string) {
+	defer UnlockDevices(LockDevices())
 	n := len(b.Pos)
 	if n == 0 || len(b.Seq) != n || len(b.Output) != n {
 		return DecodeBadBatch, ""
@@ -295,6 +299,7 @@ func (c *Context) run(b *Batch, encode bool) (int, string) {
 // from the end) as a view into llama.cpp's buffer, valid until the next
 // decode. nil when i has no logits.
 func (c *Context) LogitsView(i int, nVocab int) []float32 {
+	defer UnlockDevices(LockDevices())
 	p := C.llama_get_logits_ith(c.c, C.int32_t(i))
 	if p == nil {
 		return nil
@@ -305,6 +310,7 @@ func (c *Context) LogitsView(i int, nVocab int) []float32 {
 // EmbeddingsView returns the output embedding of batch row i (i < 0 counts
 // from the end), a view valid until the next decode; nil when absent.
 func (c *Context) EmbeddingsView(i int, n int) []float32 {
+	defer UnlockDevices(LockDevices())
 	p := C.llama_get_embeddings_ith(c.c, C.int32_t(i))
 	if p == nil {
 		return nil
@@ -315,6 +321,7 @@ func (c *Context) EmbeddingsView(i int, n int) []float32 {
 // SeqEmbeddingsView returns the pooled embedding of a sequence, a view valid
 // until the next decode; nil when absent (no pooling).
 func (c *Context) SeqEmbeddingsView(seq int32, n int) []float32 {
+	defer UnlockDevices(LockDevices())
 	p := C.llama_get_embeddings_seq(c.c, C.llama_seq_id(seq))
 	if p == nil {
 		return nil
@@ -323,30 +330,42 @@ func (c *Context) SeqEmbeddingsView(seq int32, n int) []float32 {
 }
 
 // Synchronize waits for pending backend work.
-func (c *Context) Synchronize() { C.llama_synchronize(c.c) }
+func (c *Context) Synchronize() {
+	defer UnlockDevices(LockDevices())
+	C.llama_synchronize(c.c)
+}
 
 // ---- memory (KV cache) -------------------------------------------------------
 
 func (c *Context) mem() C.llama_memory_t { return C.llama_get_memory(c.c) }
 
 // MemClear empties the memory; data also zeroes the buffers.
-func (c *Context) MemClear(data bool) { C.llama_memory_clear(c.mem(), C.bool(data)) }
+func (c *Context) MemClear(data bool) {
+	defer UnlockDevices(LockDevices())
+	C.llama_memory_clear(c.mem(), C.bool(data))
+}
 
 // SeqRm removes positions [p0, p1) of seq (seq < 0: all; p < 0: open end).
 func (c *Context) SeqRm(seq, p0, p1 int32) bool {
+	defer UnlockDevices(LockDevices())
 	return bool(C.llama_memory_seq_rm(c.mem(), C.llama_seq_id(seq), C.llama_pos(p0), C.llama_pos(p1)))
 }
 
 // SeqCp copies positions [p0, p1) of src to dst.
 func (c *Context) SeqCp(src, dst, p0, p1 int32) {
+	defer UnlockDevices(LockDevices())
 	C.llama_memory_seq_cp(c.mem(), C.llama_seq_id(src), C.llama_seq_id(dst), C.llama_pos(p0), C.llama_pos(p1))
 }
 
 // SeqKeep removes every sequence but seq.
-func (c *Context) SeqKeep(seq int32) { C.llama_memory_seq_keep(c.mem(), C.llama_seq_id(seq)) }
+func (c *Context) SeqKeep(seq int32) {
+	defer UnlockDevices(LockDevices())
+	C.llama_memory_seq_keep(c.mem(), C.llama_seq_id(seq))
+}
 
 // SeqAdd shifts positions [p0, p1) of seq by delta.
 func (c *Context) SeqAdd(seq, p0, p1, delta int32) {
+	defer UnlockDevices(LockDevices())
 	C.llama_memory_seq_add(c.mem(), C.llama_seq_id(seq), C.llama_pos(p0), C.llama_pos(p1), C.llama_pos(delta))
 }
 
@@ -385,6 +404,7 @@ func (c *Context) PerfReset() { C.llama_perf_context_reset(c.c) }
 // DecodeAborted once SetAbort raises the context's abort flag; a caught
 // C++ exception is DecodeException.
 func (c *Context) BenchCLoop(prompt []int32, nGen int) (promptUs, genUs int64, rc int, reason string) {
+	defer UnlockDevices(LockDevices())
 	if len(prompt) == 0 {
 		return 0, 0, DecodeBadBatch, ""
 	}
@@ -451,6 +471,7 @@ func (s *Sampler) AddPenalties(lastN int32, repeat, freq, present float32) {
 // A grammar that allows no token here gives ErrGrammarDeadEnd; after an
 // exception the chain is reset.
 func (s *Sampler) Sample(c *Context, idx int) (int32, error) {
+	defer UnlockDevices(LockDevices())
 	var e C.pp_error
 	var tok C.llama_token
 	rc := C.pp_guard_sample(s.c, c.c, C.int32_t(idx), &tok, &e)

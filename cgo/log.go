@@ -67,6 +67,7 @@ func Init() {
 	backendOnce.Do(func() {
 		C.pp_log_install(C.int(logMin.Load()))
 		C.llama_backend_init()
+		noteDevices() // backends built into the binary (Metal)
 	})
 }
 

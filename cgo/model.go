@@ -125,7 +125,9 @@ func LoadModel(path string, p ModelParams) (*Model, error) {
 	defer C.free(unsafe.Pointer(cpath))
 	var m *C.struct_llama_model
 	var e C.pp_error
+	held := LockDevices()
 	lines := CaptureErrors(func() { m = C.pp_guard_model_load(cpath, mp, &e) })
+	UnlockDevices(held)
 	if err := caught(&e, "llama_model_load_from_file"); err != nil {
 		return nil, err
 	}
@@ -140,6 +142,7 @@ func LoadModel(path string, p ModelParams) (*Model, error) {
 
 // Free releases the model. The caller guarantees no context uses it.
 func (m *Model) Free() {
+	defer UnlockDevices(LockDevices())
 	if m.c != nil {
 		C.llama_model_free(m.c)
 		m.c, m.v = nil, nil

@@ -38,7 +38,9 @@ func NewPluginGraph(name string, threads int) (*PluginGraph, error) {
 	defer C.free(unsafe.Pointer(cname))
 	var buf [512]C.char
 	var c *C.pp_plugin
+	held := LockDevices()
 	reason := captureReason(func() { c = C.pp_plugin_new(cname, C.int(threads), &buf[0], C.size_t(len(buf))) })
+	UnlockDevices(held)
 	if c == nil {
 		msg := C.GoString(&buf[0])
 		if reason != "" {
@@ -58,6 +60,7 @@ func (g *PluginGraph) Device() string { return g.device }
 
 // Close frees the device context; it is idempotent.
 func (g *PluginGraph) Close() error {
+	defer UnlockDevices(LockDevices())
 	if g.c != nil {
 		C.pp_plugin_free(g.c)
 		g.c = nil
@@ -80,6 +83,7 @@ func fptr(s []float32) *C.float {
 // b1 [dOut], w2 [dOut][dOut], b2 [dOut]) to the device. The caller checks
 // the sizes.
 func (g *PluginGraph) UploadProjector(dIn, dOut int, w1, b1, w2, b2 []float32, scale float32) (io.Closer, error) {
+	defer UnlockDevices(LockDevices())
 	w := C.pp_plugin_proj_new(g.c, C.int(dIn), C.int(dOut), fptr(w1), fptr(b1), fptr(w2), fptr(b2), C.float(scale))
 	runtime.KeepAlive(w1)
 	runtime.KeepAlive(b1)
@@ -93,6 +97,7 @@ func (g *PluginGraph) UploadProjector(dIn, dOut int, w1, b1, w2, b2 []float32, s
 
 // Close frees the weights; it is idempotent.
 func (w *PluginWeights) Close() error {
+	defer UnlockDevices(LockDevices())
 	if w.c != nil {
 		C.pp_plugin_proj_free(w.c)
 		w.c = nil
@@ -103,6 +108,7 @@ func (w *PluginWeights) Close() error {
 // Project runs the projector w (from UploadProjector) over the n rows of in,
 // writing out; n >= 1, sizes checked by the caller.
 func (g *PluginGraph) Project(w io.Closer, in []float32, n int, out []float32) error {
+	defer UnlockDevices(LockDevices())
 	pw, ok := w.(*PluginWeights)
 	if !ok || pw.c == nil {
 		return fmt.Errorf("project on %s: the weights (%T) were not uploaded by this graph or are closed", g.device, w)
@@ -123,6 +129,7 @@ func (g *PluginGraph) Project(w io.Closer, in []float32, n int, out []float32) e
 // Upload keeps one user's keys [n][dKey] (unit vectors) and
 // values [n][dVal] on the device; n >= 1, sizes checked by the caller.
 func (g *PluginGraph) Upload(keys, values []float32, n, dKey, dVal int) (io.Closer, error) {
+	defer UnlockDevices(LockDevices())
 	r := C.pp_plugin_res_new(g.c, fptr(keys), fptr(values), C.int(n), C.int(dKey), C.int(dVal))
 	runtime.KeepAlive(keys)
 	runtime.KeepAlive(values)
@@ -134,6 +141,7 @@ func (g *PluginGraph) Upload(keys, values []float32, n, dKey, dVal int) (io.Clos
 
 // Close frees the history; it is idempotent.
 func (h *PluginHistory) Close() error {
+	defer UnlockDevices(LockDevices())
 	if h.c != nil {
 		C.pp_plugin_res_free(h.c)
 		h.c = nil
@@ -146,6 +154,7 @@ func (h *PluginHistory) Close() error {
 // weighted sum of its values in one graph; users come from Upload, all of
 // one shape with at least one item. weights may be nil.
 func (g *PluginGraph) Aggregate(users []io.Closer, queries []float32, tau float32, out, weights []float32) error {
+	defer UnlockDevices(LockDevices())
 	if len(users) == 0 {
 		return nil
 	}

@@ -10,7 +10,11 @@
 //   - Context is not meant for concurrent use (a llama_context is one stream
 //     of computation), but its methods hold a mutex, so misuse serialises
 //     instead of corrupting memory. Use one Context per goroutine; many
-//     Contexts may share one Model and decode in parallel.
+//     Contexts may share one Model and decode in parallel. Computations
+//     with more than one CPU thread take turns on one C thread, and once a
+//     GPU device is registered every call that may use a device holds one
+//     process-wide lock (cgo/devicelock.go): ggml's Vulkan backend is not
+//     safe for concurrent use.
 //   - Sampler belongs to one generation at a time; its methods also lock.
 //   - Sequence is the decode state of one generated sequence (its sampler,
 //     stop rule, text and log-probabilities) and is not safe for

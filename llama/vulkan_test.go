@@ -3,6 +3,7 @@ package llama
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/pplug/pplug/cgo"
 	"github.com/pplug/pplug/internal/testenv"
 )
 
@@ -106,10 +108,220 @@ func TestVulkanParity(t *testing.T) {
 		skipOrFailVulkan(t, "%s loaded no Vulkan device (backends %v): install mesa-vulkan-drivers for lavapipe and set GGML_VK_VISIBLE_DEVICES", dir, loaded)
 	}
 	t.Logf("Vulkan device: %s", dev)
+	// First, while ggml has compiled none of its pipelines for this device
+	// (it compiles each on first use), several goroutines at once.
+	t.Run("concurrent", func(t *testing.T) { vulkanConcurrentUse(t, dev, ref.texts[singleScenario(0)]) })
 	logs := captureLlamaLog(t)
 	got := runParityScenarios(t, 99)
 	checkOffloaded(t, logs.text())
 	compareParity(t, ref, got)
+}
+
+func singleScenario(rows int) string { return fmt.Sprintf("one sequence, %d persona rows", rows) }
+
+// vulkanConcurrentUse: several goroutines use the Vulkan device at once, as
+// pplug serve does (a batch decode, a persona's history encoding, the
+// plug-in's graph), while ggml compiles its pipelines on first use: three
+// contexts generate from their own goroutines while a fourth pools
+// embeddings and a fifth runs the plug-in's graphs, round after round.
+// Every text must be the CPU's (want, the prompts without persona rows),
+// every embedding the same in every round, and the device lock
+// (cgo/devicelock.go) must be on: serve on lavapipe crashed 2 runs in 40
+// without it (a pipeline compiling for one thread's decode while another
+// computed the plug-in's upload graph).
+func vulkanConcurrentUse(t *testing.T, dev Device, want []string) {
+	if !cgo.DeviceLockOn() {
+		t.Fatalf("a GPU device (%s) is registered but the device lock is off", dev.Name)
+	}
+	m, err := LoadModel(context.Background(), testenv.Stories260K(t), ModelOptions{GPULayers: 99})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	const rounds = 4
+	errs := make(chan error, len(vulkanPrompts)+2)
+	var wg sync.WaitGroup
+	for i := range vulkanPrompts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- generateRounds(m, i, rounds, want[i])
+		}()
+	}
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		errs <- projectRounds(dev.Name, rounds*4)
+	}()
+	go func() {
+		defer wg.Done()
+		errs <- embedRounds(m, rounds*3)
+	}()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// generateRounds generates greedily from prompt i on a context of its own,
+// rounds times, and checks the text.
+func generateRounds(m *Model, i, rounds int, want string) error {
+	c, err := m.NewContext(ContextOptions{NCtx: 256, Threads: 1})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	s, err := NewSampler(SamplerOptions{Temp: 0, RepeatPenalty: 1})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	toks, err := m.Tokenize(vulkanPrompts[i], true, false)
+	if err != nil {
+		return err
+	}
+	for r := range rounds {
+		if err := c.ClearMemory(); err != nil {
+			return err
+		}
+		s.Reset()
+		res, err := c.Generate(context.Background(), s, []Input{TokenInput(toks...)}, 0, GenerateOptions{MaxTokens: vulkanGenTokens})
+		if err != nil {
+			return fmt.Errorf("prompt %d, round %d: %w", i, r, err)
+		}
+		if res.Text != want {
+			return fmt.Errorf("prompt %d, round %d: %q, alone %q", i, r, res.Text, want)
+		}
+	}
+	return nil
+}
+
+// embedRounds pools every prompt's embedding on a context of its own, as
+// the history encoder does (its memory cleared between texts), n times;
+// each round must give the first round's vectors.
+func embedRounds(m *Model, n int) error {
+	c, err := m.NewContext(ContextOptions{NCtx: 256, Threads: 1, Embeddings: true, Pooling: PoolingMean})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var first [][]float32
+	for r := range n {
+		for i, p := range vulkanPrompts {
+			toks, err := m.Tokenize(p, true, false)
+			if err != nil {
+				return err
+			}
+			if err := c.ClearMemory(); err != nil {
+				return err
+			}
+			b := Batch{Tokens: toks, Pos: make([]Pos, len(toks)), Seq: make([]SeqID, len(toks)), Output: trues(len(toks))}
+			for j := range b.Pos {
+				b.Pos[j] = Pos(j)
+			}
+			if err := c.Decode(context.Background(), b); err != nil {
+				return fmt.Errorf("embedding %d, round %d: %w", i, r, err)
+			}
+			v, err := c.SeqEmbeddings(0)
+			if err != nil {
+				return fmt.Errorf("embedding %d, round %d: %w", i, r, err)
+			}
+			if r == 0 {
+				first = append(first, v)
+				continue
+			}
+			for j := range v {
+				if v[j] != first[i][j] {
+					return fmt.Errorf("embedding %d, round %d: value %d is %g, %g in round 0", i, r, j, v[j], first[i][j])
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// projectRounds runs the plug-in's graphs on device n times, as a persona
+// does: a projector uploaded, one row projected then eight, a history of
+// eight keys and values uploaded and aggregated for a query. The results
+// must be finite and the weights a distribution.
+func projectRounds(device string, n int) error {
+	g, err := NewPluginGraph(device, 1)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	const d, items = 64, 8
+	rng := rand.New(rand.NewPCG(8, 9))
+	vec := func(k int) []float32 {
+		v := make([]float32, k)
+		for j := range v {
+			v[j] = float32(rng.NormFloat64() * 0.1)
+		}
+		return v
+	}
+	unit := func(k int) []float32 {
+		v := vec(k * d)
+		for r := range k {
+			var ss float64
+			for _, x := range v[r*d : (r+1)*d] {
+				ss += float64(x) * float64(x)
+			}
+			for j := r * d; j < (r+1)*d; j++ {
+				v[j] = float32(float64(v[j]) / math.Sqrt(ss))
+			}
+		}
+		return v
+	}
+	finite := func(what string, r int, v []float32) error {
+		for _, x := range v {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				return fmt.Errorf("%s %d: %v in the output", what, r, x)
+			}
+		}
+		return nil
+	}
+	for r := range n {
+		w, err := g.UploadProjector(d, d, vec(d*d), vec(d), vec(d*d), vec(d), 1)
+		if err != nil {
+			return err
+		}
+		for _, rows := range []int{1, items} {
+			out := make([]float32, rows*d)
+			err := g.Project(w, vec(rows*d), rows, out)
+			if err == nil {
+				err = finite("projection", r, out)
+			}
+			if err != nil {
+				w.Close()
+				return fmt.Errorf("projection %d: %w", r, err)
+			}
+		}
+		w.Close()
+		h, err := g.Upload(unit(items), vec(items*d), items, d, d)
+		if err != nil {
+			return fmt.Errorf("history %d: %w", r, err)
+		}
+		out, weights := make([]float32, d), make([]float32, items)
+		err = g.Aggregate([]io.Closer{h}, unit(1), 0.5, out, weights)
+		h.Close()
+		if err == nil {
+			err = finite("aggregation", r, append(out, weights...))
+		}
+		if err != nil {
+			return fmt.Errorf("aggregation %d: %w", r, err)
+		}
+		var sum float64
+		for _, x := range weights {
+			sum += float64(x)
+		}
+		if math.Abs(sum-1) > 1e-4 {
+			return fmt.Errorf("aggregation %d: weights sum to %g", r, sum)
+		}
+	}
+	return nil
 }
 
 // vulkanDevice finds the first device of the Vulkan backend.
@@ -152,7 +364,7 @@ func runParityScenarios(t *testing.T, gpuLayers int) *parityRun {
 	r := &parityRun{}
 	for _, rows := range []int{0, vulkanPersonaRows} {
 		texts, logits := singleSequences(t, m, rows)
-		r.add(fmt.Sprintf("one sequence, %d persona rows", rows), texts, logits)
+		r.add(singleScenario(rows), texts, logits)
 	}
 	texts, logits := batchedSequences(t, m, vulkanPersonaRows)
 	r.add(fmt.Sprintf("%d sequences in one batch, %d persona rows", len(vulkanPrompts), vulkanPersonaRows), texts, logits)

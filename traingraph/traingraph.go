@@ -155,7 +155,9 @@ func NewTrainer(modelPath string, cfg Config) (*Trainer, error) {
 	}
 	cc.n_gpu_layers = C.int32_t(cfg.GPULayers)
 	var errbuf [512]C.char
+	held := binding.LockDevices() // see cgo/devicelock.go
 	t := C.pp_train_new(cpath, &cc, &errbuf[0], C.int32_t(len(errbuf)))
+	binding.UnlockDevices(held)
 	if t == nil {
 		return nil, errors.New(C.GoString(&errbuf[0]))
 	}
@@ -185,6 +187,7 @@ func CheckModel(path string) error {
 
 // Free releases everything.
 func (t *Trainer) Free() {
+	defer binding.UnlockDevices(binding.LockDevices())
 	if t.c != nil {
 		C.pp_train_free(t.c)
 		t.c = nil
@@ -248,8 +251,9 @@ func (t *Trainer) Compute(backward bool) (float32, error) {
 }
 
 // run runs the task k (fn) on the compute thread (binding.RunTask), with
-// k and out pinned for it.
+// k and out pinned for it, holding the device lock.
 func (t *Trainer) run(fn unsafe.Pointer, k *C.pp_train_task, out []float32) {
+	defer binding.UnlockDevices(binding.LockDevices())
 	var pin runtime.Pinner
 	pin.Pin(k)
 	if len(out) > 0 {
