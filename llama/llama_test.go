@@ -34,6 +34,16 @@ func newCtx(t testing.TB, m *Model, o ContextOptions) *Context {
 	return c
 }
 
+// seqBatch is toks as one batch of sequence 0 at positions 0.., every row
+// an output.
+func seqBatch(toks []Token) Batch {
+	b := Batch{Tokens: toks, Pos: make([]Pos, len(toks)), Seq: make([]SeqID, len(toks)), Output: make([]bool, len(toks))}
+	for i := range toks {
+		b.Pos[i], b.Output[i] = Pos(i), true
+	}
+	return b
+}
+
 func greedy(t testing.TB) *Sampler {
 	t.Helper()
 	s, err := NewSampler(SamplerOptions{Temp: 0, RepeatPenalty: 1})

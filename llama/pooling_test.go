@@ -3,8 +3,6 @@ package llama
 import (
 	"context"
 	"testing"
-
-	"github.com/pplug/pplug/internal/testenv"
 )
 
 // TestPooledDecodeMarksAllOutputs: on a context that pools embeddings, a
@@ -12,11 +10,7 @@ import (
 // pooled vector of all rows. llama.cpp's pooling graph aborted the process
 // (GGML_ASSERT in ggml_mul_mat) when a row was not an output.
 func TestPooledDecodeMarksAllOutputs(t *testing.T) {
-	m, err := LoadModel(context.Background(), testenv.Stories260K(t), ModelOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := loadStories(t)
 	toks, err := m.Tokenize("Once upon a time there was a dog", true, false)
 	if err != nil {
 		t.Fatal(err)
@@ -35,11 +29,7 @@ func TestPooledDecodeMarksAllOutputs(t *testing.T) {
 			if err := c.ClearMemory(); err != nil {
 				t.Fatal(err)
 			}
-			b := Batch{Tokens: toks, Pos: make([]Pos, len(toks)), Seq: make([]SeqID, len(toks)), Output: make([]bool, len(toks))}
-			for i := range toks {
-				b.Pos[i], b.Output[i] = Pos(i), true
-			}
-			if err := c.Decode(context.Background(), b); err != nil {
+			if err := c.Decode(context.Background(), seqBatch(toks)); err != nil {
 				t.Fatal(err)
 			}
 			all, err := c.SeqEmbeddings(0)

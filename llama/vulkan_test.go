@@ -208,21 +208,19 @@ func embedRounds(m *Model, n int) error {
 		return err
 	}
 	defer c.Close()
+	texts := make([][]Token, len(vulkanPrompts))
+	for i, p := range vulkanPrompts {
+		if texts[i], err = m.Tokenize(p, true, false); err != nil {
+			return err
+		}
+	}
 	var first [][]float32
 	for r := range n {
-		for i, p := range vulkanPrompts {
-			toks, err := m.Tokenize(p, true, false)
-			if err != nil {
-				return err
-			}
+		for i, toks := range texts {
 			if err := c.ClearMemory(); err != nil {
 				return err
 			}
-			b := Batch{Tokens: toks, Pos: make([]Pos, len(toks)), Seq: make([]SeqID, len(toks)), Output: trues(len(toks))}
-			for j := range b.Pos {
-				b.Pos[j] = Pos(j)
-			}
-			if err := c.Decode(context.Background(), b); err != nil {
+			if err := c.Decode(context.Background(), seqBatch(toks)); err != nil {
 				return fmt.Errorf("embedding %d, round %d: %w", i, r, err)
 			}
 			v, err := c.SeqEmbeddings(0)
